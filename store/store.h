@@ -1,0 +1,92 @@
+/* store.h — the node's certificate store: one LMDB environment under data_dir.
+ *
+ * Replicated tables (certs, cas, requests, keys, settings) hold protobuf
+ * records (proto/store.proto).  Local tables hold the log, the applied
+ * position and the digest.  Invariants:
+ *  - every write transaction that changes a replicated table also appends one
+ *    log entry holding exactly those ops and moves the applied position to it;
+ *    LMDB commits all of it or none, so a crash leaves a consistent store;
+ *  - the digest is the XOR over every replicated (table, key, value) of a keyed
+ *    BLAKE2b-256 hash, updated in the same transaction, so two stores at the
+ *    same position compare in O(1); cs_txn_digest_recompute checks it;
+ *  - one process owns a data_dir at a time (an flock on data_dir/lock). */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+
+typedef enum cs_table {
+	CS_TBL_CERTS,	 /* identity certificates: CertRecord */
+	CS_TBL_CAS,	 /* intermediate and root certificates: CertRecord */
+	CS_TBL_REQUESTS, /* certificate signing requests: RequestRecord */
+	CS_TBL_KEYS,	 /* imported keys no certificate claimed yet: PendingKey */
+	CS_TBL_SETTINGS, /* "kdf": KdfParams, "default": DefaultCert */
+	CS_TBL_NREPL	 /* number of replicated tables */
+} cs_table;
+
+#define CS_DIGEST_LEN 32
+
+typedef struct cs_pos {
+	uint64_t epoch;
+	uint64_t seq; /* 0 before the first change */
+} cs_pos;
+
+typedef struct cs_store cs_store;
+typedef struct cs_txn cs_txn;
+
+/* Creates data_dir (0700) when missing, takes its lock and opens the
+ * environment.  A second process on the same data_dir gets CS_EREFUSED naming
+ * the pid that holds it. */
+int cs_store_open(cs_store **out, const char *data_dir, cs_err *err);
+void cs_store_close(cs_store *st);
+
+/* Name of a replicated table, for messages ("certs", "cas", ...). */
+const char *cs_table_name(cs_table t);
+
+/* Read transactions see one snapshot; write transactions are serialized by
+ * LMDB.  Every transaction ends with cs_txn_commit or cs_txn_abort. */
+int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err);
+
+/* 0 and *val/*vlen set (valid until the transaction ends) when found,
+ * 1 when absent, -1 on error. */
+int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void **val,
+	       size_t *vlen, cs_err *err);
+
+/* Record a put or a delete: the table, the digest and the pending log entry
+ * change together.  Deleting an absent key is a no-op returning 0. */
+int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
+	       size_t vlen, cs_err *err);
+int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err);
+
+/* Calls fn for every pair of table t in key order; a non-zero return from fn
+ * stops the walk and is returned. */
+typedef int (*cs_visit_fn)(void *ctx, const void *key, size_t klen, const void *val,
+			   size_t vlen);
+int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err);
+
+/* Number of pairs in table t. */
+size_t cs_txn_count(cs_txn *txn, cs_table t);
+
+/* Ends a write transaction: when it changed anything, appends the log entry
+ * (current epoch, applied seq + 1, summary) and moves the applied position,
+ * then commits durably.  *pos (may be NULL) receives the position after it.
+ * A read transaction just ends. */
+int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
+void cs_txn_abort(cs_txn *txn);
+
+/* The applied position and the maintained digest as of this transaction. */
+cs_pos cs_txn_applied(cs_txn *txn);
+void cs_txn_digest(cs_txn *txn, uint8_t out[CS_DIGEST_LEN]);
+
+/* Recomputes the digest from every replicated pair, for `status --check`
+ * and for tests: equal to cs_txn_digest unless the store is corrupt. */
+int cs_txn_digest_recompute(cs_txn *txn, uint8_t out[CS_DIGEST_LEN], cs_err *err);
+
+/* Reads log entry seq as packed LogEntry bytes: 0 found, 1 absent, -1 error. */
+int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs_err *err);
+
+#endif
