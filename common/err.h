@@ -27,7 +27,7 @@ typedef struct cs_err {
 
 /* Sets err (when not NULL) and returns -1, so `return cs_fail(...)` reads well. */
 int cs_fail(cs_err *err, enum cs_errcode code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prefixes the message already in err with more context; returns -1. */
 int cs_err_prefix(cs_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -37,5 +37,7 @@ int cs_err_exit_status(enum cs_errcode code);
 
 /* A stable lower-case name for the code, used in JSON answers. */
 const char *cs_err_name(enum cs_errcode code);
+/* The code a name stands for; CS_EIO for a name it does not know. */
+enum cs_errcode cs_err_code(const char *name);
 
 #endif

@@ -51,19 +51,22 @@ const char *cs_table_name(cs_table t);
  * LMDB.  Every transaction ends with cs_txn_commit or cs_txn_abort. */
 int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err);
 
-/* 0 and *val/*vlen set (valid until the transaction ends) when found,
+/* 0 and *val, *vlen set (valid until the transaction ends) when found,
  * 1 when absent, -1 on error. */
 int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void **val,
 	       size_t *vlen, cs_err *err);
 
 /* Record a put or a delete: the table, the digest and the pending log entry
- * change together.  Deleting an absent key is a no-op returning 0. */
+ * change together.  Deleting an absent key is a no-op returning 0.  Keys hold
+ * 1 to 511 bytes (CS_EINPUT otherwise, nothing changed).  After any other
+ * failure the transaction can only be aborted (commit refuses it). */
 int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
 	       size_t vlen, cs_err *err);
 int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err);
 
 /* Calls fn for every pair of table t in key order; a non-zero return from fn
- * stops the walk and is returned. */
+ * stops the walk and is returned.  key and val are valid during the call only,
+ * and fn must not change table t. */
 typedef int (*cs_visit_fn)(void *ctx, const void *key, size_t klen, const void *val,
 			   size_t vlen);
 int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err);
@@ -74,11 +77,13 @@ size_t cs_txn_count(cs_txn *txn, cs_table t);
 /* Ends a write transaction: when it changed anything, appends the log entry
  * (current epoch, applied seq + 1, summary) and moves the applied position,
  * then commits durably.  *pos (may be NULL) receives the position after it.
- * A read transaction just ends. */
+ * A read transaction just ends.  The transaction ends even when this fails
+ * (then nothing was written): do not abort it afterwards. */
 int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
 void cs_txn_abort(cs_txn *txn);
 
-/* The applied position and the maintained digest as of this transaction. */
+/* The applied position ((0, 0) before the first change) and the maintained
+ * digest as of this transaction; the digest already counts its own changes. */
 cs_pos cs_txn_applied(cs_txn *txn);
 void cs_txn_digest(cs_txn *txn, uint8_t out[CS_DIGEST_LEN]);
 

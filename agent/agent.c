@@ -1,0 +1,111 @@
+/* agent.c — `certsync agent`: loads the configuration, opens the node and
+ * serves the control socket until SIGTERM or SIGINT.  This is the edge where
+ * startup errors are printed, once. */
+#include "agent.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "../common/log.h"
+#include "config.h"
+#include "control.h"
+#include "node.h"
+
+static const char usage[] = "usage: certsync agent -c FILE\n"
+                            "\n"
+                            "Runs the node agent in the foreground, logging to stderr.\n"
+                            "Stops cleanly on SIGTERM or SIGINT.\n";
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	cs_info("signal %d: stopping", (int)sig);
+	event_base_loopbreak(arg);
+}
+
+static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
+{
+	struct event_base *base = event_base_new();
+	struct event *sigterm = NULL, *sigint = NULL;
+	cs_control *ctl = NULL;
+	int rc = -1;
+
+	if (base == NULL)
+		return cs_fail(err, CS_EIO, "cannot create the event loop");
+	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	sigint = evsignal_new(base, SIGINT, on_signal, base);
+	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0) {
+		cs_fail(err, CS_EIO, "cannot catch SIGTERM and SIGINT");
+		goto out;
+	}
+	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0)
+		goto out;
+	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
+	        cfg->hostname, cfg->control_socket);
+	rc = event_base_dispatch(base) < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
+out:
+	cs_control_close(ctl);
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	event_base_free(base);
+	return rc;
+}
+
+int cs_agent_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	cs_config cfg;
+	cs_node *node;
+	cs_err err = {0};
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (cs_config_load(&cfg, path, &err) < 0) {
+		cs_error("%s", err.msg);
+		return 2;
+	}
+	cs_log_set_level(cfg.log_level);
+	/* A client that goes away mid-answer must not kill the agent. */
+	signal(SIGPIPE, SIG_IGN);
+	if (cs_node_open(&node, &cfg, &err) < 0) {
+		cs_error("%s", err.msg);
+		cs_config_free(&cfg);
+		return cs_err_exit_status(err.code) == 2 ? 2 : 1;
+	}
+	rc = serve(&cfg, node, &err);
+	if (rc < 0)
+		cs_error("%s", err.msg);
+	else
+		cs_info("stopped");
+	cs_node_close(node);
+	cs_config_free(&cfg);
+	return rc < 0 ? 1 : 0;
+}

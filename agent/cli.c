@@ -1,0 +1,777 @@
+/* cli.c — the operator command: parses a subcommand's flags into a control
+ * request, sends it to the agent, and prints the answer for a person or, with
+ * --json, for a program.  This is the edge where errors are printed, once. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "../store/seal.h"
+#include "config.h"
+#include "control.h"
+
+#define DEFAULT_CONFIG   "/etc/certsync/certsync.conf"
+#define MAX_IMPORT_BYTES (32u << 20)
+#define USAGE_EXIT       2
+
+static bool json_output;
+/* Where the text for a person goes: standard output, or nowhere with --json
+ * (the printers still run for what they do besides printing). */
+static FILE *human;
+#define hprintf(...) fprintf(human, __VA_ARGS__)
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static const char *str(json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s ? s : "";
+}
+
+/* Prints items of a JSON string array joined by sep. */
+static void print_list(json_t *arr, const char *sep)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(arr, i, v)
+	{
+		hprintf("%s%s", i ? sep : "", json_string_value(v));
+	}
+}
+
+/* The date part of an ISO 8601 time. */
+static const char *day(json_t *obj, const char *key)
+{
+	static char buf[4][11];
+	static int next;
+	char *b = buf[next++ % 4];
+
+	snprintf(b, 11, "%s", str(obj, key));
+	return b;
+}
+
+static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t n = 0;
+
+	if (fd < 0)
+		return cs_fail(err, CS_EUSAGE, "%s: cannot read it: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_IMPORT_BYTES) {
+		close(fd);
+		return cs_fail(err, CS_EINPUT, "%s: not a regular file of at most %u MiB", path,
+		               MAX_IMPORT_BYTES >> 20);
+	}
+	/* It may hold a private key: keep it in memory that is wiped. */
+	buf = sodium_malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	while (n < (size_t)st.st_size) {
+		ssize_t got = read(fd, buf + n, (size_t)st.st_size - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+/* A JSON string holding base64 of data; the base64 text is wiped. */
+static json_t *base64_json(const uint8_t *data, size_t len)
+{
+	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	char *b64 = sodium_malloc(n);
+	json_t *j;
+
+	if (b64 == NULL)
+		return NULL;
+	sodium_bin2base64(b64, n, data, len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_string(b64);
+	sodium_free(b64);
+	return j;
+}
+
+/* Reads a secret file into args[key]; allow_empty for PKCS#12 passwords,
+ * which may be empty. */
+static int secret_arg(json_t *args, const char *key, const char *flag, const char *path,
+                      bool allow_empty, cs_err *err)
+{
+	char *secret;
+	size_t len;
+	int rc;
+
+	if (cs_secret_file_read(flag, path, allow_empty, &secret, &len, err) < 0)
+		return -1;
+	rc = json_object_set_new(args, key, json_string(secret));
+	cs_secret_free(secret);
+	return rc == 0 ? 0 : cs_fail(err, CS_EIO, "out of memory");
+}
+
+/* ---- the commands ------------------------------------------------------------ */
+
+struct command;
+typedef int (*parse_fn)(const struct command *cmd, int argc, char **argv, json_t *args,
+                        cs_err *err);
+typedef int (*print_fn)(json_t *result, json_t *args);
+
+struct command {
+	const char *words; /* "cert list" */
+	const char *request;
+	const char *usage; /* after "certsync " */
+	const char *help;
+	parse_fn parse;
+	print_fn print;
+};
+
+static int usage_error(const struct command *cmd, cs_err *err, const char *what)
+{
+	return cs_fail(err, CS_EUSAGE, "%s; usage: certsync %s", what, cmd->usage);
+}
+
+/* Commands with no flags, or one positional ID. */
+static int parse_none(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	(void)argv;
+	(void)args;
+	return argc == 1 ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
+static int parse_id(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error(cmd, err, "give exactly one ID");
+	return json_object_set_new(args, "id", json_string(argv[1]));
+}
+
+static int parse_new(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"name", required_argument, NULL, 'n'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"country", required_argument, NULL, 'C'},
+	    {"state", required_argument, NULL, 'S'},
+	    {"locality", required_argument, NULL, 'L'},
+	    {"org", required_argument, NULL, 'O'},
+	    {"unit", required_argument, NULL, 'U'},
+	    {"common-name", required_argument, NULL, 'N'},
+	    {"san", required_argument, NULL, 's'},
+	    {"days", required_argument, NULL, 'd'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const char *const keys[] = {
+	    ['n'] = "name",     ['k'] = "key", ['C'] = "country", ['S'] = "state",
+	    ['L'] = "locality", ['O'] = "org", ['U'] = "unit",    ['N'] = "common_name",
+	};
+	bool self_signed = strcmp(cmd->request, "cert.self-signed") == 0;
+	json_t *sans = json_array();
+	char *end;
+	int c;
+
+	json_object_set_new(args, "sans", sans);
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 's') {
+			json_array_append_new(sans, json_string(optarg));
+		} else if (c == 'd' && self_signed) {
+			long days = strtol(optarg, &end, 10);
+
+			if (*end != '\0' || days < 1 || days > 3650)
+				return usage_error(cmd, err,
+				                   "--days takes a number from 1 to 3650");
+			json_object_set_new(args, "days", json_integer(days));
+		} else if (c != '?' && c != 'd' && (size_t)c < sizeof(keys) / sizeof(keys[0]) &&
+		           keys[c] != NULL) {
+			json_object_set_new(args, keys[c], json_string(optarg));
+		} else {
+			return usage_error(cmd, err, "unknown flag");
+		}
+	}
+	if (optind != argc)
+		return usage_error(cmd, err, "unexpected arguments");
+	if (json_object_get(args, "name") == NULL || json_object_get(args, "country") == NULL ||
+	    json_object_get(args, "common_name") == NULL)
+		return usage_error(cmd, err, "--name, --country and --common-name are required");
+	return 0;
+}
+
+static int parse_import(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"password-file", required_argument, NULL, 'p'},
+	    {"name", required_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *files = json_array();
+	int c;
+
+	json_object_set_new(args, "files", files);
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p') {
+			if (secret_arg(args, "password", "--password-file", optarg, true, err) < 0)
+				return -1;
+		} else if (c == 'n') {
+			json_object_set_new(args, "name", json_string(optarg));
+		} else {
+			return usage_error(cmd, err, "unknown flag");
+		}
+	}
+	if (optind == argc)
+		return usage_error(cmd, err, "give at least one FILE");
+	for (int i = optind; i < argc; i++) {
+		uint8_t *data;
+		size_t len;
+		json_t *b64;
+
+		if (read_file(argv[i], &data, &len, err) < 0)
+			return -1;
+		b64 = base64_json(data, len);
+		sodium_free(data);
+		if (b64 == NULL)
+			return cs_fail(err, CS_EIO, "out of memory");
+		json_array_append_new(files, json_pack("{s:s, s:o}", "name", argv[i], "data", b64));
+	}
+	return 0;
+}
+
+static int parse_export(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"format", required_argument, NULL, 'f'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"output", required_argument, NULL, 'o'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+		if (c == 'f')
+			json_object_set_new(args, "format", json_string(optarg));
+		else if (c == 'o')
+			json_object_set_new(args, "output", json_string(optarg));
+		else if (c == 'p') {
+			if (secret_arg(args, "passphrase", "--passphrase-file", optarg, false,
+			               err) < 0)
+				return -1;
+		} else
+			return usage_error(cmd, err, "unknown flag");
+	}
+	if (optind != argc - 1)
+		return usage_error(cmd, err, "give exactly one ID");
+	return json_object_set_new(args, "id", json_string(argv[optind]));
+}
+
+static int parse_verify(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"cert", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'c')
+			return usage_error(cmd, err, "unknown flag");
+		json_object_set_new(args, "cert", json_string(optarg));
+	}
+	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
+/* ---- printing ---------------------------------------------------------------- */
+
+static int print_status(json_t *r, json_t *args)
+{
+	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
+
+	(void)args;
+	hprintf("node       %s (%s)\n", str(r, "node"), str(r, "role"));
+	hprintf("hostname   %s\n", str(r, "hostname"));
+	hprintf("site       %s\n", str(r, "site_hostname"));
+	hprintf("version    %s\n", str(r, "version"));
+	hprintf("uptime     %llds\n",
+	        (long long)json_integer_value(json_object_get(r, "uptime_seconds")));
+	hprintf("position   epoch %lld, seq %lld\n",
+	        (long long)json_integer_value(json_object_get(r, "epoch")),
+	        (long long)json_integer_value(json_object_get(r, "seq")));
+	hprintf("digest     %s (%s)\n", str(r, "digest"),
+	        json_is_true(json_object_get(r, "digest_ok"))
+	            ? "recomputed: equal"
+	            : "RECOMPUTED DIGEST DIFFERS: the store is damaged");
+	if (json_is_object(def))
+		hprintf("default    %.8s %s (expires %s)\n", str(def, "id"), str(def, "name"),
+		        day(def, "not_after"));
+	else
+		hprintf("default    none\n");
+	hprintf("counts     %lld certificates, %lld CA certificates, %lld requests, %lld pending "
+	        "keys\n",
+	        (long long)json_integer_value(json_object_get(counts, "certificates")),
+	        (long long)json_integer_value(json_object_get(counts, "cas")),
+	        (long long)json_integer_value(json_object_get(counts, "requests")),
+	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	return 0;
+}
+
+static void print_cert_line(json_t *c)
+{
+	json_t *warnings = json_object_get(c, "warnings");
+
+	hprintf("%.8s  %-20s %-12s %-28s %-10s %-8s %-3s %s\n", str(c, "id"), str(c, "name"),
+	        str(c, "kind"), str(c, "subject_cn"), day(c, "not_after"), str(c, "key_type"),
+	        json_is_true(json_object_get(c, "has_key")) ? "key" : "-",
+	        json_is_true(json_object_get(c, "default")) ? "*" : "");
+	if (json_array_size(json_object_get(c, "sans")) > 0) {
+		hprintf("          SANs: ");
+		print_list(json_object_get(c, "sans"), ", ");
+		hprintf("\n");
+	}
+	hprintf("          issuer: %s\n", str(c, "issuer"));
+	if (json_array_size(warnings) > 0) {
+		hprintf("          warnings: ");
+		print_list(warnings, ", ");
+		hprintf("\n");
+	}
+}
+
+static int print_cert_list(json_t *r, json_t *args)
+{
+	json_t *certs = json_object_get(r, "certificates"), *c;
+	size_t i;
+
+	(void)args;
+	if (json_array_size(certs) == 0) {
+		hprintf("no certificates; create one with `certsync cert self-signed` or import "
+		        "one\n");
+		return 0;
+	}
+	hprintf("ID        %-20s %-12s %-28s %-10s %-8s %-3s %s\n", "NAME", "KIND", "SUBJECT CN",
+	        "NOT AFTER", "KEY TYPE", "KEY", "DEFAULT");
+	json_array_foreach(certs, i, c) print_cert_line(c);
+	return 0;
+}
+
+static int print_cert_show(json_t *r, json_t *args)
+{
+	json_t *link;
+	size_t i;
+
+	(void)args;
+	hprintf("id         %s\nname       %s\nkind       %s\nsubject    %s\nissuer     %s\n",
+	        str(r, "id"), str(r, "name"), str(r, "kind"), str(r, "subject"), str(r, "issuer"));
+	hprintf("SANs       ");
+	print_list(json_object_get(r, "sans"), ", ");
+	hprintf("\nvalid      %s to %s\nkey        %s, %s\nsource     %s\ndefault    %s\n",
+	        str(r, "not_before"), str(r, "not_after"), str(r, "key_type"),
+	        json_is_true(json_object_get(r, "has_key")) ? "held (sealed)" : "missing",
+	        str(r, "source"), json_is_true(json_object_get(r, "default")) ? "yes" : "no");
+	hprintf("chain      %s\n",
+	        json_is_true(json_object_get(r, "chain_complete")) ? "complete" : "INCOMPLETE");
+	json_array_foreach(json_object_get(r, "chain"), i, link)
+	{
+		hprintf("  %.8s %s (%s)\n", str(link, "id"), str(link, "subject"),
+		        str(link, "kind"));
+	}
+	if (json_array_size(json_object_get(r, "warnings")) > 0) {
+		hprintf("warnings   ");
+		print_list(json_object_get(r, "warnings"), ", ");
+		hprintf("\n");
+	}
+	hprintf("%s", str(r, "pem"));
+	return 0;
+}
+
+static int print_deleted(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("deleted certificate %s\n", str(r, "deleted"));
+	return 0;
+}
+
+static int print_default(json_t *r, json_t *args)
+{
+	json_t *missing = json_object_get(r, "uncovered");
+
+	(void)args;
+	hprintf("certificate %.8s is now the default\n", str(r, "default"));
+	if (json_array_size(missing) > 0) {
+		hprintf("warning: it does not cover ");
+		print_list(missing, ", ");
+		hprintf("; `certsync verify` will fail until a certificate covers them\n");
+	}
+	return 0;
+}
+
+static void print_notes(json_t *r)
+{
+	json_t *note;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "notes"), i, note)
+	{
+		hprintf("note: %s\n", json_string_value(note));
+	}
+}
+
+static int print_self_signed(json_t *r, json_t *args)
+{
+	json_t *c = json_object_get(r, "certificate");
+
+	(void)args;
+	print_notes(r);
+	hprintf("created self-signed certificate %.8s (%s), valid until %s\n", str(c, "id"),
+	        str(c, "name"), day(c, "not_after"));
+	return 0;
+}
+
+static int print_csr_created(json_t *r, json_t *args)
+{
+	json_t *req = json_object_get(r, "request");
+
+	(void)args;
+	print_notes(r);
+	hprintf("created request %.8s (%s); hand this to your CA, then import the certificate "
+	        "it issues:\n%s",
+	        str(req, "id"), str(req, "name"), str(r, "pem"));
+	return 0;
+}
+
+static int print_csr_list(json_t *r, json_t *args)
+{
+	json_t *reqs = json_object_get(r, "requests"), *q;
+	size_t i;
+
+	(void)args;
+	if (json_array_size(reqs) == 0) {
+		hprintf("no requests; create one with `certsync csr create`\n");
+		return 0;
+	}
+	hprintf("ID        %-20s %-28s %-8s %-10s %s\n", "NAME", "SUBJECT CN", "KEY TYPE",
+	        "CREATED", "STATUS");
+	json_array_foreach(reqs, i, q)
+	{
+		json_t *by = json_object_get(q, "fulfilled_by"), *id;
+		size_t k;
+
+		hprintf("%.8s  %-20s %-28s %-8s %-10s ", str(q, "id"), str(q, "name"),
+		        str(q, "subject_cn"), str(q, "key_type"), day(q, "created"));
+		if (json_array_size(by) == 0)
+			hprintf("pending");
+		json_array_foreach(by, k, id)
+		{
+			hprintf("%s%.8s", k ? ", " : "fulfilled by ", json_string_value(id));
+		}
+		hprintf("\n          SANs: ");
+		print_list(json_object_get(q, "sans"), ", ");
+		hprintf("\n");
+	}
+	return 0;
+}
+
+static int print_csr_show(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("%s", str(r, "pem"));
+	return 0;
+}
+
+static int print_import(json_t *r, json_t *args)
+{
+	json_t *item;
+	size_t i;
+
+	(void)args;
+	json_array_foreach(json_object_get(r, "items"), i, item)
+	{
+		hprintf("%s: %s\n", str(item, "file"), str(item, "message"));
+	}
+	if (!json_is_true(json_object_get(r, "changed")))
+		hprintf("nothing changed: all of it is already in the store\n");
+	return 0;
+}
+
+/* Writes the exported bytes to -o FILE (whole or not at all: a temporary
+ * file renamed into place) or to standard output. */
+static int write_output(const char *path, const uint8_t *data, size_t len, cs_err *err)
+{
+	char tmp[4096];
+	int fd, ok;
+
+	if (path == NULL || strcmp(path, "-") == 0)
+		return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0
+		           ? 0
+		           : cs_fail(err, CS_EIO, "cannot write to standard output");
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= sizeof(tmp))
+		return cs_fail(err, CS_EUSAGE, "-o %s: the path is too long", path);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return cs_fail(err, CS_EUSAGE, "-o %s: cannot create it: %s", path,
+		               strerror(errno));
+	ok = write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return cs_fail(err, CS_EIO, "-o %s: cannot write it: %s", path, strerror(errno));
+	}
+	return 0;
+}
+
+static int print_export(json_t *r, json_t *args)
+{
+	const char *b64 = str(r, "data"), *out = json_string_value(json_object_get(args, "output"));
+	size_t cap = strlen(b64), len = 0;
+	uint8_t *data = malloc(cap + 1);
+	cs_err err = {0};
+	int rc = -1;
+
+	if (data != NULL && sodium_base642bin(data, cap + 1, b64, cap, NULL, &len, NULL,
+	                                      sodium_base64_VARIANT_ORIGINAL) == 0)
+		rc = write_output(json_output && out == NULL ? "/dev/null" : out, data, len, &err);
+	else
+		cs_fail(&err, CS_EIO, "the agent's export is not base64");
+	free(data);
+	if (rc < 0) {
+		fprintf(stderr, "certsync: %s\n", err.msg);
+		return cs_err_exit_status(err.code);
+	}
+	json_object_set_new(r, "file", json_string(out ? out : "-"));
+	json_object_set_new(r, "bytes", json_integer((json_int_t)len));
+	json_object_del(r, "data");
+	if (out != NULL)
+		hprintf("wrote %zu bytes (%s) to %s\n", len, str(r, "format"), out);
+	return 0;
+}
+
+static int print_verify(json_t *r, json_t *args)
+{
+	json_t *cert = json_object_get(r, "certificate"), *check;
+	size_t i;
+
+	(void)args;
+	hprintf("certificate %.8s (%s) for ", str(cert, "id"), str(cert, "name"));
+	print_list(json_object_get(r, "hosts"), ", ");
+	hprintf("\n");
+	json_array_foreach(json_object_get(r, "checks"), i, check)
+	{
+		hprintf("%-5s %-9s %s\n", str(check, "status"), str(check, "name"),
+		        str(check, "detail"));
+	}
+	return json_is_true(json_object_get(r, "ok")) ? 0 : 1;
+}
+
+#define NEW_FLAGS                                                                                  \
+	"--name NAME --country CC --common-name CN [--san HOST]... [--key "                        \
+	"ec:p256|ec:p384|rsa:2048|rsa:3072|rsa:4096] [--state S] [--locality L] [--org O] "        \
+	"[--unit OU]"
+
+static const struct command commands[] = {
+    {"status", "status", "status",
+     "Shows the node, its store position and digest, the "
+     "default certificate and counts.",
+     parse_none, print_status},
+    {"cert list", "cert.list", "cert list",
+     "Lists identity and CA certificates with their "
+     "warnings.",
+     parse_none, print_cert_list},
+    {"cert show", "cert.show", "cert show ID",
+     "Shows one certificate, its chain and its "
+     "PEM.",
+     parse_id, print_cert_show},
+    {"cert delete", "cert.delete", "cert delete ID",
+     "Deletes a certificate (not the "
+     "default).",
+     parse_id, print_deleted},
+    {"cert default", "cert.default", "cert default ID",
+     "Makes an identity certificate that "
+     "holds its key the default.",
+     parse_id, print_default},
+    {"cert self-signed", "cert.self-signed", "cert self-signed " NEW_FLAGS " [--days N]",
+     "Creates a key and a self-signed certificate.", parse_new, print_self_signed},
+    {"csr create", "csr.create", "csr create " NEW_FLAGS,
+     "Creates a key and a certificate "
+     "signing request, and prints the request.",
+     parse_new, print_csr_created},
+    {"csr list", "csr.list", "csr list", "Lists requests and what fulfilled them.", parse_none,
+     print_csr_list},
+    {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.", parse_id,
+     print_csr_show},
+    {"import", "import", "import FILE... [--password-file F] [--name NAME]",
+     "Imports "
+     "certificates, chains and keys in any format (DER, PEM, PKCS#8, PKCS#12, OpenSSL "
+     "keys).",
+     parse_import, print_import},
+    {"export", "export",
+     "export ID [--format pem|der|p7b|p12] [--passphrase-file F] [-o "
+     "FILE]",
+     "Writes a certificate: pem (leaf + chain), der (leaf), p7b (chain), p12 "
+     "(leaf + chain + key under the export passphrase).",
+     parse_export, print_export},
+    {"verify", "verify", "verify [--cert ID]",
+     "Checks the default certificate (or ID): "
+     "coverage of every hostname, chain, key, validity.",
+     parse_verify, print_verify},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void print_usage(FILE *out)
+{
+	fprintf(out, "usage: certsync [-c FILE | -S SOCKET] [--json] COMMAND [ARGS]\n"
+	             "       certsync agent -c FILE\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(out, "  %-18s %s\n", commands[i].words, commands[i].help);
+	fprintf(out, "\nEvery command takes --help.  Exit status: 0 ok, 1 a check failed or "
+	             "the request was refused, 2 usage or configuration error.\n");
+}
+
+/* Matches argv against the command words; returns how many words matched. */
+static const struct command *find_command(int argc, char **argv, int *nwords)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char words[64], *save, *w;
+		int n = 0;
+		bool match = true;
+
+		snprintf(words, sizeof(words), "%s", commands[i].words);
+		for (w = strtok_r(words, " ", &save); w && match; w = strtok_r(NULL, " ", &save))
+			match = n < argc && strcmp(argv[n++], w) == 0;
+		if (match) {
+			*nwords = n;
+			return &commands[i];
+		}
+	}
+	return NULL;
+}
+
+static int fail(cs_err *err)
+{
+	if (json_output) {
+		json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", cs_err_name(err->code),
+		                      "message", err->msg);
+
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	}
+	fprintf(stderr, "certsync: %s\n", err->msg);
+	return cs_err_exit_status(err->code);
+}
+
+static int socket_path(const char *config, const char *sock, char **out, cs_err *err)
+{
+	cs_config cfg;
+
+	if (sock != NULL) {
+		*out = strdup(sock);
+		return 0;
+	}
+	if (config == NULL)
+		config = getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;
+	if (cs_config_load(&cfg, config, err) < 0)
+		return -1;
+	*out = strdup(cfg.control_socket);
+	cs_config_free(&cfg);
+	return 0;
+}
+
+/* Removes every --json from argv (it may come before or after the command). */
+static int take_json_flag(int argc, char **argv)
+{
+	int n = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json_output = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	return n;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
+int cs_cli_main(int argc, char **argv)
+{
+	const char *config = NULL, *sock = NULL;
+	const struct command *cmd;
+	char *path = NULL;
+	json_t *args, *result = NULL;
+	cs_err err = {0};
+	int i, nwords, rc;
+
+	argc = take_json_flag(argc, argv);
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			print_usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("certsync %s\n", CERTSYNC_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			config = argv[++i];
+		} else if (strcmp(argv[i], "-S") == 0 && i + 1 < argc) {
+			sock = argv[++i];
+		} else {
+			fprintf(stderr, "certsync: unknown option %s\n", argv[i]);
+			print_usage(stderr);
+			return USAGE_EXIT;
+		}
+	}
+	cmd = find_command(argc - i, argv + i, &nwords);
+	if (cmd == NULL) {
+		if (i < argc)
+			fprintf(stderr, "certsync: unknown command '%s'\n", argv[i]);
+		print_usage(stderr);
+		return USAGE_EXIT;
+	}
+	argc -= i + nwords - 1;
+	argv += i + nwords - 1;
+	if (wants_help(argc, argv)) {
+		printf("usage: certsync %s\n\n%s\n", cmd->usage, cmd->help);
+		return 0;
+	}
+	args = json_object();
+	optind = 1;
+	opterr = 0;
+	if (cmd->parse(cmd, argc, argv, args, &err) < 0 ||
+	    socket_path(config, sock, &path, &err) < 0 ||
+	    cs_control_call(path, cmd->request, args, &result, &err) < 0) {
+		json_decref(args);
+		free(path);
+		return fail(&err);
+	}
+	human = json_output ? fopen("/dev/null", "w") : stdout;
+	rc = human ? cmd->print(result, args) : 1;
+	if (human != NULL && human != stdout)
+		fclose(human);
+	if (json_output) {
+		json_dumpf(result, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(result);
+	json_decref(args);
+	free(path);
+	return rc;
+}

@@ -1,0 +1,385 @@
+/* config.c — reading and checking the agent's INI file.
+ *
+ * inih does the parsing; this file knows the keys.  inih does not tell the
+ * handler which line it is on, so a small reader counts lines (and checks
+ * section headers, which inih reports only through their keys). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+#include <sodium.h>
+
+#include "../store/seal.h"
+
+const char *cs_role_name(cs_role role)
+{
+	static const char *const names[] = {"primary", "backup", "traffic"};
+
+	return names[role];
+}
+
+static int parse_role(const char *s, cs_role *out)
+{
+	for (int r = CS_ROLE_PRIMARY; r <= CS_ROLE_TRAFFIC; r++) {
+		if (strcmp(s, cs_role_name((cs_role)r)) == 0) {
+			*out = (cs_role)r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Where a required key of [node] or [cluster] is kept, so presence and
+ * storage are checked from one table. */
+struct key_slot {
+	const char *section, *key;
+	size_t offset;
+	bool required;
+};
+
+static const struct key_slot string_keys[] = {
+    {"node", "name", offsetof(cs_config, name), true},
+    {"node", "hostname", offsetof(cs_config, hostname), true},
+    {"node", "data_dir", offsetof(cs_config, data_dir), true},
+    {"node", "control_socket", offsetof(cs_config, control_socket), true},
+    {"node", "passphrase_file", offsetof(cs_config, passphrase_file), true},
+    {"cluster", "site_hostname", offsetof(cs_config, site_hostname), true},
+};
+#define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
+
+struct parse_state {
+	cs_config *cfg;
+	cs_err *err;
+	FILE *file;
+	int line;
+	bool role_set;
+	bool *peer_role_set; /* parallel to cfg->peers */
+	bool *peer_host_set;
+};
+
+static int fail_at(struct parse_state *ps, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail_at(struct parse_state *ps, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return cs_fail(ps->err, CS_EUSAGE, "%s:%d: %s", ps->cfg->path, ps->line, what);
+}
+
+static bool valid_peer_name(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 63)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return true;
+}
+
+/* Returns 0 and sets *peer_name for "peer NAME", -1 for a bad header. */
+static int check_section(struct parse_state *ps, const char *section, const char **peer_name)
+{
+	*peer_name = NULL;
+	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0)
+		return 0;
+	if (strncmp(section, "peer ", 5) == 0) {
+		const char *name = section + 5;
+
+		while (*name == ' ')
+			name++;
+		if (!valid_peer_name(name))
+			return fail_at(ps,
+			               "section [%s]: a peer's name is 1 to 63 letters, digits, "
+			               "'-', '_' or '.'",
+			               section);
+		*peer_name = name;
+		return 0;
+	}
+	return fail_at(ps, "unknown section [%s]; sections are [node], [cluster] and [peer NAME]",
+	               section);
+}
+
+static cs_peer *find_or_add_peer(struct parse_state *ps, const char *name)
+{
+	cs_config *cfg = ps->cfg;
+	size_t n = cfg->npeers;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(cfg->peers[i].name, name) == 0)
+			return &cfg->peers[i];
+	cs_peer *peers = realloc(cfg->peers, (n + 1) * sizeof(*peers));
+	bool *rs = realloc(ps->peer_role_set, (n + 1) * sizeof(bool));
+	if (peers != NULL)
+		cfg->peers = peers;
+	if (rs != NULL)
+		ps->peer_role_set = rs;
+	bool *hs = realloc(ps->peer_host_set, (n + 1) * sizeof(bool));
+	if (hs != NULL)
+		ps->peer_host_set = hs;
+	if (peers == NULL || rs == NULL || hs == NULL)
+		return NULL;
+	memset(&peers[n], 0, sizeof(peers[n]));
+	peers[n].name = strdup(name);
+	rs[n] = hs[n] = false;
+	cfg->npeers = n + 1;
+	return peers[n].name ? &peers[n] : NULL;
+}
+
+static int set_string(struct parse_state *ps, char **slot, const char *section, const char *key,
+                      const char *value)
+{
+	if (*slot != NULL)
+		return fail_at(ps, "[%s] %s is given twice; keep one", section, key);
+	if (*value == '\0')
+		return fail_at(ps, "[%s] %s is empty; give it a value", section, key);
+	*slot = strdup(value);
+	return *slot ? 0 : cs_fail(ps->err, CS_EIO, "out of memory");
+}
+
+static int peer_key(struct parse_state *ps, const char *section, const char *peer_name,
+                    const char *key, const char *value)
+{
+	cs_peer *peer = find_or_add_peer(ps, peer_name);
+	size_t i;
+
+	if (peer == NULL)
+		return cs_fail(ps->err, CS_EIO, "out of memory");
+	i = (size_t)(peer - ps->cfg->peers);
+	if (strcmp(key, "role") == 0) {
+		if (parse_role(value, &peer->role) < 0)
+			return fail_at(ps, "[%s] role = %s: use primary, backup or traffic",
+			               section, value);
+		ps->peer_role_set[i] = true;
+		return 0;
+	}
+	if (strcmp(key, "hostname") == 0) {
+		ps->peer_host_set[i] = true;
+		return set_string(ps, &peer->hostname, section, key, value);
+	}
+	return fail_at(ps, "unknown key '%s' in [%s]; a peer has role and hostname", key, section);
+}
+
+static int handle(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_state *ps = user;
+	cs_config *cfg = ps->cfg;
+	const char *peer_name;
+
+	if (check_section(ps, section, &peer_name) < 0)
+		return 0;
+	if (peer_name != NULL)
+		return peer_key(ps, section, peer_name, key, value) == 0;
+	for (size_t i = 0; i < NSTRING_KEYS; i++) {
+		const struct key_slot *ks = &string_keys[i];
+
+		if (strcmp(section, ks->section) == 0 && strcmp(key, ks->key) == 0)
+			return set_string(ps, (char **)((char *)cfg + ks->offset), section, key,
+			                  value) == 0;
+	}
+	if (strcmp(section, "node") == 0 && strcmp(key, "role") == 0) {
+		if (parse_role(value, &cfg->role) < 0)
+			return fail_at(ps, "[node] role = %s: use primary, backup or traffic",
+			               value) == 0;
+		ps->role_set = true;
+		return 1;
+	}
+	if (strcmp(section, "node") == 0 && strcmp(key, "log_level") == 0) {
+		if (cs_log_parse_level(value, &cfg->log_level) < 0)
+			return fail_at(ps, "[node] log_level = %s: use debug, info, warn or error",
+			               value) == 0;
+		return 1;
+	}
+	fail_at(ps, "unknown key '%s' in [%s]; see the configuration keys in README.md", key,
+	        section);
+	return 0;
+}
+
+/* fgets for inih that counts lines and checks section headers as they pass:
+ * a header with no keys under it never reaches the handler. */
+static char *read_line(char *buf, int size, void *stream)
+{
+	struct parse_state *ps = stream;
+	const char *peer_name, *p;
+	char section[256];
+	size_t n;
+
+	if (fgets(buf, size, ps->file) == NULL)
+		return NULL;
+	ps->line++;
+	for (p = buf; *p == ' ' || *p == '\t'; p++)
+		;
+	if (*p != '[')
+		return buf;
+	n = strcspn(p + 1, "]");
+	if (p[1 + n] != ']' || n >= sizeof(section))
+		return buf; /* inih reports the malformed header */
+	memcpy(section, p + 1, n);
+	section[n] = '\0';
+	if (check_section(ps, section, &peer_name) < 0) {
+		buf[0] = '\0';
+		return NULL; /* stop: the error is already in ps->err */
+	}
+	return buf;
+}
+
+static int check_complete(struct parse_state *ps)
+{
+	cs_config *cfg = ps->cfg;
+
+	for (size_t i = 0; i < NSTRING_KEYS; i++) {
+		const struct key_slot *ks = &string_keys[i];
+
+		if (ks->required && *(char **)((char *)cfg + ks->offset) == NULL)
+			return cs_fail(ps->err, CS_EUSAGE,
+			               "%s: [%s] %s is missing; add it (see README.md, "
+			               "Configuration)",
+			               cfg->path, ks->section, ks->key);
+	}
+	if (!ps->role_set)
+		return cs_fail(ps->err, CS_EUSAGE,
+		               "%s: [node] role is missing; add role = primary, backup or traffic",
+		               cfg->path);
+	for (size_t i = 0; i < cfg->npeers; i++) {
+		if (!ps->peer_role_set[i] || !ps->peer_host_set[i])
+			return cs_fail(ps->err, CS_EUSAGE,
+			               "%s: [peer %s] needs both role and hostname", cfg->path,
+			               cfg->peers[i].name);
+		if (strcmp(cfg->peers[i].name, cfg->name) == 0)
+			return cs_fail(ps->err, CS_EUSAGE,
+			               "%s: [peer %s] has this node's own name; peers are the "
+			               "other nodes",
+			               cfg->path, cfg->name);
+	}
+	return 0;
+}
+
+int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
+{
+	struct parse_state ps = {.cfg = cfg, .err = err};
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = CS_LOG_INFO;
+	cfg->path = strdup(path);
+	if (cfg->path == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	ps.file = fopen(path, "r");
+	if (ps.file == NULL) {
+		cs_fail(err, CS_EUSAGE, "%s: cannot read the configuration: %s", path,
+		        strerror(errno));
+		cs_config_free(cfg);
+		return -1;
+	}
+	err->code = CS_OK;
+	ini_allow_multiline = false;
+	ini_stop_on_first_error = true;
+	rc = ini_parse_stream(read_line, &ps, handle, &ps);
+	fclose(ps.file);
+	if (rc != 0 && err->code == CS_OK)
+		cs_fail(err, CS_EUSAGE,
+		        "%s:%d: cannot parse this line; write [section] or key = value", path,
+		        rc > 0 ? rc : ps.line);
+	if (rc == 0 && err->code == CS_OK)
+		check_complete(&ps);
+	free(ps.peer_role_set);
+	free(ps.peer_host_set);
+	if (err->code != CS_OK) {
+		cs_config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+void cs_config_free(cs_config *cfg)
+{
+	free(cfg->path);
+	free(cfg->name);
+	free(cfg->hostname);
+	free(cfg->data_dir);
+	free(cfg->control_socket);
+	free(cfg->passphrase_file);
+	free(cfg->site_hostname);
+	for (size_t i = 0; i < cfg->npeers; i++) {
+		free(cfg->peers[i].name);
+		free(cfg->peers[i].hostname);
+	}
+	free(cfg->peers);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const char *cs_config_primary(const cs_config *cfg)
+{
+	if (cfg->role == CS_ROLE_PRIMARY)
+		return cfg->name;
+	for (size_t i = 0; i < cfg->npeers; i++)
+		if (cfg->peers[i].role == CS_ROLE_PRIMARY)
+			return cfg->peers[i].name;
+	return NULL;
+}
+
+static size_t add_host(const char **hosts, size_t n, size_t max, const char *h)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(hosts[i], h) == 0)
+			return n;
+	if (n < max)
+		hosts[n++] = h;
+	return n;
+}
+
+size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max)
+{
+	size_t n = 0;
+
+	n = add_host(hosts, n, max, cfg->site_hostname);
+	n = add_host(hosts, n, max, cfg->hostname);
+	for (size_t i = 0; i < cfg->npeers; i++)
+		n = add_host(hosts, n, max, cfg->peers[i].hostname);
+	return n;
+}
+
+int cs_secret_file_read(const char *what, const char *path, bool allow_empty, char **secret,
+                        size_t *len, cs_err *err)
+{
+	enum { MAX_SECRET = 1024 };
+	char *buf;
+	FILE *f;
+	size_t n;
+
+	f = fopen(path, "r");
+	if (f == NULL)
+		return cs_fail(err, CS_EUSAGE, "%s %s: cannot read it: %s; give a readable file",
+		               what, path, strerror(errno));
+	buf = sodium_malloc(MAX_SECRET + 2);
+	if (buf == NULL) {
+		fclose(f);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	setvbuf(f, NULL, _IONBF, 0); /* no copy of the secret in a stdio buffer */
+	if (fgets(buf, MAX_SECRET + 2, f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n > MAX_SECRET || (n == 0 && !allow_empty)) {
+		cs_secret_free(buf);
+		return cs_fail(err, CS_EUSAGE, "%s %s: %s", what, path,
+		               n ? "the first line is longer than 1024 bytes"
+		                 : "the first line is empty; write the secret in it");
+	}
+	*secret = buf;
+	*len = n;
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* config.h — the agent's INI configuration (parsed with inih).
+ *
+ * Every key is known here; an unknown section or key, a missing required key
+ * or a bad value is a configuration error (exit status 2) whose message names
+ * the file, the line and the fix. */
+#ifndef CS_CONFIG_H
+#define CS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+
+typedef enum cs_role { CS_ROLE_PRIMARY, CS_ROLE_BACKUP, CS_ROLE_TRAFFIC } cs_role;
+
+const char *cs_role_name(cs_role role);
+
+typedef struct cs_peer {
+	char *name;
+	cs_role role;
+	char *hostname;
+} cs_peer;
+
+typedef struct cs_config {
+	char *path;
+	/* [node] */
+	char *name;
+	cs_role role;
+	char *hostname;
+	char *data_dir;
+	char *control_socket;
+	char *passphrase_file;
+	enum cs_log_level log_level;
+	/* [cluster] */
+	char *site_hostname;
+	/* [peer NAME] sections, in file order */
+	cs_peer *peers;
+	size_t npeers;
+} cs_config;
+
+/* Parses and checks path.  On error cfg is left empty (nothing to free) and
+ * err has code CS_EUSAGE. */
+int cs_config_load(cs_config *cfg, const char *path, cs_err *err);
+void cs_config_free(cs_config *cfg);
+
+/* The primary's name as the configuration knows it: this node's when it is
+ * the primary, else the first peer with role primary, else NULL. */
+const char *cs_config_primary(const cs_config *cfg);
+
+/* Every hostname a default certificate must cover: the site hostname, this
+ * node's, then each peer's, without repeats.  Returns the count; the strings
+ * belong to cfg. */
+size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max);
+
+/* Reads the first line of a secret file (the cluster passphrase, a PKCS#12
+ * password) into sodium_malloc'd memory; free it with cs_secret_free.  what
+ * names the file's role in messages ("passphrase_file", "--password-file").
+ * Refuses an unreadable file, and an empty first line unless allow_empty. */
+int cs_secret_file_read(const char *what, const char *path, bool allow_empty, char **secret,
+                        size_t *len, cs_err *err);
+
+#endif

@@ -1,0 +1,399 @@
+/* control.c — the control socket: a libevent server in the agent and a
+ * blocking client in the operator command.  See control.h for the protocol. */
+#include "control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <sodium.h>
+
+#define CLIENT_TIMEOUT_MS (300 * 1000) /* an RSA 4096 key can take a while */
+
+struct cs_control {
+	struct evconnlistener *listener;
+	char *path;
+	cs_control_fn fn;
+	void *ctx;
+};
+
+/* ---- wiping allocator ---------------------------------------------------- */
+
+/* Every block carries its size in front so free can wipe it whole. */
+typedef union {
+	size_t size;
+	max_align_t align;
+} block_head;
+
+static void *wipe_malloc(size_t n)
+{
+	block_head *h = malloc(sizeof(*h) + n);
+
+	if (h == NULL)
+		return NULL;
+	h->size = n;
+	return h + 1;
+}
+
+static void wipe_free(void *p)
+{
+	block_head *h;
+
+	if (p == NULL)
+		return;
+	h = (block_head *)p - 1;
+	sodium_memzero(p, h->size);
+	free(h);
+}
+
+static void *wipe_realloc(void *p, size_t n)
+{
+	void *q;
+
+	if (p == NULL)
+		return wipe_malloc(n);
+	q = wipe_malloc(n);
+	if (q == NULL)
+		return NULL;
+	size_t old = ((block_head *)p - 1)->size;
+	memcpy(q, p, old < n ? old : n);
+	wipe_free(p);
+	return q;
+}
+
+void cs_control_init(void)
+{
+	json_set_alloc_funcs(wipe_malloc, wipe_free);
+	event_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free);
+}
+
+/* ---- server ---------------------------------------------------------------- */
+
+static json_t *error_answer(const cs_err *err)
+{
+	return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", cs_err_name(err->code),
+	                 "message", err->msg);
+}
+
+static json_t *run_request(cs_control *ctl, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *req, *args, *result, *answer;
+	const char *cmd;
+	cs_err err = {0};
+
+	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (req == NULL) {
+		cs_fail(&err, CS_EUSAGE, "control request is not valid JSON (%s at byte %d)",
+		        jerr.text, jerr.position);
+		return error_answer(&err);
+	}
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	args = json_object_get(req, "args");
+	if (!json_is_object(req) || cmd == NULL || (args != NULL && !json_is_object(args))) {
+		json_decref(req);
+		cs_fail(&err, CS_EUSAGE,
+		        "control request must be an object with a string \"cmd\" and an object "
+		        "\"args\"");
+		return error_answer(&err);
+	}
+	if (args == NULL)
+		args = json_object_set_new(req, "args", json_object()) == 0
+		           ? json_object_get(req, "args")
+		           : NULL;
+	result = args ? ctl->fn(ctl->ctx, cmd, args, &err) : NULL;
+	json_decref(req);
+	if (result == NULL)
+		return error_answer(&err);
+	answer = json_pack("{s:b, s:o}", "ok", 1, "result", result);
+	return answer;
+}
+
+static void close_when_flushed(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void on_error(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	bufferevent_free(bev);
+}
+
+static void answer_and_close(struct bufferevent *bev, json_t *answer)
+{
+	char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+
+	json_decref(answer);
+	bufferevent_disable(bev, EV_READ);
+	if (text == NULL) {
+		bufferevent_free(bev);
+		return;
+	}
+	bufferevent_write(bev, text, strlen(text));
+	bufferevent_write(bev, "\n", 1);
+	wipe_free(text);
+	bufferevent_setcb(bev, NULL, close_when_flushed, on_error, NULL);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	cs_control *ctl = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	cs_err err = {0};
+	char *line;
+
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > CS_CONTROL_MAX_REQUEST) {
+			cs_fail(&err, CS_EUSAGE, "control request is larger than %u MiB",
+			        CS_CONTROL_MAX_REQUEST >> 20);
+			answer_and_close(bev, error_answer(&err));
+		}
+		return;
+	}
+	line = wipe_malloc((size_t)eol.pos + 1);
+	if (line == NULL) {
+		bufferevent_free(bev);
+		return;
+	}
+	evbuffer_remove(in, line, (size_t)eol.pos + 1);
+	answer_and_close(bev, run_request(ctl, line, (size_t)eol.pos));
+	wipe_free(line);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+	struct bufferevent *bev;
+
+	(void)sa;
+	(void)salen;
+	bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		close(fd);
+		return;
+	}
+	bufferevent_setcb(bev, on_read, NULL, on_error, arg);
+	bufferevent_enable(bev, EV_READ);
+}
+
+static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path))
+		return cs_fail(err, CS_EUSAGE,
+		               "control_socket %s is longer than %zu characters; choose a shorter "
+		               "path",
+		               path, sizeof(sun->sun_path) - 1);
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+/* A socket file left by an agent that died is removed; one where an agent
+ * still answers is not ours to take. */
+static int claim_path(const struct sockaddr_un *sun, const char *path, cs_err *err)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int alive;
+
+	if (fd < 0)
+		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	if (alive)
+		return cs_fail(err, CS_EREFUSED,
+		               "control_socket %s is in use by another running agent; stop it or "
+		               "choose another path",
+		               path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return cs_fail(err, CS_EIO, "control_socket %s: cannot remove the old socket: %s",
+		               path, strerror(errno));
+	return 0;
+}
+
+int cs_control_listen(cs_control **out, struct event_base *base, const char *path, cs_control_fn fn,
+                      void *ctx, cs_err *err)
+{
+	struct sockaddr_un sun;
+	cs_control *ctl;
+	mode_t old_mask;
+	int fd, rc;
+
+	if (fill_addr(&sun, path, err) < 0 || claim_path(&sun, path, err) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
+	/* The umask makes the socket 0600 from its first moment. */
+	old_mask = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old_mask);
+	if (rc < 0 || chmod(path, 0600) < 0) {
+		cs_fail(err, CS_EIO,
+		        "control_socket %s: cannot bind: %s; check that its folder "
+		        "exists and is writable",
+		        path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (ctl == NULL || (ctl->path = strdup(path)) == NULL) {
+		free(ctl);
+		close(fd);
+		unlink(path);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	ctl->fn = fn;
+	ctl->ctx = ctx;
+	ctl->listener = evconnlistener_new(base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, 16, fd);
+	if (ctl->listener == NULL) {
+		close(fd);
+		cs_control_close(ctl);
+		return cs_fail(err, CS_EIO, "control_socket %s: cannot listen", path);
+	}
+	*out = ctl;
+	return 0;
+}
+
+void cs_control_close(cs_control *ctl)
+{
+	if (ctl == NULL)
+		return;
+	if (ctl->listener != NULL)
+		evconnlistener_free(ctl->listener);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}
+
+/* ---- client ---------------------------------------------------------------- */
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads until the answer's newline or end of stream into a wiped buffer. */
+static char *read_answer(int fd, size_t *len, cs_err *err)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = wipe_malloc(cap);
+
+	while (buf != NULL) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t got;
+
+		if (poll(&pfd, 1, CLIENT_TIMEOUT_MS) == 0) {
+			wipe_free(buf);
+			cs_fail(err, CS_EIO, "the agent did not answer within %d s",
+			        CLIENT_TIMEOUT_MS / 1000);
+			return NULL;
+		}
+		if (n == cap) {
+			char *bigger = wipe_realloc(buf, cap * 2);
+
+			if (bigger == NULL)
+				break;
+			buf = bigger;
+			cap *= 2;
+		}
+		got = read(fd, buf + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if (memchr(buf + n - (size_t)got, '\n', (size_t)got) != NULL)
+			break;
+	}
+	if (buf == NULL || n == 0) {
+		wipe_free(buf);
+		cs_fail(err, CS_EIO, "the agent closed the control connection without an answer");
+		return NULL;
+	}
+	*len = n;
+	return buf;
+}
+
+static int parse_answer(const char *buf, size_t len, json_t **result, cs_err *err)
+{
+	json_t *answer = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
+	const char *code, *message;
+	json_t *error;
+
+	if (answer == NULL)
+		return cs_fail(err, CS_EIO, "the agent's answer is not valid JSON");
+	if (json_is_true(json_object_get(answer, "ok"))) {
+		*result = json_incref(json_object_get(answer, "result"));
+		json_decref(answer);
+		return *result ? 0 : cs_fail(err, CS_EIO, "the agent's answer has no result");
+	}
+	error = json_object_get(answer, "error");
+	code = json_string_value(json_object_get(error, "code"));
+	message = json_string_value(json_object_get(error, "message"));
+	cs_fail(err, cs_err_code(code ? code : ""), "%s", message ? message : "the agent failed");
+	json_decref(answer);
+	return -1;
+}
+
+int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **result, cs_err *err)
+{
+	struct sockaddr_un sun;
+	json_t *req;
+	char *text, *answer;
+	size_t len;
+	int fd, rc;
+
+	if (fill_addr(&sun, path, err) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		rc = errno;
+		close(fd);
+		return cs_fail(err, CS_EIO,
+		               "cannot reach the agent at %s: %s; is `certsync agent` running?",
+		               path, strerror(rc));
+	}
+	req = json_pack("{s:s, s:O}", "cmd", cmd, "args", args);
+	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	rc = text && write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0;
+	wipe_free(text);
+	if (!rc) {
+		close(fd);
+		return cs_fail(err, CS_EIO, "cannot send the request to the agent at %s", path);
+	}
+	answer = read_answer(fd, &len, err);
+	close(fd);
+	if (answer == NULL)
+		return -1;
+	rc = parse_answer(answer, len, result, err);
+	wipe_free(answer);
+	return rc;
+}

@@ -1,0 +1,40 @@
+/* control.h — the control socket between `certsync` and the local agent.
+ *
+ * A UNIX stream socket, mode 0600.  One request per connection: a line of
+ * JSON {"cmd": NAME, "args": {...}} and one line back, either
+ * {"ok": true, "result": {...}} or {"ok": false, "error": {"code", "message"}}.
+ * Requests may carry secrets (a PKCS#12 password, a key file); every buffer
+ * that held one is wiped when freed (cs_control_init). */
+#ifndef CS_CONTROL_H
+#define CS_CONTROL_H
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "../common/err.h"
+
+/* Largest request line accepted: room for a few imported files in base64. */
+#define CS_CONTROL_MAX_REQUEST (48u << 20)
+
+/* Makes jansson and libevent wipe every block they free.  Call once, before
+ * any other use of either library. */
+void cs_control_init(void);
+
+/* Runs one request; returns the result (a new reference) or NULL with err. */
+typedef json_t *(*cs_control_fn)(void *ctx, const char *cmd, json_t *args, cs_err *err);
+
+typedef struct cs_control cs_control;
+
+/* Binds path (refusing it when another agent answers there), 0600, and
+ * serves requests on base. */
+int cs_control_listen(cs_control **out, struct event_base *base, const char *path, cs_control_fn fn,
+                      void *ctx, cs_err *err);
+/* Stops listening and removes the socket file. */
+void cs_control_close(cs_control *ctl);
+
+/* Client side: sends one request and waits for its answer.  On success
+ * *result is a new reference; an error answer fills err with its code and
+ * message. */
+int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **result, cs_err *err);
+
+#endif

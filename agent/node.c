@@ -1,0 +1,287 @@
+/* node.c — the agent's state and the dispatch of control requests.
+ *
+ * Startup order matters: the passphrase and the store are checked before
+ * anything is written, so a wrong passphrase or a busy data_dir changes
+ * nothing on disk. */
+#include "node.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "../common/hex.h"
+#include "../common/log.h"
+#include "ops.h"
+#include "proto/store.pb-c.h"
+#include "records.h"
+
+static const char KDF_KEY[] = "kdf";
+
+/* Derives the key from the stored settings and checks it against their
+ * key-check value. */
+static int key_from_settings(struct cs_node *node, const Certsync__KdfParams *kdf, const char *pass,
+                             size_t passlen, cs_err *err)
+{
+	uint8_t check[CS_KEYCHECK_LEN];
+
+	if (kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
+		return cs_fail(err, CS_EIO, "the store's cluster settings are damaged (kdf)");
+	if (cs_key_derive(&node->key, pass, passlen, kdf->salt.data, kdf->opslimit, kdf->memlimit,
+	                  err) < 0)
+		return -1;
+	cs_key_check(node->key, check);
+	if (sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) != 0) {
+		cs_key_free(node->key);
+		node->key = NULL;
+		return cs_fail(err, CS_EUSAGE,
+		               "cluster passphrase does not match: the passphrase in %s does not "
+		               "open this store; give the passphrase the cluster was created with",
+		               node->cfg->passphrase_file);
+	}
+	return 0;
+}
+
+/* A new cluster: random salt and id, MODERATE limits, and the key-check
+ * value, written as the store's first change. */
+static int create_settings(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
+{
+	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
+	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], cluster_id[16];
+	cs_txn *txn;
+
+	cs_kdf_new_salt(salt);
+	randombytes_buf(cluster_id, sizeof(cluster_id));
+	cs_kdf_default_limits(&kdf.opslimit, &kdf.memlimit);
+	if (cs_key_derive(&node->key, pass, passlen, salt, kdf.opslimit, kdf.memlimit, err) < 0)
+		return -1;
+	cs_key_check(node->key, check);
+	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
+	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
+	kdf.cluster_id = (ProtobufCBinaryData){sizeof(cluster_id), cluster_id};
+	if (cs_txn_begin(node->store, true, &txn, err) < 0)
+		return -1;
+	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)KDF_KEY, strlen(KDF_KEY), &kdf.base,
+	            err) < 0) {
+		cs_txn_abort(txn);
+		return -1;
+	}
+	return ops_commit(node, txn, "cluster created", err);
+}
+
+static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
+{
+	Certsync__KdfParams *kdf = NULL;
+	const void *val;
+	size_t vlen;
+	cs_txn *txn;
+	int rc;
+
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return -1;
+	rc = cs_txn_get(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &val, &vlen, err);
+	if (rc == 0 && (kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
+		rc = cs_fail(err, CS_EIO, "the store's cluster settings do not decode");
+	cs_txn_abort(txn);
+	if (rc < 0)
+		return -1;
+	if (kdf != NULL) {
+		rc = key_from_settings(node, kdf, pass, passlen, err);
+		certsync__kdf_params__free_unpacked(kdf, NULL);
+		return rc;
+	}
+	if (node->cfg->role != CS_ROLE_PRIMARY) {
+		cs_warn("no cluster settings yet: this %s holds no certificates until the "
+		        "primary's arrive",
+		        cs_role_name(node->cfg->role));
+		return 0;
+	}
+	return create_settings(node, pass, passlen, err);
+}
+
+int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
+{
+	struct cs_node *node;
+	char *pass;
+	size_t passlen;
+	int rc;
+
+	if (cs_seal_init(err) < 0)
+		return -1;
+	if (cs_secret_file_read("passphrase_file", cfg->passphrase_file, false, &pass, &passlen,
+	                        err) < 0)
+		return -1;
+	node = calloc(1, sizeof(*node));
+	if (node == NULL) {
+		cs_secret_free(pass);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	node->cfg = cfg;
+	node->started = time(NULL);
+	rc = cs_store_open(&node->store, cfg->data_dir, err);
+	if (rc == 0)
+		rc = setup_key(node, pass, passlen, err);
+	cs_secret_free(pass);
+	if (rc < 0) {
+		cs_node_close(node);
+		return -1;
+	}
+	*out = node;
+	return 0;
+}
+
+void cs_node_close(cs_node *node)
+{
+	if (node == NULL)
+		return;
+	cs_key_free(node->key);
+	if (node->store != NULL)
+		cs_store_close(node->store);
+	free(node);
+}
+
+/* ---- helpers shared by the operations ------------------------------------ */
+
+int ops_arg_string(json_t *args, const char *name, bool required, const char **out, cs_err *err)
+{
+	json_t *v = json_object_get(args, name);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v)) {
+		if (required)
+			return cs_fail(err, CS_EUSAGE, "control request: args.%s is required",
+			               name);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return cs_fail(err, CS_EUSAGE, "control request: args.%s must be a string", name);
+	*out = json_string_value(v);
+	return 0;
+}
+
+int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err)
+{
+	cs_pos pos;
+
+	(void)node;
+	if (cs_txn_commit(txn, summary, &pos, err) < 0) {
+		cs_err_prefix(err, "%s: ", summary);
+		return -1;
+	}
+	cs_info("change %llu.%llu: %s", (unsigned long long)pos.epoch, (unsigned long long)pos.seq,
+	        summary);
+	return 0;
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+static json_t *default_json(cs_txn *txn, cs_err *err)
+{
+	uint8_t id[PKI_ID_LEN];
+	char hex[2 * PKI_ID_LEN + 1], na[32];
+	rec_cert c = {0};
+	json_t *j;
+	int rc = rec_default(txn, id, err);
+
+	if (rc != 0)
+		return rc < 0 ? NULL : json_null();
+	if (rec_cert_get(txn, CS_TBL_CERTS, id, &c, err) != 0)
+		return json_null();
+	cs_hex(id, PKI_ID_LEN, hex);
+	rec_time(c.rec->not_after, na);
+	j = json_pack("{s:s, s:s, s:s}", "id", hex, "name", c.rec->name, "not_after", na);
+	rec_cert_clear(&c);
+	return j;
+}
+
+static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
+{
+	const cs_config *cfg = node->cfg;
+	uint8_t digest[CS_DIGEST_LEN], again[CS_DIGEST_LEN];
+	char dhex[2 * CS_DIGEST_LEN + 1], ahex[2 * CS_DIGEST_LEN + 1];
+	json_t *def, *result;
+	cs_txn *txn;
+	cs_pos pos;
+
+	(void)args;
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return NULL;
+	pos = cs_txn_applied(txn);
+	cs_txn_digest(txn, digest);
+	if (cs_txn_digest_recompute(txn, again, err) < 0 ||
+	    (def = default_json(txn, err)) == NULL) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	cs_hex(digest, CS_DIGEST_LEN, dhex);
+	cs_hex(again, CS_DIGEST_LEN, ahex);
+	result = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b, s:b, s:o, "
+	    "s:{s:I, s:I, s:I, s:I}}",
+	    "node", cfg->name, "role", cs_role_name(cfg->role), "hostname", cfg->hostname,
+	    "site_hostname", cfg->site_hostname, "version", CERTSYNC_VERSION, "uptime_seconds",
+	    (json_int_t)(time(NULL) - node->started), "epoch", (json_int_t)pos.epoch, "seq",
+	    (json_int_t)pos.seq, "digest", dhex, "digest_recomputed", ahex, "digest_ok",
+	    memcmp(digest, again, CS_DIGEST_LEN) == 0, "cluster_key", node->key != NULL, "default",
+	    def, "counts", "certificates", (json_int_t)cs_txn_count(txn, CS_TBL_CERTS), "cas",
+	    (json_int_t)cs_txn_count(txn, CS_TBL_CAS), "requests",
+	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
+	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
+	cs_txn_abort(txn);
+	return result;
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+static const struct command {
+	const char *name;
+	cs_op_fn run;
+	bool change;    /* refused on every node but the primary */
+	bool needs_key; /* opens or seals private keys */
+} commands[] = {
+    {"status", op_status, false, false},
+    {"cert.list", op_cert_list, false, false},
+    {"cert.show", op_cert_show, false, false},
+    {"cert.delete", op_cert_delete, true, false},
+    {"cert.default", op_cert_default, true, false},
+    {"cert.self-signed", op_self_signed, true, true},
+    {"csr.create", op_csr_create, true, true},
+    {"csr.list", op_csr_list, false, false},
+    {"csr.show", op_csr_show, false, false},
+    {"import", op_import, true, true},
+    {"export", op_export, false, true},
+    {"verify", op_verify, false, true},
+};
+
+json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
+{
+	struct cs_node *node = ctx;
+	const cs_config *cfg = node->cfg;
+
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct command *c = &commands[i];
+
+		if (strcmp(cmd, c->name) != 0)
+			continue;
+		if (c->change && cfg->role != CS_ROLE_PRIMARY) {
+			const char *primary = cs_config_primary(cfg);
+
+			return cs_fail(err, CS_EREFUSED,
+			               "%s refused: %s is a %s node and only the primary accepts "
+			               "changes; run it on the primary%s%s",
+			               cmd, cfg->name, cs_role_name(cfg->role), primary ? ", " : "",
+			               primary ? primary : ""),
+			       NULL;
+		}
+		if (c->needs_key && node->key == NULL)
+			return cs_fail(
+			           err, CS_EREFUSED,
+			           "%s refused: %s has no cluster key yet (the cluster settings "
+			           "have not reached it)",
+			           cmd, cfg->name),
+			       NULL;
+		return c->run(node, args, err);
+	}
+	cs_fail(err, CS_EUSAGE, "control request names an unknown command '%s'", cmd);
+	return NULL;
+}

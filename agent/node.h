@@ -1,0 +1,23 @@
+/* node.h — the agent's state: configuration, store and cluster key, and the
+ * operations the control socket runs against them. */
+#ifndef CS_NODE_H
+#define CS_NODE_H
+
+#include <jansson.h>
+
+#include "../common/err.h"
+#include "config.h"
+
+typedef struct cs_node cs_node;
+
+/* Reads the passphrase, opens the store and derives the cluster key.  On a
+ * primary whose store is new, creates the cluster settings (salt, limits,
+ * key-check value).  A passphrase that does not give the cluster's key-check
+ * value fails with "cluster passphrase does not match" and nothing written. */
+int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err);
+void cs_node_close(cs_node *node);
+
+/* Runs one control request (a cs_control_fn; ctx is the node). */
+json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);
+
+#endif

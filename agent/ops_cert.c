@@ -1,0 +1,387 @@
+/* ops_cert.c — operations on certificates already in the store: list, show,
+ * delete, choose the default, export and verify. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+#include <sodium.h>
+
+#include "../common/hex.h"
+#include "ops.h"
+#include "records.h"
+
+struct list_walk {
+	cs_table table;
+	STACK_OF(X509) * pool;
+	const uint8_t *default_id; /* NULL when none */
+	time_t now;
+	json_t *out;
+	cs_err *err;
+};
+
+static int list_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct list_walk *w = ctx;
+	rec_cert c = {.table = w->table};
+
+	if (klen != PKI_ID_LEN)
+		return 0;
+	c.rec = certsync__cert_record__unpack(NULL, vlen, val);
+	if (c.rec == NULL)
+		return cs_fail(w->err, CS_EIO, "a record in table %s does not decode",
+		               cs_table_name(w->table));
+	memcpy(c.id, key, PKI_ID_LEN);
+	json_array_append_new(
+	    w->out,
+	    rec_cert_json(&c, w->default_id != NULL && memcmp(w->default_id, key, PKI_ID_LEN) == 0,
+	                  w->pool, w->now));
+	rec_cert_clear(&c);
+	return 0;
+}
+
+json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err)
+{
+	uint8_t def[PKI_ID_LEN];
+	struct list_walk w = {.now = time(NULL), .out = json_array(), .err = err};
+	cs_txn *txn;
+	int rc;
+
+	(void)args;
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return NULL;
+	rc = rec_default(txn, def, err);
+	w.default_id = rc == 0 ? def : NULL;
+	w.pool = rc < 0 ? NULL : rec_ca_pool(txn, err);
+	for (cs_table t = CS_TBL_CERTS; w.pool != NULL && t <= CS_TBL_CAS; t++) {
+		w.table = t;
+		if (cs_txn_foreach(txn, t, list_one, &w, err) != 0)
+			break;
+	}
+	cs_txn_abort(txn);
+	if (w.pool == NULL || err->code != CS_OK) {
+		sk_X509_pop_free(w.pool, X509_free);
+		json_decref(w.out);
+		return NULL;
+	}
+	sk_X509_pop_free(w.pool, X509_free);
+	return json_pack("{s:o}", "certificates", w.out);
+}
+
+/* The certificate an operation names, parsed, with its chain from the pool. */
+struct loaded {
+	rec_cert c;
+	bool is_default;
+	X509 *leaf;
+	STACK_OF(X509) * pool, *chain;
+	bool complete;
+};
+
+static void unload(struct loaded *l)
+{
+	rec_cert_clear(&l->c);
+	X509_free(l->leaf);
+	sk_X509_pop_free(l->pool, X509_free);
+	sk_X509_pop_free(l->chain, X509_free);
+}
+
+/* ref NULL loads the default certificate. */
+static int load(cs_txn *txn, const char *ref, struct loaded *l, cs_err *err)
+{
+	uint8_t def[PKI_ID_LEN];
+	int has_default;
+
+	memset(l, 0, sizeof(*l));
+	has_default = rec_default(txn, def, err);
+	if (has_default < 0)
+		return -1;
+	if (ref == NULL) {
+		if (has_default == 1)
+			return cs_fail(err, CS_ENOTFOUND,
+			               "there is no default certificate; choose one with `certsync "
+			               "cert default ID` or name one with --cert");
+		if (rec_cert_get(txn, CS_TBL_CERTS, def, &l->c, err) != 0)
+			return cs_fail(err, CS_EIO, "the default certificate's record is missing");
+	} else if (rec_cert_find(txn, ref, &l->c, err) < 0) {
+		return -1;
+	}
+	l->is_default = has_default == 0 && memcmp(def, l->c.id, PKI_ID_LEN) == 0;
+	l->leaf = pki_cert_from_der(l->c.rec->der.data, l->c.rec->der.len, err);
+	l->pool = l->leaf ? rec_ca_pool(txn, err) : NULL;
+	if (l->pool == NULL ||
+	    pki_chain_build(l->leaf, l->pool, true, &l->chain, &l->complete, err) < 0) {
+		unload(l);
+		return -1;
+	}
+	return 0;
+}
+
+static char *cert_pem(X509 *x)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out = NULL;
+	long n;
+
+	if (b != NULL && PEM_write_bio_X509(b, x) && (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, data, (size_t)n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+	return out;
+}
+
+static json_t *chain_json(STACK_OF(X509) * chain)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		pki_cert_info info;
+		char id[2 * PKI_ID_LEN + 1];
+		static const char *const kinds[] = {"identity", "intermediate", "root"};
+
+		if (pki_cert_inspect(sk_X509_value(chain, i), &info, NULL) < 0)
+			continue;
+		cs_hex(info.id, PKI_ID_LEN, id);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "id", id, "subject",
+		                                   info.subject, "kind", kinds[info.kind]));
+		pki_cert_info_free(&info);
+	}
+	return a;
+}
+
+json_t *op_cert_show(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct loaded l;
+	const char *ref;
+	json_t *j = NULL;
+	char *pem;
+	cs_txn *txn;
+
+	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
+	    cs_txn_begin(node->store, false, &txn, err) < 0)
+		return NULL;
+	if (load(txn, ref, &l, err) == 0) {
+		pem = cert_pem(l.leaf);
+		j = rec_cert_json(&l.c, l.is_default, l.pool, time(NULL));
+		json_object_set_new(j, "chain", chain_json(l.chain));
+		json_object_set_new(j, "chain_complete", json_boolean(l.complete));
+		json_object_set_new(j, "pem", json_string(pem ? pem : ""));
+		free(pem);
+		unload(&l);
+	}
+	cs_txn_abort(txn);
+	return j;
+}
+
+json_t *op_cert_delete(struct cs_node *node, json_t *args, cs_err *err)
+{
+	uint8_t def[PKI_ID_LEN];
+	char hex[2 * PKI_ID_LEN + 1], summary[128], sid[9];
+	const char *ref;
+	rec_cert c;
+	cs_txn *txn;
+
+	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, err) < 0)
+		return NULL;
+	if (rec_cert_find(txn, ref, &c, err) < 0)
+		goto fail;
+	rec_short_id(c.id, sid);
+	if (rec_default(txn, def, err) == 0 && memcmp(def, c.id, PKI_ID_LEN) == 0) {
+		cs_fail(err, CS_EREFUSED,
+		        "certificate %s (%s) is the default certificate; make another one the "
+		        "default first (`certsync cert default ID`)",
+		        sid, c.rec->name);
+		goto fail_rec;
+	}
+	snprintf(summary, sizeof(summary), "delete %s (%s)", sid, c.rec->name);
+	if (cs_txn_del(txn, c.table, c.id, PKI_ID_LEN, err) < 0)
+		goto fail_rec;
+	cs_hex(c.id, PKI_ID_LEN, hex);
+	rec_cert_clear(&c);
+	if (ops_commit(node, txn, summary, err) < 0)
+		return NULL;
+	return json_pack("{s:s}", "deleted", hex);
+fail_rec:
+	rec_cert_clear(&c);
+fail:
+	cs_txn_abort(txn);
+	return NULL;
+}
+
+/* Hosts of the configuration that cert does not cover, as a JSON array. */
+static json_t *uncovered(const cs_config *cfg, X509 *cert)
+{
+	const char *hosts[64];
+	size_t n = cs_config_hosts(cfg, hosts, 64);
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		if (!pki_covers(cert, hosts[i]))
+			json_array_append_new(a, json_string(hosts[i]));
+	return a;
+}
+
+json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
+{
+	char hex[2 * PKI_ID_LEN + 1], summary[128], sid[9];
+	const char *ref;
+	json_t *missing;
+	rec_cert c;
+	cs_txn *txn;
+	X509 *x;
+
+	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, err) < 0)
+		return NULL;
+	if (rec_cert_find(txn, ref, &c, err) < 0) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	rec_short_id(c.id, sid);
+	if (c.table != CS_TBL_CERTS || c.rec->sealed_key.len == 0) {
+		cs_fail(err, CS_EREFUSED,
+		        c.table != CS_TBL_CERTS
+		            ? "certificate %s (%s) is a CA certificate; the default must be an "
+		              "identity certificate with its key"
+		            : "certificate %s (%s) holds no private key; import its key first",
+		        sid, c.rec->name);
+		rec_cert_clear(&c);
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	x = pki_cert_from_der(c.rec->der.data, c.rec->der.len, err);
+	snprintf(summary, sizeof(summary), "default %s (%s)", sid, c.rec->name);
+	cs_hex(c.id, PKI_ID_LEN, hex);
+	if (x == NULL || rec_set_default(txn, c.id, err) < 0) {
+		X509_free(x);
+		rec_cert_clear(&c);
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	missing = uncovered(node->cfg, x);
+	X509_free(x);
+	rec_cert_clear(&c);
+	if (ops_commit(node, txn, summary, err) < 0) {
+		json_decref(missing);
+		return NULL;
+	}
+	return json_pack("{s:s, s:o}", "default", hex, "uncovered", missing);
+}
+
+/* ---- export ---------------------------------------------------------------- */
+
+static json_t *base64_json(const uint8_t *data, size_t len)
+{
+	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	char *b64 = malloc(n);
+	json_t *j;
+
+	if (b64 == NULL)
+		return NULL;
+	sodium_bin2base64(b64, n, data, len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_string(b64);
+	free(b64);
+	return j;
+}
+
+json_t *op_export(struct cs_node *node, json_t *args, cs_err *err)
+{
+	const char *ref, *fmt_name, *passphrase;
+	pki_format fmt = PKI_FMT_PEM;
+	EVP_PKEY *key = NULL;
+	uint8_t *out = NULL;
+	size_t outlen = 0;
+	struct loaded l;
+	json_t *j = NULL;
+	cs_txn *txn;
+
+	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
+	    ops_arg_string(args, "format", false, &fmt_name, err) < 0 ||
+	    ops_arg_string(args, "passphrase", false, &passphrase, err) < 0 ||
+	    (fmt_name != NULL && pki_format_parse(fmt_name, &fmt, err) < 0))
+		return NULL;
+	if (fmt == PKI_FMT_P12 && (passphrase == NULL || *passphrase == '\0')) {
+		cs_fail(err, CS_EUSAGE,
+		        "export --format p12 carries the private key and needs an export "
+		        "passphrase: give --passphrase-file FILE");
+		return NULL;
+	}
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return NULL;
+	if (load(txn, ref, &l, err) < 0) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	if (fmt == PKI_FMT_P12) {
+		if (l.c.rec->sealed_key.len == 0)
+			cs_fail(err, CS_EREFUSED,
+			        "certificate %s holds no private key, so there is no PKCS#12 to "
+			        "export; use --format pem",
+			        l.c.rec->name);
+		else
+			key = rec_unseal_key(node->key, &l.c.rec->sealed_key, l.c.id, PKI_ID_LEN,
+			                     err);
+	}
+	if ((fmt != PKI_FMT_P12 || key != NULL) &&
+	    pki_export(fmt, l.leaf, l.chain, key, l.c.rec->name, passphrase, &out, &outlen, err) ==
+	        0) {
+		j = json_pack("{s:s, s:o}", "format", fmt_name ? fmt_name : "pem", "data",
+		              base64_json(out, outlen));
+	}
+	EVP_PKEY_free(key);
+	free(out);
+	unload(&l);
+	cs_txn_abort(txn);
+	return j;
+}
+
+/* ---- verify ---------------------------------------------------------------- */
+
+json_t *op_verify(struct cs_node *node, json_t *args, cs_err *err)
+{
+	static const char *const status_names[] = {"ok", "warn", "fail"};
+	pki_check checks[PKI_NCHECKS];
+	const char *ref, *hosts[64];
+	char hex[2 * PKI_ID_LEN + 1];
+	size_t nhosts = cs_config_hosts(node->cfg, hosts, 64);
+	pki_check_status worst;
+	EVP_PKEY *key = NULL;
+	json_t *jchecks, *jhosts, *j;
+	struct loaded l;
+	cs_err keyerr = {0};
+	cs_txn *txn;
+
+	if (ops_arg_string(args, "cert", false, &ref, err) < 0 ||
+	    cs_txn_begin(node->store, false, &txn, err) < 0)
+		return NULL;
+	if (load(txn, ref, &l, err) < 0) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	if (l.c.rec->sealed_key.len > 0)
+		key = rec_unseal_key(node->key, &l.c.rec->sealed_key, l.c.id, PKI_ID_LEN, &keyerr);
+	worst = pki_verify(l.leaf, l.pool, key, hosts, nhosts, time(NULL), checks);
+	if (l.c.rec->sealed_key.len > 0 && key == NULL) {
+		/* A seal that does not open is worth more than "no key held". */
+		checks[2].status = PKI_CHECK_FAIL;
+		snprintf(checks[2].detail, sizeof(checks[2].detail), "%s", keyerr.msg);
+		worst = PKI_CHECK_FAIL;
+	}
+	jchecks = json_array();
+	for (int i = 0; i < PKI_NCHECKS; i++)
+		json_array_append_new(jchecks, json_pack("{s:s, s:s, s:s}", "name", checks[i].name,
+		                                         "status", status_names[checks[i].status],
+		                                         "detail", checks[i].detail));
+	jhosts = json_array();
+	for (size_t i = 0; i < nhosts; i++)
+		json_array_append_new(jhosts, json_string(hosts[i]));
+	cs_hex(l.c.id, PKI_ID_LEN, hex);
+	j = json_pack("{s:{s:s, s:s}, s:o, s:b, s:o}", "certificate", "id", hex, "name",
+	              l.c.rec->name, "hosts", jhosts, "ok", worst != PKI_CHECK_FAIL, "checks",
+	              jchecks);
+	EVP_PKEY_free(key);
+	unload(&l);
+	cs_txn_abort(txn);
+	return j;
+}

@@ -1,0 +1,682 @@
+/* ops_import.c — `certsync import`: certificates, chains and keys in any
+ * format, matched to each other and to what the store already holds.
+ *
+ * Every file is decoded before the store is touched, and every rule is
+ * checked inside one write transaction that is aborted on the first
+ * failure, so a bad file changes nothing.  Keys are sealed under the record
+ * they end up in: a certificate's id, or a pending key's public-key hash. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <sodium.h>
+
+#include "../common/hex.h"
+#include "ops.h"
+#include "records.h"
+
+#define MAX_FILES 64
+#define MAX_MATCH 16
+
+/* One key found in the files of this command. */
+struct cmd_key {
+	EVP_PKEY *pkey;
+	uint8_t spki[PKI_ID_LEN];
+	const char *file;
+	bool used;
+};
+
+struct import {
+	struct cs_node *node;
+	cs_txn *txn;
+	const char *name; /* --name, or NULL */
+	pki_bundle bundles[MAX_FILES];
+	const char *files[MAX_FILES];
+	size_t nfiles;
+	struct cmd_key *keys;
+	size_t nkeys;
+	json_t *items;
+	size_t identities_added;
+	bool has_default;
+	cs_err *err;
+};
+
+static void add_item(struct import *im, const char *file, const char *action, const char *kind,
+                     const uint8_t id[PKI_ID_LEN], const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static void add_item(struct import *im, const char *file, const char *action, const char *kind,
+                     const uint8_t id[PKI_ID_LEN], const char *name, const char *fmt, ...)
+{
+	char hex[2 * PKI_ID_LEN + 1], message[512];
+	va_list ap;
+
+	cs_hex(id, PKI_ID_LEN, hex);
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	json_array_append_new(im->items, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "file", file,
+	                                           "action", action, "kind", kind, "id", hex,
+	                                           "name", name, "message", message));
+}
+
+/* ---- decoding -------------------------------------------------------------- */
+
+static int decode_files(struct import *im, json_t *files, const char *password)
+{
+	size_t i;
+	json_t *f;
+
+	if (!json_is_array(files) || json_array_size(files) == 0 ||
+	    json_array_size(files) > MAX_FILES)
+		return cs_fail(im->err, CS_EUSAGE, "import needs 1 to %d files", MAX_FILES);
+	json_array_foreach(files, i, f)
+	{
+		const char *name = json_string_value(json_object_get(f, "name"));
+		const char *b64 = json_string_value(json_object_get(f, "data"));
+		size_t cap = b64 ? strlen(b64) : 0, len = 0;
+		uint8_t *data;
+		int rc;
+
+		if (name == NULL || b64 == NULL)
+			return cs_fail(im->err, CS_EUSAGE,
+			               "control request: args.files[%zu] needs \"name\" and "
+			               "\"data\" (base64)",
+			               i);
+		/* The file may be a key: decode it into memory that is wiped. */
+		data = sodium_malloc(cap + 1);
+		if (data == NULL)
+			return cs_fail(im->err, CS_EIO, "out of memory");
+		if (sodium_base642bin(data, cap + 1, b64, cap, NULL, &len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			sodium_free(data);
+			return cs_fail(im->err, CS_EUSAGE,
+			               "control request: args.files[%zu].data is not base64", i);
+		}
+		rc = pki_decode(data, len, password, name, &im->bundles[i], im->err);
+		sodium_free(data);
+		if (rc < 0)
+			return -1;
+		im->files[i] = name;
+		im->nfiles = i + 1;
+	}
+	return 0;
+}
+
+static int collect_keys(struct import *im)
+{
+	size_t total = 0, n = 0;
+
+	for (size_t i = 0; i < im->nfiles; i++)
+		total += im->bundles[i].nkeys;
+	im->keys = calloc(total ? total : 1, sizeof(*im->keys));
+	if (im->keys == NULL)
+		return cs_fail(im->err, CS_EIO, "out of memory");
+	for (size_t i = 0; i < im->nfiles; i++) {
+		for (size_t k = 0; k < im->bundles[i].nkeys; k++) {
+			struct cmd_key *ck = &im->keys[n];
+
+			ck->pkey = im->bundles[i].keys[k];
+			ck->file = im->files[i];
+			if (pki_key_spki_hash(ck->pkey, ck->spki, im->err) < 0)
+				return -1;
+			/* The same key twice in one command counts once. */
+			bool dup = false;
+			for (size_t j = 0; j < n; j++)
+				dup |= memcmp(im->keys[j].spki, ck->spki, PKI_ID_LEN) == 0;
+			if (!dup)
+				n++;
+		}
+	}
+	im->nkeys = n;
+	return 0;
+}
+
+/* ---- looking up what the store holds ------------------------------------- */
+
+/* Records of one table whose public-key hash equals spki. */
+struct spki_walk {
+	cs_table table;
+	const uint8_t *spki;
+	size_t n;
+	uint8_t ids[MAX_MATCH][PKI_ID_LEN];
+	bool has_key[MAX_MATCH];
+};
+
+static int spki_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct spki_walk *w = ctx;
+	ProtobufCBinaryData spki, sealed;
+	Certsync__CertRecord *c = NULL;
+	Certsync__RequestRecord *r = NULL;
+
+	if (w->table == CS_TBL_REQUESTS) {
+		if ((r = certsync__request_record__unpack(NULL, vlen, val)) == NULL)
+			return 0;
+		spki = r->spki_sha256;
+		sealed = r->sealed_key;
+	} else {
+		if ((c = certsync__cert_record__unpack(NULL, vlen, val)) == NULL)
+			return 0;
+		spki = c->spki_sha256;
+		sealed = c->sealed_key;
+	}
+	if (klen == PKI_ID_LEN && spki.len == PKI_ID_LEN &&
+	    memcmp(spki.data, w->spki, PKI_ID_LEN) == 0 && w->n < MAX_MATCH) {
+		memcpy(w->ids[w->n], key, PKI_ID_LEN);
+		w->has_key[w->n] = sealed.len > 0;
+		w->n++;
+	}
+	certsync__request_record__free_unpacked(r, NULL);
+	certsync__cert_record__free_unpacked(c, NULL);
+	return 0;
+}
+
+static int find_spki(struct import *im, cs_table t, const uint8_t spki[PKI_ID_LEN],
+                     struct spki_walk *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->table = t;
+	w->spki = spki;
+	return cs_txn_foreach(im->txn, t, spki_one, w, im->err);
+}
+
+/* Unseals the key held by record id of table t (a certificate or request). */
+static EVP_PKEY *unseal_from(struct import *im, cs_table t, const uint8_t id[PKI_ID_LEN])
+{
+	const void *val;
+	size_t vlen;
+	EVP_PKEY *pkey = NULL;
+	Certsync__CertRecord *c = NULL;
+	Certsync__RequestRecord *r = NULL;
+
+	if (cs_txn_get(im->txn, t, id, PKI_ID_LEN, &val, &vlen, im->err) != 0)
+		return NULL;
+	if (t == CS_TBL_REQUESTS && (r = certsync__request_record__unpack(NULL, vlen, val)))
+		pkey = rec_unseal_key(im->node->key, &r->sealed_key, id, PKI_ID_LEN, im->err);
+	else if (t != CS_TBL_REQUESTS && (c = certsync__cert_record__unpack(NULL, vlen, val)))
+		pkey = rec_unseal_key(im->node->key, &c->sealed_key, id, PKI_ID_LEN, im->err);
+	certsync__request_record__free_unpacked(r, NULL);
+	certsync__cert_record__free_unpacked(c, NULL);
+	return pkey;
+}
+
+/* Takes the pending key with this public-key hash out of the keys table. */
+static EVP_PKEY *claim_pending(struct import *im, const uint8_t spki[PKI_ID_LEN])
+{
+	Certsync__PendingKey *pk;
+	const void *val;
+	size_t vlen;
+	EVP_PKEY *pkey = NULL;
+
+	if (cs_txn_get(im->txn, CS_TBL_KEYS, spki, PKI_ID_LEN, &val, &vlen, im->err) != 0)
+		return NULL;
+	pk = certsync__pending_key__unpack(NULL, vlen, val);
+	if (pk != NULL)
+		pkey = rec_unseal_key(im->node->key, &pk->sealed_key, spki, PKI_ID_LEN, im->err);
+	certsync__pending_key__free_unpacked(pk, NULL);
+	if (pkey != NULL && cs_txn_del(im->txn, CS_TBL_KEYS, spki, PKI_ID_LEN, im->err) < 0) {
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	return pkey;
+}
+
+static int add_fulfilled(struct import *im, const uint8_t req_id[PKI_ID_LEN],
+                         const uint8_t cert_id[PKI_ID_LEN])
+{
+	Certsync__RequestRecord *r;
+	ProtobufCBinaryData *by;
+	const void *val;
+	size_t vlen;
+	int rc;
+
+	if (cs_txn_get(im->txn, CS_TBL_REQUESTS, req_id, PKI_ID_LEN, &val, &vlen, im->err) != 0)
+		return -1;
+	r = certsync__request_record__unpack(NULL, vlen, val);
+	if (r == NULL)
+		return cs_fail(im->err, CS_EIO, "a request record does not decode");
+	/* Grow the unpacked array by one; protobuf-c frees it with the allocator
+	 * it unpacked with, which is malloc. */
+	by = realloc(r->fulfilled_by, (r->n_fulfilled_by + 1) * sizeof(*by));
+	if (by == NULL) {
+		certsync__request_record__free_unpacked(r, NULL);
+		return cs_fail(im->err, CS_EIO, "out of memory");
+	}
+	r->fulfilled_by = by;
+	by[r->n_fulfilled_by].data = malloc(PKI_ID_LEN);
+	by[r->n_fulfilled_by].len = PKI_ID_LEN;
+	if (by[r->n_fulfilled_by].data == NULL) {
+		certsync__request_record__free_unpacked(r, NULL);
+		return cs_fail(im->err, CS_EIO, "out of memory");
+	}
+	memcpy(by[r->n_fulfilled_by++].data, cert_id, PKI_ID_LEN);
+	rc = rec_put(im->txn, CS_TBL_REQUESTS, req_id, PKI_ID_LEN, &r->base, im->err);
+	certsync__request_record__free_unpacked(r, NULL);
+	return rc;
+}
+
+/* ---- identities ---------------------------------------------------------- */
+
+/* Where a new identity's key came from. */
+struct key_source {
+	EVP_PKEY *pkey; /* owned */
+	const char *what;
+	char name[256]; /* name inherited from a request or a renewed certificate */
+	bool from_request;
+	uint8_t request_id[PKI_ID_LEN];
+};
+
+static struct cmd_key *command_key(struct import *im, const uint8_t spki[PKI_ID_LEN])
+{
+	for (size_t i = 0; i < im->nkeys; i++)
+		if (memcmp(im->keys[i].spki, spki, PKI_ID_LEN) == 0)
+			return &im->keys[i];
+	return NULL;
+}
+
+static void inherit_name(struct import *im, cs_table t, const uint8_t id[PKI_ID_LEN],
+                         struct key_source *ks)
+{
+	const void *val;
+	size_t vlen;
+
+	if (cs_txn_get(im->txn, t, id, PKI_ID_LEN, &val, &vlen, NULL) != 0)
+		return;
+	char *name = NULL;
+	if (t == CS_TBL_REQUESTS) {
+		Certsync__RequestRecord *r = certsync__request_record__unpack(NULL, vlen, val);
+		name = r ? strdup(r->name) : NULL;
+		certsync__request_record__free_unpacked(r, NULL);
+	} else {
+		Certsync__CertRecord *c = certsync__cert_record__unpack(NULL, vlen, val);
+		name = c ? strdup(c->name) : NULL;
+		certsync__cert_record__free_unpacked(c, NULL);
+	}
+	if (name != NULL)
+		snprintf(ks->name, sizeof(ks->name), "%s", name);
+	free(name);
+}
+
+/* Finds the key of a new identity: in this command, among pending keys, in a
+ * request, or in a certificate with the same key (a renewal).  0 with
+ * ks->pkey NULL when there is none. */
+static int find_key(struct import *im, X509 *x, const uint8_t spki[PKI_ID_LEN],
+                    struct key_source *ks)
+{
+	struct cmd_key *ck = command_key(im, spki);
+	struct spki_walk w;
+
+	memset(ks, 0, sizeof(*ks));
+	if (ck != NULL && pki_key_matches(x, ck->pkey)) {
+		ck->used = true;
+		EVP_PKEY_up_ref(ck->pkey);
+		ks->pkey = ck->pkey;
+		ks->what = "with its key";
+		return 0;
+	}
+	if ((ks->pkey = claim_pending(im, spki)) != NULL) {
+		ks->what = "with its pending key";
+		return 0;
+	}
+	if (im->err->code != CS_OK || find_spki(im, CS_TBL_REQUESTS, spki, &w) < 0)
+		return -1;
+	if (w.n > 0) {
+		ks->pkey = unseal_from(im, CS_TBL_REQUESTS, w.ids[0]);
+		ks->from_request = true;
+		memcpy(ks->request_id, w.ids[0], PKI_ID_LEN);
+		inherit_name(im, CS_TBL_REQUESTS, w.ids[0], ks);
+		ks->what = "with the key of its request";
+		return ks->pkey ? 0 : -1;
+	}
+	if (find_spki(im, CS_TBL_CERTS, spki, &w) < 0)
+		return -1;
+	for (size_t i = 0; i < w.n; i++) {
+		if (!w.has_key[i])
+			continue;
+		ks->pkey = unseal_from(im, CS_TBL_CERTS, w.ids[i]);
+		inherit_name(im, CS_TBL_CERTS, w.ids[i], ks);
+		ks->what = "with the key of the certificate it renews";
+		return ks->pkey ? 0 : -1;
+	}
+	return 0;
+}
+
+/* A keyless leaf naming a host that a pending request asks for was most
+ * likely issued for another key: refuse it rather than keep a useless copy. */
+struct host_walk {
+	const pki_cert_info *info;
+	char found[256];
+};
+
+static int host_clash(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct host_walk *w = ctx;
+	Certsync__RequestRecord *r = certsync__request_record__unpack(NULL, vlen, val);
+	char sid[9];
+
+	if (r == NULL || klen != PKI_ID_LEN || r->n_fulfilled_by > 0) {
+		certsync__request_record__free_unpacked(r, NULL);
+		return 0;
+	}
+	for (size_t i = 0; i < r->n_sans && !*w->found; i++)
+		for (size_t j = 0; j < w->info->sans.n && !*w->found; j++)
+			if (strcasecmp(r->sans[i], w->info->sans.names[j]) == 0) {
+				rec_short_id(key, sid);
+				snprintf(w->found, sizeof(w->found), "%s (%s)", sid, r->name);
+			}
+	certsync__request_record__free_unpacked(r, NULL);
+	return *w->found != 0;
+}
+
+static int put_identity(struct import *im, const char *file, X509 *x, pki_cert_info *info,
+                        const char *name, EVP_PKEY *pkey, const char *source,
+                        const uint8_t *request_id)
+{
+	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
+	uint8_t *der;
+	size_t derlen;
+	int rc;
+
+	if (pki_cert_der(x, &der, &derlen, im->err) < 0)
+		return -1;
+	rec_cert_describe(&rec, info);
+	rec.der = (ProtobufCBinaryData){derlen, der};
+	rec.name = (char *)name;
+	rec.source = (char *)source;
+	rec.created = time(NULL);
+	if (request_id != NULL)
+		rec.request_id = (ProtobufCBinaryData){PKI_ID_LEN, (uint8_t *)request_id};
+	rc = pkey
+	         ? rec_seal_key(im->node->key, pkey, info->id, PKI_ID_LEN, &rec.sealed_key, im->err)
+	         : 0;
+	if (rc == 0)
+		rc = rec_put(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &rec.base, im->err);
+	free(rec.sealed_key.data);
+	free(der);
+	(void)file;
+	return rc;
+}
+
+static int import_identity(struct import *im, const char *file, X509 *x, pki_cert_info *info)
+{
+	struct key_source ks;
+	rec_cert existing = {0};
+	struct host_walk hw = {.info = info};
+	const char *name;
+	char sid[9];
+	int rc;
+
+	rec_short_id(info->id, sid);
+	if (info->sans.n == 0)
+		return cs_fail(im->err, CS_EINPUT,
+		               "%s: certificate %s (%s) has no subjectAltName: TLS clients ignore "
+		               "the common name, so it would match no host; ask the CA for a "
+		               "certificate with SANs",
+		               file, sid, info->subject_cn);
+	rc = rec_cert_get(im->txn, CS_TBL_CERTS, info->id, &existing, im->err);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		bool attach = existing.rec->sealed_key.len == 0;
+		struct cmd_key *ck = attach ? command_key(im, info->spki_sha256) : NULL;
+
+		if (ck != NULL && pki_key_matches(x, ck->pkey)) {
+			ck->used = true;
+			rc = put_identity(im, file, x, info, existing.rec->name, ck->pkey,
+			                  existing.rec->source, NULL);
+			if (rc == 0)
+				add_item(im, file, "key-attached", "identity", info->id,
+				         existing.rec->name,
+				         "certificate %s (%s) now holds its key", sid,
+				         existing.rec->name);
+		} else {
+			if (ck != NULL)
+				ck->used = true;
+			add_item(im, file, "exists", "identity", info->id, existing.rec->name,
+			         "certificate %s (%s) is already in the store", sid,
+			         existing.rec->name);
+		}
+		rec_cert_clear(&existing);
+		return rc;
+	}
+	if (find_key(im, x, info->spki_sha256, &ks) < 0)
+		return -1;
+	if (ks.pkey == NULL) {
+		if (cs_txn_foreach(im->txn, CS_TBL_REQUESTS, host_clash, &hw, im->err) < 0 &&
+		    !*hw.found)
+			return -1;
+		if (*hw.found)
+			return cs_fail(im->err, CS_EINPUT,
+			               "%s: certificate %s (%s) does not match the key of pending "
+			               "request %s; was it issued for another request?",
+			               file, sid, info->subject_cn, hw.found);
+	}
+	name = im->name ? im->name : *ks.name ? ks.name : info->subject_cn;
+	rc = put_identity(im, file, x, info, name, ks.pkey, ks.from_request ? "csr" : "import",
+	                  ks.from_request ? ks.request_id : NULL);
+	if (rc == 0 && ks.from_request)
+		rc = add_fulfilled(im, ks.request_id, info->id);
+	if (rc == 0 && ks.pkey != NULL && !im->has_default) {
+		rc = rec_set_default(im->txn, info->id, im->err);
+		im->has_default = true;
+	}
+	if (rc == 0) {
+		im->identities_added++;
+		if (ks.pkey != NULL)
+			add_item(im, file, "added", "identity", info->id, name,
+			         "added certificate %s (%s) %s", sid, name, ks.what);
+		else
+			add_item(im, file, "added", "identity", info->id, name,
+			         "added certificate %s (%s) without a key: import its key to "
+			         "serve it",
+			         sid, name);
+	}
+	EVP_PKEY_free(ks.pkey);
+	return rc;
+}
+
+static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info *info)
+{
+	static const char *const kinds[] = {"identity", "intermediate", "root"};
+	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
+	const char *kind = kinds[info->kind];
+	uint8_t *der;
+	size_t derlen;
+	char sid[9];
+	int rc;
+
+	rec_short_id(info->id, sid);
+	rc = cs_txn_get(im->txn, CS_TBL_CAS, info->id, PKI_ID_LEN, &(const void *){0}, &(size_t){0},
+	                im->err);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		add_item(im, file, "exists", kind, info->id, info->subject_cn,
+		         "CA certificate %s (%s) is already in the store", sid, info->subject_cn);
+		return 0;
+	}
+	if (pki_cert_der(x, &der, &derlen, im->err) < 0)
+		return -1;
+	rec_cert_describe(&rec, info);
+	rec.der = (ProtobufCBinaryData){derlen, der};
+	rec.name = info->subject_cn;
+	rec.source = "import";
+	rec.created = time(NULL);
+	rc = rec_put(im->txn, CS_TBL_CAS, info->id, PKI_ID_LEN, &rec.base, im->err);
+	free(der);
+	if (rc == 0)
+		add_item(im, file, "added", kind, info->id, info->subject_cn,
+		         "added %s CA certificate %s (%s)", kind, sid, info->subject_cn);
+	return rc;
+}
+
+/* ---- keys no certificate of this command claimed ------------------------- */
+
+static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct spki_walk *w,
+                            size_t *attached)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		rec_cert c = {0};
+		X509 *x;
+		pki_cert_info info;
+		char sid[9];
+		int rc;
+
+		if (w->has_key[i] || rec_cert_get(im->txn, CS_TBL_CERTS, w->ids[i], &c, im->err))
+			continue;
+		x = pki_cert_from_der(c.rec->der.data, c.rec->der.len, im->err);
+		rc = x && pki_key_matches(x, ck->pkey) ? pki_cert_inspect(x, &info, im->err) : 1;
+		if (rc == 0) {
+			rc = put_identity(im, ck->file, x, &info, c.rec->name, ck->pkey,
+			                  c.rec->source, NULL);
+			rec_short_id(w->ids[i], sid);
+			if (rc == 0)
+				add_item(im, ck->file, "key-attached", "key", ck->spki, c.rec->name,
+				         "key joined certificate %s (%s)", sid, c.rec->name);
+			(*attached)++;
+			pki_cert_info_free(&info);
+		}
+		X509_free(x);
+		rec_cert_clear(&c);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int import_key(struct import *im, struct cmd_key *ck)
+{
+	Certsync__PendingKey pk = CERTSYNC__PENDING_KEY__INIT;
+	struct spki_walk certs, reqs;
+	char sid[9], type[16], holder[9];
+	size_t attached = 0;
+	int rc;
+
+	rec_short_id(ck->spki, sid);
+	if (find_spki(im, CS_TBL_CERTS, ck->spki, &certs) < 0 ||
+	    attach_to_stored(im, ck, &certs, &attached) < 0 ||
+	    find_spki(im, CS_TBL_REQUESTS, ck->spki, &reqs) < 0)
+		return -1;
+	if (attached > 0)
+		return 0;
+	rc = cs_txn_get(im->txn, CS_TBL_KEYS, ck->spki, PKI_ID_LEN, &(const void *){0},
+	                &(size_t){0}, im->err);
+	if (rc < 0)
+		return -1;
+	if (rc == 0 || certs.n > 0 || reqs.n > 0) {
+		rec_short_id(certs.n ? certs.ids[0] : reqs.n ? reqs.ids[0] : ck->spki, holder);
+		add_item(im, ck->file, "exists", "key", ck->spki, "",
+		         "key %s is already in the store (%s %s)", sid,
+		         certs.n  ? "certificate"
+		         : reqs.n ? "request"
+		                  : "pending key",
+		         holder);
+		return 0;
+	}
+	pki_key_type(ck->pkey, type, sizeof(type));
+	pk.key_type = type;
+	pk.created = time(NULL);
+	pk.name = im->name ? (char *)im->name : "";
+	if (rec_seal_key(im->node->key, ck->pkey, ck->spki, PKI_ID_LEN, &pk.sealed_key, im->err) <
+	    0)
+		return -1;
+	rc = rec_put(im->txn, CS_TBL_KEYS, ck->spki, PKI_ID_LEN, &pk.base, im->err);
+	free(pk.sealed_key.data);
+	if (rc == 0)
+		add_item(im, ck->file, "pending-key", "key", ck->spki, pk.name,
+		         "key %s (%s) matches no certificate or request; kept pending until its "
+		         "certificate is imported",
+		         sid, type);
+	return rc;
+}
+
+/* ---- the command ------------------------------------------------------------ */
+
+static int import_certs(struct import *im)
+{
+	for (size_t f = 0; f < im->nfiles; f++) {
+		STACK_OF(X509) *certs = im->bundles[f].certs;
+
+		for (int i = 0; i < sk_X509_num(certs); i++) {
+			pki_cert_info info;
+			int rc;
+
+			if (pki_cert_inspect(sk_X509_value(certs, i), &info, im->err) < 0)
+				return cs_err_prefix(im->err, "%s: ", im->files[f]);
+			rc = info.kind == PKI_KIND_IDENTITY
+			         ? import_identity(im, im->files[f], sk_X509_value(certs, i), &info)
+			         : import_ca(im, im->files[f], sk_X509_value(certs, i), &info);
+			pki_cert_info_free(&info);
+			if (rc < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static json_t *finish(struct import *im)
+{
+	char summary[256];
+	size_t n = json_array_size(im->items), changed = 0, i;
+	json_t *item;
+
+	json_array_foreach(im->items, i, item)
+	{
+		if (strcmp(json_string_value(json_object_get(item, "action")), "exists") != 0)
+			changed++;
+	}
+	if (changed == 0) {
+		cs_txn_abort(im->txn);
+		im->txn = NULL;
+		return json_pack("{s:b, s:O}", "changed", 0, "items", im->items);
+	}
+	snprintf(summary, sizeof(summary), "import %zu item%s from %s%s", changed,
+	         changed == 1 ? "" : "s", im->files[0], im->nfiles > 1 ? " and more" : "");
+	(void)n;
+	if (ops_commit(im->node, im->txn, summary, im->err) < 0) {
+		im->txn = NULL;
+		return NULL;
+	}
+	im->txn = NULL;
+	return json_pack("{s:b, s:O}", "changed", 1, "items", im->items);
+}
+
+json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct import im = {.node = node, .err = err, .items = json_array()};
+	const char *password;
+	uint8_t def[PKI_ID_LEN];
+	json_t *result = NULL;
+	int rc;
+
+	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
+	    ops_arg_string(args, "name", false, &im.name, err) < 0 ||
+	    decode_files(&im, json_object_get(args, "files"), password) < 0 ||
+	    collect_keys(&im) < 0 || cs_txn_begin(node->store, true, &im.txn, err) < 0)
+		goto out;
+	rc = rec_default(im.txn, def, err);
+	im.has_default = rc == 0;
+	if (rc < 0 || import_certs(&im) < 0)
+		goto out;
+	if (im.name != NULL && im.identities_added > 1) {
+		cs_fail(err, CS_EUSAGE,
+		        "--name names one certificate, but these files hold %zu new ones; import "
+		        "them one at a time",
+		        im.identities_added);
+		goto out;
+	}
+	for (size_t i = 0; i < im.nkeys; i++)
+		if (!im.keys[i].used && import_key(&im, &im.keys[i]) < 0)
+			goto out;
+	result = finish(&im);
+out:
+	if (im.txn != NULL)
+		cs_txn_abort(im.txn);
+	for (size_t i = 0; i < im.nfiles; i++)
+		pki_bundle_free(&im.bundles[i]);
+	free(im.keys);
+	json_decref(im.items);
+	return result;
+}

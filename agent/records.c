@@ -1,0 +1,410 @@
+/* records.c — see records.h. */
+#include "records.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "../common/hex.h"
+
+#define MIN_PREFIX  8
+#define DAY         86400
+#define WARN_DAYS   30
+#define MAX_MATCHES 4 /* named in an "ambiguous" message */
+
+void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9])
+{
+	cs_hex(id, 4, out);
+}
+
+void rec_time(time_t t, char out[32])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- finding by what the operator typed ---------------------------------- */
+
+static bool is_hex_prefix(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < MIN_PREFIX || n > 2 * PKI_ID_LEN)
+		return false;
+	for (; *s; s++)
+		if (!isxdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* Name of a packed record, for matching a friendly name. */
+typedef char *(*name_fn)(const void *val, size_t vlen);
+
+static char *cert_name(const void *val, size_t vlen)
+{
+	Certsync__CertRecord *r = certsync__cert_record__unpack(NULL, vlen, val);
+	char *name = r ? strdup(r->name) : NULL;
+
+	certsync__cert_record__free_unpacked(r, NULL);
+	return name;
+}
+
+static char *request_name(const void *val, size_t vlen)
+{
+	Certsync__RequestRecord *r = certsync__request_record__unpack(NULL, vlen, val);
+	char *name = r ? strdup(r->name) : NULL;
+
+	certsync__request_record__free_unpacked(r, NULL);
+	return name;
+}
+
+struct match_walk {
+	const char *ref;
+	bool by_prefix;
+	name_fn name_of;
+	cs_table table;
+	size_t n;
+	cs_table tables[MAX_MATCHES];
+	uint8_t ids[MAX_MATCHES][PKI_ID_LEN];
+};
+
+static int match_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct match_walk *w = ctx;
+	char hex[2 * PKI_ID_LEN + 1];
+	bool hit;
+
+	if (klen != PKI_ID_LEN)
+		return 0;
+	cs_hex(key, PKI_ID_LEN, hex);
+	if (w->by_prefix) {
+		hit = strncasecmp(hex, w->ref, strlen(w->ref)) == 0;
+	} else {
+		char *name = w->name_of(val, vlen);
+
+		hit = name != NULL && *name != '\0' && strcmp(name, w->ref) == 0;
+		free(name);
+	}
+	if (hit) {
+		if (w->n < MAX_MATCHES) {
+			w->tables[w->n] = w->table;
+			memcpy(w->ids[w->n], key, PKI_ID_LEN);
+		}
+		w->n++;
+	}
+	return 0;
+}
+
+/* Finds the one record of tables[] that ref names: by id prefix when ref looks
+ * like one, else by name.  what is "certificate" or "request". */
+static int find_ref(cs_txn *txn, const cs_table *tables, size_t ntables, name_fn name_of,
+                    const char *ref, const char *what, const char *list_cmd, cs_table *table,
+                    uint8_t id[PKI_ID_LEN], cs_err *err)
+{
+	struct match_walk w = {.ref = ref, .name_of = name_of};
+
+	for (int pass = 0; pass < 2 && w.n == 0; pass++) {
+		w.by_prefix = pass == 0;
+		if (w.by_prefix && !is_hex_prefix(ref))
+			continue;
+		for (size_t i = 0; i < ntables; i++) {
+			w.table = tables[i];
+			if (cs_txn_foreach(txn, tables[i], match_one, &w, err) < 0)
+				return -1;
+		}
+	}
+	if (w.n == 0)
+		return cs_fail(err, CS_ENOTFOUND,
+		               "no %s matches '%s'; give an id (8 or more hex digits) or a name "
+		               "from `certsync %s`",
+		               what, ref, list_cmd);
+	if (w.n > 1) {
+		char list[256] = "", one[16];
+
+		for (size_t i = 0; i < w.n && i < MAX_MATCHES; i++) {
+			rec_short_id(w.ids[i], one);
+			strcat(list, i ? ", " : "");
+			strcat(list, one);
+		}
+		return cs_fail(err, CS_EINPUT, "'%s' matches %zu %ss (%s%s); give more of the id",
+		               ref, w.n, what, list, w.n > MAX_MATCHES ? ", ..." : "");
+	}
+	*table = w.tables[0];
+	memcpy(id, w.ids[0], PKI_ID_LEN);
+	return 0;
+}
+
+int rec_cert_get(cs_txn *txn, cs_table t, const uint8_t id[PKI_ID_LEN], rec_cert *out, cs_err *err)
+{
+	const void *val;
+	size_t vlen;
+	int rc = cs_txn_get(txn, t, id, PKI_ID_LEN, &val, &vlen, err);
+
+	if (rc != 0)
+		return rc;
+	out->rec = certsync__cert_record__unpack(NULL, vlen, val);
+	if (out->rec == NULL)
+		return cs_fail(err, CS_EIO, "certificate record in table %s does not decode",
+		               cs_table_name(t));
+	out->table = t;
+	memcpy(out->id, id, PKI_ID_LEN);
+	return 0;
+}
+
+int rec_cert_find(cs_txn *txn, const char *ref, rec_cert *out, cs_err *err)
+{
+	static const cs_table tables[] = {CS_TBL_CERTS, CS_TBL_CAS};
+	uint8_t id[PKI_ID_LEN];
+	cs_table t;
+
+	memset(out, 0, sizeof(*out));
+	if (find_ref(txn, tables, 2, cert_name, ref, "certificate", "cert list", &t, id, err) < 0)
+		return -1;
+	return rec_cert_get(txn, t, id, out, err) == 0 ? 0 : -1;
+}
+
+void rec_cert_clear(rec_cert *c)
+{
+	certsync__cert_record__free_unpacked(c->rec, NULL);
+	c->rec = NULL;
+}
+
+int rec_request_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN],
+                     Certsync__RequestRecord **out, cs_err *err)
+{
+	static const cs_table tables[] = {CS_TBL_REQUESTS};
+	const void *val;
+	size_t vlen;
+	cs_table t;
+
+	if (find_ref(txn, tables, 1, request_name, ref, "request", "csr list", &t, id, err) < 0)
+		return -1;
+	if (cs_txn_get(txn, t, id, PKI_ID_LEN, &val, &vlen, err) != 0)
+		return -1;
+	*out = certsync__request_record__unpack(NULL, vlen, val);
+	return *out ? 0 : cs_fail(err, CS_EIO, "request record does not decode");
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+int rec_put(cs_txn *txn, cs_table t, const uint8_t *key, size_t klen, const ProtobufCMessage *msg,
+            cs_err *err)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(len ? len : 1);
+	int rc;
+
+	if (buf == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	protobuf_c_message_pack(msg, buf);
+	rc = cs_txn_put(txn, t, key, klen, buf, len, err);
+	free(buf);
+	return rc;
+}
+
+static const char DEFAULT_KEY[] = "default";
+
+int rec_default(cs_txn *txn, uint8_t id[PKI_ID_LEN], cs_err *err)
+{
+	Certsync__DefaultCert *d;
+	const void *val;
+	size_t vlen;
+	int rc;
+
+	rc = cs_txn_get(txn, CS_TBL_SETTINGS, DEFAULT_KEY, strlen(DEFAULT_KEY), &val, &vlen, err);
+	if (rc != 0)
+		return rc;
+	d = certsync__default_cert__unpack(NULL, vlen, val);
+	rc = d && d->id.len == PKI_ID_LEN ? 0 : 1;
+	if (rc == 0)
+		memcpy(id, d->id.data, PKI_ID_LEN);
+	certsync__default_cert__free_unpacked(d, NULL);
+	return rc;
+}
+
+int rec_set_default(cs_txn *txn, const uint8_t id[PKI_ID_LEN], cs_err *err)
+{
+	Certsync__DefaultCert d = CERTSYNC__DEFAULT_CERT__INIT;
+
+	d.id.data = (uint8_t *)id;
+	d.id.len = PKI_ID_LEN;
+	return rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)DEFAULT_KEY, strlen(DEFAULT_KEY),
+	               &d.base, err);
+}
+
+struct pool_walk {
+	STACK_OF(X509) * pool;
+	cs_err *err;
+};
+
+static int add_to_pool(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct pool_walk *w = ctx;
+	Certsync__CertRecord *r = certsync__cert_record__unpack(NULL, vlen, val);
+	X509 *x = r ? pki_cert_from_der(r->der.data, r->der.len, w->err) : NULL;
+
+	(void)key;
+	(void)klen;
+	certsync__cert_record__free_unpacked(r, NULL);
+	if (x == NULL || !sk_X509_push(w->pool, x)) {
+		X509_free(x);
+		return cs_fail(w->err, CS_EIO, "a CA certificate record does not decode");
+	}
+	return 0;
+}
+
+STACK_OF(X509) * rec_ca_pool(cs_txn *txn, cs_err *err)
+{
+	struct pool_walk w = {sk_X509_new_null(), err};
+
+	if (w.pool == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	if (cs_txn_foreach(txn, CS_TBL_CAS, add_to_pool, &w, err) != 0) {
+		sk_X509_pop_free(w.pool, X509_free);
+		return NULL;
+	}
+	return w.pool;
+}
+
+void rec_cert_describe(Certsync__CertRecord *rec, pki_cert_info *info)
+{
+	rec->kind = (Certsync__CertKind)info->kind;
+	rec->subject = info->subject;
+	rec->subject_cn = info->subject_cn;
+	rec->issuer = info->issuer;
+	rec->n_sans = info->sans.n;
+	rec->sans = info->sans.names;
+	rec->not_before = info->not_before;
+	rec->not_after = info->not_after;
+	rec->key_type = info->key_type;
+	rec->spki_sha256.data = info->spki_sha256;
+	rec->spki_sha256.len = PKI_ID_LEN;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+int rec_seal_key(const cs_key *key, EVP_PKEY *pkey, const uint8_t *ad, size_t adlen,
+                 ProtobufCBinaryData *out, cs_err *err)
+{
+	uint8_t *der;
+	size_t len;
+	int rc;
+
+	if (pki_key_to_der(pkey, &der, &len, err) < 0)
+		return -1;
+	rc = cs_seal(key, der, len, ad, adlen, &out->data, &out->len, err);
+	OPENSSL_secure_clear_free(der, len);
+	return rc;
+}
+
+EVP_PKEY *rec_unseal_key(const cs_key *key, const ProtobufCBinaryData *sealed, const uint8_t *ad,
+                         size_t adlen, cs_err *err)
+{
+	uint8_t *der;
+	size_t len;
+	EVP_PKEY *pkey;
+
+	if (cs_unseal(key, sealed->data, sealed->len, ad, adlen, &der, &len, err) < 0)
+		return NULL;
+	pkey = pki_key_from_der(der, len, err);
+	cs_secret_free(der);
+	return pkey;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static const char *kind_name(Certsync__CertKind k)
+{
+	switch (k) {
+	case CERTSYNC__CERT_KIND__CERT_KIND_INTERMEDIATE:
+		return "intermediate";
+	case CERTSYNC__CERT_KIND__CERT_KIND_ROOT:
+		return "root";
+	default:
+		return "identity";
+	}
+}
+
+static json_t *string_array(char **items, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(items[i]));
+	return a;
+}
+
+static json_t *warnings(const rec_cert *c, STACK_OF(X509) * pool, time_t now)
+{
+	const Certsync__CertRecord *r = c->rec;
+	json_t *w = json_array();
+	char text[64];
+
+	if (r->not_after <= now) {
+		json_array_append_new(w, json_string("expired"));
+	} else if (r->not_after - now <= (time_t)WARN_DAYS * DAY) {
+		snprintf(text, sizeof(text), "expires in %lld days",
+		         (long long)((r->not_after - now) / DAY));
+		json_array_append_new(w, json_string(text));
+	}
+	if (c->table != CS_TBL_CERTS)
+		return w;
+	if (pool != NULL) {
+		X509 *leaf = pki_cert_from_der(r->der.data, r->der.len, NULL);
+		STACK_OF(X509) *chain = NULL;
+		bool complete = false;
+
+		if (leaf != NULL &&
+		    pki_chain_build(leaf, pool, true, &chain, &complete, NULL) == 0 && !complete)
+			json_array_append_new(w, json_string("chain incomplete"));
+		sk_X509_pop_free(chain, X509_free);
+		X509_free(leaf);
+	}
+	if (r->sealed_key.len == 0)
+		json_array_append_new(w, json_string("key missing"));
+	return w;
+}
+
+json_t *rec_cert_json(const rec_cert *c, bool is_default, STACK_OF(X509) * pool, time_t now)
+{
+	const Certsync__CertRecord *r = c->rec;
+	char id[2 * PKI_ID_LEN + 1], nb[32], na[32];
+
+	cs_hex(c->id, PKI_ID_LEN, id);
+	rec_time(r->not_before, nb);
+	rec_time(r->not_after, na);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:o}",
+	                 "id", id, "name", r->name, "kind", kind_name(r->kind), "subject",
+	                 r->subject, "subject_cn", r->subject_cn, "sans",
+	                 string_array(r->sans, r->n_sans), "issuer", r->issuer, "not_before", nb,
+	                 "not_after", na, "key_type", r->key_type, "has_key", r->sealed_key.len > 0,
+	                 "default", is_default, "source", r->source, "warnings",
+	                 warnings(c, pool, now));
+}
+
+json_t *rec_request_json(const uint8_t id[PKI_ID_LEN], const Certsync__RequestRecord *r)
+{
+	char hex[2 * PKI_ID_LEN + 1], created[32];
+	json_t *by = json_array();
+
+	cs_hex(id, PKI_ID_LEN, hex);
+	rec_time(r->created, created);
+	for (size_t i = 0; i < r->n_fulfilled_by; i++) {
+		char fid[2 * PKI_ID_LEN + 1];
+
+		if (r->fulfilled_by[i].len != PKI_ID_LEN)
+			continue;
+		cs_hex(r->fulfilled_by[i].data, PKI_ID_LEN, fid);
+		json_array_append_new(by, json_string(fid));
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o}", "id", hex, "name", r->name,
+			 "subject", r->subject, "subject_cn", r->subject_cn, "sans",
+			 string_array(r->sans, r->n_sans), "key_type", r->key_type, "created",
+			 created, "fulfilled_by", by);
+}

@@ -1,0 +1,767 @@
+/* store.c — the certificate store on LMDB: the environment under data_dir, the
+ * replicated tables, the log, the applied position, the store digest and the
+ * lock that keeps a second agent off the same data_dir (see store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "proto/store.pb-c.h"
+
+/* Only a ceiling: the data file is sparse and grows as pages are used.  A full
+ * map fails a write transaction cleanly (MDB_MAP_FULL), so err high. */
+#if SIZE_MAX > 0xffffffffu
+#define MAPSIZE ((size_t)4 << 30)
+#else
+#define MAPSIZE ((size_t)1 << 30)
+#endif
+#define MAXDBS 16 /* the seven tables here, and room for later local ones */
+
+#define DIGEST_LABEL "certsync store digest v1"
+
+static const char *const tbl_names[CS_TBL_NREPL] = {
+    [CS_TBL_CERTS] = "certs", [CS_TBL_CAS] = "cas",           [CS_TBL_REQUESTS] = "requests",
+    [CS_TBL_KEYS] = "keys",   [CS_TBL_SETTINGS] = "settings",
+};
+
+struct cs_store {
+	MDB_env *env;
+	MDB_dbi tbl[CS_TBL_NREPL];
+	MDB_dbi log;  /* seq (8 bytes big-endian) -> packed LogEntry */
+	MDB_dbi meta; /* "applied", "digest", "epoch" */
+	int lockfd;
+	size_t maxkey;
+	uint8_t dkey[crypto_generichash_KEYBYTES]; /* keys the pair hashes */
+};
+
+/* A copy of a value cs_txn_get handed out in a write transaction: LMDB may
+ * reuse a dirty page on the next put, but callers were promised the pointer
+ * lasts until the transaction ends. */
+struct blob {
+	struct blob *next;
+	unsigned char data[];
+};
+
+struct cs_txn {
+	cs_store *st;
+	MDB_txn *txn;
+	bool write;
+	bool failed; /* a put or del failed half-way: only abort is left */
+	cs_pos applied;
+	uint64_t epoch;
+	uint8_t digest[CS_DIGEST_LEN];
+	Certsync__Op **ops; /* the log entry being built; each op owns its bytes */
+	size_t nops;
+	size_t capops;
+	struct blob *blobs;
+};
+
+/* Stands in for a NULL pointer of length 0, so no NULL reaches memcpy. */
+static const uint8_t empty[1];
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int mdb_fail(cs_err *err, int rc, const char *what, const char *name)
+{
+	return cs_fail(err, CS_EIO, "%s%s: %s", what, name, mdb_strerror(rc));
+}
+
+const char *cs_table_name(cs_table t)
+{
+	if ((unsigned)t >= CS_TBL_NREPL)
+		return "?";
+	return tbl_names[t];
+}
+
+static int check_table(cs_table t, cs_err *err)
+{
+	if ((unsigned)t >= CS_TBL_NREPL)
+		return cs_fail(err, CS_EINPUT, "no replicated table %d", (int)t);
+	return 0;
+}
+
+/* ---- the lock ---- */
+
+static int lock_dir(cs_store *st, const char *dir, cs_err *err)
+{
+	char path[PATH_MAX];
+	char buf[32];
+	ssize_t n;
+	int len;
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path))
+		return cs_fail(err, CS_EUSAGE, "data_dir %s: path too long", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cs_fail(err, CS_EIO, "open %s: %s", path, strerror(errno));
+	/* flock belongs to the open file description, so this also catches a
+	 * second open in the same process, which LMDB itself does not allow. */
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		long pid = 0;
+
+		if (e != EWOULDBLOCK) {
+			close(fd);
+			return cs_fail(err, CS_EIO, "lock %s: %s", path, strerror(e));
+		}
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			pid = strtol(buf, NULL, 10);
+		}
+		/* The holder writes its pid right after locking; in that window
+		 * the file may still be empty. */
+		if (pid > 0)
+			return cs_fail(err, CS_EREFUSED,
+			               "data_dir %s is in use by another certsync agent (pid %ld); "
+			               "stop it first or use another data_dir",
+			               dir, pid);
+		return cs_fail(err, CS_EREFUSED,
+		               "data_dir %s is in use by another certsync agent (pid unknown); "
+		               "stop it first or use another data_dir",
+		               dir);
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+		int e = errno;
+
+		close(fd);
+		return cs_fail(err, CS_EIO, "write pid to %s: %s", path, strerror(e));
+	}
+	st->lockfd = fd;
+	return 0;
+}
+
+/* ---- opening ---- */
+
+static int open_tables(cs_store *st, cs_err *err)
+{
+	MDB_txn *txn;
+	MDB_val k = {sizeof("epoch") - 1, (void *)"epoch"};
+	MDB_val v;
+	uint8_t one[8];
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc != 0)
+		return mdb_fail(err, rc, "begin transaction", "");
+	for (int t = 0; t < CS_TBL_NREPL; t++) {
+		rc = mdb_dbi_open(txn, tbl_names[t], MDB_CREATE, &st->tbl[t]);
+		if (rc != 0) {
+			mdb_txn_abort(txn);
+			return mdb_fail(err, rc, "open table ", tbl_names[t]);
+		}
+	}
+	rc = mdb_dbi_open(txn, "log", MDB_CREATE, &st->log);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return mdb_fail(err, rc, "open table ", "log");
+	}
+	rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return mdb_fail(err, rc, "open table ", "meta");
+	}
+	/* A new store starts at epoch 1; applied and digest start absent,
+	 * which reads as position (0, 0) and the all-zero digest of no pairs. */
+	rc = mdb_get(txn, st->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		put_be64(one, 1);
+		v.mv_size = sizeof(one);
+		v.mv_data = one;
+		rc = mdb_put(txn, st->meta, &k, &v, 0);
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return mdb_fail(err, rc, "initialise ", "meta");
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return mdb_fail(err, rc, "commit new tables", "");
+	return 0;
+}
+
+int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
+{
+	cs_store *st;
+	int dead;
+	int rc;
+
+	*out = NULL;
+	if (sodium_init() < 0)
+		return cs_fail(err, CS_EIO, "libsodium failed to initialise");
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+		return cs_fail(err, CS_EIO, "create data_dir %s: %s", data_dir, strerror(errno));
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	st->lockfd = -1;
+	/* The lock comes first: LMDB must not be opened twice in one process. */
+	if (lock_dir(st, data_dir, err) != 0)
+		goto fail;
+	rc = mdb_env_create(&st->env);
+	if (rc != 0) {
+		st->env = NULL;
+		mdb_fail(err, rc, "create LMDB environment", "");
+		goto fail;
+	}
+	rc = mdb_env_set_mapsize(st->env, MAPSIZE);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(st->env, MAXDBS);
+	if (rc != 0) {
+		mdb_fail(err, rc, "configure LMDB environment", "");
+		goto fail;
+	}
+	/* No MDB_NOSYNC: a commit is on disk when it returns. */
+	rc = mdb_env_open(st->env, data_dir, 0, 0600);
+	if (rc != 0) {
+		mdb_fail(err, rc, "open LMDB environment in ", data_dir);
+		goto fail;
+	}
+	/* Reader slots of a crashed agent would pin old pages forever. */
+	rc = mdb_reader_check(st->env, &dead);
+	if (rc != 0) {
+		mdb_fail(err, rc, "clear stale readers in ", data_dir);
+		goto fail;
+	}
+	st->maxkey = (size_t)mdb_env_get_maxkeysize(st->env);
+	if (open_tables(st, err) != 0) {
+		cs_err_prefix(err, "data_dir %s: ", data_dir);
+		goto fail;
+	}
+	crypto_generichash(st->dkey, sizeof(st->dkey), (const unsigned char *)DIGEST_LABEL,
+	                   sizeof(DIGEST_LABEL) - 1, NULL, 0);
+	*out = st;
+	return 0;
+fail:
+	cs_store_close(st);
+	return -1;
+}
+
+void cs_store_close(cs_store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->env != NULL)
+		mdb_env_close(st->env);
+	if (st->lockfd >= 0)
+		close(st->lockfd); /* releases the flock */
+	free(st);
+}
+
+/* ---- transactions ---- */
+
+/* 0 and the value copied into out when present with exactly len bytes,
+ * 1 when absent, -1 on error or a value of the wrong size. */
+static int meta_get(cs_txn *txn, const char *name, uint8_t *out, size_t len, cs_err *err)
+{
+	MDB_val k = {strlen(name), (void *)name};
+	MDB_val v;
+	int rc;
+
+	rc = mdb_get(txn->txn, txn->st->meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	if (rc != 0)
+		return mdb_fail(err, rc, "read meta ", name);
+	if (v.mv_size != len)
+		return cs_fail(err, CS_EIO,
+		               "meta %s holds %zu bytes instead of %zu: the store is corrupt", name,
+		               v.mv_size, len);
+	memcpy(out, v.mv_data, len);
+	return 0;
+}
+
+static int load_meta(cs_txn *txn, cs_err *err)
+{
+	uint8_t b[16];
+	int rc;
+
+	rc = meta_get(txn, "applied", b, 16, err);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		txn->applied.epoch = get_be64(b);
+		txn->applied.seq = get_be64(b + 8);
+	}
+	rc = meta_get(txn, "epoch", b, 8, err);
+	if (rc < 0)
+		return -1;
+	if (rc == 1)
+		return cs_fail(err, CS_EIO, "meta epoch is missing: the store is corrupt");
+	txn->epoch = get_be64(b);
+	rc = meta_get(txn, "digest", txn->digest, CS_DIGEST_LEN, err);
+	if (rc < 0)
+		return -1;
+	return 0;
+}
+
+int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err)
+{
+	cs_txn *txn;
+	int rc;
+
+	*out = NULL;
+	txn = calloc(1, sizeof(*txn));
+	if (txn == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	txn->st = st;
+	txn->write = write;
+	rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
+	if (rc != 0) {
+		free(txn);
+		return mdb_fail(err, rc,
+		                write ? "begin write transaction" : "begin read transaction", "");
+	}
+	if (load_meta(txn, err) != 0) {
+		cs_txn_abort(txn);
+		return -1;
+	}
+	*out = txn;
+	return 0;
+}
+
+static void txn_free(cs_txn *txn)
+{
+	struct blob *b;
+
+	for (size_t i = 0; i < txn->nops; i++)
+		free(txn->ops[i]);
+	free(txn->ops);
+	while ((b = txn->blobs) != NULL) {
+		txn->blobs = b->next;
+		free(b);
+	}
+	free(txn);
+}
+
+void cs_txn_abort(cs_txn *txn)
+{
+	if (txn == NULL)
+		return;
+	if (txn->txn != NULL)
+		mdb_txn_abort(txn->txn);
+	txn_free(txn);
+}
+
+/* Gives the caller a pointer that lasts until the transaction ends. */
+static int hand_out(cs_txn *txn, const MDB_val *v, const void **val, size_t *vlen, cs_err *err)
+{
+	struct blob *b;
+
+	if (!txn->write) {
+		*val = v->mv_data; /* a read snapshot's pages do not change */
+		*vlen = v->mv_size;
+		return 0;
+	}
+	b = malloc(sizeof(*b) + v->mv_size);
+	if (b == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	if (v->mv_size > 0)
+		memcpy(b->data, v->mv_data, v->mv_size);
+	b->next = txn->blobs;
+	txn->blobs = b;
+	*val = b->data;
+	*vlen = v->mv_size;
+	return 0;
+}
+
+/* LMDB refuses empty keys and keys over its limit, so none can be stored. */
+static bool key_fits(const cs_txn *txn, size_t klen)
+{
+	return klen > 0 && klen <= txn->st->maxkey;
+}
+
+int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void **val,
+               size_t *vlen, cs_err *err)
+{
+	MDB_val k = {klen, (void *)key};
+	MDB_val v;
+	int rc;
+
+	if (check_table(t, err) != 0)
+		return -1;
+	if (!key_fits(txn, klen))
+		return 1;
+	rc = mdb_get(txn->txn, txn->st->tbl[t], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	if (rc != 0)
+		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+	return hand_out(txn, &v, val, vlen, err);
+}
+
+/* Keyed BLAKE2b-256 of one pair; lengths are framed so no two different
+ * pairs hash the same input. */
+static void pair_hash(const cs_store *st, cs_table t, const void *key, size_t klen, const void *val,
+                      size_t vlen, uint8_t out[CS_DIGEST_LEN])
+{
+	crypto_generichash_state s;
+	uint8_t tb = (uint8_t)t;
+	uint8_t len[4];
+
+	crypto_generichash_init(&s, st->dkey, sizeof(st->dkey), CS_DIGEST_LEN);
+	crypto_generichash_update(&s, &tb, 1);
+	put_be32(len, (uint32_t)klen);
+	crypto_generichash_update(&s, len, sizeof(len));
+	crypto_generichash_update(&s, key, klen);
+	put_be32(len, (uint32_t)vlen);
+	crypto_generichash_update(&s, len, sizeof(len));
+	crypto_generichash_update(&s, val, vlen);
+	crypto_generichash_final(&s, out, CS_DIGEST_LEN);
+}
+
+static void xor_into(uint8_t acc[CS_DIGEST_LEN], const uint8_t h[CS_DIGEST_LEN])
+{
+	for (int i = 0; i < CS_DIGEST_LEN; i++)
+		acc[i] ^= h[i];
+}
+
+static int check_writable(cs_txn *txn, const char *what, cs_table t, cs_err *err)
+{
+	if (check_table(t, err) != 0)
+		return -1;
+	if (!txn->write)
+		return cs_fail(err, CS_EINPUT, "%s table %s: the transaction is read-only", what,
+		               tbl_names[t]);
+	if (txn->failed)
+		return cs_fail(err, CS_EIO,
+		               "%s table %s: an earlier change in this transaction "
+		               "failed; abort it",
+		               what, tbl_names[t]);
+	return 0;
+}
+
+/* Builds an op owning copies of its bytes, with room in txn->ops for it, so
+ * that after the LMDB write succeeds recording it cannot fail. */
+static Certsync__Op *new_op(cs_txn *txn, Certsync__Op__Kind kind, cs_table t, const void *key,
+                            size_t klen, const void *val, size_t vlen, cs_err *err)
+{
+	static const Certsync__Op init = CERTSYNC__OP__INIT;
+	Certsync__Op *op;
+	uint8_t *p;
+
+	if (txn->nops == txn->capops) {
+		size_t cap = txn->capops ? txn->capops * 2 : 8;
+		Certsync__Op **ops = realloc(txn->ops, cap * sizeof(*ops));
+
+		if (ops == NULL) {
+			cs_fail(err, CS_EIO, "out of memory");
+			return NULL;
+		}
+		txn->ops = ops;
+		txn->capops = cap;
+	}
+	if (vlen > SIZE_MAX - sizeof(*op) - klen) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	op = malloc(sizeof(*op) + klen + vlen);
+	if (op == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	*op = init;
+	op->kind = kind;
+	op->table = (uint32_t)t;
+	p = (uint8_t *)(op + 1);
+	memcpy(p, key, klen);
+	op->key.data = p;
+	op->key.len = klen;
+	if (vlen > 0) {
+		memcpy(p + klen, val, vlen);
+		op->value.data = p + klen;
+		op->value.len = vlen;
+	}
+	return op;
+}
+
+int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+               cs_err *err)
+{
+	MDB_val k = {klen, (void *)key};
+	MDB_val v;
+	uint8_t hold[CS_DIGEST_LEN];
+	uint8_t hnew[CS_DIGEST_LEN];
+	bool had = false;
+	Certsync__Op *op;
+	int rc;
+
+	if (check_writable(txn, "put in", t, err) != 0)
+		return -1;
+	if (!key_fits(txn, klen))
+		return cs_fail(err, CS_EINPUT,
+		               "put in table %s: a key of %zu bytes (keys hold 1 to %zu)",
+		               tbl_names[t], klen, txn->st->maxkey);
+	/* The digest frames lengths in 32 bits. */
+	if (vlen > UINT32_MAX)
+		return cs_fail(err, CS_EINPUT, "put in table %s: a value of %zu bytes is too large",
+		               tbl_names[t], vlen);
+	if (val == NULL)
+		val = empty;
+	rc = mdb_get(txn->txn, txn->st->tbl[t], &k, &v);
+	if (rc == 0) {
+		had = true;
+		pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
+	} else if (rc != MDB_NOTFOUND) {
+		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+	}
+	op = new_op(txn, CERTSYNC__OP__KIND__PUT, t, key, klen, val, vlen, err);
+	if (op == NULL)
+		return -1;
+	v.mv_size = vlen;
+	v.mv_data = (void *)val;
+	rc = mdb_put(txn->txn, txn->st->tbl[t], &k, &v, 0);
+	if (rc != 0) {
+		free(op);
+		txn->failed = true;
+		return mdb_fail(err, rc, "write table ", tbl_names[t]);
+	}
+	pair_hash(txn->st, t, key, klen, val, vlen, hnew);
+	if (had)
+		xor_into(txn->digest, hold);
+	xor_into(txn->digest, hnew);
+	txn->ops[txn->nops++] = op;
+	return 0;
+}
+
+int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err)
+{
+	MDB_val k = {klen, (void *)key};
+	MDB_val v;
+	uint8_t hold[CS_DIGEST_LEN];
+	Certsync__Op *op;
+	int rc;
+
+	if (check_writable(txn, "delete from", t, err) != 0)
+		return -1;
+	if (!key_fits(txn, klen))
+		return 0;
+	rc = mdb_get(txn->txn, txn->st->tbl[t], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+	pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
+	op = new_op(txn, CERTSYNC__OP__KIND__DEL, t, key, klen, NULL, 0, err);
+	if (op == NULL)
+		return -1;
+	rc = mdb_del(txn->txn, txn->st->tbl[t], &k, NULL);
+	if (rc != 0) {
+		free(op);
+		txn->failed = true;
+		return mdb_fail(err, rc, "delete from table ", tbl_names[t]);
+	}
+	xor_into(txn->digest, hold);
+	txn->ops[txn->nops++] = op;
+	return 0;
+}
+
+int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err)
+{
+	MDB_cursor *cur;
+	MDB_val k;
+	MDB_val v;
+	int ret = 0;
+	int rc;
+
+	if (check_table(t, err) != 0)
+		return -1;
+	rc = mdb_cursor_open(txn->txn, txn->st->tbl[t], &cur);
+	if (rc != 0)
+		return mdb_fail(err, rc, "walk table ", tbl_names[t]);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		ret = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+		if (ret != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (ret != 0)
+		return ret;
+	if (rc != MDB_NOTFOUND)
+		return mdb_fail(err, rc, "walk table ", tbl_names[t]);
+	return 0;
+}
+
+size_t cs_txn_count(cs_txn *txn, cs_table t)
+{
+	MDB_stat s;
+
+	if ((unsigned)t >= CS_TBL_NREPL || mdb_stat(txn->txn, txn->st->tbl[t], &s) != 0)
+		return 0;
+	return s.ms_entries;
+}
+
+int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
+{
+	Certsync__LogEntry entry = CERTSYNC__LOG_ENTRY__INIT;
+	const char *what;
+	cs_pos next;
+	uint8_t kb[8];
+	uint8_t ab[16];
+	MDB_val k = {sizeof(kb), kb};
+	MDB_val v;
+	int rc;
+
+	if (txn->failed) {
+		cs_txn_abort(txn);
+		return cs_fail(err, CS_EIO,
+		               "commit: an earlier change in this transaction failed; nothing was "
+		               "written");
+	}
+	if (!txn->write || txn->nops == 0) {
+		if (pos != NULL)
+			*pos = txn->applied;
+		cs_txn_abort(txn); /* nothing to write, nothing to log */
+		return 0;
+	}
+	next.epoch = txn->epoch;
+	next.seq = txn->applied.seq + 1;
+
+	entry.epoch = next.epoch;
+	entry.seq = next.seq;
+	entry.time = (int64_t)time(NULL);
+	entry.summary = (char *)(summary != NULL ? summary : "");
+	entry.n_ops = txn->nops;
+	entry.ops = txn->ops;
+	put_be64(kb, next.seq);
+	v.mv_size = certsync__log_entry__get_packed_size(&entry);
+	v.mv_data = NULL;
+	/* A seq is never reused: an entry already there means the log and the
+	 * applied position disagree, and overwriting it would hide that. */
+	rc = mdb_put(txn->txn, txn->st->log, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc == MDB_KEYEXIST) {
+		cs_txn_abort(txn);
+		return cs_fail(err, CS_EIO,
+		               "commit: the log already holds seq %" PRIu64
+		               " past the applied position: the store is corrupt",
+		               next.seq);
+	}
+	what = "append to the log";
+	if (rc != 0)
+		goto fail;
+	certsync__log_entry__pack(&entry, v.mv_data);
+
+	put_be64(ab, next.epoch);
+	put_be64(ab + 8, next.seq);
+	k.mv_size = sizeof("applied") - 1;
+	k.mv_data = (void *)"applied";
+	v.mv_size = sizeof(ab);
+	v.mv_data = ab;
+	rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
+	what = "write the applied position";
+	if (rc != 0)
+		goto fail;
+	k.mv_size = sizeof("digest") - 1;
+	k.mv_data = (void *)"digest";
+	v.mv_size = CS_DIGEST_LEN;
+	v.mv_data = txn->digest;
+	rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
+	what = "write the digest";
+	if (rc != 0)
+		goto fail;
+
+	rc = mdb_txn_commit(txn->txn);
+	txn->txn = NULL; /* LMDB frees it whether or not the commit worked */
+	what = "write to disk";
+	if (rc != 0)
+		goto fail;
+	txn_free(txn);
+	if (pos != NULL)
+		*pos = next;
+	return 0;
+fail:
+	cs_txn_abort(txn);
+	return cs_fail(err, CS_EIO, "commit seq %" PRIu64 ": %s: %s", next.seq, what,
+	               mdb_strerror(rc));
+}
+
+cs_pos cs_txn_applied(cs_txn *txn)
+{
+	return txn->applied;
+}
+
+void cs_txn_digest(cs_txn *txn, uint8_t out[CS_DIGEST_LEN])
+{
+	memcpy(out, txn->digest, CS_DIGEST_LEN);
+}
+
+struct recompute {
+	const cs_store *st;
+	cs_table t;
+	uint8_t acc[CS_DIGEST_LEN];
+};
+
+static int recompute_pair(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct recompute *r = ctx;
+	uint8_t h[CS_DIGEST_LEN];
+
+	pair_hash(r->st, r->t, key, klen, val, vlen, h);
+	xor_into(r->acc, h);
+	return 0;
+}
+
+int cs_txn_digest_recompute(cs_txn *txn, uint8_t out[CS_DIGEST_LEN], cs_err *err)
+{
+	struct recompute r = {.st = txn->st};
+
+	for (int t = 0; t < CS_TBL_NREPL; t++) {
+		r.t = (cs_table)t;
+		if (cs_txn_foreach(txn, r.t, recompute_pair, &r, err) != 0)
+			return -1;
+	}
+	memcpy(out, r.acc, CS_DIGEST_LEN);
+	return 0;
+}
+
+int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs_err *err)
+{
+	uint8_t kb[8];
+	MDB_val k = {sizeof(kb), kb};
+	MDB_val v;
+	int rc;
+
+	put_be64(kb, seq);
+	rc = mdb_get(txn->txn, txn->st->log, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	if (rc != 0)
+		return cs_fail(err, CS_EIO, "read log entry %" PRIu64 ": %s", seq,
+		               mdb_strerror(rc));
+	return hand_out(txn, &v, val, vlen, err);
+}
