@@ -43,7 +43,8 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		cs_fail(err, CS_EIO, "cannot catch SIGTERM and SIGINT");
 		goto out;
 	}
-	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0)
+	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0 ||
+	    cs_node_start_tls(node, err) < 0)
 		goto out;
 	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
 	        cfg->hostname, cfg->control_socket);

@@ -237,8 +237,8 @@ static int parse_import(const struct command *cmd, int argc, char **argv, json_t
 	if (optind == argc)
 		return usage_error(cmd, err, "give at least one FILE");
 	for (int i = optind; i < argc; i++) {
-		uint8_t *data;
-		size_t len;
+		uint8_t *data = NULL;
+		size_t len = 0;
 		json_t *b64;
 
 		if (read_file(argv[i], &data, &len, err) < 0)
@@ -722,6 +722,8 @@ int cs_cli_main(int argc, char **argv)
 	int i, nwords, rc;
 
 	argc = take_json_flag(argc, argv);
+	if (cs_seal_init(&err) < 0) /* secrets read here live in sodium_malloc'd memory */
+		return fail(&err);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			print_usage(stdout);

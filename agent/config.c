@@ -148,6 +148,58 @@ static int set_string(struct parse_state *ps, char **slot, const char *section, 
 	return *slot ? 0 : cs_fail(ps->err, CS_EIO, "out of memory");
 }
 
+/* Integer keys of [node], with their bounds. */
+struct int_slot {
+	const char *key;
+	size_t offset;
+	long min, max;
+	const char *unit;
+};
+
+static const struct int_slot int_keys[] = {
+    {"tls_workers", offsetof(cs_config, tls_workers), 1, 256, "worker threads"},
+    {"tls_handshake_timeout", offsetof(cs_config, tls_handshake_timeout_ms), 100, 600000,
+     "milliseconds"},
+    {"tls_max_connections", offsetof(cs_config, tls_max_connections), 1, 1000000, "connections"},
+};
+#define NINT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
+
+static int set_int(struct parse_state *ps, const struct int_slot *is, const char *value)
+{
+	char *end;
+	long v = strtol(value, &end, 10);
+
+	if (*value == '\0' || *end != '\0' || v < is->min || v > is->max)
+		return fail_at(ps, "[node] %s = %s: give a whole number of %s from %ld to %ld",
+		               is->key, value, is->unit, is->min, is->max);
+	*(int *)((char *)ps->cfg + is->offset) = (int)v;
+	return 0;
+}
+
+/* tls_listen repeats: one listener per line, IPv4 "ADDR:PORT" or IPv6
+ * "[ADDR]:PORT"; the TLS endpoint checks the address itself. */
+static int add_listen(struct parse_state *ps, const char *value)
+{
+	cs_config *cfg = ps->cfg;
+	const char *colon = strrchr(value, ':');
+	char **list;
+
+	if (colon == NULL || colon == value || colon[1] == '\0')
+		return fail_at(ps,
+		               "[node] tls_listen = %s: write ADDR:PORT, as in 0.0.0.0:8443 "
+		               "or [::]:8443",
+		               value);
+	list = realloc(cfg->tls_listen, (cfg->ntls_listen + 1) * sizeof(*list));
+	if (list == NULL)
+		return cs_fail(ps->err, CS_EIO, "out of memory");
+	cfg->tls_listen = list;
+	list[cfg->ntls_listen] = strdup(value);
+	if (list[cfg->ntls_listen] == NULL)
+		return cs_fail(ps->err, CS_EIO, "out of memory");
+	cfg->ntls_listen++;
+	return 0;
+}
+
 static int peer_key(struct parse_state *ps, const char *section, const char *peer_name,
                     const char *key, const char *value)
 {
@@ -195,6 +247,11 @@ static int handle(void *user, const char *section, const char *key, const char *
 		ps->role_set = true;
 		return 1;
 	}
+	if (strcmp(section, "node") == 0 && strcmp(key, "tls_listen") == 0)
+		return add_listen(ps, value) == 0;
+	for (size_t i = 0; i < NINT_KEYS; i++)
+		if (strcmp(section, "node") == 0 && strcmp(key, int_keys[i].key) == 0)
+			return set_int(ps, &int_keys[i], value) == 0;
 	if (strcmp(section, "node") == 0 && strcmp(key, "log_level") == 0) {
 		if (cs_log_parse_level(value, &cfg->log_level) < 0)
 			return fail_at(ps, "[node] log_level = %s: use debug, info, warn or error",
@@ -311,6 +368,9 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->control_socket);
 	free(cfg->passphrase_file);
 	free(cfg->site_hostname);
+	for (size_t i = 0; i < cfg->ntls_listen; i++)
+		free(cfg->tls_listen[i]);
+	free(cfg->tls_listen);
 	for (size_t i = 0; i < cfg->npeers; i++) {
 		free(cfg->peers[i].name);
 		free(cfg->peers[i].hostname);

@@ -32,6 +32,11 @@ typedef struct cs_config {
 	char *control_socket;
 	char *passphrase_file;
 	enum cs_log_level log_level;
+	char **tls_listen; /* "ADDR:PORT", repeatable; none: no TLS endpoint */
+	size_t ntls_listen;
+	int tls_workers;              /* 0: one per core */
+	int tls_handshake_timeout_ms; /* 0: the endpoint's default */
+	int tls_max_connections;      /* 0: the endpoint's default */
 	/* [cluster] */
 	char *site_hostname;
 	/* [peer NAME] sections, in file order */

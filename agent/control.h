@@ -17,7 +17,9 @@
 #define CS_CONTROL_MAX_REQUEST (48u << 20)
 
 /* Makes jansson and libevent wipe every block they free.  Call once, before
- * any other use of either library. */
+ * any other use of either library.  Afterwards, memory either library hands
+ * out (json_dumps, evbuffer_readln) must not reach free or realloc: use
+ * json_dumpb into a buffer of one's own, or evbuffer_remove. */
 void cs_control_init(void);
 
 /* Runs one request; returns the result (a new reference) or NULL with err. */

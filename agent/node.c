@@ -130,10 +130,63 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	return 0;
 }
 
+/* Reloads what the TLS endpoint serves from the store as it is now.  The
+ * change that led here is committed whatever happens, so a failure is
+ * logged and the endpoint keeps serving its previous table. */
+static void reload_tls(struct cs_node *node)
+{
+	cs_err err = {0};
+	cs_txn *txn;
+
+	if (node->tls == NULL)
+		return;
+	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
+		tls_server_reload(node->tls, txn, node->key, time(NULL), &err);
+		cs_txn_abort(txn);
+	}
+	if (err.code != CS_OK)
+		cs_warn("tls: still serving the previous certificates: %s", err.msg);
+}
+
+int cs_node_start_tls(cs_node *node, cs_err *err)
+{
+	const cs_config *cfg = node->cfg;
+	uint8_t ticket_master[32];
+	tls_config tc = {
+	    .listen = (const char *const *)cfg->tls_listen,
+	    .nlisten = cfg->ntls_listen,
+	    .workers = cfg->tls_workers,
+	    .handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
+	    .max_connections = cfg->tls_max_connections,
+	    .node_name = cfg->name,
+	    .role = cs_role_name(cfg->role),
+	    .node_hostname = cfg->hostname,
+	    .site_hostname = cfg->site_hostname,
+	};
+	int rc;
+
+	if (cfg->ntls_listen == 0)
+		return 0;
+	if (node->key == NULL) {
+		cs_warn("tls: not serving until the cluster settings arrive");
+		return 0;
+	}
+	/* Every node derives the same ticket secret, so a ticket one node issued
+	 * resumes on any other. */
+	cs_key_subkey(node->key, 0, "tlsticks", ticket_master);
+	rc = tls_server_start(&node->tls, &tc, ticket_master, err);
+	sodium_memzero(ticket_master, sizeof(ticket_master));
+	if (rc < 0)
+		return -1;
+	reload_tls(node);
+	return 0;
+}
+
 void cs_node_close(cs_node *node)
 {
 	if (node == NULL)
 		return;
+	tls_server_stop(node->tls);
 	cs_key_free(node->key);
 	if (node->store != NULL)
 		cs_store_close(node->store);
@@ -163,13 +216,13 @@ int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *e
 {
 	cs_pos pos;
 
-	(void)node;
 	if (cs_txn_commit(txn, summary, &pos, err) < 0) {
 		cs_err_prefix(err, "%s: ", summary);
 		return -1;
 	}
 	cs_info("change %llu.%llu: %s", (unsigned long long)pos.epoch, (unsigned long long)pos.seq,
 	        summary);
+	reload_tls(node);
 	return 0;
 }
 
@@ -228,6 +281,8 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
 	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
 	cs_txn_abort(txn);
+	if (result != NULL && node->tls != NULL)
+		json_object_set_new(result, "tls", tls_server_status(node->tls));
 	return result;
 }
 

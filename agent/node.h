@@ -17,6 +17,11 @@ typedef struct cs_node cs_node;
 int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err);
 void cs_node_close(cs_node *node);
 
+/* Starts the SNI TLS endpoint on the configured tls_listen addresses, serving
+ * the store as it is; every later commit reloads what it serves.  Does
+ * nothing without tls_listen. */
+int cs_node_start_tls(cs_node *node, cs_err *err);
+
 /* Runs one control request (a cs_control_fn; ctx is the node). */
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);
 

@@ -10,6 +10,7 @@
 
 #include "../store/seal.h"
 #include "../store/store.h"
+#include "../tls/tls.h"
 #include "config.h"
 
 struct cs_node {
@@ -17,6 +18,7 @@ struct cs_node {
 	cs_store *store;
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;
+	tls_server *tls; /* NULL without tls_listen */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);

@@ -533,8 +533,9 @@ static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct 
 			                  c.rec->source, NULL);
 			rec_short_id(w->ids[i], sid);
 			if (rc == 0)
-				add_item(im, ck->file, "key-attached", "key", ck->spki, c.rec->name,
-				         "key joined certificate %s (%s)", sid, c.rec->name);
+				add_item(im, ck->file, "key-attached", "identity", w->ids[i],
+				         c.rec->name, "key joined certificate %s (%s)", sid,
+				         c.rec->name);
 			(*attached)++;
 			pki_cert_info_free(&info);
 		}

@@ -88,8 +88,8 @@ json_t *op_self_signed(struct cs_node *node, json_t *args, cs_err *err)
 	if (read_new_args(args, &a, err) < 0)
 		return NULL;
 	if ((key = pki_key_generate(a.spec, err)) == NULL ||
-	    (x = pki_self_signed(key, &a.subj, err)) == NULL || pki_cert_inspect(x, &info, err) < 0 ||
-	    pki_cert_der(x, &der, &derlen, err) < 0)
+	    (x = pki_self_signed(key, &a.subj, err)) == NULL ||
+	    pki_cert_inspect(x, &info, err) < 0 || pki_cert_der(x, &der, &derlen, err) < 0)
 		goto out;
 	rec_cert_describe(&rec, &info);
 	rec.der = (ProtobufCBinaryData){derlen, der};

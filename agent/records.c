@@ -404,7 +404,7 @@ json_t *rec_request_json(const uint8_t id[PKI_ID_LEN], const Certsync__RequestRe
 		json_array_append_new(by, json_string(fid));
 	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o}", "id", hex, "name", r->name,
-			 "subject", r->subject, "subject_cn", r->subject_cn, "sans",
-			 string_array(r->sans, r->n_sans), "key_type", r->key_type, "created",
-			 created, "fulfilled_by", by);
+	                 "subject", r->subject, "subject_cn", r->subject_cn, "sans",
+	                 string_array(r->sans, r->n_sans), "key_type", r->key_type, "created",
+	                 created, "fulfilled_by", by);
 }

@@ -101,7 +101,8 @@ typedef struct pki_bundle {
 
 /* Decodes DER X.509, PEM with any number of certificates and keys (PKCS#8,
  * encrypted PKCS#8, traditional "RSA/EC PRIVATE KEY"), PKCS#8 DER (plain or
- * encrypted), PKCS#12 and OpenSSL legacy DER keys.  password may be NULL.
+ * encrypted), PKCS#12, OpenSSL legacy DER keys and certificates-only PKCS#7
+ * (.p7b, DER or PEM; format "PKCS#7 DER").  password may be NULL.
  * what names the input in messages (a file name).  Errors, all CS_EINPUT:
  * empty input; not any known format; truncated or corrupt DER/PEM; a CSR
  * ("... is a certificate signing request: ..."); wrong or missing password;
@@ -140,11 +141,12 @@ typedef struct pki_cert_info {
 	bool self_signed;
 } pki_cert_info;
 
-int pki_cert_info(X509 *cert, pki_cert_info *info, cs_err *err);
+/* (The function is not named pki_cert_info: that is the type's name.) */
+int pki_cert_inspect(X509 *cert, pki_cert_info *info, cs_err *err);
 void pki_cert_info_free(pki_cert_info *info);
 
 /* Subject, SANs and key type of a request, for `csr list`. */
-int pki_csr_info(X509_REQ *req, pki_cert_info *info, cs_err *err);
+int pki_csr_inspect(X509_REQ *req, pki_cert_info *info, cs_err *err);
 
 /* True when key is the private half of cert's public key. */
 bool pki_key_matches(X509 *cert, EVP_PKEY *key);
@@ -152,7 +154,8 @@ bool pki_key_matches(X509 *cert, EVP_PKEY *key);
 /* True when cert covers host: a DNS name through X509_check_host with
  * X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS (one left-most label, RFC 6125), an
  * IP literal through X509_check_ip_asc.  Case-insensitive; a trailing dot on
- * host is ignored. */
+ * host is ignored.  Only SANs count (X509_CHECK_FLAG_NEVER_CHECK_SUBJECT):
+ * browsers ignore the subject CN, so a CN-only certificate covers nothing. */
 bool pki_covers(X509 *cert, const char *host);
 
 /* ---- chains -------------------------------------------------------------- */

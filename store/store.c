@@ -15,10 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <lmdb.h>
-#include <sodium.h>
-
-#include "proto/store.pb-c.h"
+#include "store_int.h"
 
 /* Only a ceiling: the data file is sparse and grows as pages are used.  A full
  * map fails a write transaction cleanly (MDB_MAP_FULL), so err high. */
@@ -27,45 +24,13 @@
 #else
 #define MAPSIZE ((size_t)1 << 30)
 #endif
-#define MAXDBS 16 /* the seven tables here, and room for later local ones */
+#define MAXDBS 16 /* the nine tables here, and room for later local ones */
 
 #define DIGEST_LABEL "certsync store digest v1"
 
 static const char *const tbl_names[CS_TBL_NREPL] = {
     [CS_TBL_CERTS] = "certs", [CS_TBL_CAS] = "cas",           [CS_TBL_REQUESTS] = "requests",
     [CS_TBL_KEYS] = "keys",   [CS_TBL_SETTINGS] = "settings",
-};
-
-struct cs_store {
-	MDB_env *env;
-	MDB_dbi tbl[CS_TBL_NREPL];
-	MDB_dbi log;  /* seq (8 bytes big-endian) -> packed LogEntry */
-	MDB_dbi meta; /* "applied", "digest", "epoch" */
-	int lockfd;
-	size_t maxkey;
-	uint8_t dkey[crypto_generichash_KEYBYTES]; /* keys the pair hashes */
-};
-
-/* A copy of a value cs_txn_get handed out in a write transaction: LMDB may
- * reuse a dirty page on the next put, but callers were promised the pointer
- * lasts until the transaction ends. */
-struct blob {
-	struct blob *next;
-	unsigned char data[];
-};
-
-struct cs_txn {
-	cs_store *st;
-	MDB_txn *txn;
-	bool write;
-	bool failed; /* a put or del failed half-way: only abort is left */
-	cs_pos applied;
-	uint64_t epoch;
-	uint8_t digest[CS_DIGEST_LEN];
-	Certsync__Op **ops; /* the log entry being built; each op owns its bytes */
-	size_t nops;
-	size_t capops;
-	struct blob *blobs;
 };
 
 /* Stands in for a NULL pointer of length 0, so no NULL reaches memcpy. */
@@ -77,13 +42,13 @@ static void put_be32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)v;
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
+void st_put_be64(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8)
 		p[i] = (uint8_t)v;
 }
 
-static uint64_t get_be64(const uint8_t *p)
+uint64_t st_get_be64(const uint8_t *p)
 {
 	uint64_t v = 0;
 
@@ -92,7 +57,7 @@ static uint64_t get_be64(const uint8_t *p)
 	return v;
 }
 
-static int mdb_fail(cs_err *err, int rc, const char *what, const char *name)
+int st_mdb_fail(cs_err *err, int rc, const char *what, const char *name)
 {
 	return cs_fail(err, CS_EIO, "%s%s: %s", what, name, mdb_strerror(rc));
 }
@@ -167,51 +132,67 @@ static int lock_dir(cs_store *st, const char *dir, cs_err *err)
 
 /* ---- opening ---- */
 
+/* Opens (creating) local table name into *dbi. */
+static int open_local(MDB_txn *txn, const char *name, MDB_dbi *dbi, cs_err *err)
+{
+	int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+
+	return rc == 0 ? 0 : st_mdb_fail(err, rc, "open table ", name);
+}
+
 static int open_tables(cs_store *st, cs_err *err)
 {
 	MDB_txn *txn;
 	MDB_val k = {sizeof("epoch") - 1, (void *)"epoch"};
 	MDB_val v;
+	MDB_stat es;
 	uint8_t one[8];
 	int rc;
 
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc != 0)
-		return mdb_fail(err, rc, "begin transaction", "");
+		return st_mdb_fail(err, rc, "begin transaction", "");
 	for (int t = 0; t < CS_TBL_NREPL; t++) {
-		rc = mdb_dbi_open(txn, tbl_names[t], MDB_CREATE, &st->tbl[t]);
-		if (rc != 0) {
-			mdb_txn_abort(txn);
-			return mdb_fail(err, rc, "open table ", tbl_names[t]);
-		}
+		if (open_local(txn, tbl_names[t], &st->tbl[t], err) != 0)
+			goto fail;
 	}
-	rc = mdb_dbi_open(txn, "log", MDB_CREATE, &st->log);
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		return mdb_fail(err, rc, "open table ", "log");
-	}
-	rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta);
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		return mdb_fail(err, rc, "open table ", "meta");
-	}
+	if (open_local(txn, "log", &st->log, err) != 0 ||
+	    open_local(txn, "meta", &st->meta, err) != 0 ||
+	    open_local(txn, "epochs", &st->epochs, err) != 0 ||
+	    open_local(txn, "diverged", &st->diverged, err) != 0)
+		goto fail;
 	/* A new store starts at epoch 1; applied and digest start absent,
 	 * which reads as position (0, 0) and the all-zero digest of no pairs. */
+	st_put_be64(one, 1);
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		put_be64(one, 1);
 		v.mv_size = sizeof(one);
 		v.mv_data = one;
 		rc = mdb_put(txn, st->meta, &k, &v, 0);
 	}
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		return mdb_fail(err, rc, "initialise ", "meta");
+	/* A store written before epochs were recorded holds entries of epoch 1
+	 * only, from seq 1: its history is that one epoch. */
+	k.mv_size = sizeof("applied") - 1;
+	k.mv_data = (void *)"applied";
+	if (rc == 0 && (rc = mdb_stat(txn, st->epochs, &es)) == 0 && es.ms_entries == 0 &&
+	    (rc = mdb_get(txn, st->meta, &k, &v)) == 0) {
+		k.mv_size = sizeof(one);
+		k.mv_data = one;
+		v.mv_size = sizeof(one);
+		v.mv_data = one;
+		rc = mdb_put(txn, st->epochs, &k, &v, 0);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		st_mdb_fail(err, rc, "initialise ", "meta");
+		goto fail;
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc != 0)
-		return mdb_fail(err, rc, "commit new tables", "");
+		return st_mdb_fail(err, rc, "commit new tables", "");
 	return 0;
+fail:
+	mdb_txn_abort(txn);
+	return -1;
 }
 
 int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
@@ -235,26 +216,26 @@ int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
 	rc = mdb_env_create(&st->env);
 	if (rc != 0) {
 		st->env = NULL;
-		mdb_fail(err, rc, "create LMDB environment", "");
+		st_mdb_fail(err, rc, "create LMDB environment", "");
 		goto fail;
 	}
 	rc = mdb_env_set_mapsize(st->env, MAPSIZE);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(st->env, MAXDBS);
 	if (rc != 0) {
-		mdb_fail(err, rc, "configure LMDB environment", "");
+		st_mdb_fail(err, rc, "configure LMDB environment", "");
 		goto fail;
 	}
 	/* No MDB_NOSYNC: a commit is on disk when it returns. */
 	rc = mdb_env_open(st->env, data_dir, 0, 0600);
 	if (rc != 0) {
-		mdb_fail(err, rc, "open LMDB environment in ", data_dir);
+		st_mdb_fail(err, rc, "open LMDB environment in ", data_dir);
 		goto fail;
 	}
 	/* Reader slots of a crashed agent would pin old pages forever. */
 	rc = mdb_reader_check(st->env, &dead);
 	if (rc != 0) {
-		mdb_fail(err, rc, "clear stale readers in ", data_dir);
+		st_mdb_fail(err, rc, "clear stale readers in ", data_dir);
 		goto fail;
 	}
 	st->maxkey = (size_t)mdb_env_get_maxkeysize(st->env);
@@ -296,7 +277,7 @@ static int meta_get(cs_txn *txn, const char *name, uint8_t *out, size_t len, cs_
 	if (rc == MDB_NOTFOUND)
 		return 1;
 	if (rc != 0)
-		return mdb_fail(err, rc, "read meta ", name);
+		return st_mdb_fail(err, rc, "read meta ", name);
 	if (v.mv_size != len)
 		return cs_fail(err, CS_EIO,
 		               "meta %s holds %zu bytes instead of %zu: the store is corrupt", name,
@@ -314,15 +295,20 @@ static int load_meta(cs_txn *txn, cs_err *err)
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
-		txn->applied.epoch = get_be64(b);
-		txn->applied.seq = get_be64(b + 8);
+		txn->applied.epoch = st_get_be64(b);
+		txn->applied.seq = st_get_be64(b + 8);
 	}
 	rc = meta_get(txn, "epoch", b, 8, err);
 	if (rc < 0)
 		return -1;
 	if (rc == 1)
 		return cs_fail(err, CS_EIO, "meta epoch is missing: the store is corrupt");
-	txn->epoch = get_be64(b);
+	txn->epoch = st_get_be64(b);
+	rc = meta_get(txn, "led", b, 8, err);
+	if (rc < 0)
+		return -1;
+	txn->has_led = rc == 0;
+	txn->led = rc == 0 ? st_get_be64(b) : 0;
 	rc = meta_get(txn, "digest", txn->digest, CS_DIGEST_LEN, err);
 	if (rc < 0)
 		return -1;
@@ -343,7 +329,7 @@ int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err)
 	rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
 	if (rc != 0) {
 		free(txn);
-		return mdb_fail(err, rc,
+		return st_mdb_fail(err, rc,
 		                write ? "begin write transaction" : "begin read transaction", "");
 	}
 	if (load_meta(txn, err) != 0) {
@@ -420,7 +406,7 @@ int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void
 	if (rc == MDB_NOTFOUND)
 		return 1;
 	if (rc != 0)
-		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
 	return hand_out(txn, &v, val, vlen, err);
 }
 
@@ -450,18 +436,13 @@ static void xor_into(uint8_t acc[CS_DIGEST_LEN], const uint8_t h[CS_DIGEST_LEN])
 		acc[i] ^= h[i];
 }
 
-static int check_writable(cs_txn *txn, const char *what, cs_table t, cs_err *err)
+int st_check_writable(cs_txn *txn, const char *what, cs_err *err)
 {
-	if (check_table(t, err) != 0)
-		return -1;
 	if (!txn->write)
-		return cs_fail(err, CS_EINPUT, "%s table %s: the transaction is read-only", what,
-		               tbl_names[t]);
+		return cs_fail(err, CS_EINPUT, "%s: the transaction is read-only", what);
 	if (txn->failed)
-		return cs_fail(err, CS_EIO,
-		               "%s table %s: an earlier change in this transaction "
-		               "failed; abort it",
-		               what, tbl_names[t]);
+		return cs_fail(err, CS_EIO, "%s: an earlier change in this transaction failed; abort it",
+		               what);
 	return 0;
 }
 
@@ -509,18 +490,18 @@ static Certsync__Op *new_op(cs_txn *txn, Certsync__Op__Kind kind, cs_table t, co
 	return op;
 }
 
-int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
-               cs_err *err)
+int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+           bool log, cs_err *err)
 {
 	MDB_val k = {klen, (void *)key};
 	MDB_val v;
 	uint8_t hold[CS_DIGEST_LEN];
 	uint8_t hnew[CS_DIGEST_LEN];
 	bool had = false;
-	Certsync__Op *op;
+	Certsync__Op *op = NULL;
 	int rc;
 
-	if (check_writable(txn, "put in", t, err) != 0)
+	if (check_table(t, err) != 0)
 		return -1;
 	if (!key_fits(txn, klen))
 		return cs_fail(err, CS_EINPUT,
@@ -537,10 +518,9 @@ int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void
 		had = true;
 		pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
 	} else if (rc != MDB_NOTFOUND) {
-		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
 	}
-	op = new_op(txn, CERTSYNC__OP__KIND__PUT, t, key, klen, val, vlen, err);
-	if (op == NULL)
+	if (log && (op = new_op(txn, CERTSYNC__OP__KIND__PUT, t, key, klen, val, vlen, err)) == NULL)
 		return -1;
 	v.mv_size = vlen;
 	v.mv_data = (void *)val;
@@ -548,25 +528,27 @@ int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void
 	if (rc != 0) {
 		free(op);
 		txn->failed = true;
-		return mdb_fail(err, rc, "write table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "write table ", tbl_names[t]);
 	}
 	pair_hash(txn->st, t, key, klen, val, vlen, hnew);
 	if (had)
 		xor_into(txn->digest, hold);
 	xor_into(txn->digest, hnew);
-	txn->ops[txn->nops++] = op;
+	if (op != NULL)
+		txn->ops[txn->nops++] = op;
+	txn->dirty = true;
 	return 0;
 }
 
-int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err)
+int st_del(cs_txn *txn, cs_table t, const void *key, size_t klen, bool log, cs_err *err)
 {
 	MDB_val k = {klen, (void *)key};
 	MDB_val v;
 	uint8_t hold[CS_DIGEST_LEN];
-	Certsync__Op *op;
+	Certsync__Op *op = NULL;
 	int rc;
 
-	if (check_writable(txn, "delete from", t, err) != 0)
+	if (check_table(t, err) != 0)
 		return -1;
 	if (!key_fits(txn, klen))
 		return 0;
@@ -574,20 +556,36 @@ int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *er
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc != 0)
-		return mdb_fail(err, rc, "read table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
 	pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
-	op = new_op(txn, CERTSYNC__OP__KIND__DEL, t, key, klen, NULL, 0, err);
-	if (op == NULL)
+	if (log && (op = new_op(txn, CERTSYNC__OP__KIND__DEL, t, key, klen, NULL, 0, err)) == NULL)
 		return -1;
 	rc = mdb_del(txn->txn, txn->st->tbl[t], &k, NULL);
 	if (rc != 0) {
 		free(op);
 		txn->failed = true;
-		return mdb_fail(err, rc, "delete from table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "delete from table ", tbl_names[t]);
 	}
 	xor_into(txn->digest, hold);
-	txn->ops[txn->nops++] = op;
+	if (op != NULL)
+		txn->ops[txn->nops++] = op;
+	txn->dirty = true;
 	return 0;
+}
+
+int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+               cs_err *err)
+{
+	if (check_table(t, err) != 0 || st_check_writable(txn, "put", err) != 0)
+		return -1;
+	return st_put(txn, t, key, klen, val, vlen, true, err);
+}
+
+int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err)
+{
+	if (check_table(t, err) != 0 || st_check_writable(txn, "delete", err) != 0)
+		return -1;
+	return st_del(txn, t, key, klen, true, err);
 }
 
 int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err)
@@ -602,7 +600,7 @@ int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *e
 		return -1;
 	rc = mdb_cursor_open(txn->txn, txn->st->tbl[t], &cur);
 	if (rc != 0)
-		return mdb_fail(err, rc, "walk table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "walk table ", tbl_names[t]);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		ret = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
@@ -613,7 +611,7 @@ int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *e
 	if (ret != 0)
 		return ret;
 	if (rc != MDB_NOTFOUND)
-		return mdb_fail(err, rc, "walk table ", tbl_names[t]);
+		return st_mdb_fail(err, rc, "walk table ", tbl_names[t]);
 	return 0;
 }
 
@@ -626,15 +624,125 @@ size_t cs_txn_count(cs_txn *txn, cs_table t)
 	return s.ms_entries;
 }
 
-int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
+int st_meta_put(cs_txn *txn, const char *name, const void *val, size_t len, cs_err *err)
+{
+	MDB_val k = {strlen(name), (void *)name};
+	MDB_val v = {len, (void *)val};
+	int rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
+
+	if (rc != 0) {
+		txn->failed = true;
+		return st_mdb_fail(err, rc, "write meta ", name);
+	}
+	txn->dirty = true;
+	return 0;
+}
+
+/* Drops the log entries the retention no longer asks for, oldest first. */
+static int prune_log(cs_txn *txn, uint64_t head, cs_err *err)
+{
+	uint64_t retain = txn->st->retain;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if (retain == 0 || head <= retain)
+		return 0;
+	rc = mdb_cursor_open(txn->txn, txn->st->log, &cur);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "prune the log", "");
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+	       st_get_be64(k.mv_data) <= head - retain) {
+		rc = mdb_cursor_del(cur, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		txn->failed = true;
+		return st_mdb_fail(err, rc, "prune the log", "");
+	}
+	return 0;
+}
+
+int st_appended(cs_txn *txn, cs_pos pos, cs_err *err)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint8_t kb[8], vb[8];
+	int rc;
+
+	rc = mdb_cursor_open(txn->txn, txn->st->epochs, &cur);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "read the epoch history", "");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return st_mdb_fail(err, rc, "read the epoch history", "");
+	/* The history holds where each epoch that wrote entries begins: the
+	 * first entry of a newer epoch opens its record. */
+	if (rc == MDB_NOTFOUND || st_get_be64(k.mv_data) < pos.epoch) {
+		st_put_be64(kb, pos.epoch);
+		st_put_be64(vb, pos.seq);
+		k = (MDB_val){sizeof(kb), kb};
+		v = (MDB_val){sizeof(vb), vb};
+		rc = mdb_put(txn->txn, txn->st->epochs, &k, &v, 0);
+		if (rc != 0) {
+			txn->failed = true;
+			return st_mdb_fail(err, rc, "write the epoch history", "");
+		}
+	}
+	txn->applied = pos;
+	txn->dirty = true;
+	return prune_log(txn, pos.seq, err);
+}
+
+/* Appends the entry of this transaction's ops at (epoch, applied seq + 1). */
+static int append_local(cs_txn *txn, const char *summary, cs_err *err)
 {
 	Certsync__LogEntry entry = CERTSYNC__LOG_ENTRY__INIT;
-	const char *what;
-	cs_pos next;
+	cs_pos next = {txn->epoch, txn->applied.seq + 1};
 	uint8_t kb[8];
-	uint8_t ab[16];
 	MDB_val k = {sizeof(kb), kb};
 	MDB_val v;
+	int rc;
+
+	/* Only the node that leads the current epoch stamps entries with it: a
+	 * primary that stepped down would otherwise write entries that pass for
+	 * the new primary's.  A store never joined to a cluster has no leader
+	 * record and writes freely. */
+	if (txn->has_led && txn->led != txn->epoch)
+		return cs_fail(err, CS_EREFUSED,
+		               "this node is not the primary of epoch %" PRIu64
+		               " (another node leads it); nothing was written",
+		               txn->epoch);
+	entry.epoch = next.epoch;
+	entry.seq = next.seq;
+	entry.time = (int64_t)time(NULL);
+	entry.summary = (char *)(summary != NULL ? summary : "");
+	entry.n_ops = txn->nops;
+	entry.ops = txn->ops;
+	st_put_be64(kb, next.seq);
+	v.mv_size = certsync__log_entry__get_packed_size(&entry);
+	v.mv_data = NULL;
+	/* A seq is never reused: an entry already there means the log and the
+	 * applied position disagree, and overwriting it would hide that. */
+	rc = mdb_put(txn->txn, txn->st->log, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc == MDB_KEYEXIST)
+		return cs_fail(err, CS_EIO,
+		               "the log already holds seq %" PRIu64
+		               " past the applied position: the store is corrupt",
+		               next.seq);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "append to the log", "");
+	certsync__log_entry__pack(&entry, v.mv_data);
+	return st_appended(txn, next, err);
+}
+
+int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
+{
+	uint8_t ab[16];
+	cs_pos next;
 	int rc;
 
 	if (txn->failed) {
@@ -643,71 +751,33 @@ int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
 		               "commit: an earlier change in this transaction failed; nothing was "
 		               "written");
 	}
-	if (!txn->write || txn->nops == 0) {
+	if (!txn->write || !txn->dirty) {
 		if (pos != NULL)
 			*pos = txn->applied;
 		cs_txn_abort(txn); /* nothing to write, nothing to log */
 		return 0;
 	}
-	next.epoch = txn->epoch;
-	next.seq = txn->applied.seq + 1;
-
-	entry.epoch = next.epoch;
-	entry.seq = next.seq;
-	entry.time = (int64_t)time(NULL);
-	entry.summary = (char *)(summary != NULL ? summary : "");
-	entry.n_ops = txn->nops;
-	entry.ops = txn->ops;
-	put_be64(kb, next.seq);
-	v.mv_size = certsync__log_entry__get_packed_size(&entry);
-	v.mv_data = NULL;
-	/* A seq is never reused: an entry already there means the log and the
-	 * applied position disagree, and overwriting it would hide that. */
-	rc = mdb_put(txn->txn, txn->st->log, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
-	if (rc == MDB_KEYEXIST) {
-		cs_txn_abort(txn);
-		return cs_fail(err, CS_EIO,
-		               "commit: the log already holds seq %" PRIu64
-		               " past the applied position: the store is corrupt",
-		               next.seq);
-	}
-	what = "append to the log";
-	if (rc != 0)
+	if (txn->nops > 0 && append_local(txn, summary, err) != 0)
 		goto fail;
-	certsync__log_entry__pack(&entry, v.mv_data);
-
-	put_be64(ab, next.epoch);
-	put_be64(ab + 8, next.seq);
-	k.mv_size = sizeof("applied") - 1;
-	k.mv_data = (void *)"applied";
-	v.mv_size = sizeof(ab);
-	v.mv_data = ab;
-	rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
-	what = "write the applied position";
-	if (rc != 0)
+	next = txn->applied;
+	st_put_be64(ab, next.epoch);
+	st_put_be64(ab + 8, next.seq);
+	if (st_meta_put(txn, "applied", ab, sizeof(ab), err) != 0 ||
+	    st_meta_put(txn, "digest", txn->digest, CS_DIGEST_LEN, err) != 0)
 		goto fail;
-	k.mv_size = sizeof("digest") - 1;
-	k.mv_data = (void *)"digest";
-	v.mv_size = CS_DIGEST_LEN;
-	v.mv_data = txn->digest;
-	rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
-	what = "write the digest";
-	if (rc != 0)
-		goto fail;
-
 	rc = mdb_txn_commit(txn->txn);
 	txn->txn = NULL; /* LMDB frees it whether or not the commit worked */
-	what = "write to disk";
-	if (rc != 0)
+	if (rc != 0) {
+		st_mdb_fail(err, rc, "write to disk", "");
 		goto fail;
+	}
 	txn_free(txn);
 	if (pos != NULL)
 		*pos = next;
 	return 0;
 fail:
 	cs_txn_abort(txn);
-	return cs_fail(err, CS_EIO, "commit seq %" PRIu64 ": %s: %s", next.seq, what,
-	               mdb_strerror(rc));
+	return cs_err_prefix(err, "commit: ");
 }
 
 cs_pos cs_txn_applied(cs_txn *txn)
@@ -756,7 +826,7 @@ int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs
 	MDB_val v;
 	int rc;
 
-	put_be64(kb, seq);
+	st_put_be64(kb, seq);
 	rc = mdb_get(txn->txn, txn->st->log, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 1;

@@ -9,7 +9,9 @@
  *  - the digest is the XOR over every replicated (table, key, value) of a keyed
  *    BLAKE2b-256 hash, updated in the same transaction, so two stores at the
  *    same position compare in O(1); cs_txn_digest_recompute checks it;
- *  - one process owns a data_dir at a time (an flock on data_dir/lock). */
+ *  - one process owns a data_dir at a time (an flock on data_dir/lock);
+ *  - entries carry (epoch, seq); only the node that leads the store's epoch
+ *    appends entries of its own (see "Replication" below). */
 #ifndef CS_STORE_H
 #define CS_STORE_H
 
@@ -93,5 +95,86 @@ int cs_txn_digest_recompute(cs_txn *txn, uint8_t out[CS_DIGEST_LEN], cs_err *err
 
 /* Reads log entry seq as packed LogEntry bytes: 0 found, 1 absent, -1 error. */
 int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs_err *err);
+
+/* ---- replication ----------------------------------------------------------
+ *
+ * What replication/ needs from the store.  The epoch is the highest this
+ * store has seen; the node leads it when it became primary of that epoch.
+ * The epoch history records the first seq of every epoch that wrote entries,
+ * so two nodes find where their logs fork.  Received entries are stored
+ * byte for byte as the primary packed them, so the logs of all nodes agree. */
+
+/* The settings key of the cluster's KdfParams. */
+#define CS_SETTINGS_KDF "kdf"
+
+typedef struct cs_epoch_start {
+	uint64_t epoch;
+	uint64_t seq; /* the first entry of the epoch */
+} cs_epoch_start;
+
+/* Log entries kept behind the applied position (0 keeps them all).  Older
+ * entries are dropped as changes arrive; a follower further behind needs a
+ * snapshot. */
+void cs_store_set_log_retain(cs_store *st, uint64_t entries);
+
+/* The store's epoch, and the epoch this node leads: 0 and *led set, or 1 when
+ * the store never joined a cluster (then it writes freely). */
+uint64_t cs_txn_epoch(cs_txn *txn);
+int cs_txn_led(cs_txn *txn, uint64_t *led);
+
+/* Raises the store's epoch to epoch (CS_EINPUT when that would lower it).
+ * With lead this node leads it; without, a store that never joined a cluster
+ * is marked as following, and a node that led an older epoch stops writing:
+ * cs_txn_commit refuses its changes (CS_EREFUSED) from then on. */
+int cs_txn_set_epoch(cs_txn *txn, uint64_t epoch, bool lead, cs_err *err);
+
+/* The epoch history, ascending; *out is malloc'd (NULL when *n is 0). */
+int cs_txn_epochs(cs_txn *txn, cs_epoch_start **out, size_t *n, cs_err *err);
+
+/* *seq receives the first seq the log still holds; 0 when it is empty. */
+int cs_txn_log_first(cs_txn *txn, uint64_t *seq, cs_err *err);
+
+/* Applies one entry the primary sent (packed LogEntry): it must follow the
+ * applied position and carry an epoch between the applied one and the
+ * store's.  Its ops, its log record and the applied position change together;
+ * several entries may share one transaction.  A malformed or out-of-order
+ * entry fails with CS_EINPUT and changes nothing. */
+int cs_txn_apply(cs_txn *txn, const void *entry, size_t len, cs_err *err);
+
+/* Loading a snapshot, all in one write transaction: cs_txn_reset moves the
+ * log entries after keep into the diverged table under origin (they forked
+ * from the primary's log), then empties the log and every replicated table;
+ * cs_txn_load puts the primary's pairs; cs_txn_set_position sets the applied
+ * position and replaces the epoch history with the primary's. */
+int cs_txn_reset(cs_txn *txn, uint64_t keep, const char *origin, size_t *moved, cs_err *err);
+int cs_txn_load(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
+		size_t vlen, cs_err *err);
+int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, size_t n,
+			cs_err *err);
+
+/* The diverged table (local): entries an old primary wrote after its log
+ * forked, kept for the operator.  An entry's id is the BLAKE2b-256 of its
+ * bytes, so the same entry reported twice is kept once. */
+typedef struct cs_diverged {
+	uint8_t id[CS_DIGEST_LEN];
+	const char *origin;	 /* the node whose log held it */
+	int64_t found;		 /* unix seconds when it was moved aside */
+	uint64_t applied_seq;	 /* the change that re-applied it; 0 while not */
+	const void *entry;	 /* packed LogEntry */
+	size_t entry_len;
+} cs_diverged;
+
+/* 0 added, 1 already there, -1 error (CS_EINPUT for an entry that does not
+ * decode). */
+int cs_txn_diverged_add(cs_txn *txn, const char *origin, const void *entry, size_t len,
+			cs_err *err);
+/* Calls fn for each, in id order; a non-zero return stops the walk. */
+typedef int (*cs_diverged_fn)(void *ctx, const cs_diverged *d);
+int cs_txn_diverged_foreach(cs_txn *txn, cs_diverged_fn fn, void *ctx, cs_err *err);
+/* Re-applies the ops of the entry whose id starts with ref (8 to 64 hex
+ * digits) as this transaction's change and records the seq it will commit
+ * at.  CS_ENOTFOUND, CS_EINPUT (ambiguous or bad ref) or CS_EEXIST (already
+ * re-applied); id receives the full id. */
+int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err);
 
 #endif

@@ -1,0 +1,249 @@
+/* key.c — private keys: the types certsync accepts, generation, names
+ * ("ec:p256"), the public-key hash that pairs keys with certificates, and
+ * the PKCS#8 DER form in which keys leave this module to be sealed. */
+#include "pki_internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/core_names.h>
+#include <openssl/decoder.h>
+#include <openssl/ec.h>
+#include <openssl/encoder.h>
+#include <openssl/err.h>
+
+#define KEYSPECS "ec:p256, ec:p384, rsa:2048, rsa:3072 or rsa:4096"
+
+static const struct {
+	const char *name;
+	pki_keyspec spec;
+	const char *curve; /* NULL for RSA */
+	size_t bits;
+} keyspecs[] = {
+    {"ec:p256", PKI_KEY_EC_P256, "P-256", 0},   {"ec:p384", PKI_KEY_EC_P384, "P-384", 0},
+    {"rsa:2048", PKI_KEY_RSA_2048, NULL, 2048}, {"rsa:3072", PKI_KEY_RSA_3072, NULL, 3072},
+    {"rsa:4096", PKI_KEY_RSA_4096, NULL, 4096},
+};
+#define NKEYSPECS (sizeof(keyspecs) / sizeof(keyspecs[0]))
+
+int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err)
+{
+	char *end;
+	long bits;
+
+	if (s == NULL)
+		s = "";
+	for (size_t i = 0; i < NKEYSPECS; i++) {
+		if (strcasecmp(s, keyspecs[i].name) == 0) {
+			*out = keyspecs[i].spec;
+			return 0;
+		}
+	}
+	if (strncasecmp(s, "rsa:", 4) == 0 && isdigit((unsigned char)s[4])) {
+		bits = strtol(s + 4, &end, 10);
+		if (*end == '\0' && bits < 2048)
+			return cs_fail(err, CS_EUSAGE,
+			               "RSA keys below 2048 bits are refused; use rsa:2048, "
+			               "rsa:3072 or rsa:4096");
+	}
+	return cs_fail(err, CS_EUSAGE, "unknown key type \"%.64s\"; use " KEYSPECS, s);
+}
+
+EVP_PKEY *pki_key_generate(pki_keyspec spec, cs_err *err)
+{
+	EVP_PKEY *key = NULL;
+
+	for (size_t i = 0; i < NKEYSPECS; i++) {
+		if (keyspecs[i].spec != spec)
+			continue;
+		if (keyspecs[i].curve != NULL)
+			key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", keyspecs[i].curve);
+		else
+			key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", keyspecs[i].bits);
+		if (key == NULL)
+			pki_fail_ssl(err, CS_EIO, "%s key generation failed", keyspecs[i].name);
+		return key;
+	}
+	cs_fail(err, CS_EUSAGE, "unknown key type %d; use " KEYSPECS, (int)spec);
+	return NULL;
+}
+
+/* The NID of an EC key's named curve (NID_undef for explicit parameters),
+ * and its name in name. */
+static int ec_curve(EVP_PKEY *key, char *name, size_t size)
+{
+	int nid;
+
+	name[0] = '\0';
+	if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, size, NULL)) {
+		ERR_clear_error();
+		name[0] = '\0';
+		return NID_undef;
+	}
+	nid = OBJ_sn2nid(name);
+	return nid != NID_undef ? nid : EC_curve_nist2nid(name);
+}
+
+/* Describes a key certsync refuses ("a DSA key"); NULL for one it accepts. */
+static const char *refusal(EVP_PKEY *key, char *buf, size_t size)
+{
+	static const struct {
+		const char *type, *desc;
+	} named[] = {
+	    {"DSA", "a DSA key"},          {"ED25519", "an Ed25519 key"}, {"ED448", "an Ed448 key"},
+	    {"RSA-PSS", "an RSA-PSS key"}, {"X25519", "an X25519 key"},   {"X448", "an X448 key"},
+	};
+	char curve[64];
+	const char *type;
+	int bits, nid;
+
+	if (EVP_PKEY_is_a(key, "RSA")) {
+		if ((bits = EVP_PKEY_get_bits(key)) >= 2048)
+			return NULL;
+		snprintf(buf, size, "a %d-bit RSA key", bits);
+		return buf;
+	}
+	if (EVP_PKEY_is_a(key, "EC")) {
+		nid = ec_curve(key, curve, sizeof(curve));
+		if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1)
+			return NULL;
+		if (curve[0] == '\0')
+			snprintf(buf, size, "an EC key with explicit curve parameters");
+		else
+			snprintf(buf, size, "an EC key on curve %s", curve);
+		return buf;
+	}
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (EVP_PKEY_is_a(key, named[i].type))
+			return named[i].desc;
+	type = EVP_PKEY_get0_type_name(key);
+	snprintf(buf, size, "a key of type %s", type != NULL ? type : "unknown");
+	return buf;
+}
+
+int pki_key_accept(EVP_PKEY *key, const char *what, cs_err *err)
+{
+	char buf[128];
+	const char *desc;
+
+	if (key == NULL)
+		return cs_fail(err, CS_EINPUT, "no key given; " PKI_ACCEPTED_KEYS);
+	if ((desc = refusal(key, buf, sizeof(buf))) == NULL)
+		return 0;
+	if (what != NULL)
+		return cs_fail(err, CS_EINPUT, "%s holds %s; " PKI_ACCEPTED_KEYS, what, desc);
+	return cs_fail(err, CS_EINPUT, "the key is %s; " PKI_ACCEPTED_KEYS, desc);
+}
+
+int pki_key_supported(EVP_PKEY *key, cs_err *err)
+{
+	return pki_key_accept(key, NULL, err);
+}
+
+void pki_key_type(EVP_PKEY *key, char *out, size_t outlen)
+{
+	char curve[64];
+	const char *type = key != NULL ? EVP_PKEY_get0_type_name(key) : NULL;
+
+	if (type == NULL) {
+		snprintf(out, outlen, "unknown");
+	} else if (EVP_PKEY_is_a(key, "RSA")) {
+		snprintf(out, outlen, "rsa:%d", EVP_PKEY_get_bits(key));
+	} else if (EVP_PKEY_is_a(key, "DSA")) {
+		snprintf(out, outlen, "dsa:%d", EVP_PKEY_get_bits(key));
+	} else if (EVP_PKEY_is_a(key, "EC")) {
+		switch (ec_curve(key, curve, sizeof(curve))) {
+		case NID_X9_62_prime256v1:
+			snprintf(out, outlen, "ec:p256");
+			break;
+		case NID_secp384r1:
+			snprintf(out, outlen, "ec:p384");
+			break;
+		default:
+			snprintf(out, outlen, "ec:%s", curve[0] != '\0' ? curve : "explicit");
+		}
+	} else {
+		snprintf(out, outlen, "%s", type);
+		for (char *p = out; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+}
+
+int pki_key_spki_hash(EVP_PKEY *key, uint8_t out[PKI_ID_LEN], cs_err *err)
+{
+	unsigned char *der = NULL;
+	int n = key != NULL ? i2d_PUBKEY(key, &der) : -1;
+	int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL);
+
+	OPENSSL_free(der);
+	if (!ok)
+		return pki_fail_ssl(err, CS_EINPUT, "cannot encode the public key");
+	return 0;
+}
+
+int pki_key_to_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
+{
+	OSSL_ENCODER_CTX *ctx =
+	    OSSL_ENCODER_CTX_new_for_pkey(key, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
+	/* A secure-heap BIO is wiped when freed, so no clear copy of the key
+	 * is left behind in ordinary memory. */
+	BIO *bio = BIO_new(BIO_s_secmem());
+	char *data;
+	long n = 0;
+	int rc = -1;
+
+	*der = NULL;
+	*len = 0;
+	if (ctx == NULL || bio == NULL || OSSL_ENCODER_CTX_get_num_encoders(ctx) == 0 ||
+	    !OSSL_ENCODER_to_bio(ctx, bio) || (n = BIO_get_mem_data(bio, &data)) <= 0) {
+		pki_fail_ssl(err, CS_EINPUT, "cannot encode the private key as PKCS#8");
+	} else if ((*der = OPENSSL_secure_malloc((size_t)n)) == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+	} else {
+		memcpy(*der, data, (size_t)n);
+		*len = (size_t)n;
+		rc = 0;
+	}
+	BIO_free(bio);
+	OSSL_ENCODER_CTX_free(ctx);
+	return rc;
+}
+
+EVP_PKEY *pki_der_key(const uint8_t *der, size_t len, OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+{
+	EVP_PKEY *key = NULL;
+	const unsigned char *p = der;
+	size_t left = len;
+	/* No input structure: OpenSSL tries PKCS#8, encrypted PKCS#8 and the
+	 * legacy per-type forms itself. */
+	OSSL_DECODER_CTX *ctx =
+	    OSSL_DECODER_CTX_new_for_pkey(&key, "DER", NULL, NULL, EVP_PKEY_KEYPAIR, NULL, NULL);
+
+	if (ctx == NULL || (cb != NULL && !OSSL_DECODER_CTX_set_passphrase_cb(ctx, cb, cbarg)) ||
+	    !OSSL_DECODER_from_data(ctx, &p, &left) || left != 0) {
+		EVP_PKEY_free(key);
+		key = NULL;
+	}
+	OSSL_DECODER_CTX_free(ctx);
+	return key;
+}
+
+EVP_PKEY *pki_key_from_der(const uint8_t *der, size_t len, cs_err *err)
+{
+	EVP_PKEY *key = pki_der_key(der, len, NULL, NULL);
+
+	if (key == NULL) {
+		/* The decoders' reason ("unsupported") would say nothing more. */
+		ERR_clear_error();
+		cs_fail(err, CS_EINPUT, "not a PKCS#8 DER private key");
+		return NULL;
+	}
+	if (pki_key_supported(key, err) < 0) {
+		EVP_PKEY_free(key);
+		return NULL;
+	}
+	return key;
+}

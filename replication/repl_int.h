@@ -1,0 +1,205 @@
+/* repl_int.h — the inside of replication/, shared by its files: the state of
+ * the replication thread, the peers, and the functions each file offers the
+ * others.  Nothing outside replication/ includes it (tests may).
+ *
+ * Who touches what: fields under "thread" belong to the replication thread
+ * alone; fields under "shared" are read and written with mu held, by either
+ * thread; the configuration never changes after repl_start. */
+#ifndef CS_REPL_INT_H
+#define CS_REPL_INT_H
+
+#include <pthread.h>
+
+#include "proto/replication.pb-c.h"
+#include "repl.h"
+
+#define MAX_PEERS     64		  /* waiters track peers in a 64-bit mask */
+#define MAX_MSG	      ((int64_t)64 << 20) /* above the largest control request */
+#define BATCH_BYTES   (1u << 20)	  /* entries or pairs gathered in one message */
+#define WINDOW	      4096		  /* entries sent to a follower and not acked */
+#define BEAT_HISTORY  16		  /* epochs of history a beat carries */
+#define REFUSAL_LEN   200
+#define CLUSTER_IDLEN 16
+
+typedef struct Certsync__Envelope envelope;
+
+/* What a peer last told us, on either link; published for status. */
+struct peer_state {
+	int64_t heard; /* monotonic ms of its last valid message; 0 never */
+	bool leading;
+	uint64_t epoch;
+	cs_pos applied;
+	bool follows; /* it follows us (we lead) */
+	char refusal[REFUSAL_LEN];
+};
+
+struct peer {
+	char *name;
+	repl_role role;
+	char *endpoint;
+	uint8_t pub[REPL_KEY_LEN];
+	void *dealer; /* our link to it; only to primary-capable peers */
+	struct peer_state s;
+	/* its connection to our ROUTER */
+	uint8_t rid[256];
+	size_t ridlen; /* 0 until it has written to us */
+	/* when we lead: its session, how far we sent, when its position moved */
+	uint64_t session;
+	uint64_t sent;
+	int64_t moved;
+	int64_t logged; /* when a drop from it was last logged (rate limit) */
+};
+
+/* Messages dropped, by cause; published for status. */
+struct counters {
+	uint64_t undecodable;	/* not an envelope, or more than one frame */
+	uint64_t unknown_key;	/* a CURVE key no peer has (refused by ZAP) */
+	uint64_t wrong_cluster; /* another cluster's id */
+	uint64_t stale_epoch;	/* a primary's message from an epoch we left */
+	uint64_t bad_entry;	/* an entry or snapshot the store refused */
+};
+
+/* Follower states (see the table in follow.c). */
+enum fstate { F_IDLE, F_WAIT, F_SNAP, F_STREAM, F_REFUSED };
+
+struct waiter {
+	struct waiter *next;
+	cs_pos pos;
+	repl_wait_mode mode;
+	int timeout_ms;
+	int64_t deadline;
+	uint64_t need;	  /* peers still to acknowledge (bit = peer index) */
+	uint64_t missing; /* peers that did not: down at the start or not in time */
+	repl_done_fn done;
+	void *arg;
+};
+
+/* The store as the thread last read it: beats are built from it while a
+ * snapshot holds the write transaction, when no read may start. */
+struct local {
+	cs_pos applied;
+	uint64_t epoch;
+	cs_epoch_start *hist;
+	size_t nhist;
+	uint64_t log_first;
+	uint8_t digest[CS_DIGEST_LEN];
+	Certsync__KdfParams *kdf; /* NULL until the cluster settings arrive */
+};
+
+struct view {
+	bool leading;
+	uint64_t epoch;
+	cs_pos applied;
+	int leader; /* peer index, -1 none, -2 this node */
+	enum fstate fstate;
+	char refusal[REFUSAL_LEN];
+	struct counters cnt;
+	struct peer_state *peers;
+};
+
+struct repl {
+	/* configuration */
+	char *name;
+	repl_role role;
+	uint8_t sec[REPL_KEY_LEN];
+	uint8_t pub[REPL_KEY_LEN];
+	char *pass; /* sodium_malloc'd; freed once the key is derived */
+	size_t passlen;
+	int beat_ms;
+	int dead_ms;
+	struct peer *peers;
+	size_t npeers;
+	cs_store *st;
+	repl_hooks hooks;
+	int wake_fd;   /* the agent wakes the thread */
+	int notify_fd; /* the thread wakes the agent */
+	pthread_t thread;
+	void *zctx;
+
+	/* thread */
+	void *router;
+	void *zap;
+	bool leading;
+	struct local loc;
+	struct {
+		enum fstate state;
+		struct peer *leader;
+		uint64_t session;
+		int64_t since; /* when it last heard from the leader in this session */
+		cs_txn *snap;  /* the snapshot being loaded */
+		uint32_t chunks;
+	} f;
+	char refusal[REFUSAL_LEN];
+	int keycheck; /* the passphrase against the primary's settings: 0 unknown, 1 ok, -1 not */
+	struct counters cnt;
+	int64_t next_beat;
+	int64_t zap_logged;
+	struct waiter *waiters;
+
+	/* shared */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	bool pushed; /* the agent committed since the thread last looked */
+	struct waiter *incoming;
+	struct waiter *finished;
+	struct {
+		bool pending, done, force;
+		int rc;
+		cs_err err;
+	} promote;
+	bool changed;
+	cs_pos changed_pos;
+	cs_key *newkey;
+	struct view view;
+};
+
+int64_t repl_now(void);
+
+/* ---- wire.c: sockets, envelopes, ZAP ---- */
+int wire_open(repl *r, const char *listen, cs_err *err);
+void wire_close(repl *r);
+/* Sends env to a peer: through our ROUTER when it is connected to us, else
+ * through our link to it.  Never blocks; 0 sent, -1 not. */
+int wire_send(repl *r, struct peer *p, envelope *env, bool via_router);
+/* Fills the envelope's header: cluster id and epoch. */
+void wire_header(repl *r, envelope *env);
+void wire_zap(repl *r);
+/* Receives one message from sock (the ROUTER when from is NULL, else the
+ * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
+ * when the message was dropped (counted and logged), and *p its sender. */
+int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p);
+/* Logs a dropped message, at most once a few seconds per peer. */
+void wire_drop(repl *r, struct peer *p, uint64_t *counter, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- lead.c: the primary's side ---- */
+uint64_t repl_fork(const cs_epoch_start *a, size_t na, uint64_t alast, const cs_epoch_start *b,
+		   size_t nb, uint64_t blast);
+void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b);
+void lead_push(repl *r);
+void lead_tick(repl *r);
+void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d);
+void lead_stop(repl *r);
+void waiters_check(repl *r, bool all_expired);
+
+/* ---- follow.c: the follower's side ---- */
+const char *follow_state_name(enum fstate s);
+void follow_msg(repl *r, struct peer *p, const envelope *env);
+void follow_choose(repl *r);
+void follow_tick(repl *r);
+void follow_stop(repl *r);
+
+/* ---- repl.c ---- */
+/* Rereads the store into r->loc; -1 logged. */
+int local_reload(repl *r);
+/* Builds and sends our beat to p (session when we follow it). */
+void send_beat(repl *r, struct peer *p, bool via_router);
+/* A peer leads a higher epoch: step down, persist it. */
+void repl_higher_epoch(repl *r, uint64_t epoch);
+/* Wakes the agent for repl_dispatch; announce_changed also tells it the
+ * store moved to r->loc.applied. */
+void notify_agent(repl *r);
+void announce_changed(repl *r);
+
+#endif

@@ -1,0 +1,80 @@
+/* store_int.h — what store.c and log.c share and nothing else may see: the
+ * environment, the transaction and the primitives that keep the digest, the
+ * log and the applied position in step (see store.h for the invariants). */
+#ifndef CS_STORE_INT_H
+#define CS_STORE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "proto/store.pb-c.h"
+#include "store.h"
+
+struct cs_store {
+	MDB_env *env;
+	MDB_dbi tbl[CS_TBL_NREPL];
+	MDB_dbi log;	  /* seq (8 bytes big-endian) -> packed LogEntry */
+	MDB_dbi meta;	  /* "applied", "digest", "epoch", "led" */
+	MDB_dbi epochs;	  /* epoch (8 bytes big-endian) -> its first seq (8 bytes) */
+	MDB_dbi diverged; /* BLAKE2b of the entry -> DivergedRecord */
+	int lockfd;
+	size_t maxkey;
+	_Atomic uint64_t retain; /* log entries kept behind the head; 0 keeps all */
+	uint8_t dkey[crypto_generichash_KEYBYTES]; /* keys the pair hashes */
+};
+
+/* A copy of a value cs_txn_get handed out in a write transaction: LMDB may
+ * reuse a dirty page on the next put, but callers were promised the pointer
+ * lasts until the transaction ends. */
+struct blob {
+	struct blob *next;
+	unsigned char data[];
+};
+
+struct cs_txn {
+	cs_store *st;
+	MDB_txn *txn;
+	bool write;
+	bool failed; /* a change failed half-way: only abort is left */
+	bool dirty;  /* something was written: commit must write the meta too */
+	bool has_led;
+	cs_pos applied;
+	uint64_t epoch;
+	uint64_t led; /* the epoch this node leads; meaningful when has_led */
+	uint8_t digest[CS_DIGEST_LEN];
+	Certsync__Op **ops; /* the log entry being built; each op owns its bytes */
+	size_t nops;
+	size_t capops;
+	struct blob *blobs;
+};
+
+void st_put_be64(uint8_t *p, uint64_t v);
+uint64_t st_get_be64(const uint8_t *p);
+
+/* Fills err from an LMDB return code; returns -1. */
+int st_mdb_fail(cs_err *err, int rc, const char *what, const char *name);
+
+/* Refuses a read-only transaction and one where a change already failed. */
+int st_check_writable(cs_txn *txn, const char *what, cs_err *err);
+
+/* Put and delete in a replicated table with the digest kept up to date.
+ * With log, the op joins the entry cs_txn_commit appends; without, the
+ * caller records the change itself (a received entry, a snapshot).  Input
+ * that cannot be stored fails with CS_EINPUT and changes nothing; any other
+ * failure marks the transaction failed. */
+int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+	   bool log, cs_err *err);
+int st_del(cs_txn *txn, cs_table t, const void *key, size_t klen, bool log, cs_err *err);
+
+/* Records that the entry at pos is now in the log: the epoch history gains
+ * pos.epoch when it is new, the applied position moves to pos and the log
+ * is pruned to the retention. */
+int st_appended(cs_txn *txn, cs_pos pos, cs_err *err);
+
+/* Writes meta key name; marks the transaction dirty. */
+int st_meta_put(cs_txn *txn, const char *name, const void *val, size_t len, cs_err *err);
+
+#endif

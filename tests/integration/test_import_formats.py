@@ -1,0 +1,216 @@
+"""Import of every format, made by openssl and GnuTLS certtool: DER and PEM
+X.509 (one or many certificates), PKCS#8 DER plain and encrypted, PKCS#12,
+OpenSSL legacy keys DER and PEM.  Each leaf is listed with the right kind,
+SANs, key type, key held and warnings; CA certificates complete chains
+whenever they arrive."""
+
+import os
+
+import pytest
+
+from helpers import cert_id, openssl, pem_cert_ders, read, write
+
+
+@pytest.fixture(scope="module")
+def agent(module_agent_factory):
+    return module_agent_factory()
+
+
+@pytest.fixture(scope="module")
+def leaves(pki):
+    """One fresh leaf per format case, so every case adds a new record."""
+    H = ["support.example.test", "primary.example.test", "backup.example.test"]
+    W = ["*.example.test", "support.example.test"]
+    out = {}
+    for name, kt, sans in (
+            ("f_der_p8", "rsa:2048", H), ("f_pem_p8pem", "ec:p256", W),
+            ("f_chain_p8enc", "rsa:2048", H), ("f_bundle", "ec:p256", W),
+            ("f_p12_rsa", "rsa:2048", H), ("f_p12_ec", "ec:p256", W),
+            ("f_trad_rsa_pem", "rsa:2048", H), ("f_trad_rsa_der", "rsa:2048", H),
+            ("f_trad_ec_pem", "ec:p256", W), ("f_trad_ec_der", "ec:p256", W),
+            ("f_encpem", "ec:p256", W), ("f_p384", "ec:p384", ["p384.example.test"]),
+            ("f_keyfirst", "ec:p256", ["keyfirst.example.test"]),
+            ("f_certfirst", "rsa:2048", ["certfirst.example.test"]),
+            ("f_named", "ec:p256", ["named.example.test"])):
+        out[name] = pki.make_leaf(name, kt, sans)
+    out["g_p12_rsa"] = pki.g_rsa_multi
+    out["g_ec"] = pki.g_ec_wild
+    return out
+
+
+def leaf_record(agent, leaf):
+    return agent.cli("cert", "show", leaf.id, check=0).data
+
+
+def test_ca_certificates(agent, pki):
+    r = agent.cli("import", pki.root_der, check=0)
+    assert [(i["action"], i["kind"], i["id"]) for i in r.data["items"]] == [("added", "root", pki.root_id)]
+    r = agent.cli("import", pki.inter, check=0)
+    assert [(i["action"], i["kind"], i["id"]) for i in r.data["items"]] == \
+        [("added", "intermediate", pki.inter_id)]
+    certs = agent.certs()
+    assert certs[pki.root_id]["kind"] == "root" and certs[pki.inter_id]["kind"] == "intermediate"
+    assert certs[pki.root_id]["subject_cn"] == "certsync Test Root CA"
+    assert certs[pki.inter_id]["issuer"] == certs[pki.root_id]["subject"]
+    st = agent.status()
+    assert st["counts"]["cas"] == 2 and st["counts"]["certificates"] == 0
+
+
+# (case, files(leaf) -> [formats], needs password)
+CASES = [
+    ("f_der_p8", ["cert.der", "key.p8"], False),
+    ("f_pem_p8pem", ["cert.pem", "key.pem"], False),
+    ("f_chain_p8enc", ["chain.pem", "key.p8enc"], True),
+    ("f_bundle", ["bundle.pem"], False),
+    ("f_p12_rsa", ["p12"], True),
+    ("f_p12_ec", ["p12"], True),
+    ("f_trad_rsa_pem", ["key.trad.pem", "cert.pem"], False),
+    ("f_trad_rsa_der", ["cert.der", "key.trad.der"], False),
+    ("f_trad_ec_pem", ["cert.pem", "key.trad.pem"], False),
+    ("f_trad_ec_der", ["key.trad.der", "cert.der"], False),
+    ("f_encpem", ["cert.pem", "key.enc.pem"], True),
+    ("f_p384", ["chain.pem", "key.p8"], False),
+    ("g_p12_rsa", ["p12"], True),                  # certtool PKCS#12 (AES-256, chain inside)
+    ("g_ec", ["cert.pem", "key", "ca"], False),    # certtool files with their text preamble
+]
+
+
+@pytest.mark.parametrize("case, formats, password", CASES, ids=[c[0] for c in CASES])
+def test_import_format(agent, pki, leaves, case, formats, password):
+    leaf = leaves[case]
+    files = []
+    for f in formats:
+        if f == "key":
+            files.append(leaf.key)
+        elif f == "ca":
+            files.append(pki.g_ca_bundle)
+        else:
+            files.append(leaf.file(f))
+    before = agent.status()
+    args = ["import"] + files + (["--password-file", pki.password_file] if password else [])
+    r = agent.cli(*args, check=0)
+    assert r.data["changed"] is True
+    mine = [i for i in r.data["items"] if i["id"] == leaf.id]
+    assert len(mine) == 1, r.data["items"]
+    assert mine[0]["action"] == "added" and mine[0]["kind"] == "identity", mine
+    for i in r.data["items"]:
+        assert os.path.basename(i["file"]) in [os.path.basename(f) for f in files], i
+    c = leaf_record(agent, leaf)
+    assert c["kind"] == "identity"
+    assert c["has_key"] is True, c
+    assert c["key_type"] == leaf.key_type
+    assert c["sans"] == leaf.sans
+    assert c["chain_complete"] is True, c
+    assert [x["id"] for x in c["chain"] if x["id"] != leaf.id] == leaf.chain_ids
+    assert c["warnings"] == [], c["warnings"]
+    assert c["source"] == "import"
+    assert cert_id(pem_cert_ders(c["pem"])[0]) == leaf.id
+    after = agent.status()
+    assert after["counts"]["certificates"] == before["counts"]["certificates"] + 1
+    assert after["counts"]["pending_keys"] == before["counts"]["pending_keys"]
+    assert after["seq"] > before["seq"]
+    assert after["digest_ok"] is True
+
+
+def test_wildcard_and_multi_san_listing(agent, leaves):
+    certs = agent.certs()
+    w = certs[leaves["f_p12_ec"].id]
+    assert w["sans"] == ["*.example.test", "support.example.test"]
+    assert w["subject_cn"] == "*.example.test"
+    m = certs[leaves["f_p12_rsa"].id]
+    assert m["sans"] == ["support.example.test", "primary.example.test", "backup.example.test"]
+    assert m["key_type"] == "rsa:2048"
+    g = certs[leaves["g_p12_rsa"].id]
+    assert "GnuTLS Test Intermediate CA" in g["issuer"]
+    human = agent.cli("cert", "list", json=False, check=0).stdout.decode()
+    for c in (w, m, g):
+        assert c["id"][:8] in human
+
+
+def test_key_first_then_certificate(agent, leaves):
+    leaf = leaves["f_keyfirst"]
+    before = agent.status()["counts"]
+    r = agent.cli("import", leaf.file("key.pem"), check=0)
+    assert [(i["action"], i["kind"]) for i in r.data["items"]] == [("pending-key", "key")]
+    assert "pending" in (r.data["items"][0]["message"] + r.stderr).lower()
+    mid = agent.status()["counts"]
+    assert mid["pending_keys"] == before["pending_keys"] + 1
+    assert mid["certificates"] == before["certificates"]
+    r = agent.cli("import", leaf.file("cert.der"), check=0)
+    assert [(i["action"], i["id"]) for i in r.data["items"]] == [("added", leaf.id)]
+    assert leaf_record(agent, leaf)["has_key"] is True
+    after = agent.status()["counts"]
+    assert after["pending_keys"] == before["pending_keys"]
+    assert after["certificates"] == before["certificates"] + 1
+
+
+def test_certificate_first_then_key(agent, leaves):
+    leaf = leaves["f_certfirst"]
+    r = agent.cli("import", leaf.file("cert.pem"), check=0)
+    assert [(i["action"], i["id"]) for i in r.data["items"]] == [("added", leaf.id)]
+    c = leaf_record(agent, leaf)
+    assert c["has_key"] is False and "key missing" in c["warnings"]
+    before = agent.status()
+    r = agent.cli("import", leaf.file("key.p8enc"), "--password-file", leaf.pki.password_file, check=0)
+    assert [(i["action"], i["id"]) for i in r.data["items"]] == [("key-attached", leaf.id)]
+    c = leaf_record(agent, leaf)
+    assert c["has_key"] is True and c["warnings"] == []
+    after = agent.status()
+    assert after["counts"] == before["counts"]
+    assert after["seq"] > before["seq"] and after["digest"] != before["digest"]
+
+
+def test_name_option(agent, leaves):
+    leaf = leaves["f_named"]
+    agent.cli("import", leaf.file("p12"), "--password-file", leaf.pki.password_file,
+              "--name", "site-wildcard", check=0)
+    c = agent.cli("cert", "show", "site-wildcard", check=0).data
+    assert c["id"] == leaf.id and c["name"] == "site-wildcard"
+
+
+def test_chain_completed_when_ca_arrives_later(agent, pki, tmp_path):
+    """A leaf from a CA the store does not know is listed `chain incomplete`
+    until the CA certificate is imported."""
+    d = str(tmp_path)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d + "/late.key", "-subj", "/CN=Late Root CA", "-days", "100",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+            "-out", d + "/late.pem")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d + "/ll.key", "-subj", "/CN=late.example.test", "-out", d + "/ll.csr")
+    write(d + "/ll.ext", "[e]\nsubjectAltName = DNS:late.example.test\nbasicConstraints = CA:FALSE\n")
+    openssl("x509", "-req", "-in", d + "/ll.csr", "-CA", d + "/late.pem", "-CAkey", d + "/late.key",
+            "-days", "50", "-extfile", d + "/ll.ext", "-extensions", "e", "-out", d + "/ll.pem")
+    leaf_id = cert_id(pem_cert_ders(read(d + "/ll.pem"))[0])
+    root_id = cert_id(pem_cert_ders(read(d + "/late.pem"))[0])
+    agent.cli("import", d + "/ll.pem", d + "/ll.key", check=0)
+    c = agent.cli("cert", "show", leaf_id, check=0).data
+    assert c["chain_complete"] is False and "chain incomplete" in c["warnings"], c
+    assert c["has_key"] is True
+    r = agent.cli("import", d + "/late.pem", check=0)
+    assert [(i["action"], i["kind"]) for i in r.data["items"]] == [("added", "root")]
+    c = agent.cli("cert", "show", leaf_id, check=0).data
+    assert c["chain_complete"] is True and "chain incomplete" not in c["warnings"], c
+    assert [x["id"] for x in c["chain"] if x["id"] != leaf_id] == [root_id]
+
+
+def test_duplicate_import_says_already_and_changes_nothing(agent, leaves, pki):
+    leaf = leaves["f_p12_rsa"]
+    before = agent.snapshot()
+    for files in ([leaf.file("p12"), "--password-file", pki.password_file], [leaf.file("cert.der")],
+                  [pki.root_der], [pki.ca_bundle]):
+        r = agent.cli("import", *files, check=0)
+        assert r.data["changed"] is False, r.describe()
+        assert r.data["items"] and all(i["action"] == "exists" for i in r.data["items"]), r.data
+        assert all("already" in i["message"].lower() for i in r.data["items"]), r.data
+    assert agent.snapshot() == before
+
+
+def test_cert_list_order(agent):
+    kinds = [c["kind"] for c in agent.cli("cert", "list", check=0).data["certificates"]]
+    n_id = kinds.count("identity")
+    assert kinds[:n_id] == ["identity"] * n_id, "identities first, then CA certificates: %s" % kinds
+    assert set(kinds[n_id:]) <= {"intermediate", "root"}
+    st = agent.status()
+    assert st["counts"]["certificates"] == n_id and st["counts"]["cas"] == len(kinds) - n_id
+    assert st["digest_ok"] is True and st["digest"] == st["digest_recomputed"]

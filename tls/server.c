@@ -1,0 +1,755 @@
+/* server.c — listeners, worker threads and connections of the TLS endpoint.
+ *
+ * Each worker owns an event loop, an SSL_CTX, its own SO_REUSEPORT socket on
+ * every listen address (the kernel spreads connections over them) and its
+ * connections; workers share nothing but the served table (a pointer behind a
+ * mutex, taken once per handshake) and a few atomic counters.  Sockets are
+ * driven directly with SSL_do_handshake/SSL_read/SSL_write on the fd, with
+ * persistent read events: no bufferevents, no allocation per handshake
+ * beyond OpenSSL's own (connection structs are recycled per worker). */
+#include "tls_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/err.h>
+
+#include "../common/log.h"
+
+#define ACCEPT_BATCH	64   /* accepts per wake-up, so handshakes in flight progress */
+#define SPARE_CONNS	256  /* connection structs a worker keeps for reuse */
+#define HTTP_IN_MAX	8192 /* largest request head we read */
+#define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
+#define MAX_WORKERS	256
+
+enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
+
+struct tls_conn {
+	tls_hs hs; /* the SSL's app data */
+	struct tls_worker *w;
+	struct tls_conn *prev, *next; /* the worker's open connections, or spares */
+	int fd;
+	enum conn_state state;
+	SSL *ssl;
+	struct event rev, wev, timer;
+	char *in, *out; /* request bytes read; response not yet written */
+	size_t inlen, outlen;
+	bool keep, ticketed;
+};
+
+struct tls_listener {
+	int fd;
+	struct event ev;
+};
+
+struct tls_worker {
+	tls_server *srv;
+	pthread_t thread;
+	bool running;
+	struct event_base *base;
+	SSL_CTX *ctx;
+	struct tls_tickets tickets;
+	struct tls_listener *ls; /* one per listen address */
+	int wake_fd;
+	struct event wake_ev, resume_ev;
+	const struct timeval *hs_tv, *ka_tv; /* libevent common timeouts */
+	struct tls_conn *open, *spare;
+	size_t nspare;
+	atomic_uint_fast64_t done, failed, accepted, refused, timed_out;
+};
+
+struct tls_server {
+	char *node_name, *role, *node_hostname, *site_hostname;
+	char **addrs; /* bound listen addresses, port resolved */
+	size_t naddrs;
+	int hs_timeout_ms, max_conns, nworkers;
+	struct tls_worker *workers;
+	atomic_int open;
+	pthread_mutex_t lock; /* guards table */
+	tls_table *table;
+};
+
+static void add_relaxed(atomic_uint_fast64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+static void conn_close(struct tls_conn *c, bool polite)
+{
+	struct tls_worker *w = c->w;
+
+	if (c->ssl != NULL) {
+		/* close_notify only where the peer is still listening.
+		 * Otherwise mark the SSL shut down anyway: sessions live in
+		 * tickets only, and SSL_free would lock the context to drop
+		 * an unfinished one from the cache we do not keep. */
+		if (polite)
+			SSL_shutdown(c->ssl);
+		else
+			SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(c->ssl);
+	}
+	ERR_clear_error();
+	event_del(&c->rev);
+	event_del(&c->wev);
+	event_del(&c->timer);
+	close(c->fd);
+	tls_table_free(c->hs.table);
+	free(c->in);
+	free(c->out);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->open = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	atomic_fetch_sub_explicit(&w->srv->open, 1, memory_order_relaxed);
+	if (w->nspare < SPARE_CONNS) {
+		c->next = w->spare;
+		w->spare = c;
+		w->nspare++;
+	} else {
+		free(c);
+	}
+}
+
+/* After an SSL call that did not complete: wait for what it needs, or close.
+ * Returns -1 when the connection was closed. */
+static int conn_wait(struct tls_conn *c, int r)
+{
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return 0; /* the read event is persistent */
+	case SSL_ERROR_WANT_WRITE:
+		/* Reading waits too: a level-triggered read event on unread
+		 * bytes would spin until the socket drains. */
+		if (event_del(&c->rev) == 0 && event_add(&c->wev, NULL) == 0)
+			return 0;
+		break;
+	default:
+		break;
+	}
+	if (c->state == CONN_HANDSHAKE)
+		add_relaxed(&c->w->failed);
+	conn_close(c, false);
+	return -1;
+}
+
+static void http_drive(struct tls_conn *c)
+{
+	tls_server *srv = c->w->srv;
+	tls_http_info info = {srv->node_name, srv->role, c->hs.sni, c->hs.cert_id, false};
+	long used;
+	int r;
+
+	for (;;) {
+		if (c->out != NULL) {
+			/* A client that asks for something will likely come
+			 * back: one TLS 1.3 ticket, ahead of the first answer. */
+			if (!c->ticketed && SSL_version(c->ssl) == TLS1_3_VERSION)
+				SSL_new_session_ticket(c->ssl);
+			c->ticketed = true;
+			if ((r = SSL_write(c->ssl, c->out, (int)c->outlen)) <= 0) {
+				conn_wait(c, r);
+				return;
+			}
+			free(c->out);
+			c->out = NULL;
+			if (!c->keep) {
+				conn_close(c, true);
+				return;
+			}
+			event_add(&c->timer, c->w->ka_tv);
+		}
+		if (c->inlen > 0) {
+			info.healthy = tls_server_healthy(srv);
+			used = tls_http_answer(c->in, c->inlen, HTTP_IN_MAX, &info, &c->out,
+					       &c->outlen, &c->keep);
+			if (used < 0) {
+				conn_close(c, false);
+				return;
+			}
+			if (used > 0) {
+				c->inlen -= (size_t)used;
+				memmove(c->in, c->in + used, c->inlen);
+				continue;
+			}
+		}
+		if (c->in == NULL && (c->in = malloc(HTTP_IN_MAX)) == NULL) {
+			conn_close(c, false);
+			return;
+		}
+		if ((r = SSL_read(c->ssl, c->in + c->inlen, (int)(HTTP_IN_MAX - c->inlen))) <= 0) {
+			conn_wait(c, r);
+			return;
+		}
+		c->inlen += (size_t)r;
+	}
+}
+
+/* The first bytes arrived: only now does the connection cost an SSL. */
+static int conn_begin(struct tls_conn *c)
+{
+	struct tls_worker *w = c->w;
+
+	if ((c->ssl = SSL_new(w->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		add_relaxed(&w->failed);
+		conn_close(c, false);
+		return -1;
+	}
+	SSL_set_accept_state(c->ssl);
+	SSL_set_app_data(c->ssl, &c->hs);
+	c->hs.table = tls_server_table(w->srv);
+	c->state = CONN_HANDSHAKE;
+	return 0;
+}
+
+static void conn_drive(struct tls_conn *c)
+{
+	int r;
+
+	if (c->state == CONN_NEW && conn_begin(c) < 0)
+		return;
+	if (c->state == CONN_HANDSHAKE) {
+		if ((r = SSL_do_handshake(c->ssl)) != 1) {
+			conn_wait(c, r);
+			return;
+		}
+		add_relaxed(&c->w->done);
+		/* The certificate is the SSL's now; old tables need not wait
+		 * for keep-alive connections. */
+		tls_table_free(c->hs.table);
+		c->hs.table = NULL;
+		c->state = CONN_HTTP;
+		event_add(&c->timer, c->w->ka_tv);
+	}
+	http_drive(c);
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_drive(arg);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct tls_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (event_add(&c->rev, NULL) < 0) {
+		conn_close(c, false);
+		return;
+	}
+	conn_drive(c);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct tls_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	add_relaxed(&c->w->timed_out);
+	if (c->state == CONN_HANDSHAKE)
+		add_relaxed(&c->w->failed);
+	conn_close(c, false);
+}
+
+static void conn_start(struct tls_worker *w, int fd)
+{
+	struct tls_conn *c = w->spare;
+
+	if (c != NULL) {
+		w->spare = c->next;
+		w->nspare--;
+		memset(c, 0, sizeof(*c));
+	} else if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		atomic_fetch_sub_explicit(&w->srv->open, 1, memory_order_relaxed);
+		return;
+	}
+	c->w = w;
+	c->fd = fd;
+	c->hs.tickets = &w->tickets;
+	c->next = w->open;
+	if (w->open != NULL)
+		w->open->prev = c;
+	w->open = c;
+	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_io, c);
+	event_assign(&c->wev, w->base, fd, EV_WRITE, on_writable, c);
+	evtimer_assign(&c->timer, w->base, on_timeout, c);
+	if (event_add(&c->rev, NULL) < 0 || event_add(&c->timer, w->hs_tv) < 0)
+		conn_close(c, false);
+}
+
+/* ---- listeners -------------------------------------------------------------------- */
+
+static void listeners_enable(struct tls_worker *w, bool on)
+{
+	for (size_t i = 0; i < w->srv->naddrs; i++) {
+		if (on)
+			event_add(&w->ls[i].ev, NULL);
+		else
+			event_del(&w->ls[i].ev);
+	}
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	listeners_enable(arg, true);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct tls_worker *w = arg;
+	tls_server *srv = w->srv;
+
+	(void)what;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* The backlog stays readable: without a pause
+				 * this loop would spin. */
+				struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
+
+				cs_warn("tls: cannot accept: %s; pausing %d ms", strerror(errno),
+					EMFILE_PAUSE_MS);
+				listeners_enable(w, false);
+				evtimer_add(&w->resume_ev, &tv);
+			}
+			return;
+		}
+		add_relaxed(&w->accepted);
+		if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) >=
+		    srv->max_conns) {
+			atomic_fetch_sub_explicit(&srv->open, 1, memory_order_relaxed);
+			add_relaxed(&w->refused);
+			close(fd);
+			continue;
+		}
+		conn_start(w, fd);
+	}
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t n;
+
+	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		cs_warn("tls: worker wake-up: %s", strerror(errno));
+	event_base_loopbreak(arg);
+}
+
+/* Splits "1.2.3.4:443" or "[::1]:443" and resolves it, numerically only. */
+static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, cs_err *err)
+{
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res;
+	char host[INET6_ADDRSTRLEN];
+	const char *port, *hend;
+	size_t hlen;
+	char *pend;
+	long pnum;
+
+	if (s[0] == '[') {
+		hend = strchr(s, ']');
+		port = hend != NULL && hend[1] == ':' ? hend + 2 : NULL;
+		s++;
+	} else {
+		hend = strrchr(s, ':');
+		port = hend != NULL ? hend + 1 : NULL;
+		if (hend != NULL && memchr(s, ':', (size_t)(hend - s)) != NULL)
+			port = NULL; /* an IPv6 address needs brackets */
+	}
+	if (port == NULL || *port == '\0')
+		goto bad;
+	pnum = strtol(port, &pend, 10);
+	hlen = (size_t)(hend - s);
+	if (*pend != '\0' || pnum < 0 || pnum > 65535 || hlen == 0 || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		goto bad;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+bad:
+	return cs_fail(err, CS_EUSAGE,
+		       "tls_listen \"%s\": expected ADDRESS:PORT with a numeric address, "
+		       "as 127.0.0.1:8443 or [::1]:8443",
+		       s);
+}
+
+static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const char *what,
+			 cs_err *err)
+{
+	int one = 1;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return cs_fail(err, CS_EIO, "tls_listen %s: socket: %s", what, strerror(errno));
+	/* TCP_NODELAY is inherited by accepted sockets: a handshake flight is
+	 * written at once and must not wait for an ACK. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    (ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+		cs_fail(err, CS_EIO, "tls_listen %s: %s", what, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static char *addr_text(const struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 16];
+	const void *a;
+	unsigned port;
+
+	if (ss->ss_family == AF_INET6) {
+		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	} else {
+		a = &((const struct sockaddr_in *)ss)->sin_addr;
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	}
+	inet_ntop(ss->ss_family, a, host, sizeof(host));
+	snprintf(buf, sizeof(buf), ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+	return strdup(buf);
+}
+
+/* Binds address i on every worker.  Port 0 is resolved by the first bind so
+ * every worker shares the same port. */
+static int bind_address(tls_server *srv, size_t i, const char *spec, cs_err *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (parse_addr(spec, &ss, &len, err) < 0)
+		return -1;
+	for (int k = 0; k < srv->nworkers; k++) {
+		int fd = bind_listener(&ss, len, spec, err);
+
+		if (fd < 0)
+			return -1;
+		srv->workers[k].ls[i].fd = fd;
+		event_assign(&srv->workers[k].ls[i].ev, srv->workers[k].base, fd,
+			     EV_READ | EV_PERSIST, on_accept, &srv->workers[k]);
+		if (k == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+			return cs_fail(err, CS_EIO, "tls_listen %s: %s", spec, strerror(errno));
+	}
+	if ((srv->addrs[i] = addr_text(&ss)) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	return 0;
+}
+
+/* ---- workers ---------------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	struct tls_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t master[32],
+		       cs_err *err)
+{
+	struct timeval hs = {srv->hs_timeout_ms / 1000, srv->hs_timeout_ms % 1000 * 1000};
+	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000, TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
+
+	w->srv = srv;
+	w->wake_fd = -1;
+	for (size_t i = 0; i < srv->naddrs; i++)
+		w->ls[i].fd = -1;
+	if (tls_tickets_init(&w->tickets, master, err) < 0 || (w->ctx = tls_ctx_new(err)) == NULL)
+		return -1;
+	if ((w->base = event_base_new()) == NULL ||
+	    (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		return cs_fail(err, CS_EIO, "cannot create a TLS worker's event loop");
+	event_assign(&w->wake_ev, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w->base);
+	evtimer_assign(&w->resume_ev, w->base, on_resume, w);
+	/* Common timeouts: O(1) queues instead of a heap of 5,000 timers. */
+	w->hs_tv = event_base_init_common_timeout(w->base, &hs);
+	w->ka_tv = event_base_init_common_timeout(w->base, &ka);
+	if (w->hs_tv == NULL || w->ka_tv == NULL || event_add(&w->wake_ev, NULL) < 0)
+		return cs_fail(err, CS_EIO, "cannot set up a TLS worker's events");
+	return 0;
+}
+
+static void worker_free(struct tls_worker *w)
+{
+	while (w->open != NULL)
+		conn_close(w->open, false);
+	while (w->spare != NULL) {
+		struct tls_conn *c = w->spare;
+
+		w->spare = c->next;
+		free(c);
+	}
+	for (size_t i = 0; w->ls != NULL && i < w->srv->naddrs; i++) {
+		if (event_initialized(&w->ls[i].ev))
+			event_del(&w->ls[i].ev);
+		if (w->ls[i].fd >= 0)
+			close(w->ls[i].fd);
+	}
+	free(w->ls);
+	if (event_initialized(&w->wake_ev)) {
+		event_del(&w->wake_ev);
+		event_del(&w->resume_ev);
+	}
+	if (w->base != NULL)
+		event_base_free(w->base);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	SSL_CTX_free(w->ctx);
+	tls_tickets_clear(&w->tickets);
+}
+
+/* ---- the server ------------------------------------------------------------------------ */
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s != NULL ? s : "");
+}
+
+static int start_threads(tls_server *srv, cs_err *err)
+{
+	sigset_t all, old;
+	int rc = 0;
+
+	/* Workers take no signals: the agent's main thread handles them, and a
+	 * write to a reset socket must not raise SIGPIPE anywhere. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int k = 0; k < srv->nworkers && rc == 0; k++) {
+		struct tls_worker *w = &srv->workers[k];
+
+		for (size_t i = 0; i < srv->naddrs; i++) {
+			if (event_add(&w->ls[i].ev, NULL) < 0)
+				rc = cs_fail(err, CS_EIO, "cannot watch a TLS listener");
+		}
+		if (rc == 0 && (errno = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
+			rc = cs_fail(err, CS_EIO, "cannot start a TLS worker: %s",
+				     strerror(errno));
+		w->running = rc == 0;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t ticket_master[32],
+		     cs_err *err)
+{
+	tls_server *srv = calloc(1, sizeof(*srv));
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (srv == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	pthread_mutex_init(&srv->lock, NULL);
+	srv->nworkers = cfg->workers > 0 ? cfg->workers : cores > 0 ? (int)cores : 1;
+	if (srv->nworkers > MAX_WORKERS)
+		srv->nworkers = MAX_WORKERS;
+	srv->hs_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms
+							   : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	srv->max_conns =
+		cfg->max_connections > 0 ? cfg->max_connections : TLS_DEFAULT_MAX_CONNECTIONS;
+	srv->naddrs = cfg->nlisten;
+	srv->node_name = dup_or_empty(cfg->node_name);
+	srv->role = dup_or_empty(cfg->role);
+	srv->node_hostname = dup_or_empty(cfg->node_hostname);
+	srv->site_hostname = dup_or_empty(cfg->site_hostname);
+	srv->addrs = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(char *));
+	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
+	if (srv->node_name == NULL || srv->role == NULL || srv->node_hostname == NULL ||
+	    srv->site_hostname == NULL || srv->addrs == NULL || srv->workers == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		goto fail;
+	}
+	if (cfg->nlisten == 0) {
+		cs_fail(err, CS_EUSAGE, "no tls_listen address");
+		goto fail;
+	}
+	for (int k = 0; k < srv->nworkers; k++) {
+		struct tls_worker *w = &srv->workers[k];
+
+		if ((w->ls = calloc(cfg->nlisten, sizeof(*w->ls))) == NULL) {
+			cs_fail(err, CS_EIO, "out of memory");
+			goto fail;
+		}
+		if (worker_init(w, srv, ticket_master, err) < 0)
+			goto fail;
+	}
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		if (bind_address(srv, i, cfg->listen[i], err) < 0)
+			goto fail;
+	}
+	if (start_threads(srv, err) < 0)
+		goto fail;
+	*out = srv;
+	return 0;
+fail:
+	tls_server_stop(srv);
+	return -1;
+}
+
+void tls_server_stop(tls_server *srv)
+{
+	const uint64_t one = 1;
+
+	if (srv == NULL)
+		return;
+	for (int k = 0; srv->workers != NULL && k < srv->nworkers; k++) {
+		if (srv->workers[k].running &&
+		    write(srv->workers[k].wake_fd, &one, sizeof(one)) != sizeof(one))
+			cs_warn("tls: cannot wake worker %d: %s", k, strerror(errno));
+	}
+	for (int k = 0; srv->workers != NULL && k < srv->nworkers; k++) {
+		if (srv->workers[k].running)
+			pthread_join(srv->workers[k].thread, NULL);
+		if (srv->workers[k].srv != NULL)
+			worker_free(&srv->workers[k]);
+		else
+			free(srv->workers[k].ls);
+	}
+	for (size_t i = 0; srv->addrs != NULL && i < srv->naddrs; i++)
+		free(srv->addrs[i]);
+	free(srv->addrs);
+	free(srv->workers);
+	tls_table_free(srv->table);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv->node_name);
+	free(srv->role);
+	free(srv->node_hostname);
+	free(srv->site_hostname);
+	free(srv);
+}
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+tls_table *tls_server_table(tls_server *srv)
+{
+	tls_table *t;
+
+	pthread_mutex_lock(&srv->lock);
+	t = srv->table != NULL ? tls_table_ref(srv->table) : NULL;
+	pthread_mutex_unlock(&srv->lock);
+	return t;
+}
+
+static void log_coverage(const tls_table *t, time_t now)
+{
+	const tls_entry *served = tls_table_select(t, NULL, true, now);
+	char missing[2 * (TLS_NAME_MAX + 2)] = "";
+
+	for (size_t i = 0; i < t->nuncovered; i++) {
+		strcat(missing, i > 0 ? ", " : "");
+		strcat(missing, t->uncovered[i]);
+	}
+	if (t->nuncovered == 0)
+		cs_info("tls: serving %zu certificates, default %.8s", t->nentries,
+			served != NULL ? served->id_hex : "(none)");
+	else if (t->covered)
+		cs_warn("tls: the default certificate does not cover %s; serving %.8s instead",
+			missing, served->id_hex);
+	else
+		cs_warn("tls: no certificate covers %s; serving %.8s by default, /healthz "
+			"answers 503",
+			missing, served != NULL ? served->id_hex : "(none)");
+}
+
+void tls_server_swap(tls_server *srv, tls_table *table)
+{
+	tls_table *old;
+
+	pthread_mutex_lock(&srv->lock);
+	old = srv->table;
+	srv->table = table;
+	pthread_mutex_unlock(&srv->lock);
+	log_coverage(table, time(NULL));
+	tls_table_free(old);
+}
+
+int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err)
+{
+	tls_table *prev = tls_server_table(srv), *t;
+	int rc = tls_table_load(&t, txn, key, srv->node_hostname, srv->site_hostname, prev, now,
+				err);
+
+	tls_table_free(prev);
+	if (rc == 0)
+		tls_server_swap(srv, t);
+	return rc;
+}
+
+bool tls_server_healthy(tls_server *srv)
+{
+	tls_table *t = tls_server_table(srv);
+	bool ok = t != NULL && tls_table_healthy(t, time(NULL));
+
+	tls_table_free(t);
+	return ok;
+}
+
+json_t *tls_server_status(tls_server *srv)
+{
+	uint64_t done = 0, failed = 0, accepted = 0, refused = 0, timed_out = 0;
+	json_t *addrs = json_array();
+	tls_table *t = tls_server_table(srv);
+	time_t now = time(NULL);
+	json_t *st;
+
+	for (int k = 0; k < srv->nworkers; k++) {
+		struct tls_worker *w = &srv->workers[k];
+
+		done += atomic_load_explicit(&w->done, memory_order_relaxed);
+		failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
+		accepted += atomic_load_explicit(&w->accepted, memory_order_relaxed);
+		refused += atomic_load_explicit(&w->refused, memory_order_relaxed);
+		timed_out += atomic_load_explicit(&w->timed_out, memory_order_relaxed);
+	}
+	for (size_t i = 0; i < srv->naddrs; i++)
+		json_array_append_new(addrs, json_string(srv->addrs[i]));
+	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i}, s:b, s:o}",
+		       "listeners", addrs, "workers", srv->nworkers, "handshakes", "done",
+		       (json_int_t)done, "failed", (json_int_t)failed, "connections", "open",
+		       atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
+		       (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
+		       srv->max_conns, "healthy", t != NULL && tls_table_healthy(t, now),
+		       "table", t != NULL ? tls_table_status(t, now) : json_null());
+	tls_table_free(t);
+	return st;
+}

@@ -1,0 +1,108 @@
+/* tls.h — the node's SNI TLS endpoint, the whole API of the tls/ module.
+ *
+ * A tls_server binds every listener (SO_REUSEPORT, one libevent loop per
+ * worker thread) and serves TLS 1.2/1.3 with the certificate a selection
+ * table picks in the ClientHello callback: exact SAN, then a one-label
+ * wildcard (RFC 6125), then the default.  Tables are built from the store off
+ * the handshake path (keys unsealed and parsed once, when a record first
+ * appears) and swapped in atomically; a handshake keeps the table it started
+ * with.  Session tickets are on, with keys derived from a secret every node of
+ * the cluster shares, so any node resumes a ticket another node issued.
+ *
+ * Over TLS the server answers a minimal HTTP/1.1: GET / (JSON: node, role,
+ * sni, certificate id), GET /healthz (200 while a certificate covering the
+ * node and site hostnames is served, else 503), anything else 404. */
+#ifndef CS_TLS_H
+#define CS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "../common/err.h"
+#include "../store/seal.h"
+#include "../store/store.h"
+
+typedef struct tls_config {
+	const char *const *listen; /* "127.0.0.1:8443", "[::1]:8443"; port 0 picks one */
+	size_t nlisten;
+	int workers;		  /* 0: the number of online cores */
+	int handshake_timeout_ms; /* 0: TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	int max_connections;	  /* 0: TLS_DEFAULT_MAX_CONNECTIONS */
+	const char *node_name, *role;		/* reported by GET / */
+	const char *node_hostname, *site_hostname; /* the coverage gate's hostnames */
+} tls_config;
+
+#define TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define TLS_DEFAULT_MAX_CONNECTIONS	 10000
+/* How long an established connection may stay idle between requests. */
+#define TLS_KEEPALIVE_TIMEOUT_MS 30000
+
+/* ---- selection tables ---------------------------------------------------- */
+
+typedef struct tls_table tls_table;
+
+/* Builds a selection table from the store as txn sees it: every identity
+ * certificate of the certs table that holds a key (unsealed with key, the
+ * record id as associated data), its chain from the cas table, and the
+ * default of the settings table behind the coverage gate (the default is
+ * served for no SNI and unknown names only when it covers node_hostname and
+ * site_hostname; otherwise the best valid certificate that covers both is,
+ * and the table names the uncovered hostnames).  Records whose key does not
+ * open or parse are skipped with a warning in the log.
+ *
+ * prev (may be NULL) is a table built before: records unchanged since (same
+ * id, same sealed key) reuse its parsed certificates and keys instead of
+ * unsealing and parsing again, so a change is served quickly however many
+ * certificates the store holds.  *out holds one reference. */
+int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
+		   const char *site_hostname, const tls_table *prev, time_t now, cs_err *err);
+
+/* Drops one reference; the last one frees the table.  NULL is a no-op. */
+void tls_table_free(tls_table *t);
+
+/* The table's state for `status` (certificates, default, coverage). */
+json_t *tls_table_status(const tls_table *t, time_t now);
+
+/* ---- the server ---------------------------------------------------------- */
+
+typedef struct tls_server tls_server;
+
+/* Binds every listener and starts the workers.  Until the first table is
+ * swapped in, every handshake fails cleanly (no certificate).  ticket_master
+ * is the cluster's ticket secret (cs_key_subkey(key, 0, "tlsticks", out)):
+ * ticket keys for each hour are derived from it, the current and the
+ * neighbouring hours accepted.  Errors: CS_EUSAGE for a bad listen address,
+ * CS_EIO when a socket cannot be bound (the message names the address). */
+int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t ticket_master[32],
+		     cs_err *err);
+
+/* Serves table from now on; takes ownership of the caller's reference.
+ * Handshakes in flight finish on the table they started with; the old table
+ * is freed when its last handshake ends.  Logs the coverage state. */
+void tls_server_swap(tls_server *srv, tls_table *table);
+
+/* A new reference to the table being served (NULL before the first swap). */
+tls_table *tls_server_table(tls_server *srv);
+
+/* tls_table_load with the served table as prev, then tls_server_swap: what
+ * the agent calls after every commit.  On error the served table stays. */
+int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err);
+
+/* {"listeners": [...], "workers", "handshakes": {"done", "failed"},
+ *  "connections": {"open", "accepted", "refused", "timed_out"},
+ *  "healthy", "served": [{"hostname", "certificate"}] for the node and site
+ *  hostnames, "table": tls_table_status or null}.  Caller owns the result. */
+json_t *tls_server_status(tls_server *srv);
+
+/* True while a certificate covering the node and site hostnames is served. */
+bool tls_server_healthy(tls_server *srv);
+
+/* Stops the workers, closes every connection and listener and frees
+ * everything, the served table included.  NULL is a no-op. */
+void tls_server_stop(tls_server *srv);
+
+#endif

@@ -1,0 +1,135 @@
+/* tls_int.h — what the files of tls/ share with each other, with their unit
+ * tests and with the in-memory benchmark.  Not the module's API: the agent
+ * uses tls.h only. */
+#ifndef CS_TLS_INT_H
+#define CS_TLS_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "tls.h"
+
+#define TLS_ID_LEN   32	 /* a certificate id: SHA-256 of the leaf's DER */
+#define TLS_NAME_MAX 253 /* longest DNS name, without the trailing dot */
+
+/* One servable certificate: parsed once, shared by reference with the tables
+ * built after it while its record does not change. */
+typedef struct tls_entry {
+	uint8_t id[TLS_ID_LEN];
+	char id_hex[2 * TLS_ID_LEN + 1];
+	uint8_t seal_hash[32]; /* SHA-256 of the sealed key it was built from */
+	X509 *leaf;
+	EVP_PKEY *key;
+	STACK_OF(X509) * chain; /* issuers to send after the leaf; may be NULL */
+	bool ec;		/* ECDSA key; else RSA */
+	time_t not_before, not_after;
+} tls_entry;
+
+/* Candidates for one name, best first: latest expiry first. */
+typedef struct tls_cands {
+	size_t n, cap;
+	const tls_entry **v;
+} tls_cands;
+
+/* Open-addressing hash map from byte strings to pointers. */
+typedef struct tls_map {
+	struct tls_slot *slots;
+	size_t cap, n; /* cap is a power of two, at least twice n */
+} tls_map;
+
+struct tls_table {
+	atomic_uint refs;
+	tls_entry *entries;
+	size_t nentries;
+	tls_map exact; /* name → tls_cands */
+	tls_map wild;  /* parent of a "*.parent" SAN → tls_cands */
+	tls_map byid;  /* id → tls_entry, for reuse by the next build */
+	tls_cands dflt;
+	const tls_entry *configured; /* the store's default, when it holds a key */
+	bool has_configured;	     /* the store names a default at all */
+	uint8_t configured_id[TLS_ID_LEN];
+	bool covered; /* what is served by default covers both hostnames */
+	char node_hostname[TLS_NAME_MAX + 1], site_hostname[TLS_NAME_MAX + 1];
+	const char *uncovered[2]; /* hostnames the configured default misses */
+	size_t nuncovered;
+	uint8_t cas_hash[32]; /* which CA pool the chains were built from */
+	size_t skipped;	      /* records left out: key did not open or parse */
+	time_t built;
+};
+
+/* Lower-cases name, drops one trailing dot and checks it is a plausible DNS
+ * name (1..253 characters of letters, digits, '-', '_' and '.', labels of
+ * 1..63).  Returns the length written to out (TLS_NAME_MAX + 1 bytes), 0 for
+ * anything else: absurd names are served the default. */
+size_t tls_name_normalize(const char *name, size_t len, char *out);
+
+/* The certificate for a normalized name (NULL: no SNI) at time now: exact,
+ * then wildcard, then default; in each, a certificate valid now whose key type
+ * suits the client first.  NULL only when the table holds nothing to serve. */
+const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecdsa, time_t now);
+
+/* Takes one more reference. */
+tls_table *tls_table_ref(tls_table *t);
+
+/* Builds a table from entries the caller filled (tests and tls_table_load):
+ * takes ownership of entries[0..n) and their OpenSSL objects, and of sans[i],
+ * the DNS names entry i answers for (lower case, "*.x" for wildcards). */
+typedef struct tls_sans {
+	char **names;
+	size_t n;
+} tls_sans;
+int tls_table_build(tls_table **out, tls_entry *entries, tls_sans *sans, size_t n,
+		    const uint8_t *default_id, const char *node_hostname,
+		    const char *site_hostname, time_t now, cs_err *err);
+
+/* Per-handshake state the OpenSSL callbacks reach with SSL_get_app_data. */
+typedef struct tls_hs {
+	tls_table *table; /* set before the handshake; NULL: nothing to serve */
+	struct tls_tickets *tickets;
+	bool selected; /* the ClientHello callback picked a certificate */
+	char cert_id[2 * TLS_ID_LEN + 1];
+	char sni[TLS_NAME_MAX + 1]; /* normalized; "" for none or absurd */
+} tls_hs;
+
+/* What an HTTP answer tells about its connection. */
+typedef struct tls_http_info {
+	const char *node, *role, *sni, *cert_id; /* sni, cert_id: "" when none */
+	bool healthy;
+} tls_http_info;
+
+/* Answers the request at the start of in[0..len), buffered in cap bytes:
+ * 0 when it is not whole yet; else the bytes it used, with the response in
+ * *out (malloc'd) and *keep false when the connection must close after it
+ * (a full buffer without a whole request gets 431).  -1: out of memory. */
+long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info *info,
+		     char **out, size_t *outlen, bool *keep);
+
+/* True when the table serves, by default, a valid certificate that covers
+ * the node and site hostnames (/healthz). */
+bool tls_table_healthy(const tls_table *t, time_t now);
+
+/* Ticket keys derived from the cluster's ticket secret, one set per hour;
+ * each worker holds its own copy so the callback takes no lock. */
+struct tls_tickets {
+	uint8_t master[32];
+	uint64_t period; /* the hour the keys below were derived for */
+	struct tls_ticket_key {
+		uint8_t name[16], aes[32], hmac[32];
+	} keys[3]; /* period - 1, period, period + 1 */
+	EVP_CIPHER *cipher;
+};
+
+int tls_tickets_init(struct tls_tickets *tk, const uint8_t master[32], cs_err *err);
+void tls_tickets_clear(struct tls_tickets *tk);
+
+/* A server SSL_CTX: TLS 1.2/1.3, modern ciphers, ALPN http/1.1, certificate
+ * selection in the ClientHello callback, stateless tickets.  Every SSL made
+ * from it needs a tls_hs attached with SSL_set_app_data. */
+SSL_CTX *tls_ctx_new(cs_err *err);
+
+#endif
