@@ -27,10 +27,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+static void on_repl(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	cs_node_repl_dispatch(arg);
+}
+
 static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 {
 	struct event_base *base = event_base_new();
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL;
 	cs_control *ctl = NULL;
 	int rc = -1;
 
@@ -46,10 +53,21 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0 ||
 	    cs_node_start_tls(node, err) < 0)
 		goto out;
+	cs_node_set_control(node, ctl);
+	if (cs_node_repl_fd(node) >= 0 &&
+	    ((repl_ev = event_new(base, cs_node_repl_fd(node), EV_READ | EV_PERSIST, on_repl,
+	                          node)) == NULL ||
+	     event_add(repl_ev, NULL) < 0)) {
+		cs_fail(err, CS_EIO, "cannot watch the replication thread");
+		goto out;
+	}
 	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
 	        cfg->hostname, cfg->control_socket);
 	rc = event_base_dispatch(base) < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:
+	if (repl_ev)
+		event_free(repl_ev);
+	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	if (sigterm)
 		event_free(sigterm);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "../replication/repl.h"
 #include "../store/seal.h"
 #include "config.h"
 #include "control.h"
@@ -94,21 +95,6 @@ static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
 	*data = buf;
 	*len = n;
 	return 0;
-}
-
-/* A JSON string holding base64 of data; the base64 text is wiped. */
-static json_t *base64_json(const uint8_t *data, size_t len)
-{
-	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-	char *b64 = sodium_malloc(n);
-	json_t *j;
-
-	if (b64 == NULL)
-		return NULL;
-	sodium_bin2base64(b64, n, data, len, sodium_base64_VARIANT_ORIGINAL);
-	j = json_string(b64);
-	sodium_free(b64);
-	return j;
 }
 
 /* Reads a secret file into args[key]; allow_empty for PKCS#12 passwords,
@@ -243,7 +229,7 @@ static int parse_import(const struct command *cmd, int argc, char **argv, json_t
 
 		if (read_file(argv[i], &data, &len, err) < 0)
 			return -1;
-		b64 = base64_json(data, len);
+		b64 = cs_control_base64(data, len);
 		sodium_free(data);
 		if (b64 == NULL)
 			return cs_fail(err, CS_EIO, "out of memory");
@@ -295,7 +281,62 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
+static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
+                         cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"force", no_argument, NULL, 'f'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'f')
+			return usage_error(cmd, err, "unknown flag");
+		json_object_set_new(args, "force", json_true());
+	}
+	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
 /* ---- printing ---------------------------------------------------------------- */
+
+/* The replication part of status: this node, then one line per peer. */
+static void print_replication(json_t *rs)
+{
+	json_t *drop = json_object_get(rs, "dropped"), *p;
+	size_t i;
+
+	if (!json_is_object(rs))
+		return;
+	hprintf("primary    %s (epoch %lld, %s)\n",
+	        json_is_string(json_object_get(rs, "leader")) ? str(rs, "leader") : "unknown",
+	        (long long)json_integer_value(json_object_get(rs, "epoch")), str(rs, "sync"));
+	if (json_is_string(json_object_get(rs, "refusal")))
+		hprintf("REFUSED    %s\n", str(rs, "refusal"));
+	json_array_foreach(json_object_get(rs, "peers"), i, p)
+	{
+		json_t *lag = json_object_get(p, "lag"),
+		       *heard = json_object_get(p, "last_heard_ms");
+
+		hprintf("peer       %-12s %-8s %-11s seq %-8lld", str(p, "name"), str(p, "role"),
+		        json_is_true(json_object_get(p, "reachable")) ? "reachable" : "UNREACHABLE",
+		        (long long)json_integer_value(json_object_get(p, "seq")));
+		if (json_is_integer(lag))
+			hprintf(" lag %lld", (long long)json_integer_value(lag));
+		if (json_is_integer(heard))
+			hprintf(" heard %lld ms ago", (long long)json_integer_value(heard));
+		if (json_is_string(json_object_get(p, "refusal")))
+			hprintf(" refuses: %s", str(p, "refusal"));
+		hprintf("\n");
+	}
+	hprintf("dropped    %lld undecodable, %lld unknown keys, %lld wrong cluster, %lld stale "
+	        "epoch, %lld bad entries\n",
+	        (long long)json_integer_value(json_object_get(drop, "undecodable")),
+	        (long long)json_integer_value(json_object_get(drop, "unknown_key")),
+	        (long long)json_integer_value(json_object_get(drop, "wrong_cluster")),
+	        (long long)json_integer_value(json_object_get(drop, "stale_epoch")),
+	        (long long)json_integer_value(json_object_get(drop, "bad_entry")));
+}
 
 static int print_status(json_t *r, json_t *args)
 {
@@ -326,6 +367,7 @@ static int print_status(json_t *r, json_t *args)
 	        (long long)json_integer_value(json_object_get(counts, "cas")),
 	        (long long)json_integer_value(json_object_get(counts, "requests")),
 	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	print_replication(json_object_get(r, "replication"));
 	return 0;
 }
 
@@ -534,18 +576,20 @@ static int write_output(const char *path, const uint8_t *data, size_t len, cs_er
 
 static int print_export(json_t *r, json_t *args)
 {
-	const char *b64 = str(r, "data"), *out = json_string_value(json_object_get(args, "output"));
-	size_t cap = strlen(b64), len = 0;
-	uint8_t *data = malloc(cap + 1);
+	const char *out = json_string_value(json_object_get(args, "output"));
+	uint8_t *data = NULL;
 	cs_err err = {0};
+	size_t len = 0;
 	int rc = -1;
 
-	if (data != NULL && sodium_base642bin(data, cap + 1, b64, cap, NULL, &len, NULL,
-	                                      sodium_base64_VARIANT_ORIGINAL) == 0)
-		rc = write_output(json_output && out == NULL ? "/dev/null" : out, data, len, &err);
+	if (json_output && out == NULL)
+		return 0; /* the base64 stays in the JSON answer */
+	if (cs_control_unbase64(str(r, "data"), &data, &len) == 0)
+		rc = write_output(out, data, len, &err);
 	else
 		cs_fail(&err, CS_EIO, "the agent's export is not base64");
-	free(data);
+	if (data != NULL)
+		sodium_free(data);
 	if (rc < 0) {
 		fprintf(stderr, "certsync: %s\n", err.msg);
 		return cs_err_exit_status(err.code);
@@ -573,6 +617,41 @@ static int print_verify(json_t *r, json_t *args)
 		        str(check, "detail"));
 	}
 	return json_is_true(json_object_get(r, "ok")) ? 0 : 1;
+}
+
+static int print_promote(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("%s is the primary now (epoch %lld)\n", str(r, "leader"),
+	        (long long)json_integer_value(json_object_get(r, "epoch")));
+	return 0;
+}
+
+static int print_diverged(json_t *r, json_t *args)
+{
+	json_t *d, *seq;
+	size_t i;
+
+	(void)args;
+	json_array_foreach(json_object_get(r, "diverged"), i, d)
+	{
+		seq = json_object_get(d, "applied_seq");
+		hprintf("%.8s  %s  epoch %lld seq %lld  %s  from %s  %s\n", str(d, "id"),
+		        str(d, "time"), (long long)json_integer_value(json_object_get(d, "epoch")),
+		        (long long)json_integer_value(json_object_get(d, "seq")), str(d, "summary"),
+		        str(d, "origin"), json_is_integer(seq) ? "re-applied" : "not applied");
+	}
+	if (json_array_size(json_object_get(r, "diverged")) == 0)
+		hprintf("no diverged entries\n");
+	return 0;
+}
+
+static int print_diverged_apply(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("re-applied %.8s as seq %lld\n", str(r, "applied"),
+	        (long long)json_integer_value(json_object_get(r, "seq")));
+	return 0;
 }
 
 #define NEW_FLAGS                                                                                  \
@@ -626,6 +705,14 @@ static const struct command commands[] = {
      "Checks the default certificate (or ID): "
      "coverage of every hostname, chain, key, validity.",
      parse_verify, print_verify},
+    {"promote", "promote", "promote [--force]",
+     "Makes this backup the primary; refused while the primary is heard, unless --force.",
+     parse_promote, print_promote},
+    {"diverged list", "diverged.list", "diverged list",
+     "Lists changes an old primary wrote after it was cut off, moved aside.", parse_none,
+     print_diverged},
+    {"diverged apply", "diverged.apply", "diverged apply ID",
+     "Re-applies a diverged change through this primary.", parse_id, print_diverged_apply},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -690,6 +777,47 @@ static int socket_path(const char *config, const char *sock, char **out, cs_err 
 }
 
 /* Removes every --json from argv (it may come before or after the command). */
+/* --wait MODE (or --wait=MODE) applies to every change: how many nodes must
+ * acknowledge it before the command returns. */
+static const char *wait_mode;
+
+static int take_wait_flag(int argc, char **argv)
+{
+	int n = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc)
+			wait_mode = argv[++i];
+		else if (strncmp(argv[i], "--wait=", 7) == 0)
+			wait_mode = argv[i] + 7;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	return n;
+}
+
+/* `certsync keygen -o FILE`: needs no agent. */
+static int keygen(int argc, char **argv)
+{
+	char pub[REPL_Z85_LEN + 1];
+	cs_err err = {0};
+
+	if (argc != 3 || strcmp(argv[1], "-o") != 0) {
+		fputs("usage: certsync keygen -o FILE\n\nWrites a new CURVE key pair for a node's "
+		      "replication socket (mode 0600) and prints its public key.\n",
+		      argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+		return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : USAGE_EXIT;
+	}
+	if (repl_keygen(argv[2], pub, &err) < 0)
+		return fail(&err);
+	if (json_output)
+		printf("{\"file\": \"%s\", \"public_key\": \"%s\"}\n", argv[2], pub);
+	else
+		printf("%s\n", pub);
+	return 0;
+}
+
 static int take_json_flag(int argc, char **argv)
 {
 	int n = 0;
@@ -712,6 +840,21 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
+/* A change the wait timed out on is committed all the same: say which nodes
+ * have not confirmed it. */
+static void warn_unconfirmed(json_t *result)
+{
+	json_t *rs = json_object_get(result, "replication");
+	json_t *names = json_object_get(rs, "unconfirmed");
+
+	if (json_array_size(names) == 0)
+		return;
+	fprintf(stderr, "certsync: the change is committed, but not confirmed by:");
+	for (size_t i = 0; i < json_array_size(names); i++)
+		fprintf(stderr, "%s %s", i ? "," : "", json_string_value(json_array_get(names, i)));
+	fprintf(stderr, " (--wait %s); it reaches them when they catch up\n", str(rs, "wait"));
+}
+
 int cs_cli_main(int argc, char **argv)
 {
 	const char *config = NULL, *sock = NULL;
@@ -722,6 +865,7 @@ int cs_cli_main(int argc, char **argv)
 	int i, nwords, rc;
 
 	argc = take_json_flag(argc, argv);
+	argc = take_wait_flag(argc, argv);
 	if (cs_seal_init(&err) < 0) /* secrets read here live in sodium_malloc'd memory */
 		return fail(&err);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -741,6 +885,8 @@ int cs_cli_main(int argc, char **argv)
 			return USAGE_EXIT;
 		}
 	}
+	if (i < argc && strcmp(argv[i], "keygen") == 0)
+		return keygen(argc - i, argv + i);
 	cmd = find_command(argc - i, argv + i, &nwords);
 	if (cmd == NULL) {
 		if (i < argc)
@@ -755,6 +901,8 @@ int cs_cli_main(int argc, char **argv)
 		return 0;
 	}
 	args = json_object();
+	if (wait_mode != NULL)
+		json_object_set_new(args, "wait", json_string(wait_mode));
 	optind = 1;
 	opterr = 0;
 	if (cmd->parse(cmd, argc, argv, args, &err) < 0 ||
@@ -766,6 +914,7 @@ int cs_cli_main(int argc, char **argv)
 	}
 	human = json_output ? fopen("/dev/null", "w") : stdout;
 	rc = human ? cmd->print(result, args) : 1;
+	warn_unconfirmed(result);
 	if (human != NULL && human != stdout)
 		fclose(human);
 	if (json_output) {

@@ -16,6 +16,7 @@
 #include <ini.h>
 #include <sodium.h>
 
+#include "../replication/repl.h"
 #include "../store/seal.h"
 
 const char *cs_role_name(cs_role role)
@@ -51,6 +52,8 @@ static const struct key_slot string_keys[] = {
     {"node", "control_socket", offsetof(cs_config, control_socket), true},
     {"node", "passphrase_file", offsetof(cs_config, passphrase_file), true},
     {"cluster", "site_hostname", offsetof(cs_config, site_hostname), true},
+    {"node", "repl_listen", offsetof(cs_config, repl_listen), false},
+    {"node", "curve_secret_file", offsetof(cs_config, curve_secret_file), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -62,6 +65,8 @@ struct parse_state {
 	bool role_set;
 	bool *peer_role_set; /* parallel to cfg->peers */
 	bool *peer_host_set;
+	char *seen[512]; /* "section\nkey" of every single-valued key so far */
+	size_t nseen;
 };
 
 static int fail_at(struct parse_state *ps, const char *fmt, ...)
@@ -140,8 +145,6 @@ static cs_peer *find_or_add_peer(struct parse_state *ps, const char *name)
 static int set_string(struct parse_state *ps, char **slot, const char *section, const char *key,
                       const char *value)
 {
-	if (*slot != NULL)
-		return fail_at(ps, "[%s] %s is given twice; keep one", section, key);
 	if (*value == '\0')
 		return fail_at(ps, "[%s] %s is empty; give it a value", section, key);
 	*slot = strdup(value);
@@ -161,6 +164,7 @@ static const struct int_slot int_keys[] = {
     {"tls_handshake_timeout", offsetof(cs_config, tls_handshake_timeout_ms), 100, 600000,
      "milliseconds"},
     {"tls_max_connections", offsetof(cs_config, tls_max_connections), 1, 1000000, "connections"},
+    {"log_retain", offsetof(cs_config, log_retain), 1, 100000000, "log entries"},
 };
 #define NINT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
 
@@ -220,7 +224,43 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 		ps->peer_host_set[i] = true;
 		return set_string(ps, &peer->hostname, section, key, value);
 	}
-	return fail_at(ps, "unknown key '%s' in [%s]; a peer has role and hostname", key, section);
+	if (strcmp(key, "repl_endpoint") == 0)
+		return set_string(ps, &peer->repl_endpoint, section, key, value);
+	if (strcmp(key, "curve_public_key") == 0) {
+		uint8_t k[REPL_KEY_LEN];
+
+		if (repl_key_parse(value, k, NULL) < 0)
+			return fail_at(ps,
+			               "[%s] curve_public_key: give the 40 Z85 characters "
+			               "`certsync keygen` printed for that node",
+			               section);
+		return set_string(ps, &peer->curve_public_key, section, key, value);
+	}
+	return fail_at(ps,
+	               "unknown key '%s' in [%s]; a peer has role, hostname, repl_endpoint and "
+	               "curve_public_key",
+	               key, section);
+}
+
+/* Every key but tls_listen may appear once per section: a second value would
+ * silently win, and the operator would not know which one is in force. */
+static int once(struct parse_state *ps, const char *section, const char *key)
+{
+	char id[512];
+
+	if (strcmp(key, "tls_listen") == 0)
+		return 0;
+	snprintf(id, sizeof(id), "%s\n%s", section, key);
+	for (size_t i = 0; i < ps->nseen; i++)
+		if (strcmp(ps->seen[i], id) == 0)
+			return fail_at(ps, "[%s] %s is given twice; keep one", section, key);
+	if (ps->nseen == sizeof(ps->seen) / sizeof(ps->seen[0]))
+		return fail_at(ps, "too many keys; see the configuration keys in README.md");
+	ps->seen[ps->nseen] = strdup(id);
+	if (ps->seen[ps->nseen] == NULL)
+		return cs_fail(ps->err, CS_EIO, "out of memory");
+	ps->nseen++;
+	return 0;
 }
 
 static int handle(void *user, const char *section, const char *key, const char *value)
@@ -229,16 +269,19 @@ static int handle(void *user, const char *section, const char *key, const char *
 	cs_config *cfg = ps->cfg;
 	const char *peer_name;
 
-	if (check_section(ps, section, &peer_name) < 0)
+	if (check_section(ps, section, &peer_name) < 0 || once(ps, section, key) < 0)
 		return 0;
 	if (peer_name != NULL)
 		return peer_key(ps, section, peer_name, key, value) == 0;
 	for (size_t i = 0; i < NSTRING_KEYS; i++) {
 		const struct key_slot *ks = &string_keys[i];
 
-		if (strcmp(section, ks->section) == 0 && strcmp(key, ks->key) == 0)
-			return set_string(ps, (char **)((char *)cfg + ks->offset), section, key,
-			                  value) == 0;
+		if (strcmp(section, ks->section) != 0 || strcmp(key, ks->key) != 0)
+			continue;
+		if (ks->offset == offsetof(cs_config, passphrase_file))
+			cfg->passphrase_file_line = ps->line;
+		return set_string(ps, (char **)((char *)cfg + ks->offset), section, key, value) ==
+		       0;
 	}
 	if (strcmp(section, "node") == 0 && strcmp(key, "role") == 0) {
 		if (parse_role(value, &cfg->role) < 0)
@@ -291,6 +334,32 @@ static char *read_line(char *buf, int size, void *stream)
 	return buf;
 }
 
+/* With repl_listen, every peer is in the allowlist, and this node connects
+ * to each primary-capable one. */
+static int check_replication(const cs_config *cfg, cs_err *err)
+{
+	if (cfg->curve_secret_file == NULL)
+		return cs_fail(
+		    err, CS_EUSAGE,
+		    "%s: [node] repl_listen needs curve_secret_file, this node's key pair "
+		    "(make it with `certsync keygen -o FILE`)",
+		    cfg->path);
+	for (size_t i = 0; i < cfg->npeers; i++) {
+		const cs_peer *p = &cfg->peers[i];
+
+		if (p->curve_public_key == NULL)
+			return cs_fail(err, CS_EUSAGE,
+			               "%s: [peer %s] needs curve_public_key for replication",
+			               cfg->path, p->name);
+		if (p->role != CS_ROLE_TRAFFIC && p->repl_endpoint == NULL)
+			return cs_fail(err, CS_EUSAGE,
+			               "%s: [peer %s] is a %s and needs repl_endpoint, as in "
+			               "tcp://HOST:7700",
+			               cfg->path, p->name, cs_role_name(p->role));
+	}
+	return 0;
+}
+
 static int check_complete(struct parse_state *ps)
 {
 	cs_config *cfg = ps->cfg;
@@ -319,7 +388,7 @@ static int check_complete(struct parse_state *ps)
 			               "other nodes",
 			               cfg->path, cfg->name);
 	}
-	return 0;
+	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
 
 int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
@@ -350,6 +419,8 @@ int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
 		        rc > 0 ? rc : ps.line);
 	if (rc == 0 && err->code == CS_OK)
 		check_complete(&ps);
+	for (size_t i = 0; i < ps.nseen; i++)
+		free(ps.seen[i]);
 	free(ps.peer_role_set);
 	free(ps.peer_host_set);
 	if (err->code != CS_OK) {
@@ -368,12 +439,16 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->control_socket);
 	free(cfg->passphrase_file);
 	free(cfg->site_hostname);
+	free(cfg->repl_listen);
+	free(cfg->curve_secret_file);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
 	for (size_t i = 0; i < cfg->npeers; i++) {
 		free(cfg->peers[i].name);
 		free(cfg->peers[i].hostname);
+		free(cfg->peers[i].repl_endpoint);
+		free(cfg->peers[i].curve_public_key);
 	}
 	free(cfg->peers);
 	memset(cfg, 0, sizeof(*cfg));

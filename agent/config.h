@@ -20,6 +20,8 @@ typedef struct cs_peer {
 	char *name;
 	cs_role role;
 	char *hostname;
+	char *repl_endpoint;    /* where its replication socket listens */
+	char *curve_public_key; /* Z85; the replication allowlist */
 } cs_peer;
 
 typedef struct cs_config {
@@ -31,12 +33,16 @@ typedef struct cs_config {
 	char *data_dir;
 	char *control_socket;
 	char *passphrase_file;
+	int passphrase_file_line; /* for messages about the file it names */
 	enum cs_log_level log_level;
 	char **tls_listen; /* "ADDR:PORT", repeatable; none: no TLS endpoint */
 	size_t ntls_listen;
 	int tls_workers;              /* 0: one per core */
 	int tls_handshake_timeout_ms; /* 0: the endpoint's default */
 	int tls_max_connections;      /* 0: the endpoint's default */
+	char *repl_listen;            /* NULL: no replication (a single node) */
+	char *curve_secret_file;
+	int log_retain; /* log entries kept; 0: the default */
 	/* [cluster] */
 	char *site_hostname;
 	/* [peer NAME] sections, in file order */

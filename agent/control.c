@@ -24,6 +24,15 @@ struct cs_control {
 	char *path;
 	cs_control_fn fn;
 	void *ctx;
+	struct bufferevent *current;  /* the connection whose request runs now */
+	cs_control_pending *deferred; /* set when that request is answered later */
+	cs_control_pending *pending;  /* every request still to answer */
+};
+
+struct cs_control_pending {
+	cs_control_pending *next;
+	cs_control *ctl;         /* NULL once the control socket closed */
+	struct bufferevent *bev; /* NULL once the client hung up or the socket closed */
 };
 
 /* ---- wiping allocator ---------------------------------------------------- */
@@ -74,6 +83,38 @@ void cs_control_init(void)
 {
 	json_set_alloc_funcs(wipe_malloc, wipe_free);
 	event_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free);
+}
+
+/* ---- binary data ------------------------------------------------------------ */
+
+json_t *cs_control_base64(const uint8_t *data, size_t len)
+{
+	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	char *b64 = sodium_malloc(n);
+	json_t *j;
+
+	if (b64 == NULL)
+		return NULL;
+	sodium_bin2base64(b64, n, data, len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_string(b64);
+	sodium_free(b64);
+	return j;
+}
+
+int cs_control_unbase64(const char *s, uint8_t **data, size_t *len)
+{
+	size_t cap = strlen(s);
+	uint8_t *buf = sodium_malloc(cap + 1);
+
+	if (buf == NULL)
+		return -1;
+	if (sodium_base642bin(buf, cap + 1, s, cap, NULL, len, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+		sodium_free(buf);
+		return -1;
+	}
+	*data = buf;
+	return 0;
 }
 
 /* ---- server ---------------------------------------------------------------- */
@@ -154,6 +195,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	cs_err err = {0};
+	json_t *answer;
 	char *line;
 
 	if (eol.pos < 0) {
@@ -170,8 +212,61 @@ static void on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	evbuffer_remove(in, line, (size_t)eol.pos + 1);
-	answer_and_close(bev, run_request(ctl, line, (size_t)eol.pos));
+	ctl->current = bev;
+	ctl->deferred = NULL;
+	answer = run_request(ctl, line, (size_t)eol.pos);
+	ctl->current = NULL;
 	wipe_free(line);
+	if (ctl->deferred != NULL)
+		json_decref(answer);
+	else
+		answer_and_close(bev, answer);
+}
+
+static void on_pending_error(struct bufferevent *bev, short what, void *arg)
+{
+	cs_control_pending *p = arg;
+
+	(void)what;
+	bufferevent_free(bev);
+	p->bev = NULL;
+}
+
+cs_control_pending *cs_control_defer(cs_control *ctl)
+{
+	cs_control_pending *p;
+
+	if (ctl->current == NULL || (p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->bev = ctl->current;
+	p->ctl = ctl;
+	p->next = ctl->pending;
+	ctl->pending = p;
+	ctl->deferred = p;
+	/* Reading stops, but a hang-up still reaches on_pending_error. */
+	bufferevent_disable(p->bev, EV_READ);
+	bufferevent_setcb(p->bev, NULL, NULL, on_pending_error, p);
+	return p;
+}
+
+void cs_control_answer(cs_control_pending *p, json_t *result, const cs_err *err)
+{
+	json_t *answer =
+	    result != NULL ? json_pack("{s:b, s:o}", "ok", 1, "result", result) : error_answer(err);
+
+	cs_control_pending **link;
+
+	if (p->bev != NULL)
+		answer_and_close(p->bev, answer);
+	else
+		json_decref(answer);
+	for (link = p->ctl ? &p->ctl->pending : NULL; link && *link; link = &(*link)->next) {
+		if (*link == p) {
+			*link = p->next;
+			break;
+		}
+	}
+	free(p);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -275,6 +370,14 @@ void cs_control_close(cs_control *ctl)
 		return;
 	if (ctl->listener != NULL)
 		evconnlistener_free(ctl->listener);
+	/* Requests still waiting are answered to nobody: their connections
+	 * go with the event loop. */
+	for (cs_control_pending *p = ctl->pending; p != NULL; p = p->next) {
+		if (p->bev != NULL)
+			bufferevent_free(p->bev);
+		p->bev = NULL;
+		p->ctl = NULL;
+	}
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);

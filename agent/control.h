@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdint.h>
 
 #include "../common/err.h"
 
@@ -33,6 +34,23 @@ int cs_control_listen(cs_control **out, struct event_base *base, const char *pat
                       void *ctx, cs_err *err);
 /* Stops listening and removes the socket file. */
 void cs_control_close(cs_control *ctl);
+
+/* A request answered later (a change waiting for the followers'
+ * acknowledgements).  Called by the cs_control_fn while it runs a request,
+ * cs_control_defer keeps that connection open and the fn's return is
+ * ignored; cs_control_answer later sends result (a reference it takes) or,
+ * when result is NULL, the error in err, and frees the pending request.  A
+ * client that hung up in between gets nothing. */
+typedef struct cs_control_pending cs_control_pending;
+cs_control_pending *cs_control_defer(cs_control *ctl);
+void cs_control_answer(cs_control_pending *p, json_t *result, const cs_err *err);
+
+/* Binary data (files, exports) travels as base64 strings.  Both sides may
+ * carry key material, so the intermediate text is wiped. */
+json_t *cs_control_base64(const uint8_t *data, size_t len);
+/* Decodes a base64 string into sodium_malloc'd memory (free with
+ * sodium_free); -1 when s is not base64. */
+int cs_control_unbase64(const char *s, uint8_t **data, size_t *len);
 
 /* Client side: sends one request and waits for its answer.  On success
  * *result is a new reference; an error answer fills err with its code and

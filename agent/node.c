@@ -110,7 +110,7 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		return -1;
 	if (cs_secret_file_read("passphrase_file", cfg->passphrase_file, false, &pass, &passlen,
 	                        err) < 0)
-		return -1;
+		return cs_err_prefix(err, "%s:%d: ", cfg->path, cfg->passphrase_file_line);
 	node = calloc(1, sizeof(*node));
 	if (node == NULL) {
 		cs_secret_free(pass);
@@ -121,6 +121,8 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	rc = cs_store_open(&node->store, cfg->data_dir, err);
 	if (rc == 0)
 		rc = setup_key(node, pass, passlen, err);
+	if (rc == 0)
+		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
 	if (rc < 0) {
 		cs_node_close(node);
@@ -133,7 +135,7 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 /* Reloads what the TLS endpoint serves from the store as it is now.  The
  * change that led here is committed whatever happens, so a failure is
  * logged and the endpoint keeps serving its previous table. */
-static void reload_tls(struct cs_node *node)
+void ops_reload_tls(struct cs_node *node)
 {
 	cs_err err = {0};
 	cs_txn *txn;
@@ -178,7 +180,7 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 	sodium_memzero(ticket_master, sizeof(ticket_master));
 	if (rc < 0)
 		return -1;
-	reload_tls(node);
+	ops_reload_tls(node);
 	return 0;
 }
 
@@ -186,6 +188,7 @@ void cs_node_close(cs_node *node)
 {
 	if (node == NULL)
 		return;
+	repl_stop(node->repl); /* before the store it writes */
 	tls_server_stop(node->tls);
 	cs_key_free(node->key);
 	if (node->store != NULL)
@@ -222,7 +225,10 @@ int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *e
 	}
 	cs_info("change %llu.%llu: %s", (unsigned long long)pos.epoch, (unsigned long long)pos.seq,
 	        summary);
-	reload_tls(node);
+	node->committed = pos;
+	if (node->repl != NULL)
+		repl_committed(node->repl);
+	ops_reload_tls(node);
 	return 0;
 }
 
@@ -283,6 +289,13 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	cs_txn_abort(txn);
 	if (result != NULL && node->tls != NULL)
 		json_object_set_new(result, "tls", tls_server_status(node->tls));
+	if (result != NULL && node->repl != NULL) {
+		json_t *rs = repl_status(node->repl);
+
+		/* The role it acts in: a promoted backup is the primary. */
+		json_object_set(result, "role", json_object_get(rs, "role"));
+		json_object_set_new(result, "replication", rs);
+	}
 	return result;
 }
 
@@ -306,26 +319,32 @@ static const struct command {
     {"import", op_import, true, true},
     {"export", op_export, false, true},
     {"verify", op_verify, false, true},
+    {"promote", op_promote, false, false},
+    {"diverged.list", op_diverged_list, false, false},
+    {"diverged.apply", op_diverged_apply, true, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 {
 	struct cs_node *node = ctx;
 	const cs_config *cfg = node->cfg;
+	char name[64];
+	ops_wait_req wait;
+	json_t *result;
+	cs_pos before;
 
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		const struct command *c = &commands[i];
 
 		if (strcmp(cmd, c->name) != 0)
 			continue;
-		if (c->change && cfg->role != CS_ROLE_PRIMARY) {
-			const char *primary = cs_config_primary(cfg);
+		if (c->change && !ops_leading(node)) {
+			const char *primary = ops_primary(node, name, sizeof(name));
 
 			return cs_fail(err, CS_EREFUSED,
-			               "%s refused: %s is a %s node and only the primary accepts "
-			               "changes; run it on the primary%s%s",
-			               cmd, cfg->name, cs_role_name(cfg->role), primary ? ", " : "",
-			               primary ? primary : ""),
+			               "%s refused: %s is not the primary and only the primary "
+			               "accepts changes; run it on the primary%s%s",
+			               cmd, cfg->name, primary ? ", " : "", primary ? primary : ""),
 			       NULL;
 		}
 		if (c->needs_key && node->key == NULL)
@@ -335,7 +354,15 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			           "have not reached it)",
 			           cmd, cfg->name),
 			       NULL;
-		return c->run(node, args, err);
+		if (!c->change)
+			return c->run(node, args, err);
+		if (ops_wait_args(node, args, &wait, err) < 0)
+			return NULL;
+		before = node->committed;
+		result = c->run(node, args, err);
+		if (result == NULL || node->committed.seq == before.seq)
+			return result; /* nothing changed: nothing to wait for */
+		return ops_wait(node, &wait, result);
 	}
 	cs_fail(err, CS_EUSAGE, "control request names an unknown command '%s'", cmd);
 	return NULL;

@@ -7,6 +7,7 @@
 
 #include "../common/err.h"
 #include "config.h"
+#include "control.h"
 
 typedef struct cs_node cs_node;
 
@@ -21,6 +22,13 @@ void cs_node_close(cs_node *node);
  * the store as it is; every later commit reloads what it serves.  Does
  * nothing without tls_listen. */
 int cs_node_start_tls(cs_node *node, cs_err *err);
+
+/* Replication, when configured: its eventfd (-1 without), readable when
+ * cs_node_repl_dispatch has work; and the control socket, through which
+ * changes waiting for acknowledgements answer later. */
+int cs_node_repl_fd(cs_node *node);
+void cs_node_repl_dispatch(cs_node *node);
+void cs_node_set_control(cs_node *node, cs_control *ctl);
 
 /* Runs one control request (a cs_control_fn; ctx is the node). */
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);

@@ -8,10 +8,12 @@
 
 #include <jansson.h>
 
+#include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../store/store.h"
 #include "../tls/tls.h"
 #include "config.h"
+#include "control.h"
 
 struct cs_node {
 	const cs_config *cfg;
@@ -19,6 +21,9 @@ struct cs_node {
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;
 	tls_server *tls; /* NULL without tls_listen */
+	repl *repl;      /* NULL without repl_listen */
+	cs_control *ctl;
+	cs_pos committed; /* where this node's last change committed */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -43,5 +48,30 @@ json_t *op_csr_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_csr_show(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_import(struct cs_node *node, json_t *args, cs_err *err);
+
+/* Reloads what the TLS endpoint serves after the store changed. */
+void ops_reload_tls(struct cs_node *node);
+
+/* ops_repl.c: replication wired into the node. */
+int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_err *err);
+/* Whether this node accepts changes, and the primary's name as far as it
+ * knows (buf holds it; NULL when unknown). */
+bool ops_leading(struct cs_node *node);
+const char *ops_primary(struct cs_node *node, char *buf, size_t len);
+
+/* --wait of a change: parsed before the change runs, so a bad flag changes
+ * nothing; ops_wait answers now (returns result) or later through the
+ * control socket (returns NULL) once the nodes acknowledged it. */
+typedef struct ops_wait_req {
+	const char *name;
+	repl_wait_mode mode;
+	int timeout_ms;
+} ops_wait_req;
+int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *err);
+json_t *ops_wait(struct cs_node *node, const ops_wait_req *w, json_t *result);
+
+json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 
 #endif

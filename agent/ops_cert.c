@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "../common/hex.h"
+#include "control.h"
 #include "ops.h"
 #include "records.h"
 
@@ -271,20 +272,6 @@ json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
 
 /* ---- export ---------------------------------------------------------------- */
 
-static json_t *base64_json(const uint8_t *data, size_t len)
-{
-	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-	char *b64 = malloc(n);
-	json_t *j;
-
-	if (b64 == NULL)
-		return NULL;
-	sodium_bin2base64(b64, n, data, len, sodium_base64_VARIANT_ORIGINAL);
-	j = json_string(b64);
-	free(b64);
-	return j;
-}
-
 json_t *op_export(struct cs_node *node, json_t *args, cs_err *err)
 {
 	const char *ref, *fmt_name, *passphrase;
@@ -327,7 +314,7 @@ json_t *op_export(struct cs_node *node, json_t *args, cs_err *err)
 	    pki_export(fmt, l.leaf, l.chain, key, l.c.rec->name, passphrase, &out, &outlen, err) ==
 	        0) {
 		j = json_pack("{s:s, s:o}", "format", fmt_name ? fmt_name : "pem", "data",
-		              base64_json(out, outlen));
+		              cs_control_base64(out, outlen));
 	}
 	EVP_PKEY_free(key);
 	free(out);

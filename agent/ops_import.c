@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "../common/hex.h"
+#include "control.h"
 #include "ops.h"
 #include "records.h"
 
@@ -75,8 +76,8 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 	{
 		const char *name = json_string_value(json_object_get(f, "name"));
 		const char *b64 = json_string_value(json_object_get(f, "data"));
-		size_t cap = b64 ? strlen(b64) : 0, len = 0;
 		uint8_t *data;
+		size_t len = 0;
 		int rc;
 
 		if (name == NULL || b64 == NULL)
@@ -84,16 +85,10 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 			               "control request: args.files[%zu] needs \"name\" and "
 			               "\"data\" (base64)",
 			               i);
-		/* The file may be a key: decode it into memory that is wiped. */
-		data = sodium_malloc(cap + 1);
-		if (data == NULL)
-			return cs_fail(im->err, CS_EIO, "out of memory");
-		if (sodium_base642bin(data, cap + 1, b64, cap, NULL, &len, NULL,
-		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
-			sodium_free(data);
+		/* The file may be a key: it is decoded into memory that is wiped. */
+		if (cs_control_unbase64(b64, &data, &len) < 0)
 			return cs_fail(im->err, CS_EUSAGE,
 			               "control request: args.files[%zu].data is not base64", i);
-		}
 		rc = pki_decode(data, len, password, name, &im->bundles[i], im->err);
 		sodium_free(data);
 		if (rc < 0)

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """compare_nginx.py — certsync's TLS endpoint against Debian's nginx, in one run.
 
-    bench/compare_nginx.py [--build DIR] [--seconds S] [--certs N] [--work DIR]
+    bench/compare_nginx.py [--build DIR] [--seconds S] [--rounds R] [--certs N]
+                           [--work DIR] [--json FILE]
 
 Both servers get the same N (1,000) ECDSA P-256 certificates, one name each,
 plus a wildcard (*.wild.bench.test) and a default; both run one worker, TLS
-1.2 and 1.3, nginx without session cache or tickets.  The server is pinned to
-CPU 0 and tls-loadgen to CPU 1 (taskset).  For each server and workload (one
+1.2 and 1.3, nginx without session cache or tickets.  Both servers are pinned
+to CPU 0 and tls-loadgen to CPU 1 (taskset); they are loaded in turn, R rounds
+(median reported), so a busy machine weighs on both alike.  For each server
+and workload (one
 name; names spread over all N plus wildcard, unknown and no SNI) it prints
 handshakes per server-CPU-second (utime+stime from /proc/PID/stat over the
 run; TcpPassiveOpens must rise by at least the handshake count, proving every
@@ -302,10 +305,20 @@ def sign_rate():
     raise RuntimeError("cannot read openssl speed output")
 
 
+def median_run(runs):
+    """The run with the median handshakes per server-CPU-second, with the
+    range of all rounds beside it."""
+    runs = sorted(runs, key=lambda x: x["per_cpu_s"])
+    med = dict(runs[len(runs) // 2])
+    med["range"] = [runs[0]["per_cpu_s"], runs[-1]["per_cpu_s"]]
+    return med
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=5, help="per round and workload")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--certs", type=int, default=1000)
     ap.add_argument("--work", default=None, help="keeps certificates between runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
@@ -321,23 +334,37 @@ def main():
         "spread": ["--names-file", names_file(work, a.certs)],
     }
     sps = sign_rate()
-    results = {"sign_per_s": sps, "certs": a.certs, "seconds": a.seconds, "servers": {}}
-    for cls in (Certsync, Nginx):
-        srv = cls(build, work, files, a.certs) if cls is Certsync else cls(work, files, a.certs)
-        try:
-            r = {"start_to_serving_s": srv.start_s, "rss_mb": rss_mb(srv.pid), "runs": {},
-                 "table_ms": getattr(srv, "ready", {}).get("table_ms", 0)}
-            for wl, names in workloads.items():
-                log("%s, %s ..." % (srv.name, wl))
-                r["runs"][wl] = measure(build, srv, a.seconds, names)
+    results = {"sign_per_s": sps, "certs": a.certs, "seconds": a.seconds,
+               "rounds": a.rounds, "servers": {}}
+    servers = []
+    try:
+        for make in (lambda: Certsync(build, work, files, a.certs),
+                     lambda: Nginx(work, files, a.certs)):
+            srv = make()
+            servers.append(srv)
+            results["servers"][srv.name] = {
+                "start_to_serving_s": srv.start_s, "rss_mb": rss_mb(srv.pid),
+                "table_ms": getattr(srv, "ready", {}).get("table_ms", 0),
+                "rounds": {wl: [] for wl in workloads}}
+        # Both up, pinned to the same core, loaded in turn: whatever else
+        # the machine does falls on both alike.
+        for rnd in range(a.rounds):
+            for srv in servers:
+                for wl, names in workloads.items():
+                    log("round %d: %s, %s ..." % (rnd + 1, srv.name, wl))
+                    results["servers"][srv.name]["rounds"][wl].append(
+                        measure(build, srv, a.seconds, names))
+        for srv in servers:
+            r = results["servers"][srv.name]
             r["rss_after_mb"] = rss_mb(srv.pid)
-        finally:
+            r["runs"] = {wl: median_run(runs) for wl, runs in r["rounds"].items()}
+    finally:
+        for srv in servers:
             srv.stop()
-        results["servers"][srv.name] = r
     log("certsync, replacing a certificate every 100 ms ...")
     srv = Certsync(build, work, files, a.certs, replace_every=100)
     try:
-        results["replacement"] = measure(build, srv, a.seconds, [
+        results["replacement"] = measure(build, srv, 2 * a.seconds, [
             "--sni", "n0001." + DOMAIN, "--sni", "x1.wild." + DOMAIN, "--sni", "-=" + SITE])
     finally:
         srv.stop()
@@ -350,15 +377,18 @@ def main():
 def report(r):
     c, n = r["servers"]["certsync"], r["servers"]["nginx"]
     print("openssl speed ecdsap256 (CPU 0): %.0f sign/s" % r["sign_per_s"])
-    print("%-9s %-9s %9s %8s %8s %11s %9s %9s %6s %6s" % (
-        "server", "workload", "hs/s", "p99 ms", "cpu s", "hs/cpu-s", "/sign/s", "opens",
-        "fail", "mism"))
+    print("median of %d interleaved rounds of %.0f s each; hs/cpu-s range in brackets" % (
+        r["rounds"], r["seconds"]))
+    print("%-9s %-9s %7s %7s %7s %9s %15s %8s %7s %5s %5s" % (
+        "server", "workload", "hs/s", "p99 ms", "cpu s", "hs/cpu-s", "[range]", "/sign/s",
+        "opens", "fail", "mism"))
     for name, s in (("certsync", c), ("nginx", n)):
         for wl, x in s["runs"].items():
-            print("%-9s %-9s %9.0f %8.2f %8.2f %11.0f %9.3f %9d %6d %6d" % (
+            print("%-9s %-9s %7.0f %7.2f %7.2f %9.0f %15s %8.3f %7d %5d %5d" % (
                 name, wl, x["per_second"], x["p99_ms"], x["server_cpu_s"], x["per_cpu_s"],
-                x["per_cpu_s"] / r["sign_per_s"], x["passive_opens"], x["failures"],
-                x["mismatches"]))
+                "[%.0f-%.0f]" % tuple(x["range"]), x["per_cpu_s"] / r["sign_per_s"],
+                x["passive_opens"], sum(y["failures"] for y in s["rounds"][wl]),
+                sum(y["mismatches"] for y in s["rounds"][wl])))
     for wl in c["runs"]:
         print("certsync/nginx, %s: %.2f" % (wl, c["runs"][wl]["per_cpu_s"] /
                                              max(n["runs"][wl]["per_cpu_s"], 1e-9)))

@@ -11,7 +11,8 @@
  * no SNI; CHECK (default: the name itself) is the host the served certificate
  * must cover by X509_check_host with X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, so
  * the run also proves certificate selection.  Prints handshakes/s, latency
- * p50/p99, failures and mismatches. */
+ * p50/p99, failures and mismatches.  SIGINT or SIGTERM ends the run early:
+ * no new connections, those in flight finish, the figures are printed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,9 +34,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define MAX_NAMES	    100000
-#define CONN_TIMEOUT_S	    5.0
-#define MAX_SAMPLES	    (1u << 21)
+#define MAX_NAMES           100000
+#define CONN_TIMEOUT_S      5.0
+#define MAX_SAMPLES         (1u << 21)
 #define MAX_REPORTED_ERRORS 5
 
 struct name {
@@ -69,6 +70,14 @@ static struct {
 	int errors_shown;
 } g;
 
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -84,9 +93,9 @@ static void fail(struct slot *s, const char *why)
 		unsigned long e = ERR_peek_error();
 
 		fprintf(stderr, "tls-loadgen: %s (sni %s): %s%s%s\n", why,
-			g.names[s->name].sni ? g.names[s->name].sni : "-",
-			errno ? strerror(errno) : "", e ? " " : "",
-			e ? ERR_reason_error_string(e) : "");
+		        g.names[s->name].sni ? g.names[s->name].sni : "-",
+		        errno ? strerror(errno) : "", e ? " " : "",
+		        e ? ERR_reason_error_string(e) : "");
 	}
 }
 
@@ -150,7 +159,7 @@ static void record(struct slot *s)
 		g.mismatched++;
 		if (g.errors_shown++ < MAX_REPORTED_ERRORS)
 			fprintf(stderr, "tls-loadgen: sni %s: the certificate does not cover %s\n",
-				n->sni ? n->sni : "-", n->check);
+			        n->sni ? n->sni : "-", n->check);
 	}
 	if (g.nlat < MAX_SAMPLES)
 		g.lat[g.nlat++] = now_s() - s->start;
@@ -263,8 +272,8 @@ static int parse_connect(const char *spec)
 static void usage(void)
 {
 	fprintf(stderr, "usage: tls-loadgen --connect HOST:PORT [--duration S] "
-			"[--concurrency N] [--max N] [--sni NAME[=CHECK]]... [--names-file F] "
-			"[--get] [--resume] [--tls12|--tls13] [--json]\n");
+	                "[--concurrency N] [--max N] [--sni NAME[=CHECK]]... [--names-file F] "
+	                "[--get] [--resume] [--tls12|--tls13] [--json]\n");
 	exit(2);
 }
 
@@ -295,10 +304,10 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"connect", 1, 0, 'c'}, {"duration", 1, 0, 'd'}, {"concurrency", 1, 0, 'n'},
-		{"max", 1, 0, 'm'},	{"sni", 1, 0, 's'},	 {"names-file", 1, 0, 'f'},
-		{"get", 0, 0, 'g'},	{"resume", 0, 0, 'r'},	 {"tls12", 0, 0, '2'},
-		{"tls13", 0, 0, '3'},	{"json", 0, 0, 'j'},	 {0, 0, 0, 0},
+	    {"connect", 1, 0, 'c'}, {"duration", 1, 0, 'd'}, {"concurrency", 1, 0, 'n'},
+	    {"max", 1, 0, 'm'},     {"sni", 1, 0, 's'},      {"names-file", 1, 0, 'f'},
+	    {"get", 0, 0, 'g'},     {"resume", 0, 0, 'r'},   {"tls12", 0, 0, '2'},
+	    {"tls13", 0, 0, '3'},   {"json", 0, 0, 'j'},     {0, 0, 0, 0},
 	};
 	double duration = 10, t0, t1, elapsed;
 	unsigned long max = 0;
@@ -312,11 +321,21 @@ int main(int argc, char **argv)
 	g.lat = malloc(MAX_SAMPLES * sizeof(double));
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': connected = parse_connect(optarg) == 0; break;
-		case 'd': duration = atof(optarg); break;
-		case 'n': conc = atoi(optarg); break;
-		case 'm': max = strtoul(optarg, NULL, 10); break;
-		case 's': add_name(optarg); break;
+		case 'c':
+			connected = parse_connect(optarg) == 0;
+			break;
+		case 'd':
+			duration = atof(optarg);
+			break;
+		case 'n':
+			conc = atoi(optarg);
+			break;
+		case 'm':
+			max = strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			add_name(optarg);
+			break;
 		case 'f': {
 			FILE *f = fopen(optarg, "r");
 
@@ -333,18 +352,31 @@ int main(int argc, char **argv)
 				fclose(f);
 			break;
 		}
-		case 'g': g.get = true; break;
-		case 'r': g.resume = g.get = true; break;
-		case '2': version = TLS1_2_VERSION; break;
-		case '3': version = TLS1_3_VERSION; break;
-		case 'j': json = true; break;
-		default: usage();
+		case 'g':
+			g.get = true;
+			break;
+		case 'r':
+			g.resume = g.get = true;
+			break;
+		case '2':
+			version = TLS1_2_VERSION;
+			break;
+		case '3':
+			version = TLS1_3_VERSION;
+			break;
+		case 'j':
+			json = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!connected || g.nnames == 0 || conc < 1 || duration <= 0 || g.names == NULL ||
 	    g.lat == NULL)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_stop);
+	signal(SIGTERM, on_stop);
 	g.ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(g.ctx, version ? version : TLS1_2_VERSION);
 	if (version)
@@ -352,7 +384,7 @@ int main(int argc, char **argv)
 	SSL_CTX_set_verify(g.ctx, SSL_VERIFY_NONE, NULL); /* X509_check_host checks */
 	if (g.resume) {
 		SSL_CTX_set_session_cache_mode(g.ctx, SSL_SESS_CACHE_CLIENT |
-							      SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		                                          SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(g.ctx, on_session);
 	} else {
 		SSL_CTX_set_session_cache_mode(g.ctx, SSL_SESS_CACHE_OFF);
@@ -366,7 +398,7 @@ int main(int argc, char **argv)
 		slot_open(&slots[i]);
 	for (;;) {
 		double now = now_s();
-		bool more = now < t1 && (max == 0 || g.done + g.failed < max);
+		bool more = !stopping && now < t1 && (max == 0 || g.done + g.failed < max);
 		int busy = 0;
 
 		for (int i = 0; i < conc; i++) {

@@ -132,8 +132,8 @@ static SSL_CTX *prepare(tls_table *t, cs_err *err)
 	return base;
 }
 
-static tls_table *open_table(const char *dir, const char *passfile, char **imports,
-			     size_t nimports, cs_err *err)
+static tls_table *open_table(const char *dir, const char *passfile, char **imports, size_t nimports,
+                             cs_err *err)
 {
 	char pass[1024];
 	FILE *f = fopen(passfile, "r");
@@ -157,7 +157,7 @@ static tls_table *open_table(const char *dir, const char *passfile, char **impor
 		if (comma != NULL)
 			*comma = '\0';
 		if (storekit_import(st, key, imports[i], comma ? comma + 1 : NULL, i == 0, id,
-				    err) < 0)
+		                    err) < 0)
 			goto out;
 	}
 	if (cs_txn_begin(st, false, &txn, err) == 0) {
@@ -173,7 +173,7 @@ out:
 
 /* Runs one handshake; returns the server's CPU seconds, -1 on failure. */
 static double one(SSL_CTX *sctx, SSL_CTX *cctx, tls_table *t, struct tls_tickets *tk,
-		  const struct name *nm, bool *match)
+                  const struct name *nm, bool *match)
 {
 	BIO *cb, *sb;
 	SSL *c, *s;
@@ -201,8 +201,8 @@ static double one(SSL_CTX *sctx, SSL_CTX *cctx, tls_table *t, struct tls_tickets
 		cpu += thread_cpu() - t0;
 	}
 	*match = cr == 1 && sr == 1 &&
-		 X509_check_host(SSL_get0_peer_certificate(c), nm->check, 0,
-				 X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+	         X509_check_host(SSL_get0_peer_certificate(c), nm->check, 0,
+	                         X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
 	SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	SSL_free(c);
 	t0 = thread_cpu();
@@ -216,10 +216,10 @@ static double one(SSL_CTX *sctx, SSL_CTX *cctx, tls_table *t, struct tls_tickets
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", 1, 0, 'd'}, {"passphrase-file", 1, 0, 'p'}, {"import", 1, 0, 'i'},
-		{"sni", 1, 0, 's'},	 {"tls12", 0, 0, '2'},		 {"ctx-per-cert", 0, 0, 'c'},
-		{"ticket", 0, 0, 'T'},
-		{0, 0, 0, 0},
+	    {"data-dir", 1, 0, 'd'}, {"passphrase-file", 1, 0, 'p'},
+	    {"import", 1, 0, 'i'},   {"sni", 1, 0, 's'},
+	    {"tls12", 0, 0, '2'},    {"ctx-per-cert", 0, 0, 'c'},
+	    {"ticket", 0, 0, 'T'},   {0, 0, 0, 0},
 	};
 	const char *dir = NULL, *passfile = NULL;
 	static char *imports[MAX_NAMES];
@@ -237,8 +237,12 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': dir = optarg; break;
-		case 'p': passfile = optarg; break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'p':
+			passfile = optarg;
+			break;
 		case 'i':
 			if (nimports < MAX_NAMES)
 				imports[nimports++] = optarg;
@@ -253,10 +257,18 @@ int main(int argc, char **argv)
 				names[nnames++].check = eq != NULL ? eq + 1 : optarg;
 			}
 			break;
-		case 'n': n = atol(optarg); break;
-		case '2': tls12 = true; break;
-		case 'c': per_cert = true; break;
-		case 'T': ticket = true; break;
+		case 'n':
+			n = atol(optarg);
+			break;
+		case '2':
+			tls12 = true;
+			break;
+		case 'c':
+			per_cert = true;
+			break;
+		case 'T':
+			ticket = true;
+			break;
 		default:
 			fprintf(stderr, "usage: see bench/microbench.c\n");
 			return 2;
@@ -264,7 +276,7 @@ int main(int argc, char **argv)
 	}
 	if (dir == NULL || passfile == NULL || nnames == 0 || n <= 0) {
 		fprintf(stderr, "usage: tls-microbench --data-dir DIR --passphrase-file F "
-				"--sni NAME[=CHECK]... [-n N] [--tls12] [--ctx-per-cert]\n");
+		                "--sni NAME[=CHECK]... [-n N] [--tls12] [--ctx-per-cert]\n");
 		return 2;
 	}
 	if ((t = open_table(dir, passfile, imports, nimports, &err)) == NULL ||
@@ -294,9 +306,9 @@ int main(int argc, char **argv)
 	sps = sign_rate();
 	printf("%s%s: %ld handshakes over %zu names, %zu certificates: server %.1f us CPU "
 	       "each, %.0f handshakes per server-CPU-second; failed %ld, mismatched %ld\n",
-	       per_cert ? "ctx-per-cert" : "certsync", tls12 ? " TLS 1.2" : " TLS 1.3", n,
-	       nnames, t->nentries, cpu / (double)(n - failed) * 1e6, (double)(n - failed) / cpu,
-	       failed, mismatched);
+	       per_cert ? "ctx-per-cert" : "certsync", tls12 ? " TLS 1.2" : " TLS 1.3", n, nnames,
+	       t->nentries, cpu / (double)(n - failed) * 1e6, (double)(n - failed) / cpu, failed,
+	       mismatched);
 	printf("ECDSA P-256 sign/s here: %.0f; handshakes per server-CPU-second / sign/s = "
 	       "%.3f\n",
 	       sps, (double)(n - failed) / cpu / sps);

@@ -8,11 +8,10 @@
  *       [--replace CERT,KEY --replace CERT,KEY ... --replace-every MS]
  *
  * After the first table is served it prints one JSON line {"ready": true,
- * "listeners": [...], "startup_ms", "table_ms" (its build), "pid"}.  Then it reads commands on stdin,
- * one per line, each answered by one JSON line on stdout, every change
- * committed to the store and reloaded as the agent does after a commit:
- *   import CERT [KEY] [default] | delete ID [NEW_DEFAULT_ID] | default ID |
- *   status | quit
+ * "listeners": [...], "startup_ms", "table_ms" (its build), "pid"}.  Then it reads commands on
+ * stdin, one per line, each answered by one JSON line on stdout, every change committed to the
+ * store and reloaded as the agent does after a commit: import CERT [KEY] [default] | delete ID
+ * [NEW_DEFAULT_ID] | default ID | status | quit
  * --replace with --replace-every imports the next certificate of the list
  * and deletes the previous one every MS milliseconds (live replacement).
  * SIGTERM or SIGINT stops it cleanly; EOF on stdin does not. */
@@ -69,8 +68,7 @@ static int reload(struct serve *s, double *ms, cs_err *err)
 }
 
 /* "CERT" or "CERT,KEY" */
-static int import_spec(struct serve *s, char *spec, bool make_default, uint8_t id[32],
-		       cs_err *err)
+static int import_spec(struct serve *s, char *spec, bool make_default, uint8_t id[32], cs_err *err)
 {
 	char *comma = strchr(spec, ',');
 	int rc;
@@ -78,7 +76,7 @@ static int import_spec(struct serve *s, char *spec, bool make_default, uint8_t i
 	if (comma != NULL)
 		*comma = '\0';
 	rc = storekit_import(s->st, s->key, spec, comma != NULL ? comma + 1 : NULL, make_default,
-			     id, err);
+	                     id, err);
 	if (comma != NULL)
 		*comma = ',';
 	return rc;
@@ -106,7 +104,7 @@ static json_t *change_reply(struct serve *s, int rc, const uint8_t *id, cs_err *
 	if (id != NULL)
 		cs_hex(id, 32, hex);
 	return json_pack("{s:b, s:s?, s:f}", "ok", 1, "id", id != NULL ? hex : NULL, "reload_ms",
-			 ms);
+	                 ms);
 }
 
 static json_t *command(struct serve *s, char *line, bool *quit)
@@ -146,8 +144,8 @@ static json_t *command(struct serve *s, char *line, bool *quit)
 		return change_reply(s, rc, id, &err);
 	}
 	return json_pack("{s:b, s:s}", "ok", 0, "error",
-			 "commands: import CERT [KEY] [default] | delete ID [NEW_DEFAULT] | "
-			 "default ID | status | quit");
+	                 "commands: import CERT [KEY] [default] | delete ID [NEW_DEFAULT] | "
+	                 "default ID | status | quit");
 }
 
 /* Imports the next certificate of the --replace list and deletes the one
@@ -236,21 +234,29 @@ static int read_pass(const char *path, char *buf, size_t size)
 static void usage(void)
 {
 	fprintf(stderr, "usage: tls-serve-store --data-dir DIR --passphrase-file F "
-			"--listen ADDR:PORT... [options]; see bench/serve_store.c\n");
+	                "--listen ADDR:PORT... [options]; see bench/serve_store.c\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", 1, 0, 'd'},	{"passphrase-file", 1, 0, 'p'},
-		{"listen", 1, 0, 'l'},		{"workers", 1, 0, 'w'},
-		{"handshake-timeout", 1, 0, 't'}, {"max-connections", 1, 0, 'm'},
-		{"node-name", 1, 0, 'n'},	{"role", 1, 0, 'r'},
-		{"node-hostname", 1, 0, 'H'},	{"site-hostname", 1, 0, 'S'},
-		{"nofile", 1, 0, 'f'},		{"import", 1, 0, 'i'},
-		{"default-first", 0, 0, 'D'},	{"replace", 1, 0, 'R'},
-		{"replace-every", 1, 0, 'E'},	{0, 0, 0, 0},
+	    {"data-dir", 1, 0, 'd'},
+	    {"passphrase-file", 1, 0, 'p'},
+	    {"listen", 1, 0, 'l'},
+	    {"workers", 1, 0, 'w'},
+	    {"handshake-timeout", 1, 0, 't'},
+	    {"max-connections", 1, 0, 'm'},
+	    {"node-name", 1, 0, 'n'},
+	    {"role", 1, 0, 'r'},
+	    {"node-hostname", 1, 0, 'H'},
+	    {"site-hostname", 1, 0, 'S'},
+	    {"nofile", 1, 0, 'f'},
+	    {"import", 1, 0, 'i'},
+	    {"default-first", 0, 0, 'D'},
+	    {"replace", 1, 0, 'R'},
+	    {"replace-every", 1, 0, 'E'},
+	    {0, 0, 0, 0},
 	};
 	const char *listen[MAX_LISTEN], *data_dir = NULL, *pass_file = NULL;
 	char *imports[4096];
@@ -267,27 +273,45 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': data_dir = optarg; break;
-		case 'p': pass_file = optarg; break;
+		case 'd':
+			data_dir = optarg;
+			break;
+		case 'p':
+			pass_file = optarg;
+			break;
 		case 'l':
 			if (cfg.nlisten == MAX_LISTEN)
 				usage();
 			listen[cfg.nlisten++] = optarg;
 			break;
-		case 'w': cfg.workers = atoi(optarg); break;
-		case 't': cfg.handshake_timeout_ms = atoi(optarg); break;
-		case 'm': cfg.max_connections = atoi(optarg); break;
-		case 'n': cfg.node_name = optarg; break;
-		case 'r': cfg.role = optarg; break;
-		case 'H': cfg.node_hostname = optarg; break;
-		case 'S': cfg.site_hostname = optarg; break;
+		case 'w':
+			cfg.workers = atoi(optarg);
+			break;
+		case 't':
+			cfg.handshake_timeout_ms = atoi(optarg);
+			break;
+		case 'm':
+			cfg.max_connections = atoi(optarg);
+			break;
+		case 'n':
+			cfg.node_name = optarg;
+			break;
+		case 'r':
+			cfg.role = optarg;
+			break;
+		case 'H':
+			cfg.node_hostname = optarg;
+			break;
+		case 'S':
+			cfg.site_hostname = optarg;
+			break;
 		case 'f': {
 			rlim_t n = (rlim_t)strtoul(optarg, NULL, 10);
 			struct rlimit rl = {n, n};
 
 			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 				fprintf(stderr, "tls-serve-store: RLIMIT_NOFILE %s: %s\n", optarg,
-					strerror(errno));
+				        strerror(errno));
 			break;
 		}
 		case 'i':
@@ -295,14 +319,19 @@ int main(int argc, char **argv)
 				usage();
 			imports[nimports++] = optarg;
 			break;
-		case 'D': default_first = true; break;
+		case 'D':
+			default_first = true;
+			break;
 		case 'R':
 			if (s.nreplace == MAX_REPLACE)
 				usage();
 			s.replace[s.nreplace++] = optarg;
 			break;
-		case 'E': every_ms = atoi(optarg); break;
-		default: usage();
+		case 'E':
+			every_ms = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (data_dir == NULL || pass_file == NULL || cfg.nlisten == 0 || optind != argc)
@@ -330,8 +359,8 @@ int main(int argc, char **argv)
 		json_t *st = tls_server_status(s.srv);
 
 		reply(json_pack("{s:b, s:O, s:f, s:f, s:i}", "ready", 1, "listeners",
-				json_object_get(st, "listeners"), "startup_ms", now_ms() - t0,
-				"table_ms", ms, "pid", (int)getpid()));
+		                json_object_get(st, "listeners"), "startup_ms", now_ms() - t0,
+		                "table_ms", ms, "pid", (int)getpid()));
 		json_decref(st);
 	}
 	rc = serve_loop(&s, every_ms);

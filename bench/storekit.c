@@ -18,7 +18,7 @@ static const char KDF_KEY[] = "kdf";
 static const char DEFAULT_KEY[] = "default";
 
 static int put_msg(cs_txn *txn, cs_table t, const void *key, size_t klen,
-		   const ProtobufCMessage *msg, cs_err *err)
+                   const ProtobufCMessage *msg, cs_err *err)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -51,8 +51,7 @@ static int new_cluster(cs_txn *txn, const char *pass, cs_key **key, cs_err *err)
 	return put_msg(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &kdf.base, err);
 }
 
-static int old_cluster(const void *val, size_t vlen, const char *pass, cs_key **key,
-		       cs_err *err)
+static int old_cluster(const void *val, size_t vlen, const char *pass, cs_key **key, cs_err *err)
 {
 	Certsync__KdfParams *kdf = certsync__kdf_params__unpack(NULL, vlen, val);
 	uint8_t check[CS_KEYCHECK_LEN];
@@ -61,11 +60,11 @@ static int old_cluster(const void *val, size_t vlen, const char *pass, cs_key **
 	if (kdf == NULL || kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
 		rc = cs_fail(err, CS_EIO, "the store's cluster settings are damaged");
 	else if (cs_key_derive(key, pass, strlen(pass), kdf->salt.data, kdf->opslimit,
-			       kdf->memlimit, err) == 0) {
+	                       kdf->memlimit, err) == 0) {
 		cs_key_check(*key, check);
 		rc = memcmp(check, kdf->key_check.data, sizeof(check)) == 0
-			     ? 0
-			     : cs_fail(err, CS_ECRYPTO, "cluster passphrase does not match");
+		         ? 0
+		         : cs_fail(err, CS_ECRYPTO, "cluster passphrase does not match");
 		if (rc < 0) {
 			cs_key_free(*key);
 			*key = NULL;
@@ -75,8 +74,7 @@ static int old_cluster(const void *val, size_t vlen, const char *pass, cs_key **
 	return rc;
 }
 
-int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key **key,
-		  cs_err *err)
+int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key **key, cs_err *err)
 {
 	cs_txn *txn = NULL;
 	const void *val;
@@ -90,7 +88,7 @@ int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key 
 		goto fail;
 	rc = cs_txn_get(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &val, &vlen, err);
 	if (rc < 0 || (rc == 1 ? new_cluster(txn, pass, key, err)
-			       : old_cluster(val, vlen, pass, key, err)) < 0)
+	                       : old_cluster(val, vlen, pass, key, err)) < 0)
 		goto fail;
 	if (cs_txn_commit(txn, "storekit: cluster settings", NULL, err) < 0) {
 		txn = NULL;
@@ -139,8 +137,8 @@ static int decode_file(const char *path, pki_bundle *b, cs_err *err)
 }
 
 /* Puts one certificate record: an identity with its key sealed, or a CA. */
-static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey,
-		    uint8_t id[32], cs_err *err)
+static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey, uint8_t id[32],
+                    cs_err *err)
 {
 	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
 	pki_cert_info info;
@@ -154,7 +152,7 @@ static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey,
 	if (pki_cert_der(cert, &der, &dlen, err) < 0)
 		goto out;
 	if (pkey != NULL && (pki_key_to_der(pkey, &plain, &plen, err) < 0 ||
-			     cs_seal(ckey, plain, plen, id, 32, &sealed, &slen, err) < 0))
+	                     cs_seal(ckey, plain, plen, id, 32, &sealed, &slen, err) < 0))
 		goto out;
 	rec.der = (ProtobufCBinaryData){dlen, der};
 	rec.source = "import";
@@ -171,7 +169,7 @@ static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey,
 	rec.key_type = info.key_type;
 	rec.spki_sha256 = (ProtobufCBinaryData){32, info.spki_sha256};
 	rc = put_msg(txn, info.kind == PKI_KIND_IDENTITY ? CS_TBL_CERTS : CS_TBL_CAS, id, 32,
-		     &rec.base, err);
+	             &rec.base, err);
 out:
 	if (plain != NULL)
 		OPENSSL_secure_clear_free(plain, plen);
@@ -189,8 +187,8 @@ static int put_default(cs_txn *txn, const uint8_t id[32], cs_err *err)
 	return put_msg(txn, CS_TBL_SETTINGS, DEFAULT_KEY, strlen(DEFAULT_KEY), &d.base, err);
 }
 
-int storekit_import(cs_store *st, const cs_key *key, const char *cert_path,
-		    const char *key_path, bool make_default, uint8_t id[32], cs_err *err)
+int storekit_import(cs_store *st, const cs_key *key, const char *cert_path, const char *key_path,
+                    bool make_default, uint8_t id[32], cs_err *err)
 {
 	pki_bundle certs = {0}, keys = {0};
 	EVP_PKEY *pkey = NULL;
@@ -230,8 +228,7 @@ out:
 	return rc;
 }
 
-int storekit_delete(cs_store *st, const uint8_t id[32], const uint8_t *new_default,
-		    cs_err *err)
+int storekit_delete(cs_store *st, const uint8_t id[32], const uint8_t *new_default, cs_err *err)
 {
 	cs_txn *txn;
 

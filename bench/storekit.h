@@ -16,18 +16,16 @@
 
 /* Opens (creating when new) the store in data_dir and derives the cluster
  * key from pass; a new store gets cluster settings with INTERACTIVE limits. */
-int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key **key,
-		  cs_err *err);
+int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key **key, cs_err *err);
 
 /* Imports the PEM file cert_path (leaf first, then its issuers) and the key
  * in key_path (may be NULL when cert_path holds it too), in one transaction.
  * The leaf's id goes to id; make_default also makes it the default. */
-int storekit_import(cs_store *st, const cs_key *key, const char *cert_path,
-		    const char *key_path, bool make_default, uint8_t id[32], cs_err *err);
+int storekit_import(cs_store *st, const cs_key *key, const char *cert_path, const char *key_path,
+                    bool make_default, uint8_t id[32], cs_err *err);
 
 /* Deletes an identity record; makes another the default if given (NULL: none). */
-int storekit_delete(cs_store *st, const uint8_t id[32], const uint8_t *new_default,
-		    cs_err *err);
+int storekit_delete(cs_store *st, const uint8_t id[32], const uint8_t *new_default, cs_err *err);
 
 /* Makes id the default. */
 int storekit_set_default(cs_store *st, const uint8_t id[32], cs_err *err);

@@ -19,8 +19,8 @@
 #include "../common/log.h"
 
 static const char *const fstate_names[] = {
-    [F_IDLE] = "idle",           [F_WAIT] = "waiting", [F_SNAP] = "snapshot",
-    [F_STREAM] = "streaming",    [F_REFUSED] = "refused",
+    [F_IDLE] = "idle",        [F_WAIT] = "waiting",    [F_SNAP] = "snapshot",
+    [F_STREAM] = "streaming", [F_REFUSED] = "refused",
 };
 
 const char *follow_state_name(enum fstate s)
@@ -79,8 +79,8 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 			snprintf(r->refusal, sizeof(r->refusal),
 			         "this node's store belongs to another cluster than the primary's");
 		else if (own->key_check.len != CS_KEYCHECK_LEN ||
-		         sodium_memcmp(own->key_check.data, kdf->key_check.data,
-		                       CS_KEYCHECK_LEN) != 0)
+		         sodium_memcmp(own->key_check.data, kdf->key_check.data, CS_KEYCHECK_LEN) !=
+		             0)
 			snprintf(r->refusal, sizeof(r->refusal),
 			         "cluster passphrase does not match the primary's");
 		else
@@ -94,9 +94,8 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		         "cluster passphrase does not match the primary's");
 		return -1;
 	}
-	if (r->pass == NULL ||
-	    cs_key_derive(&key, r->pass, r->passlen, kdf->salt.data, kdf->opslimit,
-	                  kdf->memlimit, &err) != 0) {
+	if (r->pass == NULL || cs_key_derive(&key, r->pass, r->passlen, kdf->salt.data,
+	                                     kdf->opslimit, kdf->memlimit, &err) != 0) {
 		snprintf(r->refusal, sizeof(r->refusal), "cannot derive the cluster key: %.150s",
 		         r->pass == NULL ? "no passphrase was given" : err.msg);
 		return -1;
@@ -137,9 +136,9 @@ static enum fstate on_welcome(repl *r, struct peer *p, const envelope *env)
 	}
 	r->f.since = repl_now();
 	if (!w->snapshot) {
-		/* The primary streams from where our log ends, or it would
-		 * have sent a snapshot. */
-		if (w->fork != r->loc.applied.seq)
+		/* Our log agrees with the primary's up to the position our beat
+		 * gave; what we applied since came from it in this session. */
+		if (w->fork > r->loc.applied.seq)
 			return restart(r);
 		report_diverged(r);
 		return F_STREAM;
@@ -243,8 +242,7 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 		cs_error("repl: loading %s's snapshot: %s", p->name, err.msg);
 		return restart(r);
 	}
-	cs_info("repl: loaded %s's snapshot at %" PRIu64 ".%" PRIu64, p->name, pos.epoch,
-	        pos.seq);
+	cs_info("repl: loaded %s's snapshot at %" PRIu64 ".%" PRIu64, p->name, pos.epoch, pos.seq);
 	local_reload(r);
 	announce_changed(r);
 	send_beat(r, p, false);
@@ -371,13 +369,20 @@ struct report {
 	ProtobufCBinaryData entries[64];
 };
 
+/* Copies the entry: the record d points into ends with the call. */
 static int collect(void *ctx, const cs_diverged *d)
 {
 	struct report *rep = ctx;
+	ProtobufCBinaryData *e = &rep->entries[rep->msg.n_entries];
 
-	if (d->applied_seq == 0 && rep->msg.n_entries < 64)
-		rep->entries[rep->msg.n_entries++] =
-		    (ProtobufCBinaryData){d->entry_len, (uint8_t *)d->entry};
+	if (d->applied_seq != 0 || rep->msg.n_entries == 64)
+		return 0;
+	e->data = malloc(d->entry_len ? d->entry_len : 1);
+	if (e->data == NULL)
+		return 1;
+	memcpy(e->data, d->entry, d->entry_len);
+	e->len = d->entry_len;
+	rep->msg.n_entries++;
 	return 0;
 }
 
@@ -387,18 +392,23 @@ static void report_diverged(repl *r)
 	struct report rep = {.msg = CERTSYNC__DIVERGED__INIT};
 	cs_txn *txn;
 	cs_err err;
+	int rc;
 
 	if (cs_txn_begin(r->st, false, &txn, &err) != 0) {
 		cs_error("repl: %s", err.msg);
 		return;
 	}
 	rep.msg.entries = rep.entries;
-	if (cs_txn_diverged_foreach(txn, collect, &rep, &err) != 0)
-		cs_error("repl: %s", err.msg);
+	rc = cs_txn_diverged_foreach(txn, collect, &rep, &err);
+	cs_txn_abort(txn);
+	if (rc != 0)
+		cs_error("repl: reading the diverged table: %s",
+		         rc > 0 ? "out of memory" : err.msg);
 	else if (rep.msg.n_entries > 0) {
 		env.body_case = CERTSYNC__ENVELOPE__BODY_DIVERGED;
 		env.diverged = &rep.msg;
 		wire_send(r, r->f.leader, &env, false);
 	}
-	cs_txn_abort(txn);
+	for (size_t i = 0; i < rep.msg.n_entries; i++)
+		free(rep.entries[i].data);
 }

@@ -54,12 +54,13 @@ int repl_keygen(const char *path, char public_z85[REPL_Z85_LEN + 1], cs_err *err
 }
 
 /* Finds "name = VALUE" in text and decodes VALUE. */
-static int key_line(const char *path, const char *text, const char *name,
-                    uint8_t key[REPL_KEY_LEN], cs_err *err)
+static int key_line(const char *path, const char *text, const char *name, uint8_t key[REPL_KEY_LEN],
+                    cs_err *err)
 {
 	size_t nlen = strlen(name);
 
-	for (const char *line = text; *line != '\0'; line += strcspn(line, "\n"), line += *line != 0) {
+	for (const char *line = text; *line != '\0';
+	     line += strcspn(line, "\n"), line += *line != 0) {
 		char z85[REPL_Z85_LEN + 1];
 		const char *p = line;
 		size_t n;

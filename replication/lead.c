@@ -242,8 +242,8 @@ static void send_snapshot(repl *r, struct peer *p)
 	}
 	cs_txn_abort(txn);
 	if (rc == 0) {
-		cs_info("repl: sent %s a snapshot at %" PRIu64 ".%" PRIu64 " in %u chunks",
-		        p->name, pos.epoch, pos.seq, c.sent);
+		cs_info("repl: sent %s a snapshot at %" PRIu64 ".%" PRIu64 " in %u chunks", p->name,
+		        pos.epoch, pos.seq, c.sent);
 		p->sent = pos.seq;
 	} else {
 		/* The follower's next beat starts it over. */
@@ -324,11 +324,8 @@ void lead_tick(repl *r)
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
-		if (p->session == 0)
-			continue;
-		if (now - p->s.heard > r->dead_ms) {
-			p->session = 0; /* it starts over when it comes back */
-		} else if (p->sent > p->s.applied.seq && now - p->moved > 2 * r->beat_ms) {
+		if (p->session != 0 && p->sent > p->s.applied.seq &&
+		    now - p->moved > 2 * r->beat_ms) {
 			p->sent = p->s.applied.seq;
 			p->moved = now;
 			resend = true;

@@ -130,8 +130,8 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	Certsync__EpochStart h[BEAT_HISTORY], *hp[BEAT_HISTORY];
 	size_t n = r->loc.nhist < BEAT_HISTORY ? r->loc.nhist : BEAT_HISTORY;
 	const cs_epoch_start *last = r->loc.hist + (r->loc.nhist - n);
-	bool follows = !via_router && p == r->f.leader && r->f.state != F_IDLE &&
-	               r->f.state != F_REFUSED;
+	bool follows =
+	    !via_router && p == r->f.leader && r->f.state != F_IDLE && r->f.state != F_REFUSED;
 
 	/* repl_role and the wire's Role list the roles in the same order. */
 	b.role = (Certsync__Role)r->role;
@@ -195,7 +195,8 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 	(void)unused;
 	if (r->role == REPL_TRAFFIC)
 		return cs_fail(err, CS_EREFUSED,
-		               "promote refused: %s is a traffic node; promote the backup", r->name);
+		               "promote refused: %s is a traffic node; promote the backup",
+		               r->name);
 	if (r->loc.kdf == NULL || r->f.state == F_REFUSED)
 		return cs_fail(err, CS_EREFUSED, "promote refused: %s %s", r->name,
 		               r->f.state == F_REFUSED ? r->refusal
@@ -252,8 +253,8 @@ static int step_down(repl *r, uint64_t epoch, cs_err *err)
 		return -1;
 	r->leading = false;
 	lead_stop(r);
-	cs_warn("repl: another node leads epoch %" PRIu64 ": %s steps down and follows it",
-	        epoch, r->name);
+	cs_warn("repl: another node leads epoch %" PRIu64 ": %s steps down and follows it", epoch,
+	        r->name);
 	return 0;
 }
 
@@ -265,9 +266,9 @@ static const struct {
 	enum revent event;
 	int (*act)(repl *r, uint64_t epoch, cs_err *err);
 } roles[] = {
-    {R_FOLLOWING, RE_PROMOTE, promote},     {R_FOLLOWING, RE_FORCE, take_epoch},
-    {R_FOLLOWING, RE_HIGHER, raise_epoch},  {R_LEADING, RE_PROMOTE, refuse_leading},
-    {R_LEADING, RE_FORCE, refuse_leading},  {R_LEADING, RE_HIGHER, step_down},
+    {R_FOLLOWING, RE_PROMOTE, promote},    {R_FOLLOWING, RE_FORCE, take_epoch},
+    {R_FOLLOWING, RE_HIGHER, raise_epoch}, {R_LEADING, RE_PROMOTE, refuse_leading},
+    {R_LEADING, RE_FORCE, refuse_leading}, {R_LEADING, RE_HIGHER, step_down},
 };
 
 static int role_event(repl *r, enum revent ev, uint64_t epoch, cs_err *err)
@@ -306,9 +307,9 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	p->s.applied = applied;
 	snprintf(p->s.refusal, sizeof(p->s.refusal), "%s", b->refusal);
 	if (b->leading && env->epoch < r->loc.epoch)
-		wire_drop(r, p, &r->cnt.stale_epoch, "it claims to lead epoch %" PRIu64
-		                                     ", older than %" PRIu64,
-		          env->epoch, r->loc.epoch);
+		wire_drop(r, p, &r->cnt.stale_epoch,
+		          "it claims to lead epoch %" PRIu64 ", older than %" PRIu64, env->epoch,
+		          r->loc.epoch);
 	if (router) {
 		p->s.follows = b->session != 0 && r->leading;
 		lead_beat(r, p, b);
@@ -350,8 +351,9 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 		wire_drop(r, p, &r->cnt.stale_epoch, "epoch %" PRIu64 " is older than %" PRIu64,
 		          env->epoch, r->loc.epoch);
 	} else {
-		wire_drop(r, p, &r->cnt.undecodable, "a primary's message sent to a follower's "
-		                                     "socket");
+		wire_drop(r, p, &r->cnt.undecodable,
+		          "a primary's message sent to a follower's "
+		          "socket");
 	}
 }
 
@@ -376,10 +378,11 @@ static void start_wait(repl *r, struct waiter *w)
 		const struct peer *p = &r->peers[i];
 		uint64_t bit = (uint64_t)1 << i;
 
-		if (w->mode == REPL_WAIT_NONE || (w->mode == REPL_WAIT_BACKUP && p->role == REPL_TRAFFIC))
+		if (w->mode == REPL_WAIT_NONE ||
+		    (w->mode == REPL_WAIT_BACKUP && p->role == REPL_TRAFFIC))
 			continue;
 		/* Waiting for a node that is down only delays the answer. */
-		if (heard_recently(r, p) && p->session != 0)
+		if (heard_recently(r, p))
 			w->need |= bit;
 		else
 			w->missing |= bit;
@@ -477,7 +480,8 @@ static void *run(void *arg)
 	while (running) {
 		int64_t wait = r->next_beat - repl_now();
 
-		if (zmq_poll(items, (int)n, wait > 0 ? (long)wait : 0) < 0 && zmq_errno() != EINTR) {
+		if (zmq_poll(items, (int)n, wait > 0 ? (long)wait : 0) < 0 &&
+		    zmq_errno() != EINTR) {
 			cs_error("repl: polling the sockets failed: %s; replication stops",
 			         zmq_strerror(zmq_errno()));
 			break;
@@ -781,17 +785,15 @@ static json_t *peer_json(const repl *r, size_t i, int64_t now, const cs_pos *hea
 	const struct peer_state *s = &r->view.peers[i];
 	bool up = s->heard != 0 && now - s->heard <= r->dead_ms;
 
-	return json_pack("{s:s, s:s, s:b, s:o, s:b, s:I, s:I, s:o, s:b, s:o}", "name",
-	                 r->peers[i].name, "role", repl_role_name(r->peers[i].role), "reachable",
-	                 up, "last_heard_ms",
-	                 s->heard ? json_integer((json_int_t)(now - s->heard)) : json_null(),
-	                 "leading", s->leading, "epoch", (json_int_t)s->epoch, "seq",
-	                 (json_int_t)s->applied.seq, "lag",
-	                 head && s->heard ? json_integer((json_int_t)head->seq -
-	                                                 (json_int_t)s->applied.seq)
-	                                  : json_null(),
-	                 "follows", s->follows, "refusal",
-	                 s->refusal[0] ? json_string(s->refusal) : json_null());
+	return json_pack(
+	    "{s:s, s:s, s:b, s:o, s:b, s:I, s:I, s:o, s:b, s:o}", "name", r->peers[i].name, "role",
+	    repl_role_name(r->peers[i].role), "reachable", up, "last_heard_ms",
+	    s->heard ? json_integer((json_int_t)(now - s->heard)) : json_null(), "leading",
+	    s->leading, "epoch", (json_int_t)s->epoch, "seq", (json_int_t)s->applied.seq, "lag",
+	    head && s->heard ? json_integer((json_int_t)head->seq - (json_int_t)s->applied.seq)
+	                     : json_null(),
+	    "follows", s->follows, "refusal",
+	    s->refusal[0] ? json_string(s->refusal) : json_null());
 }
 
 json_t *repl_status(repl *r)
@@ -806,21 +808,20 @@ json_t *repl_status(repl *r)
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
-	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}}",
-	              "role",
-	              v->leading ? "primary"
-	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
-	              "configured_role", repl_role_name(r->role), "leading", v->leading, "epoch",
-	              (json_int_t)v->epoch, "leader",
-	              v->leader == -2  ? json_string(r->name)
-	              : v->leader >= 0 ? json_string(r->peers[v->leader].name)
-	                               : json_null(),
-	              "sync", v->leading ? "leading" : follow_state_name(v->fstate), "refusal",
-	              v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers,
-	              "dropped", "undecodable", (json_int_t)c->undecodable, "unknown_key",
-	              (json_int_t)c->unknown_key, "wrong_cluster", (json_int_t)c->wrong_cluster,
-	              "stale_epoch", (json_int_t)c->stale_epoch, "bad_entry",
-	              (json_int_t)c->bad_entry);
+	j = json_pack(
+	    "{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "role",
+	    v->leading ? "primary"
+	               : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
+	    "configured_role", repl_role_name(r->role), "leading", v->leading, "epoch",
+	    (json_int_t)v->epoch, "leader",
+	    v->leader == -2  ? json_string(r->name)
+	    : v->leader >= 0 ? json_string(r->peers[v->leader].name)
+	                     : json_null(),
+	    "sync", v->leading ? "leading" : follow_state_name(v->fstate), "refusal",
+	    v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers, "dropped",
+	    "undecodable", (json_int_t)c->undecodable, "unknown_key", (json_int_t)c->unknown_key,
+	    "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
+	    (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

@@ -56,7 +56,7 @@ typedef struct repl_config {
 	const char *pass;
 	size_t passlen;
 	int heartbeat_ms; /* 0 for 1000 */
-	int dead_beats;	  /* beats missed before a peer is down; 0 for 3 */
+	int dead_beats;   /* beats missed before a peer is down; 0 for 3 */
 } repl_config;
 
 typedef struct repl_hooks {
@@ -76,7 +76,7 @@ typedef struct repl repl;
  * leads again; a configured primary whose store never joined a cluster
  * starts leading; everyone else follows. */
 int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
-	       cs_err *err);
+               cs_err *err);
 /* Stops the thread; every pending wait completes first, unconfirmed. */
 void repl_stop(repl *r);
 
@@ -88,9 +88,9 @@ void repl_dispatch(repl *r);
 void repl_committed(repl *r);
 
 typedef enum repl_wait_mode {
-	REPL_WAIT_NONE,	  /* return at once */
+	REPL_WAIT_NONE,   /* return at once */
 	REPL_WAIT_BACKUP, /* the other primary-capable nodes */
-	REPL_WAIT_ALL	  /* every peer */
+	REPL_WAIT_ALL     /* every peer */
 } repl_wait_mode;
 
 int repl_wait_mode_parse(const char *s, repl_wait_mode *out);
@@ -102,7 +102,7 @@ int repl_wait_mode_parse(const char *s, repl_wait_mode *out);
  * before returning. */
 typedef void (*repl_done_fn)(void *arg, json_t *unconfirmed);
 int repl_wait(repl *r, cs_pos pos, repl_wait_mode mode, int timeout_ms, repl_done_fn done,
-	      void *arg, cs_err *err);
+              void *arg, cs_err *err);
 
 /* Makes this node the primary: refused on a traffic node, on the primary,
  * and while the primary has been heard within the failure timeout unless
@@ -127,7 +127,7 @@ json_t *repl_diverged_list(cs_store *st, cs_err *err);
  * key in Z85; repl_key_load reads one; repl_key_parse reads a Z85 key. */
 int repl_keygen(const char *path, char public_z85[REPL_Z85_LEN + 1], cs_err *err);
 int repl_key_load(const char *path, uint8_t pub[REPL_KEY_LEN], uint8_t sec[REPL_KEY_LEN],
-		  cs_err *err);
+                  cs_err *err);
 int repl_key_parse(const char *z85, uint8_t key[REPL_KEY_LEN], cs_err *err);
 
 #endif

@@ -13,11 +13,11 @@
 #include "proto/replication.pb-c.h"
 #include "repl.h"
 
-#define MAX_PEERS     64		  /* waiters track peers in a 64-bit mask */
-#define MAX_MSG	      ((int64_t)64 << 20) /* above the largest control request */
-#define BATCH_BYTES   (1u << 20)	  /* entries or pairs gathered in one message */
-#define WINDOW	      4096		  /* entries sent to a follower and not acked */
-#define BEAT_HISTORY  16		  /* epochs of history a beat carries */
+#define MAX_PEERS     64                  /* waiters track peers in a 64-bit mask */
+#define MAX_MSG       ((int64_t)64 << 20) /* above the largest control request */
+#define BATCH_BYTES   (1u << 20)          /* entries or pairs gathered in one message */
+#define WINDOW        4096                /* entries sent to a follower and not acked */
+#define BEAT_HISTORY  16                  /* epochs of history a beat carries */
 #define REFUSAL_LEN   200
 #define CLUSTER_IDLEN 16
 
@@ -52,11 +52,11 @@ struct peer {
 
 /* Messages dropped, by cause; published for status. */
 struct counters {
-	uint64_t undecodable;	/* not an envelope, or more than one frame */
-	uint64_t unknown_key;	/* a CURVE key no peer has (refused by ZAP) */
+	uint64_t undecodable;   /* not an envelope, or more than one frame */
+	uint64_t unknown_key;   /* a CURVE key no peer has (refused by ZAP) */
 	uint64_t wrong_cluster; /* another cluster's id */
-	uint64_t stale_epoch;	/* a primary's message from an epoch we left */
-	uint64_t bad_entry;	/* an entry or snapshot the store refused */
+	uint64_t stale_epoch;   /* a primary's message from an epoch we left */
+	uint64_t bad_entry;     /* an entry or snapshot the store refused */
 };
 
 /* Follower states (see the table in follow.c). */
@@ -68,7 +68,7 @@ struct waiter {
 	repl_wait_mode mode;
 	int timeout_ms;
 	int64_t deadline;
-	uint64_t need;	  /* peers still to acknowledge (bit = peer index) */
+	uint64_t need;    /* peers still to acknowledge (bit = peer index) */
 	uint64_t missing; /* peers that did not: down at the start or not in time */
 	repl_done_fn done;
 	void *arg;
@@ -162,8 +162,6 @@ void wire_close(repl *r);
 /* Sends env to a peer: through our ROUTER when it is connected to us, else
  * through our link to it.  Never blocks; 0 sent, -1 not. */
 int wire_send(repl *r, struct peer *p, envelope *env, bool via_router);
-/* Fills the envelope's header: cluster id and epoch. */
-void wire_header(repl *r, envelope *env);
 void wire_zap(repl *r);
 /* Receives one message from sock (the ROUTER when from is NULL, else the
  * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
@@ -175,7 +173,7 @@ void wire_drop(repl *r, struct peer *p, uint64_t *counter, const char *fmt, ...)
 
 /* ---- lead.c: the primary's side ---- */
 uint64_t repl_fork(const cs_epoch_start *a, size_t na, uint64_t alast, const cs_epoch_start *b,
-		   size_t nb, uint64_t blast);
+                   size_t nb, uint64_t blast);
 void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b);
 void lead_push(repl *r);
 void lead_tick(repl *r);

@@ -97,7 +97,8 @@ void wire_close(repl *r)
 		zmq_ctx_term(r->zctx);
 }
 
-void wire_header(repl *r, envelope *env)
+/* Every envelope carries our cluster id and the highest epoch we know. */
+static void wire_header(repl *r, envelope *env)
 {
 	if (r->loc.kdf != NULL)
 		env->cluster_id = r->loc.kdf->cluster_id;

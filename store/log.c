@@ -38,8 +38,9 @@ int cs_txn_set_epoch(cs_txn *txn, uint64_t epoch, bool lead, cs_err *err)
 		return -1;
 	/* Fencing rests on this: an epoch once seen is never given up. */
 	if (epoch < txn->epoch)
-		return cs_fail(err, CS_EINPUT, "epoch %" PRIu64 " is below the store's epoch %" PRIu64,
-		               epoch, txn->epoch);
+		return cs_fail(err, CS_EINPUT,
+		               "epoch %" PRIu64 " is below the store's epoch %" PRIu64, epoch,
+		               txn->epoch);
 	if (epoch != txn->epoch) {
 		st_put_be64(b, epoch);
 		if (st_meta_put(txn, "epoch", b, sizeof(b), err) != 0)
@@ -77,7 +78,8 @@ int cs_txn_epochs(cs_txn *txn, cs_epoch_start **out, size_t *n, cs_err *err)
 			return cs_fail(err, CS_EIO, "the epoch history is corrupt");
 		}
 		if (len == cap) {
-			cs_epoch_start *more = realloc(hist, (cap = cap ? 2 * cap : 8) * sizeof(*hist));
+			cs_epoch_start *more =
+			    realloc(hist, (cap = cap ? 2 * cap : 8) * sizeof(*hist));
 
 			if (more == NULL) {
 				mdb_cursor_close(cur);
@@ -129,8 +131,8 @@ static int check_ops(cs_txn *txn, const Certsync__LogEntry *e, cs_err *err)
 		const Certsync__Op *op = e->ops[i];
 
 		if ((op->kind != CERTSYNC__OP__KIND__PUT && op->kind != CERTSYNC__OP__KIND__DEL) ||
-		    op->table >= CS_TBL_NREPL || op->key.len == 0 || op->key.len > txn->st->maxkey ||
-		    op->value.len > UINT32_MAX)
+		    op->table >= CS_TBL_NREPL || op->key.len == 0 ||
+		    op->key.len > txn->st->maxkey || op->value.len > UINT32_MAX)
 			return cs_fail(err, CS_EINPUT, "entry %" PRIu64 ": op %zu is malformed",
 			               e->seq, i);
 	}
@@ -155,10 +157,11 @@ static int run_ops(cs_txn *txn, const Certsync__LogEntry *e, bool log, cs_err *e
 {
 	for (size_t i = 0; i < e->n_ops; i++) {
 		const Certsync__Op *op = e->ops[i];
-		int rc = op->kind == CERTSYNC__OP__KIND__PUT
-		             ? st_put(txn, (cs_table)op->table, op->key.data, op->key.len,
-		                      op->value.data, op->value.len, log, err)
-		             : st_del(txn, (cs_table)op->table, op->key.data, op->key.len, log, err);
+		int rc =
+		    op->kind == CERTSYNC__OP__KIND__PUT
+		        ? st_put(txn, (cs_table)op->table, op->key.data, op->key.len,
+		                 op->value.data, op->value.len, log, err)
+		        : st_del(txn, (cs_table)op->table, op->key.data, op->key.len, log, err);
 
 		if (rc != 0) {
 			txn->failed = true; /* earlier ops are in */
@@ -179,8 +182,9 @@ int cs_txn_apply(cs_txn *txn, const void *entry, size_t len, cs_err *err)
 	if (st_check_writable(txn, "apply an entry", err) != 0)
 		return -1;
 	if (txn->nops > 0)
-		return cs_fail(err, CS_EINPUT,
-		               "apply an entry: the transaction already holds a change of this node");
+		return cs_fail(
+		    err, CS_EINPUT,
+		    "apply an entry: the transaction already holds a change of this node");
 	e = certsync__log_entry__unpack(NULL, len, entry);
 	if (e == NULL)
 		return cs_fail(err, CS_EINPUT, "apply an entry: it does not decode");
@@ -190,11 +194,12 @@ int cs_txn_apply(cs_txn *txn, const void *entry, size_t len, cs_err *err)
 	rc = mdb_put(txn->txn, txn->st->log, &k, &v, MDB_NOOVERWRITE);
 	if (rc != 0) {
 		txn->failed = true;
-		rc = rc == MDB_KEYEXIST ? cs_fail(err, CS_EIO,
-		                                  "the log already holds seq %" PRIu64
-		                                  " past the applied position: the store is corrupt",
-		                                  e->seq)
-		                        : st_mdb_fail(err, rc, "append to the log", "");
+		rc = rc == MDB_KEYEXIST
+		         ? cs_fail(err, CS_EIO,
+		                   "the log already holds seq %" PRIu64
+		                   " past the applied position: the store is corrupt",
+		                   e->seq)
+		         : st_mdb_fail(err, rc, "append to the log", "");
 		goto out;
 	}
 	rc = st_appended(txn, (cs_pos){e->epoch, e->seq}, err);
@@ -259,8 +264,9 @@ int cs_txn_reset(cs_txn *txn, uint64_t keep, const char *origin, size_t *moved, 
 	if (st_check_writable(txn, "load a snapshot", err) != 0)
 		return -1;
 	if (txn->nops > 0)
-		return cs_fail(err, CS_EINPUT,
-		               "load a snapshot: the transaction already holds a change of this node");
+		return cs_fail(
+		    err, CS_EINPUT,
+		    "load a snapshot: the transaction already holds a change of this node");
 	if (move_tail(txn, keep, origin, moved, err) != 0) {
 		txn->failed = true;
 		return -1;
@@ -277,16 +283,15 @@ int cs_txn_reset(cs_txn *txn, uint64_t keep, const char *origin, size_t *moved, 
 	return 0;
 }
 
-int cs_txn_load(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
-                size_t vlen, cs_err *err)
+int cs_txn_load(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+                cs_err *err)
 {
 	if (st_check_writable(txn, "load a snapshot", err) != 0)
 		return -1;
 	return st_put(txn, t, key, klen, val, vlen, false, err);
 }
 
-int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, size_t n,
-                        cs_err *err)
+int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, size_t n, cs_err *err)
 {
 	uint8_t kb[8], vb[8];
 	MDB_val k = {sizeof(kb), kb};
@@ -301,9 +306,11 @@ int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, siz
 		               pos.epoch, txn->epoch);
 	for (size_t i = 0; i < n; i++)
 		if (hist[i].epoch > pos.epoch || hist[i].seq > pos.seq || hist[i].seq == 0 ||
-		    (i > 0 && (hist[i].epoch <= hist[i - 1].epoch || hist[i].seq < hist[i - 1].seq)))
-			return cs_fail(err, CS_EINPUT, "the epoch history does not fit position %" PRIu64
-			                               ".%" PRIu64,
+		    (i > 0 &&
+		     (hist[i].epoch <= hist[i - 1].epoch || hist[i].seq < hist[i - 1].seq)))
+			return cs_fail(err, CS_EINPUT,
+			               "the epoch history does not fit position %" PRIu64
+			               ".%" PRIu64,
 			               pos.epoch, pos.seq);
 	if (drop(txn, txn->st->epochs, "epochs", err) != 0)
 		return -1;
@@ -323,8 +330,7 @@ int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, siz
 
 /* ---- the diverged table ---- */
 
-int cs_txn_diverged_add(cs_txn *txn, const char *origin, const void *entry, size_t len,
-                        cs_err *err)
+int cs_txn_diverged_add(cs_txn *txn, const char *origin, const void *entry, size_t len, cs_err *err)
 {
 	Certsync__DivergedRecord rec = CERTSYNC__DIVERGED_RECORD__INIT;
 	Certsync__LogEntry *e;
@@ -368,8 +374,9 @@ static int diverged_view(const MDB_val *k, const MDB_val *v, Certsync__DivergedR
 	           ? certsync__diverged_record__unpack(NULL, v->mv_size, v->mv_data)
 	           : NULL;
 	if (*rec == NULL)
-		return cs_fail(err, CS_EIO, "a record of table diverged does not decode: the store "
-		                            "is corrupt");
+		return cs_fail(err, CS_EIO,
+		               "a record of table diverged does not decode: the store "
+		               "is corrupt");
 	memcpy(d->id, k->mv_data, CS_DIGEST_LEN);
 	d->origin = (*rec)->origin;
 	d->found = (*rec)->found;
@@ -440,10 +447,10 @@ int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN
 
 	if (st_check_writable(txn, "re-apply a diverged entry", err) != 0)
 		return -1;
-	if (f.reflen < 8 || f.reflen > 2 * CS_DIGEST_LEN || strspn(ref, "0123456789abcdefABCDEF") !=
-	                                                     f.reflen)
-		return cs_fail(err, CS_EINPUT, "diverged entry '%s': give 8 to 64 hex digits of its id",
-		               ref);
+	if (f.reflen < 8 || f.reflen > 2 * CS_DIGEST_LEN ||
+	    strspn(ref, "0123456789abcdefABCDEF") != f.reflen)
+		return cs_fail(err, CS_EINPUT,
+		               "diverged entry '%s': give 8 to 64 hex digits of its id", ref);
 	if (cs_txn_diverged_foreach(txn, match, &f, err) != 0)
 		return -1;
 	if (f.found != 1)
@@ -458,13 +465,15 @@ int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN
 		return -1;
 	rc = -1;
 	if (rec->applied_seq != 0) {
-		cs_fail(err, CS_EEXIST, "diverged entry %.8s was already re-applied at seq %" PRIu64,
-		        ref, rec->applied_seq);
+		cs_fail(err, CS_EEXIST,
+		        "diverged entry %.8s was already re-applied at seq %" PRIu64, ref,
+		        rec->applied_seq);
 		goto out;
 	}
 	e = certsync__log_entry__unpack(NULL, rec->entry.len, rec->entry.data);
 	if (e == NULL) {
-		cs_fail(err, CS_EIO, "diverged entry %.8s does not decode: the store is corrupt", ref);
+		cs_fail(err, CS_EIO, "diverged entry %.8s does not decode: the store is corrupt",
+		        ref);
 		goto out;
 	}
 	rc = check_ops(txn, e, err);

@@ -329,8 +329,8 @@ int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err)
 	rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
 	if (rc != 0) {
 		free(txn);
-		return st_mdb_fail(err, rc,
-		                write ? "begin write transaction" : "begin read transaction", "");
+		return st_mdb_fail(
+		    err, rc, write ? "begin write transaction" : "begin read transaction", "");
 	}
 	if (load_meta(txn, err) != 0) {
 		cs_txn_abort(txn);
@@ -441,8 +441,8 @@ int st_check_writable(cs_txn *txn, const char *what, cs_err *err)
 	if (!txn->write)
 		return cs_fail(err, CS_EINPUT, "%s: the transaction is read-only", what);
 	if (txn->failed)
-		return cs_fail(err, CS_EIO, "%s: an earlier change in this transaction failed; abort it",
-		               what);
+		return cs_fail(err, CS_EIO,
+		               "%s: an earlier change in this transaction failed; abort it", what);
 	return 0;
 }
 
@@ -520,7 +520,8 @@ int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *va
 	} else if (rc != MDB_NOTFOUND) {
 		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
 	}
-	if (log && (op = new_op(txn, CERTSYNC__OP__KIND__PUT, t, key, klen, val, vlen, err)) == NULL)
+	if (log &&
+	    (op = new_op(txn, CERTSYNC__OP__KIND__PUT, t, key, klen, val, vlen, err)) == NULL)
 		return -1;
 	v.mv_size = vlen;
 	v.mv_data = (void *)val;

@@ -22,12 +22,12 @@
 #include "../common/err.h"
 
 typedef enum cs_table {
-	CS_TBL_CERTS,	 /* identity certificates: CertRecord */
-	CS_TBL_CAS,	 /* intermediate and root certificates: CertRecord */
+	CS_TBL_CERTS,    /* identity certificates: CertRecord */
+	CS_TBL_CAS,      /* intermediate and root certificates: CertRecord */
 	CS_TBL_REQUESTS, /* certificate signing requests: RequestRecord */
-	CS_TBL_KEYS,	 /* imported keys no certificate claimed yet: PendingKey */
+	CS_TBL_KEYS,     /* imported keys no certificate claimed yet: PendingKey */
 	CS_TBL_SETTINGS, /* "kdf": KdfParams, "default": DefaultCert */
-	CS_TBL_NREPL	 /* number of replicated tables */
+	CS_TBL_NREPL     /* number of replicated tables */
 } cs_table;
 
 #define CS_DIGEST_LEN 32
@@ -56,21 +56,20 @@ int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err);
 /* 0 and *val, *vlen set (valid until the transaction ends) when found,
  * 1 when absent, -1 on error. */
 int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void **val,
-	       size_t *vlen, cs_err *err);
+               size_t *vlen, cs_err *err);
 
 /* Record a put or a delete: the table, the digest and the pending log entry
  * change together.  Deleting an absent key is a no-op returning 0.  Keys hold
  * 1 to 511 bytes (CS_EINPUT otherwise, nothing changed).  After any other
  * failure the transaction can only be aborted (commit refuses it). */
-int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
-	       size_t vlen, cs_err *err);
+int cs_txn_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+               cs_err *err);
 int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *err);
 
 /* Calls fn for every pair of table t in key order; a non-zero return from fn
  * stops the walk and is returned.  key and val are valid during the call only,
  * and fn must not change table t. */
-typedef int (*cs_visit_fn)(void *ctx, const void *key, size_t klen, const void *val,
-			   size_t vlen);
+typedef int (*cs_visit_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
 int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err);
 
 /* Number of pairs in table t. */
@@ -147,28 +146,28 @@ int cs_txn_apply(cs_txn *txn, const void *entry, size_t len, cs_err *err);
  * cs_txn_load puts the primary's pairs; cs_txn_set_position sets the applied
  * position and replaces the epoch history with the primary's. */
 int cs_txn_reset(cs_txn *txn, uint64_t keep, const char *origin, size_t *moved, cs_err *err);
-int cs_txn_load(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val,
-		size_t vlen, cs_err *err);
-int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, size_t n,
-			cs_err *err);
+int cs_txn_load(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
+                cs_err *err);
+int cs_txn_set_position(cs_txn *txn, cs_pos pos, const cs_epoch_start *hist, size_t n, cs_err *err);
 
 /* The diverged table (local): entries an old primary wrote after its log
  * forked, kept for the operator.  An entry's id is the BLAKE2b-256 of its
  * bytes, so the same entry reported twice is kept once. */
 typedef struct cs_diverged {
 	uint8_t id[CS_DIGEST_LEN];
-	const char *origin;	 /* the node whose log held it */
-	int64_t found;		 /* unix seconds when it was moved aside */
-	uint64_t applied_seq;	 /* the change that re-applied it; 0 while not */
-	const void *entry;	 /* packed LogEntry */
+	const char *origin;   /* the node whose log held it */
+	int64_t found;        /* unix seconds when it was moved aside */
+	uint64_t applied_seq; /* the change that re-applied it; 0 while not */
+	const void *entry;    /* packed LogEntry */
 	size_t entry_len;
 } cs_diverged;
 
 /* 0 added, 1 already there, -1 error (CS_EINPUT for an entry that does not
  * decode). */
 int cs_txn_diverged_add(cs_txn *txn, const char *origin, const void *entry, size_t len,
-			cs_err *err);
-/* Calls fn for each, in id order; a non-zero return stops the walk. */
+                        cs_err *err);
+/* Calls fn for each, in id order; a non-zero return stops the walk and is
+ * returned.  d and what it points to are valid during the call only. */
 typedef int (*cs_diverged_fn)(void *ctx, const cs_diverged *d);
 int cs_txn_diverged_foreach(cs_txn *txn, cs_diverged_fn fn, void *ctx, cs_err *err);
 /* Re-applies the ops of the entry whose id starts with ref (8 to 64 hex

@@ -16,9 +16,9 @@
 struct cs_store {
 	MDB_env *env;
 	MDB_dbi tbl[CS_TBL_NREPL];
-	MDB_dbi log;	  /* seq (8 bytes big-endian) -> packed LogEntry */
-	MDB_dbi meta;	  /* "applied", "digest", "epoch", "led" */
-	MDB_dbi epochs;	  /* epoch (8 bytes big-endian) -> its first seq (8 bytes) */
+	MDB_dbi log;      /* seq (8 bytes big-endian) -> packed LogEntry */
+	MDB_dbi meta;     /* "applied", "digest", "epoch", "led" */
+	MDB_dbi epochs;   /* epoch (8 bytes big-endian) -> its first seq (8 bytes) */
 	MDB_dbi diverged; /* BLAKE2b of the entry -> DivergedRecord */
 	int lockfd;
 	size_t maxkey;
@@ -66,7 +66,7 @@ int st_check_writable(cs_txn *txn, const char *what, cs_err *err);
  * that cannot be stored fails with CS_EINPUT and changes nothing; any other
  * failure marks the transaction failed. */
 int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *val, size_t vlen,
-	   bool log, cs_err *err);
+           bool log, cs_err *err);
 int st_del(cs_txn *txn, cs_table t, const void *key, size_t klen, bool log, cs_err *err);
 
 /* Records that the entry at pos is now in the log: the epoch history gains

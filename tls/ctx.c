@@ -20,8 +20,8 @@
 /* Mozilla's "intermediate" TLS 1.2 suites (ECDHE, AEAD); TLS 1.3 keeps
  * OpenSSL's default suites. */
 static const char CIPHERS_TLS12[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-				    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-				    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+                                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char GROUPS[] = "X25519:P-256:P-384";
 /* Resumed sessions must come from a certsync server, whichever node. */
 static const unsigned char SID_CTX[] = "certsync";
@@ -88,8 +88,7 @@ static bool hello_ecdsa(SSL *s)
 	size_t len;
 	bool sig = true; /* no signature_algorithms: TLS 1.2 defaults allow it */
 
-	if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_signature_algorithms, &p, &len) &&
-	    len >= 2) {
+	if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_signature_algorithms, &p, &len) && len >= 2) {
 		sig = false;
 		/* ecdsa_* schemes: hash 2..6 (SHA-1 .. SHA-512), signature 3. */
 		for (size_t i = 2; i + 1 < len && !sig; i += 2)
@@ -106,9 +105,9 @@ static int on_client_hello(SSL *s, int *alert, void *arg)
 	const tls_entry *e;
 
 	(void)arg;
-	e = hs->table != NULL ? tls_table_select(hs->table, n > 0 ? name : NULL, hello_ecdsa(s),
-						 time(NULL))
-			      : NULL;
+	e = hs->table != NULL
+	        ? tls_table_select(hs->table, n > 0 ? name : NULL, hello_ecdsa(s), time(NULL))
+	        : NULL;
 	if (e == NULL) {
 		*alert = SSL_AD_HANDSHAKE_FAILURE;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -120,12 +119,11 @@ static int on_client_hello(SSL *s, int *alert, void *arg)
 	memcpy(hs->cert_id, e->id_hex, sizeof(hs->cert_id));
 	memcpy(hs->sni, name, n);
 	hs->sni[n] = '\0';
-	hs->selected = true;
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static int on_alpn(SSL *s, const unsigned char **out, unsigned char *outlen,
-		   const unsigned char *in, unsigned int inlen, void *arg)
+                   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char ours[] = "\x08http/1.1";
 	unsigned char *sel;
@@ -201,9 +199,9 @@ void tls_tickets_clear(struct tls_tickets *tk)
 static int set_mac(EVP_MAC_CTX *hctx, struct tls_ticket_key *k)
 {
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac, sizeof(k->hmac)),
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-		OSSL_PARAM_construct_end(),
+	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac, sizeof(k->hmac)),
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+	    OSSL_PARAM_construct_end(),
 	};
 
 	return EVP_MAC_CTX_set_params(hctx, params);
@@ -213,7 +211,7 @@ static int set_mac(EVP_MAC_CTX *hctx, struct tls_ticket_key *k)
  * the previous, this or the next hour (clocks of nodes differ a little);
  * 0 (unknown key) means a full handshake, 2 asks for a fresh ticket. */
 static int on_ticket(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
-		     EVP_MAC_CTX *hctx, int enc)
+                     EVP_MAC_CTX *hctx, int enc)
 {
 	tls_hs *hs = SSL_get_app_data(s);
 	struct tls_tickets *tk = hs->tickets;
@@ -274,7 +272,8 @@ SSL_CTX *tls_ctx_new(cs_err *err)
 	return ctx;
 fail:
 	reason = ERR_reason_error_string(ERR_get_error());
-	cs_fail(err, CS_EIO, "cannot set up the TLS context: %s", reason ? reason : "unknown error");
+	cs_fail(err, CS_EIO, "cannot set up the TLS context: %s",
+	        reason ? reason : "unknown error");
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
 	return NULL;

@@ -16,8 +16,7 @@
 
 /* Finds header name in the header lines [p, end), case-insensitively; its
  * value (spaces trimmed) in *val, *vlen.  False when absent. */
-static bool header(const char *p, const char *end, const char *name, const char **val,
-		   size_t *vlen)
+static bool header(const char *p, const char *end, const char *name, const char **val, size_t *vlen)
 {
 	size_t nlen = strlen(name);
 
@@ -53,19 +52,19 @@ static bool value_has(const char *v, size_t vlen, const char *token)
 	return false;
 }
 
-#define RESPONSE                                                                      \
-	"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"                        \
+#define RESPONSE                                                                                   \
+	"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"                            \
 	"Cache-Control: no-store\r\nConnection: %s\r\n\r\n%s"
 
 /* Formats status line, headers and body into a malloc'd *out. */
 static int respond(int code, const char *type, const char *body, bool keep, char **out,
-		   size_t *outlen)
+                   size_t *outlen)
 {
 	const char *reason = code == 200   ? "OK"
-			     : code == 400 ? "Bad Request"
-			     : code == 404 ? "Not Found"
-			     : code == 431 ? "Request Header Fields Too Large"
-					   : "Service Unavailable";
+	                     : code == 400 ? "Bad Request"
+	                     : code == 404 ? "Not Found"
+	                     : code == 431 ? "Request Header Fields Too Large"
+	                                   : "Service Unavailable";
 	const char *conn = keep ? "keep-alive" : "close";
 	size_t blen = strlen(body);
 	int n = snprintf(NULL, 0, RESPONSE, code, reason, type, blen, conn, body);
@@ -80,8 +79,8 @@ static int respond(int code, const char *type, const char *body, bool keep, char
 static int respond_root(const tls_http_info *info, bool keep, char **out, size_t *outlen)
 {
 	json_t *j = json_pack("{s:s, s:s, s:s?, s:s?}", "node", info->node, "role", info->role,
-			      "sni", info->sni[0] != '\0' ? info->sni : NULL, "certificate",
-			      info->cert_id[0] != '\0' ? info->cert_id : NULL);
+	                      "sni", info->sni[0] != '\0' ? info->sni : NULL, "certificate",
+	                      info->cert_id[0] != '\0' ? info->cert_id : NULL);
 	/* A buffer of our own: the agent's jansson allocator wipes and frees
 	 * its blocks itself, so nothing jansson returns may go to realloc. */
 	char body[2048];
@@ -96,8 +95,8 @@ static int respond_root(const tls_http_info *info, bool keep, char **out, size_t
 	return rc;
 }
 
-long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info *info,
-		     char **out, size_t *outlen, bool *keep)
+long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info *info, char **out,
+                     size_t *outlen, bool *keep)
 {
 	const char *end = memmem(in, len, "\r\n\r\n", 4);
 	const char *sp1, *sp2, *eol, *v, *path;
@@ -109,8 +108,8 @@ long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info
 		if (len < cap)
 			return 0;
 		return respond(431, "text/plain", "request too large\n", false, out, outlen) < 0
-			       ? -1
-			       : (long)len;
+		           ? -1
+		           : (long)len;
 	}
 	end += 2; /* the header lines end with the last header's CRLF */
 	eol = memchr(in, '\r', (size_t)(end - in));
@@ -152,10 +151,10 @@ long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info
 			code = info->healthy ? 200 : 503;
 	}
 	if (respond(code, "text/plain",
-		    code == 200	  ? "ok\n"
-		    : code == 503 ? "no certificate covering this node is served\n"
-				  : "not found\n",
-		    *keep, out, outlen) < 0)
+	            code == 200   ? "ok\n"
+	            : code == 503 ? "no certificate covering this node is served\n"
+	                          : "not found\n",
+	            *keep, out, outlen) < 0)
 		return -1;
 	return (long)(end + 2 - in);
 }

@@ -29,11 +29,11 @@
 
 #include "../common/log.h"
 
-#define ACCEPT_BATCH	64   /* accepts per wake-up, so handshakes in flight progress */
-#define SPARE_CONNS	256  /* connection structs a worker keeps for reuse */
-#define HTTP_IN_MAX	8192 /* largest request head we read */
+#define ACCEPT_BATCH    64   /* accepts per wake-up, so handshakes in flight progress */
+#define SPARE_CONNS     256  /* connection structs a worker keeps for reuse */
+#define HTTP_IN_MAX     8192 /* largest request head we read */
 #define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
-#define MAX_WORKERS	256
+#define MAX_WORKERS     256
 
 enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
 
@@ -128,18 +128,18 @@ static void conn_close(struct tls_conn *c, bool polite)
 	}
 }
 
-/* After an SSL call that did not complete: wait for what it needs, or close.
- * Returns -1 when the connection was closed. */
-static int conn_wait(struct tls_conn *c, int r)
+/* After an SSL call that did not complete: wait for what it needs, or close
+ * the connection (a handshake that ends so has failed). */
+static void conn_wait(struct tls_conn *c, int r)
 {
 	switch (SSL_get_error(c->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
-		return 0; /* the read event is persistent */
+		return; /* the read event is persistent */
 	case SSL_ERROR_WANT_WRITE:
 		/* Reading waits too: a level-triggered read event on unread
 		 * bytes would spin until the socket drains. */
 		if (event_del(&c->rev) == 0 && event_add(&c->wev, NULL) == 0)
-			return 0;
+			return;
 		break;
 	default:
 		break;
@@ -147,7 +147,6 @@ static int conn_wait(struct tls_conn *c, int r)
 	if (c->state == CONN_HANDSHAKE)
 		add_relaxed(&c->w->failed);
 	conn_close(c, false);
-	return -1;
 }
 
 static void http_drive(struct tls_conn *c)
@@ -179,7 +178,7 @@ static void http_drive(struct tls_conn *c)
 		if (c->inlen > 0) {
 			info.healthy = tls_server_healthy(srv);
 			used = tls_http_answer(c->in, c->inlen, HTTP_IN_MAX, &info, &c->out,
-					       &c->outlen, &c->keep);
+			                       &c->outlen, &c->keep);
 			if (used < 0) {
 				conn_close(c, false);
 				return;
@@ -338,7 +337,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 				struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
 
 				cs_warn("tls: cannot accept: %s; pausing %d ms", strerror(errno),
-					EMFILE_PAUSE_MS);
+				        EMFILE_PAUSE_MS);
 				listeners_enable(w, false);
 				evtimer_add(&w->resume_ev, &tv);
 			}
@@ -370,7 +369,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, cs_err *err)
 {
 	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-				 .ai_socktype = SOCK_STREAM};
+	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
 	char host[INET6_ADDRSTRLEN];
 	const char *port, *hend;
@@ -404,13 +403,13 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *ssl
 	return 0;
 bad:
 	return cs_fail(err, CS_EUSAGE,
-		       "tls_listen \"%s\": expected ADDRESS:PORT with a numeric address, "
-		       "as 127.0.0.1:8443 or [::1]:8443",
-		       s);
+	               "tls_listen \"%s\": expected ADDRESS:PORT with a numeric address, "
+	               "as 127.0.0.1:8443 or [::1]:8443",
+	               s);
 }
 
 static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const char *what,
-			 cs_err *err)
+                         cs_err *err)
 {
 	int one = 1;
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -466,7 +465,7 @@ static int bind_address(tls_server *srv, size_t i, const char *spec, cs_err *err
 			return -1;
 		srv->workers[k].ls[i].fd = fd;
 		event_assign(&srv->workers[k].ls[i].ev, srv->workers[k].base, fd,
-			     EV_READ | EV_PERSIST, on_accept, &srv->workers[k]);
+		             EV_READ | EV_PERSIST, on_accept, &srv->workers[k]);
 		if (k == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 			return cs_fail(err, CS_EIO, "tls_listen %s: %s", spec, strerror(errno));
 	}
@@ -485,11 +484,11 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t master[32],
-		       cs_err *err)
+static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t master[32], cs_err *err)
 {
 	struct timeval hs = {srv->hs_timeout_ms / 1000, srv->hs_timeout_ms % 1000 * 1000};
-	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000, TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
+	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000,
+	                     TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
 
 	w->srv = srv;
 	w->wake_fd = -1;
@@ -563,8 +562,7 @@ static int start_threads(tls_server *srv, cs_err *err)
 				rc = cs_fail(err, CS_EIO, "cannot watch a TLS listener");
 		}
 		if (rc == 0 && (errno = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
-			rc = cs_fail(err, CS_EIO, "cannot start a TLS worker: %s",
-				     strerror(errno));
+			rc = cs_fail(err, CS_EIO, "cannot start a TLS worker: %s", strerror(errno));
 		w->running = rc == 0;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -572,7 +570,7 @@ static int start_threads(tls_server *srv, cs_err *err)
 }
 
 int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t ticket_master[32],
-		     cs_err *err)
+                     cs_err *err)
 {
 	tls_server *srv = calloc(1, sizeof(*srv));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -584,9 +582,9 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 	if (srv->nworkers > MAX_WORKERS)
 		srv->nworkers = MAX_WORKERS;
 	srv->hs_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms
-							   : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	                                                   : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	srv->max_conns =
-		cfg->max_connections > 0 ? cfg->max_connections : TLS_DEFAULT_MAX_CONNECTIONS;
+	    cfg->max_connections > 0 ? cfg->max_connections : TLS_DEFAULT_MAX_CONNECTIONS;
 	srv->naddrs = cfg->nlisten;
 	srv->node_name = dup_or_empty(cfg->node_name);
 	srv->role = dup_or_empty(cfg->role);
@@ -681,14 +679,14 @@ static void log_coverage(const tls_table *t, time_t now)
 	}
 	if (t->nuncovered == 0)
 		cs_info("tls: serving %zu certificates, default %.8s", t->nentries,
-			served != NULL ? served->id_hex : "(none)");
+		        served != NULL ? served->id_hex : "(none)");
 	else if (t->covered)
 		cs_warn("tls: the default certificate does not cover %s; serving %.8s instead",
-			missing, served->id_hex);
+		        missing, served->id_hex);
 	else
-		cs_warn("tls: no certificate covers %s; serving %.8s by default, /healthz "
-			"answers 503",
-			missing, served != NULL ? served->id_hex : "(none)");
+		cs_warn("tls: no certificate covers %s; clients without SNI or with an "
+		        "unknown name are refused, /healthz answers 503",
+		        missing);
 }
 
 void tls_server_swap(tls_server *srv, tls_table *table)
@@ -706,8 +704,8 @@ void tls_server_swap(tls_server *srv, tls_table *table)
 int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err)
 {
 	tls_table *prev = tls_server_table(srv), *t;
-	int rc = tls_table_load(&t, txn, key, srv->node_hostname, srv->site_hostname, prev, now,
-				err);
+	int rc =
+	    tls_table_load(&t, txn, key, srv->node_hostname, srv->site_hostname, prev, now, err);
 
 	tls_table_free(prev);
 	if (rc == 0)
@@ -744,12 +742,12 @@ json_t *tls_server_status(tls_server *srv)
 	for (size_t i = 0; i < srv->naddrs; i++)
 		json_array_append_new(addrs, json_string(srv->addrs[i]));
 	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i}, s:b, s:o}",
-		       "listeners", addrs, "workers", srv->nworkers, "handshakes", "done",
-		       (json_int_t)done, "failed", (json_int_t)failed, "connections", "open",
-		       atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
-		       (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
-		       srv->max_conns, "healthy", t != NULL && tls_table_healthy(t, now),
-		       "table", t != NULL ? tls_table_status(t, now) : json_null());
+	               "listeners", addrs, "workers", srv->nworkers, "handshakes", "done",
+	               (json_int_t)done, "failed", (json_int_t)failed, "connections", "open",
+	               atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
+	               (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
+	               srv->max_conns, "healthy", t != NULL && tls_table_healthy(t, now), "table",
+	               t != NULL ? tls_table_status(t, now) : json_null());
 	tls_table_free(t);
 	return st;
 }

@@ -40,8 +40,8 @@ static uint64_t hash_bytes(const void *p, size_t n)
 	return h;
 }
 
-static struct tls_slot *map_probe(struct tls_slot *slots, size_t cap, const void *key,
-				  size_t klen, uint64_t h)
+static struct tls_slot *map_probe(struct tls_slot *slots, size_t cap, const void *key, size_t klen,
+                                  uint64_t h)
 {
 	for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
 		struct tls_slot *s = &slots[i];
@@ -151,7 +151,8 @@ static int cmp_expiry(const void *a, const void *b)
 
 static void cands_sort(tls_cands *c)
 {
-	qsort(c->v, c->n, sizeof(*c->v), cmp_expiry);
+	if (c->n > 1) /* an empty list has no array to give qsort */
+		qsort(c->v, c->n, sizeof(*c->v), cmp_expiry);
 }
 
 /* ---- names ---------------------------------------------------------------- */
@@ -174,7 +175,7 @@ size_t tls_name_normalize(const char *name, size_t len, char *out)
 				return 0;
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-			   c == '_') {
+		           c == '_') {
 			if (++label > 63)
 				return 0;
 		} else {
@@ -229,13 +230,12 @@ const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecd
 		if ((e = first_valid(stages[s], WANT_RSA, now)) != NULL)
 			return e;
 	}
-	/* ...then any valid one, then the default whatever its dates: a client
-	 * told "expired" is better off than one told nothing. */
+	/* ...then any valid one: its signature may yet suit the client. */
 	for (int s = 0; s < 3; s++) {
 		if ((e = first_valid(stages[s], WANT_ANY, now)) != NULL)
 			return e;
 	}
-	return t->dflt.n > 0 ? t->dflt.v[0] : NULL;
+	return NULL;
 }
 
 /* ---- building ----------------------------------------------------------------- */
@@ -292,15 +292,15 @@ static bool covers_all(const tls_table *t, const tls_entry *e)
 	return true;
 }
 
-/* The coverage gate: the default is served for no SNI and unknown names only
- * when it covers both hostnames; else the best valid certificate that does
- * is served instead; else (nothing covers) the default still is, and
- * /healthz says 503. */
+/* The coverage gate: the store's default is served for no SNI and unknown
+ * names only when it covers both hostnames; otherwise the best valid
+ * certificate that does is served instead, and when none does, nothing is
+ * (those handshakes fail, and /healthz says 503). */
 static int gate(tls_table *t, time_t now)
 {
 	const char *hosts[2] = {t->node_hostname, t->site_hostname};
-	tls_cands cover = {0};
 	const tls_entry *c = t->configured;
+	tls_cands cover = {0};
 
 	for (size_t i = 0; i < t->nentries; i++) {
 		if (covers_all(t, &t->entries[i]) && cands_push(&cover, &t->entries[i]) < 0)
@@ -311,24 +311,20 @@ static int gate(tls_table *t, time_t now)
 		if (hosts[i][0] != '\0' && (c == NULL || !pki_covers(c->leaf, hosts[i])))
 			t->uncovered[t->nuncovered++] = hosts[i];
 	}
-	if (c != NULL && t->nuncovered == 0 && valid_at(c, now)) {
+	if (c != NULL && t->nuncovered == 0) {
 		/* The default first, the other covering ones behind it for
-		 * clients of the other key type. */
+		 * clients of the other key type and for when it expires. */
 		if (cands_push(&t->dflt, c) < 0)
 			goto oom;
 		for (size_t i = 0; i < cover.n; i++) {
 			if (cover.v[i] != c && cands_push(&t->dflt, cover.v[i]) < 0)
 				goto oom;
 		}
-		t->covered = true;
-	} else if (first_valid(&cover, WANT_ANY, now) != NULL) {
+		free(cover.v);
+	} else {
 		t->dflt = cover;
-		cover = (tls_cands){0};
-		t->covered = true;
-	} else if (c != NULL && cands_push(&t->dflt, c) < 0) {
-		goto oom;
 	}
-	free(cover.v);
+	t->covered = first_valid(&t->dflt, WANT_ANY, now) != NULL;
 	return 0;
 oom:
 	free(cover.v);
@@ -348,8 +344,8 @@ static void table_destroy(tls_table *t)
 }
 
 int tls_table_build(tls_table **out, tls_entry *entries, tls_sans *sans, size_t n,
-		    const uint8_t *default_id, const char *node_hostname,
-		    const char *site_hostname, time_t now, cs_err *err)
+                    const uint8_t *default_id, const char *node_hostname, const char *site_hostname,
+                    time_t now, cs_err *err)
 {
 	tls_table *t = calloc(1, sizeof(*t));
 	const char *hosts[2] = {node_hostname, site_hostname};
@@ -495,7 +491,7 @@ static int open_entry(struct load *ld, const Certsync__CertRecord *rec, tls_entr
 	if ((e->leaf = pki_cert_from_der(rec->der.data, rec->der.len, &err)) == NULL)
 		goto skip;
 	if (cs_unseal(ld->key, rec->sealed_key.data, rec->sealed_key.len, e->id, TLS_ID_LEN, &plain,
-		      &plen, &err) < 0)
+	              &plen, &err) < 0)
 		goto skip;
 	e->key = pki_key_from_der(plain, plen, &err);
 	cs_secret_free(plain);
@@ -569,7 +565,7 @@ static int load_cert(void *ctx, const void *key, size_t klen, const void *val, s
 	e->not_before = (time_t)rec->not_before;
 	e->not_after = (time_t)rec->not_after;
 	if (EVP_Digest(rec->sealed_key.data, rec->sealed_key.len, e->seal_hash, NULL, EVP_sha256(),
-		       NULL) != 1) {
+	               NULL) != 1) {
 		rc = cs_fail(ld->err, CS_EIO, "hashing a sealed key failed");
 		goto out;
 	}
@@ -611,7 +607,7 @@ static int read_default(cs_txn *txn, uint8_t id[TLS_ID_LEN], cs_err *err)
 }
 
 int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
-		   const char *site_hostname, const tls_table *prev, time_t now, cs_err *err)
+                   const char *site_hostname, const tls_table *prev, time_t now, cs_err *err)
 {
 	struct load ld = {.key = key, .prev = prev, .err = err};
 	uint8_t default_id[TLS_ID_LEN], cas_hash[32];
@@ -637,7 +633,7 @@ int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *
 	if (cs_txn_foreach(txn, CS_TBL_CERTS, load_cert, &ld, err) != 0)
 		goto fail;
 	if (tls_table_build(&t, ld.entries, ld.sans, ld.n, has_default == 0 ? default_id : NULL,
-			    node_hostname, site_hostname, now, err) < 0) {
+	                    node_hostname, site_hostname, now, err) < 0) {
 		ld.entries = NULL; /* the build took them */
 		goto fail;
 	}
@@ -688,23 +684,20 @@ json_t *tls_table_status(const tls_table *t, time_t now)
 	for (int i = 0; i < 2; i++) {
 		if (hosts[i][0] != '\0')
 			json_array_append_new(
-				served,
-				json_pack("{s:s, s:o}", "hostname", hosts[i], "certificate",
-					  id_json(tls_table_select(t, hosts[i], true, now))));
+			    served, json_pack("{s:s, s:o}", "hostname", hosts[i], "certificate",
+			                      id_json(tls_table_select(t, hosts[i], true, now))));
 	}
 	cs_hex(t->configured_id, TLS_ID_LEN, hex);
-	return json_pack(
-		"{s:I, s:I, s:o, s:{s:o, s:o, s:b, s:o}, s:o}", "certificates",
-		(json_int_t)t->nentries, "skipped", (json_int_t)t->skipped, "built",
-		time_json(t->built), "default", "configured",
-		t->has_configured ? json_string(hex) : json_null(), "served",
-		id_json(tls_table_select(t, NULL, true, now)), "covered", t->covered, "uncovered",
-		uncovered, "hosts", served);
+	return json_pack("{s:I, s:I, s:o, s:{s:o, s:o, s:b, s:o}, s:o}", "certificates",
+	                 (json_int_t)t->nentries, "skipped", (json_int_t)t->skipped, "built",
+	                 time_json(t->built), "default", "configured",
+	                 t->has_configured ? json_string(hex) : json_null(), "served",
+	                 id_json(tls_table_select(t, NULL, true, now)), "covered", t->covered,
+	                 "uncovered", uncovered, "hosts", served);
 }
 
 bool tls_table_healthy(const tls_table *t, time_t now)
 {
-	const tls_entry *e = tls_table_select(t, NULL, true, now);
-
-	return t->covered && e != NULL && valid_at(e, now);
+	/* Checked again now: the served default may have expired since. */
+	return first_valid(&t->dflt, WANT_ANY, now) != NULL;
 }

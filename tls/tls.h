@@ -29,15 +29,15 @@
 typedef struct tls_config {
 	const char *const *listen; /* "127.0.0.1:8443", "[::1]:8443"; port 0 picks one */
 	size_t nlisten;
-	int workers;		  /* 0: the number of online cores */
-	int handshake_timeout_ms; /* 0: TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS */
-	int max_connections;	  /* 0: TLS_DEFAULT_MAX_CONNECTIONS */
-	const char *node_name, *role;		/* reported by GET / */
+	int workers;                               /* 0: the number of online cores */
+	int handshake_timeout_ms;                  /* 0: TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	int max_connections;                       /* 0: TLS_DEFAULT_MAX_CONNECTIONS */
+	const char *node_name, *role;              /* reported by GET / */
 	const char *node_hostname, *site_hostname; /* the coverage gate's hostnames */
 } tls_config;
 
 #define TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define TLS_DEFAULT_MAX_CONNECTIONS	 10000
+#define TLS_DEFAULT_MAX_CONNECTIONS      10000
 /* How long an established connection may stay idle between requests. */
 #define TLS_KEEPALIVE_TIMEOUT_MS 30000
 
@@ -51,7 +51,8 @@ typedef struct tls_table tls_table;
  * default of the settings table behind the coverage gate (the default is
  * served for no SNI and unknown names only when it covers node_hostname and
  * site_hostname; otherwise the best valid certificate that covers both is,
- * and the table names the uncovered hostnames).  Records whose key does not
+ * or none, and the table names the uncovered hostnames).  Only certificates
+ * valid at the handshake's time are served.  Records whose key does not
  * open or parse are skipped with a warning in the log.
  *
  * prev (may be NULL) is a table built before: records unchanged since (same
@@ -59,7 +60,7 @@ typedef struct tls_table tls_table;
  * unsealing and parsing again, so a change is served quickly however many
  * certificates the store holds.  *out holds one reference. */
 int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
-		   const char *site_hostname, const tls_table *prev, time_t now, cs_err *err);
+                   const char *site_hostname, const tls_table *prev, time_t now, cs_err *err);
 
 /* Drops one reference; the last one frees the table.  NULL is a no-op. */
 void tls_table_free(tls_table *t);
@@ -78,7 +79,7 @@ typedef struct tls_server tls_server;
  * neighbouring hours accepted.  Errors: CS_EUSAGE for a bad listen address,
  * CS_EIO when a socket cannot be bound (the message names the address). */
 int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t ticket_master[32],
-		     cs_err *err);
+                     cs_err *err);
 
 /* Serves table from now on; takes ownership of the caller's reference.
  * Handshakes in flight finish on the table they started with; the old table

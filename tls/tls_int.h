@@ -14,7 +14,7 @@
 
 #include "tls.h"
 
-#define TLS_ID_LEN   32	 /* a certificate id: SHA-256 of the leaf's DER */
+#define TLS_ID_LEN   32  /* a certificate id: SHA-256 of the leaf's DER */
 #define TLS_NAME_MAX 253 /* longest DNS name, without the trailing dot */
 
 /* One servable certificate: parsed once, shared by reference with the tables
@@ -26,7 +26,7 @@ typedef struct tls_entry {
 	X509 *leaf;
 	EVP_PKEY *key;
 	STACK_OF(X509) * chain; /* issuers to send after the leaf; may be NULL */
-	bool ec;		/* ECDSA key; else RSA */
+	bool ec;                /* ECDSA key; else RSA */
 	time_t not_before, not_after;
 } tls_entry;
 
@@ -51,14 +51,14 @@ struct tls_table {
 	tls_map byid;  /* id → tls_entry, for reuse by the next build */
 	tls_cands dflt;
 	const tls_entry *configured; /* the store's default, when it holds a key */
-	bool has_configured;	     /* the store names a default at all */
+	bool has_configured;         /* the store names a default at all */
 	uint8_t configured_id[TLS_ID_LEN];
-	bool covered; /* what is served by default covers both hostnames */
+	bool covered; /* at the build, a valid default covered both hostnames */
 	char node_hostname[TLS_NAME_MAX + 1], site_hostname[TLS_NAME_MAX + 1];
 	const char *uncovered[2]; /* hostnames the configured default misses */
 	size_t nuncovered;
 	uint8_t cas_hash[32]; /* which CA pool the chains were built from */
-	size_t skipped;	      /* records left out: key did not open or parse */
+	size_t skipped;       /* records left out: key did not open or parse */
 	time_t built;
 };
 
@@ -70,7 +70,8 @@ size_t tls_name_normalize(const char *name, size_t len, char *out);
 
 /* The certificate for a normalized name (NULL: no SNI) at time now: exact,
  * then wildcard, then default; in each, a certificate valid now whose key type
- * suits the client first.  NULL only when the table holds nothing to serve. */
+ * suits the client first.  NULL when no valid certificate answers the name:
+ * the handshake fails then. */
 const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecdsa, time_t now);
 
 /* Takes one more reference. */
@@ -84,14 +85,13 @@ typedef struct tls_sans {
 	size_t n;
 } tls_sans;
 int tls_table_build(tls_table **out, tls_entry *entries, tls_sans *sans, size_t n,
-		    const uint8_t *default_id, const char *node_hostname,
-		    const char *site_hostname, time_t now, cs_err *err);
+                    const uint8_t *default_id, const char *node_hostname, const char *site_hostname,
+                    time_t now, cs_err *err);
 
 /* Per-handshake state the OpenSSL callbacks reach with SSL_get_app_data. */
 typedef struct tls_hs {
 	tls_table *table; /* set before the handshake; NULL: nothing to serve */
 	struct tls_tickets *tickets;
-	bool selected; /* the ClientHello callback picked a certificate */
 	char cert_id[2 * TLS_ID_LEN + 1];
 	char sni[TLS_NAME_MAX + 1]; /* normalized; "" for none or absurd */
 } tls_hs;
@@ -106,8 +106,8 @@ typedef struct tls_http_info {
  * 0 when it is not whole yet; else the bytes it used, with the response in
  * *out (malloc'd) and *keep false when the connection must close after it
  * (a full buffer without a whole request gets 431).  -1: out of memory. */
-long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info *info,
-		     char **out, size_t *outlen, bool *keep);
+long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info *info, char **out,
+                     size_t *outlen, bool *keep);
 
 /* True when the table serves, by default, a valid certificate that covers
  * the node and site hostnames (/healthz). */

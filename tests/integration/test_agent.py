@@ -102,3 +102,49 @@ def test_command_without_agent(certsync_bin, tmp_path):
     assert r.rc in (1, 2), r.describe()
     assert sock in r.stderr, r.describe()
     assert isinstance(r.data, dict) and "error" in r.data, r.describe()
+
+
+def test_sigterm_with_busy_and_idle_clients(agent_factory):
+    """SIGTERM while a client holds half a request and another keeps making
+    certificates: exit 0, and every acknowledged change survives."""
+    import socket
+    import subprocess
+    import threading
+
+    a = agent_factory()
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.settimeout(10)
+    idle.connect(a.control_socket)
+    idle.sendall(b'{"cmd": "sta')
+    acked, stop = [], threading.Event()
+
+    def busy():
+        for i in range(200):
+            if stop.is_set():
+                return
+            p = subprocess.run([a.binary, "-c", a.config, "--json", "cert", "self-signed", "--name",
+                                "busy%d" % i, "--country", "GB", "--common-name", "support.example.test"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            if p.returncode == 0:
+                import json
+                acked.append(json.loads(p.stdout)["certificate"]["id"])
+            elif a.running:
+                raise AssertionError(p.stderr.decode())
+
+    t = threading.Thread(target=busy)
+    t.start()
+    for _ in range(600):                      # bounded: at most ~60 s
+        if len(acked) >= 5 or not t.is_alive():
+            break
+        t.join(0.1)
+    rc = a.stop(signal.SIGTERM, timeout=30)
+    stop.set()
+    t.join(120)
+    idle.close()
+    assert not t.is_alive()
+    assert rc == 0, "SIGTERM with clients connected: exit %r\n%s" % (rc, a.stderr()[-2000:])
+    a.start()
+    st = a.status()
+    assert st["digest_ok"] is True
+    ids = set(a.certs())
+    assert set(acked) <= ids, "acknowledged certificates lost after SIGTERM"

@@ -20,7 +20,7 @@ def lines_of(agent):
     return agent.config_text().splitlines()
 
 
-def run_agent_expect_exit(agent, timeout=30):
+def run_agent_expect_exit(agent, timeout=15):
     """Starts the agent and waits (bounded) for it to exit; returns (rc, stderr)."""
     agent.start(wait=False)
     rc = agent.wait_exit(timeout)
@@ -54,6 +54,8 @@ CASES = {
     "bad-peer-role": (lambda L: L[:14] + ["role = boss"] + L[15:], ["boss", "primary", "backup", "traffic"], 15),
     "bad-log-level": (lambda L: L[:8] + ["log_level = loud"] + L[9:], ["loud", "debug", "info"], 9),
     "not-ini": (lambda L: L[:5] + ["this line has no equals sign"] + L[5:], [], 6),
+    # a key given twice must not silently override the first (here: primary → backup)
+    "duplicate-node-key": (lambda L: L[:4] + ["role = backup"] + L[4:], ["role"], 5),
 }
 
 
@@ -80,6 +82,10 @@ def test_missing_passphrase_file(agent_factory):
     rc, err = run_agent_expect_exit(a)
     assert rc == 2, err
     assert missing in err, "the passphrase file is not named:\n" + err
+    # like every configuration error: the configuration file and the line of
+    # passphrase_file (8) are named too
+    assert a.config in err or os.path.basename(a.config) in err, "config file not named:\n" + err
+    assert has_line(err.replace(missing, "<passphrase>"), a.config, 8), "line 8 not named:\n" + err
     assert nothing_written(a)
 
 

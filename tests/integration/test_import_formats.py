@@ -31,7 +31,8 @@ def leaves(pki):
             ("f_encpem", "ec:p256", W), ("f_p384", "ec:p384", ["p384.example.test"]),
             ("f_keyfirst", "ec:p256", ["keyfirst.example.test"]),
             ("f_certfirst", "rsa:2048", ["certfirst.example.test"]),
-            ("f_named", "ec:p256", ["named.example.test"])):
+            ("f_named", "ec:p256", ["named.example.test"]),
+            ("f_two_a", "ec:p256", ["two-a.example.test"]), ("f_two_b", "rsa:2048", ["two-b.example.test"])):
         out[name] = pki.make_leaf(name, kt, sans)
     out["g_p12_rsa"] = pki.g_rsa_multi
     out["g_ec"] = pki.g_ec_wild
@@ -76,7 +77,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case, formats, password", CASES, ids=[c[0] for c in CASES])
-def test_import_format(agent, pki, leaves, case, formats, password):
+def test_import_format(agent, pki, leaves, case, formats, password, tmp_path):
     leaf = leaves[case]
     files = []
     for f in formats:
@@ -110,6 +111,34 @@ def test_import_format(agent, pki, leaves, case, formats, password):
     assert after["counts"]["pending_keys"] == before["counts"]["pending_keys"]
     assert after["seq"] > before["seq"]
     assert after["digest_ok"] is True
+    export_and_read_back(agent, pki, leaf, tmp_path)
+
+
+def export_and_read_back(agent, pki, leaf, tmp_path):
+    """Every export format of the imported leaf, read back by openssl."""
+    d = str(tmp_path)
+    want = sorted([leaf.id] + leaf.chain_ids)
+    agent.cli("export", leaf.id, "--format", "pem", "-o", d + "/x.pem", check=0)
+    text = read(d + "/x.pem").decode()
+    assert "PRIVATE KEY" not in text
+    assert [cert_id(x) for x in pem_cert_ders(text)][0] == leaf.id
+    assert sorted(cert_id(x) for x in pem_cert_ders(text)) == want
+    fp = openssl("x509", "-in", d + "/x.pem", "-noout", "-fingerprint", "-sha256").stdout.decode()
+    assert fp.split("=", 1)[1].strip().replace(":", "").lower() == leaf.id
+    agent.cli("export", leaf.id, "--format", "der", "-o", d + "/x.der", check=0)
+    assert read(d + "/x.der") == leaf.der
+    openssl("x509", "-inform", "DER", "-in", d + "/x.der", "-noout")
+    agent.cli("export", leaf.id, "--format", "p7b", "-o", d + "/x.p7b", check=0)
+    inform = "PEM" if read(d + "/x.p7b").startswith(b"-----BEGIN") else "DER"
+    text = openssl("pkcs7", "-inform", inform, "-in", d + "/x.p7b", "-print_certs").stdout.decode()
+    assert sorted(cert_id(x) for x in pem_cert_ders(text)) == want
+    pw = write(d + "/exp-pass", "export-pass-%s\n" % leaf.name, mode=0o600)
+    agent.cli("export", leaf.id, "--format", "p12", "--passphrase-file", pw, "-o", d + "/x.p12", check=0)
+    text = openssl("pkcs12", "-in", d + "/x.p12", "-passin", "file:" + pw, "-nodes").stdout.decode()
+    assert sorted(cert_id(x) for x in pem_cert_ders(text)) == want
+    kpath = write(d + "/x.key", text[text.index("-----BEGIN PRIVATE KEY"):])
+    assert openssl("pkey", "-in", kpath, "-pubout").stdout == \
+        openssl("x509", "-in", leaf.cert, "-noout", "-pubkey").stdout
 
 
 def test_wildcard_and_multi_san_listing(agent, leaves):
@@ -198,7 +227,8 @@ def test_duplicate_import_says_already_and_changes_nothing(agent, leaves, pki):
     leaf = leaves["f_p12_rsa"]
     before = agent.snapshot()
     for files in ([leaf.file("p12"), "--password-file", pki.password_file], [leaf.file("cert.der")],
-                  [pki.root_der], [pki.ca_bundle]):
+                  [pki.root_der], [pki.ca_bundle], [leaf.file("key.pem")],
+                  [leaf.file("cert.pem"), leaf.file("key.trad.der")]):
         r = agent.cli("import", *files, check=0)
         assert r.data["changed"] is False, r.describe()
         assert r.data["items"] and all(i["action"] == "exists" for i in r.data["items"]), r.data
@@ -214,3 +244,31 @@ def test_cert_list_order(agent):
     st = agent.status()
     assert st["counts"]["certificates"] == n_id and st["counts"]["cas"] == len(kinds) - n_id
     assert st["digest_ok"] is True and st["digest"] == st["digest_recomputed"]
+
+
+def test_many_certificates_and_keys_in_one_pem(agent, pki, leaves, tmp_path):
+    """One PEM file: two leaves, their keys (PKCS#8 and traditional) and the CAs."""
+    a, b = leaves["f_two_a"], leaves["f_two_b"]
+    pem = write(str(tmp_path / "two.pem"), read(a.cert) + read(b.file("key.trad.pem")) + read(pki.inter)
+                + read(a.file("key.pem")) + read(b.cert) + read(pki.root))
+    r = agent.cli("import", pem, check=0)
+    added = {i["id"] for i in r.data["items"] if i["action"] == "added" and i["kind"] == "identity"}
+    assert added == {a.id, b.id}, r.data
+    for leaf in (a, b):
+        c = agent.cli("cert", "show", leaf.id, check=0).data
+        assert c["has_key"] is True and c["warnings"] == [] and c["key_type"] == leaf.key_type
+
+
+def test_renewal_with_the_same_key_is_a_new_record_holding_it(agent, pki, leaves):
+    """The CA renews an imported certificate (same key, later expiry): the
+    new certificate alone is imported and finds its key in the held one."""
+    old = leaves["f_p12_ec"]
+    new = pki.make_leaf("f_p12_ec_renewed", old.key_type, old.sans, days=500, key=old.key)
+    before = agent.status()["counts"]
+    r = agent.cli("import", new.file("cert.pem"), check=0)
+    assert [(i["action"], i["id"]) for i in r.data["items"]] == [("added", new.id)]
+    c = agent.cli("cert", "show", new.id, check=0).data
+    assert c["has_key"] is True and c["warnings"] == [], c
+    assert c["not_after"] > agent.cli("cert", "show", old.id, check=0).data["not_after"]
+    assert agent.cli("cert", "show", old.id, check=0).data["has_key"] is True
+    assert agent.status()["counts"]["certificates"] == before["certificates"] + 1

@@ -136,6 +136,9 @@ def test_chain_incomplete_fails(agent, tmp_path):
 def test_multi_san_ok_on_a_cluster_it_covers(agent_factory, pki):
     """The default configuration (primary + peer backup): rsa_multi covers it."""
     a = agent_factory()
+    r = a.cli("verify")                      # no default certificate yet
+    assert r.rc == 1, r.describe()
+    assert "default" in r.message.lower() or "default" in r.stdout.decode().lower(), r.describe()
     a.cli("import", pki.rsa_multi.file("p12"), "--password-file", pki.password_file, check=0)
     a.cli("cert", "default", pki.rsa_multi.id, check=0)
     r = a.cli("verify", check=0)

@@ -41,7 +41,7 @@ static X509 *make_cert(const char *sans, EVP_PKEY *key, long from, long to)
 	X509_gmtime_adj(X509_getm_notBefore(x), from);
 	X509_gmtime_adj(X509_getm_notAfter(x), to);
 	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)"test", -1, -1, 0);
+	                           (const unsigned char *)"test", -1, -1, 0);
 	X509_set_issuer_name(x, X509_get_subject_name(x));
 	X509_set_pubkey(x, key);
 	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
@@ -57,8 +57,7 @@ static X509 *make_cert(const char *sans, EVP_PKEY *key, long from, long to)
 }
 
 /* One entry as tls_table_load would make it; sans like "DNS:a,DNS:*.b". */
-static void fill_entry(tls_entry *e, tls_sans *s, const char *sans, bool rsa, long from,
-		       long to)
+static void fill_entry(tls_entry *e, tls_sans *s, const char *sans, bool rsa, long from, long to)
 {
 	EVP_PKEY *key = rsa ? rsa_key : ec_key;
 	char *list = strdup(sans), *save;
@@ -88,7 +87,7 @@ struct spec {
 
 /* Builds a table of n certificates; default: index or -1. */
 static tls_table *build(const struct spec *sp, size_t n, int dflt, const char *node,
-			const char *site)
+                        const char *site)
 {
 	tls_entry *e = calloc(n, sizeof(*e));
 	tls_sans *s = calloc(n, sizeof(*s));
@@ -101,8 +100,7 @@ static tls_table *build(const struct spec *sp, size_t n, int dflt, const char *n
 	if (dflt >= 0)
 		memcpy(id, e[dflt].id, TLS_ID_LEN);
 	assert_int_equal(
-		tls_table_build(&t, e, s, n, dflt >= 0 ? id : NULL, node, site, time(NULL), &err),
-		0);
+	    tls_table_build(&t, e, s, n, dflt >= 0 ? id : NULL, node, site, time(NULL), &err), 0);
 	free(s);
 	return t;
 }
@@ -168,10 +166,10 @@ static void test_normalize(void **state)
 static void test_select_order(void **state)
 {
 	static const struct spec sp[] = {
-		{"DNS:www.example.test", false, -DAY, 30 * DAY},
-		{"DNS:*.example.test", false, -DAY, 30 * DAY},
-		{"DNS:support.example.test,DNS:node.example.test", false, -DAY, 30 * DAY},
-		{"DNS:*.com", false, -DAY, 30 * DAY},
+	    {"DNS:www.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:*.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:support.example.test,DNS:node.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:*.com", false, -DAY, 30 * DAY},
 	};
 	tls_table *t = build(sp, 4, 2, "node.example.test", "support.example.test");
 
@@ -194,13 +192,13 @@ static void test_select_order(void **state)
 static void test_select_key_type_and_expiry(void **state)
 {
 	static const struct spec sp[] = {
-		{"DNS:www.example.test", true, -DAY, 60 * DAY},	   /* RSA, later expiry */
-		{"DNS:www.example.test", false, -DAY, 30 * DAY},   /* ECDSA */
-		{"DNS:www.example.test", false, -DAY, 40 * DAY},   /* ECDSA, later */
-		{"DNS:www.example.test", false, -9 * DAY, -DAY},   /* expired */
-		{"DNS:www.example.test", false, DAY, 90 * DAY},	   /* not yet valid */
-		{"DNS:old.example.test", false, -9 * DAY, -DAY},   /* expired, alone */
-		{"DNS:d.example.test", false, -DAY, 30 * DAY},	   /* default */
+	    {"DNS:www.example.test", true, -DAY, 60 * DAY},  /* RSA, later expiry */
+	    {"DNS:www.example.test", false, -DAY, 30 * DAY}, /* ECDSA */
+	    {"DNS:www.example.test", false, -DAY, 40 * DAY}, /* ECDSA, later */
+	    {"DNS:www.example.test", false, -9 * DAY, -DAY}, /* expired */
+	    {"DNS:www.example.test", false, DAY, 90 * DAY},  /* not yet valid */
+	    {"DNS:old.example.test", false, -9 * DAY, -DAY}, /* expired, alone */
+	    {"DNS:d.example.test", false, -DAY, 30 * DAY},   /* default */
 	};
 	tls_table *t = build(sp, 7, 6, "d.example.test", "d.example.test");
 
@@ -209,15 +207,22 @@ static void test_select_key_type_and_expiry(void **state)
 	assert_string_equal(sel_id(t, "www.example.test", false), entry_id(t, 0));
 	/* An expired certificate is never chosen while a valid one exists... */
 	assert_string_equal(sel_id(t, "old.example.test", true), entry_id(t, 6));
+	/* ...nor at all: 45 days on, the default has expired, so
+	 * old.example.test gets nothing and the node is not healthy; and the
+	 * certificate that was not yet valid has taken over www by itself. */
+	assert_null(tls_table_select(t, "old.example.test", true, time(NULL) + 45 * DAY));
+	assert_ptr_equal(tls_table_select(t, "www.example.test", true, time(NULL) + 45 * DAY),
+	                 &t->entries[4]);
+	assert_false(tls_table_healthy(t, time(NULL) + 45 * DAY));
 	tls_table_free(t);
 }
 
 static void test_gate(void **state)
 {
 	static const struct spec sp[] = {
-		{"DNS:other.example.test", false, -DAY, 30 * DAY},
-		{"DNS:*.example.test", false, -DAY, 20 * DAY},
-		{"DNS:*.example.test,DNS:example.test", false, -DAY, 25 * DAY},
+	    {"DNS:other.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:*.example.test", false, -DAY, 20 * DAY},
+	    {"DNS:*.example.test,DNS:example.test", false, -DAY, 25 * DAY},
 	};
 	tls_table *t = build(sp, 3, 0, "node.example.test", "example.test");
 	json_t *st;
@@ -229,23 +234,23 @@ static void test_gate(void **state)
 	assert_string_equal(sel_id(t, NULL, true), entry_id(t, 2));
 	assert_string_equal(sel_id(t, "other.example.test", true), entry_id(t, 0));
 	st = tls_table_status(t, time(NULL));
-	assert_string_equal(json_string_value(json_object_get(json_object_get(st, "default"),
-							      "configured")),
-			    entry_id(t, 0));
 	assert_string_equal(
-		json_string_value(json_object_get(json_object_get(st, "default"), "served")),
-		entry_id(t, 2));
-	assert_int_equal(json_array_size(json_object_get(json_object_get(st, "default"),
-							 "uncovered")),
-			 2);
+	    json_string_value(json_object_get(json_object_get(st, "default"), "configured")),
+	    entry_id(t, 0));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(st, "default"), "served")),
+	    entry_id(t, 2));
+	assert_int_equal(
+	    json_array_size(json_object_get(json_object_get(st, "default"), "uncovered")), 2);
 	json_decref(st);
 	tls_table_free(t);
 
-	/* Nothing covers: the default still answers, and /healthz says 503. */
+	/* Nothing covers: no default is served at all, and /healthz says 503. */
 	t = build(sp, 1, 0, "node.example.test", "example.test");
 	assert_false(t->covered);
 	assert_false(tls_table_healthy(t, time(NULL)));
-	assert_string_equal(sel_id(t, NULL, true), entry_id(t, 0));
+	assert_string_equal(sel_id(t, NULL, true), "none");
+	assert_string_equal(sel_id(t, "other.example.test", true), entry_id(t, 0));
 	tls_table_free(t);
 
 	/* No default at all and nothing covering: unknown names get nothing. */
@@ -279,7 +284,7 @@ static void test_http(void **state)
 	assert_true(keep);
 	assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
 	assert_non_null(strstr(out, "{\"node\":\"n1\",\"role\":\"primary\",\"sni\":"
-				    "\"www.example.test\",\"certificate\":\"ab12\"}"));
+	                            "\"www.example.test\",\"certificate\":\"ab12\"}"));
 	free(out);
 	answer("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", &out, &keep, false);
 	assert_non_null(strstr(out, "HTTP/1.1 503 "));
@@ -307,9 +312,9 @@ static void test_http(void **state)
 		size_t outlen;
 
 		memset(big, 'a', sizeof(big));
-		assert_int_equal(tls_http_answer(big, sizeof(big), sizeof(big), &info, &out,
-						 &outlen, &keep),
-				 sizeof(big));
+		assert_int_equal(
+		    tls_http_answer(big, sizeof(big), sizeof(big), &info, &out, &outlen, &keep),
+		    sizeof(big));
 		assert_non_null(strstr(out, "HTTP/1.1 431 "));
 		free(out);
 	}
@@ -318,7 +323,7 @@ static void test_http(void **state)
 /* ---- a real store ------------------------------------------------------------------------- */
 
 static void write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *k, char *path,
-		      size_t size)
+                      size_t size)
 {
 	FILE *f;
 
@@ -337,8 +342,8 @@ static tls_table *load(cs_store *st, cs_key *key, const tls_table *prev)
 	cs_err err;
 
 	assert_int_equal(cs_txn_begin(st, false, &txn, &err), 0);
-	if (tls_table_load(&t, txn, key, "node.example.test", "node.example.test", prev,
-			   time(NULL), &err) != 0)
+	if (tls_table_load(&t, txn, key, "node.example.test", "node.example.test", prev, time(NULL),
+	                   &err) != 0)
 		fail_msg("tls_table_load: %s", err.msg);
 	cs_txn_abort(txn);
 	return t;
@@ -382,9 +387,9 @@ static void test_load_store(void **state)
 	/* A key that does not open under the cluster key is skipped, not fatal. */
 	assert_int_equal(cs_seal_init(&err), 0);
 	assert_int_equal(cs_key_derive(&other, "other", 5, (const uint8_t *)"0123456789abcdef",
-				       crypto_pwhash_OPSLIMIT_INTERACTIVE,
-				       crypto_pwhash_MEMLIMIT_INTERACTIVE, &err),
-			 0);
+	                               crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	                               crypto_pwhash_MEMLIMIT_INTERACTIVE, &err),
+	                 0);
 	t3 = load(st, other, NULL);
 	assert_int_equal(t3->nentries, 0);
 	assert_int_equal(t3->skipped, 2);
@@ -424,8 +429,7 @@ static int port_of(tls_server *srv)
 
 /* One blocking handshake; the served certificate's id in hex (or "fail"),
  * the session in *sess when asked. */
-static void handshake(int port, const char *sni, SSL_SESSION **sess, char hex[65],
-		      bool *reused)
+static void handshake(int port, const char *sni, SSL_SESSION **sess, char hex[65], bool *reused)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -469,12 +473,12 @@ static void handshake(int port, const char *sni, SSL_SESSION **sess, char hex[65
 static void test_server(void **state)
 {
 	static const struct spec sp[] = {
-		{"DNS:www.example.test", false, -DAY, 30 * DAY},
-		{"DNS:node.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:www.example.test", false, -DAY, 30 * DAY},
+	    {"DNS:node.example.test", false, -DAY, 30 * DAY},
 	};
 	static const char *const listen[] = {"127.0.0.1:0"};
-	tls_config cfg = {listen, 1, 2, 2000, 100, "n1", "primary", "node.example.test",
-			  "node.example.test"};
+	tls_config cfg = {
+	    listen, 1, 2, 2000, 100, "n1", "primary", "node.example.test", "node.example.test"};
 	uint8_t master[32] = {1}, other[32] = {2};
 	tls_server *a, *b, *c;
 	SSL_SESSION *sess = NULL;
@@ -512,10 +516,10 @@ static void test_server(void **state)
 	assert_string_equal(hex, want);
 
 	st = tls_server_status(a);
-	assert_true(json_integer_value(json_object_get(json_object_get(st, "handshakes"),
-						       "done")) >= 1);
-	assert_true(json_integer_value(json_object_get(json_object_get(st, "handshakes"),
-						       "failed")) >= 1);
+	assert_true(
+	    json_integer_value(json_object_get(json_object_get(st, "handshakes"), "done")) >= 1);
+	assert_true(
+	    json_integer_value(json_object_get(json_object_get(st, "handshakes"), "failed")) >= 1);
 	assert_true(json_is_true(json_object_get(st, "healthy")));
 	assert_int_equal(json_integer_value(json_object_get(st, "workers")), 2);
 	json_decref(st);
@@ -529,7 +533,7 @@ static void test_server(void **state)
 static void test_bad_listen(void **state)
 {
 	static const char *const bad[] = {"localhost:443", "1.2.3.4", "::1:443", "[::1]443",
-					  "127.0.0.1:99999"};
+	                                  "127.0.0.1:99999"};
 	uint8_t master[32] = {0};
 	tls_server *srv;
 	cs_err err;
@@ -546,14 +550,14 @@ static void test_bad_listen(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_normalize),
-		cmocka_unit_test(test_select_order),
-		cmocka_unit_test(test_select_key_type_and_expiry),
-		cmocka_unit_test(test_gate),
-		cmocka_unit_test(test_http),
-		cmocka_unit_test(test_load_store),
-		cmocka_unit_test(test_server),
-		cmocka_unit_test(test_bad_listen),
+	    cmocka_unit_test(test_normalize),
+	    cmocka_unit_test(test_select_order),
+	    cmocka_unit_test(test_select_key_type_and_expiry),
+	    cmocka_unit_test(test_gate),
+	    cmocka_unit_test(test_http),
+	    cmocka_unit_test(test_load_store),
+	    cmocka_unit_test(test_server),
+	    cmocka_unit_test(test_bad_listen),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
