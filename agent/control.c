@@ -24,15 +24,25 @@ struct cs_control {
 	char *path;
 	cs_control_fn fn;
 	void *ctx;
-	struct bufferevent *current;  /* the connection whose request runs now */
+	struct conn *conns;           /* every open connection, freed on close */
+	struct conn *current;         /* the connection whose request runs now */
 	cs_control_pending *deferred; /* set when that request is answered later */
 	cs_control_pending *pending;  /* every request still to answer */
 };
 
+/* One client connection.  It lives from accept until its answer is flushed,
+ * the client hangs up or the control socket closes, whichever comes first. */
+struct conn {
+	struct conn *prev, *next;
+	cs_control *ctl;
+	struct bufferevent *bev;
+	cs_control_pending *pending; /* the deferred request it waits for, if any */
+};
+
 struct cs_control_pending {
 	cs_control_pending *next;
-	cs_control *ctl;         /* NULL once the control socket closed */
-	struct bufferevent *bev; /* NULL once the client hung up or the socket closed */
+	cs_control *ctl;   /* NULL once the control socket closed */
+	struct conn *conn; /* NULL once the client hung up or the socket closed */
 };
 
 /* ---- wiping allocator ---------------------------------------------------- */
@@ -159,39 +169,53 @@ static json_t *run_request(cs_control *ctl, const char *line, size_t len)
 	return answer;
 }
 
+static void conn_close(struct conn *c)
+{
+	if (c->pending != NULL)
+		c->pending->conn = NULL;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->ctl->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
 static void close_when_flushed(struct bufferevent *bev, void *arg)
 {
-	(void)arg;
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
+		conn_close(arg);
 }
 
 static void on_error(struct bufferevent *bev, short what, void *arg)
 {
+	(void)bev;
 	(void)what;
-	(void)arg;
-	bufferevent_free(bev);
+	conn_close(arg);
 }
 
-static void answer_and_close(struct bufferevent *bev, json_t *answer)
+static void answer_and_close(struct conn *c, json_t *answer)
 {
 	char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
 
 	json_decref(answer);
-	bufferevent_disable(bev, EV_READ);
+	bufferevent_disable(c->bev, EV_READ);
 	if (text == NULL) {
-		bufferevent_free(bev);
+		conn_close(c);
 		return;
 	}
-	bufferevent_write(bev, text, strlen(text));
-	bufferevent_write(bev, "\n", 1);
+	bufferevent_write(c->bev, text, strlen(text));
+	bufferevent_write(c->bev, "\n", 1);
 	wipe_free(text);
-	bufferevent_setcb(bev, NULL, close_when_flushed, on_error, NULL);
+	bufferevent_setcb(c->bev, NULL, close_when_flushed, on_error, c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-	cs_control *ctl = arg;
+	struct conn *c = arg;
+	cs_control *ctl = c->ctl;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	cs_err err = {0};
@@ -202,17 +226,17 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (evbuffer_get_length(in) > CS_CONTROL_MAX_REQUEST) {
 			cs_fail(&err, CS_EUSAGE, "control request is larger than %u MiB",
 			        CS_CONTROL_MAX_REQUEST >> 20);
-			answer_and_close(bev, error_answer(&err));
+			answer_and_close(c, error_answer(&err));
 		}
 		return;
 	}
 	line = wipe_malloc((size_t)eol.pos + 1);
 	if (line == NULL) {
-		bufferevent_free(bev);
+		conn_close(c);
 		return;
 	}
 	evbuffer_remove(in, line, (size_t)eol.pos + 1);
-	ctl->current = bev;
+	ctl->current = c;
 	ctl->deferred = NULL;
 	answer = run_request(ctl, line, (size_t)eol.pos);
 	ctl->current = NULL;
@@ -220,16 +244,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	if (ctl->deferred != NULL)
 		json_decref(answer);
 	else
-		answer_and_close(bev, answer);
-}
-
-static void on_pending_error(struct bufferevent *bev, short what, void *arg)
-{
-	cs_control_pending *p = arg;
-
-	(void)what;
-	bufferevent_free(bev);
-	p->bev = NULL;
+		answer_and_close(c, answer);
 }
 
 cs_control_pending *cs_control_defer(cs_control *ctl)
@@ -238,14 +253,15 @@ cs_control_pending *cs_control_defer(cs_control *ctl)
 
 	if (ctl->current == NULL || (p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	p->bev = ctl->current;
+	p->conn = ctl->current;
+	p->conn->pending = p;
 	p->ctl = ctl;
 	p->next = ctl->pending;
 	ctl->pending = p;
 	ctl->deferred = p;
-	/* Reading stops, but a hang-up still reaches on_pending_error. */
-	bufferevent_disable(p->bev, EV_READ);
-	bufferevent_setcb(p->bev, NULL, NULL, on_pending_error, p);
+	/* Reading stops, but a hang-up still reaches on_error, which tells p. */
+	bufferevent_disable(p->conn->bev, EV_READ);
+	bufferevent_setcb(p->conn->bev, NULL, NULL, on_error, p->conn);
 	return p;
 }
 
@@ -256,10 +272,12 @@ void cs_control_answer(cs_control_pending *p, json_t *result, const cs_err *err)
 
 	cs_control_pending **link;
 
-	if (p->bev != NULL)
-		answer_and_close(p->bev, answer);
-	else
+	if (p->conn != NULL) {
+		p->conn->pending = NULL;
+		answer_and_close(p->conn, answer);
+	} else {
 		json_decref(answer);
+	}
 	for (link = p->ctl ? &p->ctl->pending : NULL; link && *link; link = &(*link)->next) {
 		if (*link == p) {
 			*link = p->next;
@@ -272,17 +290,24 @@ void cs_control_answer(cs_control_pending *p, json_t *result, const cs_err *err)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
-	struct bufferevent *bev;
+	cs_control *ctl = arg;
+	struct conn *c = calloc(1, sizeof(*c));
 
 	(void)sa;
 	(void)salen;
-	bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
+	if (c == NULL || (c->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
+	                                                  BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		free(c);
 		close(fd);
 		return;
 	}
-	bufferevent_setcb(bev, on_read, NULL, on_error, arg);
-	bufferevent_enable(bev, EV_READ);
+	c->ctl = ctl;
+	c->next = ctl->conns;
+	if (ctl->conns != NULL)
+		ctl->conns->prev = c;
+	ctl->conns = c;
+	bufferevent_setcb(c->bev, on_read, NULL, on_error, c);
+	bufferevent_enable(c->bev, EV_READ);
 }
 
 static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
@@ -370,14 +395,12 @@ void cs_control_close(cs_control *ctl)
 		return;
 	if (ctl->listener != NULL)
 		evconnlistener_free(ctl->listener);
-	/* Requests still waiting are answered to nobody: their connections
-	 * go with the event loop. */
-	for (cs_control_pending *p = ctl->pending; p != NULL; p = p->next) {
-		if (p->bev != NULL)
-			bufferevent_free(p->bev);
-		p->bev = NULL;
+	/* Open connections close unanswered; requests still waiting are later
+	 * answered to nobody. */
+	while (ctl->conns != NULL)
+		conn_close(ctl->conns);
+	for (cs_control_pending *p = ctl->pending; p != NULL; p = p->next)
 		p->ctl = NULL;
-	}
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);
