@@ -16,6 +16,7 @@
 #include <ini.h>
 #include <sodium.h>
 
+#include "../pki/pki.h"
 #include "../replication/repl.h"
 #include "../store/seal.h"
 
@@ -360,6 +361,38 @@ static int check_replication(const cs_config *cfg, cs_err *err)
 	return 0;
 }
 
+/* Paths are absolute because the agent runs from wherever a service
+ * manager starts it; host names are real because certificates are checked
+ * against them. */
+static int check_values(const cs_config *cfg, cs_err *err)
+{
+	const struct {
+		const char *key, *value;
+	} paths[] = {{"data_dir", cfg->data_dir},
+	             {"control_socket", cfg->control_socket},
+	             {"passphrase_file", cfg->passphrase_file},
+	             {"curve_secret_file", cfg->curve_secret_file}};
+	const char *why;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (paths[i].value != NULL && paths[i].value[0] != '/')
+			return cs_fail(
+			    err, CS_EUSAGE,
+			    "%s: [node] %s = %s is a relative path; give an absolute one",
+			    cfg->path, paths[i].key, paths[i].value);
+	if ((why = pki_hostname_problem(cfg->hostname)) != NULL)
+		return cs_fail(err, CS_EUSAGE, "%s: [node] hostname = %s: %s", cfg->path,
+		               cfg->hostname, why);
+	if ((why = pki_hostname_problem(cfg->site_hostname)) != NULL)
+		return cs_fail(err, CS_EUSAGE, "%s: [cluster] site_hostname = %s: %s", cfg->path,
+		               cfg->site_hostname, why);
+	for (size_t i = 0; i < cfg->npeers; i++)
+		if ((why = pki_hostname_problem(cfg->peers[i].hostname)) != NULL)
+			return cs_fail(err, CS_EUSAGE, "%s: [peer %s] hostname = %s: %s", cfg->path,
+			               cfg->peers[i].name, cfg->peers[i].hostname, why);
+	return 0;
+}
+
 static int check_complete(struct parse_state *ps)
 {
 	cs_config *cfg = ps->cfg;
@@ -388,6 +421,8 @@ static int check_complete(struct parse_state *ps)
 			               "other nodes",
 			               cfg->path, cfg->name);
 	}
+	if (check_values(cfg, ps->err) < 0)
+		return -1;
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
 

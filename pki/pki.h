@@ -77,6 +77,10 @@ int pki_subject_check(const pki_subject *subj, pki_sans *sans, char *note, size_
 		      cs_err *err);
 void pki_sans_free(pki_sans *sans);
 
+/* Why name is not a valid DNS host name (no wildcard; a trailing dot and
+ * upper case allowed), or NULL when it is. */
+const char *pki_hostname_problem(const char *name);
+
 /* True for an ISO 3166-1 alpha-2 code (upper case, "GB", "US"; not "XX"). */
 bool pki_country_valid(const char *cc);
 

@@ -136,6 +136,17 @@ static const char *dns_problem(const char *name)
 	return NULL;
 }
 
+const char *pki_hostname_problem(const char *name)
+{
+	char folded[DNS_MAX + 2];
+
+	if (!dns_fold(name, folded))
+		return "a DNS name has at most 253 characters";
+	if (strchr(folded, '*') != NULL)
+		return "a node's name is one host, not a wildcard";
+	return dns_problem(folded);
+}
+
 /* The canonical text of an IPv4 or IPv6 literal in out; false when name
  * is neither. */
 static bool ip_text(const char *name, char out[INET6_ADDRSTRLEN])

@@ -149,14 +149,15 @@ def test_expired_certificate_imported_and_marked(agent, pki):
 
 
 def test_pkcs12_with_no_key_inside(agent, pki):
-    """A PKCS#12 that holds only certificates: the leaf is kept, `key missing`."""
+    """A PKCS#12 that holds only certificates is refused: it was meant to
+    carry an identity, and the message says how to import its certificates."""
     leaf = pki.g_ec_wild
-    before = agent.status()
-    r = agent.cli("import", leaf.file("p12-nokey"), "--password-file", pki.password_file, check=0)
-    assert [i["action"] for i in r.data["items"] if i["id"] == leaf.id] == ["added"]
-    c = agent.cli("cert", "show", leaf.id, check=0).data
-    assert c["has_key"] is False and "key missing" in c["warnings"], c
-    assert agent.status()["counts"]["certificates"] == before["counts"]["certificates"] + 1
+    before = agent.snapshot()
+    r = agent.cli("import", leaf.file("p12-nokey"), "--password-file", pki.password_file)
+    assert r.rc == 1, r.describe()
+    assert "no private key" in r.message.lower() and "pem or der" in r.message.lower(), r.describe()
+    assert "p12-nokey" in r.message or leaf.file("p12-nokey") in r.message, r.describe()
+    assert agent.snapshot() == before
 
 
 # ---- bad options --------------------------------------------------------------

@@ -56,6 +56,12 @@ CASES = {
     "not-ini": (lambda L: L[:5] + ["this line has no equals sign"] + L[5:], [], 6),
     # a key given twice must not silently override the first (here: primary → backup)
     "duplicate-node-key": (lambda L: L[:4] + ["role = backup"] + L[4:], ["role"], 5),
+    "relative-data-dir": (lambda L: L[:5] + ["data_dir = data"] + L[6:], ["data_dir", "absolute"], None),
+    "bad-hostname": (lambda L: L[:4] + ["hostname = not a host!"] + L[5:], ["hostname", "letters"], None),
+    "wildcard-hostname": (lambda L: L[:4] + ["hostname = *.example.test"] + L[5:], ["hostname", "wildcard"], None),
+    "bad-site-hostname": (lambda L: L[:11] + ["site_hostname = support..example.test"] + L[12:],
+                          ["site_hostname", "label"], None),
+    "bad-peer-hostname": (lambda L: L[:15] + ["hostname = -backup.example.test"], ["peer backup", "'-'"], None),
 }
 
 
