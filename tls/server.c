@@ -678,8 +678,8 @@ static void log_coverage(const tls_table *t, time_t now)
 		strcat(missing, t->uncovered[i]);
 	}
 	if (t->nuncovered == 0)
-		cs_info("tls: serving %zu certificates, default %.8s", t->nentries,
-		        served != NULL ? served->id_hex : "(none)");
+		cs_info("tls: serving %zu certificate%s, default %.8s", t->nentries,
+		        t->nentries == 1 ? "" : "s", served != NULL ? served->id_hex : "(none)");
 	else if (t->covered)
 		cs_warn("tls: the default certificate does not cover %s; serving %.8s instead",
 		        missing, served->id_hex);
