@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "../replication/repl.h"
 #include "../store/seal.h"
+#include "cluster_init.h"
 #include "config.h"
 #include "control.h"
 
@@ -719,7 +721,10 @@ static const struct command commands[] = {
 static void print_usage(FILE *out)
 {
 	fprintf(out, "usage: certsync [-c FILE | -S SOCKET] [--json] COMMAND [ARGS]\n"
-	             "       certsync agent -c FILE\n\ncommands:\n");
+	             "       certsync agent -c FILE\n"
+	             "       certsync keygen -o FILE\n"
+	             "       certsync cluster init DIR --site HOST --node SPEC... [--container]\n"
+	             "\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-18s %s\n", commands[i].words, commands[i].help);
 	fprintf(out, "\nEvery command takes --help.  Exit status: 0 ok, 1 a check failed or "
@@ -818,6 +823,92 @@ static int keygen(int argc, char **argv)
 	return 0;
 }
 
+#define CLUSTER_INIT_USAGE                                                                         \
+	"usage: certsync cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,"    \
+	"TLS_LISTEN [--node ...] [--container]\n"
+
+/* `certsync cluster init`: needs no agent. */
+static int cluster_init(int argc, char **argv)
+{
+	static const struct option opts[] = {{"site", required_argument, NULL, 's'},
+	                                     {"node", required_argument, NULL, 'n'},
+	                                     {"container", no_argument, NULL, 'c'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	cs_cluster_spec spec = {0};
+	cs_cluster_node *nodes;
+	cs_err err = {0};
+	json_t *list;
+	int c, rc = 0;
+
+	if ((nodes = calloc((size_t)argc, sizeof(*nodes))) == NULL) {
+		cs_fail(&err, CS_EIO, "out of memory");
+		return fail(&err);
+	}
+	optind = 1;
+	opterr = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 's')
+			spec.site = optarg;
+		else if (c == 'n')
+			rc = cs_cluster_node_parse(optarg, &nodes[spec.nnodes++], &err);
+		else if (c == 'c')
+			spec.container = true;
+		else if (c == 'h') {
+			printf(
+			    CLUSTER_INIT_USAGE
+			    "\nWrites, for every node, DIR/NAME/ with certsync.conf, node.secret "
+			    "(its CURVE key pair) and passphrase (the cluster's, random, 0600).\n"
+			    "--container names the image's paths in the configurations "
+			    "(see docker/).\n");
+			free(nodes);
+			return 0;
+		} else
+			rc = cs_fail(&err, CS_EUSAGE,
+			             "cluster init: unknown or incomplete option %s",
+			             argv[optind - 1]);
+	}
+	if (rc == 0 && optind != argc - 1)
+		rc = cs_fail(&err, CS_EUSAGE,
+		             "cluster init needs one folder, DIR; " CLUSTER_INIT_USAGE);
+	if (rc == 0) {
+		spec.dir = argv[optind];
+		spec.nodes = nodes;
+		rc = cs_cluster_init(&spec, &err);
+	}
+	if (rc < 0) {
+		free(nodes);
+		return fail(&err);
+	}
+	list = json_array();
+	for (size_t i = 0; i < spec.nnodes; i++) {
+		char conf[PATH_MAX];
+
+		snprintf(conf, sizeof(conf), "%s/%s/" CS_CLUSTER_CONF, spec.dir, nodes[i].name);
+		json_array_append_new(list,
+		                      json_pack("{s:s, s:s, s:s, s:s}", "name", nodes[i].name,
+		                                "role", cs_role_name(nodes[i].role), "public_key",
+		                                nodes[i].public_key, "config", conf));
+		if (!json_output)
+			printf("%-10s %-8s %s  public key %s\n", nodes[i].name,
+			       cs_role_name(nodes[i].role), conf, nodes[i].public_key);
+	}
+	if (json_output) {
+		json_t *j = json_pack("{s:s, s:o}", "dir", spec.dir, "nodes", list);
+
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	} else {
+		json_decref(list);
+		printf("Each folder holds the cluster passphrase: keep it 0600 and copy it only to "
+		       "that node.\nStart a node with `certsync agent -c DIR/NAME/" CS_CLUSTER_CONF
+		       "`.\n");
+	}
+	free(nodes);
+	return 0;
+}
+
 static int take_json_flag(int argc, char **argv)
 {
 	int n = 0;
@@ -887,6 +978,8 @@ int cs_cli_main(int argc, char **argv)
 	}
 	if (i < argc && strcmp(argv[i], "keygen") == 0)
 		return keygen(argc - i, argv + i);
+	if (i + 1 < argc && strcmp(argv[i], "cluster") == 0 && strcmp(argv[i + 1], "init") == 0)
+		return cluster_init(argc - i - 1, argv + i + 1);
 	cmd = find_command(argc - i, argv + i, &nwords);
 	if (cmd == NULL) {
 		if (i < argc)

@@ -16,6 +16,7 @@
 #include <ini.h>
 #include <sodium.h>
 
+#include "../common/hostport.h"
 #include "../pki/pki.h"
 #include "../replication/repl.h"
 #include "../store/seal.h"
@@ -27,7 +28,7 @@ const char *cs_role_name(cs_role role)
 	return names[role];
 }
 
-static int parse_role(const char *s, cs_role *out)
+int cs_role_parse(const char *s, cs_role *out)
 {
 	for (int r = CS_ROLE_PRIMARY; r <= CS_ROLE_TRAFFIC; r++) {
 		if (strcmp(s, cs_role_name((cs_role)r)) == 0) {
@@ -186,10 +187,11 @@ static int set_int(struct parse_state *ps, const struct int_slot *is, const char
 static int add_listen(struct parse_state *ps, const char *value)
 {
 	cs_config *cfg = ps->cfg;
-	const char *colon = strrchr(value, ':');
+	char host[256];
+	unsigned port;
 	char **list;
 
-	if (colon == NULL || colon == value || colon[1] == '\0')
+	if (!cs_hostport_split(value, host, sizeof(host), &port, true))
 		return fail_at(ps,
 		               "[node] tls_listen = %s: write ADDR:PORT, as in 0.0.0.0:8443 "
 		               "or [::]:8443",
@@ -215,7 +217,7 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 		return cs_fail(ps->err, CS_EIO, "out of memory");
 	i = (size_t)(peer - ps->cfg->peers);
 	if (strcmp(key, "role") == 0) {
-		if (parse_role(value, &peer->role) < 0)
+		if (cs_role_parse(value, &peer->role) < 0)
 			return fail_at(ps, "[%s] role = %s: use primary, backup or traffic",
 			               section, value);
 		ps->peer_role_set[i] = true;
@@ -227,6 +229,17 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 	}
 	if (strcmp(key, "repl_endpoint") == 0)
 		return set_string(ps, &peer->repl_endpoint, section, key, value);
+	if (strcmp(key, "tls_endpoint") == 0) {
+		char host[256];
+		unsigned port;
+
+		if (!cs_hostport_split(value, host, sizeof(host), &port, false))
+			return fail_at(ps,
+			               "[%s] tls_endpoint = %s: write HOST:PORT, as in "
+			               "backup.example.test:8443",
+			               section, value);
+		return set_string(ps, &peer->tls_endpoint, section, key, value);
+	}
 	if (strcmp(key, "curve_public_key") == 0) {
 		uint8_t k[REPL_KEY_LEN];
 
@@ -238,8 +251,8 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 		return set_string(ps, &peer->curve_public_key, section, key, value);
 	}
 	return fail_at(ps,
-	               "unknown key '%s' in [%s]; a peer has role, hostname, repl_endpoint and "
-	               "curve_public_key",
+	               "unknown key '%s' in [%s]; a peer has role, hostname, repl_endpoint, "
+	               "curve_public_key and tls_endpoint",
 	               key, section);
 }
 
@@ -285,7 +298,7 @@ static int handle(void *user, const char *section, const char *key, const char *
 		       0;
 	}
 	if (strcmp(section, "node") == 0 && strcmp(key, "role") == 0) {
-		if (parse_role(value, &cfg->role) < 0)
+		if (cs_role_parse(value, &cfg->role) < 0)
 			return fail_at(ps, "[node] role = %s: use primary, backup or traffic",
 			               value) == 0;
 		ps->role_set = true;
@@ -484,6 +497,7 @@ void cs_config_free(cs_config *cfg)
 		free(cfg->peers[i].hostname);
 		free(cfg->peers[i].repl_endpoint);
 		free(cfg->peers[i].curve_public_key);
+		free(cfg->peers[i].tls_endpoint);
 	}
 	free(cfg->peers);
 	memset(cfg, 0, sizeof(*cfg));

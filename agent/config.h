@@ -15,6 +15,8 @@
 typedef enum cs_role { CS_ROLE_PRIMARY, CS_ROLE_BACKUP, CS_ROLE_TRAFFIC } cs_role;
 
 const char *cs_role_name(cs_role role);
+/* 0 and *out set for "primary", "backup" or "traffic"; -1 otherwise. */
+int cs_role_parse(const char *s, cs_role *out);
 
 typedef struct cs_peer {
 	char *name;
@@ -22,6 +24,7 @@ typedef struct cs_peer {
 	char *hostname;
 	char *repl_endpoint;    /* where its replication socket listens */
 	char *curve_public_key; /* Z85; the replication allowlist */
+	char *tls_endpoint;     /* HOST:PORT of its TLS endpoint, for verify --cluster */
 } cs_peer;
 
 typedef struct cs_config {

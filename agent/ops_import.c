@@ -95,6 +95,13 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 			return -1;
 		im->files[i] = name;
 		im->nfiles = i + 1;
+		/* A PKCS#12 exists to carry an identity: one without its key is an
+		 * export that went wrong, and storing it keyless would hide that. */
+		if (strcmp(im->bundles[i].format, "PKCS#12") == 0 && im->bundles[i].nkeys == 0)
+			return cs_fail(im->err, CS_EINPUT,
+			               "%s: the PKCS#12 file holds no private key; export it again "
+			               "with its key, or import its certificates as PEM or DER",
+			               name);
 	}
 	return 0;
 }

@@ -208,22 +208,11 @@ static int decode_p12(dec *d, PKCS12 *p12)
 		                    "%s: cannot decrypt the PKCS#12 file (wrong password, or an "
 		                    "algorithm OpenSSL does not offer)",
 		                    d->what);
-	/* A PKCS#12 exists to carry an identity: one without its key is an
-	 * export that went wrong, and storing it keyless would hide that. */
-	if (key == NULL) {
-		X509_free(cert);
-		sk_X509_pop_free(ca, X509_free);
-		return cs_fail(
-		    d->err, CS_EINPUT,
-		    "%s: the PKCS#12 file holds no private key; export it again with its "
-		    "key, or import its certificates as PEM or DER",
-		    d->what);
-	}
 	if (cert != NULL)
 		rc = add_cert(d, cert);
 	while (rc == 0 && (cert = sk_X509_shift(ca)) != NULL)
 		rc = add_cert(d, cert);
-	if (rc == 0)
+	if (key != NULL && rc == 0)
 		rc = add_key(d, key);
 	else
 		EVP_PKEY_free(key);

@@ -27,6 +27,7 @@
 #include <event2/event_struct.h>
 #include <openssl/err.h>
 
+#include "../common/hostport.h"
 #include "../common/log.h"
 
 #define ACCEPT_BATCH    64   /* accepts per wake-up, so handshakes in flight progress */
@@ -371,30 +372,12 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *ssl
 	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
 	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
-	char host[INET6_ADDRSTRLEN];
-	const char *port, *hend;
-	size_t hlen;
-	char *pend;
-	long pnum;
+	char host[INET6_ADDRSTRLEN], port[8];
+	unsigned pnum;
 
-	if (s[0] == '[') {
-		hend = strchr(s, ']');
-		port = hend != NULL && hend[1] == ':' ? hend + 2 : NULL;
-		s++;
-	} else {
-		hend = strrchr(s, ':');
-		port = hend != NULL ? hend + 1 : NULL;
-		if (hend != NULL && memchr(s, ':', (size_t)(hend - s)) != NULL)
-			port = NULL; /* an IPv6 address needs brackets */
-	}
-	if (port == NULL || *port == '\0')
+	if (!cs_hostport_split(s, host, sizeof(host), &pnum, true))
 		goto bad;
-	pnum = strtol(port, &pend, 10);
-	hlen = (size_t)(hend - s);
-	if (*pend != '\0' || pnum < 0 || pnum > 65535 || hlen == 0 || hlen >= sizeof(host))
-		goto bad;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
+	snprintf(port, sizeof(port), "%u", pnum);
 	if (getaddrinfo(host, port, &hints, &res) != 0)
 		goto bad;
 	memcpy(ss, res->ai_addr, res->ai_addrlen);

@@ -751,3 +751,71 @@ if __name__ == "__main__":
             leaf.file(fmt)
         print(leaf, leaf.sans)
     print("built in %.1f s under %s" % (time.monotonic() - t0, d))
+
+
+# ---- TLS clients --------------------------------------------------------------
+
+def der_id(pem_text):
+    ders = pem_cert_ders(pem_text)
+    return cert_id(ders[0]) if ders else None
+
+
+def s_client(port, sni, *extra, host="127.0.0.1"):
+    args = ["openssl", "s_client", "-connect", "%s:%d" % (host, port)]
+    args += ["-servername", sni] if sni is not None else ["-noservername"]
+    p = subprocess.run(args + list(extra), input=b"", stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    return p.stdout.decode(errors="replace")
+
+
+def s_client_id(port, sni, host="127.0.0.1"):
+    """The id of the certificate `openssl s_client -servername sni` receives."""
+    return der_id(s_client(port, sni, host=host))
+
+
+# ---- clusters made by `certsync cluster init` ----------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ClusterNode(Agent):
+    """A node whose configuration, key pair and passphrase `certsync cluster
+    init` wrote; tests may add [node] keys (log_retain) or move data_dir."""
+
+    def __init__(self, binary, folder, name, role, hostname, site, repl_port, tls_port):
+        self.generated = open(os.path.join(folder, "certsync.conf")).read()
+        self.repl_port, self.tls_port = repl_port, tls_port
+        self.log_retain = None
+        with open(os.path.join(folder, "passphrase")) as f:
+            passphrase = f.read().strip()
+        super().__init__(binary, folder, name=name, role=role, hostname=hostname, site=site,
+                         peers=(), passphrase=passphrase, data_dir=os.path.join(folder, "data"),
+                         sock_dir=folder)
+
+    def config_text(self):
+        t = re.sub(r"(?m)^data_dir = .*$", lambda _: "data_dir = " + self.data_dir, self.generated)
+        extra = "log_level = %s\n" % self.log_level
+        if self.log_retain:
+            extra += "log_retain = %d\n" % self.log_retain
+        return t.replace("\n[cluster]", extra + "\n[cluster]", 1)
+
+    def served_id(self, sni):
+        return s_client_id(self.tls_port, sni)
+
+
+def init_cluster(binary, nodes, site="support.example.test", folder=None):
+    """Writes a cluster on 127.0.0.1 with `certsync cluster init`: nodes is
+    [(name, role)], hostnames NAME.example.test, free ports.  Returns the
+    (not started) ClusterNodes in the order given."""
+    folder = folder or os.path.join(short_tmpdir(), "cluster")
+    ports = [(free_port(), free_port()) for _ in nodes]
+    args = [binary, "cluster", "init", folder, "--site", site]
+    for (name, role), (rp, tp) in zip(nodes, ports):
+        args += ["--node", "%s=%s,%s.example.test,tcp://127.0.0.1:%d,127.0.0.1:%d"
+                 % (name, role, name, rp, tp)]
+    run(args)
+    return [ClusterNode(binary, os.path.join(folder, name), name, role, name + ".example.test",
+                        site, rp, tp) for (name, role), (rp, tp) in zip(nodes, ports)]

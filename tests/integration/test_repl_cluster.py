@@ -1,11 +1,11 @@
 """Replication between real agents on 127.0.0.1 (issue 4): a primary, a
 backup and two traffic nodes, each a `certsync agent` process with its own
-store, CURVE key pair (made with `certsync keygen`) and configuration.
+store, CURVE key pair and configuration, all written by `certsync cluster init`.
 Every wait is bounded; every process is stopped by its PID."""
 
 import os
+import shutil
 import signal
-import socket
 import time
 
 import pytest
@@ -16,52 +16,9 @@ SITE = "support.example.test"
 NODES = (("primary", "primary"), ("backup", "backup"), ("tn1", "traffic"), ("tn2", "traffic"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ReplAgent(helpers.Agent):
-    """An agent with replication: repl_listen, its key pair and its peers'."""
-
-    def __init__(self, binary, workdir, cluster, name, role, **kw):
-        self.cluster = cluster
-        self.port = free_port()
-        self.log_retain = None
-        os.makedirs(str(workdir), exist_ok=True)
-        self.keyfile = os.path.join(str(workdir), "node.key")
-        self.public_key = helpers.run([binary, "keygen", "-o", self.keyfile]).stdout.decode().strip()
-        super().__init__(binary, workdir, name=name, role=role, hostname=name + ".example.test",
-                         site=SITE, peers=(), **kw)
-
-    @property
-    def endpoint(self):
-        return "tcp://127.0.0.1:%d" % self.port
-
-    def config_text(self):
-        t = super().config_text()
-        node = "repl_listen = %s\ncurve_secret_file = %s\n" % (self.endpoint, self.keyfile)
-        if self.log_retain:
-            node += "log_retain = %d\n" % self.log_retain
-        t = t.replace("\n[cluster]", node + "\n[cluster]", 1)
-        for p in self.cluster:
-            if p is self:
-                continue
-            t += "\n[peer %s]\nrole = %s\nhostname = %s\ncurve_public_key = %s\n" % (
-                p.name, p.role, p.hostname, p.public_key)
-            if p.role != "traffic":
-                t += "repl_endpoint = %s\n" % p.endpoint
-        return t
-
-
 @pytest.fixture
-def cluster(certsync_bin, tmp_path):
-    nodes = []
-    for name, role in NODES:
-        nodes.append(ReplAgent(certsync_bin, tmp_path / name, nodes, name, role))
-    for n in nodes:
-        n.write_config()   # now that every peer's key and port are known
+def cluster(certsync_bin):
+    nodes = helpers.init_cluster(certsync_bin, NODES, site=SITE)
     for n in nodes:
         n.start()
     wait_for("every follower to stream from the primary", lambda: all(
@@ -73,6 +30,7 @@ def cluster(certsync_bin, tmp_path):
             rc = n.stop(signal.SIGTERM, timeout=30)
             if rc != 0:
                 problems.append("%s exited with %s:\n%s" % (n.name, rc, n.stderr()[-3000:]))
+    shutil.rmtree(os.path.dirname(os.path.dirname(nodes[0].workdir)), ignore_errors=True)
     assert not problems, "\n".join(problems)
 
 

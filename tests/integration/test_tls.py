@@ -313,21 +313,9 @@ def fresh(request, tmp_path):
 # clients
 # ---------------------------------------------------------------------------
 
-def der_id(pem_text):
-    ders = helpers.pem_cert_ders(pem_text)
-    return helpers.cert_id(ders[0]) if ders else None
-
-
-def s_client(port, sni, *extra, host="127.0.0.1"):
-    args = ["openssl", "s_client", "-connect", "%s:%d" % (host, port)]
-    args += ["-servername", sni] if sni is not None else ["-noservername"]
-    p = subprocess.run(args + list(extra), input=b"", stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=30)
-    return p.stdout.decode(errors="replace")
-
-
-def s_client_id(port, sni, host="127.0.0.1"):
-    return der_id(s_client(port, sni, host=host))
+der_id = helpers.der_id
+s_client = helpers.s_client
+s_client_id = helpers.s_client_id
 
 
 def curl(port, name, path="/", extra=()):
