@@ -7,9 +7,11 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 
 #include "../replication/repl.h"
 #include "../store/seal.h"
+#include "../tls/tls.h"
 #include "cluster_init.h"
 #include "config.h"
 #include "control.h"
@@ -271,15 +274,22 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 {
 	static const struct option opts[] = {
 	    {"cert", required_argument, NULL, 'c'},
+	    {"cluster", no_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'c')
+		if (c == 'c')
+			json_object_set_new(args, "cert", json_string(optarg));
+		else if (c == 'C')
+			json_object_set_new(args, "cluster", json_true());
+		else
 			return usage_error(cmd, err, "unknown flag");
-		json_object_set_new(args, "cert", json_string(optarg));
 	}
+	if (json_object_get(args, "cert") != NULL && json_object_get(args, "cluster") != NULL)
+		return usage_error(cmd, err,
+		                   "--cluster checks the default certificate; drop --cert");
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
@@ -703,9 +713,10 @@ static const struct command commands[] = {
      "Writes a certificate: pem (leaf + chain), der (leaf), p7b (chain), p12 "
      "(leaf + chain + key under the export passphrase).",
      parse_export, print_export},
-    {"verify", "verify", "verify [--cert ID]",
+    {"verify", "verify", "verify [--cert ID | --cluster]",
      "Checks the default certificate (or ID): "
-     "coverage of every hostname, chain, key, validity.",
+     "coverage of every hostname, chain, key, validity; --cluster: every node reachable, "
+     "in sync, covered and serving the expected certificate.",
      parse_verify, print_verify},
     {"promote", "promote", "promote [--force]",
      "Makes this backup the primary; refused while the primary is heard, unless --force.",
@@ -821,6 +832,205 @@ static int keygen(int argc, char **argv)
 	else
 		printf("%s\n", pub);
 	return 0;
+}
+
+/* ---- verify --cluster ---------------------------------------------------------- */
+
+#define PROBE_TIMEOUT_MS 5000
+#define SETTLE_TRIES     12 /* a relayed position is at most a beat old: 3 s */
+#define SETTLE_STEP_US   250000
+
+static json_int_t num(json_t *obj, const char *key)
+{
+	return json_integer_value(json_object_get(obj, key));
+}
+
+/* True when every node is reachable and at one position. */
+static bool settled(json_t *nodes)
+{
+	json_t *n, *first = json_array_get(nodes, 0);
+	size_t i;
+
+	json_array_foreach(nodes, i, n)
+	{
+		if (!json_is_true(json_object_get(n, "reachable")) ||
+		    num(n, "epoch") != num(first, "epoch") || num(n, "seq") != num(first, "seq"))
+			return false;
+	}
+	return true;
+}
+
+/* The reachable node furthest ahead (the first such): what others must equal. */
+static json_t *reference_node(json_t *nodes)
+{
+	json_t *n, *best = NULL;
+	size_t i;
+
+	json_array_foreach(nodes, i, n)
+	{
+		if (!json_is_true(json_object_get(n, "reachable")) ||
+		    !json_is_string(json_object_get(n, "digest")))
+			continue;
+		if (best == NULL || num(n, "epoch") > num(best, "epoch") ||
+		    (num(n, "epoch") == num(best, "epoch") && num(n, "seq") > num(best, "seq")))
+			best = n;
+	}
+	return best;
+}
+
+static void add_check(json_t *checks, json_t *n, const char *check, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void add_check(json_t *checks, json_t *n, const char *check, bool ok, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	json_array_append_new(checks,
+	                      json_pack("{s:s, s:s, s:s, s:s}", "node", str(n, "name"), "check",
+	                                check, "status", ok ? "ok" : "fail", "detail", detail));
+}
+
+static void check_store(json_t *checks, json_t *n, json_t *ref)
+{
+	if (!json_is_true(json_object_get(n, "reachable")))
+		add_check(checks, n, "store", false, "unknown: the node is not reachable");
+	else if (ref == NULL || num(n, "epoch") != num(ref, "epoch") ||
+	         num(n, "seq") != num(ref, "seq"))
+		add_check(checks, n, "store", false, "at %lld.%lld, behind %s at %lld.%lld",
+		          (long long)num(n, "epoch"), (long long)num(n, "seq"), str(ref, "name"),
+		          (long long)num(ref, "epoch"), (long long)num(ref, "seq"));
+	else if (strcmp(str(n, "digest"), str(ref, "digest")) != 0)
+		add_check(checks, n, "store", false,
+		          "digest %.16s differs from %s's %.16s at %lld.%lld", str(n, "digest"),
+		          str(ref, "name"), str(ref, "digest"), (long long)num(n, "epoch"),
+		          (long long)num(n, "seq"));
+	else
+		add_check(checks, n, "store", true, "at %lld.%lld, digest %.16s",
+		          (long long)num(n, "epoch"), (long long)num(n, "seq"), str(n, "digest"));
+}
+
+static bool listed(json_t *arr, const char *s)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(arr, i, v)
+	{
+		if (strcasecmp(json_string_value(v), s) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void check_coverage(json_t *checks, json_t *n, json_t *r)
+{
+	json_t *dflt = json_object_get(r, "default"), *uncovered = json_object_get(r, "uncovered");
+	const char *site = str(r, "site_hostname"), *host = str(n, "hostname");
+	bool site_bad = listed(uncovered, site), host_bad = listed(uncovered, host);
+
+	if (!json_is_object(dflt))
+		add_check(
+		    checks, n, "coverage", false,
+		    "there is no default certificate; choose one with `certsync cert default ID`");
+	else if (site_bad || host_bad)
+		add_check(checks, n, "coverage", false,
+		          "the default certificate %.8s (%s) does not cover %s%s%s",
+		          str(dflt, "id"), str(dflt, "name"), host_bad ? host : "",
+		          host_bad && site_bad ? " and " : "", site_bad ? site : "");
+	else
+		add_check(checks, n, "coverage", true,
+		          "the default certificate %.8s covers %s and %s", str(dflt, "id"), host,
+		          site);
+}
+
+static void check_tls(json_t *checks, json_t *n, const char *sni)
+{
+	const char *endpoint = json_string_value(json_object_get(n, "tls_endpoint"));
+	const char *want = json_string_value(json_object_get(json_object_get(n, "expected"), sni));
+	char got[65];
+	cs_err err = {0};
+
+	if (endpoint == NULL)
+		add_check(
+		    checks, n, "tls", false,
+		    "%s: no TLS endpoint is known; add tls_endpoint = HOST:PORT to its [peer] "
+		    "section (or tls_listen on the node itself)",
+		    sni);
+	else if (want == NULL)
+		add_check(checks, n, "tls", false, "%s: no valid certificate with a key answers it",
+		          sni);
+	else if (tls_probe(endpoint, sni, PROBE_TIMEOUT_MS, got, &err) < 0)
+		add_check(checks, n, "tls", false, "%s", err.msg);
+	else if (strcmp(got, want) != 0)
+		add_check(checks, n, "tls", false, "%s at %s serves %.8s, expected %.8s", sni,
+		          endpoint, got, want);
+	else
+		add_check(checks, n, "tls", true, "%s at %s serves %.8s", sni, endpoint, got);
+}
+
+/* `verify --cluster`: asks this node's agent what it knows of every node,
+ * waits (bounded) for positions relayed by heartbeats to settle, then
+ * checks each node and reaches every TLS endpoint for real. */
+static int verify_cluster(const char *path, cs_err *err)
+{
+	json_t *r = NULL, *nodes, *n, *checks = json_array(), *ref, *c;
+	bool ok = true;
+	size_t i;
+
+	for (int t = 0; t < SETTLE_TRIES; t++) {
+		json_t *args = json_object();
+
+		json_decref(r);
+		r = NULL;
+		if (cs_control_call(path, "verify.cluster", args, &r, err) < 0) {
+			json_decref(args);
+			json_decref(checks);
+			return -1;
+		}
+		json_decref(args);
+		if (settled(json_object_get(r, "nodes")))
+			break;
+		usleep(SETTLE_STEP_US);
+	}
+	nodes = json_object_get(r, "nodes");
+	ref = reference_node(nodes);
+	json_array_foreach(nodes, i, n)
+	{
+		bool up = json_is_true(json_object_get(n, "reachable"));
+
+		add_check(checks, n, "reachable", up, "%s",
+		          json_is_true(json_object_get(n, "self")) ? "this node"
+		          : up ? "heard within the failure timeout"
+		               : "not heard within the failure timeout");
+		check_store(checks, n, ref);
+		check_coverage(checks, n, r);
+		check_tls(checks, n, str(n, "hostname"));
+		check_tls(checks, n, str(r, "site_hostname"));
+	}
+	json_array_foreach(checks, i, c)
+	{
+		ok = ok && strcmp(str(c, "status"), "ok") == 0;
+		if (!json_output)
+			printf("%-12s %-9s %-4s %s\n", str(c, "node"), str(c, "check"),
+			       str(c, "status"), str(c, "detail"));
+	}
+	if (json_output) {
+		json_t *j =
+		    json_pack("{s:b, s:o, s:O}", "ok", ok, "checks", checks, "nodes", nodes);
+
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	} else {
+		printf("cluster: %s\n", ok ? "every check passed" : "some checks failed");
+		json_decref(checks);
+	}
+	json_decref(r);
+	return ok ? 0 : 1;
 }
 
 #define CLUSTER_INIT_USAGE                                                                         \
@@ -999,8 +1209,18 @@ int cs_cli_main(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	if (cmd->parse(cmd, argc, argv, args, &err) < 0 ||
-	    socket_path(config, sock, &path, &err) < 0 ||
-	    cs_control_call(path, cmd->request, args, &result, &err) < 0) {
+	    socket_path(config, sock, &path, &err) < 0) {
+		json_decref(args);
+		free(path);
+		return fail(&err);
+	}
+	if (json_is_true(json_object_get(args, "cluster"))) {
+		rc = verify_cluster(path, &err);
+		json_decref(args);
+		free(path);
+		return rc < 0 ? fail(&err) : rc;
+	}
+	if (cs_control_call(path, cmd->request, args, &result, &err) < 0) {
 		json_decref(args);
 		free(path);
 		return fail(&err);

@@ -319,6 +319,7 @@ static const struct command {
     {"import", op_import, true, true},
     {"export", op_export, false, true},
     {"verify", op_verify, false, true},
+    {"verify.cluster", op_verify_cluster, false, true},
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
     {"diverged.apply", op_diverged_apply, true, false},

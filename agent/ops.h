@@ -41,6 +41,10 @@ json_t *op_cert_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_export(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_verify(struct cs_node *node, json_t *args, cs_err *err);
+/* Every node as this one knows it (position, digest, reachable, TLS endpoint)
+ * and the ids each should serve for its hostname and the site hostname; the
+ * command compares and probes (verify --cluster). */
+json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_self_signed(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_csr_create(struct cs_node *node, json_t *args, cs_err *err);

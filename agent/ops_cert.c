@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "../common/hex.h"
+#include "../common/hostport.h"
 #include "control.h"
 #include "ops.h"
 #include "records.h"
@@ -371,4 +372,128 @@ json_t *op_verify(struct cs_node *node, json_t *args, cs_err *err)
 	unload(&l);
 	cs_txn_abort(txn);
 	return j;
+}
+
+/* ---- verify --cluster ------------------------------------------------------- */
+
+/* The ids a node serves, as this node predicts them from its own store:
+ * the node's table differs from ours only by its hostname in the
+ * coverage gate.  prev (our served table, may be NULL) saves re-parsing. */
+static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const char *hostname,
+                            const tls_table *prev, time_t now, cs_err *err)
+{
+	const char *site = node->cfg->site_hostname, *a, *b;
+	tls_table *t;
+	json_t *j;
+
+	if (tls_table_load(&t, txn, node->key, hostname, site, prev, now, err) < 0)
+		return NULL;
+	a = tls_table_served(t, hostname, now);
+	b = tls_table_served(t, site, now);
+	j = json_pack("{s:s?, s:s?}", hostname, a, site, b);
+	tls_table_free(t);
+	return j;
+}
+
+/* Where this node's own endpoint is reached from here: its first
+ * tls_listen, with a wildcard address replaced by loopback. */
+static json_t *own_endpoint(const cs_config *cfg)
+{
+	char host[256], buf[300];
+	unsigned port;
+
+	if (cfg->ntls_listen == 0 ||
+	    !cs_hostport_split(cfg->tls_listen[0], host, sizeof(host), &port, false))
+		return json_null();
+	if (strcmp(host, "0.0.0.0") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "::") == 0)
+		snprintf(host, sizeof(host), "::1");
+	snprintf(buf, sizeof(buf), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	return json_string(buf);
+}
+
+static json_t *peer_view(json_t *peers, const char *name)
+{
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(peers, i, p)
+	{
+		if (strcmp(json_string_value(json_object_get(p, "name")), name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
+{
+	const cs_config *cfg = node->cfg;
+	char digest[2 * CS_DIGEST_LEN + 1], hex[2 * PKI_ID_LEN + 1];
+	uint8_t d[CS_DIGEST_LEN];
+	json_t *rs = node->repl ? repl_status(node->repl) : NULL;
+	json_t *peers = json_object_get(rs, "peers"), *nodes = json_array(), *uncovered;
+	json_t *expected, *dflt = json_null();
+	tls_table *served = node->tls ? tls_server_table(node->tls) : NULL;
+	time_t now = time(NULL);
+	const char *hosts[64];
+	size_t nhosts = cs_config_hosts(cfg, hosts, 64);
+	struct loaded l;
+	cs_err lerr = {0};
+	cs_txn *txn = NULL;
+	cs_pos at;
+
+	(void)args;
+	uncovered = json_array();
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		goto fail;
+	at = cs_txn_applied(txn);
+	cs_txn_digest(txn, d);
+	cs_hex(d, CS_DIGEST_LEN, digest);
+	/* No default is a finding of the check, not an error of the command. */
+	if (load(txn, NULL, &l, &lerr) == 0) {
+		cs_hex(l.c.id, PKI_ID_LEN, hex);
+		dflt = json_pack("{s:s, s:s}", "id", hex, "name", l.c.rec->name);
+		for (size_t i = 0; i < nhosts; i++)
+			if (!pki_covers(l.leaf, hosts[i]))
+				json_array_append_new(uncovered, json_string(hosts[i]));
+		unload(&l);
+	}
+	if ((expected = expected_ids(node, txn, cfg->hostname, served, now, err)) == NULL)
+		goto fail;
+	json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:o, s:o}",
+	                                       "name", cfg->name, "role", cs_role_name(cfg->role),
+	                                       "hostname", cfg->hostname, "self", 1, "reachable", 1,
+	                                       "epoch", (json_int_t)at.epoch, "seq",
+	                                       (json_int_t)at.seq, "digest", digest, "tls_endpoint",
+	                                       own_endpoint(cfg), "expected", expected));
+	for (size_t i = 0; i < cfg->npeers; i++) {
+		const cs_peer *p = &cfg->peers[i];
+		json_t *v = peer_view(peers, p->name);
+
+		if ((expected = expected_ids(node, txn, p->hostname, served, now, err)) == NULL)
+			goto fail;
+		json_array_append_new(
+		    nodes,
+		    json_pack("{s:s, s:s, s:s, s:b, s:b, s:O?, s:O?, s:O?, s:s?, s:o}", "name",
+		              p->name, "role", cs_role_name(p->role), "hostname", p->hostname,
+		              "self", 0, "reachable", json_is_true(json_object_get(v, "reachable")),
+		              "epoch", json_object_get(v, "epoch"), "seq",
+		              json_object_get(v, "seq"), "digest", json_object_get(v, "digest"),
+		              "tls_endpoint", p->tls_endpoint, "expected", expected));
+	}
+	cs_txn_abort(txn);
+	tls_table_free(served);
+	json_decref(rs);
+	return json_pack("{s:s, s:o, s:o, s:o}", "site_hostname", cfg->site_hostname, "default",
+	                 dflt, "uncovered", uncovered, "nodes", nodes);
+fail:
+	if (txn != NULL)
+		cs_txn_abort(txn);
+	tls_table_free(served);
+	json_decref(rs);
+	json_decref(nodes);
+	json_decref(uncovered);
+	json_decref(dflt);
+	return NULL;
 }

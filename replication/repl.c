@@ -122,12 +122,42 @@ fail:
 
 /* ---- beats ---- */
 
+/* What the leader relays of every node but p: views[i] and pos[i] are
+ * filled for each; returns how many. */
+static size_t cluster_views(const repl *r, const struct peer *p, Certsync__NodeView *views,
+                            Certsync__Position *pos, Certsync__NodeView **vp)
+{
+	int64_t now = repl_now();
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->npeers; i++) {
+		const struct peer *q = &r->peers[i];
+
+		if (q == p)
+			continue;
+		views[n] = (Certsync__NodeView)CERTSYNC__NODE_VIEW__INIT;
+		pos[n] = (Certsync__Position)CERTSYNC__POSITION__INIT;
+		views[n].name = q->name;
+		views[n].reachable = q->s.heard != 0 && now - q->s.heard <= r->dead_ms;
+		pos[n].epoch = q->s.applied.epoch;
+		pos[n].seq = q->s.applied.seq;
+		views[n].applied = &pos[n];
+		views[n].digest.data = (uint8_t *)q->s.digest;
+		views[n].digest.len = CS_DIGEST_LEN;
+		vp[n] = &views[n];
+		n++;
+	}
+	return n;
+}
+
 void send_beat(repl *r, struct peer *p, bool via_router)
 {
 	Certsync__Envelope env = CERTSYNC__ENVELOPE__INIT;
 	Certsync__Beat b = CERTSYNC__BEAT__INIT;
 	Certsync__Position pos = CERTSYNC__POSITION__INIT;
 	Certsync__EpochStart h[BEAT_HISTORY], *hp[BEAT_HISTORY];
+	Certsync__NodeView views[MAX_PEERS], *vp[MAX_PEERS];
+	Certsync__Position vpos[MAX_PEERS];
 	size_t n = r->loc.nhist < BEAT_HISTORY ? r->loc.nhist : BEAT_HISTORY;
 	const cs_epoch_start *last = r->loc.hist + (r->loc.nhist - n);
 	bool follows =
@@ -149,6 +179,12 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	b.history = hp;
 	b.session = follows ? r->f.session : 0;
 	b.refusal = r->refusal;
+	b.digest.data = r->loc.digest;
+	b.digest.len = CS_DIGEST_LEN;
+	if (r->leading) {
+		b.n_cluster = cluster_views(r, p, views, vpos, vp);
+		b.cluster = vp;
+	}
 	env.body_case = CERTSYNC__ENVELOPE__BODY_BEAT;
 	env.beat = &b;
 	wire_send(r, p, &env, via_router);
@@ -291,6 +327,22 @@ void repl_higher_epoch(repl *r, uint64_t epoch)
 
 /* ---- messages ---- */
 
+/* The leader's view of the nodes, for those this node has no link to. */
+static void take_cluster_views(repl *r, const Certsync__Beat *b, int64_t now)
+{
+	for (size_t i = 0; i < b->n_cluster; i++) {
+		const Certsync__NodeView *nv = b->cluster[i];
+		struct peer *q = wire_peer_by_name(r, nv->name);
+
+		if (q == NULL || nv->applied == NULL || nv->digest.len != CS_DIGEST_LEN)
+			continue;
+		q->s.relayed_at = now;
+		q->s.relayed_reachable = nv->reachable;
+		q->s.relayed_applied = (cs_pos){nv->applied->epoch, nv->applied->seq};
+		memcpy(q->s.relayed_digest, nv->digest.data, CS_DIGEST_LEN);
+	}
+}
+
 static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__Beat *b = env->beat;
@@ -305,7 +357,11 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	p->s.leading = b->leading;
 	p->s.epoch = env->epoch;
 	p->s.applied = applied;
+	if (b->digest.len == CS_DIGEST_LEN)
+		memcpy(p->s.digest, b->digest.data, CS_DIGEST_LEN);
 	snprintf(p->s.refusal, sizeof(p->s.refusal), "%s", b->refusal);
+	if (b->leading && env->epoch >= r->loc.epoch)
+		take_cluster_views(r, b, now);
 	if (b->leading && env->epoch < r->loc.epoch)
 		wire_drop(r, p, &r->cnt.stale_epoch,
 		          "it claims to lead epoch %" PRIu64 ", older than %" PRIu64, env->epoch,
@@ -780,18 +836,30 @@ int repl_leader(repl *r, char *name, size_t len)
 	return 0;
 }
 
+/* A peer as this node knows it: from its own beats while it is heard, else
+ * from what the leader relays (traffic nodes have no link to each other). */
 static json_t *peer_json(const repl *r, size_t i, int64_t now, const cs_pos *head)
 {
 	const struct peer_state *s = &r->view.peers[i];
-	bool up = s->heard != 0 && now - s->heard <= r->dead_ms;
+	bool direct = s->heard != 0 && now - s->heard <= r->dead_ms;
+	bool relayed = !direct && s->relayed_at != 0 && now - s->relayed_at <= r->dead_ms;
+	bool known = direct || relayed;
+	const cs_pos *at = relayed ? &s->relayed_applied : &s->applied;
+	char digest[2 * CS_DIGEST_LEN + 1];
 
+	cs_hex(relayed ? s->relayed_digest : s->digest, CS_DIGEST_LEN, digest);
 	return json_pack(
-	    "{s:s, s:s, s:b, s:o, s:b, s:I, s:I, s:o, s:b, s:o}", "name", r->peers[i].name, "role",
-	    repl_role_name(r->peers[i].role), "reachable", up, "last_heard_ms",
-	    s->heard ? json_integer((json_int_t)(now - s->heard)) : json_null(), "leading",
-	    s->leading, "epoch", (json_int_t)s->epoch, "seq", (json_int_t)s->applied.seq, "lag",
-	    head && s->heard ? json_integer((json_int_t)head->seq - (json_int_t)s->applied.seq)
-	                     : json_null(),
+	    "{s:s, s:s, s:b, s:s?, s:o, s:b, s:I, s:I, s:o, s:o, s:b, s:o}", "name",
+	    r->peers[i].name, "role", repl_role_name(r->peers[i].role), "reachable",
+	    direct || (relayed && s->relayed_reachable), "heard_via",
+	    direct    ? "direct"
+	    : relayed ? "leader"
+	              : NULL,
+	    "last_heard_ms", s->heard ? json_integer((json_int_t)(now - s->heard)) : json_null(),
+	    "leading", s->leading, "epoch", (json_int_t)(relayed ? at->epoch : s->epoch), "seq",
+	    (json_int_t)at->seq, "digest",
+	    known && (direct || s->relayed_reachable) ? json_string(digest) : json_null(), "lag",
+	    head && known ? json_integer((json_int_t)head->seq - (json_int_t)at->seq) : json_null(),
 	    "follows", s->follows, "refusal",
 	    s->refusal[0] ? json_string(s->refusal) : json_null());
 }

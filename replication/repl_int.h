@@ -29,8 +29,15 @@ struct peer_state {
 	bool leading;
 	uint64_t epoch;
 	cs_pos applied;
-	bool follows; /* it follows us (we lead) */
+	uint8_t digest[CS_DIGEST_LEN]; /* at applied */
+	bool follows;                  /* it follows us (we lead) */
 	char refusal[REFUSAL_LEN];
+	/* The leader's word on it, for a peer we have no link to: valid while
+	 * relayed_at is recent and the leader is heard. */
+	int64_t relayed_at;
+	bool relayed_reachable;
+	cs_pos relayed_applied;
+	uint8_t relayed_digest[CS_DIGEST_LEN];
 };
 
 struct peer {
@@ -167,6 +174,8 @@ void wire_zap(repl *r);
  * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
  * when the message was dropped (counted and logged), and *p its sender. */
 int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p);
+/* The configured peer of that name, or NULL. */
+struct peer *wire_peer_by_name(repl *r, const char *name);
 /* Logs a dropped message, at most once a few seconds per peer. */
 void wire_drop(repl *r, struct peer *p, uint64_t *counter, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

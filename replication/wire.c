@@ -161,7 +161,7 @@ static struct peer *peer_by_key(repl *r, const uint8_t *key)
 	return NULL;
 }
 
-static struct peer *peer_by_name(repl *r, const char *name)
+struct peer *wire_peer_by_name(repl *r, const char *name)
 {
 	for (size_t i = 0; name != NULL && i < r->npeers; i++)
 		if (strcmp(r->peers[i].name, name) == 0)
@@ -246,7 +246,7 @@ int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct pee
 	if (router && (!zmq_msg_more(&rid) || zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) < 0))
 		goto out;
 	/* ZAP named the sender when it admitted its key. */
-	if (router && (*p = peer_by_name(r, zmq_msg_gets(&body, "User-Id"))) == NULL) {
+	if (router && (*p = wire_peer_by_name(r, zmq_msg_gets(&body, "User-Id"))) == NULL) {
 		drain(sock, &body);
 		wire_drop(r, NULL, &r->cnt.unknown_key, "no peer behind its connection");
 		goto out;

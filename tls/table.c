@@ -701,3 +701,14 @@ bool tls_table_healthy(const tls_table *t, time_t now)
 	/* Checked again now: the served default may have expired since. */
 	return first_valid(&t->dflt, WANT_ANY, now) != NULL;
 }
+
+const char *tls_table_served(const tls_table *t, const char *sni, time_t now)
+{
+	char name[TLS_NAME_MAX + 1];
+	const tls_entry *e;
+
+	if (sni != NULL && tls_name_normalize(sni, strlen(sni), name) == 0)
+		sni = NULL; /* as the ClientHello callback does */
+	e = tls_table_select(t, sni != NULL ? name : NULL, true, now);
+	return e != NULL ? e->id_hex : NULL;
+}

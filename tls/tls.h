@@ -68,6 +68,19 @@ void tls_table_free(tls_table *t);
 /* The table's state for `status` (certificates, default, coverage). */
 json_t *tls_table_status(const tls_table *t, time_t now);
 
+/* The id (hex) of the certificate a client that offers ECDSA and sends sni
+ * (NULL: none) gets from t at now, or NULL when the handshake would fail. */
+const char *tls_table_served(const tls_table *t, const char *sni, time_t now);
+
+/* ---- the client side, for `verify --cluster` ------------------------------- */
+
+/* Connects to endpoint (HOST:PORT or [V6]:PORT), completes a TLS handshake
+ * sending sni, and gives the id (SHA-256 hex of the DER) of the leaf
+ * certificate served.  The chain is not checked: the caller compares ids.
+ * Errors name the endpoint and what failed; every step is bounded by
+ * timeout_ms. */
+int tls_probe(const char *endpoint, const char *sni, int timeout_ms, char id_hex[65], cs_err *err);
+
 /* ---- the server ---------------------------------------------------------- */
 
 typedef struct tls_server tls_server;

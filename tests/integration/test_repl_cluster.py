@@ -6,6 +6,7 @@ Every wait is bounded; every process is stopped by its PID."""
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -84,6 +85,101 @@ def test_changes_reach_every_node(cluster):
     assert tn2.status()["cluster_key"] is True
 
 
+def make_p12(folder, sans, password="p12-password"):
+    """A key and a certificate made by openssl, packed as a PKCS#12."""
+    key, crt, p12 = (os.path.join(folder, f) for f in ("site.key", "site.crt", "site.p12"))
+    pw = helpers.write(os.path.join(folder, "p12-password"), password + "\n")
+    csr, ext = os.path.join(folder, "site.csr"), os.path.join(folder, "site.ext")
+    helpers.write(ext, "subjectAltName=" + ",".join("DNS:" + s for s in sans) + "\n")
+    helpers.openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + SITE)
+    # x509 -req signs without the CA extensions req -x509 adds: a leaf
+    helpers.openssl("x509", "-req", "-in", csr, "-signkey", key, "-days", "30",
+                    "-extfile", ext, "-out", crt)
+    helpers.openssl("pkcs12", "-export", "-inkey", key, "-in", crt, "-out", p12,
+                    "-passout", "file:" + pw)
+    der = helpers.openssl("x509", "-in", crt, "-outform", "DER").stdout
+    return p12, pw, helpers.cert_id(der)
+
+
+def verify_cluster(node, want_rc):
+    r = node.cli("verify", "--cluster", check=want_rc).data
+    return {(c["node"], c["check"], c["detail"].split(" ")[0]): c for c in r["checks"]}, r
+
+
+def test_pkcs12_reaches_every_tls_endpoint(cluster, tmp_path):
+    primary = cluster[0]
+    p12, pw, want = make_p12(str(tmp_path), [SITE, "*.example.test"])
+    primary.cli("import", p12, "--password-file", pw, check=0)
+    primary.cli("cert", "default", want, check=0)
+    seq = primary.status()["seq"]
+    wait_for("every node to apply the import", lambda: all(
+        n.status()["seq"] >= seq for n in cluster), timeout=1.0, step=0.02)
+    for n in cluster:
+        for sni in (n.hostname, SITE):
+            wait_for("%s to serve it for %s" % (n.name, sni),
+                     lambda: n.served_id(sni) == want, timeout=5)
+    for n in cluster:  # from any node
+        checks, r = verify_cluster(n, 0)
+        assert r["ok"] is True and len(r["checks"]) == 5 * len(cluster), r["checks"]
+        assert all(c["status"] == "ok" for c in r["checks"])
+
+
+def test_verify_cluster_names_what_fails(cluster, tmp_path):
+    primary, backup, tn1, tn2 = cluster
+    p12, pw, good = make_p12(str(tmp_path), [SITE, "*.example.test"])
+    primary.cli("import", p12, "--password-file", pw, check=0)
+    primary.cli("cert", "default", good, check=0)
+    verify_cluster(tn1, 0)
+    # a default that omits tn1's hostname: verify names tn1, and tn1 keeps
+    # serving the previous certificate that covers it
+    os.mkdir(str(tmp_path / "narrow"))
+    p12, pw, narrow = make_p12(str(tmp_path / "narrow"), [SITE, "primary.example.test",
+                                                          "backup.example.test", "tn2.example.test"])
+    primary.cli("import", p12, "--password-file", pw, check=0)
+    primary.cli("cert", "default", narrow, check=0)
+    wait_for("all in sync", lambda: in_sync(cluster))
+    checks, r = verify_cluster(backup, 1)
+    bad = [c for c in r["checks"] if c["status"] != "ok"]
+    assert [(c["node"], c["check"]) for c in bad] == [("tn1", "coverage")], bad
+    assert "does not cover tn1.example.test" in bad[0]["detail"]
+    assert tn1.served_id("tn1.example.test") == good
+    assert tn2.served_id("tn2.example.test") == narrow
+    r = backup.cli("verify", "--cluster", json=False, check=1)
+    assert b"does not cover tn1.example.test" in r.stdout and b"some checks failed" in r.stdout
+    primary.cli("cert", "default", good, check=0)
+    wait_for("all in sync", lambda: in_sync(cluster))
+    # a node whose endpoint serves another certificate (its agent stopped,
+    # openssl s_server on its port instead)
+    tn2.stop()
+    other_key, other_crt = str(tmp_path / "o.key"), str(tmp_path / "o.crt")
+    helpers.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", other_key, "-out", other_crt, "-days", "2",
+                    "-subj", "/CN=impostor.example.test")
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % tn2.tls_port,
+                            "-key", other_key, "-cert", other_crt, "-naccept", "10", "-quiet"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        wait_for("s_server to listen", lambda: helpers.s_client_id(tn2.tls_port, SITE) is not None)
+        # tn1 has no link to tn2: it learns that tn2 is down from the primary
+        wait_for("tn1 to hear that tn2 is down", lambda: not {
+            p["name"]: p for p in tn1.status()["replication"]["peers"]}["tn2"]["reachable"],
+            timeout=10)
+        checks, r = verify_cluster(tn1, 1)
+        bad = {(c["node"], c["check"]) for c in r["checks"] if c["status"] != "ok"}
+        assert bad == {("tn2", "reachable"), ("tn2", "store"), ("tn2", "tls")}, r["checks"]
+        tls = [c for c in r["checks"] if c["node"] == "tn2" and c["check"] == "tls"]
+        impostor = helpers.cert_id(helpers.openssl("x509", "-in", other_crt, "-outform",
+                                                   "DER").stdout)
+        # (narrow names tn2 and the site exactly and expires last: it is chosen)
+        assert all("serves %s, expected %s" % (impostor[:8], narrow[:8]) in c["detail"]
+                   for c in tls), tls
+    finally:
+        srv.kill()
+        srv.wait(timeout=10)
+
+
 def test_wait_names_unconfirmed(cluster):
     primary, backup, tn1, tn2 = cluster
     backup.stop()
@@ -103,18 +199,18 @@ def test_catch_up_by_log_and_snapshot(cluster):
     self_signed(primary, "first")
     wait_for("sync", lambda: in_sync(cluster))
     tn1.stop()
-    for i in range(20):
+    for i in range(200):
         self_signed(primary, "log-%d" % i, "--wait", "none")
     tn1.start()
     wait_for("tn1 to catch up from the log", lambda: in_sync(cluster), timeout=30)
     assert "snapshot" not in tn1.stderr()
     # with a short log, a node further behind gets a snapshot
     primary.stop()
-    primary.log_retain = 5
+    primary.log_retain = 50
     primary.write_config()
     primary.start()
     tn2.stop()
-    for i in range(20):
+    for i in range(200):
         self_signed(primary, "snap-%d" % i, "--wait", "none")
     tn2.start()
     wait_for("tn2 to catch up by snapshot", lambda: in_sync(cluster), timeout=30)
