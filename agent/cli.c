@@ -341,13 +341,15 @@ static void print_replication(json_t *rs)
 			hprintf(" refuses: %s", str(p, "refusal"));
 		hprintf("\n");
 	}
-	hprintf("dropped    %lld undecodable, %lld unknown keys, %lld wrong cluster, %lld stale "
-	        "epoch, %lld bad entries\n",
-	        (long long)json_integer_value(json_object_get(drop, "undecodable")),
-	        (long long)json_integer_value(json_object_get(drop, "unknown_key")),
-	        (long long)json_integer_value(json_object_get(drop, "wrong_cluster")),
-	        (long long)json_integer_value(json_object_get(drop, "stale_epoch")),
-	        (long long)json_integer_value(json_object_get(drop, "bad_entry")));
+	hprintf(
+	    "dropped    %lld undecodable, %lld oversized, %lld unknown keys, %lld wrong cluster, "
+	    "%lld stale epoch, %lld bad entries\n",
+	    (long long)json_integer_value(json_object_get(drop, "undecodable")),
+	    (long long)json_integer_value(json_object_get(drop, "oversized")),
+	    (long long)json_integer_value(json_object_get(drop, "unknown_key")),
+	    (long long)json_integer_value(json_object_get(drop, "wrong_cluster")),
+	    (long long)json_integer_value(json_object_get(drop, "stale_epoch")),
+	    (long long)json_integer_value(json_object_get(drop, "bad_entry")));
 }
 
 static int print_status(json_t *r, json_t *args)

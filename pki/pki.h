@@ -55,10 +55,10 @@ EVP_PKEY *pki_key_from_der(const uint8_t *der, size_t len, cs_err *err);
 /* ---- new certificates and requests ------------------------------------- */
 
 typedef struct pki_subject {
-	const char *country; /* ISO 3166-1 alpha-2, required */
+	const char *country;                       /* ISO 3166-1 alpha-2, required */
 	const char *state, *locality, *org, *unit; /* optional (NULL) */
-	const char *common_name;		    /* required */
-	const char *const *sans;		    /* DNS names, *.wildcards, IP addresses */
+	const char *common_name;                   /* required */
+	const char *const *sans;                   /* DNS names, *.wildcards, IP addresses */
 	size_t nsans;
 	int days; /* self-signed validity; 0 means 365 */
 } pki_subject;
@@ -74,7 +74,7 @@ typedef struct pki_sans {
 	size_t n;
 } pki_sans;
 int pki_subject_check(const pki_subject *subj, pki_sans *sans, char *note, size_t notelen,
-		      cs_err *err);
+                      cs_err *err);
 void pki_sans_free(pki_sans *sans);
 
 /* Why name is not a valid DNS host name (no wildcard; a trailing dot and
@@ -96,11 +96,11 @@ X509_REQ *pki_csr(EVP_PKEY *key, const pki_subject *subj, cs_err *err);
 
 /* Everything found in one file.  The format is found from the content only. */
 typedef struct pki_bundle {
-	STACK_OF(X509) *certs; /* in file order; never NULL after success */
+	STACK_OF(X509) * certs; /* in file order; never NULL after success */
 	EVP_PKEY **keys;
 	size_t nkeys;
 	const char *format; /* "DER X.509", "PEM", "PKCS#12", "PKCS#8 DER",
-			       "encrypted PKCS#8 DER", "OpenSSL key DER", ... */
+	                       "encrypted PKCS#8 DER", "OpenSSL key DER", ... */
 } pki_bundle;
 
 /* Decodes DER X.509, PEM with any number of certificates and keys (PKCS#8,
@@ -113,7 +113,7 @@ typedef struct pki_bundle {
  * PKCS#12 or encrypted key that needs one; unsupported key types
  * (pki_key_supported).  On error out is left empty. */
 int pki_decode(const uint8_t *data, size_t len, const char *password, const char *what,
-	       pki_bundle *out, cs_err *err);
+               pki_bundle *out, cs_err *err);
 void pki_bundle_free(pki_bundle *b);
 
 /* DER of a certificate or request, malloc'd. */
@@ -133,13 +133,13 @@ typedef enum pki_kind {
 } pki_kind;
 
 typedef struct pki_cert_info {
-	uint8_t id[PKI_ID_LEN];		/* SHA-256 of the DER */
+	uint8_t id[PKI_ID_LEN]; /* SHA-256 of the DER */
 	uint8_t spki_sha256[PKI_ID_LEN];
-	pki_kind kind;			/* CA:TRUE → root when self-signed, else intermediate */
-	char subject[512];		/* RFC 2253 one line */
+	pki_kind kind;     /* CA:TRUE → root when self-signed, else intermediate */
+	char subject[512]; /* RFC 2253 one line */
 	char subject_cn[256];
 	char issuer[512];
-	pki_sans sans;			/* DNS names and IP addresses, in certificate order */
+	pki_sans sans; /* DNS names and IP addresses, in certificate order */
 	time_t not_before, not_after;
 	char key_type[16];
 	bool self_signed;
@@ -169,8 +169,8 @@ bool pki_covers(X509 *cert, const char *host);
  * after the leaf, nearest first (empty for a self-signed leaf).  *complete is
  * true when the chain ends at a self-signed root; a chain that reaches a
  * root only found in the system store includes it. Expiry is ignored here. */
-int pki_chain_build(X509 *leaf, STACK_OF(X509) *pool, bool use_system, STACK_OF(X509) **chain,
-		    bool *complete, cs_err *err);
+int pki_chain_build(X509 *leaf, STACK_OF(X509) * pool, bool use_system, STACK_OF(X509) * *chain,
+                    bool *complete, cs_err *err);
 
 /* ---- export ---------------------------------------------------------------- */
 
@@ -182,9 +182,9 @@ int pki_format_parse(const char *s, pki_format *out, cs_err *err);
  * leaf and chain; p12: leaf, chain and key under passphrase with
  * AES-256-CBC, PBKDF2 and a SHA-256 MAC (readable by `openssl pkcs12`).
  * p12 without key or passphrase is refused.  *out is malloc'd. */
-int pki_export(pki_format fmt, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key,
-	       const char *friendly_name, const char *passphrase, uint8_t **out, size_t *outlen,
-	       cs_err *err);
+int pki_export(pki_format fmt, X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key,
+               const char *friendly_name, const char *passphrase, uint8_t **out, size_t *outlen,
+               cs_err *err);
 
 /* ---- verification ------------------------------------------------------- */
 
@@ -206,8 +206,8 @@ typedef struct pki_check {
  *  validity — valid at now; expired, not yet valid, or 25 days or less left
  *             fails; 30 days or less warns.
  * Returns the worst status. */
-pki_check_status pki_verify(X509 *leaf, STACK_OF(X509) *pool, EVP_PKEY *key,
-			    const char *const *hosts, size_t nhosts, time_t now,
-			    pki_check checks[PKI_NCHECKS]);
+pki_check_status pki_verify(X509 *leaf, STACK_OF(X509) * pool, EVP_PKEY *key,
+                            const char *const *hosts, size_t nhosts, time_t now,
+                            pki_check checks[PKI_NCHECKS]);
 
 #endif

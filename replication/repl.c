@@ -876,20 +876,21 @@ json_t *repl_status(repl *r)
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
-	j = json_pack(
-	    "{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "role",
-	    v->leading ? "primary"
-	               : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
-	    "configured_role", repl_role_name(r->role), "leading", v->leading, "epoch",
-	    (json_int_t)v->epoch, "leader",
-	    v->leader == -2  ? json_string(r->name)
-	    : v->leader >= 0 ? json_string(r->peers[v->leader].name)
-	                     : json_null(),
-	    "sync", v->leading ? "leading" : follow_state_name(v->fstate), "refusal",
-	    v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers, "dropped",
-	    "undecodable", (json_int_t)c->undecodable, "unknown_key", (json_int_t)c->unknown_key,
-	    "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
-	    (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);
+	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	              "role",
+	              v->leading ? "primary"
+	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
+	              "configured_role", repl_role_name(r->role), "leading", v->leading, "epoch",
+	              (json_int_t)v->epoch, "leader",
+	              v->leader == -2  ? json_string(r->name)
+	              : v->leader >= 0 ? json_string(r->peers[v->leader].name)
+	                               : json_null(),
+	              "sync", v->leading ? "leading" : follow_state_name(v->fstate), "refusal",
+	              v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers,
+	              "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
+	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
+	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
+	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

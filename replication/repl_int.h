@@ -60,6 +60,7 @@ struct peer {
 /* Messages dropped, by cause; published for status. */
 struct counters {
 	uint64_t undecodable;   /* not an envelope, or more than one frame */
+	uint64_t oversized;     /* over MAX_MSG */
 	uint64_t unknown_key;   /* a CURVE key no peer has (refused by ZAP) */
 	uint64_t wrong_cluster; /* another cluster's id */
 	uint64_t stale_epoch;   /* a primary's message from an epoch we left */

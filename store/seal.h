@@ -14,8 +14,8 @@
 
 #include "../common/err.h"
 
-#define CS_SALT_LEN	 16 /* crypto_pwhash_SALTBYTES */
-#define CS_KEYCHECK_LEN	 32
+#define CS_SALT_LEN      16 /* crypto_pwhash_SALTBYTES */
+#define CS_KEYCHECK_LEN  32
 #define CS_SEAL_OVERHEAD (24 + 16)
 
 typedef struct cs_key cs_key;
@@ -30,9 +30,8 @@ void cs_kdf_new_salt(uint8_t salt[CS_SALT_LEN]);
 
 /* Derives the cluster key.  Refuses limits below INTERACTIVE (a tampered
  * settings record must not weaken the key). */
-int cs_key_derive(cs_key **out, const char *pass, size_t passlen,
-		  const uint8_t salt[CS_SALT_LEN], uint64_t opslimit, uint64_t memlimit,
-		  cs_err *err);
+int cs_key_derive(cs_key **out, const char *pass, size_t passlen, const uint8_t salt[CS_SALT_LEN],
+                  uint64_t opslimit, uint64_t memlimit, cs_err *err);
 void cs_key_free(cs_key *key);
 
 /* A value that is equal for equal keys and reveals nothing about the key. */
@@ -40,12 +39,12 @@ void cs_key_check(const cs_key *key, uint8_t out[CS_KEYCHECK_LEN]);
 
 /* Seals plain; *sealed is malloc'd (free with free), plain is not touched. */
 int cs_seal(const cs_key *key, const void *plain, size_t plen, const void *ad, size_t adlen,
-	    uint8_t **sealed, size_t *slen, cs_err *err);
+            uint8_t **sealed, size_t *slen, cs_err *err);
 
 /* Opens a sealed key; *plain is sodium_malloc'd and must be released with
  * cs_secret_free, which wipes it.  CS_ECRYPTO when the seal does not open. */
 int cs_unseal(const cs_key *key, const void *sealed, size_t slen, const void *ad, size_t adlen,
-	      uint8_t **plain, size_t *plen, cs_err *err);
+              uint8_t **plain, size_t *plen, cs_err *err);
 void cs_secret_free(void *secret);
 
 /* Derives a 32-byte subkey for another purpose (TLS ticket keys, the
