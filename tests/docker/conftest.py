@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -100,18 +99,6 @@ class Env:
     def logs(self):
         return self.compose("logs", "--no-color", "--tail", "60", check=False).stdout.decode(
             errors="replace")
-
-
-def wait_for(what, cond, timeout=30.0, step=0.25):
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 1):
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            break
-        time.sleep(step)
-    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ import os
 import pytest
 
 import helpers
-from conftest import NODES, SITE, wait_for
+from conftest import NODES, SITE
+from helpers import wait_for
 
 TRAFFIC = ("tn1", "tn2")
 

@@ -40,6 +40,18 @@ def run(args, cwd=None, input=None, timeout=CMD_TIMEOUT, check=True):
     return p
 
 
+def wait_for(what, cond, timeout=20.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / step) + 1):
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            break
+        time.sleep(step)
+    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
 def pem_blocks(data, label=None):
     """[(label, der_bytes)] of every PEM block in data (str or bytes); prose
     around the blocks (certtool writes some) is ignored."""

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import helpers
+from helpers import wait_for  # noqa: F401 (the other replication tests take it from here)
 
 SITE = "support.example.test"
 NODES = (("primary", "primary"), ("backup", "backup"), ("tn1", "traffic"), ("tn2", "traffic"))
@@ -33,18 +34,6 @@ def cluster(certsync_bin):
                 problems.append("%s exited with %s:\n%s" % (n.name, rc, n.stderr()[-3000:]))
     shutil.rmtree(os.path.dirname(os.path.dirname(nodes[0].workdir)), ignore_errors=True)
     assert not problems, "\n".join(problems)
-
-
-def wait_for(what, cond, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 1):
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            break
-        time.sleep(step)
-    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
 
 
 def position(agent):
