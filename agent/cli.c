@@ -44,6 +44,11 @@ static const char *str(json_t *obj, const char *key)
 	return s ? s : "";
 }
 
+static json_int_t num(json_t *obj, const char *key)
+{
+	return json_integer_value(json_object_get(obj, key));
+}
+
 /* Prints items of a JSON string array joined by sep. */
 static void print_list(json_t *arr, const char *sep)
 {
@@ -74,8 +79,11 @@ static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
 	uint8_t *buf;
 	size_t n = 0;
 
+	/* The file is the command's input, not its usage: one that cannot be
+	 * read is refused like one that cannot be decoded (exit 1). */
 	if (fd < 0)
-		return cs_fail(err, CS_EUSAGE, "%s: cannot read it: %s", path, strerror(errno));
+		return cs_fail(err, CS_EINPUT, "%s: cannot read it: %s; give a readable file", path,
+		               strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_IMPORT_BYTES) {
 		close(fd);
 		return cs_fail(err, CS_EINPUT, "%s: not a regular file of at most %u MiB", path,
@@ -111,8 +119,14 @@ static int secret_arg(json_t *args, const char *key, const char *flag, const cha
 	size_t len;
 	int rc;
 
-	if (cs_secret_file_read(flag, path, allow_empty, &secret, &len, err) < 0)
+	if (cs_secret_file_read(flag, path, allow_empty, &secret, &len, err) < 0) {
+		/* For the agent an unreadable passphrase_file is a configuration
+		 * error; here the file is the command's input, refused like an
+		 * unreadable import file (exit 1). */
+		if (err->code == CS_EUSAGE)
+			err->code = CS_EINPUT;
 		return -1;
+	}
 	rc = json_object_set_new(args, key, json_string(secret));
 	cs_secret_free(secret);
 	return rc == 0 ? 0 : cs_fail(err, CS_EIO, "out of memory");
@@ -124,6 +138,8 @@ struct command;
 typedef int (*parse_fn)(const struct command *cmd, int argc, char **argv, json_t *args,
                         cs_err *err);
 typedef int (*print_fn)(json_t *result, json_t *args);
+/* A command that needs no agent; argv[0] is its last word. */
+typedef int (*local_fn)(const struct command *cmd, int argc, char **argv);
 
 struct command {
 	const char *words; /* "cert list" */
@@ -132,11 +148,62 @@ struct command {
 	const char *help;
 	parse_fn parse;
 	print_fn print;
+	local_fn local; /* instead of request, parse and print */
 };
 
 static int usage_error(const struct command *cmd, cs_err *err, const char *what)
 {
 	return cs_fail(err, CS_EUSAGE, "%s; usage: certsync %s", what, cmd->usage);
+}
+
+/* What the usage calls flag's value ("ID" for "--cert ID"), into out; ""
+ * when the usage does not show it (an abbreviated flag). */
+static void value_name(const char *usage, const char *flag, char *out, size_t len)
+{
+	size_t n = strlen(flag);
+	const char *p;
+
+	*out = '\0';
+	for (p = strstr(usage, flag); p != NULL; p = strstr(p + 1, flag)) {
+		if ((p == usage || p[-1] == ' ' || p[-1] == '[') && p[n] == ' ') {
+			p += n + 1;
+			snprintf(out, len, "%.*s", (int)strcspn(p, " ]"), p);
+			return;
+		}
+	}
+}
+
+/* getopt_long, with flag errors said in words: returns the flag's value
+ * char, -1 after the last flag, or 0 with err set.  A flag followed by
+ * another flag has no value either, though getopt would take the next flag
+ * as one ("--name --country GB"). */
+static int next_flag(const struct command *cmd, int argc, char **argv, const char *shortopts,
+                     const struct option *opts, cs_err *err)
+{
+	char colon[16], what[160], value[96];
+	int c;
+	bool took_flag;
+
+	/* A leading ':' makes getopt tell a missing value (':') from an
+	 * unknown flag ('?'). */
+	snprintf(colon, sizeof(colon), ":%s", shortopts);
+	c = getopt_long(argc, argv, colon, opts, NULL);
+	if (c == -1)
+		return -1;
+	took_flag = optarg != NULL && optarg == argv[optind - 1] && strncmp(optarg, "--", 2) == 0;
+	if (c != '?' && c != ':' && !took_flag)
+		return c;
+	if (c == '?') {
+		snprintf(what, sizeof(what), "unknown flag %s", argv[optind - 1]);
+	} else {
+		const char *flag = argv[optind - (took_flag ? 2 : 1)];
+
+		value_name(cmd->usage, flag, value, sizeof(value));
+		snprintf(what, sizeof(what), "%s needs a value%s%s%s", flag, *value ? " (" : "",
+		         value, *value ? ")" : "");
+	}
+	usage_error(cmd, err, what);
+	return 0;
 }
 
 /* Commands with no flags, or one positional ID. */
@@ -179,7 +246,7 @@ static int parse_new(const struct command *cmd, int argc, char **argv, json_t *a
 	int c;
 
 	json_object_set_new(args, "sans", sans);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
 		if (c == 's') {
 			json_array_append_new(sans, json_string(optarg));
 		} else if (c == 'd' && self_signed) {
@@ -189,13 +256,15 @@ static int parse_new(const struct command *cmd, int argc, char **argv, json_t *a
 				return usage_error(cmd, err,
 				                   "--days takes a number from 1 to 3650");
 			json_object_set_new(args, "days", json_integer(days));
-		} else if (c != '?' && c != 'd' && (size_t)c < sizeof(keys) / sizeof(keys[0]) &&
+		} else if (c != 'd' && (size_t)c < sizeof(keys) / sizeof(keys[0]) &&
 		           keys[c] != NULL) {
 			json_object_set_new(args, keys[c], json_string(optarg));
 		} else {
-			return usage_error(cmd, err, "unknown flag");
+			return usage_error(cmd, err, "--days applies to cert self-signed only");
 		}
 	}
+	if (c == 0)
+		return -1;
 	if (optind != argc)
 		return usage_error(cmd, err, "unexpected arguments");
 	if (json_object_get(args, "name") == NULL || json_object_get(args, "country") == NULL ||
@@ -215,16 +284,16 @@ static int parse_import(const struct command *cmd, int argc, char **argv, json_t
 	int c;
 
 	json_object_set_new(args, "files", files);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
 		if (c == 'p') {
 			if (secret_arg(args, "password", "--password-file", optarg, true, err) < 0)
 				return -1;
-		} else if (c == 'n') {
-			json_object_set_new(args, "name", json_string(optarg));
 		} else {
-			return usage_error(cmd, err, "unknown flag");
+			json_object_set_new(args, "name", json_string(optarg));
 		}
 	}
+	if (c == 0)
+		return -1;
 	if (optind == argc)
 		return usage_error(cmd, err, "give at least one FILE");
 	for (int i = optind; i < argc; i++) {
@@ -253,18 +322,17 @@ static int parse_export(const struct command *cmd, int argc, char **argv, json_t
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+	while ((c = next_flag(cmd, argc, argv, "o:", opts, err)) > 0) {
 		if (c == 'f')
 			json_object_set_new(args, "format", json_string(optarg));
 		else if (c == 'o')
 			json_object_set_new(args, "output", json_string(optarg));
-		else if (c == 'p') {
-			if (secret_arg(args, "passphrase", "--passphrase-file", optarg, false,
-			               err) < 0)
-				return -1;
-		} else
-			return usage_error(cmd, err, "unknown flag");
+		else if (secret_arg(args, "passphrase", "--passphrase-file", optarg, false, err) <
+		         0)
+			return -1;
 	}
+	if (c == 0)
+		return -1;
 	if (optind != argc - 1)
 		return usage_error(cmd, err, "give exactly one ID");
 	return json_object_set_new(args, "id", json_string(argv[optind]));
@@ -279,14 +347,14 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
 		if (c == 'c')
 			json_object_set_new(args, "cert", json_string(optarg));
-		else if (c == 'C')
-			json_object_set_new(args, "cluster", json_true());
 		else
-			return usage_error(cmd, err, "unknown flag");
+			json_object_set_new(args, "cluster", json_true());
 	}
+	if (c == 0)
+		return -1;
 	if (json_object_get(args, "cert") != NULL && json_object_get(args, "cluster") != NULL)
 		return usage_error(cmd, err,
 		                   "--cluster checks the default certificate; drop --cert");
@@ -302,11 +370,10 @@ static int parse_promote(const struct command *cmd, int argc, char **argv, json_
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'f')
-			return usage_error(cmd, err, "unknown flag");
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0)
 		json_object_set_new(args, "force", json_true());
-	}
+	if (c == 0)
+		return -1;
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
@@ -352,6 +419,56 @@ static void print_replication(json_t *rs)
 	    (long long)json_integer_value(json_object_get(drop, "bad_entry")));
 }
 
+/* The TLS part of status, from the same figures as the JSON. */
+static void print_tls(json_t *tls)
+{
+	json_t *table = json_object_get(tls, "table"), *dflt = json_object_get(table, "default");
+	json_t *hs = json_object_get(tls, "handshakes"),
+	       *conns = json_object_get(tls, "connections");
+	json_t *uncovered = json_object_get(dflt, "uncovered"), *h;
+	size_t i;
+
+	if (!json_is_object(tls)) {
+		hprintf("tls        not serving (no tls_listen, or no cluster key yet)\n");
+		return;
+	}
+	hprintf("tls        ");
+	print_list(json_object_get(tls, "listeners"), ", ");
+	hprintf(" (%lld workers)\n", (long long)num(tls, "workers"));
+	hprintf("handshakes %lld done, %lld failed\n", (long long)num(hs, "done"),
+	        (long long)num(hs, "failed"));
+	hprintf("clients    %lld connections open, %lld accepted, %lld refused, %lld timed out\n",
+	        (long long)num(conns, "open"), (long long)num(conns, "accepted"),
+	        (long long)num(conns, "refused"), (long long)num(conns, "timed_out"));
+	json_array_foreach(json_object_get(table, "hosts"), i, h)
+	{
+		json_t *id = json_object_get(h, "certificate");
+
+		if (json_is_string(id))
+			hprintf("serves     %s: %.8s\n", str(h, "hostname"), json_string_value(id));
+		else
+			hprintf("serves     %s: NOTHING (no valid certificate with its key covers "
+			        "it)\n",
+			        str(h, "hostname"));
+	}
+	if (json_array_size(uncovered) > 0) {
+		const char *them = json_array_size(uncovered) > 1 ? "them" : "it";
+
+		hprintf("uncovered  ");
+		print_list(uncovered, ", ");
+		if (json_is_string(json_object_get(dflt, "configured")))
+			hprintf(": the default certificate %.8s does not cover %s",
+			        str(dflt, "configured"), them);
+		else
+			hprintf(": no default certificate is chosen");
+		hprintf("; make one that covers %s the default with `certsync cert default ID`\n",
+		        them);
+	}
+	hprintf("reload     %.1f ms the last time (%lld reloads)\n",
+	        json_real_value(json_object_get(json_object_get(tls, "reloads"), "last_ms")),
+	        (long long)num(json_object_get(tls, "reloads"), "count"));
+}
+
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
@@ -381,6 +498,7 @@ static int print_status(json_t *r, json_t *args)
 	        (long long)json_integer_value(json_object_get(counts, "cas")),
 	        (long long)json_integer_value(json_object_get(counts, "requests")),
 	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
 	return 0;
 }
@@ -672,6 +790,11 @@ static int print_diverged_apply(json_t *r, json_t *args)
 	"--name NAME --country CC --common-name CN [--san HOST]... [--key "                        \
 	"ec:p256|ec:p384|rsa:2048|rsa:3072|rsa:4096] [--state S] [--locality L] [--org O] "        \
 	"[--unit OU]"
+/* Every change takes it (take_wait_flag); the agent applies it. */
+#define WAIT_FLAG " [--wait backup|all|none]"
+
+static int keygen(const struct command *cmd, int argc, char **argv);
+static int cluster_init(const struct command *cmd, int argc, char **argv);
 
 static const struct command commands[] = {
     {"status", "status", "status",
@@ -686,17 +809,17 @@ static const struct command commands[] = {
      "Shows one certificate, its chain and its "
      "PEM.",
      parse_id, print_cert_show},
-    {"cert delete", "cert.delete", "cert delete ID",
+    {"cert delete", "cert.delete", "cert delete ID" WAIT_FLAG,
      "Deletes a certificate (not the "
      "default).",
      parse_id, print_deleted},
-    {"cert default", "cert.default", "cert default ID",
+    {"cert default", "cert.default", "cert default ID" WAIT_FLAG,
      "Makes an identity certificate that "
      "holds its key the default.",
      parse_id, print_default},
-    {"cert self-signed", "cert.self-signed", "cert self-signed " NEW_FLAGS " [--days N]",
+    {"cert self-signed", "cert.self-signed", "cert self-signed " NEW_FLAGS " [--days N]" WAIT_FLAG,
      "Creates a key and a self-signed certificate.", parse_new, print_self_signed},
-    {"csr create", "csr.create", "csr create " NEW_FLAGS,
+    {"csr create", "csr.create", "csr create " NEW_FLAGS WAIT_FLAG,
      "Creates a key and a certificate "
      "signing request, and prints the request.",
      parse_new, print_csr_created},
@@ -704,7 +827,7 @@ static const struct command commands[] = {
      print_csr_list},
     {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.", parse_id,
      print_csr_show},
-    {"import", "import", "import FILE... [--password-file F] [--name NAME]",
+    {"import", "import", "import FILE... [--password-file F] [--name NAME]" WAIT_FLAG,
      "Imports "
      "certificates, chains and keys in any format (DER, PEM, PKCS#8, PKCS#12, OpenSSL "
      "keys).",
@@ -726,8 +849,20 @@ static const struct command commands[] = {
     {"diverged list", "diverged.list", "diverged list",
      "Lists changes an old primary wrote after it was cut off, moved aside.", parse_none,
      print_diverged},
-    {"diverged apply", "diverged.apply", "diverged apply ID",
+    {"diverged apply", "diverged.apply", "diverged apply ID" WAIT_FLAG,
      "Re-applies a diverged change through this primary.", parse_id, print_diverged_apply},
+    {.words = "keygen",
+     .usage = "keygen -o FILE",
+     .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "
+             "prints its public key; needs no agent.",
+     .local = keygen},
+    {.words = "cluster init",
+     .usage = "cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN "
+              "[--node ...] [--container]",
+     .help = "Writes, for every node, DIR/NAME/ with certsync.conf, node.secret (its CURVE key "
+             "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
+             "--container names the image's paths in the configurations.",
+     .local = cluster_init},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -735,8 +870,6 @@ static void print_usage(FILE *out)
 {
 	fprintf(out, "usage: certsync [-c FILE | -S SOCKET] [--json] COMMAND [ARGS]\n"
 	             "       certsync agent -c FILE\n"
-	             "       certsync keygen -o FILE\n"
-	             "       certsync cluster init DIR --site HOST --node SPEC... [--container]\n"
 	             "\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-18s %s\n", commands[i].words, commands[i].help);
@@ -804,8 +937,8 @@ static int take_wait_flag(int argc, char **argv)
 	int n = 0;
 
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc)
-			wait_mode = argv[++i];
+		if (strcmp(argv[i], "--wait") == 0)
+			wait_mode = i + 1 < argc ? argv[++i] : ""; /* "": no value, said later */
 		else if (strncmp(argv[i], "--wait=", 7) == 0)
 			wait_mode = argv[i] + 7;
 		else
@@ -816,16 +949,14 @@ static int take_wait_flag(int argc, char **argv)
 }
 
 /* `certsync keygen -o FILE`: needs no agent. */
-static int keygen(int argc, char **argv)
+static int keygen(const struct command *cmd, int argc, char **argv)
 {
 	char pub[REPL_Z85_LEN + 1];
 	cs_err err = {0};
 
 	if (argc != 3 || strcmp(argv[1], "-o") != 0) {
-		fputs("usage: certsync keygen -o FILE\n\nWrites a new CURVE key pair for a node's "
-		      "replication socket (mode 0600) and prints its public key.\n",
-		      argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-		return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : USAGE_EXIT;
+		usage_error(cmd, &err, "give -o FILE");
+		return fail(&err);
 	}
 	if (repl_keygen(argv[2], pub, &err) < 0)
 		return fail(&err);
@@ -841,11 +972,6 @@ static int keygen(int argc, char **argv)
 #define PROBE_TIMEOUT_MS 5000
 #define SETTLE_TRIES     12 /* a relayed position is at most a beat old: 3 s */
 #define SETTLE_STEP_US   250000
-
-static json_int_t num(json_t *obj, const char *key)
-{
-	return json_integer_value(json_object_get(obj, key));
-}
 
 /* True when every node is reachable and at one position. */
 static bool settled(json_t *nodes)
@@ -1035,17 +1161,12 @@ static int verify_cluster(const char *path, cs_err *err)
 	return ok ? 0 : 1;
 }
 
-#define CLUSTER_INIT_USAGE                                                                         \
-	"usage: certsync cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,"    \
-	"TLS_LISTEN [--node ...] [--container]\n"
-
 /* `certsync cluster init`: needs no agent. */
-static int cluster_init(int argc, char **argv)
+static int cluster_init(const struct command *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {{"site", required_argument, NULL, 's'},
 	                                     {"node", required_argument, NULL, 'n'},
 	                                     {"container", no_argument, NULL, 'c'},
-	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	cs_cluster_spec spec = {0};
 	cs_cluster_node *nodes;
@@ -1057,32 +1178,18 @@ static int cluster_init(int argc, char **argv)
 		cs_fail(&err, CS_EIO, "out of memory");
 		return fail(&err);
 	}
-	optind = 1;
-	opterr = 0;
-	while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while (rc == 0 && (c = next_flag(cmd, argc, argv, "", opts, &err)) > 0) {
 		if (c == 's')
 			spec.site = optarg;
 		else if (c == 'n')
 			rc = cs_cluster_node_parse(optarg, &nodes[spec.nnodes++], &err);
-		else if (c == 'c')
+		else
 			spec.container = true;
-		else if (c == 'h') {
-			printf(
-			    CLUSTER_INIT_USAGE
-			    "\nWrites, for every node, DIR/NAME/ with certsync.conf, node.secret "
-			    "(its CURVE key pair) and passphrase (the cluster's, random, 0600).\n"
-			    "--container names the image's paths in the configurations "
-			    "(see docker/).\n");
-			free(nodes);
-			return 0;
-		} else
-			rc = cs_fail(&err, CS_EUSAGE,
-			             "cluster init: unknown or incomplete option %s",
-			             argv[optind - 1]);
 	}
+	if (rc == 0 && c == 0)
+		rc = -1;
 	if (rc == 0 && optind != argc - 1)
-		rc = cs_fail(&err, CS_EUSAGE,
-		             "cluster init needs one folder, DIR; " CLUSTER_INIT_USAGE);
+		rc = usage_error(cmd, &err, "cluster init needs one folder, DIR");
 	if (rc == 0) {
 		spec.dir = argv[optind];
 		spec.nodes = nodes;
@@ -1143,6 +1250,40 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
+/* A group word ("cert") followed by --help, nothing, or a word no command
+ * has: lists the group's commands.  Anything else is an unknown command. */
+static bool in_group(const struct command *cmd, const char *word)
+{
+	size_t len = strlen(word);
+
+	return len > 0 && strncmp(cmd->words, word, len) == 0 && cmd->words[len] == ' ';
+}
+
+static int unknown_command(int argc, char **argv)
+{
+	bool group = false, help = argc > 1 && wants_help(2, argv);
+
+	for (size_t i = 0; i < NCOMMANDS && argc > 0; i++)
+		group = group || in_group(&commands[i], argv[0]);
+	if (!group) {
+		if (argc > 0)
+			fprintf(stderr, "certsync: unknown command '%s'\n", argv[0]);
+		print_usage(stderr);
+		return USAGE_EXIT;
+	}
+	if (argc > 1 && !help)
+		fprintf(stderr, "certsync: unknown command '%s %s'\n", argv[0], argv[1]);
+	else if (!help)
+		fprintf(stderr, "certsync: '%s' needs a command after it\n", argv[0]);
+	fprintf(help ? stdout : stderr, "usage: certsync %s COMMAND [ARGS]\n\ncommands:\n",
+	        argv[0]);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (in_group(&commands[i], argv[0]))
+			fprintf(help ? stdout : stderr, "  %-18s %s\n", commands[i].words,
+			        commands[i].help);
+	return help ? 0 : USAGE_EXIT;
+}
+
 /* A change the wait timed out on is committed all the same: say which nodes
  * have not confirmed it. */
 static void warn_unconfirmed(json_t *result)
@@ -1183,33 +1324,38 @@ int cs_cli_main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-S") == 0 && i + 1 < argc) {
 			sock = argv[++i];
 		} else {
-			fprintf(stderr, "certsync: unknown option %s\n", argv[i]);
+			fprintf(stderr, "certsync: %s %s\n", argv[i],
+			        strcmp(argv[i], "-c") == 0   ? "needs a value (FILE)"
+			        : strcmp(argv[i], "-S") == 0 ? "needs a value (SOCKET)"
+			                                     : "is an unknown option");
 			print_usage(stderr);
 			return USAGE_EXIT;
 		}
 	}
-	if (i < argc && strcmp(argv[i], "keygen") == 0)
-		return keygen(argc - i, argv + i);
-	if (i + 1 < argc && strcmp(argv[i], "cluster") == 0 && strcmp(argv[i + 1], "init") == 0)
-		return cluster_init(argc - i - 1, argv + i + 1);
 	cmd = find_command(argc - i, argv + i, &nwords);
-	if (cmd == NULL) {
-		if (i < argc)
-			fprintf(stderr, "certsync: unknown command '%s'\n", argv[i]);
-		print_usage(stderr);
-		return USAGE_EXIT;
-	}
+	if (cmd == NULL)
+		return unknown_command(argc - i, argv + i);
 	argc -= i + nwords - 1;
 	argv += i + nwords - 1;
 	if (wants_help(argc, argv)) {
 		printf("usage: certsync %s\n\n%s\n", cmd->usage, cmd->help);
 		return 0;
 	}
+	if (wait_mode != NULL && strstr(cmd->usage, "--wait") == NULL) {
+		usage_error(cmd, &err, "--wait applies to changes only");
+		return fail(&err);
+	}
+	if (wait_mode != NULL && *wait_mode == '\0') {
+		usage_error(cmd, &err, "--wait needs a value (backup|all|none)");
+		return fail(&err);
+	}
+	optind = 1;
+	opterr = 0;
+	if (cmd->local != NULL)
+		return cmd->local(cmd, argc, argv);
 	args = json_object();
 	if (wait_mode != NULL)
 		json_object_set_new(args, "wait", json_string(wait_mode));
-	optind = 1;
-	opterr = 0;
 	if (cmd->parse(cmd, argc, argv, args, &err) < 0 ||
 	    socket_path(config, sock, &path, &err) < 0) {
 		json_decref(args);

@@ -455,6 +455,13 @@ static int import_identity(struct import *im, const char *file, X509 *x, pki_cer
 			               "request %s; was it issued for another request?",
 			               file, sid, info->subject_cn, hw.found);
 	}
+	/* --name must select this certificate alone.  Without it a renewal
+	 * keeps the name of the certificate it renews, so both answer to that
+	 * name and only their ids tell them apart. */
+	if (im->name != NULL && rec_name_unused(im->txn, im->name, false, im->err) < 0) {
+		EVP_PKEY_free(ks.pkey);
+		return cs_err_prefix(im->err, "%s: ", file);
+	}
 	name = im->name ? im->name : *ks.name ? ks.name : info->subject_cn;
 	rc = put_identity(im, file, x, info, name, ks.pkey, ks.from_request ? "csr" : "import",
 	                  ks.from_request ? ks.request_id : NULL);

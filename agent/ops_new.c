@@ -1,8 +1,10 @@
 /* ops_new.c — new keys: self-signed certificates and certificate signing
  * requests, and the requests' listing.  The key is made, sealed and stored
  * in one transaction; its plaintext never leaves this process. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -41,8 +43,18 @@ static int read_new_args(json_t *args, struct new_args *a, cs_err *err)
 			return -1;
 	if (*a->name == '\0')
 		return cs_fail(err, CS_EUSAGE, "--name must not be empty");
-	if (pki_keyspec_parse(a->keyspec ? a->keyspec : "ec:p256", &a->spec, err) < 0)
+	if (pki_keyspec_parse(a->keyspec ? a->keyspec : "ec:p256", &a->spec, err) < 0) {
+		/* pki calls every spec it does not make a usage error; a well-formed
+		 * RSA size below the minimum is the appliance's rule refusing it
+		 * (exit 1), unlike a spec that means nothing (exit 2). */
+		const char *k = a->keyspec;
+		char *end;
+
+		if (k != NULL && strncasecmp(k, "rsa:", 4) == 0 && isdigit((unsigned char)k[4]) &&
+		    strtol(k + 4, &end, 10) < 2048 && *end == '\0')
+			err->code = CS_EREFUSED;
 		return -1;
+	}
 	if (sans != NULL && (!json_is_array(sans) || json_array_size(sans) > MAX_SANS))
 		return cs_fail(err, CS_EUSAGE,
 		               "control request: args.sans must be an array of "
@@ -97,7 +109,8 @@ json_t *op_self_signed(struct cs_node *node, json_t *args, cs_err *err)
 	rec.source = "self-signed";
 	rec.created = time(NULL);
 	if (rec_seal_key(node->key, key, info.id, PKI_ID_LEN, &rec.sealed_key, err) < 0 ||
-	    cs_txn_begin(node->store, true, &txn, err) < 0)
+	    cs_txn_begin(node->store, true, &txn, err) < 0 ||
+	    rec_name_unused(txn, a.name, false, err) < 0)
 		goto out;
 	/* The first identity with a key becomes the default: a node with one
 	 * certificate should serve it without a second command. */
@@ -163,7 +176,9 @@ json_t *op_csr_create(struct cs_node *node, json_t *args, cs_err *err)
 	rec.created = time(NULL);
 	rec.spki_sha256 = (ProtobufCBinaryData){PKI_ID_LEN, info.spki_sha256};
 	if (rec_seal_key(node->key, key, id, PKI_ID_LEN, &rec.sealed_key, err) < 0 ||
-	    cs_txn_begin(node->store, true, &txn, err) < 0)
+	    cs_txn_begin(node->store, true, &txn, err) < 0 ||
+	    /* among certificates too: the one that fulfils it inherits the name */
+	    rec_name_unused(txn, a.name, true, err) < 0)
 		goto out;
 	rec_short_id(id, sid);
 	snprintf(summary, sizeof(summary), "csr %s (%s)", sid, a.name);

@@ -138,6 +138,27 @@ static int find_ref(cs_txn *txn, const cs_table *tables, size_t ntables, name_fn
 	return 0;
 }
 
+int rec_name_unused(cs_txn *txn, const char *name, bool requests_too, cs_err *err)
+{
+	static const cs_table tables[] = {CS_TBL_CERTS, CS_TBL_CAS, CS_TBL_REQUESTS};
+	struct match_walk w = {.ref = name};
+	char sid[9];
+
+	for (size_t i = 0; i < (requests_too ? 3u : 2u); i++) {
+		w.table = tables[i];
+		w.name_of = tables[i] == CS_TBL_REQUESTS ? request_name : cert_name;
+		if (cs_txn_foreach(txn, tables[i], match_one, &w, err) < 0)
+			return -1;
+	}
+	if (w.n == 0)
+		return 0;
+	rec_short_id(w.ids[0], sid);
+	return cs_fail(err, CS_EREFUSED,
+	               "the name '%s' is already used by %s %s; choose another --name (a name "
+	               "must select one record)",
+	               name, w.tables[0] == CS_TBL_REQUESTS ? "request" : "certificate", sid);
+}
+
 int rec_cert_get(cs_txn *txn, cs_table t, const uint8_t id[PKI_ID_LEN], rec_cert *out, cs_err *err)
 {
 	const void *val;

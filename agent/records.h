@@ -28,6 +28,11 @@ int rec_cert_find(cs_txn *txn, const char *ref, rec_cert *out, cs_err *err);
 int rec_cert_get(cs_txn *txn, cs_table t, const uint8_t id[PKI_ID_LEN], rec_cert *out, cs_err *err);
 void rec_cert_clear(rec_cert *c);
 
+/* 0 when no certificate (identity or CA), nor with requests_too a request,
+ * has the friendly name; else -1 with a refusal naming the holder's id
+ * prefix, since a name must select one record. */
+int rec_name_unused(cs_txn *txn, const char *name, bool requests_too, cs_err *err);
+
 /* Finds a request the same way as rec_cert_find. */
 int rec_request_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN],
                      Certsync__RequestRecord **out, cs_err *err);

@@ -109,7 +109,9 @@ int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t no
 /* {"listeners": [...], "workers", "handshakes": {"done", "failed"},
  *  "connections": {"open", "accepted", "refused", "timed_out"},
  *  "healthy", "served": [{"hostname", "certificate"}] for the node and site
- *  hostnames, "table": tls_table_status or null}.  Caller owns the result. */
+ *  hostnames, "table": tls_table_status or null, "reloads": {"count",
+ *  "last_ms"} (the last tls_server_reload, table load to swap)}.  Caller
+ *  owns the result. */
 json_t *tls_server_status(tls_server *srv);
 
 /* True while a certificate covering the node and site hostnames is served. */

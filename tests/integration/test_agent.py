@@ -72,7 +72,7 @@ def test_second_agent_on_same_data_dir_is_refused(agent_factory):
     if rc is None:
         b.stop()
         raise AssertionError("a second agent on the same data_dir kept running:\n" + b.stderr())
-    assert rc in (1, 2), "exit %s\n%s" % (rc, b.stderr())
+    assert rc == 1, "exit %s\n%s" % (rc, b.stderr())  # refused: the data_dir is held
     err = b.stderr().lower()
     assert "in use" in err, b.stderr()
     assert a.data_dir in b.stderr(), "the data_dir is not named:\n" + b.stderr()
@@ -99,7 +99,7 @@ def test_command_finds_agent_by_socket_and_env(agent_factory, certsync_bin):
 def test_command_without_agent(certsync_bin, tmp_path):
     sock = str(tmp_path / "nobody.sock")
     r = run_certsync(certsync_bin, ["-S", sock, "status"])
-    assert r.rc in (1, 2), r.describe()
+    assert r.rc == 1, r.describe()  # the request could not be made; the usage was right
     assert sock in r.stderr, r.describe()
     assert isinstance(r.data, dict) and "error" in r.data, r.describe()
 

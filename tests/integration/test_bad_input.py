@@ -1,8 +1,8 @@
 """Bad input, each with real data: a clear error naming the file and the
 problem, exit 1, and nothing changed in the store (status position, digest,
 counts, default, every record) — or, for the cases the README keeps (a key that
-matches nothing, an expired certificate, a PKCS#12 holding no key), stored
-and said so."""
+matches nothing, an expired certificate), stored and said so.  A PKCS#12
+holding no private key is refused like the other bad files."""
 
 import json
 import os
@@ -47,6 +47,16 @@ def refused(agent, files, word=None, password_file=None, code="bad-input", name_
 
 def test_empty_file(agent, pki):
     refused(agent, [pki.empty], "empty")
+
+
+def test_missing_file(agent, pki, tmp_path):
+    """A file that cannot be read is bad input, like one that is empty."""
+    refused(agent, [str(tmp_path / "nowhere.pem")], "cannot read")
+
+
+def test_missing_password_file(agent, pki, tmp_path):
+    refused(agent, [pki.rsa_multi.file("p12")], "cannot read",
+            password_file=str(tmp_path / "nowhere.txt"), name_file=False)
 
 
 def test_ten_megabytes_of_random_bytes(agent, pki):
@@ -170,7 +180,7 @@ def test_pkcs12_with_no_key_inside(agent, pki):
 def test_bad_subject_options(agent, cmd, opts, word):
     before = agent.snapshot()
     r = agent.cli(*cmd.split(), "--name", "bad", *opts)
-    assert r.rc in (1, 2), r.describe()
+    assert r.rc == 1 and r.data["error"]["code"] == "bad-input", r.describe()
     assert word in r.message.lower(), r.describe()
     assert agent.snapshot() == before
 

@@ -93,23 +93,52 @@ def test_self_signed_options(agent):
     assert r.data["certificate"]["key_type"] == "ec:p384"
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--key", "rsa:1024", "--common-name", "x.example.test"], "2048"),
-    (["--key", "dsa:2048", "--common-name", "x.example.test"], "ec:p256"),
-    (["--country", "XX", "--common-name", "x.example.test"], "iso 3166"),
-    (["--country", "gbr", "--common-name", "x.example.test"], "iso 3166"),
-    (["--common-name", "Not A Host"], "san"),
-    (["--common-name", "x.example.test", "--san", "*.*.example.test"], "wildcard"),
-    (["--common-name", "x.example.test", "--san", "foo*.example.test"], "wildcard"),
-    (["--common-name", "x.example.test", "--san", "bad_host!.example.test"], "bad_host!.example.test"),
+# Exit 1 and "refused" or "bad-input": a value of the flag's kind that a rule
+# of the appliance refuses.  Exit 2 and "usage": a value that is no value of
+# the flag at all.
+@pytest.mark.parametrize("args, word, rc, code", [
+    (["--key", "rsa:1024", "--common-name", "x.example.test"], "2048", 1, "refused"),
+    (["--key", "dsa:2048", "--common-name", "x.example.test"], "ec:p256", 2, "usage"),
+    (["--key", "foo", "--common-name", "x.example.test"], "ec:p256", 2, "usage"),
+    (["--days", "0", "--common-name", "x.example.test"], "1 to 3650", 2, "usage"),
+    (["--country", "XX", "--common-name", "x.example.test"], "iso 3166", 1, "bad-input"),
+    (["--country", "gbr", "--common-name", "x.example.test"], "iso 3166", 1, "bad-input"),
+    (["--common-name", "Not A Host"], "san", 1, "bad-input"),
+    (["--common-name", "x.example.test", "--san", "*.*.example.test"], "wildcard", 1, "bad-input"),
+    (["--common-name", "x.example.test", "--san", "foo*.example.test"], "wildcard", 1, "bad-input"),
+    (["--common-name", "x.example.test", "--san", "bad_host!.example.test"], "bad_host!.example.test",
+     1, "bad-input"),
 ])
-def test_self_signed_bad_options_change_nothing(agent, args, word):
+def test_self_signed_bad_options_change_nothing(agent, args, word, rc, code):
     before = agent.snapshot()
     r = agent.cli("cert", "self-signed", "--name", "bad", "--country", "GB", *args)
-    assert r.rc in (1, 2), r.describe()
+    assert r.rc == rc, r.describe()
     assert word.lower() in r.message.lower(), r.describe()
-    assert r.data and r.data["error"]["code"] in ("bad-input", "usage"), r.describe()
+    assert r.data and r.data["error"]["code"] == code, r.describe()
     assert agent.snapshot() == before
+
+
+def test_a_name_in_use_is_refused(agent):
+    """A friendly name selects one certificate: a second one of the same name
+    is refused, naming the holder and the fix, and nothing changes."""
+    site = [c for c in agent.certs().values() if c["name"] == "site"][0]
+    before = agent.snapshot()
+    for cmd in (["cert", "self-signed"], ["csr", "create"]):
+        r = agent.cli(*cmd, "--name", "site", "--country", "GB", "--common-name", "dup.example.test")
+        assert r.rc == 1, r.describe()
+        assert r.data["error"]["code"] == "refused", r.describe()
+        assert site["id"][:8] in r.message and "--name" in r.message, r.describe()
+        assert agent.snapshot() == before
+    assert agent.cli("cert", "show", "site", check=0).data["id"] == site["id"]
+    # a request's name is taken among requests too
+    agent.cli("csr", "create", "--name", "dup-req", "--country", "GB", "--common-name",
+              "dup.example.test", check=0)
+    before = agent.snapshot()
+    r = agent.cli("csr", "create", "--name", "dup-req", "--country", "GB", "--common-name",
+                  "dup2.example.test")
+    assert r.rc == 1 and "request" in r.message, r.describe()
+    assert agent.snapshot() == before
+    assert agent.cli("csr", "show", "dup-req", check=0).data["name"] == "dup-req"
 
 
 def test_cert_list_order_and_fields(agent):

@@ -131,11 +131,80 @@ def test_command_usage_errors(certsync_bin, tmp_path):
 @pytest.mark.parametrize("cmd", [["status"], ["cert", "list"], ["cert", "show"], ["cert", "delete"],
                                  ["cert", "default"], ["cert", "self-signed"], ["csr", "create"],
                                  ["csr", "list"], ["csr", "show"], ["import"], ["export"], ["verify"],
-                                 ["agent"]])
+                                 ["verify", "--cluster"], ["keygen"], ["promote"], ["diverged", "list"],
+                                 ["diverged", "apply"], ["cluster", "init"], ["agent"]])
 def test_every_command_has_help(certsync_bin, cmd):
     r = run_certsync(certsync_bin, cmd + ["--help"], json=False)
     assert r.rc == 0, r.describe()
     assert (r.stdout + r.stderr.encode()).strip(), r.describe()
+
+
+GROUPS = {"cert": ["cert list", "cert show", "cert delete", "cert default", "cert self-signed"],
+          "csr": ["csr create", "csr list", "csr show"],
+          "cluster": ["cluster init"],
+          "diverged": ["diverged list", "diverged apply"]}
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_group_word_lists_its_commands(certsync_bin, tmp_path, group):
+    sock = ["-S", str(tmp_path / "x.sock")]
+    r = run_certsync(certsync_bin, sock + [group, "--help"], json=False)
+    assert r.rc == 0, r.describe()
+    out = r.stdout.decode()
+    assert all(c in out for c in GROUPS[group]), r.describe()
+    assert "unknown command" not in out + r.stderr
+    for args in ([group], [group, "frobnicate"]):
+        r = run_certsync(certsync_bin, sock + args, json=False)
+        assert r.rc == 2, r.describe()
+        assert all(c in r.stderr for c in GROUPS[group]), r.describe()
+        assert not r.stdout.strip(), r.describe()
+    assert "frobnicate" in r.stderr
+
+
+@pytest.mark.parametrize("args, flag, value", [
+    (["verify", "--cert"], "--cert", "ID"),
+    (["verify", "--cert", "--cluster"], "--cert", "ID"),
+    (["cert", "self-signed", "--country", "GB", "--common-name", "x.example.test", "--name"],
+     "--name", "NAME"),
+    (["cert", "self-signed", "--name", "--country", "GB", "--common-name", "x.example.test"],
+     "--name", "NAME"),
+    (["csr", "create", "--name", "x", "--common-name", "x.example.test", "--country"], "--country", "CC"),
+    (["cert", "self-signed", "--name", "x", "--country", "GB", "--common-name", "x.example.test", "--key"],
+     "--key", "ec:p256"),
+    (["import", "a.pem", "--password-file"], "--password-file", "F"),
+    (["import", "a.pem", "--name"], "--name", "NAME"),
+    (["export", "0123456789ab", "--format"], "--format", "pem|der|p7b|p12"),
+    (["export", "0123456789ab", "-o"], "-o", "FILE"),
+    (["cert", "delete", "0123456789ab", "--wait"], "--wait", "backup|all|none"),
+    (["cluster", "init", "d", "--site"], "--site", "HOST"),
+])
+def test_a_flag_without_its_value_is_named(certsync_bin, tmp_path, args, flag, value):
+    r = run_certsync(certsync_bin, ["-S", str(tmp_path / "x.sock")] + args)
+    assert r.rc == 2, r.describe()
+    assert "%s needs a value (%s" % (flag, value) in r.message, r.describe()
+    assert "unknown flag" not in r.message, r.describe()
+    assert r.data["error"]["code"] == "usage", r.describe()
+
+
+def test_an_unknown_flag_is_named(certsync_bin, tmp_path):
+    r = run_certsync(certsync_bin, ["-S", str(tmp_path / "x.sock"), "verify", "--colour"])
+    assert r.rc == 2 and "unknown flag --colour" in r.message, r.describe()
+
+
+CHANGES = [["cert", "delete"], ["cert", "default"], ["cert", "self-signed"], ["csr", "create"],
+           ["import"], ["diverged", "apply"]]
+
+
+@pytest.mark.parametrize("cmd", CHANGES, ids=" ".join)
+def test_every_change_shows_wait_in_its_usage(certsync_bin, cmd):
+    r = run_certsync(certsync_bin, cmd + ["--help"], json=False)
+    assert r.rc == 0 and b"--wait backup|all|none" in r.stdout, r.describe()
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["cert", "list"], ["verify"]], ids=" ".join)
+def test_wait_on_a_command_that_changes_nothing_is_a_usage_error(certsync_bin, tmp_path, cmd):
+    r = run_certsync(certsync_bin, ["-S", str(tmp_path / "x.sock")] + cmd + ["--wait", "all"])
+    assert r.rc == 2 and "--wait applies to changes only" in r.message, r.describe()
 
 
 def test_valid_config_with_comments_starts(agent_factory):

@@ -272,3 +272,43 @@ def test_renewal_with_the_same_key_is_a_new_record_holding_it(agent, pki, leaves
     assert c["not_after"] > agent.cli("cert", "show", old.id, check=0).data["not_after"]
     assert agent.cli("cert", "show", old.id, check=0).data["has_key"] is True
     assert agent.status()["counts"]["certificates"] == before["certificates"] + 1
+
+
+def test_certtool_encrypted_pkcs8_der(agent_factory, pki):
+    """GnuTLS certtool's encrypted PKCS#8 DER (--to-p8 --outder, AES-256), with
+    its leaf and the certtool CA bundle, on an agent of its own so that the
+    key comes from this file and no other."""
+    a = agent_factory()
+    leaf = pki.g_rsa_multi
+    key = leaf.file("key.p8enc")
+    assert leaf.tool == "certtool" and not read(key).startswith(b"-----")
+    r = a.cli("import", leaf.cert, key, pki.g_ca_bundle, "--password-file", pki.password_file,
+              check=0)
+    mine = [i for i in r.data["items"] if i["id"] == leaf.id]
+    assert [(i["action"], i["kind"]) for i in mine] == [("added", "identity")], r.data["items"]
+    c = a.cli("cert", "show", leaf.id, check=0).data
+    assert c["has_key"] is True and c["key_type"] == leaf.key_type, c
+    assert c["chain_complete"] is True and c["warnings"] == [], c
+    assert a.status()["counts"]["pending_keys"] == 0
+    # the wrong password names the file and stores nothing
+    b = agent_factory(name="other")
+    before = b.snapshot()
+    r = b.cli("import", leaf.cert, key, "--password-file", pki.wrong_password_file)
+    assert r.rc == 1 and os.path.basename(key) in r.message, r.describe()
+    assert b.snapshot() == before
+
+
+def test_name_option_refuses_a_name_in_use(agent, pki, leaves):
+    """--name must select one certificate: a name another certificate holds
+    is refused, naming it, and nothing of the command is stored."""
+    holder = agent.cli("cert", "show", "site-wildcard", check=0).data
+    leaf = pki.make_leaf("f_dupname", "ec:p256", ["dupname.example.test"])
+    before = agent.snapshot()
+    r = agent.cli("import", leaf.file("p12"), "--password-file", pki.password_file,
+                  "--name", "site-wildcard")
+    assert r.rc == 1 and r.data["error"]["code"] == "refused", r.describe()
+    assert holder["id"][:8] in r.message and "--name" in r.message, r.describe()
+    assert agent.snapshot() == before
+    agent.cli("import", leaf.file("p12"), "--password-file", pki.password_file,
+              "--name", "dupname", check=0)
+    assert agent.cli("cert", "show", "dupname", check=0).data["id"] == leaf.id

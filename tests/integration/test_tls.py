@@ -15,6 +15,7 @@ everything binds 127.0.0.1 / ::1.
 import hashlib
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -523,16 +524,49 @@ def test_http_answers_and_keep_alive(server, certs):
     assert all("keep-alive" in h for h, _ in ans)
 
 
+def wait_status(srv, ok, timeout=10):
+    """Polls the TLS status until ok(status) (bounded); returns the last one."""
+    deadline = time.monotonic() + timeout
+    st = srv.tls_status()
+    while not ok(st) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        st = srv.tls_status()
+    return st
+
+
 def test_status_counts(server, certs):
+    before = server.tls_status()["handshakes"]
     s_client_id(server.port, "www.example.test")
-    st = server.tls_status()
-    assert st["handshakes"]["done"] > 0
+    # A TLS 1.0-only ClientHello is answered with an alert: a failed handshake.
+    hello = client_hello(b"www.example.test", version=0x0301, ciphers=(0xc009, 0xc013, 0x002f))
+    assert raw_exchange(server.port, hello) == ("alert", 70)
+    # The worker counts after it answers: wait for the figures to move.
+    st = wait_status(server, lambda st: st["handshakes"]["failed"] > before["failed"] and
+                     st["handshakes"]["done"] > before["done"])
+    assert st["handshakes"]["done"] > before["done"], (before, st["handshakes"])
+    assert st["handshakes"]["failed"] > before["failed"], (before, st["handshakes"])
     assert len(st["listeners"]) == 2
     assert st["healthy"] is True
     hosts = {h["hostname"]: h["certificate"] for h in st["table"]["hosts"]}
     assert hosts == {NODE: certs.ids["default"], SITE: certs.ids["default"]}
     assert st["table"]["default"]["covered"] is True
     assert st["table"]["default"]["uncovered"] == []
+
+
+@pytest.mark.parametrize("server", ["agent"], indirect=True)
+def test_human_status_shows_tls(server, certs):
+    """`certsync status` without --json tells a person what the JSON says."""
+    st = server.tls_status()
+    out = server.agent.cli("status", json=False, check=0).stdout.decode()
+    lines = {ln.split(None, 1)[0]: ln for ln in out.splitlines() if ln.strip()}
+    for addr in st["listeners"]:
+        assert addr in lines["tls"], out
+    assert re.search(r"^handshakes +\d+ done, \d+ failed$", lines["handshakes"]), out
+    assert re.search(r"\d+ connections open", lines["clients"]), out
+    served = [ln for ln in out.splitlines() if ln.startswith("serves ")]
+    assert served == ["serves     %s: %s" % (h, certs.ids["default"][:8]) for h in (NODE, SITE)], out
+    assert "uncovered" not in lines, out
+    assert re.search(r"^reload +[\d.]+ ms", lines["reload"]), out
 
 
 # ---------------------------------------------------------------------------
@@ -550,6 +584,12 @@ def test_coverage_gate(fresh, certs):
     st = srv.tls_status()
     assert sorted(st["table"]["default"]["uncovered"]) == sorted([NODE, SITE])
     assert st["healthy"] is False
+    if srv.kind == "agent":
+        out = srv.agent.cli("status", json=False, check=0).stdout.decode()
+        line = [ln for ln in out.splitlines() if ln.startswith("uncovered ")]
+        assert line and NODE in line[0] and SITE in line[0], out
+        assert certs.ids["other"][:8] in line[0], out
+        assert "serves     %s: NOTHING" % NODE in out, out
     # A covering certificate arrives: it is served instead of the default.
     srv.import_(certs.files["default"])
     wait_served(srv, None, certs.ids["default"])
@@ -557,18 +597,30 @@ def test_coverage_gate(fresh, certs):
     st = srv.tls_status()
     assert st["table"]["default"]["configured"] == certs.ids["other"]
     assert st["table"]["default"]["served"] == certs.ids["default"]
-    assert "instead" in srv.log()
+    instead = [ln for ln in srv.log().splitlines() if "instead" in ln]
+    assert instead, srv.log()[-3000:]
+    assert NODE in instead[-1] and SITE in instead[-1], instead[-1]
 
 
 def test_change_served_quickly(fresh, certs):
+    """A change is served once its command returns: the table is swapped
+    right after the commit, before the answer.  So the first handshake after
+    the return already gets it (no polling), and the time from commit to
+    swap is what the server itself measured: far below the 100 ms asked
+    for, measured where it happens rather than timed from outside on a
+    busy machine."""
     srv = fresh()
     srv.import_(certs.files["default"], default=True)
-    t0 = time.monotonic()
+    assert s_client_id(srv.port, "www.example.test") == certs.ids["default"]
+    reloads = srv.tls_status()["reloads"]["count"]
     srv.import_(certs.files["www"])
-    wait_served(srv, "www.example.test", certs.ids["www"])
-    assert time.monotonic() - t0 < 5
+    assert s_client_id(srv.port, "www.example.test") == certs.ids["www"]
+    st = srv.tls_status()["reloads"]
+    assert st["count"] == reloads + 1, st
+    assert 0 < st["last_ms"] < 100, st
     srv.delete(certs.ids["www"])
-    wait_served(srv, "www.example.test", certs.ids["default"])
+    assert s_client_id(srv.port, "www.example.test") == certs.ids["default"]
+    assert srv.tls_status()["reloads"]["last_ms"] < 100
 
 
 def test_live_replacement_no_failures(fresh, certs):
@@ -687,8 +739,8 @@ def test_idle_connections_over_the_limit(fresh, certs):
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", srv.port))
             socks.append(s)
-        time.sleep(0.5)
-        st = srv.tls_status()
+        # The workers accept and refuse on their own time: wait for them.
+        st = wait_status(srv, lambda st: st["connections"]["refused"] >= 3500, timeout=30)
         assert st["connections"]["refused"] >= 3500, st
         assert st["connections"]["open"] <= 1000, st
         assert srv.alive()
