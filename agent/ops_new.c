@@ -1,10 +1,8 @@
 /* ops_new.c — new keys: self-signed certificates and certificate signing
  * requests, and the requests' listing.  The key is made, sealed and stored
  * in one transaction; its plaintext never leaves this process. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <sodium.h>
 
@@ -43,18 +41,8 @@ static int read_new_args(json_t *args, struct new_args *a, cs_err *err)
 			return -1;
 	if (*a->name == '\0')
 		return cs_fail(err, CS_EUSAGE, "--name must not be empty");
-	if (pki_keyspec_parse(a->keyspec ? a->keyspec : "ec:p256", &a->spec, err) < 0) {
-		/* pki calls every spec it does not make a usage error; a well-formed
-		 * RSA size below the minimum is the appliance's rule refusing it
-		 * (exit 1), unlike a spec that means nothing (exit 2). */
-		const char *k = a->keyspec;
-		char *end;
-
-		if (k != NULL && strncasecmp(k, "rsa:", 4) == 0 && isdigit((unsigned char)k[4]) &&
-		    strtol(k + 4, &end, 10) < 2048 && *end == '\0')
-			err->code = CS_EREFUSED;
+	if (pki_keyspec_parse(a->keyspec ? a->keyspec : "ec:p256", &a->spec, err) < 0)
 		return -1;
-	}
 	if (sans != NULL && (!json_is_array(sans) || json_array_size(sans) > MAX_SANS))
 		return cs_fail(err, CS_EUSAGE,
 		               "control request: args.sans must be an array of "

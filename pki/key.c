@@ -44,8 +44,10 @@ int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err)
 	}
 	if (strncasecmp(s, "rsa:", 4) == 0 && isdigit((unsigned char)s[4])) {
 		bits = strtol(s + 4, &end, 10);
+		/* a well-formed size the appliance's rule refuses, unlike a
+		 * spec that means nothing */
 		if (*end == '\0' && bits < 2048)
-			return cs_fail(err, CS_EUSAGE,
+			return cs_fail(err, CS_EREFUSED,
 			               "RSA keys below 2048 bits are refused; use rsa:2048, "
 			               "rsa:3072 or rsa:4096");
 	}

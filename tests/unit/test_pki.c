@@ -185,7 +185,7 @@ static void test_keyspec_parse(void **state)
 		assert_int_equal(pki_keyspec_parse(ok[i].text, &spec, &err), 0);
 		assert_int_equal(spec, ok[i].spec);
 	}
-	expect_fail(pki_keyspec_parse("rsa:1024", &spec, &err), &err, CS_EUSAGE,
+	expect_fail(pki_keyspec_parse("rsa:1024", &spec, &err), &err, CS_EREFUSED,
 	            "RSA keys below 2048 bits are refused; use rsa:2048, rsa:3072 or rsa:4096");
 	expect_fail(pki_keyspec_parse("ed25519", &spec, &err), &err, CS_EUSAGE,
 	            "unknown key type \"ed25519\"; use ec:p256, ec:p384, rsa:2048, rsa:3072 or "
