@@ -48,7 +48,10 @@ struct node {
 /* Valgrind runs everything tens of times slower: CS_TEST_SLOW=N stretches
  * the heartbeat and every wait N times. */
 static int slow = 1;
-#define BEAT_MS (50 * slow)
+/* 100 ms: a node is down after three missed beats, and under a sanitizer
+ * on a busy machine 150 ms went by without one. */
+#define BEAT_BASE 100
+#define BEAT_MS   (BEAT_BASE * slow)
 
 static struct node nodes[MAXNODES];
 static int nnodes;
@@ -436,7 +439,7 @@ static void test_wait(void **state)
 
 	/* the backup gone: the wait names it, without waiting out the timeout */
 	stop(&nodes[1]);
-	pump(is_done, &(struct done){0}, 5 * 50 * 3);
+	pump(is_done, &(struct done){0}, 5 * BEAT_BASE * 3);
 	d = (struct done){0};
 	pos = change(p, "w", "2");
 	assert_int_equal(repl_wait(p->r, pos, REPL_WAIT_BACKUP, 60000, on_done, &d, &err), 0);
@@ -638,7 +641,7 @@ static void test_unknown_key(void **state)
 	start(p);
 	start(t);
 	assert_true(pump(unknown_counted, p, 5000));
-	pump(unknown_counted, t, 5 * 50);
+	pump(unknown_counted, t, 5 * BEAT_BASE);
 	assert_int_equal(applied(t, NULL).seq, 0);
 }
 
