@@ -14,7 +14,7 @@ Prints:
   commit (from the agents' debug lines "store: committed E.S at T", T on the
   machine's monotonic clock) and to each follower's TLS endpoint serving the
   new certificate (a TLS handshake with its name as SNI, repeated until the
-  served certificate is the new one); S changes one at a time, 20 ms apart;
+  served certificate is the new one); S changes one at a time, 60 ms apart;
 - replicated changes per second for N (10,000) certificate imports through the
   control socket: --wait backup one at a time, --wait backup with 16 writers,
   --wait none one at a time (until every follower committed the last one),
@@ -33,7 +33,6 @@ are installed with apt-get when missing and this runs as root).  Binds
 
 import argparse
 import base64
-import hashlib
 import http.client
 import json
 import os
@@ -52,7 +51,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOMAIN = "bench.test"
 SITE = "site." + DOMAIN
 COMMIT_RE = re.compile(rb"store: committed (\d+)\.(\d+) at (\d+)\.(\d+)")
-DEADLINE = 900  # seconds: no phase of a run may take longer
+DEADLINE = 3600  # seconds: no phase of a run may take longer
+# between two propagation samples: every node has rebuilt its TLS table for
+# the previous change, so each sample is one change on a settled cluster
+SPACING = 0.06
 
 
 def log(*a):
@@ -278,7 +280,7 @@ def pem_der(pem):
 
 
 def certsync_propagation(c, certs, samples):
-    """Changes one at a time, 20 ms apart (--wait none: the answer does not
+    """Changes one at a time, SPACING apart (--wait none: the answer does not
     wait for anyone); then, per follower, commit time minus the primary's.
     Then `samples // 4` more, each followed by TLS handshakes on both
     followers until they serve it."""
@@ -286,7 +288,7 @@ def certsync_propagation(c, certs, samples):
     seq0 = p.status()["seq"]
     for pem, _ in certs[:samples]:
         control(p.sock, "import", import_args(pem, "none"))
-        time.sleep(0.02)
+        time.sleep(SPACING)
     wait_for("the followers to apply", lambda: all(
         n.status()["seq"] >= seq0 + samples for n in followers), timeout=60)
     pc = p.commits()
@@ -309,7 +311,7 @@ def certsync_propagation(c, certs, samples):
                 if n.name not in got and served_der(n.tls_port, host) == want:
                     got[n.name] = time.monotonic()
         served_at.append(got)
-        time.sleep(0.02)
+        time.sleep(SPACING)
     pc = p.commits()
     for i, got in enumerate(served_at):
         t0 = commit_time(pc, seq0 + 1 + i)
@@ -331,7 +333,13 @@ def certsync_throughput(build, work, tag, certs, wait, writers):
         pc = p.commits()
         t_first = commit_time(pc, seq0 + 1)
         t_all = max(commit_time(n.commits(), last) for n in c.members[1:])
+        # the rate over the first and the last tenth of the changes: does a
+        # change cost more as the store grows?
+        k = max(1, len(certs) // 10)
+        ts = [commit_time(pc, s) for s in (seq0 + 1, seq0 + k, last - k + 1, last)]
         out = {"seconds": secs, "per_s": len(certs) / secs,
+               "first_tenth_per_s": (k - 1) / (ts[1] - ts[0] + 1e-9),
+               "last_tenth_per_s": (k - 1) / (ts[3] - ts[2] + 1e-9),
                # from the primary's first commit to every follower's last
                "replicated_per_s": len(certs) / (t_all - t_first + 1e-9)}
         return c, out
@@ -520,6 +528,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--samples", type=int, default=200, help="propagation samples")
+    ap.add_argument("--other-records", type=int, default=None,
+                    help="records of the 16-writer and --wait none runs (default: --records)")
     ap.add_argument("--work", default=None, help="keeps the certificates between runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
@@ -538,12 +548,12 @@ def main():
 
     certs = [cert(i) for i in range(1, a.records + 1)]
     prop_certs = [cert(i) for i in range(a.records + 1, a.records + nprop + 1)]
-    r = {"records": a.records, "payload_bytes": sum(len(p) for p, _ in certs) / len(certs)}
+    other = certs[:a.other_records or a.records]
+    r = {"records": a.records, "other_records": len(other), "payload_bytes": sum(len(p) for p, _ in certs) / len(certs)}
     log("floors ...")
     r["lmdb_start"] = floors(build, work, "start")
     r["curve"] = json.loads(run([fl, "curve", "--count", "5000", "--size", "5120"]).stdout)
     log("certsync: propagation, then --wait backup, one writer ...")
-    c, r["cs_backup_1"] = None, None
     c = Cluster(build, work, "a").start()
     try:
         r["cs_prop"], r["cs_tls"] = certsync_propagation(c, prop_certs, a.samples)
@@ -555,26 +565,35 @@ def main():
         r["cs_catchup"] = certsync_catchup(c, prop_certs[-1][0])
     finally:
         c.stop()
-    r["cs_sizes"] = json.loads(run([fl, "sizes", "--dir", c.nodes["tn2"].data_dir]).stdout)
+    save(r, a.json)
+    r["cs_sizes"] = json.loads(run([fl, "sizes", "--dir", c.primary.data_dir]).stdout)
     log("certsync: --wait backup, 16 writers ...")
-    c, r["cs_backup_16"] = certsync_throughput(build, work, "b16", certs, "backup", 16)
+    c, r["cs_backup_16"] = certsync_throughput(build, work, "b16", other, "backup", 16)
     c.stop()
+    save(r, a.json)
     log("certsync: --wait none, one writer ...")
-    c, r["cs_none_1"] = certsync_throughput(build, work, "n1", certs, "none", 1)
+    c, r["cs_none_1"] = certsync_throughput(build, work, "n1", other, "none", 1)
     c.stop()
+    save(r, a.json)
     log("etcd: one writer, then a 4th member ...")
     e, r["etcd_1"] = etcd_throughput(work, "1", certs, 1)
     try:
         r["etcd_catchup"] = etcd_catchup(e, a.records)
     finally:
         e.stop()
+    save(r, a.json)
     log("etcd: 16 writers ...")
-    e, r["etcd_16"] = etcd_throughput(work, "16", certs, 16)
+    e, r["etcd_16"] = etcd_throughput(work, "16", other, 16)
     e.stop()
     r["lmdb_end"] = floors(build, work, "end")
+    save(r, a.json)
     report(r)
-    if a.json:
-        with open(a.json, "w") as f:
+
+
+def save(r, path):
+    """The figures so far, so a run cut short still leaves them."""
+    if path:
+        with open(path, "w") as f:
             json.dump(r, f, indent=1)
 
 
@@ -598,18 +617,22 @@ def report(r):
     for name, xs in r["cs_tls"].items():
         print("  %-7s TLS serving it  p50 %6.2f ms  p99 %6.2f ms  (%d changes, handshake "
               "included)" % (name, pct(xs, 50) * 1e3, pct(xs, 99) * 1e3, len(xs)))
-    print("%-36s %10s %10s %10s" % ("writes of %d records" % r["records"], "changes/s",
-                                    "/LMDB", "/etcd"))
-    rows = [("certsync --wait backup, 1 writer", r["cs_backup_1"]["per_s"], r["etcd_1"]["per_s"]),
+    print("%-36s %10s %10s %10s %8s" % ("writes", "changes/s", "/LMDB", "/etcd", "records"))
+    n, m = r["records"], r["other_records"]
+    rows = [("certsync --wait backup, 1 writer", r["cs_backup_1"]["per_s"], r["etcd_1"]["per_s"], n),
             ("certsync --wait backup, 16 writers", r["cs_backup_16"]["per_s"],
-             r["etcd_16"]["per_s"]),
-            ("certsync --wait none, 1 writer*", r["cs_none_1"]["replicated_per_s"], None),
-            ("etcd, 1 writer", r["etcd_1"]["per_s"], None),
-            ("etcd, 16 writers", r["etcd_16"]["per_s"], None)]
-    for name, v, peer in rows:
-        print("%-36s %10.0f %10.2f %10s" % (name, v, v / lm, "%.2f" % (v / peer) if peer else ""))
+             r["etcd_16"]["per_s"], m),
+            ("certsync --wait none, 1 writer*", r["cs_none_1"]["replicated_per_s"], None, m),
+            ("etcd, 1 writer", r["etcd_1"]["per_s"], None, n),
+            ("etcd, 16 writers", r["etcd_16"]["per_s"], None, m)]
+    for name, v, peer, k in rows:
+        print("%-36s %10.0f %10.2f %10s %8d" % (name, v, v / lm, "%.2f" % (v / peer) if peer
+                                               else "", k))
     print("  * until every follower committed the last change; answers came at %.0f/s" % (
         r["cs_none_1"]["per_s"]))
+    for k in ("cs_backup_1", "cs_backup_16", "cs_none_1"):
+        print("  %s: %.0f changes/s over the first tenth, %.0f/s over the last tenth" % (
+            k, r[k]["first_tenth_per_s"], r[k]["last_tenth_per_s"]))
     cu, ec = r["cs_catchup"], r["etcd_catchup"]["seconds"]
     print("catch-up of a new node (%d records), start to holding all:" % cu["records"])
     print("  certsync by log       %7.2f s   /etcd %.2f" % (cu["log_s"], cu["log_s"] / ec))
