@@ -55,6 +55,9 @@ DEADLINE = 3600  # seconds: no phase of a run may take longer
 # between two propagation samples: every node has rebuilt its TLS table for
 # the previous change, so each sample is one change on a settled cluster
 SPACING = 0.06
+# --no-tls: agents without a TLS endpoint, to see replication without the
+# endpoint's table rebuilds (a diagnostic; the figures keep TLS)
+NO_TLS = False
 
 
 def log(*a):
@@ -140,6 +143,8 @@ class Node:
         if self.log_retain:
             extra += "log_retain = %d\n" % self.log_retain
         t = re.sub(r"(?m)^data_dir = .*$", lambda _: "data_dir = " + self.data_dir, self.generated)
+        if NO_TLS:
+            t = re.sub(r"(?m)^tls_listen = .*\n", "", t)
         with open(self.conf, "w") as f:
             f.write(t.replace("\n[cluster]", extra + "\n[cluster]", 1))
 
@@ -299,7 +304,7 @@ def certsync_propagation(c, certs, samples):
                        for s in range(seq0 + 1, seq0 + samples + 1)]
     seq0 += samples
     tls = {n.name: [] for n in followers}
-    ntls = max(10, samples // 4)
+    ntls = 0 if NO_TLS else max(10, samples // 4)
     served_at = []
     for pem, host in certs[samples:samples + ntls]:
         want = pem_der(pem)
@@ -532,7 +537,11 @@ def main():
                     help="records of the 16-writer and --wait none runs (default: --records)")
     ap.add_argument("--work", default=None, help="keeps the certificates between runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--no-tls", action="store_true",
+                    help="diagnostic: agents without their TLS endpoint")
     a = ap.parse_args()
+    global NO_TLS
+    NO_TLS = a.no_tls
     build = os.path.abspath(a.build)
     work = os.path.abspath(a.work or tempfile.mkdtemp(prefix="certsync-repl-"))
     os.makedirs(work, exist_ok=True)
