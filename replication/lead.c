@@ -301,7 +301,11 @@ void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b)
 	if (!r->leading)
 		return;
 	if (b->session == 0) {
+		/* It does not follow us yet: our beat now, rather than at our next
+		 * tick, tells it whom to follow, so a node that starts or comes
+		 * back is served one round trip later instead of up to a beat. */
 		p->session = 0;
+		send_beat(r, p, true);
 		return;
 	}
 	if (b->session != p->session) {
