@@ -349,6 +349,15 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	cs_pos applied = {0, 0};
 	int64_t now = repl_now();
 
+	/* A primary of an epoch we left is fenced: what it says of itself or
+	 * of the cluster is not taken, so it neither counts as heard nor
+	 * blocks a promotion.  It learns of the new epoch from our beats. */
+	if (b->leading && env->epoch < r->loc.epoch) {
+		wire_drop(r, p, &r->cnt.stale_epoch,
+		          "it claims to lead epoch %" PRIu64 ", older than %" PRIu64, env->epoch,
+		          r->loc.epoch);
+		return;
+	}
 	if (b->applied != NULL)
 		applied = (cs_pos){b->applied->epoch, b->applied->seq};
 	if (applied.seq != p->s.applied.seq)
@@ -360,12 +369,8 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	if (b->digest.len == CS_DIGEST_LEN)
 		memcpy(p->s.digest, b->digest.data, CS_DIGEST_LEN);
 	snprintf(p->s.refusal, sizeof(p->s.refusal), "%s", b->refusal);
-	if (b->leading && env->epoch >= r->loc.epoch)
+	if (b->leading)
 		take_cluster_views(r, b, now);
-	if (b->leading && env->epoch < r->loc.epoch)
-		wire_drop(r, p, &r->cnt.stale_epoch,
-		          "it claims to lead epoch %" PRIu64 ", older than %" PRIu64, env->epoch,
-		          r->loc.epoch);
 	if (router) {
 		p->s.follows = b->session != 0 && r->leading;
 		lead_beat(r, p, b);
@@ -384,15 +389,33 @@ static void refuse(repl *r, struct peer *p, const char *reason)
 	wire_send(r, p, &env, true);
 }
 
+/* Only a node that has not joined yet sends no cluster id: its store has
+ * no cluster settings, and those are every store's first entry, so it has
+ * applied nothing, leads nothing and sends nothing but its beat.  Any other
+ * message without the id cannot show which cluster it belongs to. */
+static bool newcomer(const envelope *env)
+{
+	const Certsync__Beat *b = env->beat;
+
+	return env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT && !b->leading &&
+	       (b->applied == NULL || b->applied->seq == 0);
+}
+
 static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
 	bool beat = env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT;
+	bool foreign = env->cluster_id.len == 0
+	                   ? !newcomer(env)
+	                   : own != NULL && (env->cluster_id.len != own->cluster_id.len ||
+	                                     memcmp(env->cluster_id.data, own->cluster_id.data,
+	                                            own->cluster_id.len) != 0);
 
-	if (env->cluster_id.len > 0 && own != NULL &&
-	    (env->cluster_id.len != own->cluster_id.len ||
-	     memcmp(env->cluster_id.data, own->cluster_id.data, own->cluster_id.len) != 0)) {
-		wire_drop(r, p, &r->cnt.wrong_cluster, "it belongs to another cluster");
+	if (foreign) {
+		wire_drop(r, p, &r->cnt.wrong_cluster, "%s",
+		          env->cluster_id.len == 0
+		              ? "it names no cluster, yet is more than a new node's beat"
+		              : "it belongs to another cluster");
 		if (router && beat && r->leading)
 			refuse(r, p, "it belongs to another cluster than this primary's");
 		return;
@@ -837,7 +860,10 @@ int repl_leader(repl *r, char *name, size_t len)
 }
 
 /* A peer as this node knows it: from its own beats while it is heard, else
- * from what the leader relays (traffic nodes have no link to each other). */
+ * from what the leader relays (traffic nodes have no link to each other).
+ * Its position is (epoch of its last applied entry, seq), as this node's own
+ * is, so that positions compare; the highest epoch it has seen, which runs
+ * ahead of that after a promotion, is seen_epoch. */
 static json_t *peer_json(const repl *r, size_t i, int64_t now, const cs_pos *head)
 {
 	const struct peer_state *s = &r->view.peers[i];
@@ -849,16 +875,17 @@ static json_t *peer_json(const repl *r, size_t i, int64_t now, const cs_pos *hea
 
 	cs_hex(relayed ? s->relayed_digest : s->digest, CS_DIGEST_LEN, digest);
 	return json_pack(
-	    "{s:s, s:s, s:b, s:s?, s:o, s:b, s:I, s:I, s:o, s:o, s:b, s:o}", "name",
+	    "{s:s, s:s, s:b, s:s?, s:o, s:b, s:I, s:o, s:I, s:o, s:o, s:b, s:o}", "name",
 	    r->peers[i].name, "role", repl_role_name(r->peers[i].role), "reachable",
 	    direct || (relayed && s->relayed_reachable), "heard_via",
 	    direct    ? "direct"
 	    : relayed ? "leader"
 	              : NULL,
 	    "last_heard_ms", s->heard ? json_integer((json_int_t)(now - s->heard)) : json_null(),
-	    "leading", s->leading, "epoch", (json_int_t)(relayed ? at->epoch : s->epoch), "seq",
-	    (json_int_t)at->seq, "digest",
-	    known && (direct || s->relayed_reachable) ? json_string(digest) : json_null(), "lag",
+	    "leading", s->leading, "epoch", (json_int_t)at->epoch, "seen_epoch",
+	    direct ? json_integer((json_int_t)s->epoch) : json_null(), "seq", (json_int_t)at->seq,
+	    "digest", known && (direct || s->relayed_reachable) ? json_string(digest) : json_null(),
+	    "lag",
 	    head && known ? json_integer((json_int_t)head->seq - (json_int_t)at->seq) : json_null(),
 	    "follows", s->follows, "refusal",
 	    s->refusal[0] ? json_string(s->refusal) : json_null());

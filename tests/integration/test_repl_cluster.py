@@ -6,7 +6,10 @@ Every wait is bounded; every process is stopped by its PID."""
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -18,9 +21,9 @@ SITE = "support.example.test"
 NODES = (("primary", "primary"), ("backup", "backup"), ("tn1", "traffic"), ("tn2", "traffic"))
 
 
-@pytest.fixture
-def cluster(certsync_bin):
-    nodes = helpers.init_cluster(certsync_bin, NODES, site=SITE)
+def run_cluster(nodes):
+    """Starts the nodes, yields them once every follower streams, and stops
+    them by PID: each must exit 0."""
     for n in nodes:
         n.start()
     wait_for("every follower to stream from the primary", lambda: all(
@@ -34,6 +37,133 @@ def cluster(certsync_bin):
                 problems.append("%s exited with %s:\n%s" % (n.name, rc, n.stderr()[-3000:]))
     shutil.rmtree(os.path.dirname(os.path.dirname(nodes[0].workdir)), ignore_errors=True)
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def cluster(certsync_bin):
+    yield from run_cluster(helpers.init_cluster(certsync_bin, NODES, site=SITE))
+
+
+class Gate:
+    """A TCP relay on 127.0.0.1 standing for the network on one link: open,
+    it forwards both ways; shut, it drops every connection and closes each
+    new one at once, a partition with the nodes on both sides alive."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.closing = threading.Event()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closing.is_set():
+            try:
+                down, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                if not self.open.is_set():
+                    raise OSError("shut")
+                up = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+            except OSError:
+                down.close()
+                continue
+            up.settimeout(None)
+            down.settimeout(None)
+            with self.lock:
+                self.conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        """Copies a to b until either closes (shut() closes both)."""
+        try:
+            for data in iter(lambda: a.recv(65536), b""):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def shut(self):
+        self.open.clear()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def heal(self):
+        self.open.set()
+
+    def close(self):
+        self.closing.set()
+        self.shut()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+def through_gate(node, peer, gate):
+    """node reaches peer's replication socket through gate."""
+    direct = "repl_endpoint = tcp://127.0.0.1:%d\n" % peer.repl_port
+    assert direct in node.generated
+    node.generated = node.generated.replace(direct, "repl_endpoint = tcp://127.0.0.1:%d\n"
+                                            % gate.port)
+    node.write_config()
+
+
+@pytest.fixture
+def gated_cluster(certsync_bin):
+    """The cluster, with the primary and the backup linked only through two
+    gates (primary to backup, backup to primary); the traffic nodes reach
+    both directly."""
+    nodes = helpers.init_cluster(certsync_bin, NODES, site=SITE)
+    primary, backup = nodes[:2]
+    gates = [Gate(backup.repl_port), Gate(primary.repl_port)]
+    try:
+        through_gate(primary, backup, gates[0])
+        through_gate(backup, primary, gates[1])
+        for nodes_ in run_cluster(nodes):
+            yield nodes_, gates
+    finally:
+        for g in gates:
+            g.close()
+
+
+TLS_CLIENT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+TLS_CLIENT.check_hostname = False
+TLS_CLIENT.verify_mode = ssl.CERT_NONE
+
+
+def tls_id(port, sni, timeout=2.0):
+    """The id of the certificate the endpoint on port serves for sni, or None
+    when the handshake fails.  Python's ssl takes about a millisecond for
+    what s_client, a process, takes tens: fit for polling against a
+    deadline."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            with TLS_CLIENT.wrap_socket(s, server_hostname=sni) as t:
+                return helpers.cert_id(t.getpeercert(binary_form=True))
+    except (OSError, ssl.SSLError):
+        return None
 
 
 def position(agent):
@@ -96,18 +226,34 @@ def verify_cluster(node, want_rc):
     return {(c["node"], c["check"], c["detail"].split(" ")[0]): c for c in r["checks"]}, r
 
 
+SERVE_DEADLINE = 1.0  # issue 4, test 1: from the import's return to every endpoint
+
+
 def test_pkcs12_reaches_every_tls_endpoint(cluster, tmp_path):
     primary = cluster[0]
     p12, pw, want = make_p12(str(tmp_path), [SITE, "*.example.test"])
+    pending = {(n.name, n.tls_port, sni) for n in cluster for sni in (n.hostname, SITE)}
+    # the only certificate, it answers every name it covers: no other step
+    # stands between the import and the endpoints
     primary.cli("import", p12, "--password-file", pw, check=0)
-    primary.cli("cert", "default", want, check=0)
-    seq = primary.status()["seq"]
-    wait_for("every node to apply the import", lambda: all(
-        n.status()["seq"] >= seq for n in cluster), timeout=1.0, step=0.02)
+    start = time.monotonic()
+    took = {}
+    # polled past the deadline, so that a miss says how long it really took
+    for _ in range(2000):
+        for name, port, sni in sorted(pending):
+            if tls_id(port, sni) == want:
+                took[(name, sni)] = time.monotonic() - start
+                pending.discard((name, port, sni))
+        if not pending or time.monotonic() - start > 5 * SERVE_DEADLINE:
+            break
+    late = {k: round(v, 3) for k, v in took.items() if v > SERVE_DEADLINE}
+    assert not pending and not late, "not served within %.1f s: never %s, late %s" % (
+        SERVE_DEADLINE, sorted(pending), late)
+    # and what openssl s_client sees
     for n in cluster:
         for sni in (n.hostname, SITE):
-            wait_for("%s to serve it for %s" % (n.name, sni),
-                     lambda: n.served_id(sni) == want, timeout=5)
+            assert n.served_id(sni) == want, (n.name, sni)
+    primary.cli("cert", "default", want, check=0)
     for n in cluster:  # from any node
         checks, r = verify_cluster(n, 0)
         assert r["ok"] is True and len(r["checks"]) == 5 * len(cluster), r["checks"]
@@ -206,6 +352,45 @@ def test_catch_up_by_log_and_snapshot(cluster):
     assert "loaded primary's snapshot" in tn2.stderr()
 
 
+LOST = "lost.example.test"
+
+
+def named_cert(agent, name, host, check=0):
+    """A self-signed certificate for host alone, not waiting for anyone."""
+    return agent.cli("cert", "self-signed", "--name", name, "--country", "US",
+                     "--common-name", host, "--san", host, "--wait", "none", check=check)
+
+
+class Watch:
+    """Polls nodes' TLS endpoints in a thread, with SNI host, for the
+    certificate cid: every time one serves it is recorded."""
+
+    def __init__(self, cid, host, nodes):
+        self.cid, self.host, self.nodes = cid, host, list(nodes)
+        self.seen, self.rounds = [], 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, node):
+        self.nodes = self.nodes + [node]
+
+    def _run(self):
+        start = time.monotonic()
+        while not self.done.is_set() and time.monotonic() - start < 120:
+            for n in self.nodes:
+                if tls_id(n.tls_port, self.host) == self.cid:
+                    self.seen.append((n.name, round(time.monotonic() - start, 3)))
+            self.rounds += 1
+            time.sleep(0.02)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the TLS watch did not stop"
+        return self.seen
+
+
 def test_failover_and_fencing(cluster):
     primary, backup, tn1, tn2 = cluster
     self_signed(primary, "before")
@@ -218,6 +403,15 @@ def test_failover_and_fencing(cluster):
              timeout=15, step=0.5)
     st = backup.status()
     assert st["role"] == "primary" and st["replication"]["epoch"] == 2
+    wait_for("traffic nodes to follow the new primary", lambda: all(
+        n.status()["replication"]["leader"] == "backup" for n in (tn1, tn2)), timeout=20)
+    # before the new epoch's first change every store is what it was: only
+    # the dead node fails, from the new primary and from a traffic node
+    for n in (backup, tn1):
+        checks, r = verify_cluster(n, 1)
+        bad = {(c["node"], c["check"]) for c in r["checks"] if c["status"] != "ok"}
+        assert bad == {("primary", "reachable"), ("primary", "store"), ("primary", "tls")}, (
+            n.name, r["checks"])
     self_signed(backup, "after", "--wait", "none")
     wait_for("traffic nodes to follow the new primary", lambda: in_sync([backup, tn1, tn2]),
              timeout=20)
@@ -229,22 +423,93 @@ def test_failover_and_fencing(cluster):
         os.kill(n.pid, signal.SIGSTOP)
     try:
         primary.start()
-        lost = self_signed(primary, "lost", "--wait", "none").data["certificate"]["id"]
+        # its own name, which it alone answers exactly (the others answer
+        # it by *.example.test): SNI picks it wherever it is
+        lost = named_cert(primary, "lost", LOST).data["certificate"]["id"]
     finally:
         for n in (backup, tn1, tn2):
             os.kill(n.pid, signal.SIGCONT)
-    wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
-             timeout=20)
-    wait_for("all in sync at epoch 2", lambda: in_sync(cluster), timeout=30)
-    for n in cluster:
-        assert lost not in n.certs(), n.name
-    div = wait_for("the diverged change on the new primary",
-                   lambda: backup.cli("diverged", "list", check=0).data["diverged"], timeout=10)
-    assert div[0]["origin"] == "primary" and "lost" in div[0]["summary"], div
+    watch = Watch(lost, LOST, [backup, tn1, tn2])
+    try:
+        wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
+                 timeout=20)
+        wait_for("all in sync at epoch 2", lambda: in_sync(cluster), timeout=30)
+        watch.add(primary)  # re-synced: its store no longer holds the change
+        for n in cluster:
+            assert lost not in n.certs(), n.name
+        div = wait_for("the diverged change on the new primary",
+                       lambda: backup.cli("diverged", "list", check=0).data["diverged"],
+                       timeout=10)
+        assert div[0]["origin"] == "primary" and "lost" in div[0]["summary"], div
+        time.sleep(1)  # a beat more of watching
+    finally:
+        seen = watch.stop()
+    assert watch.rounds > 10 and not seen, "served while diverged: %s (%d rounds)" % (
+        seen, watch.rounds)
     backup.cli("diverged", "apply", div[0]["id"][:12], check=0)
     wait_for("the re-applied change everywhere", lambda: in_sync(cluster), timeout=20)
     for n in cluster:
         assert lost in n.certs(), n.name
+        # the positive control of the watch: once applied, SNI finds it
+        wait_for("%s to serve the re-applied change" % n.name,
+                 lambda: tls_id(n.tls_port, LOST) == lost, timeout=5)
+
+
+RACE = "race.example.test"
+
+
+def test_forced_promotion_while_the_primary_lives(gated_cluster):
+    (primary, backup, tn1, tn2), gates = gated_cluster
+    self_signed(primary, "before")
+    wait_for("sync", lambda: in_sync([primary, backup, tn1, tn2]))
+    # the primary and the backup lose each other; the traffic nodes see both
+    for g in gates:
+        g.shut()
+    r = backup.cli("promote", check=1)
+    assert "primary primary was heard" in r.message, r.message
+    backup.cli("promote", "--force", check=0)
+    assert backup.status()["replication"]["epoch"] == 2
+    wait_for("traffic nodes to follow the new primary", lambda: all(
+        n.status()["replication"]["leader"] == "backup" for n in (tn1, tn2)), timeout=20)
+    # two primaries: the old one has heard no higher epoch and takes a
+    # change that no node follows it for
+    st = primary.status()["replication"]
+    assert st["leading"] is True and st["epoch"] == 1, st
+    race = named_cert(primary, "race", RACE).data["certificate"]["id"]
+    new = self_signed(backup, "new", "--wait", "none").data["certificate"]["id"]
+    wait_for("the new primary's change on the traffic nodes",
+             lambda: in_sync([backup, tn1, tn2]), timeout=20)
+    for n in (tn1, tn2):
+        assert race not in n.certs(), n.name
+        assert dropped_stale(n) > 0, n.name  # the old primary's beats are fenced
+    # the link comes back: the old primary hears epoch 2 and steps down
+    for g in gates:
+        g.heal()
+    wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
+             timeout=20, step=0.1)
+    assert "another node leads epoch 2: primary steps down" in primary.stderr()
+    r = named_cert(primary, "too-late", "late.example.test", check=1)
+    assert "refused" in r.message and "backup" in r.message, r.message
+    wait_for("all in sync at epoch 2", lambda: in_sync([primary, backup, tn1, tn2]), timeout=30)
+    assert primary.status()["epoch"] == 2
+    for n in (primary, backup, tn1, tn2):
+        certs = n.certs()
+        assert new in certs and race not in certs, n.name
+        assert tls_id(n.tls_port, RACE) != race, n.name
+    # the race's change is moved aside, not lost
+    div = wait_for("the race's change in the new primary's diverged table",
+                   lambda: backup.cli("diverged", "list", check=0).data["diverged"], timeout=10)
+    assert [(d["origin"], d["summary"]) for d in div] == [("primary", div[0]["summary"])], div
+    assert "race" in div[0]["summary"], div
+    backup.cli("diverged", "apply", div[0]["id"][:12], check=0)
+    wait_for("the re-applied change everywhere", lambda: in_sync([primary, backup, tn1, tn2]),
+             timeout=20)
+    for n in (primary, backup, tn1, tn2):
+        assert race in n.certs(), n.name
+
+
+def dropped_stale(node):
+    return node.status()["replication"]["dropped"]["stale_epoch"]
 
 
 def test_wrong_passphrase_refuses_the_cluster(cluster):

@@ -314,6 +314,23 @@ static json_int_t dropped(struct node *n, const char *what)
 	return v;
 }
 
+/* A field of what n's status says of its peer named peer; -1 when null. */
+static json_int_t peer_field(struct node *n, const char *peer, const char *key)
+{
+	json_t *s = status_of(n), *q;
+	json_int_t v = -1;
+	size_t i;
+
+	json_array_foreach(json_object_get(s, "peers"), i, q)
+	{
+		if (strcmp(json_string_value(json_object_get(q, "name")), peer) == 0 &&
+		    json_is_integer(json_object_get(q, key)))
+			v = json_integer_value(json_object_get(q, key));
+	}
+	json_decref(s);
+	return v;
+}
+
 static void three_nodes(void)
 {
 	add_node("p", REPL_PRIMARY);
@@ -498,6 +515,12 @@ static bool p_sees_nobody(void *arg)
 	return ok;
 }
 
+static bool b_heard_t_at_epoch_2(void *arg)
+{
+	(void)arg;
+	return peer_field(&nodes[1], "t", "seen_epoch") == 2;
+}
+
 static int count_diverged(void *ctx, const cs_diverged *d)
 {
 	(void)d;
@@ -534,8 +557,16 @@ static void test_failover(void **state)
 	assert_int_equal(repl_promote(b->r, false, &err), 0);
 	assert_true(repl_leading(b->r));
 	assert_int_equal(applied(b, NULL).seq, 6);
-	changes(b, 3, "after");
+	/* before the new epoch's first change every position is still the
+	 * last applied entry's: the status of a peer that has seen epoch 2
+	 * says so apart, and does not make it look ahead */
 	assert_true(pump(leader_is, t, 5000));
+	assert_true(pump(b_heard_t_at_epoch_2, NULL, 5000));
+	assert_int_equal(peer_field(b, "t", "epoch"), 1);
+	assert_int_equal(peer_field(b, "t", "seq"), 6);
+	assert_int_equal(peer_field(t, "b", "epoch"), 1);
+	assert_int_equal(peer_field(t, "b", "seen_epoch"), 2);
+	changes(b, 3, "after");
 	assert_true(pump(in_sync, b, 10000));
 	assert_int_equal(applied(t, NULL).epoch, 2);
 
@@ -653,7 +684,16 @@ static void send_raw(void *sock, const void *data, size_t len, int flags)
 
 static bool junk_counted(void *arg)
 {
-	return dropped(arg, "undecodable") >= 2 && dropped(arg, "stale_epoch") >= 1;
+	return dropped(arg, "undecodable") >= 2 && dropped(arg, "stale_epoch") >= 2 &&
+	       dropped(arg, "wrong_cluster") >= 2;
+}
+
+static void send_env(void *sock, Certsync__Envelope *env)
+{
+	uint8_t buf[256];
+
+	assert_true(certsync__envelope__get_packed_size(env) <= sizeof(buf));
+	send_raw(sock, buf, certsync__envelope__pack(env, buf), 0);
 }
 
 static void test_garbage(void **state)
@@ -661,7 +701,8 @@ static void test_garbage(void **state)
 	struct node *p = &nodes[0], *t = &nodes[1];
 	Certsync__Envelope env = CERTSYNC__ENVELOPE__INIT;
 	Certsync__Entries e = CERTSYNC__ENTRIES__INIT;
-	uint8_t buf[64];
+	Certsync__Beat b = CERTSYNC__BEAT__INIT;
+	Certsync__Position at = CERTSYNC__POSITION__INIT;
 	void *ctx, *s;
 
 	(void)state;
@@ -688,13 +729,31 @@ static void test_garbage(void **state)
 	send_raw(s, "garbage", 7, 0);
 	send_raw(s, "two", 3, ZMQ_SNDMORE);
 	send_raw(s, "frames", 6, 0);
-	e.first = 1;
+	/* the cluster's own id, from an epoch the cluster left: an entry and
+	 * a claim to lead */
+	env.cluster_id = p->r->loc.kdf->cluster_id;
 	env.epoch = 1;
+	e.first = 2;
 	env.body_case = CERTSYNC__ENVELOPE__BODY_ENTRIES;
 	env.entries = &e;
-	send_raw(s, buf, certsync__envelope__pack(&env, buf), 0);
+	send_env(s, &env);
+	b.leading = true;
+	at.epoch = 1;
+	at.seq = 9;
+	b.applied = &at;
+	env.body_case = CERTSYNC__ENVELOPE__BODY_BEAT;
+	env.beat = &b;
+	send_env(s, &env);
+	/* no cluster id: only a new node's beat may omit it */
+	env.cluster_id = (ProtobufCBinaryData){0, NULL};
+	env.epoch = 2;
+	send_env(s, &env);
+	env.body_case = CERTSYNC__ENVELOPE__BODY_ENTRIES;
+	send_env(s, &env);
 	assert_true(pump(junk_counted, p, 5000));
 	assert_int_equal(applied(p, NULL).seq, 1);
+	/* a dropped beat does not make its sender heard */
+	assert_int_equal(peer_field(p, "t", "last_heard_ms"), -1);
 	zmq_close(s);
 	zmq_ctx_term(ctx);
 }
