@@ -132,22 +132,13 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	return 0;
 }
 
-/* Reloads what the TLS endpoint serves from the store as it is now.  The
- * change that led here is committed whatever happens, so a failure is
- * logged and the endpoint keeps serving its previous table. */
+/* Tells the TLS endpoint the store changed; its reloader serves the change
+ * shortly after, so neither a commit's answer nor the replication thread
+ * waits for a table build. */
 void ops_reload_tls(struct cs_node *node)
 {
-	cs_err err = {0};
-	cs_txn *txn;
-
-	if (node->tls == NULL)
-		return;
-	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
-		tls_server_reload(node->tls, txn, node->key, time(NULL), &err);
-		cs_txn_abort(txn);
-	}
-	if (err.code != CS_OK)
-		cs_warn("tls: still serving the previous certificates: %s", err.msg);
+	if (node->tls != NULL)
+		tls_server_changed(node->tls);
 }
 
 int cs_node_start_tls(cs_node *node, cs_err *err)
@@ -180,8 +171,7 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 	sodium_memzero(ticket_master, sizeof(ticket_master));
 	if (rc < 0)
 		return -1;
-	ops_reload_tls(node);
-	return 0;
+	return tls_server_follow(node->tls, node->store, node->key, err);
 }
 
 void cs_node_close(cs_node *node)

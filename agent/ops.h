@@ -53,7 +53,8 @@ json_t *op_csr_show(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_import(struct cs_node *node, json_t *args, cs_err *err);
 
-/* Reloads what the TLS endpoint serves after the store changed. */
+/* Has the TLS endpoint serve the store as it is now, soon after; returns
+ * at once (tls_server_changed). */
 void ops_reload_tls(struct cs_node *node);
 
 /* ops_repl.c: replication wired into the node. */

@@ -3,7 +3,12 @@
  * Each worker owns an event loop, an SSL_CTX, its own SO_REUSEPORT socket on
  * every listen address (the kernel spreads connections over them) and its
  * connections; workers share nothing but the served table (a pointer behind a
- * mutex, taken once per handshake) and a few atomic counters.  Sockets are
+ * mutex, taken once per handshake) and a few atomic counters.
+ *
+ * One more thread, the reloader, builds tables from the store after
+ * tls_server_changed: a rebuild reads every record, so it must not run on
+ * the thread that committed (the commit's answer would wait for it), and
+ * changes that arrive while one runs are folded into the next one.  Sockets are
  * driven directly with SSL_do_handshake/SSL_read/SSL_write on the fd, with
  * persistent read events: no bufferevents, no allocation per handshake
  * beyond OpenSSL's own (connection structs are recycled per worker). */
@@ -79,10 +84,17 @@ struct tls_server {
 	int hs_timeout_ms, max_conns, nworkers;
 	struct tls_worker *workers;
 	atomic_int open;
-	pthread_mutex_t lock; /* guards table and the reload figures */
+	pthread_mutex_t lock; /* guards table, the reload figures and the reloader's state */
 	tls_table *table;
 	uint64_t reloads;
-	double last_reload_ms; /* table load + swap: a commit's wait until it is served */
+	double last_reload_ms; /* signal of a change to its swap: its wait until it is served */
+	/* The reloader, once tls_server_follow started it. */
+	cs_store *store;
+	const cs_key *key;
+	pthread_t reloader;
+	bool reloading, dirty, stopping;
+	struct timespec dirty_since; /* the first change not in a table yet */
+	pthread_cond_t wake;         /* dirty or stopping became true */
 };
 
 static void add_relaxed(atomic_uint_fast64_t *c)
@@ -563,6 +575,7 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 	if (srv == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->wake, NULL);
 	srv->nworkers = cfg->workers > 0 ? cfg->workers : cores > 0 ? (int)cores : 1;
 	if (srv->nworkers > MAX_WORKERS)
 		srv->nworkers = MAX_WORKERS;
@@ -615,6 +628,15 @@ void tls_server_stop(tls_server *srv)
 
 	if (srv == NULL)
 		return;
+	if (srv->reloading) {
+		pthread_mutex_lock(&srv->lock);
+		srv->stopping = true;
+		pthread_cond_signal(&srv->wake);
+		pthread_mutex_unlock(&srv->lock);
+		/* A rebuild under way finishes first: it holds a read
+		 * transaction of the store the caller closes next. */
+		pthread_join(srv->reloader, NULL);
+	}
 	for (int k = 0; srv->workers != NULL && k < srv->nworkers; k++) {
 		if (srv->workers[k].running &&
 		    write(srv->workers[k].wake_fd, &one, sizeof(one)) != sizeof(one))
@@ -633,6 +655,7 @@ void tls_server_stop(tls_server *srv)
 	free(srv->addrs);
 	free(srv->workers);
 	tls_table_free(srv->table);
+	pthread_cond_destroy(&srv->wake);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->node_name);
 	free(srv->role);
@@ -674,40 +697,125 @@ static void log_coverage(const tls_table *t, time_t now)
 		        missing);
 }
 
-void tls_server_swap(tls_server *srv, tls_table *table)
+/* The reload figures change with the table, under one lock, so whoever sees
+ * the new table served sees its figures too. */
+static void swap_in(tls_server *srv, tls_table *table, const struct timespec *since)
 {
 	tls_table *old;
 
 	pthread_mutex_lock(&srv->lock);
 	old = srv->table;
 	srv->table = table;
+	if (since != NULL) {
+		struct timespec t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		srv->reloads++;
+		srv->last_reload_ms = (double)(t1.tv_sec - since->tv_sec) * 1e3 +
+		                      (double)(t1.tv_nsec - since->tv_nsec) / 1e6;
+	}
 	pthread_mutex_unlock(&srv->lock);
 	log_coverage(table, time(NULL));
 	tls_table_free(old);
 }
 
-int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err)
+void tls_server_swap(tls_server *srv, tls_table *table)
 {
-	struct timespec t0, t1;
+	swap_in(srv, table, NULL);
+}
+
+/* Builds from txn with the served table as prev and swaps; the reload
+ * figure is the time from since to the swap, measured here, where it
+ * happens, so a test or an operator can see how long a change waits to be
+ * served without timing it from outside. */
+static int reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now,
+                  const struct timespec *since, cs_err *err)
+{
 	tls_table *prev, *t;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	prev = tls_server_table(srv);
 	rc = tls_table_load(&t, txn, key, srv->node_hostname, srv->site_hostname, prev, now, err);
 	tls_table_free(prev);
 	if (rc != 0)
 		return rc;
-	tls_server_swap(srv, t);
-	/* Measured here, where it happens, so a test or an operator can see
-	 * how long a change waits to be served without timing it from outside. */
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	pthread_mutex_lock(&srv->lock);
-	srv->reloads++;
-	srv->last_reload_ms =
-	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-	pthread_mutex_unlock(&srv->lock);
+	swap_in(srv, t, since);
 	return 0;
+}
+
+int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err)
+{
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	return reload(srv, txn, key, now, &t0, err);
+}
+
+static void reload_from_store(tls_server *srv, const struct timespec *since)
+{
+	cs_err err = {0};
+	cs_txn *txn;
+
+	if (cs_txn_begin(srv->store, false, &txn, &err) == 0) {
+		reload(srv, txn, srv->key, time(NULL), since, &err);
+		cs_txn_abort(txn);
+	}
+	if (err.code != CS_OK)
+		cs_warn("tls: still serving the previous certificates: %s", err.msg);
+}
+
+static void *reloader_main(void *arg)
+{
+	tls_server *srv = arg;
+	struct timespec since;
+
+	pthread_mutex_lock(&srv->lock);
+	for (;;) {
+		while (!srv->dirty && !srv->stopping)
+			pthread_cond_wait(&srv->wake, &srv->lock);
+		if (srv->stopping)
+			break;
+		/* Cleared before the build reads the store: a change
+		 * committed from now on sets it again and gets a build of
+		 * its own, one for however many arrive meanwhile. */
+		srv->dirty = false;
+		since = srv->dirty_since;
+		pthread_mutex_unlock(&srv->lock);
+		reload_from_store(srv, &since);
+		pthread_mutex_lock(&srv->lock);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_err *err)
+{
+	struct timespec now;
+	sigset_t all, old;
+
+	srv->store = store;
+	srv->key = key;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	reload_from_store(srv, &now);
+	/* Like the workers, the reloader takes no signals. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	errno = pthread_create(&srv->reloader, NULL, reloader_main, srv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (errno != 0)
+		return cs_fail(err, CS_EIO, "cannot start the TLS reloader: %s", strerror(errno));
+	srv->reloading = true;
+	return 0;
+}
+
+void tls_server_changed(tls_server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	if (!srv->dirty)
+		clock_gettime(CLOCK_MONOTONIC, &srv->dirty_since);
+	srv->dirty = true;
+	pthread_cond_signal(&srv->wake);
+	pthread_mutex_unlock(&srv->lock);
 }
 
 bool tls_server_healthy(tls_server *srv)

@@ -6,7 +6,13 @@
  * wildcard (RFC 6125), then the default.  Tables are built from the store off
  * the handshake path (keys unsealed and parsed once, when a record first
  * appears) and swapped in atomically; a handshake keeps the table it started
- * with.  Session tickets are on, with keys derived from a secret every node of
+ * with.
+ *
+ * Threads: the workers serve connections; the reloader (tls_server_follow)
+ * builds tables.  tls_server_changed, _swap, _table, _status and _healthy may
+ * be called from any thread; _start, _follow and _stop from the one thread
+ * that owns the server.  Tables are immutable once built and reference
+ * counted, so any thread may read one it holds a reference to.  Session tickets are on, with keys derived from a secret every node of
  * the cluster shares, so any node resumes a ticket another node issued.
  *
  * Over TLS the server answers a minimal HTTP/1.1: GET / (JSON: node, role,
@@ -102,23 +108,38 @@ void tls_server_swap(tls_server *srv, tls_table *table);
 /* A new reference to the table being served (NULL before the first swap). */
 tls_table *tls_server_table(tls_server *srv);
 
-/* tls_table_load with the served table as prev, then tls_server_swap: what
- * the agent calls after every commit.  On error the served table stays. */
+/* tls_table_load with the served table as prev, then tls_server_swap, on the
+ * caller's thread.  On error the served table stays. */
 int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err);
+
+/* Serves tables built from store with key: builds the first one now, on the
+ * caller's thread, then starts the reloader, a thread of the server that
+ * rebuilds (its own read transaction, the served table as prev) after each
+ * tls_server_changed.  store and key must outlive the server.  Call it once,
+ * from the thread that owns srv. */
+int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_err *err);
+
+/* The store changed: returns at once, and the reloader builds and swaps in a
+ * table that holds the change.  Changes signalled while a build runs are
+ * served by one build after it.  Any thread; a no-op before
+ * tls_server_follow. */
+void tls_server_changed(tls_server *srv);
 
 /* {"listeners": [...], "workers", "handshakes": {"done", "failed"},
  *  "connections": {"open", "accepted", "refused", "timed_out"},
  *  "healthy", "served": [{"hostname", "certificate"}] for the node and site
  *  hostnames, "table": tls_table_status or null, "reloads": {"count",
- *  "last_ms"} (the last tls_server_reload, table load to swap)}.  Caller
- *  owns the result. */
+ *  "last_ms"} (builds swapped in; for the last one, from the first
+ *  tls_server_changed it holds, or the start of a tls_server_reload, to its
+ *  swap)}.  Caller owns the result. */
 json_t *tls_server_status(tls_server *srv);
 
 /* True while a certificate covering the node and site hostnames is served. */
 bool tls_server_healthy(tls_server *srv);
 
-/* Stops the workers, closes every connection and listener and frees
- * everything, the served table included.  NULL is a no-op. */
+/* Stops the reloader (a build under way finishes first) and the workers,
+ * closes every connection and listener and frees everything, the served
+ * table included.  NULL is a no-op. */
 void tls_server_stop(tls_server *srv);
 
 #endif

@@ -292,7 +292,7 @@ def test_verify_cluster_names_what_fails(cluster, tmp_path):
                     "-nodes", "-keyout", other_key, "-out", other_crt, "-days", "2",
                     "-subj", "/CN=impostor.example.test")
     srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % tn2.tls_port,
-                            "-key", other_key, "-cert", other_crt, "-naccept", "10", "-quiet"],
+                            "-key", other_key, "-cert", other_crt, "-naccept", "100", "-quiet"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:

@@ -603,23 +603,23 @@ def test_coverage_gate(fresh, certs):
 
 
 def test_change_served_quickly(fresh, certs):
-    """A change is served once its command returns: the table is swapped
-    right after the commit, before the answer.  So the first handshake after
-    the return already gets it (no polling), and the time from commit to
-    swap is what the server itself measured: far below the 100 ms asked
-    for, measured where it happens rather than timed from outside on a
-    busy machine."""
+    """A change is served within 100 ms of its commit.  The command answers
+    right after the commit and the table is rebuilt and swapped off the
+    request path, so the client polls (bounded) for the change; the time
+    from commit to swap is what the server itself measured: far below the
+    100 ms asked for, measured where it happens rather than timed from
+    outside on a busy machine."""
     srv = fresh()
     srv.import_(certs.files["default"], default=True)
-    assert s_client_id(srv.port, "www.example.test") == certs.ids["default"]
+    wait_served(srv, "www.example.test", certs.ids["default"], timeout=2)
     reloads = srv.tls_status()["reloads"]["count"]
     srv.import_(certs.files["www"])
-    assert s_client_id(srv.port, "www.example.test") == certs.ids["www"]
+    wait_served(srv, "www.example.test", certs.ids["www"], timeout=2)
     st = srv.tls_status()["reloads"]
     assert st["count"] == reloads + 1, st
     assert 0 < st["last_ms"] < 100, st
     srv.delete(certs.ids["www"])
-    assert s_client_id(srv.port, "www.example.test") == certs.ids["default"]
+    wait_served(srv, "www.example.test", certs.ids["default"], timeout=2)
     assert srv.tls_status()["reloads"]["last_ms"] < 100
 
 
