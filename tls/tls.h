@@ -12,8 +12,10 @@
  * builds tables.  tls_server_changed, _swap, _table, _status and _healthy may
  * be called from any thread; _start, _follow and _stop from the one thread
  * that owns the server.  Tables are immutable once built and reference
- * counted, so any thread may read one it holds a reference to.  Session tickets are on, with keys derived from a secret every node of
- * the cluster shares, so any node resumes a ticket another node issued.
+ * counted, so any thread may read one it holds a reference to.
+ *
+ * Session tickets are on, with keys derived from a secret every node of the
+ * cluster shares, so any node resumes a ticket another node issued.
  *
  * Over TLS the server answers a minimal HTTP/1.1: GET / (JSON: node, role,
  * sni, certificate id), GET /healthz (200 while a certificate covering the
