@@ -13,20 +13,18 @@ import socket
 import ssl
 import hashlib
 import subprocess
+import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
+
+from helpers import free_port  # noqa: E402 (ports a restarted container can bind again)
 ENV_SCRIPT = os.path.join(HERE, "env")
 SITE = "support.example.test"
 SMALL = ("primary", "backup", "tn1", "tn2")
 LARGE = SMALL + ("tn3", "tn4", "tn5", "tn6")
 CMD_TIMEOUT = 180
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def served_id(port, sni, timeout=5):

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json as jsonlib
 import os
+import random
 import re
 import signal
 import socket
@@ -787,10 +788,35 @@ def s_client_id(port, sni, host="127.0.0.1"):
 
 # ---- clusters made by `certsync cluster init` ----------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out = set()
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port free now, below the kernel's ephemeral range: a port the
+    kernel gave out (bind to 0) can be taken as the source port of some
+    client's connection while its server restarts, and the server then
+    cannot bind it again."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((host, port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below %d on %s" % (low, host))
 
 
 class ClusterNode(Agent):

@@ -194,10 +194,7 @@ class ServeStore:
         return self.proc.returncode
 
 
-def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+free_port = helpers.free_port
 
 
 class TlsAgent(helpers.Agent):
