@@ -8,12 +8,14 @@ in count and time; every process is stopped by its PID.
 Run `python3 helpers.py [DIR]` to build the test PKI on its own and print it.
 """
 
+import atexit
 import base64
 import hashlib
 import json as jsonlib
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -546,8 +548,11 @@ def run_certsync(binary, args, json=True, check=None, timeout=CMD_TIMEOUT, env=N
 
 
 def short_tmpdir():
-    """A short directory for UNIX sockets (108-byte path limit)."""
-    return tempfile.mkdtemp(prefix="cs-", dir="/tmp")
+    """A short directory for UNIX sockets (108-byte path limit); removed
+    when the test process exits, whatever the tests left in it."""
+    d = tempfile.mkdtemp(prefix="cs-", dir="/tmp")
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def socket_accepts(path):
