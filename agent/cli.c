@@ -411,12 +411,9 @@ static void print_replication(json_t *rs)
 	hprintf(
 	    "dropped    %lld undecodable, %lld oversized, %lld unknown keys, %lld wrong cluster, "
 	    "%lld stale epoch, %lld bad entries\n",
-	    (long long)json_integer_value(json_object_get(drop, "undecodable")),
-	    (long long)json_integer_value(json_object_get(drop, "oversized")),
-	    (long long)json_integer_value(json_object_get(drop, "unknown_key")),
-	    (long long)json_integer_value(json_object_get(drop, "wrong_cluster")),
-	    (long long)json_integer_value(json_object_get(drop, "stale_epoch")),
-	    (long long)json_integer_value(json_object_get(drop, "bad_entry")));
+	    (long long)num(drop, "undecodable"), (long long)num(drop, "oversized"),
+	    (long long)num(drop, "unknown_key"), (long long)num(drop, "wrong_cluster"),
+	    (long long)num(drop, "stale_epoch"), (long long)num(drop, "bad_entry"));
 }
 
 /* The TLS part of status, from the same figures as the JSON. */

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -48,6 +47,9 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from benchlib import debian_binary, log, pct, run, stop  # noqa: E402
 DOMAIN = "bench.test"
 SITE = "site." + DOMAIN
 COMMIT_RE = re.compile(rb"store: committed (\d+)\.(\d+) at (\d+)\.(\d+)")
@@ -60,34 +62,10 @@ SPACING = 0.06
 NO_TLS = False
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(args, **kw):
-    return subprocess.run([str(a) for a in args], check=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=kw.pop("timeout", 900), **kw)
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop(proc, timeout=30):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p / 100))] if xs else float("nan")
 
 
 def wait_for(what, cond, timeout=60, step=0.02):
@@ -390,16 +368,7 @@ def certsync_catchup(c, extra_pem):
 # ---- etcd ----------------------------------------------------------------------
 
 def etcd_binary():
-    b = shutil.which("etcd") or "/usr/bin/etcd"
-    if not os.access(b, os.X_OK):
-        if os.geteuid() != 0:
-            sys.exit("etcd is missing: apt-get install etcd-server etcd-client (as root)")
-        log("installing etcd-server and etcd-client ...")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "etcd-server",
-             "etcd-client"], env=env)
-        b = "/usr/bin/etcd"
-    return b
+    return debian_binary("etcd", "/usr/bin/etcd", ("etcd-server", "etcd-client"))
 
 
 class Etcd:

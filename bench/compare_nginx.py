@@ -27,8 +27,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -37,20 +35,14 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from benchlib import debian_binary, log, run, stop  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOMAIN = "bench.test"
 SITE = "default." + DOMAIN
 NODE = "node." + DOMAIN
 REPLACEMENTS = 10
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(args, **kw):
-    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=kw.pop("timeout", 600), **kw)
 
 
 # ---- certificates -----------------------------------------------------------
@@ -110,16 +102,6 @@ def wait_serving(port, sni, t0, timeout=120):
         except (OSError, ssl.SSLError):
             time.sleep(0.01)
     raise RuntimeError("nothing served on port %d" % port)
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def free_port():
@@ -248,16 +230,7 @@ class Nginx:
 
 
 def nginx_binary():
-    b = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(b, os.X_OK):
-        if os.geteuid() != 0:
-            sys.exit("nginx is missing: apt-get install nginx-light (as root)")
-        log("installing nginx-light ...")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light"],
-            env=env)
-        b = "/usr/sbin/nginx"
-    return b
+    return debian_binary("nginx", "/usr/sbin/nginx", ("nginx-light",))
 
 
 # ---- load ---------------------------------------------------------------------------

@@ -43,19 +43,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "docker"))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import cluster  # noqa: E402
+from benchlib import pct  # noqa: E402
 import helpers  # noqa: E402
 
 TRAFFIC = ("tn1", "tn2", "tn3", "tn4", "tn5", "tn6")
 NODES = (("primary", "primary"), ("backup", "backup")) + tuple((t, "traffic") for t in TRAFFIC)
 LATE = "tn6"  # the node cut off for the convergence run
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
 def make_certs(folder, n):
