@@ -111,12 +111,12 @@ static int asn1_time(const ASN1_TIME *t, time_t *out)
 
 /* The parts certificates and requests share. */
 static int fill_common(pki_cert_info *info, const X509_NAME *subject, EVP_PKEY *pub,
-                       const GENERAL_NAMES *gens, cs_err *err)
+                       const X509_PUBKEY *spki, const GENERAL_NAMES *gens, cs_err *err)
 {
 	pki_name_text(subject, info->subject, sizeof(info->subject));
 	name_cn(subject, info->subject_cn, sizeof(info->subject_cn));
 	pki_key_type(pub, info->key_type, sizeof(info->key_type));
-	if (pki_key_spki_hash(pub, info->spki_sha256, err) < 0)
+	if (pki_spki_hash(spki, info->spki_sha256, err) < 0)
 		return -1;
 	if (pki_sans_from_names(gens, &info->sans) < 0)
 		return cs_fail(err, CS_EIO, "out of memory");
@@ -135,8 +135,8 @@ int pki_cert_inspect(X509 *cert, pki_cert_info *info, cs_err *err)
 	} else if (asn1_time(X509_get0_notBefore(cert), &info->not_before) < 0 ||
 	           asn1_time(X509_get0_notAfter(cert), &info->not_after) < 0) {
 		cs_fail(err, CS_EINPUT, "the certificate's validity dates cannot be read");
-	} else if (fill_common(info, X509_get_subject_name(cert), X509_get0_pubkey(cert), gens,
-	                       err) == 0) {
+	} else if (fill_common(info, X509_get_subject_name(cert), X509_get0_pubkey(cert),
+	                       X509_get_X509_PUBKEY(cert), gens, err) == 0) {
 		pki_name_text(X509_get_issuer_name(cert), info->issuer, sizeof(info->issuer));
 		info->self_signed = pki_signed_by_itself(cert);
 		if (X509_get_extension_flags(cert) & EXFLAG_CA)
@@ -164,7 +164,7 @@ int pki_csr_inspect(X509_REQ *req, pki_cert_info *info, cs_err *err)
 		pki_fail_ssl(err, CS_EIO, "cannot hash the request");
 	else
 		rc = fill_common(info, X509_REQ_get_subject_name(req), X509_REQ_get0_pubkey(req),
-		                 gens, err);
+		                 X509_REQ_get_X509_PUBKEY(req), gens, err);
 	GENERAL_NAMES_free(gens);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	ERR_clear_error();

@@ -4,6 +4,7 @@
 #include "pki_internal.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,16 +175,34 @@ void pki_key_type(EVP_PKEY *key, char *out, size_t outlen)
 	}
 }
 
+static int spki_der_hash(const unsigned char *der, int n, uint8_t out[PKI_ID_LEN], cs_err *err)
+{
+	if (n <= 0 || !EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL))
+		return pki_fail_ssl(err, CS_EINPUT, "cannot encode the public key");
+	return 0;
+}
+
 int pki_key_spki_hash(EVP_PKEY *key, uint8_t out[PKI_ID_LEN], cs_err *err)
 {
 	unsigned char *der = NULL;
 	int n = key != NULL ? i2d_PUBKEY(key, &der) : -1;
-	int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL);
+	int rc = spki_der_hash(der, n, out, err);
 
 	OPENSSL_free(der);
-	if (!ok)
-		return pki_fail_ssl(err, CS_EINPUT, "cannot encode the public key");
-	return 0;
+	return rc;
+}
+
+/* The same hash from the SubjectPublicKeyInfo a certificate or request
+ * carries: re-encoding the parsed structure is a copy, where i2d_PUBKEY on
+ * the key runs OpenSSL's encoder machinery (a hundred times slower). */
+int pki_spki_hash(const X509_PUBKEY *spki, uint8_t out[PKI_ID_LEN], cs_err *err)
+{
+	unsigned char *der = NULL;
+	int n = spki != NULL ? i2d_X509_PUBKEY(spki, &der) : -1;
+	int rc = spki_der_hash(der, n, out, err);
+
+	OPENSSL_free(der);
+	return rc;
 }
 
 int pki_key_to_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
@@ -214,17 +233,50 @@ int pki_key_to_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
 	return rc;
 }
 
-EVP_PKEY *pki_der_key(const uint8_t *der, size_t len, OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+/* Building a decoder context gathers every decoder chain OpenSSL has and
+ * costs some fifteen times the decode itself in OpenSSL 3.0 (openssl/openssl
+ * #15199; 3.2 caches contexts inside the library).  A key without a password
+ * -- every key unsealed from the store, most imported ones -- is decoded with
+ * one context kept for the process, under a lock, as the agent thread and the
+ * TLS reloader both decode.  A key that needs a password gets a context of
+ * its own: a decoder context may keep the passphrase it was given. */
+static pthread_mutex_t plain_lock = PTHREAD_MUTEX_INITIALIZER;
+static OSSL_DECODER_CTX *plain_ctx;
+static EVP_PKEY *plain_key; /* where plain_ctx puts what it decodes */
+
+static EVP_PKEY *der_key_plain(const uint8_t *der, size_t len)
 {
-	EVP_PKEY *key = NULL;
 	const unsigned char *p = der;
 	size_t left = len;
+	EVP_PKEY *key = NULL;
+
+	pthread_mutex_lock(&plain_lock);
+	if (plain_ctx == NULL)
+		plain_ctx = OSSL_DECODER_CTX_new_for_pkey(&plain_key, "DER", NULL, NULL,
+		                                          EVP_PKEY_KEYPAIR, NULL, NULL);
+	if (plain_ctx != NULL && OSSL_DECODER_from_data(plain_ctx, &p, &left) && left == 0)
+		key = plain_key;
+	else
+		EVP_PKEY_free(plain_key);
+	plain_key = NULL;
+	pthread_mutex_unlock(&plain_lock);
+	return key;
+}
+
+EVP_PKEY *pki_der_key(const uint8_t *der, size_t len, OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+{
+	EVP_PKEY *key = der_key_plain(der, len);
+	const unsigned char *p = der;
+	size_t left = len;
+	OSSL_DECODER_CTX *ctx;
+
+	if (key != NULL || cb == NULL)
+		return key;
 	/* No input structure: OpenSSL tries PKCS#8, encrypted PKCS#8 and the
 	 * legacy per-type forms itself. */
-	OSSL_DECODER_CTX *ctx =
-	    OSSL_DECODER_CTX_new_for_pkey(&key, "DER", NULL, NULL, EVP_PKEY_KEYPAIR, NULL, NULL);
-
-	if (ctx == NULL || (cb != NULL && !OSSL_DECODER_CTX_set_passphrase_cb(ctx, cb, cbarg)) ||
+	ERR_clear_error();
+	ctx = OSSL_DECODER_CTX_new_for_pkey(&key, "DER", NULL, NULL, EVP_PKEY_KEYPAIR, NULL, NULL);
+	if (ctx == NULL || !OSSL_DECODER_CTX_set_passphrase_cb(ctx, cb, cbarg) ||
 	    !OSSL_DECODER_from_data(ctx, &p, &left) || left != 0) {
 		EVP_PKEY_free(key);
 		key = NULL;

@@ -30,6 +30,9 @@ int pki_bio_take(BIO *bio, uint8_t **out, size_t *len, cs_err *err);
  * PKCS#8, OpenSSL legacy), with all bytes used; cb is asked for the
  * password of an encrypted one.  NULL when it is none of these. */
 EVP_PKEY *pki_der_key(const uint8_t *der, size_t len, OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg);
+/* pki_key_spki_hash of the key a certificate or request carries, from
+ * its SubjectPublicKeyInfo. */
+int pki_spki_hash(const X509_PUBKEY *spki, uint8_t out[PKI_ID_LEN], cs_err *err);
 /* pki_key_supported, naming what holds the key ("FILE holds a DSA key;
  * ...") when what is not NULL. */
 int pki_key_accept(EVP_PKEY *key, const char *what, cs_err *err);
