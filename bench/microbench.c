@@ -36,10 +36,12 @@ struct name {
 	const char *sni, *check;
 };
 
-/* The prepared contexts of --ctx-per-cert, by entry index. */
+/* The prepared contexts of --ctx-per-cert, by entry index; each leaf
+ * carries its context in ex_data slot idx, found in O(1) per handshake. */
 static struct {
 	const tls_table *t;
 	SSL_CTX **ctx;
+	int idx;
 } prep;
 
 static double thread_cpu(void)
@@ -104,7 +106,7 @@ static int on_servername(SSL *s, int *alert, void *arg)
 	(void)arg;
 	if (e == NULL)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	SSL_set_SSL_CTX(s, prep.ctx[e - prep.t->entries]);
+	SSL_set_SSL_CTX(s, X509_get_ex_data(e->leaf, prep.idx));
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -116,12 +118,14 @@ static SSL_CTX *prepare(tls_table *t, cs_err *err)
 
 	prep.t = t;
 	prep.ctx = calloc(t->nentries, sizeof(SSL_CTX *));
+	prep.idx = X509_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	for (size_t i = 0; i < t->nentries; i++) {
-		tls_entry *e = &t->entries[i];
+		tls_entry *e = t->entries[i];
 
 		prep.ctx[i] = tls_ctx_new(err);
 		if (prep.ctx[i] == NULL ||
-		    SSL_CTX_use_cert_and_key(prep.ctx[i], e->leaf, e->key, e->chain, 1) != 1)
+		    SSL_CTX_use_cert_and_key(prep.ctx[i], e->leaf, e->key, e->chain, 1) != 1 ||
+		    !X509_set_ex_data(e->leaf, prep.idx, prep.ctx[i]))
 			return NULL;
 	}
 	SSL_CTX_set_client_hello_cb(base, NULL, NULL);

@@ -75,6 +75,8 @@ typedef struct pki_sans {
 } pki_sans;
 int pki_subject_check(const pki_subject *subj, pki_sans *sans, char *note, size_t notelen,
                       cs_err *err);
+/* Appends a copy of name; -1 when out of memory. */
+int pki_sans_add(pki_sans *sans, const char *name);
 void pki_sans_free(pki_sans *sans);
 
 /* Why name is not a valid DNS host name (no wildcard; a trailing dot and

@@ -37,8 +37,6 @@ int pki_spki_hash(const X509_PUBKEY *spki, uint8_t out[PKI_ID_LEN], cs_err *err)
  * ...") when what is not NULL. */
 int pki_key_accept(EVP_PKEY *key, const char *what, cs_err *err);
 
-/* Appends a copy of name to sans. */
-int pki_sans_add(pki_sans *sans, const char *name);
 /* Appends the DNS names and IP addresses of gens (which may be NULL). */
 int pki_sans_from_names(const GENERAL_NAMES *gens, pki_sans *sans);
 

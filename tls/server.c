@@ -6,9 +6,13 @@
  * mutex, taken once per handshake) and a few atomic counters.
  *
  * One more thread, the reloader, builds tables from the store after
- * tls_server_changed: a rebuild reads every record, so it must not run on
- * the thread that committed (the commit's answer would wait for it), and
- * changes that arrive while one runs are folded into the next one.  Sockets are
+ * tls_server_changed: a build unseals and parses what changed and indexes
+ * every name, so it must not run on the thread that committed (the commit's
+ * answer would wait for it), and changes that arrive while one runs are
+ * folded into the next one.  After a build of d, the next starts no sooner
+ * than RELOAD_REST * d later: under a stream of changes the reloader takes
+ * a bounded share of a core (the agent's commits and the replication
+ * thread need the rest), while a change on a quiet node is built at once.  Sockets are
  * driven directly with SSL_do_handshake/SSL_read/SSL_write on the fd, with
  * persistent read events: no bufferevents, no allocation per handshake
  * beyond OpenSSL's own (connection structs are recycled per worker). */
@@ -40,6 +44,7 @@
 #define HTTP_IN_MAX     8192 /* largest request head we read */
 #define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
 #define MAX_WORKERS     256
+#define RELOAD_REST     3 /* rest after a build, in builds: at most a quarter of a core */
 
 enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
 
@@ -571,11 +576,15 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 {
 	tls_server *srv = calloc(1, sizeof(*srv));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	pthread_condattr_t monotonic;
 
 	if (srv == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	pthread_mutex_init(&srv->lock, NULL);
-	pthread_cond_init(&srv->wake, NULL);
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->wake, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	srv->nworkers = cfg->workers > 0 ? cfg->workers : cores > 0 ? (int)cores : 1;
 	if (srv->nworkers > MAX_WORKERS)
 		srv->nworkers = MAX_WORKERS;
@@ -764,10 +773,24 @@ static void reload_from_store(tls_server *srv, const struct timespec *since)
 		cs_warn("tls: still serving the previous certificates: %s", err.msg);
 }
 
+/* t + ns nanoseconds */
+static struct timespec ts_add(struct timespec t, int64_t ns)
+{
+	ns += t.tv_nsec;
+	t.tv_sec += (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	return t;
+}
+
+static int64_t ts_diff_ns(const struct timespec *a, const struct timespec *b)
+{
+	return (int64_t)(a->tv_sec - b->tv_sec) * 1000000000 + (a->tv_nsec - b->tv_nsec);
+}
+
 static void *reloader_main(void *arg)
 {
 	tls_server *srv = arg;
-	struct timespec since;
+	struct timespec since, t0, t1, rested;
 
 	pthread_mutex_lock(&srv->lock);
 	for (;;) {
@@ -781,8 +804,14 @@ static void *reloader_main(void *arg)
 		srv->dirty = false;
 		since = srv->dirty_since;
 		pthread_mutex_unlock(&srv->lock);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		reload_from_store(srv, &since);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		rested = ts_add(t1, RELOAD_REST * ts_diff_ns(&t1, &t0));
 		pthread_mutex_lock(&srv->lock);
+		while (!srv->stopping &&
+		       pthread_cond_timedwait(&srv->wake, &srv->lock, &rested) != ETIMEDOUT)
+			;
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;

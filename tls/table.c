@@ -4,7 +4,14 @@
  * entries a test made (tls_table_build); read by any number of workers at
  * once without locks, since nothing in it changes after the build; freed by
  * the last reference.  The ClientHello callback asks tls_table_select, which
- * costs two hash lookups and a few comparisons. */
+ * costs two hash lookups and a few comparisons.
+ *
+ * A build after a change costs what the change touched plus one pass over
+ * the table's entries, not a read of the whole store: the log entries after
+ * the position the previous table was built at name the certificates that
+ * changed, and every other entry -- parsed leaf, opened key, chain, names,
+ * coverage -- is taken over by reference.  The maps are made anew (their
+ * keys point into the entries, so that is hashing, not copying). */
 #include "tls_int.h"
 
 #include <stdio.h>
@@ -19,13 +26,41 @@
 #include "../pki/pki.h"
 #include "proto/store.pb-c.h"
 
+/* ---- entries ------------------------------------------------------------- */
+
+tls_entry *tls_entry_new(void)
+{
+	tls_entry *e = calloc(1, sizeof(*e));
+
+	if (e != NULL)
+		atomic_init(&e->refs, 1);
+	return e;
+}
+
+static tls_entry *entry_ref(tls_entry *e)
+{
+	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	return e;
+}
+
+void tls_entry_free(tls_entry *e)
+{
+	if (e == NULL || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	X509_free(e->leaf);
+	EVP_PKEY_free(e->key);
+	sk_X509_pop_free(e->chain, X509_free);
+	pki_sans_free(&e->names);
+	free(e);
+}
+
 /* ---- hash map ------------------------------------------------------------ */
 
 struct tls_slot {
-	uint8_t *key; /* owned copy; NULL for an empty slot */
+	const void *key; /* owned by an entry of the table; NULL for an empty slot */
 	size_t klen;
 	uint64_t hash;
-	void *val;
+	tls_cands cands;
 };
 
 /* FNV-1a: the keys come from the operator's certificates, not from clients,
@@ -52,65 +87,52 @@ static struct tls_slot *map_probe(struct tls_slot *slots, size_t cap, const void
 	}
 }
 
-static void *map_get(const tls_map *m, const void *key, size_t klen)
+static const tls_cands *map_get(const tls_map *m, const void *key, size_t klen)
 {
 	struct tls_slot *s;
 
 	if (m->cap == 0)
 		return NULL;
 	s = map_probe(m->slots, m->cap, key, klen, hash_bytes(key, klen));
-	return s->key != NULL ? s->val : NULL;
+	return s->key != NULL ? &s->cands : NULL;
 }
 
-static int map_grow(tls_map *m)
+/* Room for n keys without growing: a build sizes its maps once, for every
+ * name it will index, so no insert pays for a rehash. */
+static int map_reserve(tls_map *m, size_t n)
 {
-	size_t cap = m->cap ? m->cap * 2 : 16;
-	struct tls_slot *slots = calloc(cap, sizeof(*slots));
+	size_t cap = 16;
+	struct tls_slot *slots;
 
-	if (slots == NULL)
+	while (cap < 2 * n)
+		cap *= 2;
+	if ((slots = calloc(cap, sizeof(*slots))) == NULL)
 		return -1;
-	for (size_t i = 0; i < m->cap; i++) {
-		struct tls_slot *o = &m->slots[i];
-
-		if (o->key != NULL)
-			*map_probe(slots, cap, o->key, o->klen, o->hash) = *o;
-	}
-	free(m->slots);
 	m->slots = slots;
 	m->cap = cap;
+	m->n = 0;
 	return 0;
 }
 
-/* The slot for key, created (val NULL) when absent; NULL when out of memory. */
-static struct tls_slot *map_slot(tls_map *m, const void *key, size_t klen)
+/* The candidates of key, an empty list when it is new. */
+static tls_cands *map_slot(tls_map *m, const void *key, size_t klen)
 {
 	uint64_t h = hash_bytes(key, klen);
-	struct tls_slot *s;
+	struct tls_slot *s = map_probe(m->slots, m->cap, key, klen, h);
 
-	if (2 * (m->n + 1) > m->cap && map_grow(m) < 0)
-		return NULL;
-	s = map_probe(m->slots, m->cap, key, klen, h);
 	if (s->key == NULL) {
-		if ((s->key = malloc(klen)) == NULL)
-			return NULL;
-		memcpy(s->key, key, klen);
+		s->key = key;
 		s->klen = klen;
 		s->hash = h;
-		s->val = NULL;
 		m->n++;
 	}
-	return s;
+	return &s->cands;
 }
 
-static void map_free(tls_map *m, void (*free_val)(void *))
+static void map_free(tls_map *m)
 {
-	for (size_t i = 0; i < m->cap; i++) {
-		if (m->slots[i].key == NULL)
-			continue;
-		free(m->slots[i].key);
-		if (free_val != NULL)
-			free_val(m->slots[i].val);
-	}
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->slots[i].cands.v);
 	free(m->slots);
 }
 
@@ -118,25 +140,24 @@ static void map_free(tls_map *m, void (*free_val)(void *))
 
 static int cands_push(tls_cands *c, const tls_entry *e)
 {
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 2;
-		const tls_entry **v = realloc(c->v, cap * sizeof(*v));
+	if (c->n == 0) {
+		c->one = e;
+	} else {
+		if (c->n == 1 || c->n == c->cap) {
+			uint32_t cap = c->n == 1 ? 4 : 2 * c->cap;
+			const tls_entry **v = realloc(c->v, cap * sizeof(*v));
 
-		if (v == NULL)
-			return -1;
-		c->v = v;
-		c->cap = cap;
+			if (v == NULL)
+				return -1;
+			if (c->n == 1)
+				v[0] = c->one;
+			c->v = v;
+			c->cap = cap;
+		}
+		c->v[c->n] = e;
 	}
-	c->v[c->n++] = e;
+	c->n++;
 	return 0;
-}
-
-static void cands_free(void *p)
-{
-	tls_cands *c = p;
-
-	free(c->v);
-	free(c);
 }
 
 /* Latest expiry first; the id breaks ties so every node orders alike. */
@@ -151,7 +172,7 @@ static int cmp_expiry(const void *a, const void *b)
 
 static void cands_sort(tls_cands *c)
 {
-	if (c->n > 1) /* an empty list has no array to give qsort */
+	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), cmp_expiry);
 }
 
@@ -203,7 +224,7 @@ static const tls_entry *first_valid(const tls_cands *c, enum want want, time_t n
 	if (c == NULL)
 		return NULL;
 	for (size_t i = 0; i < c->n; i++) {
-		const tls_entry *e = c->v[i];
+		const tls_entry *e = TLS_CAND(c, i);
 
 		if (valid_at(e, now) && (want == WANT_ANY || e->ec == (want == WANT_EC)))
 			return e;
@@ -240,56 +261,48 @@ const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecd
 
 /* ---- building ----------------------------------------------------------------- */
 
-static void entry_clear(tls_entry *e)
+/* Never 0, which marks an entry whose coverage was not found. */
+static uint64_t tls_hosts_key(const char *node_hostname, const char *site_hostname)
 {
-	X509_free(e->leaf);
-	EVP_PKEY_free(e->key);
-	sk_X509_pop_free(e->chain, X509_free);
+	uint64_t a = hash_bytes(node_hostname, strlen(node_hostname) + 1);
+
+	return (a * 31 + hash_bytes(site_hostname, strlen(site_hostname))) | 1;
 }
 
-static void sans_clear(tls_sans *s)
+/* Whether e covers both hostnames of t: found once, when the entry was
+ * opened for them, since X509_check_host decodes the SAN extension on every
+ * call. */
+static bool covers_all(const tls_table *t, const tls_entry *e)
 {
-	for (size_t i = 0; i < s->n; i++)
-		free(s->names[i]);
-	free(s->names);
-	s->names = NULL;
-	s->n = 0;
+	const char *hosts[2] = {t->node_hostname, t->site_hostname};
+
+	if (e->covers_for == t->hosts_key)
+		return e->covers;
+	for (int i = 0; i < 2; i++) {
+		if (hosts[i][0] != '\0' && !pki_covers(e->leaf, hosts[i]))
+			return false;
+	}
+	return true;
 }
 
 static int index_name(tls_table *t, const char *san, const tls_entry *e)
 {
 	bool wild = strncmp(san, "*.", 2) == 0;
 	const char *key = wild ? san + 2 : san;
-	struct tls_slot *s;
 
 	/* "*.com" would match every .com name: X509_check_host refuses it, and
 	 * so do we. */
 	if (wild && strchr(key, '.') == NULL)
 		return 0;
-	if ((s = map_slot(wild ? &t->wild : &t->exact, key, strlen(key))) == NULL)
-		return -1;
-	if (s->val == NULL && (s->val = calloc(1, sizeof(tls_cands))) == NULL)
-		return -1;
-	return cands_push(s->val, e);
+	return cands_push(map_slot(wild ? &t->wild : &t->exact, key, strlen(key)), e);
 }
 
 static void sort_all(tls_map *m)
 {
 	for (size_t i = 0; i < m->cap; i++) {
 		if (m->slots[i].key != NULL)
-			cands_sort(m->slots[i].val);
+			cands_sort(&m->slots[i].cands);
 	}
-}
-
-static bool covers_all(const tls_table *t, const tls_entry *e)
-{
-	const char *hosts[2] = {t->node_hostname, t->site_hostname};
-
-	for (int i = 0; i < 2; i++) {
-		if (hosts[i][0] != '\0' && !pki_covers(e->leaf, hosts[i]))
-			return false;
-	}
-	return true;
 }
 
 /* The coverage gate: the store's default is served for no SNI and unknown
@@ -303,7 +316,7 @@ static int gate(tls_table *t, time_t now)
 	tls_cands cover = {0};
 
 	for (size_t i = 0; i < t->nentries; i++) {
-		if (covers_all(t, &t->entries[i]) && cands_push(&cover, &t->entries[i]) < 0)
+		if (covers_all(t, t->entries[i]) && cands_push(&cover, t->entries[i]) < 0)
 			goto oom;
 	}
 	cands_sort(&cover);
@@ -317,7 +330,8 @@ static int gate(tls_table *t, time_t now)
 		if (cands_push(&t->dflt, c) < 0)
 			goto oom;
 		for (size_t i = 0; i < cover.n; i++) {
-			if (cover.v[i] != c && cands_push(&t->dflt, cover.v[i]) < 0)
+			if (TLS_CAND(&cover, i) != c &&
+			    cands_push(&t->dflt, TLS_CAND(&cover, i)) < 0)
 				goto oom;
 		}
 		free(cover.v);
@@ -334,84 +348,101 @@ oom:
 static void table_destroy(tls_table *t)
 {
 	for (size_t i = 0; i < t->nentries; i++)
-		entry_clear(&t->entries[i]);
+		tls_entry_free(t->entries[i]);
 	free(t->entries);
-	map_free(&t->exact, cands_free);
-	map_free(&t->wild, cands_free);
-	map_free(&t->byid, NULL);
+	map_free(&t->exact);
+	map_free(&t->wild);
+	map_free(&t->byid);
 	free(t->dflt.v);
+	free(t->skipped);
 	free(t);
 }
 
-int tls_table_build(tls_table **out, tls_entry *entries, tls_sans *sans, size_t n,
-                    const uint8_t *default_id, const char *node_hostname, const char *site_hostname,
-                    time_t now, cs_err *err)
+/* The hostname as tables keep it, in TLS_NAME_MAX + 1 bytes: normalized,
+ * or as given when it is not a DNS name (an IP literal is a legitimate
+ * hostname to cover); "" for none. */
+static int copy_host(char *dst, const char *host)
 {
-	tls_table *t = calloc(1, sizeof(*t));
-	const char *hosts[2] = {node_hostname, site_hostname};
-	char *dst[2];
-	int bad = 0;
+	dst[0] = '\0';
+	if (host == NULL || host[0] == '\0' || tls_name_normalize(host, strlen(host), dst) > 0)
+		return 0;
+	if (strlen(host) > TLS_NAME_MAX)
+		return -1;
+	strcpy(dst, host);
+	return 0;
+}
 
-	if (t == NULL)
-		goto oom;
-	atomic_init(&t->refs, 1);
-	t->entries = entries;
-	t->nentries = n;
-	t->built = now;
-	entries = NULL;
-	dst[0] = t->node_hostname;
-	dst[1] = t->site_hostname;
-	for (int i = 0; i < 2; i++) {
-		if (hosts[i] != NULL && hosts[i][0] != '\0' &&
-		    tls_name_normalize(hosts[i], strlen(hosts[i]), dst[i]) == 0) {
-			/* An IP literal is a legitimate hostname to cover. */
-			if (strlen(hosts[i]) > TLS_NAME_MAX) {
-				bad = i;
-				goto bad_host;
-			}
-			strcpy(dst[i], hosts[i]);
-		}
+static int index_all(tls_table *t)
+{
+	size_t names = 0, wild = 0;
+
+	for (size_t i = 0; i < t->nentries; i++) {
+		const pki_sans *sans = &t->entries[i]->names;
+
+		names += sans->n;
+		for (size_t j = 0; j < sans->n; j++)
+			wild += strncmp(sans->names[j], "*.", 2) == 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		tls_entry *e = &t->entries[i];
-		struct tls_slot *s = map_slot(&t->byid, e->id, TLS_ID_LEN);
+	if (map_reserve(&t->byid, t->nentries) < 0 || map_reserve(&t->exact, names - wild) < 0 ||
+	    map_reserve(&t->wild, wild) < 0)
+		return -1;
+	for (size_t i = 0; i < t->nentries; i++) {
+		const tls_entry *e = t->entries[i];
+		tls_cands *byid = map_slot(&t->byid, e->id, TLS_ID_LEN);
 
-		if (s == NULL)
-			goto oom;
-		s->val = e;
-		for (size_t j = 0; j < sans[i].n; j++) {
-			if (index_name(t, sans[i].names[j], e) < 0)
-				goto oom;
+		/* Two records of one id cannot be: the id is the store's key. */
+		if (byid->n == 0 && cands_push(byid, e) < 0)
+			return -1;
+		for (size_t j = 0; j < e->names.n; j++) {
+			if (index_name(t, e->names.names[j], e) < 0)
+				return -1;
 		}
 	}
 	sort_all(&t->exact);
 	sort_all(&t->wild);
+	return 0;
+}
+
+int tls_table_build(tls_table **out, tls_entry **entries, size_t n, const uint8_t *default_id,
+                    const char *node_hostname, const char *site_hostname, time_t now, cs_err *err)
+{
+	tls_table *t = calloc(1, sizeof(*t));
+	const tls_cands *c;
+
+	if (t == NULL) {
+		for (size_t i = 0; i < n; i++)
+			tls_entry_free(entries[i]);
+		free(entries);
+		return cs_fail(err, CS_EIO, "out of memory building the TLS selection table");
+	}
+	atomic_init(&t->refs, 1);
+	t->entries = entries;
+	t->nentries = n;
+	t->built = now;
+	if (copy_host(t->node_hostname, node_hostname) < 0 ||
+	    copy_host(t->site_hostname, site_hostname) < 0) {
+		cs_fail(err, CS_EUSAGE, "hostname \"%.40s...\" is too long",
+		        copy_host(t->node_hostname, node_hostname) < 0 ? node_hostname
+		                                                       : site_hostname);
+		table_destroy(t);
+		return -1;
+	}
+	t->hosts_key = tls_hosts_key(t->node_hostname, t->site_hostname);
+	if (index_all(t) < 0)
+		goto oom;
 	if (default_id != NULL) {
 		t->has_configured = true;
 		memcpy(t->configured_id, default_id, TLS_ID_LEN);
-		t->configured = map_get(&t->byid, default_id, TLS_ID_LEN);
+		c = map_get(&t->byid, default_id, TLS_ID_LEN);
+		t->configured = c != NULL ? c->one : NULL;
 	}
 	if (gate(t, now) < 0)
 		goto oom;
-	for (size_t i = 0; i < n; i++)
-		sans_clear(&sans[i]);
 	*out = t;
 	return 0;
-bad_host:
-	cs_fail(err, CS_EUSAGE, "hostname \"%.40s...\" is too long", hosts[bad]);
-	goto fail;
 oom:
-	cs_fail(err, CS_EIO, "out of memory building the TLS selection table");
-fail:
-	for (size_t i = 0; i < n; i++) {
-		sans_clear(&sans[i]);
-		if (entries != NULL)
-			entry_clear(&entries[i]);
-	}
-	free(entries);
-	if (t != NULL)
-		table_destroy(t);
-	return -1;
+	table_destroy(t);
+	return cs_fail(err, CS_EIO, "out of memory building the TLS selection table");
 }
 
 tls_table *tls_table_ref(tls_table *t)
@@ -428,37 +459,69 @@ void tls_table_free(tls_table *t)
 
 /* ---- loading from the store ----------------------------------------------------- */
 
+/* A change touching more certificates than this is read as a whole store:
+ * walking prev's entries for each would cost more than one pass. */
+#define DELTA_MAX 4096
+
 struct load {
+	cs_txn *txn;
 	const cs_key *key;
 	const tls_table *prev;
-	bool same_cas; /* the CA pool is the one prev's chains were built from */
-	STACK_OF(X509) * pool;
-	EVP_MD_CTX *cas_md;
-	tls_entry *entries;
-	tls_sans *sans;
-	size_t n, cap, skipped;
+	uint64_t hosts_key;
+	char hosts[2][TLS_NAME_MAX + 1]; /* as the table keeps them */
+	bool same_cas;                   /* the CA pool is the one prev's chains were built from */
+	STACK_OF(X509) * pool;           /* NULL until an entry needs it */
+	uint8_t cas_hash[32];
+	tls_entry **entries;
+	size_t n, cap;
+	uint8_t (*skipped)[TLS_ID_LEN];
+	size_t nskipped, capskipped;
 	cs_err *err;
 };
 
 static int load_ca(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct load *ld = ctx;
+	EVP_MD_CTX *md = ((void **)ctx)[0];
+	STACK_OF(X509) *pool = ((void **)ctx)[1];
 	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
 	X509 *x = NULL;
 	cs_err ignored;
+	int rc = 0;
 
-	if (EVP_DigestUpdate(ld->cas_md, key, klen) != 1) {
-		certsync__cert_record__free_unpacked(rec, NULL);
-		return cs_fail(ld->err, CS_EIO, "hashing the CA pool failed");
-	}
+	if (EVP_DigestUpdate(md, key, klen) != 1)
+		rc = -1;
 	/* A CA that does not decode only leaves chains shorter. */
-	if (rec != NULL && (x = pki_cert_from_der(rec->der.data, rec->der.len, &ignored)) != NULL &&
-	    sk_X509_push(ld->pool, x) <= 0) {
+	else if (rec != NULL &&
+	         (x = pki_cert_from_der(rec->der.data, rec->der.len, &ignored)) != NULL &&
+	         sk_X509_push(pool, x) <= 0) {
 		X509_free(x);
-		certsync__cert_record__free_unpacked(rec, NULL);
-		return cs_fail(ld->err, CS_EIO, "out of memory");
+		rc = -1;
 	}
 	certsync__cert_record__free_unpacked(rec, NULL);
+	return rc;
+}
+
+/* The CA pool and the hash of its ids, read once per build. */
+static int load_pool(struct load *ld)
+{
+	EVP_MD_CTX *md;
+	void *ctx[2];
+
+	if (ld->pool != NULL)
+		return 0;
+	md = EVP_MD_CTX_new();
+	ld->pool = sk_X509_new_null();
+	ctx[0] = md;
+	ctx[1] = ld->pool;
+	if (md == NULL || ld->pool == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	    cs_txn_foreach(ld->txn, CS_TBL_CAS, load_ca, ctx, ld->err) != 0 ||
+	    EVP_DigestFinal_ex(md, ld->cas_hash, NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		if (ld->err->code == CS_OK)
+			cs_fail(ld->err, CS_EIO, "reading the CA pool failed");
+		return -1;
+	}
+	EVP_MD_CTX_free(md);
 	return 0;
 }
 
@@ -481,111 +544,276 @@ static STACK_OF(X509) * serve_chain(X509 *leaf, STACK_OF(X509) * pool, const cha
 	return chain;
 }
 
-/* Parses the leaf and opens its key; 1 when the record cannot be served. */
-static int open_entry(struct load *ld, const Certsync__CertRecord *rec, tls_entry *e)
+static int copy_names(tls_entry *e, const Certsync__CertRecord *rec)
 {
-	uint8_t *plain = NULL;
-	size_t plen;
-	cs_err err;
+	char name[TLS_NAME_MAX + 3];
 
-	if ((e->leaf = pki_cert_from_der(rec->der.data, rec->der.len, &err)) == NULL)
-		goto skip;
-	if (cs_unseal(ld->key, rec->sealed_key.data, rec->sealed_key.len, e->id, TLS_ID_LEN, &plain,
-	              &plen, &err) < 0)
-		goto skip;
-	e->key = pki_key_from_der(plain, plen, &err);
-	cs_secret_free(plain);
-	if (e->key == NULL)
-		goto skip;
-	if (!pki_key_matches(e->leaf, e->key)) {
-		cs_fail(&err, CS_EINPUT, "its key does not match it");
-		goto skip;
-	}
-	e->chain = serve_chain(e->leaf, ld->pool, e->id_hex);
-	return 0;
-skip:
-	cs_warn("tls: certificate %.8s is not served: %s", e->id_hex, err.msg);
-	entry_clear(e);
-	memset(e, 0, sizeof(*e));
-	return 1;
-}
-
-/* Takes the parsed certificate and key of prev's entry: nothing to unseal. */
-static void reuse_entry(struct load *ld, const tls_entry *old, tls_entry *e)
-{
-	X509_up_ref(old->leaf);
-	EVP_PKEY_up_ref(old->key);
-	e->leaf = old->leaf;
-	e->key = old->key;
-	if (ld->same_cas)
-		e->chain = old->chain != NULL ? X509_chain_up_ref(old->chain) : NULL;
-	else
-		e->chain = serve_chain(e->leaf, ld->pool, e->id_hex);
-}
-
-static int copy_sans(tls_sans *out, const Certsync__CertRecord *rec)
-{
-	char name[TLS_NAME_MAX + 1];
-
-	if ((out->names = calloc(rec->n_sans ? rec->n_sans : 1, sizeof(char *))) == NULL)
-		return -1;
 	for (size_t i = 0; i < rec->n_sans; i++) {
 		const char *san = rec->sans[i];
 		bool wild = strncmp(san, "*.", 2) == 0;
 		const char *rest = wild ? san + 2 : san;
-		size_t len = tls_name_normalize(rest, strlen(rest), name);
 
 		/* IPv6 SANs are not names: no SNI can ask for them. */
-		if (len == 0)
+		if (tls_name_normalize(rest, strlen(rest), name + 2) == 0)
 			continue;
-		if ((out->names[out->n] = malloc(len + 3)) == NULL)
+		name[0] = '*';
+		name[1] = '.';
+		if (pki_sans_add(&e->names, wild ? name : name + 2) < 0)
 			return -1;
-		snprintf(out->names[out->n++], len + 3, "%s%s", wild ? "*." : "", name);
 	}
 	return 0;
 }
 
-static int load_cert(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+/* A new entry for rec: parses the leaf, opens its key and finds its chain
+ * and coverage.  NULL with *why set when it cannot be served; NULL with
+ * ld->err set when out of memory. */
+static tls_entry *open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN],
+                             const uint8_t seal_hash[32], const Certsync__CertRecord *rec,
+                             cs_err *why)
 {
-	struct load *ld = ctx;
+	tls_entry *e = tls_entry_new();
+	uint8_t *plain = NULL;
+	size_t plen;
+
+	if (e == NULL || copy_names(e, rec) < 0) {
+		tls_entry_free(e);
+		cs_fail(ld->err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	memcpy(e->id, id, TLS_ID_LEN);
+	cs_hex(e->id, TLS_ID_LEN, e->id_hex);
+	memcpy(e->seal_hash, seal_hash, sizeof(e->seal_hash));
+	e->not_before = (time_t)rec->not_before;
+	e->not_after = (time_t)rec->not_after;
+	if ((e->leaf = pki_cert_from_der(rec->der.data, rec->der.len, why)) == NULL)
+		goto skip;
+	if (cs_unseal(ld->key, rec->sealed_key.data, rec->sealed_key.len, e->id, TLS_ID_LEN, &plain,
+	              &plen, why) < 0)
+		goto skip;
+	e->key = pki_key_from_der(plain, plen, why);
+	cs_secret_free(plain);
+	if (e->key == NULL)
+		goto skip;
+	if (!pki_key_matches(e->leaf, e->key)) {
+		cs_fail(why, CS_EINPUT, "its key does not match it");
+		goto skip;
+	}
+	e->ec = EVP_PKEY_is_a(e->key, "EC");
+	if (load_pool(ld) < 0) {
+		tls_entry_free(e);
+		return NULL;
+	}
+	e->chain = serve_chain(e->leaf, ld->pool, e->id_hex);
+	e->covers = true;
+	for (int i = 0; i < 2; i++)
+		e->covers =
+		    e->covers && (ld->hosts[i][0] == '\0' || pki_covers(e->leaf, ld->hosts[i]));
+	e->covers_for = ld->hosts_key;
+	return e;
+skip:
+	tls_entry_free(e);
+	return NULL;
+}
+
+static int push_entry(struct load *ld, tls_entry *e)
+{
+	if (ld->n == ld->cap) {
+		size_t cap = ld->cap ? 2 * ld->cap : 64;
+		tls_entry **v = realloc(ld->entries, cap * sizeof(*v));
+
+		if (v == NULL) {
+			tls_entry_free(e);
+			return cs_fail(ld->err, CS_EIO, "out of memory");
+		}
+		ld->entries = v;
+		ld->cap = cap;
+	}
+	ld->entries[ld->n++] = e;
+	return 0;
+}
+
+static int push_skipped(struct load *ld, const uint8_t id[TLS_ID_LEN])
+{
+	if (ld->nskipped == ld->capskipped) {
+		size_t cap = ld->capskipped ? 2 * ld->capskipped : 4;
+		uint8_t(*v)[TLS_ID_LEN] = realloc(ld->skipped, cap * sizeof(*v));
+
+		if (v == NULL)
+			return cs_fail(ld->err, CS_EIO, "out of memory");
+		ld->skipped = v;
+		ld->capskipped = cap;
+	}
+	memcpy(ld->skipped[ld->nskipped++], id, TLS_ID_LEN);
+	return 0;
+}
+
+/* Adds the entry for the record of id: prev's when the record still holds
+ * the key prev's was opened from, else a new one.  A record that does not
+ * decode, or whose key does not open, is skipped (counted, logged). */
+static int load_record(struct load *ld, const uint8_t *id, size_t idlen, const void *val,
+                       size_t vlen)
+{
 	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
-	tls_entry *e = &ld->entries[ld->n];
-	const tls_entry *old;
+	const tls_cands *old;
+	uint8_t seal_hash[32];
+	tls_entry *e;
+	cs_err why = {0};
 	int rc = 0;
 
-	if (rec == NULL || klen != TLS_ID_LEN || ld->n == ld->cap) {
+	if (rec == NULL || idlen != TLS_ID_LEN) {
 		cs_warn("tls: a record of the certs table does not decode; it is not served");
-		ld->skipped++;
+		rc = idlen == TLS_ID_LEN ? push_skipped(ld, id) : 0;
 		goto out;
 	}
 	if (rec->kind != CERTSYNC__CERT_KIND__CERT_KIND_IDENTITY || rec->sealed_key.len == 0)
 		goto out;
-	memcpy(e->id, key, TLS_ID_LEN);
-	cs_hex(e->id, TLS_ID_LEN, e->id_hex);
-	e->not_before = (time_t)rec->not_before;
-	e->not_after = (time_t)rec->not_after;
-	if (EVP_Digest(rec->sealed_key.data, rec->sealed_key.len, e->seal_hash, NULL, EVP_sha256(),
+	if (EVP_Digest(rec->sealed_key.data, rec->sealed_key.len, seal_hash, NULL, EVP_sha256(),
 	               NULL) != 1) {
 		rc = cs_fail(ld->err, CS_EIO, "hashing a sealed key failed");
 		goto out;
 	}
-	old = ld->prev != NULL ? map_get(&ld->prev->byid, e->id, TLS_ID_LEN) : NULL;
-	if (old != NULL && memcmp(old->seal_hash, e->seal_hash, sizeof(e->seal_hash)) == 0) {
-		reuse_entry(ld, old, e);
-	} else if (open_entry(ld, rec, e) != 0) {
-		ld->skipped++;
-		goto out;
+	old = ld->prev != NULL ? map_get(&ld->prev->byid, id, TLS_ID_LEN) : NULL;
+	if (old != NULL && ld->same_cas && memcmp(old->one->seal_hash, seal_hash, 32) == 0) {
+		rc = push_entry(ld, entry_ref((tls_entry *)old->one));
+	} else if ((e = open_entry(ld, id, seal_hash, rec, &why)) != NULL) {
+		rc = push_entry(ld, e);
+	} else if (ld->err->code != CS_OK) {
+		rc = -1;
+	} else {
+		char hex[2 * TLS_ID_LEN + 1];
+
+		cs_hex(id, TLS_ID_LEN, hex);
+		cs_warn("tls: certificate %.8s is not served: %s", hex, why.msg);
+		rc = push_skipped(ld, id);
 	}
-	e->ec = EVP_PKEY_is_a(e->key, "EC");
-	if (copy_sans(&ld->sans[ld->n], rec) < 0) {
-		ld->n++; /* so the failure path frees what was taken */
-		rc = cs_fail(ld->err, CS_EIO, "out of memory");
-		goto out;
-	}
-	ld->n++;
 out:
 	certsync__cert_record__free_unpacked(rec, NULL);
 	return rc;
+}
+
+static int visit_record(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	return load_record(ctx, key, klen, val, vlen);
+}
+
+/* Every record of the certs table, reusing prev's entries where it can. */
+static int load_all(struct load *ld)
+{
+	if (load_pool(ld) < 0)
+		return -1;
+	ld->same_cas = ld->prev != NULL && memcmp(ld->prev->cas_hash, ld->cas_hash, 32) == 0;
+	return cs_txn_foreach(ld->txn, CS_TBL_CERTS, visit_record, ld, ld->err);
+}
+
+/* The certificates the log entries after prev's position changed, as a set
+ * of ids (a map whose keys point into the unpacked entries): 0 with *ok,
+ * or 0 without when the log cannot say (it no longer reaches back, the
+ * store's history is not prev's, the CA pool changed, or too much
+ * changed); then the whole store is read. */
+struct delta {
+	Certsync__LogEntry **entries;
+	size_t n;
+	tls_map ids;
+};
+
+static void delta_free(struct delta *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		certsync__log_entry__free_unpacked(d->entries[i], NULL);
+	free(d->entries);
+	map_free(&d->ids);
+}
+
+static Certsync__LogEntry *log_entry(cs_txn *txn, uint64_t seq, cs_err *err)
+{
+	const void *val;
+	size_t vlen;
+
+	if (cs_txn_log_get(txn, seq, &val, &vlen, err) != 0)
+		return NULL;
+	return certsync__log_entry__unpack(NULL, vlen, val);
+}
+
+static int read_delta(struct load *ld, cs_pos now, struct delta *d, bool *ok)
+{
+	const tls_table *prev = ld->prev;
+	Certsync__LogEntry *at;
+	size_t ops = 0;
+	cs_err ignored;
+
+	*ok = false;
+	if (prev == NULL || !prev->from_store || prev->pos.seq > now.seq ||
+	    now.seq - prev->pos.seq > DELTA_MAX)
+		return 0;
+	/* prev was built where this store's history still runs through. */
+	if (prev->pos.seq > 0) {
+		at = log_entry(ld->txn, prev->pos.seq, &ignored);
+		if (at == NULL || at->epoch != prev->pos.epoch) {
+			certsync__log_entry__free_unpacked(at, NULL);
+			return 0;
+		}
+		certsync__log_entry__free_unpacked(at, NULL);
+	}
+	d->entries = calloc(now.seq - prev->pos.seq + 1, sizeof(*d->entries));
+	if (d->entries == NULL)
+		return cs_fail(ld->err, CS_EIO, "out of memory");
+	for (uint64_t s = prev->pos.seq + 1; s <= now.seq; s++) {
+		Certsync__LogEntry *e = log_entry(ld->txn, s, &ignored);
+
+		if (e == NULL)
+			return 0;
+		d->entries[d->n++] = e;
+		for (size_t i = 0; i < e->n_ops; i++) {
+			if (e->ops[i]->table == CS_TBL_CAS || ++ops > DELTA_MAX)
+				return 0;
+		}
+	}
+	if (map_reserve(&d->ids, ops) < 0)
+		return cs_fail(ld->err, CS_EIO, "out of memory");
+	for (size_t k = 0; k < d->n; k++) {
+		for (size_t i = 0; i < d->entries[k]->n_ops; i++) {
+			const Certsync__Op *op = d->entries[k]->ops[i];
+
+			if (op->table == CS_TBL_CERTS && op->key.len == TLS_ID_LEN)
+				map_slot(&d->ids, op->key.data, TLS_ID_LEN)->n = 1;
+		}
+	}
+	*ok = true;
+	return 0;
+}
+
+/* prev's entries and skipped records the delta did not touch, then the
+ * touched records as the store holds them now. */
+static int load_delta(struct load *ld, const struct delta *d)
+{
+	const tls_table *prev = ld->prev;
+
+	ld->same_cas = true;
+	memcpy(ld->cas_hash, prev->cas_hash, sizeof(ld->cas_hash));
+	for (size_t i = 0; i < prev->nentries; i++) {
+		tls_entry *e = prev->entries[i];
+
+		if (map_get(&d->ids, e->id, TLS_ID_LEN) == NULL && push_entry(ld, entry_ref(e)) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < prev->nskipped; i++) {
+		if (map_get(&d->ids, prev->skipped[i], TLS_ID_LEN) == NULL &&
+		    push_skipped(ld, prev->skipped[i]) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < d->ids.cap; i++) {
+		const struct tls_slot *s = &d->ids.slots[i];
+		const void *val;
+		size_t vlen;
+		int rc;
+
+		if (s->key == NULL)
+			continue;
+		rc = cs_txn_get(ld->txn, CS_TBL_CERTS, s->key, TLS_ID_LEN, &val, &vlen, ld->err);
+		if (rc < 0 || (rc == 0 && load_record(ld, s->key, TLS_ID_LEN, val, vlen) < 0))
+			return -1;
+	}
+	return 0;
 }
 
 static int read_default(cs_txn *txn, uint8_t id[TLS_ID_LEN], cs_err *err)
@@ -609,50 +837,47 @@ static int read_default(cs_txn *txn, uint8_t id[TLS_ID_LEN], cs_err *err)
 int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
                    const char *site_hostname, const tls_table *prev, time_t now, cs_err *err)
 {
-	struct load ld = {.key = key, .prev = prev, .err = err};
-	uint8_t default_id[TLS_ID_LEN], cas_hash[32];
+	struct load ld = {.txn = txn, .key = key, .err = err};
+	struct delta d = {0};
+	cs_pos pos = cs_txn_applied(txn);
+	uint8_t default_id[TLS_ID_LEN];
 	int has_default;
+	bool delta;
 	tls_table *t;
 
-	if ((has_default = read_default(txn, default_id, err)) < 0)
-		return cs_err_prefix(err, "TLS table: ");
-	ld.pool = sk_X509_new_null();
-	ld.cas_md = EVP_MD_CTX_new();
-	ld.cap = cs_txn_count(txn, CS_TBL_CERTS);
-	ld.entries = calloc(ld.cap ? ld.cap : 1, sizeof(*ld.entries));
-	ld.sans = calloc(ld.cap ? ld.cap : 1, sizeof(*ld.sans));
-	if (ld.pool == NULL || ld.cas_md == NULL || ld.entries == NULL || ld.sans == NULL) {
-		cs_fail(err, CS_EIO, "out of memory");
+	/* A hostname that does not fit fails in tls_table_build, with its
+	 * message. */
+	if (copy_host(ld.hosts[0], node_hostname) < 0 || copy_host(ld.hosts[1], site_hostname) < 0)
+		ld.hosts[0][0] = ld.hosts[1][0] = '\0';
+	ld.hosts_key = tls_hosts_key(ld.hosts[0], ld.hosts[1]);
+	/* Entries found for other hostnames carry the wrong coverage. */
+	ld.prev = prev != NULL && prev->hosts_key == ld.hosts_key ? prev : NULL;
+	if ((has_default = read_default(txn, default_id, err)) < 0 ||
+	    read_delta(&ld, pos, &d, &delta) < 0 ||
+	    (delta ? load_delta(&ld, &d) : load_all(&ld)) < 0)
 		goto fail;
-	}
-	if (EVP_DigestInit_ex(ld.cas_md, EVP_sha256(), NULL) != 1 ||
-	    cs_txn_foreach(txn, CS_TBL_CAS, load_ca, &ld, err) != 0 ||
-	    EVP_DigestFinal_ex(ld.cas_md, cas_hash, NULL) != 1)
-		goto fail;
-	ld.same_cas = prev != NULL && memcmp(prev->cas_hash, cas_hash, sizeof(cas_hash)) == 0;
-	if (cs_txn_foreach(txn, CS_TBL_CERTS, load_cert, &ld, err) != 0)
-		goto fail;
-	if (tls_table_build(&t, ld.entries, ld.sans, ld.n, has_default == 0 ? default_id : NULL,
-	                    node_hostname, site_hostname, now, err) < 0) {
-		ld.entries = NULL; /* the build took them */
-		goto fail;
-	}
-	memcpy(t->cas_hash, cas_hash, sizeof(cas_hash));
-	t->skipped = ld.skipped;
-	free(ld.sans);
+	delta_free(&d);
 	sk_X509_pop_free(ld.pool, X509_free);
-	EVP_MD_CTX_free(ld.cas_md);
+	ld.pool = NULL;
+	if (tls_table_build(&t, ld.entries, ld.n, has_default == 0 ? default_id : NULL,
+	                    node_hostname, site_hostname, now, err) < 0) {
+		free(ld.skipped);
+		return cs_err_prefix(err, "TLS table: ");
+	}
+	memcpy(t->cas_hash, ld.cas_hash, sizeof(ld.cas_hash));
+	t->skipped = ld.skipped;
+	t->nskipped = ld.nskipped;
+	t->from_store = true;
+	t->pos = pos;
 	*out = t;
 	return 0;
 fail:
-	for (size_t i = 0; ld.entries != NULL && i < ld.n; i++) {
-		entry_clear(&ld.entries[i]);
-		sans_clear(&ld.sans[i]);
-	}
+	delta_free(&d);
+	for (size_t i = 0; i < ld.n; i++)
+		tls_entry_free(ld.entries[i]);
 	free(ld.entries);
-	free(ld.sans);
+	free(ld.skipped);
 	sk_X509_pop_free(ld.pool, X509_free);
-	EVP_MD_CTX_free(ld.cas_md);
 	return cs_err_prefix(err, "TLS table: ");
 }
 
@@ -689,7 +914,7 @@ json_t *tls_table_status(const tls_table *t, time_t now)
 	}
 	cs_hex(t->configured_id, TLS_ID_LEN, hex);
 	return json_pack("{s:I, s:I, s:o, s:{s:o, s:o, s:b, s:o}, s:o}", "certificates",
-	                 (json_int_t)t->nentries, "skipped", (json_int_t)t->skipped, "built",
+	                 (json_int_t)t->nentries, "skipped", (json_int_t)t->nskipped, "built",
 	                 time_json(t->built), "default", "configured",
 	                 t->has_configured ? json_string(hex) : json_null(), "served",
 	                 id_json(tls_table_select(t, NULL, true, now)), "covered", t->covered,

@@ -12,14 +12,17 @@
 
 #include <openssl/ssl.h>
 
+#include "../pki/pki.h"
 #include "tls.h"
 
 #define TLS_ID_LEN   32  /* a certificate id: SHA-256 of the leaf's DER */
 #define TLS_NAME_MAX 253 /* longest DNS name, without the trailing dot */
 
-/* One servable certificate: parsed once, shared by reference with the tables
- * built after it while its record does not change. */
+/* One servable certificate: its leaf parsed and its key unsealed once, then
+ * shared by reference with every table built while its record does not
+ * change.  Immutable once a table holds it. */
 typedef struct tls_entry {
+	atomic_uint refs;
 	uint8_t id[TLS_ID_LEN];
 	char id_hex[2 * TLS_ID_LEN + 1];
 	uint8_t seal_hash[32]; /* SHA-256 of the sealed key it was built from */
@@ -28,15 +31,28 @@ typedef struct tls_entry {
 	STACK_OF(X509) * chain; /* issuers to send after the leaf; may be NULL */
 	bool ec;                /* ECDSA key; else RSA */
 	time_t not_before, not_after;
+	pki_sans names;      /* the DNS names it answers for: lower case, "*.x" for wildcards */
+	uint64_t covers_for; /* a hash of the hostnames covers was found for; 0 none */
+	bool covers;         /* it covers both of those hostnames */
 } tls_entry;
 
-/* Candidates for one name, best first: latest expiry first. */
+/* A new entry with one reference and nothing in it; NULL when out of memory. */
+tls_entry *tls_entry_new(void);
+/* Drops one reference; the last frees the entry.  NULL is a no-op. */
+void tls_entry_free(tls_entry *e);
+
+/* Candidates for one name, best first: latest expiry first.  One candidate,
+ * the usual case, is held in place; more go to v. */
 typedef struct tls_cands {
-	size_t n, cap;
+	uint32_t n, cap;
+	const tls_entry *one;
 	const tls_entry **v;
 } tls_cands;
 
-/* Open-addressing hash map from byte strings to pointers. */
+#define TLS_CAND(c, i) ((c)->n <= 1 ? (c)->one : (c)->v[i])
+
+/* Open-addressing hash map from byte strings, which the entries own, to
+ * candidate lists. */
 typedef struct tls_map {
 	struct tls_slot *slots;
 	size_t cap, n; /* cap is a power of two, at least twice n */
@@ -44,21 +60,25 @@ typedef struct tls_map {
 
 struct tls_table {
 	atomic_uint refs;
-	tls_entry *entries;
+	tls_entry **entries; /* one reference each */
 	size_t nentries;
-	tls_map exact; /* name → tls_cands */
-	tls_map wild;  /* parent of a "*.parent" SAN → tls_cands */
-	tls_map byid;  /* id → tls_entry, for reuse by the next build */
+	tls_map exact; /* name → candidates */
+	tls_map wild;  /* parent of a "*.parent" SAN → candidates */
+	tls_map byid;  /* id → the entry (one candidate), for reuse by the next build */
 	tls_cands dflt;
 	const tls_entry *configured; /* the store's default, when it holds a key */
 	bool has_configured;         /* the store names a default at all */
 	uint8_t configured_id[TLS_ID_LEN];
 	bool covered; /* at the build, a valid default covered both hostnames */
 	char node_hostname[TLS_NAME_MAX + 1], site_hostname[TLS_NAME_MAX + 1];
+	uint64_t hosts_key;       /* their hash, as in tls_entry.covers_for */
 	const char *uncovered[2]; /* hostnames the configured default misses */
 	size_t nuncovered;
-	uint8_t cas_hash[32]; /* which CA pool the chains were built from */
-	size_t skipped;       /* records left out: key did not open or parse */
+	uint8_t cas_hash[32];           /* which CA pool the chains were built from */
+	uint8_t (*skipped)[TLS_ID_LEN]; /* records left out: key did not open or parse */
+	size_t nskipped;
+	bool from_store; /* tls_table_load built it, at pos */
+	cs_pos pos;
 	time_t built;
 };
 
@@ -78,15 +98,9 @@ const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecd
 tls_table *tls_table_ref(tls_table *t);
 
 /* Builds a table from entries the caller filled (tests and tls_table_load):
- * takes ownership of entries[0..n) and their OpenSSL objects, and of sans[i],
- * the DNS names entry i answers for (lower case, "*.x" for wildcards). */
-typedef struct tls_sans {
-	char **names;
-	size_t n;
-} tls_sans;
-int tls_table_build(tls_table **out, tls_entry *entries, tls_sans *sans, size_t n,
-                    const uint8_t *default_id, const char *node_hostname, const char *site_hostname,
-                    time_t now, cs_err *err);
+ * takes the array (malloc'd) and the one reference of each entry in it. */
+int tls_table_build(tls_table **out, tls_entry **entries, size_t n, const uint8_t *default_id,
+                    const char *node_hostname, const char *site_hostname, time_t now, cs_err *err);
 
 /* Per-handshake state the OpenSSL callbacks reach with SSL_get_app_data. */
 typedef struct tls_hs {

@@ -57,13 +57,14 @@ static X509 *make_cert(const char *sans, EVP_PKEY *key, long from, long to)
 }
 
 /* One entry as tls_table_load would make it; sans like "DNS:a,DNS:*.b". */
-static void fill_entry(tls_entry *e, tls_sans *s, const char *sans, bool rsa, long from, long to)
+static tls_entry *make_entry(const char *sans, bool rsa, long from, long to)
 {
 	EVP_PKEY *key = rsa ? rsa_key : ec_key;
 	char *list = strdup(sans), *save;
+	tls_entry *e = tls_entry_new();
 	unsigned len;
 
-	memset(e, 0, sizeof(*e));
+	assert_non_null(e);
 	e->leaf = make_cert(sans, key, from, to);
 	EVP_PKEY_up_ref(key);
 	e->key = key;
@@ -72,11 +73,10 @@ static void fill_entry(tls_entry *e, tls_sans *s, const char *sans, bool rsa, lo
 	e->not_after = time(NULL) + to;
 	X509_digest(e->leaf, EVP_sha256(), e->id, &len);
 	cs_hex(e->id, TLS_ID_LEN, e->id_hex);
-	s->names = calloc(8, sizeof(char *));
-	s->n = 0;
 	for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
-		s->names[s->n++] = strdup(t + 4); /* drop "DNS:" */
+		assert_int_equal(pki_sans_add(&e->names, t + 4), 0); /* drop "DNS:" */
 	free(list);
+	return e;
 }
 
 struct spec {
@@ -89,19 +89,17 @@ struct spec {
 static tls_table *build(const struct spec *sp, size_t n, int dflt, const char *node,
                         const char *site)
 {
-	tls_entry *e = calloc(n, sizeof(*e));
-	tls_sans *s = calloc(n, sizeof(*s));
+	tls_entry **e = calloc(n, sizeof(*e));
 	uint8_t id[TLS_ID_LEN];
 	tls_table *t;
 	cs_err err;
 
 	for (size_t i = 0; i < n; i++)
-		fill_entry(&e[i], &s[i], sp[i].sans, sp[i].rsa, sp[i].from, sp[i].to);
+		e[i] = make_entry(sp[i].sans, sp[i].rsa, sp[i].from, sp[i].to);
 	if (dflt >= 0)
-		memcpy(id, e[dflt].id, TLS_ID_LEN);
+		memcpy(id, e[dflt]->id, TLS_ID_LEN);
 	assert_int_equal(
-	    tls_table_build(&t, e, s, n, dflt >= 0 ? id : NULL, node, site, time(NULL), &err), 0);
-	free(s);
+	    tls_table_build(&t, e, n, dflt >= 0 ? id : NULL, node, site, time(NULL), &err), 0);
 	return t;
 }
 
@@ -114,7 +112,7 @@ static const char *sel_id(tls_table *t, const char *name, bool ecdsa)
 
 static const char *entry_id(tls_table *t, size_t i)
 {
-	return t->entries[i].id_hex;
+	return t->entries[i]->id_hex;
 }
 
 static int setup(void **state)
@@ -212,7 +210,7 @@ static void test_select_key_type_and_expiry(void **state)
 	 * certificate that was not yet valid has taken over www by itself. */
 	assert_null(tls_table_select(t, "old.example.test", true, time(NULL) + 45 * DAY));
 	assert_ptr_equal(tls_table_select(t, "www.example.test", true, time(NULL) + 45 * DAY),
-	                 &t->entries[4]);
+	                 t->entries[4]);
 	assert_false(tls_table_healthy(t, time(NULL) + 45 * DAY));
 	tls_table_free(t);
 }
@@ -392,7 +390,7 @@ static void test_load_store(void **state)
 	                 0);
 	t3 = load(st, other, NULL);
 	assert_int_equal(t3->nentries, 0);
-	assert_int_equal(t3->skipped, 2);
+	assert_int_equal(t3->nskipped, 2);
 	assert_string_equal(sel_id(t3, NULL, true), "none");
 	tls_table_free(t3);
 	cs_key_free(other);
@@ -413,6 +411,116 @@ static void test_load_store(void **state)
 	cs_store_close(st);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	assert_int_equal(system(path), 0);
+}
+
+/* A table built from the previous one and the log entries since must
+ * serve exactly what a table read from the whole store serves. */
+static void assert_same(tls_table *delta, tls_table *whole)
+{
+	static const char *const names[] = {
+	    "node.example.test",
+	    "a.example.test",
+	    "b.example.test",
+	    "x.wild.example.test",
+	    "deep.x.wild.example.test",
+	    "unknown.test",
+	    NULL,
+	};
+
+	assert_int_equal(delta->nentries, whole->nentries);
+	assert_int_equal(delta->nskipped, whole->nskipped);
+	assert_int_equal(delta->covered, whole->covered);
+	assert_int_equal(delta->nuncovered, whole->nuncovered);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		assert_string_equal(sel_id(delta, names[i], true), sel_id(whole, names[i], true));
+		assert_string_equal(sel_id(delta, names[i], false), sel_id(whole, names[i], false));
+	}
+}
+
+/* Imports a new certificate (own key) for sans; its id goes to id. */
+static void add_cert(cs_store *st, cs_key *key, const char *dir, const char *sans, bool rsa,
+                     long to, bool dflt, uint8_t id[32])
+{
+	static int serial;
+	X509 *x = make_cert(sans, rsa ? rsa_key : ec_key, -DAY, to);
+	char name[32], path[512];
+	cs_err err;
+
+	snprintf(name, sizeof(name), "c%d", serial++);
+	write_pem(dir, name, x, rsa ? rsa_key : ec_key, path, sizeof(path));
+	if (storekit_import(st, key, path, NULL, dflt, id, &err) != 0)
+		fail_msg("storekit_import: %s", err.msg);
+	X509_free(x);
+}
+
+/* Checks one more change: the table from the log since prev against a
+ * table from the whole store; returns the new one, prev freed. */
+static tls_table *step(cs_store *st, cs_key *key, tls_table *prev)
+{
+	tls_table *delta = load(st, key, prev), *whole = load(st, key, NULL);
+
+	assert_same(delta, whole);
+	tls_table_free(whole);
+	tls_table_free(prev);
+	return delta;
+}
+
+static void test_load_delta(void **state)
+{
+	char dir[] = "/tmp/test_tls.XXXXXX", cmd[64], hex[65];
+	uint8_t a[32], b[32], c[32], d[32], e[32], f[32];
+	cs_store *st;
+	cs_key *key;
+	tls_table *t, *kept;
+	cs_err err;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if (storekit_open(dir, "pass", &st, &key, &err) < 0)
+		fail_msg("storekit_open: %s", err.msg);
+	add_cert(st, key, dir, "DNS:a.example.test,DNS:node.example.test", false, 30 * DAY, true,
+	         a);
+	add_cert(st, key, dir, "DNS:b.example.test", true, 30 * DAY, false, b);
+	t = load(st, key, NULL);
+	assert_true(t->from_store);
+
+	/* Added: a later one for the same name takes over, a wildcard joins. */
+	add_cert(st, key, dir, "DNS:a.example.test", false, 60 * DAY, false, c);
+	add_cert(st, key, dir, "DNS:*.wild.example.test", false, 30 * DAY, false, d);
+	kept = tls_table_ref(t);
+	t = step(st, key, t);
+	cs_hex(d, 32, hex);
+	assert_string_equal(sel_id(t, "x.wild.example.test", true), hex);
+	/* Entries that did not change are the same objects, not parsed again. */
+	assert_ptr_equal(tls_table_select(t, "b.example.test", false, time(NULL)),
+	                 tls_table_select(kept, "b.example.test", false, time(NULL)));
+	tls_table_free(kept);
+
+	/* Deleted, the default among them; then a new default. */
+	assert_int_equal(storekit_delete(st, c, NULL, &err), 0);
+	t = step(st, key, t);
+	assert_int_equal(storekit_delete(st, a, d, &err), 0);
+	t = step(st, key, t);
+	assert_false(t->covered); /* the wildcard does not cover node.example.test */
+	add_cert(st, key, dir, "DNS:node.example.test,DNS:*.example.test", true, 90 * DAY, false,
+	         e);
+	assert_int_equal(storekit_set_default(st, e, &err), 0);
+	t = step(st, key, t);
+	assert_true(t->covered);
+
+	/* Several changes the log no longer holds: the whole store is read. */
+	cs_store_set_log_retain(st, 1);
+	add_cert(st, key, dir, "DNS:b.example.test", false, 120 * DAY, false, f);
+	assert_int_equal(storekit_delete(st, b, NULL, &err), 0);
+	assert_int_equal(storekit_delete(st, d, NULL, &err), 0);
+	t = step(st, key, t);
+	assert_int_equal(t->nentries, 2);
+
+	tls_table_free(t);
+	cs_key_free(key);
+	cs_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* ---- a running server ---------------------------------------------------------------------- */
@@ -556,6 +664,7 @@ int main(void)
 	    cmocka_unit_test(test_gate),
 	    cmocka_unit_test(test_http),
 	    cmocka_unit_test(test_load_store),
+	    cmocka_unit_test(test_load_delta),
 	    cmocka_unit_test(test_server),
 	    cmocka_unit_test(test_bad_listen),
 	};
