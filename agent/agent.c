@@ -63,7 +63,13 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	}
 	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
 	        cfg->hostname, cfg->control_socket);
-	rc = event_base_dispatch(base) < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
+	/* One pass at a time: the changes a pass ran reach the disk together
+	 * (cs_node_flush), before the next pass reads more requests. */
+	do {
+		rc = event_base_loop(base, EVLOOP_ONCE);
+		cs_node_flush(node);
+	} while (rc == 0 && !event_base_got_break(base));
+	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:
 	if (repl_ev)
 		event_free(repl_ev);

@@ -178,6 +178,7 @@ void cs_node_close(cs_node *node)
 {
 	if (node == NULL)
 		return;
+	cs_node_flush(node);
 	repl_stop(node->repl); /* before the store it writes */
 	tls_server_stop(node->tls);
 	cs_key_free(node->key);
@@ -216,6 +217,8 @@ int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *e
 	cs_info("change %llu.%llu: %s", (unsigned long long)pos.epoch, (unsigned long long)pos.seq,
 	        summary);
 	node->committed = pos;
+	if (cs_store_batching(node->store))
+		return 0; /* cs_node_flush tells them, once it is on disk */
 	if (node->repl != NULL)
 		repl_committed(node->repl);
 	ops_reload_tls(node);
@@ -345,15 +348,17 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			           "have not reached it)",
 			           cmd, cfg->name),
 			       NULL;
-		if (!c->change)
+		if (!c->change) {
+			cs_node_flush(node);
 			return c->run(node, args, err);
-		if (ops_wait_args(node, args, &wait, err) < 0)
+		}
+		if (ops_wait_args(node, args, &wait, err) < 0 || ops_batch_begin(node, err) < 0)
 			return NULL;
 		before = node->committed;
 		result = c->run(node, args, err);
 		if (result == NULL || node->committed.seq == before.seq)
 			return result; /* nothing changed: nothing to wait for */
-		return ops_wait(node, &wait, result);
+		return ops_hold(node, &wait, result);
 	}
 	cs_fail(err, CS_EUSAGE, "control request names an unknown command '%s'", cmd);
 	return NULL;

@@ -30,7 +30,13 @@ int cs_node_repl_fd(cs_node *node);
 void cs_node_repl_dispatch(cs_node *node);
 void cs_node_set_control(cs_node *node, cs_control *ctl);
 
-/* Runs one control request (a cs_control_fn; ctx is the node). */
+/* Runs one control request (a cs_control_fn; ctx is the node).  Changes
+ * are answered later, by cs_node_flush. */
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);
+
+/* Ends the batch of changes the requests since the last flush made: one
+ * durable commit for all of them, then their answers.  The agent calls it
+ * after every pass of its event loop; a no-op when nothing changed. */
+void cs_node_flush(cs_node *node);
 
 #endif

@@ -23,7 +23,9 @@ struct cs_node {
 	tls_server *tls; /* NULL without tls_listen */
 	repl *repl;      /* NULL without repl_listen */
 	cs_control *ctl;
-	cs_pos committed; /* where this node's last change committed */
+	cs_pos committed;  /* where this node's last change committed */
+	cs_pos durable;    /* where the store stood when the open batch began */
+	struct held *held; /* changes of the open batch, to answer once it is on disk */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -32,8 +34,15 @@ typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
  * required), -1 with a usage error otherwise. */
 int ops_arg_string(json_t *args, const char *name, bool required, const char **out, cs_err *err);
 
-/* Commits txn and logs the change; txn has ended either way. */
+/* Commits txn and logs the change; txn has ended either way.  Inside a
+ * batch (ops_batch.c) the change reaches the disk, the followers and the TLS
+ * endpoint with the batch. */
 int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err);
+
+/* ops_batch.c: group commit.  A change opens the pass's batch before it
+ * runs (ops_batch_begin) and, when it changed the store, has its answer
+ * held (ops_hold returns NULL: the answer goes out from cs_node_flush). */
+int ops_batch_begin(struct cs_node *node, cs_err *err);
 
 json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_cert_show(struct cs_node *node, json_t *args, cs_err *err);
@@ -65,15 +74,18 @@ bool ops_leading(struct cs_node *node);
 const char *ops_primary(struct cs_node *node, char *buf, size_t len);
 
 /* --wait of a change: parsed before the change runs, so a bad flag changes
- * nothing; ops_wait answers now (returns result) or later through the
- * control socket (returns NULL) once the nodes acknowledged it. */
+ * nothing. */
 typedef struct ops_wait_req {
 	const char *name;
 	repl_wait_mode mode;
 	int timeout_ms;
 } ops_wait_req;
 int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *err);
-json_t *ops_wait(struct cs_node *node, const ops_wait_req *w, json_t *result);
+json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result);
+/* Answers a change that is on disk at pos on p with result (a reference it
+ * takes): at once, or once the nodes of mode acknowledged pos. */
+void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,
+              cs_pos pos, json_t *result);
 
 json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);

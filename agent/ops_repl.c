@@ -115,7 +115,7 @@ void cs_node_set_control(cs_node *node, cs_control *ctl)
 
 /* ---- changes that wait for acknowledgements ---- */
 
-struct held {
+struct held_ack {
 	cs_control_pending *pending;
 	json_t *result;
 	const char *mode;
@@ -123,7 +123,7 @@ struct held {
 
 static void on_acked(void *arg, json_t *unconfirmed)
 {
-	struct held *h = arg;
+	struct held_ack *h = arg;
 
 	json_object_set_new(h->result, "replication",
 	                    json_pack("{s:s, s:o}", "wait", h->mode, "unconfirmed", unconfirmed));
@@ -158,30 +158,25 @@ int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *e
 	return 0;
 }
 
-json_t *ops_wait(struct cs_node *node, const ops_wait_req *w, json_t *result)
+void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,
+              cs_pos pos, json_t *result)
 {
 	static const char *const modes[] = {"none", "backup", "all"};
-	struct held *h;
+	struct held_ack *h;
 	cs_err err;
 
-	if (w->mode == REPL_WAIT_NONE || node->repl == NULL)
-		return result;
-	h = calloc(1, sizeof(*h));
-	if (h == NULL)
-		return result; /* committed: answered without waiting */
+	if (mode == REPL_WAIT_NONE || node->repl == NULL || (h = calloc(1, sizeof(*h))) == NULL) {
+		cs_control_answer(p, result, NULL); /* on disk: answered without waiting */
+		return;
+	}
 	h->result = result;
-	h->mode = modes[w->mode]; /* w->name ends with the request */
-	h->pending = cs_control_defer(node->ctl);
-	if (h->pending == NULL) {
-		free(h);
-		return result;
-	}
-	if (repl_wait(node->repl, node->committed, w->mode, w->timeout_ms, on_acked, h, &err) < 0) {
+	h->mode = modes[mode];
+	h->pending = p;
+	if (repl_wait(node->repl, pos, mode, timeout_ms, on_acked, h, &err) < 0) {
 		cs_warn("answering without waiting for acknowledgements: %s", err.msg);
-		cs_control_answer(h->pending, result, NULL);
+		cs_control_answer(p, result, NULL);
 		free(h);
 	}
-	return NULL; /* answered by on_acked */
 }
 
 /* ---- commands ---- */

@@ -253,10 +253,24 @@ fail:
 	return -1;
 }
 
+/* The calling thread's batch (cs_store_batch_begin).  Only the thread that
+ * opened it nests its transactions in it, so it lives in thread-local
+ * storage: no other thread ever reads it. */
+static _Thread_local struct {
+	cs_store *st;
+	MDB_txn *txn;
+	bool changed;
+	cs_pos first, last; /* the entries committed into it; seq 0: none */
+} batch;
+
 void cs_store_close(cs_store *st)
 {
 	if (st == NULL)
 		return;
+	if (batch.st == st) {
+		mdb_txn_abort(batch.txn);
+		batch.st = NULL;
+	}
 	if (st->env != NULL)
 		mdb_env_close(st->env);
 	if (st->lockfd >= 0)
@@ -327,7 +341,9 @@ int cs_txn_begin(cs_store *st, bool write, cs_txn **out, cs_err *err)
 		return cs_fail(err, CS_EIO, "out of memory");
 	txn->st = st;
 	txn->write = write;
-	rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn);
+	txn->nested = write && batch.st == st;
+	rc = mdb_txn_begin(st->env, txn->nested ? batch.txn : NULL, write ? 0 : MDB_RDONLY,
+	                   &txn->txn);
 	if (rc != 0) {
 		free(txn);
 		return st_mdb_fail(
@@ -353,6 +369,68 @@ static void txn_free(cs_txn *txn)
 		free(b);
 	}
 	free(txn);
+}
+
+/* A durable commit's moment on the machine-wide monotonic clock, for each
+ * entry it holds: lets a benchmark measure propagation between nodes
+ * exactly, from their logs, without polling them. */
+static void log_durable(cs_pos first, cs_pos last)
+{
+	struct timespec ts;
+
+	if (first.seq == 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	for (uint64_t s = first.seq; s <= last.seq; s++)
+		cs_debug("store: committed %" PRIu64 ".%" PRIu64 " at %lld.%06ld", last.epoch, s,
+		         (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
+int cs_store_batch_begin(cs_store *st, cs_err *err)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (batch.st != NULL)
+		return cs_fail(err, CS_EIO, "a batch of changes is open already");
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "begin write transaction", "");
+	batch.st = st;
+	batch.txn = txn;
+	batch.changed = false;
+	batch.first = batch.last = (cs_pos){0, 0};
+	return 0;
+}
+
+int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err)
+{
+	MDB_txn *txn = batch.txn;
+	cs_pos first = batch.first, end = batch.last;
+	int rc = 0;
+
+	if (last != NULL)
+		*last = (cs_pos){0, 0};
+	if (batch.st != st)
+		return 0;
+	batch.st = NULL;
+	batch.txn = NULL;
+	if (!batch.changed) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "write to disk", "");
+	log_durable(first, end);
+	if (last != NULL)
+		*last = end;
+	return 0;
+}
+
+bool cs_store_batching(const cs_store *st)
+{
+	return batch.st == st;
 }
 
 void cs_txn_abort(cs_txn *txn)
@@ -773,19 +851,19 @@ int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
 		st_mdb_fail(err, rc, "write to disk", "");
 		goto fail;
 	}
+	if (txn->nested) {
+		batch.changed = true;
+		if (txn->nops > 0) {
+			if (batch.first.seq == 0)
+				batch.first = next;
+			batch.last = next;
+		}
+	} else {
+		log_durable(next, next);
+	}
 	txn_free(txn);
 	if (pos != NULL)
 		*pos = next;
-	{
-		/* A durable commit's moment on the machine-wide monotonic clock:
-		 * lets a benchmark measure propagation between nodes exactly,
-		 * from their logs, without polling them. */
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		cs_debug("store: committed %" PRIu64 ".%" PRIu64 " at %lld.%06ld", next.epoch,
-		         next.seq, (long long)ts.tv_sec, ts.tv_nsec / 1000);
-	}
 	return 0;
 fail:
 	cs_txn_abort(txn);

@@ -83,6 +83,23 @@ size_t cs_txn_count(cs_txn *txn, cs_table t);
 int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
 void cs_txn_abort(cs_txn *txn);
 
+/* Group commit.  Between cs_store_batch_begin and cs_store_batch_end, the
+ * write transactions the calling thread begins nest in one LMDB write
+ * transaction: each cs_txn_commit appends its log entry and moves the
+ * applied position as usual, but nothing reaches the disk, or any other
+ * transaction, until cs_store_batch_end commits them all with one durable
+ * commit.  So concurrent changes share one sync instead of paying one each.
+ * Meanwhile other threads' write transactions wait (LMDB has one writer),
+ * and read transactions, this thread's too, see the store as it was before
+ * the batch.  A thread holds one batch at a time.  cs_store_batch_end returns
+ * 0 when every change of the batch is on disk, -1 when none is (the write
+ * failed); *last (may be NULL) receives the position the batch reached,
+ * (0, 0) when it committed nothing. */
+int cs_store_batch_begin(cs_store *st, cs_err *err);
+int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err);
+/* Whether the calling thread holds a batch of st. */
+bool cs_store_batching(const cs_store *st);
+
 /* The applied position ((0, 0) before the first change) and the maintained
  * digest as of this transaction; the digest already counts its own changes. */
 cs_pos cs_txn_applied(cs_txn *txn);

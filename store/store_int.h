@@ -41,6 +41,7 @@ struct cs_txn {
 	bool failed; /* a change failed half-way: only abort is left */
 	bool dirty;  /* something was written: commit must write the meta too */
 	bool has_led;
+	bool nested; /* inside the thread's batch (cs_store_batch_begin) */
 	cs_pos applied;
 	uint64_t epoch;
 	uint64_t led; /* the epoch this node leads; meaningful when has_led */

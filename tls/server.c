@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,7 +45,8 @@
 #define HTTP_IN_MAX     8192 /* largest request head we read */
 #define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
 #define MAX_WORKERS     256
-#define RELOAD_REST     3 /* rest after a build, in builds: at most a quarter of a core */
+#define RELOAD_REST     3  /* rest after a build, in builds: at most a quarter of a core */
+#define RELOADER_NICE   10 /* the reloader yields the CPU to commits and replication */
 
 enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
 
@@ -792,6 +794,11 @@ static void *reloader_main(void *arg)
 	tls_server *srv = arg;
 	struct timespec since, t0, t1, rested;
 
+	/* On Linux a thread's nice value is its own: only this thread yields,
+	 * so a build never delays the commit or the push of the next change.
+	 * Failing to lower it changes nothing but timing. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), RELOADER_NICE) != 0)
+		cs_debug("tls: the reloader keeps its priority: %s", strerror(errno));
 	pthread_mutex_lock(&srv->lock);
 	for (;;) {
 		while (!srv->dirty && !srv->stopping)

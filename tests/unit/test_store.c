@@ -359,6 +359,71 @@ static void test_commit_log(void **state)
 	assert_int_equal(pos.seq, 2);
 }
 
+/* Group commit: the changes of a batch reach the disk, and every other
+ * transaction, together, when it ends; one that failed is not in it. */
+static cs_pos applied_now(cs_store *st)
+{
+	cs_txn *txn = begin(st, false);
+	cs_pos pos = cs_txn_applied(txn);
+
+	cs_txn_abort(txn);
+	return pos;
+}
+
+static void test_batch(void **state)
+{
+	struct fix *f = *state;
+	Certsync__LogEntry *e;
+	cs_txn *txn;
+	cs_pos pos;
+	cs_err err;
+
+	assert_false(cs_store_batching(f->st));
+	assert_int_equal(cs_store_batch_begin(f->st, &err), 0);
+	assert_true(cs_store_batching(f->st));
+	assert_int_equal(cs_store_batch_begin(f->st, &err), -1); /* one at a time */
+	txn = begin(f->st, true);
+	put(txn, CS_TBL_CERTS, "a", "va");
+	assert_int_equal(commit(txn, "first").seq, 1);
+	txn = begin(f->st, true);
+	put(txn, CS_TBL_CERTS, "x", "vx");
+	cs_txn_abort(txn); /* a change that failed */
+	txn = begin(f->st, true);
+	put(txn, CS_TBL_CERTS, "b", "vb");
+	assert_int_equal(commit(txn, "second").seq, 2);
+	/* Nothing is visible before the batch ends, not even to this thread. */
+	assert_int_equal(applied_now(f->st).seq, 0);
+	assert_int_equal(cs_store_batch_end(f->st, &pos, &err), 0);
+	assert_false(cs_store_batching(f->st));
+	assert_int_equal(pos.seq, 2);
+	assert_int_equal(applied_now(f->st).seq, 2);
+	e = log_entry(f->st, 2);
+	assert_string_equal(e->summary, "second");
+	expect_op(e->ops[0], CERTSYNC__OP__KIND__PUT, CS_TBL_CERTS, "b", "vb");
+	certsync__log_entry__free_unpacked(e, NULL);
+	txn = begin(f->st, false);
+	assert_int_equal(cs_txn_count(txn, CS_TBL_CERTS), 2);
+	cs_txn_abort(txn);
+
+	/* An empty batch writes nothing; ending none is a no-op. */
+	assert_int_equal(cs_store_batch_begin(f->st, &err), 0);
+	assert_int_equal(cs_store_batch_end(f->st, &pos, &err), 0);
+	assert_int_equal(pos.seq, 0);
+	assert_int_equal(cs_store_batch_end(f->st, &pos, &err), 0);
+	assert_int_equal(applied_now(f->st).seq, 2);
+
+	/* Closing the store with a batch open drops the batch. */
+	assert_int_equal(cs_store_batch_begin(f->st, &err), 0);
+	txn = begin(f->st, true);
+	put(txn, CS_TBL_CERTS, "c", "vc");
+	commit(txn, "lost");
+	cs_store_close(f->st);
+	assert_false(cs_store_batching(f->st));
+	if (cs_store_open(&f->st, f->dir, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	assert_int_equal(applied_now(f->st).seq, 2);
+}
+
 static void test_empty_write(void **state)
 {
 	struct fix *f = *state;
@@ -737,6 +802,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_put_get_del, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_log, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_digest_random, setup, teardown),

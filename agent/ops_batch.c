@@ -1,0 +1,90 @@
+/* ops_batch.c — group commit: the changes one pass of the agent's event loop
+ * runs share one durable commit.
+ *
+ * The first change of a pass opens a store batch (cs_store_batch_begin);
+ * each change commits into it and its answer is held.  When the pass ends,
+ * cs_node_flush commits the batch to disk once, then tells replication and
+ * the TLS endpoint, and answers the held changes in the order they came:
+ * at once, or once the followers acknowledged them (--wait).  So a change is
+ * never answered, pushed or served before it is on disk, and N clients that
+ * write at once pay one sync instead of N.  A command that is not a change
+ * flushes first: promote waits on the replication thread, which must be
+ * able to write the store. */
+#include "ops.h"
+
+#include <stdlib.h>
+
+#include "../common/log.h"
+#include "node.h"
+
+struct held {
+	struct held *next;
+	cs_control_pending *pending;
+	repl_wait_mode mode;
+	int timeout_ms;
+	cs_pos pos;
+	json_t *result;
+};
+
+int ops_batch_begin(struct cs_node *node, cs_err *err)
+{
+	if (cs_store_batching(node->store))
+		return 0;
+	node->durable = node->committed;
+	return cs_store_batch_begin(node->store, err);
+}
+
+json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result)
+{
+	struct held *h = calloc(1, sizeof(*h)), **tail;
+
+	if (h == NULL || (h->pending = cs_control_defer(node->ctl)) == NULL) {
+		/* No way to answer later: answer now, once it is on disk. */
+		free(h);
+		cs_node_flush(node);
+		return result;
+	}
+	h->mode = w->mode;
+	h->timeout_ms = w->timeout_ms;
+	h->pos = node->committed;
+	h->result = result;
+	for (tail = &node->held; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = h;
+	return NULL; /* answered by cs_node_flush */
+}
+
+void cs_node_flush(cs_node *node)
+{
+	struct held *h = node->held;
+	cs_pos last;
+	cs_err err;
+	int rc;
+
+	if (!cs_store_batching(node->store))
+		return;
+	node->held = NULL;
+	rc = cs_store_batch_end(node->store, &last, &err);
+	if (rc < 0) {
+		cs_error("changes %llu to %llu were not written: %s",
+		         (unsigned long long)node->durable.seq + 1,
+		         (unsigned long long)node->committed.seq, err.msg);
+		node->committed = node->durable;
+	} else if (last.seq != 0) {
+		if (node->repl != NULL)
+			repl_committed(node->repl);
+		ops_reload_tls(node);
+	}
+	while (h != NULL) {
+		struct held *next = h->next;
+
+		if (rc < 0) {
+			json_decref(h->result);
+			cs_control_answer(h->pending, NULL, &err);
+		} else {
+			ops_wait(node, h->pending, h->mode, h->timeout_ms, h->pos, h->result);
+		}
+		free(h);
+		h = next;
+	}
+}
