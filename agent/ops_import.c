@@ -106,6 +106,22 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 	return 0;
 }
 
+/* The hash of key's public half, from a certificate of the command that
+ * holds it when there is one (the usual key + certificate file): hashing
+ * the key itself runs OpenSSL 3.0's encoders. */
+static int key_spki(struct import *im, EVP_PKEY *key, uint8_t out[PKI_ID_LEN])
+{
+	for (size_t i = 0; i < im->nfiles; i++) {
+		STACK_OF(X509) *certs = im->bundles[i].certs;
+
+		for (int c = 0; c < sk_X509_num(certs); c++) {
+			if (pki_key_matches(sk_X509_value(certs, c), key))
+				return pki_cert_spki_hash(sk_X509_value(certs, c), out, im->err);
+		}
+	}
+	return pki_key_spki_hash(key, out, im->err);
+}
+
 static int collect_keys(struct import *im)
 {
 	size_t total = 0, n = 0;
@@ -121,7 +137,7 @@ static int collect_keys(struct import *im)
 
 			ck->pkey = im->bundles[i].keys[k];
 			ck->file = im->files[i];
-			if (pki_key_spki_hash(ck->pkey, ck->spki, im->err) < 0)
+			if (key_spki(im, ck->pkey, ck->spki) < 0)
 				return -1;
 			/* The same key twice in one command counts once. */
 			bool dup = false;

@@ -205,6 +205,11 @@ int pki_spki_hash(const X509_PUBKEY *spki, uint8_t out[PKI_ID_LEN], cs_err *err)
 	return rc;
 }
 
+int pki_cert_spki_hash(X509 *cert, uint8_t out[PKI_ID_LEN], cs_err *err)
+{
+	return pki_spki_hash(X509_get_X509_PUBKEY(cert), out, err);
+}
+
 int pki_key_to_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
 {
 	OSSL_ENCODER_CTX *ctx =

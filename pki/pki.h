@@ -46,6 +46,10 @@ void pki_key_type(EVP_PKEY *key, char *out, size_t outlen);
 /* SHA-256 of the public key's SubjectPublicKeyInfo DER: matches a key, a
  * certificate and a request to each other. */
 int pki_key_spki_hash(EVP_PKEY *key, uint8_t out[PKI_ID_LEN], cs_err *err);
+/* The same hash for the public key cert carries, read from its
+ * SubjectPublicKeyInfo; much cheaper than pki_key_spki_hash, which runs
+ * OpenSSL 3.0's encoders. */
+int pki_cert_spki_hash(X509 *cert, uint8_t out[PKI_ID_LEN], cs_err *err);
 
 /* Unencrypted PKCS#8 DER, in an OPENSSL_secure_malloc'd buffer that the
  * caller releases with OPENSSL_secure_clear_free(*der, *len). */
