@@ -4,6 +4,7 @@ store, CURVE key pair and configuration, all written by `certsync cluster init`.
 Every wait is bounded; every process is stopped by its PID."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -202,6 +203,37 @@ def test_changes_reach_every_node(cluster):
     assert "refused" in r.message and "primary" in r.message
     # traffic nodes got the cluster key from the primary's settings
     assert tn2.status()["cluster_key"] is True
+
+
+def test_concurrent_changes_all_land(cluster):
+    """Changes sent at once share the primary's commits (a pass of its event
+    loop is one durable write); each still gets its own answer, seq and
+    acknowledgement, and every node ends with all of them."""
+    primary = cluster[0]
+    before = primary.status()["seq"]
+    results = [None] * 12
+
+    def one(i):
+        results[i] = self_signed(primary, "burst-%d" % i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(r is not None for r in results), results
+    for r in results:
+        assert r.data["replication"] == {"wait": "backup", "unconfirmed": []}, r.data
+    ids = {r.data["certificate"]["id"] for r in results}
+    assert len(ids) == len(results)
+    assert primary.status()["seq"] == before + len(results)
+    # one log entry per change, each with its own seq
+    seqs = re.findall(r"change \d+\.(\d+): self-signed", primary.stderr())
+    assert sorted(int(s) for s in seqs[-len(results):]) == list(
+        range(before + 1, before + len(results) + 1))
+    wait_for("every node at the primary's position", lambda: in_sync(cluster), timeout=20)
+    for n in cluster:
+        assert ids <= set(n.certs()), n.name
 
 
 def make_p12(folder, sans, password="p12-password"):
