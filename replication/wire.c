@@ -51,10 +51,31 @@ static int set_opts(void *s, const repl *r, bool server, const uint8_t *server_k
 	return rc == 0 ? 0 : -1;
 }
 
+/* Gives socket s the I/O thread of its own, number thread.  libzmq resolves
+ * a peer's host name with a blocking getaddrinfo on the I/O thread of the
+ * connecting socket (zeromq/libzmq#2961); when that name stops resolving --
+ * a dead container whose name the resolver now forwards to a server it
+ * cannot reach -- every lookup of each reconnect stalls that thread for
+ * seconds.  On a thread shared with the other sockets, beats to and from
+ * every live peer would stall with it, and live peers would be declared
+ * down.  So the ROUTER and each DEALER get I/O threads of their own. */
+static int own_io_thread(void *s, int thread)
+{
+	/* Past 64 (affinity is a 64-bit mask), dealers share threads again. */
+	uint64_t affinity = (uint64_t)1 << (thread < 64 ? thread : 1 + thread % 63);
+
+	return zmq_setsockopt(s, ZMQ_AFFINITY, &affinity, sizeof(affinity));
+}
+
 int wire_open(repl *r, const char *listen, cs_err *err)
 {
+	int threads = 1;
+
+	for (size_t i = 0; i < r->npeers; i++)
+		threads += r->peers[i].role != REPL_TRAFFIC;
 	r->zctx = zmq_ctx_new();
-	if (r->zctx == NULL)
+	if (r->zctx == NULL ||
+	    zmq_ctx_set(r->zctx, ZMQ_IO_THREADS, threads < 64 ? threads : 64) != 0)
 		return cs_fail(err, CS_EIO, "cannot create the ZeroMQ context: %s",
 		               zmq_strerror(zmq_errno()));
 	/* The ZAP handler must be bound before the first CURVE server socket,
@@ -64,19 +85,22 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 		return cs_fail(err, CS_EIO, "cannot start the ZAP handler: %s",
 		               zmq_strerror(zmq_errno()));
 	r->router = zmq_socket(r->zctx, ZMQ_ROUTER);
-	if (r->router == NULL || set_opts(r->router, r, true, NULL) != 0)
+	if (r->router == NULL || set_opts(r->router, r, true, NULL) != 0 ||
+	    own_io_thread(r->router, 0) != 0)
 		return cs_fail(err, CS_EIO, "cannot set up the replication socket: %s",
 		               zmq_strerror(zmq_errno()));
 	if (zmq_bind(r->router, listen) != 0)
 		return cs_fail(err, CS_EUSAGE, "repl_listen %s: cannot bind: %s", listen,
 		               zmq_strerror(zmq_errno()));
+	threads = 1;
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
 		if (p->role == REPL_TRAFFIC)
 			continue;
 		p->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
-		if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0)
+		if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0 ||
+		    own_io_thread(p->dealer, threads++) != 0)
 			return cs_fail(err, CS_EIO, "peer %s: cannot set up a socket: %s", p->name,
 			               zmq_strerror(zmq_errno()));
 		if (zmq_connect(p->dealer, p->endpoint) != 0)
