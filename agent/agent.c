@@ -66,8 +66,10 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	/* One pass at a time: the changes a pass ran reach the disk together
 	 * (cs_node_flush), before the next pass reads more requests. */
 	do {
+		cs_err ignored; /* a failed flush was answered to its changes */
+
 		rc = event_base_loop(base, EVLOOP_ONCE);
-		cs_node_flush(node);
+		cs_node_flush(node, &ignored);
 	} while (rc == 0 && !event_base_got_break(base));
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:

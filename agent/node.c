@@ -176,10 +176,12 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 
 void cs_node_close(cs_node *node)
 {
+	cs_err err;
+
 	if (node == NULL)
 		return;
-	cs_node_flush(node);
-	repl_stop(node->repl); /* before the store it writes */
+	cs_node_flush(node, &err); /* a failure was answered to its changes */
+	repl_stop(node->repl);     /* before the store it writes */
 	tls_server_stop(node->tls);
 	cs_key_free(node->key);
 	if (node->store != NULL)
@@ -349,7 +351,7 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			           cmd, cfg->name),
 			       NULL;
 		if (!c->change) {
-			cs_node_flush(node);
+			cs_node_flush(node, err); /* a failure was answered to its changes */
 			return c->run(node, args, err);
 		}
 		if (ops_wait_args(node, args, &wait, err) < 0 || ops_batch_begin(node, err) < 0)
@@ -358,7 +360,7 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 		result = c->run(node, args, err);
 		if (result == NULL || node->committed.seq == before.seq)
 			return result; /* nothing changed: nothing to wait for */
-		return ops_hold(node, &wait, result);
+		return ops_hold(node, &wait, result, err);
 	}
 	cs_fail(err, CS_EUSAGE, "control request names an unknown command '%s'", cmd);
 	return NULL;

@@ -35,8 +35,10 @@ void cs_node_set_control(cs_node *node, cs_control *ctl);
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);
 
 /* Ends the batch of changes the requests since the last flush made: one
- * durable commit for all of them, then their answers.  The agent calls it
- * after every pass of its event loop; a no-op when nothing changed. */
-void cs_node_flush(cs_node *node);
+ * durable commit for all of them, then their answers (each held change is
+ * answered with the error when the commit fails; -1 then, with err).  The
+ * agent calls it after every pass of its event loop; a no-op when nothing
+ * changed. */
+int cs_node_flush(cs_node *node, cs_err *err);
 
 #endif

@@ -81,7 +81,7 @@ typedef struct ops_wait_req {
 	int timeout_ms;
 } ops_wait_req;
 int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *err);
-json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result);
+json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result, cs_err *err);
 /* Answers a change that is on disk at pos on p with result (a reference it
  * takes): at once, or once the nodes of mode acknowledged pos. */
 void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,

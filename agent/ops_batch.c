@@ -34,14 +34,17 @@ int ops_batch_begin(struct cs_node *node, cs_err *err)
 	return cs_store_batch_begin(node->store, err);
 }
 
-json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result)
+json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result, cs_err *err)
 {
 	struct held *h = calloc(1, sizeof(*h)), **tail;
 
 	if (h == NULL || (h->pending = cs_control_defer(node->ctl)) == NULL) {
 		/* No way to answer later: answer now, once it is on disk. */
 		free(h);
-		cs_node_flush(node);
+		if (cs_node_flush(node, err) < 0) {
+			json_decref(result);
+			return NULL;
+		}
 		return result;
 	}
 	h->mode = w->mode;
@@ -54,21 +57,20 @@ json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result)
 	return NULL; /* answered by cs_node_flush */
 }
 
-void cs_node_flush(cs_node *node)
+int cs_node_flush(cs_node *node, cs_err *err)
 {
 	struct held *h = node->held;
 	cs_pos last;
-	cs_err err;
 	int rc;
 
 	if (!cs_store_batching(node->store))
-		return;
+		return 0;
 	node->held = NULL;
-	rc = cs_store_batch_end(node->store, &last, &err);
+	rc = cs_store_batch_end(node->store, &last, err);
 	if (rc < 0) {
 		cs_error("changes %llu to %llu were not written: %s",
 		         (unsigned long long)node->durable.seq + 1,
-		         (unsigned long long)node->committed.seq, err.msg);
+		         (unsigned long long)node->committed.seq, err->msg);
 		node->committed = node->durable;
 	} else if (last.seq != 0) {
 		if (node->repl != NULL)
@@ -80,11 +82,12 @@ void cs_node_flush(cs_node *node)
 
 		if (rc < 0) {
 			json_decref(h->result);
-			cs_control_answer(h->pending, NULL, &err);
+			cs_control_answer(h->pending, NULL, err);
 		} else {
 			ops_wait(node, h->pending, h->mode, h->timeout_ms, h->pos, h->result);
 		}
 		free(h);
 		h = next;
 	}
+	return rc;
 }

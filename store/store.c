@@ -403,6 +403,11 @@ int cs_store_batch_begin(cs_store *st, cs_err *err)
 	return 0;
 }
 
+bool cs_store_batching(const cs_store *st)
+{
+	return st != NULL && batch.st == st;
+}
+
 int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err)
 {
 	MDB_txn *txn = batch.txn;
@@ -411,7 +416,7 @@ int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err)
 
 	if (last != NULL)
 		*last = (cs_pos){0, 0};
-	if (batch.st != st)
+	if (!cs_store_batching(st))
 		return 0;
 	batch.st = NULL;
 	batch.txn = NULL;
@@ -426,11 +431,6 @@ int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err)
 	if (last != NULL)
 		*last = end;
 	return 0;
-}
-
-bool cs_store_batching(const cs_store *st)
-{
-	return batch.st == st;
 }
 
 void cs_txn_abort(cs_txn *txn)
