@@ -471,6 +471,7 @@ struct load {
 	char hosts[2][TLS_NAME_MAX + 1]; /* as the table keeps them */
 	bool same_cas;                   /* the CA pool is the one prev's chains were built from */
 	STACK_OF(X509) * pool;           /* NULL until an entry needs it */
+	EVP_MD_CTX *cas_md;              /* while the pool is read */
 	uint8_t cas_hash[32];
 	tls_entry **entries;
 	size_t n, cap;
@@ -481,21 +482,20 @@ struct load {
 
 static int load_ca(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	EVP_MD_CTX *md = ((void **)ctx)[0];
-	STACK_OF(X509) *pool = ((void **)ctx)[1];
+	struct load *ld = ctx;
 	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
 	X509 *x = NULL;
 	cs_err ignored;
 	int rc = 0;
 
-	if (EVP_DigestUpdate(md, key, klen) != 1)
-		rc = -1;
+	if (EVP_DigestUpdate(ld->cas_md, key, klen) != 1)
+		rc = cs_fail(ld->err, CS_EIO, "hashing the CA pool failed");
 	/* A CA that does not decode only leaves chains shorter. */
 	else if (rec != NULL &&
 	         (x = pki_cert_from_der(rec->der.data, rec->der.len, &ignored)) != NULL &&
-	         sk_X509_push(pool, x) <= 0) {
+	         sk_X509_push(ld->pool, x) <= 0) {
 		X509_free(x);
-		rc = -1;
+		rc = cs_fail(ld->err, CS_EIO, "out of memory");
 	}
 	certsync__cert_record__free_unpacked(rec, NULL);
 	return rc;
@@ -504,25 +504,22 @@ static int load_ca(void *ctx, const void *key, size_t klen, const void *val, siz
 /* The CA pool and the hash of its ids, read once per build. */
 static int load_pool(struct load *ld)
 {
-	EVP_MD_CTX *md;
-	void *ctx[2];
+	int rc = 0;
 
 	if (ld->pool != NULL)
 		return 0;
-	md = EVP_MD_CTX_new();
+	ld->cas_md = EVP_MD_CTX_new();
 	ld->pool = sk_X509_new_null();
-	ctx[0] = md;
-	ctx[1] = ld->pool;
-	if (md == NULL || ld->pool == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-	    cs_txn_foreach(ld->txn, CS_TBL_CAS, load_ca, ctx, ld->err) != 0 ||
-	    EVP_DigestFinal_ex(md, ld->cas_hash, NULL) != 1) {
-		EVP_MD_CTX_free(md);
-		if (ld->err->code == CS_OK)
-			cs_fail(ld->err, CS_EIO, "reading the CA pool failed");
-		return -1;
-	}
-	EVP_MD_CTX_free(md);
-	return 0;
+	if (ld->cas_md == NULL || ld->pool == NULL ||
+	    EVP_DigestInit_ex(ld->cas_md, EVP_sha256(), NULL) != 1)
+		rc = cs_fail(ld->err, CS_EIO, "out of memory");
+	else if (cs_txn_foreach(ld->txn, CS_TBL_CAS, load_ca, ld, ld->err) != 0)
+		rc = -1; /* load_ca or the walk said why */
+	else if (EVP_DigestFinal_ex(ld->cas_md, ld->cas_hash, NULL) != 1)
+		rc = cs_fail(ld->err, CS_EIO, "hashing the CA pool failed");
+	EVP_MD_CTX_free(ld->cas_md);
+	ld->cas_md = NULL;
+	return rc;
 }
 
 /* The issuers to send after leaf: the store's chain without the root, which
@@ -564,12 +561,11 @@ static int copy_names(tls_entry *e, const Certsync__CertRecord *rec)
 	return 0;
 }
 
-/* A new entry for rec: parses the leaf, opens its key and finds its chain
- * and coverage.  NULL with *why set when it cannot be served; NULL with
- * ld->err set when out of memory. */
-static tls_entry *open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN],
-                             const uint8_t seal_hash[32], const Certsync__CertRecord *rec,
-                             cs_err *why)
+/* A new entry for rec in *out: parses the leaf, opens its key and finds
+ * its chain and coverage.  0 done; 1 when it cannot be served, with *why;
+ * -1 with ld->err when the build must stop (out of memory, the store). */
+static int open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN], const uint8_t seal_hash[32],
+                      const Certsync__CertRecord *rec, tls_entry **out, cs_err *why)
 {
 	tls_entry *e = tls_entry_new();
 	uint8_t *plain = NULL;
@@ -577,8 +573,7 @@ static tls_entry *open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN],
 
 	if (e == NULL || copy_names(e, rec) < 0) {
 		tls_entry_free(e);
-		cs_fail(ld->err, CS_EIO, "out of memory");
-		return NULL;
+		return cs_fail(ld->err, CS_EIO, "out of memory");
 	}
 	memcpy(e->id, id, TLS_ID_LEN);
 	cs_hex(e->id, TLS_ID_LEN, e->id_hex);
@@ -601,7 +596,7 @@ static tls_entry *open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN],
 	e->ec = EVP_PKEY_is_a(e->key, "EC");
 	if (load_pool(ld) < 0) {
 		tls_entry_free(e);
-		return NULL;
+		return -1;
 	}
 	e->chain = serve_chain(e->leaf, ld->pool, e->id_hex);
 	e->covers = true;
@@ -609,10 +604,11 @@ static tls_entry *open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN],
 		e->covers =
 		    e->covers && (ld->hosts[i][0] == '\0' || pki_covers(e->leaf, ld->hosts[i]));
 	e->covers_for = ld->hosts_key;
-	return e;
+	*out = e;
+	return 0;
 skip:
 	tls_entry_free(e);
-	return NULL;
+	return 1;
 }
 
 static int push_entry(struct load *ld, tls_entry *e)
@@ -656,8 +652,8 @@ static int load_record(struct load *ld, const uint8_t *id, size_t idlen, const v
 	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
 	const tls_cands *old;
 	uint8_t seal_hash[32];
-	tls_entry *e;
-	cs_err why = {0};
+	tls_entry *e = NULL;
+	cs_err why;
 	int rc = 0;
 
 	if (rec == NULL || idlen != TLS_ID_LEN) {
@@ -675,11 +671,9 @@ static int load_record(struct load *ld, const uint8_t *id, size_t idlen, const v
 	old = ld->prev != NULL ? map_get(&ld->prev->byid, id, TLS_ID_LEN) : NULL;
 	if (old != NULL && ld->same_cas && memcmp(old->one->seal_hash, seal_hash, 32) == 0) {
 		rc = push_entry(ld, entry_ref((tls_entry *)old->one));
-	} else if ((e = open_entry(ld, id, seal_hash, rec, &why)) != NULL) {
+	} else if ((rc = open_entry(ld, id, seal_hash, rec, &e, &why)) == 0) {
 		rc = push_entry(ld, e);
-	} else if (ld->err->code != CS_OK) {
-		rc = -1;
-	} else {
+	} else if (rc > 0) {
 		char hex[2 * TLS_ID_LEN + 1];
 
 		cs_hex(id, TLS_ID_LEN, hex);
