@@ -12,10 +12,12 @@
  * folded into the next one.  After a build of d, the next starts no sooner
  * than RELOAD_REST * d later: under a stream of changes the reloader takes
  * a bounded share of a core (the agent's commits and the replication
- * thread need the rest), while a change on a quiet node is built at once.  Sockets are
- * driven directly with SSL_do_handshake/SSL_read/SSL_write on the fd, with
- * persistent read events: no bufferevents, no allocation per handshake
- * beyond OpenSSL's own (connection structs are recycled per worker). */
+ * thread need the rest), while a change on a quiet node is built at once.
+ *
+ * Sockets are driven directly with SSL_do_handshake/SSL_read/SSL_write on
+ * the fd, with persistent read events: no bufferevents, no allocation per
+ * handshake beyond OpenSSL's own (connection structs are recycled per
+ * worker). */
 #include "tls_int.h"
 
 #include <arpa/inet.h>
