@@ -10,9 +10,11 @@
  * every name, so it must not run on the thread that committed (the commit's
  * answer would wait for it), and changes that arrive while one runs are
  * folded into the next one.  After a build of d, the next starts no sooner
- * than RELOAD_REST * d later: under a stream of changes the reloader takes
- * a bounded share of a core (the agent's commits and the replication
- * thread need the rest), while a change on a quiet node is built at once.
+ * than RELOAD_REST * d later (at most RELOAD_REST_MAX): under a stream of
+ * changes the reloader takes a bounded share of a core (the agent's commits
+ * and the replication thread need the rest), while a change on a quiet node
+ * is built at once, and one after a long build (thousands of certificates
+ * arrived at once) waits no more than RELOAD_REST_MAX.
  *
  * Sockets are driven directly with SSL_do_handshake/SSL_read/SSL_write on
  * the fd, with persistent read events: no bufferevents, no allocation per
@@ -47,8 +49,9 @@
 #define HTTP_IN_MAX     8192 /* largest request head we read */
 #define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
 #define MAX_WORKERS     256
-#define RELOAD_REST     3  /* rest after a build, in builds: at most a quarter of a core */
-#define RELOADER_NICE   10 /* the reloader yields the CPU to commits and replication */
+#define RELOAD_REST     3   /* rest after a build, in builds: at most a quarter of a core */
+#define RELOAD_REST_MAX 200 /* ms: a long build (a node that caught up) rests no longer */
+#define RELOADER_NICE   10  /* the reloader yields the CPU to commits and replication */
 
 enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
 
@@ -795,6 +798,7 @@ static void *reloader_main(void *arg)
 {
 	tls_server *srv = arg;
 	struct timespec since, t0, t1, rested;
+	int64_t rest;
 
 	/* On Linux a thread's nice value is its own: only this thread yields,
 	 * so a build never delays the commit or the push of the next change.
@@ -816,7 +820,9 @@ static void *reloader_main(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		reload_from_store(srv, &since);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		rested = ts_add(t1, RELOAD_REST * ts_diff_ns(&t1, &t0));
+		rest = RELOAD_REST * ts_diff_ns(&t1, &t0);
+		rested = ts_add(
+		    t1, rest < RELOAD_REST_MAX * 1000000LL ? rest : RELOAD_REST_MAX * 1000000LL);
 		pthread_mutex_lock(&srv->lock);
 		while (!srv->stopping &&
 		       pthread_cond_timedwait(&srv->wake, &srv->lock, &rested) != ETIMEDOUT)
