@@ -130,7 +130,7 @@ static int decode_key(dec *d, const uint8_t *der, size_t len, const char **forma
 {
 	asked_pass ap = {d->password, false};
 	EVP_PKEY *key = pki_der_key(der, len, pass_cb, &ap);
-	PKCS8_PRIV_KEY_INFO *p8;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
 
 	ERR_clear_error();
 	if (key == NULL) {
@@ -138,17 +138,16 @@ static int decode_key(dec *d, const uint8_t *der, size_t len, const char **forma
 			return 0;
 		return d->password == NULL ? need_password(d) : wrong_password(d);
 	}
-	if (format != NULL) {
-		if (ap.asked) {
-			*format = "encrypted PKCS#8 DER";
-		} else if ((p8 = pki_d2i(der, len, ASN1_ITEM_rptr(PKCS8_PRIV_KEY_INFO))) != NULL) {
-			*format = "PKCS#8 DER";
-			PKCS8_PRIV_KEY_INFO_free(p8);
-		} else {
-			ERR_clear_error();
-			*format = "OpenSSL key DER";
-		}
-	}
+	/* Plain PKCS#8 is what the store seals: kept, it need not be encoded
+	 * again (PKCS8_PRIV_KEY_INFO_free wipes the key octets it parsed). */
+	if (!ap.asked && (p8 = pki_d2i(der, len, ASN1_ITEM_rptr(PKCS8_PRIV_KEY_INFO))) != NULL)
+		pki_key_keep_der(key, der, len);
+	ERR_clear_error();
+	if (format != NULL)
+		*format = ap.asked     ? "encrypted PKCS#8 DER"
+		          : p8 != NULL ? "PKCS#8 DER"
+		                       : "OpenSSL key DER";
+	PKCS8_PRIV_KEY_INFO_free(p8);
 	return add_key(d, key) < 0 ? -1 : 1;
 }
 

@@ -210,19 +210,77 @@ int pki_cert_spki_hash(X509 *cert, uint8_t out[PKI_ID_LEN], cs_err *err)
 	return pki_spki_hash(X509_get_X509_PUBKEY(cert), out, err);
 }
 
+/* The unencrypted PKCS#8 a key was imported from, kept with the key (ex_data
+ * of the EVP_PKEY, wiped when the key is freed): sealing it again needs no
+ * encoder, whose set-up costs OpenSSL 3.0 more than the import's whole
+ * decode of the key.  Keys unsealed from the store do not carry it. */
+struct kept_der {
+	size_t len;
+	uint8_t der[];
+};
+
+static CRYPTO_ONCE kept_once = CRYPTO_ONCE_STATIC_INIT;
+static int kept_index = -1;
+
+static void kept_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct kept_der *k = ptr;
+
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	if (k != NULL)
+		OPENSSL_secure_clear_free(k, sizeof(*k) + k->len);
+}
+
+static void kept_init(void)
+{
+	kept_index = EVP_PKEY_get_ex_new_index(0, NULL, NULL, NULL, kept_free);
+}
+
+void pki_key_keep_der(EVP_PKEY *key, const uint8_t *der, size_t len)
+{
+	struct kept_der *k;
+
+	if (!CRYPTO_THREAD_run_once(&kept_once, kept_init) || kept_index < 0 ||
+	    EVP_PKEY_get_ex_data(key, kept_index) != NULL ||
+	    (k = OPENSSL_secure_malloc(sizeof(*k) + len)) == NULL)
+		return; /* pki_key_to_der encodes it then */
+	k->len = len;
+	memcpy(k->der, der, len);
+	if (!EVP_PKEY_set_ex_data(key, kept_index, k))
+		OPENSSL_secure_clear_free(k, sizeof(*k) + len);
+}
+
+static int kept_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
+{
+	const struct kept_der *k;
+
+	if (!CRYPTO_THREAD_run_once(&kept_once, kept_init) || kept_index < 0 ||
+	    (k = EVP_PKEY_get_ex_data(key, kept_index)) == NULL)
+		return 1;
+	if ((*der = OPENSSL_secure_malloc(k->len)) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	memcpy(*der, k->der, k->len);
+	*len = k->len;
+	return 0;
+}
+
 int pki_key_to_der(EVP_PKEY *key, uint8_t **der, size_t *len, cs_err *err)
 {
-	OSSL_ENCODER_CTX *ctx =
-	    OSSL_ENCODER_CTX_new_for_pkey(key, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
-	/* A secure-heap BIO is wiped when freed, so no clear copy of the key
-	 * is left behind in ordinary memory. */
-	BIO *bio = BIO_new(BIO_s_secmem());
+	OSSL_ENCODER_CTX *ctx;
+	BIO *bio;
 	char *data;
 	long n = 0;
-	int rc = -1;
+	int rc;
 
 	*der = NULL;
 	*len = 0;
+	if ((rc = kept_der(key, der, len, err)) <= 0)
+		return rc;
+	rc = -1;
+	ctx = OSSL_ENCODER_CTX_new_for_pkey(key, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
+	/* A secure-heap BIO is wiped when freed, so no clear copy of the key
+	 * is left behind in ordinary memory. */
+	bio = BIO_new(BIO_s_secmem());
 	if (ctx == NULL || bio == NULL || OSSL_ENCODER_CTX_get_num_encoders(ctx) == 0 ||
 	    !OSSL_ENCODER_to_bio(ctx, bio) || (n = BIO_get_mem_data(bio, &data)) <= 0) {
 		pki_fail_ssl(err, CS_EINPUT, "cannot encode the private key as PKCS#8");

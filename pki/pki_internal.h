@@ -33,6 +33,9 @@ EVP_PKEY *pki_der_key(const uint8_t *der, size_t len, OSSL_PASSPHRASE_CALLBACK *
 /* pki_key_spki_hash of the key a certificate or request carries, from
  * its SubjectPublicKeyInfo. */
 int pki_spki_hash(const X509_PUBKEY *spki, uint8_t out[PKI_ID_LEN], cs_err *err);
+/* Keeps with key the unencrypted PKCS#8 DER it was decoded from, which
+ * pki_key_to_der then gives instead of encoding the key again. */
+void pki_key_keep_der(EVP_PKEY *key, const uint8_t *der, size_t len);
 /* pki_key_supported, naming what holds the key ("FILE holds a DSA key;
  * ...") when what is not NULL. */
 int pki_key_accept(EVP_PKEY *key, const char *what, cs_err *err);

@@ -234,6 +234,23 @@ static void test_certificates(void **state)
 	expect_ok("chain.pem", PASSWORD, "PEM", CHAIN_CNS, 0);
 }
 
+/* What the store would seal for key: PKCS#8 DER that decodes to it. */
+static void expect_pkcs8(EVP_PKEY *key, X509 *leaf)
+{
+	uint8_t *der;
+	size_t len;
+	EVP_PKEY *back;
+	cs_err err;
+
+	assert_int_equal(pki_key_to_der(key, &der, &len, &err), 0);
+	assert_true(len > 2 && der[0] == 0x30);
+	back = pki_key_from_der(der, len, &err);
+	assert_non_null(back);
+	assert_true(pki_key_matches(leaf, back));
+	EVP_PKEY_free(back);
+	OPENSSL_secure_clear_free(der, len);
+}
+
 static void test_keys(void **state)
 {
 	const struct {
@@ -254,9 +271,35 @@ static void test_keys(void **state)
 		assert_string_equal(b.format, forms[i].format);
 		assert_int_equal(b.nkeys, 1);
 		assert_true(pki_key_matches(sk_X509_value(leaf.certs, 0), b.keys[0]));
+		expect_pkcs8(b.keys[0], sk_X509_value(leaf.certs, 0));
 		pki_bundle_free(&b);
 	}
 	pki_bundle_free(&leaf);
+	/* Plain PKCS#8 is sealed as it came, not encoded again: one with an
+	 * (empty) attributes set, which OpenSSL's encoder would drop, comes
+	 * back byte for byte. */
+	{
+		size_t n, dlen;
+		uint8_t *p8 = slurp("leaf.p8.der", &n), *attr = malloc(n + 2), *der;
+
+		assert_true(p8[0] == 0x30 && p8[1] == 0x82 &&
+		            n == 4 + ((size_t)p8[2] << 8 | p8[3]));
+		memcpy(attr, p8, n);
+		attr[2] = (uint8_t)((n - 2) >> 8);
+		attr[3] = (uint8_t)(n - 2);
+		attr[n] = 0xa0; /* attributes [0] IMPLICIT SET OF, empty */
+		attr[n + 1] = 0x00;
+		spill("leaf.p8attr.der", attr, n + 2);
+		if (decode("leaf.p8attr.der", NULL, &b, &err) != 0)
+			fail_msg("leaf.p8attr.der: %s", err.msg);
+		assert_int_equal(pki_key_to_der(b.keys[0], &der, &dlen, &err), 0);
+		assert_int_equal(dlen, n + 2);
+		assert_memory_equal(der, attr, n + 2);
+		OPENSSL_secure_clear_free(der, dlen);
+		free(p8);
+		free(attr);
+		pki_bundle_free(&b);
+	}
 	expect_ok("combined.pem", NULL, "PEM", "leaf.example.test,Test Intermediate CA", 1);
 	/* The EC PARAMETERS block before the key is skipped. */
 	expect_ok("ec.pem", NULL, "PEM", "", 1);
