@@ -236,7 +236,7 @@ def test_concurrent_changes_all_land(cluster):
         assert ids <= set(n.certs()), n.name
 
 
-def make_p12(folder, sans, password="p12-password"):
+def make_p12(folder, sans, password="p12-password", days=30):
     """A key and a certificate made by openssl, packed as a PKCS#12."""
     key, crt, p12 = (os.path.join(folder, f) for f in ("site.key", "site.crt", "site.p12"))
     pw = helpers.write(os.path.join(folder, "p12-password"), password + "\n")
@@ -245,7 +245,7 @@ def make_p12(folder, sans, password="p12-password"):
     helpers.openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + SITE)
     # x509 -req signs without the CA extensions req -x509 adds: a leaf
-    helpers.openssl("x509", "-req", "-in", csr, "-signkey", key, "-days", "30",
+    helpers.openssl("x509", "-req", "-in", csr, "-signkey", key, "-days", str(days),
                     "-extfile", ext, "-out", crt)
     helpers.openssl("pkcs12", "-export", "-inkey", key, "-in", crt, "-out", p12,
                     "-passout", "file:" + pw)
@@ -301,8 +301,11 @@ def test_verify_cluster_names_what_fails(cluster, tmp_path):
     # a default that omits tn1's hostname: verify names tn1, and tn1 keeps
     # serving the previous certificate that covers it
     os.mkdir(str(tmp_path / "narrow"))
+    # a day longer than good, so it is the latest to expire for the site
+    # hostname whatever second each was made in (a tie goes by id)
     p12, pw, narrow = make_p12(str(tmp_path / "narrow"), [SITE, "primary.example.test",
-                                                          "backup.example.test", "tn2.example.test"])
+                                                          "backup.example.test", "tn2.example.test"],
+                               days=31)
     primary.cli("import", p12, "--password-file", pw, check=0)
     primary.cli("cert", "default", narrow, check=0)
     wait_for("all in sync", lambda: in_sync(cluster))
