@@ -226,7 +226,11 @@ static void kept_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long
 {
 	struct kept_der *k = ptr;
 
-	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
 	if (k != NULL)
 		OPENSSL_secure_clear_free(k, sizeof(*k) + k->len);
 }
