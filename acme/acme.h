@@ -73,7 +73,8 @@ typedef struct acme_client_opts {
 	EVP_PKEY *account_key;   /* EC P-256, borrowed for the client's life */
 	const char *account_url; /* the account's URL ("kid") when already known, or NULL */
 	long timeout_ms;         /* one request, connect to last byte; 0: 30 s */
-	int nonce_retries;       /* badNonce retries of one request; 0: 5 */
+	int nonce_retries;       /* badNonce retries of one request; 0: 15, enough for a CA that
+	                            rejects half of all nonces (pebble's test mode) */
 } acme_client_opts;
 
 /* Fetches and checks the directory: a URL that does not answer, answers

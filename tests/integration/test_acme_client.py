@@ -11,6 +11,8 @@ off this machine.  Stub HTTPS servers (Python http.server) play a broken CA
 for the bad-input cases.
 """
 
+import base64
+import calendar
 import json
 import os
 import signal
@@ -293,3 +295,324 @@ def test_issue_dns01_wildcard(pebble, account_key, tmp_path):
     chain, cert_key, _ = issue(pebble, account_key, str(tmp_path), names, "dns-01", publish)
     check_chain(pebble, str(tmp_path), chain, cert_key, ["a.wild.example.test",
                                                          "wild.example.test"])
+
+
+def test_issue_when_pebble_rejects_half_the_nonces(tmp_path_factory, tls, tmp_path):
+    pb = Pebble(tmp_path_factory.mktemp("pebble-nonce"), tls,
+                env={"PEBBLE_WFE_NONCEREJECT": "50"}).start()
+    try:
+        key = ec_key(str(tmp_path / "account.pem"))
+        names = ["nonce.example.test"]
+        chain, cert_key, _ = issue(
+            pb, key, str(tmp_path), names, "http-01",
+            lambda c: pb.challtest("add-http01", {"token": c["token"],
+                                                  "content": c["key_authorization"]}))
+        check_chain(pb, str(tmp_path), chain, cert_key, names)
+    finally:
+        pb.stop()
+    log = helpers.read(os.path.join(pb.d, "pebble.log")).decode()
+    assert "Configured to reject 50% of good nonces" in log
+
+
+def test_validation_failure_is_reported_and_resumable(pebble, account_key, tmp_path):
+    """Nothing published: the CA's validation fails; the error is the CA's,
+    classed for the operator, and the stored state says the order failed."""
+    state = str(tmp_path / "order.json")
+    driver("account", "--agree-tos", *base(pebble, account_key))
+    driver("order", "--state", state, "--domain", "unpublished.example.test",
+           *base(pebble, account_key))
+    rc, doc, _ = driver("respond", "--state", state, "--challenge", "http-01",
+                        *base(pebble, account_key), check=False)
+    assert rc == 1
+    err = doc["error"]
+    assert err["class"] == "operator", err
+    assert "unpublished.example.test" in err["message"]
+    assert err["problem_type"].startswith("urn:ietf:params:acme:error:")
+    saved = json.loads(helpers.read(state))
+    assert saved["authorizations"][0]["status"] == "invalid"
+    rc, doc, _ = driver("finish", "--state", state, "--cert-key", account_key, "--country",
+                        "GB", "--out", str(tmp_path / "x.pem"), *base(pebble, account_key),
+                        check=False)
+    assert rc == 1 and "invalid" in doc["error"]["message"]
+    assert not os.path.exists(str(tmp_path / "x.pem"))
+
+
+def test_directory_that_does_not_answer(tls, account_key):
+    url = "https://127.0.0.1:%d/dir" % helpers.free_port()
+    rc, doc, _ = driver("directory", "--dir", url, "--ca-file", tls.ca, "--key", account_key,
+                        check=False)
+    assert rc == 1
+    assert "ACME directory" in doc["error"]["message"] and url in doc["error"]["message"]
+    assert doc["error"]["class"] == "transient"
+
+
+def test_directory_not_https(account_key):
+    rc, doc, _ = driver("directory", "--dir", "http://127.0.0.1:1/dir", "--key", account_key,
+                        check=False)
+    assert rc == 1 and "https://" in doc["error"]["message"]
+    assert doc["error"]["code"] == "usage"
+
+
+def test_https_certificate_not_trusted(pebble, tmp_path_factory, account_key):
+    other = TLSFiles(str(tmp_path_factory.mktemp("other-ca")), "other")
+    for ca in ([other.ca], []):   # a ca_file of another CA; the system's store
+        args = ["directory", "--dir", pebble.dir_url, "--key", account_key]
+        if ca:
+            args += ["--ca-file"] + ca
+        rc, doc, _ = driver(*args, check=False)
+        assert rc == 1
+        msg = doc["error"]["message"]
+        assert "not trusted" in msg and "ca_file" in msg, msg
+        assert doc["error"]["class"] == "operator"
+
+
+# ---- a stub CA for what pebble never does -------------------------------------
+
+class Stub:
+    """An HTTPS server on 127.0.0.1 (certificate from the test CA) answering
+    each path from self.routes: path -> (status, headers, body bytes)."""
+
+    def __init__(self, tls):
+        self.routes = {}
+        self.requests = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                stub.requests.append((self.command, self.path, body))
+                status, headers, data = stub.routes.get(
+                    self.path, (404, {"Content-Type": "text/plain"}, b"no such path"))
+                self.send_response(status)
+                headers = dict(headers)
+                chunked = headers.pop("X-No-Length", None)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if chunked:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.routes["/dir"] = (200, {"Content-Type": "application/json"}, json.dumps({
+            "newNonce": self.url + "/nonce", "newAccount": self.url + "/acct",
+            "newOrder": self.url + "/order", "renewalInfo": self.url + "/ari/",
+        }).encode())
+        self.routes["/nonce"] = (200, {"Replay-Nonce": "first", "Cache-Control": "no-store"},
+                                 b"")
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub(tls):
+    s = Stub(tls)
+    yield s
+    s.stop()
+
+
+def stub_args(s, tls, key):
+    return ["--dir", s.url + "/dir", "--ca-file", tls.ca, "--key", key]
+
+
+def test_stub_not_a_directory(stub, tls, account_key):
+    for body in (b"<html>hello</html>", json.dumps({"hello": "world"}).encode(), b"[1, 2]"):
+        stub.routes["/dir"] = (200, {"Content-Type": "application/json"}, body)
+        rc, doc, _ = driver("directory", *stub_args(stub, tls, account_key), check=False)
+        assert rc == 1
+        assert "is not an ACME directory" in doc["error"]["message"], doc
+
+
+def test_stub_malformed_json_answer(stub, tls, account_key):
+    stub.routes["/acct"] = (201, {"Content-Type": "application/json",
+                                  "Location": stub.url + "/acct/1", "Replay-Nonce": "x"},
+                            b'{"status": "valid", ')
+    rc, doc, _ = driver("account", "--agree-tos", *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1
+    assert "not a JSON object" in doc["error"]["message"]
+    assert doc["error"]["class"] == "fatal"
+
+
+@pytest.mark.parametrize("with_length", [True, False])
+def test_stub_body_over_1mib(stub, tls, account_key, with_length):
+    headers = {"Content-Type": "application/json"}
+    if not with_length:
+        headers["X-No-Length"] = "1"
+    stub.routes["/dir"] = (200, headers, b" " * (1024 * 1024 + 1) + b"{}")
+    rc, doc, _ = driver("directory", *stub_args(stub, tls, account_key), check=False)
+    assert rc == 1
+    assert "larger than 1048576 bytes" in doc["error"]["message"], doc
+
+
+def test_stub_jws_error(stub, tls, account_key):
+    stub.routes["/acct"] = (400, {"Content-Type": "application/problem+json",
+                                  "Replay-Nonce": "again"}, json.dumps({
+        "type": "urn:ietf:params:acme:error:malformed",
+        "detail": "JWS verification error", "status": 400}).encode())
+    rc, doc, _ = driver("account", "--agree-tos", *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1
+    err = doc["error"]
+    assert "malformed" in err["message"] and "JWS verification error" in err["message"]
+    assert err["class"] == "fatal" and err["problem_type"].endswith(":malformed")
+    # the request was a real flattened JWS with the key (newAccount)
+    method, path, body = [r for r in stub.requests if r[1] == "/acct"][0]
+    jws = json.loads(body)
+    assert set(jws) == {"protected", "payload", "signature"}
+
+
+def test_stub_bad_nonce_retries_are_bounded(stub, tls, account_key):
+    stub.routes["/acct"] = (400, {"Content-Type": "application/problem+json",
+                                  "Replay-Nonce": "fresh"}, json.dumps({
+        "type": "urn:ietf:params:acme:error:badNonce", "detail": "JWS has an invalid anti-replay nonce"}).encode())
+    rc, doc, _ = driver("account", "--agree-tos", *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1
+    assert doc["error"]["class"] == "transient" and "badNonce" in doc["error"]["message"]
+    posts = [r for r in stub.requests if r[1] == "/acct"]
+    assert len(posts) == 16   # the first try and 15 retries
+    # each retry used the nonce the error carried
+    nonces = [json.loads(base64.urlsafe_b64decode(json.loads(b)["protected"] + "=="))["nonce"]
+              for _, _, b in posts]
+    assert nonces[0] == "first" and set(nonces[1:]) == {"fresh"}
+
+
+def test_stub_rate_limited(stub, tls, account_key):
+    stub.routes["/acct"] = (429, {"Content-Type": "application/problem+json",
+                                  "Replay-Nonce": "x", "Retry-After": "3600"}, json.dumps({
+        "type": "urn:ietf:params:acme:error:rateLimited",
+        "detail": "too many new accounts from this address",
+        "instance": "https://ca.example.test/docs/rate-limits"}).encode())
+    rc, doc, _ = driver("account", "--agree-tos", *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1
+    err = doc["error"]
+    assert err["class"] == "operator" and err["retry_after"] == 3600
+    assert "https://ca.example.test/docs/rate-limits" in err["message"]
+    assert "too many new accounts" in err["message"]
+
+
+# ---- External Account Binding (pebble requiring it) -----------------------------
+
+EAB_KID = "kid-1"
+EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+@pytest.fixture(scope="module")
+def pebble_eab(tmp_path_factory, tls):
+    p = Pebble(tmp_path_factory.mktemp("pebble-eab"), tls,
+               eab_keys={EAB_KID: EAB_HMAC}).start()
+    yield p
+    p.stop()
+
+
+def test_eab(pebble_eab, account_key, tmp_path):
+    pb = pebble_eab
+    _, d, _ = driver("directory", *base(pb, account_key))
+    assert d["eab_required"] is True
+    rc, doc, _ = driver("account", "--agree-tos", *base(pb, account_key), check=False)
+    assert rc == 1 and "External Account Binding" in doc["error"]["message"]
+
+    bad = str(tmp_path / "bad.hmac")
+    helpers.write(bad, "zWNDZM6eQGHW+pSRTPal/5eIUYFTu7EajVIog==\n")
+    rc, doc, err = driver("account", "--agree-tos", "--eab-kid", EAB_KID, "--eab-hmac-file",
+                          bad, *base(pb, account_key), check=False)
+    assert rc == 1 and "not base64url" in doc["error"]["message"]
+    assert "zWNDZM6eQGHW" not in doc["error"]["message"] + err
+    rc, doc, _ = driver("account", "--find", *base(pb, account_key), check=False)
+    assert rc == 1 and doc["error"]["code"] == "not-found"   # nothing was sent
+
+    wrong = str(tmp_path / "wrong.hmac")
+    helpers.write(wrong, "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH\n")
+    rc, doc, _ = driver("account", "--agree-tos", "--eab-kid", EAB_KID, "--eab-hmac-file",
+                        wrong, *base(pb, account_key), check=False)
+    assert rc == 1 and doc["error"]["problem_type"].startswith("urn:ietf:params:acme:error:")
+
+    good = str(tmp_path / "good.hmac")
+    helpers.write(good, EAB_HMAC + "\n")
+    _, acct, _ = driver("account", "--agree-tos", "--eab-kid", EAB_KID, "--eab-hmac-file",
+                        good, *base(pb, account_key))
+    assert acct["status"] == "valid" and acct["created"] is True
+
+
+# ---- ARI (RFC 9773): Debian's pebble predates it; a stub renewalInfo -------------
+
+RFC9773_AKI = "69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4"
+RFC9773_CERTID = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+
+
+@pytest.fixture(scope="module")
+def rfc9773_cert(tmp_path_factory):
+    """A certificate with the AKI and serial of RFC 9773's example, and its
+    issuer, made without an AKI."""
+    d = str(tmp_path_factory.mktemp("ari"))
+    ca_key, ca, key, csr, ext, cert = (os.path.join(d, n) for n in (
+        "ca.key", "ca.pem", "leaf.key", "leaf.csr", "leaf.ext", "leaf.pem"))
+    helpers.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=ARI CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "subjectKeyIdentifier=" + RFC9773_AKI,
+                    "-addext", "authorityKeyIdentifier=none")
+    helpers.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", csr, "-subj", "/CN=ari.example.test")
+    helpers.write(ext, "authorityKeyIdentifier=keyid:always\n"
+                       "subjectAltName=DNS:ari.example.test\n")
+    helpers.openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial",
+                    "0x0087654321", "-days", "2", "-extfile", ext, "-out", cert)
+    return cert, ca
+
+
+def test_ari_certid_is_rfc9773s_example(rfc9773_cert):
+    _, doc, _ = driver("certid", "--cert", rfc9773_cert[0])
+    assert doc["certid"] == RFC9773_CERTID
+
+
+def test_ari_certid_needs_an_aki(rfc9773_cert):
+    rc, doc, _ = driver("certid", "--cert", rfc9773_cert[1], check=False)  # the CA has none
+    assert rc == 1 and "Authority Key Identifier" in doc["error"]["message"]
+
+
+def utc(s):
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_ari_renewal_info(stub, tls, account_key, rfc9773_cert):
+    path = "/ari/" + RFC9773_CERTID
+    stub.routes[path] = (200, {"Content-Type": "application/json", "Retry-After": "21600"},
+                         json.dumps({"suggestedWindow": {
+                             "start": "2027-01-02T04:00:00Z",
+                             "end": "2027-01-03T04:00:00.25+01:00"},
+                             "explanationURL": "https://ca.example.test/why"}).encode())
+    _, doc, _ = driver("ari", "--cert", rfc9773_cert[0], *stub_args(stub, tls, account_key))
+    assert doc["start"] == utc("2027-01-02T04:00:00Z")
+    assert doc["end"] == utc("2027-01-03T03:00:00Z")
+    assert doc["retry_after"] == 21600 and doc["explanation"] == "https://ca.example.test/why"
+    assert ("GET", path) in [(m, p) for m, p, _ in stub.requests]
+
+    stub.routes[path] = (200, {"Content-Type": "application/json"}, json.dumps(
+        {"suggestedWindow": {"start": "2027-01-03T04:00:00Z",
+                             "end": "2027-01-02T04:00:00Z"}}).encode())
+    rc, doc, _ = driver("ari", "--cert", rfc9773_cert[0], *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1 and "suggestedWindow" in doc["error"]["message"]
