@@ -468,11 +468,12 @@ static int check_chain(const acme_order *o, const char *pem, size_t len, acme_er
 	uint8_t spki[32];
 	int n;
 
-	if (pki_decode((const uint8_t *)pem, len, NULL, "the certificate chain", &b, &perr) != 0)
-		return acme_fail(e, CS_EINPUT, ACME_ERR_FATAL, "certificate %s: %s", o->certificate,
-		                 perr.msg);
+	if (pki_decode((const uint8_t *)pem, len, NULL, "the answer", &b, &perr) != 0)
+		return acme_fail(e, CS_EINPUT, ACME_ERR_FATAL,
+		                 "certificate %s: the answer is not a PEM certificate chain (%s)",
+		                 o->certificate, perr.msg);
 	n = sk_X509_num(b.certs);
-	if (n == 0 || b.nkeys != 0 ||
+	if (n == 0 || b.nkeys != 0 || strcmp(b.format, "PEM") != 0 ||
 	    pki_cert_spki_hash(sk_X509_value(b.certs, 0), spki, &perr) != 0) {
 		pki_bundle_free(&b);
 		return acme_fail(e, CS_EINPUT, ACME_ERR_FATAL,

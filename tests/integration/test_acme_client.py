@@ -13,6 +13,7 @@ for the bad-input cases.
 
 import base64
 import calendar
+import hashlib
 import json
 import os
 import signal
@@ -370,7 +371,8 @@ def test_https_certificate_not_trusted(pebble, tmp_path_factory, account_key):
 
 class Stub:
     """An HTTPS server on 127.0.0.1 (certificate from the test CA) answering
-    each path from self.routes: path -> (status, headers, body bytes)."""
+    each path from self.routes: path -> (status, headers, body bytes), or a
+    function returning that."""
 
     def __init__(self, tls):
         self.routes = {}
@@ -384,8 +386,9 @@ class Stub:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 stub.requests.append((self.command, self.path, body))
-                status, headers, data = stub.routes.get(
+                route = stub.routes.get(
                     self.path, (404, {"Content-Type": "text/plain"}, b"no such path"))
+                status, headers, data = route() if callable(route) else route
                 self.send_response(status)
                 headers = dict(headers)
                 chunked = headers.pop("X-No-Length", None)
@@ -616,3 +619,96 @@ def test_ari_renewal_info(stub, tls, account_key, rfc9773_cert):
     rc, doc, _ = driver("ari", "--cert", rfc9773_cert[0], *stub_args(stub, tls, account_key),
                         check=False)
     assert rc == 1 and "suggestedWindow" in doc["error"]["message"]
+
+
+
+# ---- polling and the certificate, with a stub CA --------------------------------
+
+def spki_sha256_hex(key):
+    der = helpers.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"]).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
+def processing_state(stub, path, csr_key):
+    """An order finalized with csr_key's CSR, at the CA and still processing."""
+    state = {"version": 1, "url": stub.url + "/order/1", "status": "processing", "expires": 0,
+             "identifiers": ["localhost"], "profile": "", "replaces": "",
+             "finalize": stub.url + "/order/1/finalize", "certificate": "",
+             "csr_spki": spki_sha256_hex(csr_key), "finalized": True, "error": "",
+             "authorizations": []}
+    helpers.write(path, json.dumps(state))
+    return path
+
+
+def stub_order(stub, answers):
+    """/acct finds the account; /order/1 answers from answers in turn, the
+    last one forever; the time of each poll goes into stub.polls."""
+    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
+                                  "Location": stub.url + "/acct/1"}, b'{"status": "valid"}')
+    stub.polls = []
+
+    def order():
+        stub.polls.append(time.monotonic())
+        status, retry_after = answers[min(len(stub.polls), len(answers)) - 1]
+        body = {"status": status, "finalize": stub.url + "/order/1/finalize",
+                "authorizations": []}
+        if status == "valid":
+            body["certificate"] = stub.url + "/cert/1"
+        headers = {"Content-Type": "application/json", "Replay-Nonce": "o%d" % len(stub.polls)}
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+        return 200, headers, json.dumps(body).encode()
+    stub.routes["/order/1"] = order
+
+
+def test_stub_polling_honours_retry_after(stub, tls, account_key, tmp_path):
+    state = processing_state(stub, str(tmp_path / "order.json"), tls.key)
+    stub_order(stub, [("processing", None), ("processing", 3), ("processing", 3), ("valid", None)])
+    chain = helpers.read(tls.cert) + helpers.read(tls.ca)
+    stub.routes["/cert/1"] = (200, {"Content-Type": "application/pem-certificate-chain",
+                                    "Replay-Nonce": "c"}, chain)
+    out = str(tmp_path / "chain.pem")
+    _, doc, _ = driver("finish", "--state", state, "--cert-key", tls.key, "--country", "GB",
+                       "--out", out, "--wait", "60", *stub_args(stub, tls, account_key))
+    assert doc["status"] == "valid"
+    assert helpers.read(out) == chain
+    # each poll after a Retry-After of 3 s came at least 3 s later
+    assert len(stub.polls) == 4
+    assert stub.polls[2] - stub.polls[1] >= 3 and stub.polls[3] - stub.polls[2] >= 3
+    accept = [r for r in stub.requests if r[1] == "/cert/1"]
+    assert len(accept) == 1
+
+
+def test_stub_wait_is_bounded(stub, tls, account_key, tmp_path):
+    state = processing_state(stub, str(tmp_path / "order.json"), tls.key)
+    stub_order(stub, [("processing", 100000)])
+    started = time.monotonic()
+    rc, doc, _ = driver("finish", "--state", state, "--cert-key", tls.key, "--country", "GB",
+                        "--out", str(tmp_path / "chain.pem"), "--wait", "5",
+                        *stub_args(stub, tls, account_key), check=False)
+    assert rc == 1 and "deadline" in doc["error"]["message"]
+    assert doc["error"]["class"] == "transient"
+    assert time.monotonic() - started < 60   # it did not sleep what the CA asked
+    assert json.loads(helpers.read(state))["status"] == "processing"   # resumable
+
+
+def test_stub_certificate_refused(stub, tls, account_key, tmp_path, tmp_path_factory):
+    other = TLSFiles(str(tmp_path_factory.mktemp("other-chain")), "other")
+    cases = [
+        # a certificate for another key than the CSR's: "renewed", but wrong
+        (helpers.read(other.cert) + helpers.read(other.ca), "does not match the CSR"),
+        # the chain out of order
+        (helpers.read(tls.ca) + helpers.read(tls.cert), "not issued by the next one"),
+        (b"<html>not a certificate</html>", "not a PEM certificate chain"),
+        (helpers.read(tls.key), "not a PEM certificate chain"),
+    ]
+    for body, words in cases:
+        state = processing_state(stub, str(tmp_path / "order.json"), tls.key)
+        stub_order(stub, [("valid", None)])
+        stub.routes["/cert/1"] = (200, {"Content-Type": "application/pem-certificate-chain",
+                                        "Replay-Nonce": "c"}, body)
+        out = str(tmp_path / "chain.pem")
+        rc, doc, _ = driver("finish", "--state", state, "--cert-key", tls.key, "--country",
+                            "GB", "--out", out, *stub_args(stub, tls, account_key), check=False)
+        assert rc == 1 and words in doc["error"]["message"], (words, doc)
+        assert not os.path.exists(out)
