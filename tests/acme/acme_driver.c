@@ -15,6 +15,7 @@
  * stdout is one JSON object; a failure prints {"error": {...}} and exits 1
  * (2 for bad flags). */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,87 +83,116 @@ static int print(json_t *j)
 
 static int parse(int argc, char **argv, args *a)
 {
+	static const struct option opts[] = {
+	    {"dir", 1, NULL, 'D'},
+	    {"ca-file", 1, NULL, 'C'},
+	    {"key", 1, NULL, 'K'},
+	    {"state", 1, NULL, 's'},
+	    {"profile", 1, NULL, 'p'},
+	    {"replaces", 1, NULL, 'r'},
+	    {"challenge", 1, NULL, 'c'},
+	    {"cert-key", 1, NULL, 'k'},
+	    {"country", 1, NULL, 'n'},
+	    {"out", 1, NULL, 'o'},
+	    {"cert", 1, NULL, 'x'},
+	    {"eab-kid", 1, NULL, 'e'},
+	    {"eab-hmac-file", 1, NULL, 'h'},
+	    {"domain", 1, NULL, 'd'},
+	    {"contact", 1, NULL, 'm'},
+	    {"wait", 1, NULL, 'w'},
+	    {"agree-tos", 0, NULL, 'a'},
+	    {"find", 0, NULL, 'f'},
+	    {NULL, 0, NULL, 0},
+	};
+	int ch;
+
 	memset(a, 0, sizeof(*a));
 	a->wait = 120;
-	for (int i = 1; i < argc; i++) {
-		const char *f = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		const char **slot = NULL;
-
-		if (f[0] != '-') {
-			if (a->step != NULL)
-				return -1;
-			a->step = f;
-			continue;
-		}
-		if (strcmp(f, "--agree-tos") == 0) {
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'D':
+			a->dir = optarg;
+			break;
+		case 'C':
+			a->ca_file = optarg;
+			break;
+		case 'K':
+			a->key = optarg;
+			break;
+		case 's':
+			a->state = optarg;
+			break;
+		case 'p':
+			a->profile = optarg;
+			break;
+		case 'r':
+			a->replaces = optarg;
+			break;
+		case 'c':
+			a->challenge = optarg;
+			break;
+		case 'k':
+			a->cert_key = optarg;
+			break;
+		case 'n':
+			a->country = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
+			break;
+		case 'x':
+			a->cert = optarg;
+			break;
+		case 'e':
+			a->eab_kid = optarg;
+			break;
+		case 'h':
+			a->eab_hmac_file = optarg;
+			break;
+		case 'w':
+			a->wait = strtol(optarg, NULL, 10);
+			break;
+		case 'a':
 			a->agree_tos = true;
-			continue;
-		}
-		if (strcmp(f, "--find") == 0) {
+			break;
+		case 'f':
 			a->find = true;
-			continue;
+			break;
+		case 'd':
+			if (a->ndomains == MAXLIST)
+				return -1;
+			a->domains[a->ndomains++] = optarg;
+			break;
+		case 'm':
+			if (a->ncontacts == MAXLIST)
+				return -1;
+			a->contacts[a->ncontacts++] = optarg;
+			break;
+		default:
+			return -1;
 		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(f, "--domain") == 0 && a->ndomains < MAXLIST)
-			a->domains[a->ndomains++] = v;
-		else if (strcmp(f, "--contact") == 0 && a->ncontacts < MAXLIST)
-			a->contacts[a->ncontacts++] = v;
-		else if (strcmp(f, "--wait") == 0)
-			a->wait = strtol(v, NULL, 10);
-		else if (strcmp(f, "--dir") == 0)
-			slot = &a->dir;
-		else if (strcmp(f, "--ca-file") == 0)
-			slot = &a->ca_file;
-		else if (strcmp(f, "--key") == 0)
-			slot = &a->key;
-		else if (strcmp(f, "--state") == 0)
-			slot = &a->state;
-		else if (strcmp(f, "--profile") == 0)
-			slot = &a->profile;
-		else if (strcmp(f, "--replaces") == 0)
-			slot = &a->replaces;
-		else if (strcmp(f, "--challenge") == 0)
-			slot = &a->challenge;
-		else if (strcmp(f, "--cert-key") == 0)
-			slot = &a->cert_key;
-		else if (strcmp(f, "--country") == 0)
-			slot = &a->country;
-		else if (strcmp(f, "--out") == 0)
-			slot = &a->out;
-		else if (strcmp(f, "--cert") == 0)
-			slot = &a->cert;
-		else if (strcmp(f, "--eab-kid") == 0)
-			slot = &a->eab_kid;
-		else if (strcmp(f, "--eab-hmac-file") == 0)
-			slot = &a->eab_hmac_file;
-		else
-			return -1;
-		if (slot != NULL)
-			*slot = v;
 	}
-	return a->step != NULL ? 0 : -1;
+	if (optind + 1 != argc)
+		return -1;
+	a->step = argv[optind];
+	return 0;
 }
 
 static EVP_PKEY *read_key(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	BIO *b = BIO_new_file(path, "r");
+	EVP_PKEY *k = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
 
-	if (f != NULL)
-		fclose(f);
+	BIO_free(b);
 	return k;
 }
 
 static X509 *read_cert(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	BIO *b = BIO_new_file(path, "r");
+	X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
 
-	if (f != NULL)
-		fclose(f);
+	BIO_free(b);
 	return x;
 }
 
