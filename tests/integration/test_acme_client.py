@@ -712,3 +712,50 @@ def test_stub_certificate_refused(stub, tls, account_key, tmp_path, tmp_path_fac
                             "GB", "--out", out, *stub_args(stub, tls, account_key), check=False)
         assert rc == 1 and words in doc["error"]["message"], (words, doc)
         assert not os.path.exists(out)
+
+
+def jws_payload(body):
+    return json.loads(base64.urlsafe_b64decode(json.loads(body)["payload"] + "==") or b"null")
+
+
+def test_stub_new_order_profile_and_replaces(stub, tls, account_key, tmp_path):
+    """Debian's pebble knows neither profiles nor ARI's replaces: a stub CA
+    whose directory lists a profile receives both in newOrder."""
+    u = stub.url
+    directory = {"newNonce": u + "/nonce", "newAccount": u + "/acct", "newOrder": u + "/order",
+                 "meta": {"profiles": {"shortlived": "6-day certificates"}}}
+    stub.routes["/dir"] = (200, {"Content-Type": "application/json"},
+                           json.dumps(directory).encode())
+    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
+                                  "Location": u + "/acct/1"}, b'{"status": "valid"}')
+    stub.routes["/order"] = (201, {"Content-Type": "application/json", "Replay-Nonce": "b",
+                                   "Location": u + "/order/9"}, json.dumps({
+        "status": "pending", "finalize": u + "/order/9/finalize",
+        "authorizations": [u + "/authz/1"]}).encode())
+    stub.routes["/authz/1"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "c"},
+                               json.dumps({
+        "status": "pending", "identifier": {"type": "dns", "value": "p.example.test"},
+        "challenges": [{"type": "http-01", "url": u + "/chal/1", "status": "pending",
+                        "token": "tok1"},
+                       {"type": "future-01", "url": u + "/chal/2", "status": "pending"}]
+    }).encode())
+    state = str(tmp_path / "order.json")
+    _, doc, _ = driver("order", "--state", state, "--domain", "p.example.test", "--domain",
+                       "192.0.2.7", "--profile", "shortlived", "--replaces", RFC9773_CERTID,
+                       *stub_args(stub, tls, account_key))
+    assert doc["next"] == "respond" and doc["replaces"] == RFC9773_CERTID
+    # only the challenge types the client answers are kept
+    assert [c["type"] for c in doc["challenges"]] == ["http-01"]
+    _, _, body = [r for r in stub.requests if r[1] == "/order"][0]
+    assert jws_payload(body) == {
+        "identifiers": [{"type": "dns", "value": "p.example.test"},
+                        {"type": "ip", "value": "192.0.2.7"}],
+        "profile": "shortlived", "replaces": RFC9773_CERTID}
+    saved = json.loads(helpers.read(state))
+    assert saved["profile"] == "shortlived" and saved["replaces"] == RFC9773_CERTID
+
+    rc, doc, _ = driver("order", "--state", state, "--domain", "p.example.test",
+                        "--profile", "classic", *stub_args(stub, tls, account_key),
+                        check=False)
+    assert rc == 1 and "does not offer the profile" in doc["error"]["message"]
+    assert len([r for r in stub.requests if r[1] == "/order"]) == 1   # nothing sent
