@@ -248,4 +248,37 @@ typedef struct acme_renewal_info {
 /* GETs renewalInfo/CERTID.  A directory without renewalInfo: CS_ENOTFOUND. */
 int acme_ari_fetch(acme_client *c, const char *certid, acme_renewal_info *out, acme_err *e);
 
+/* ---- when to renew ---------------------------------------------------------
+ * Pure functions of the certificate's validity, the CA's answers and a
+ * random value r the caller draws (randombytes_random()), so a schedule is
+ * reproducible in tests and spread out in a fleet.  Nothing counts fixed
+ * days: every line is a fraction of the certificate's lifetime. */
+
+#define ACME_BACKOFF_MIN      60 /* seconds after the first failure */
+#define ACME_BACKOFF_MAX      (6 * 3600)
+#define ACME_ARI_POLL_DEFAULT (6 * 3600) /* renewalInfo without Retry-After */
+#define ACME_ARI_POLL_MIN     60
+#define ACME_ARI_POLL_MAX     86400
+
+/* The emergency line: when less than 1/20 of the lifetime remains. */
+time_t acme_emergency_line(time_t not_before, time_t not_after);
+
+/* When to renew, never before now.  With a suggested ARI window (ari not
+ * NULL): a moment spread by r over what remains of the window, now when the
+ * window has passed.  Without: one third of the lifetime before not_after
+ * starts the renewal window, and the moment is spread by r over the first
+ * tenth of it.  Past the emergency line: now, whatever the window says. */
+time_t acme_renewal_time(time_t not_before, time_t not_after, const acme_renewal_info *ari,
+                         time_t now, uint32_t r);
+
+/* The next attempt after the failures-th failure in a row (1 for the
+ * first): 1 minute doubling up to 6 hours, not past the emergency line
+ * while it is ahead (line 0: none), and never before the Retry-After the
+ * CA sent (retry_after < 0: none). */
+time_t acme_retry_time(unsigned failures, time_t now, long retry_after, time_t line);
+
+/* When to ask renewalInfo again: its Retry-After held to one minute .. one
+ * day (RFC 9773 §4.3), six hours when the CA gave none. */
+time_t acme_ari_next_poll(time_t now, long retry_after);
+
 #endif
