@@ -11,6 +11,9 @@
  * alone.  The account key is an EC P-256 EVP_PKEY the caller owns; this
  * module never stores or prints it.
  *
+ * libcurl's global state must be set up once (curl_global_init) before
+ * threads use this module; each acme_client is for one thread at a time.
+ *
  * Failures fill an acme_err: a message with context, a class (retry later or
  * stop and tell the operator), and the CA's problem document when it sent
  * one.  Nothing here logs; the edge does. */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 
@@ -452,6 +453,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	memset(&e, 0, sizeof(e));
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (parse(argc, argv, &a) != 0)
 		return usage("bad arguments; see the top of acme_driver.c");
 	if (strcmp(a.step, "certid") == 0)

@@ -115,6 +115,10 @@ class Pebble:
         return p
 
     def start(self):
+        for b in (PEBBLE, CHALLTESTSRV):
+            if not os.access(b, os.X_OK):
+                pytest.fail("%s is missing: scripts/install-deps installs Debian's pebble" % b,
+                            pytrace=False)
         self._spawn("challtestsrv", [
             CHALLTESTSRV, "-management", "127.0.0.1:%d" % self.chall_mgmt,
             "-dns01", "127.0.0.1:%d" % self.dns, "-http01", "127.0.0.1:%d" % self.http01,
@@ -124,6 +128,9 @@ class Pebble:
         self._spawn("pebble", [PEBBLE, "-config", self.config,
                                "-dnsserver", "127.0.0.1:%d" % self.dns], env=self.env)
         helpers.wait_for("pebble's directory", self._dir_answers, timeout=30)
+        for p in self.procs:
+            # challtestsrv's DNS port is UDP, which free_port does not try
+            assert p.poll() is None, "%s exited: see %s" % (p.args[0], self.d)
         return self
 
     def _accepts(self, port):
