@@ -249,15 +249,14 @@ static json_t *identifiers_json(const char *const *names, size_t n)
 	return ids;
 }
 
-int acme_order_create(acme_client *c, const char *const *names, size_t nnames, const char *profile,
-                      const char *replaces, acme_order *o, acme_err *e)
+static int create(acme_client *c, const char *const *names, size_t nnames, const char *profile,
+                  const char *replaces, acme_order *o, acme_err *e)
 {
 	const char *url = acme_directory_url(c, "newOrder");
 	acme_http_resp r;
 	json_t *payload, *obj;
 	int rc;
 
-	memset(o, 0, sizeof(*o));
 	if (nnames == 0 || nnames > ACME_MAX_IDENTIFIERS)
 		return acme_fail(e, CS_EUSAGE, ACME_ERR_FATAL,
 		                 "an order needs 1 to %d names, not %zu", ACME_MAX_IDENTIFIERS,
@@ -297,6 +296,16 @@ int acme_order_create(acme_client *c, const char *const *names, size_t nnames, c
 	if (rc == 0)
 		rc = refresh_authzs(c, o, NULL, e);
 	return rc;
+}
+
+int acme_order_create(acme_client *c, const char *const *names, size_t nnames, const char *profile,
+                      const char *replaces, acme_order *o, acme_err *e)
+{
+	memset(o, 0, sizeof(*o));
+	if (create(c, names, nnames, profile, replaces, o, e) == 0)
+		return 0;
+	acme_order_free(o);
+	return -1;
 }
 
 acme_challenge *acme_order_challenge(acme_order *o, size_t i, acme_chal_type t)

@@ -774,3 +774,23 @@ def test_issue_tlsalpn01(pebble, account_key, tmp_path):
         lambda c: pebble.challtest("add-tlsalpn01", {"host": c["identifier"],
                                                      "content": c["key_authorization"]}))
     check_chain(pebble, str(tmp_path), chain, cert_key, names)
+
+
+def test_stub_new_order_rejected(stub, tls, account_key, tmp_path):
+    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
+                                  "Location": stub.url + "/acct/1"}, b'{"status": "valid"}')
+    stub.routes["/order"] = (400, {"Content-Type": "application/problem+json",
+                                   "Replay-Nonce": "b"}, json.dumps({
+        "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+        "detail": "Error creating new order :: Cannot issue for \"localhost\"",
+        "subproblems": [{"type": "urn:ietf:params:acme:error:rejectedIdentifier",
+                         "detail": "not a public suffix",
+                         "identifier": {"type": "dns", "value": "localhost"}}]}).encode())
+    state = str(tmp_path / "order.json")
+    rc, doc, _ = driver("order", "--state", state, "--domain", "localhost", "--domain",
+                        "ok.example.test", *stub_args(stub, tls, account_key), check=False)
+    assert rc == 1
+    err = doc["error"]
+    assert err["class"] == "operator" and err["problem_type"].endswith(":rejectedIdentifier")
+    assert "localhost: not a public suffix" in err["message"]   # the subproblem, named
+    assert not os.path.exists(state)
