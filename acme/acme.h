@@ -193,8 +193,9 @@ void acme_order_free(acme_order *o);
 
 /* newOrder for names (DNS names, "*.x" wildcards; IP literals as "ip"
  * identifiers), with an optional profile and the CertID it replaces (both
- * NULL or "" for none), then acme_order_refresh.  On failure o is left
- * empty (nothing to free). */
+ * NULL or "" for none), then acme_order_refresh.  When the CA answers
+ * alreadyReplaced, the order is made once more without replaces (o->replaces
+ * is then "").  On failure o is left empty (nothing to free). */
 int acme_order_create(acme_client *c, const char *const *names, size_t nnames, const char *profile,
                       const char *replaces, acme_order *o, acme_err *e);
 /* Fetches the order and each authorization with its challenges, keeping

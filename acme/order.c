@@ -274,15 +274,22 @@ static int create(acme_client *c, const char *const *names, size_t nnames, const
 		                 "the profile or replaced CertID is too long");
 	if (copy_names(o, names, nnames, e) != 0)
 		return -1;
-	payload = json_pack("{s:o}", "identifiers", identifiers_json(names, nnames));
-	if (o->profile[0] != '\0')
-		json_object_set_new(payload, "profile", json_string(o->profile));
-	if (o->replaces[0] != '\0')
-		json_object_set_new(payload, "replaces", json_string(o->replaces));
-	rc = acme_post(c, "newOrder", url, payload, false, NULL, &r, e);
-	json_decref(payload);
-	if (rc != 0)
-		return -1;
+	for (;;) {
+		payload = json_pack("{s:o}", "identifiers", identifiers_json(names, nnames));
+		if (o->profile[0] != '\0')
+			json_object_set_new(payload, "profile", json_string(o->profile));
+		if (o->replaces[0] != '\0')
+			json_object_set_new(payload, "replaces", json_string(o->replaces));
+		rc = acme_post(c, "newOrder", url, payload, false, NULL, &r, e);
+		json_decref(payload);
+		if (rc == 0)
+			break;
+		/* another order already renewed that certificate (RFC 9773 §5):
+		 * once more as a plain order */
+		if (o->replaces[0] == '\0' || strstr(e->problem.type, ":alreadyReplaced") == NULL)
+			return -1;
+		o->replaces[0] = '\0';
+	}
 	obj = acme_json_object(&r, "newOrder", url, e);
 	if (obj != NULL && (r.location[0] == '\0' || strlen(r.location) >= sizeof(o->url)))
 		rc = acme_fail(e, CS_EINPUT, ACME_ERR_FATAL,

@@ -378,7 +378,7 @@ def test_https_certificate_not_trusted(pebble, tmp_path_factory, account_key):
 class Stub:
     """An HTTPS server on 127.0.0.1 (certificate from the test CA) answering
     each path from self.routes: path -> (status, headers, body bytes), or a
-    function returning that."""
+    function of the request's body returning that."""
 
     def __init__(self, tls):
         self.routes = {}
@@ -394,7 +394,7 @@ class Stub:
                 stub.requests.append((self.command, self.path, body))
                 route = stub.routes.get(
                     self.path, (404, {"Content-Type": "text/plain"}, b"no such path"))
-                status, headers, data = route() if callable(route) else route
+                status, headers, data = route(body) if callable(route) else route
                 self.send_response(status)
                 headers = dict(headers)
                 chunked = headers.pop("X-No-Length", None)
@@ -653,7 +653,7 @@ def stub_order(stub, answers):
                                   "Location": stub.url + "/acct/1"}, b'{"status": "valid"}')
     stub.polls = []
 
-    def order():
+    def order(_body):
         stub.polls.append(time.monotonic())
         status, retry_after = answers[min(len(stub.polls), len(answers)) - 1]
         body = {"status": status, "finalize": stub.url + "/order/1/finalize",
@@ -794,3 +794,28 @@ def test_stub_new_order_rejected(stub, tls, account_key, tmp_path):
     assert err["class"] == "operator" and err["problem_type"].endswith(":rejectedIdentifier")
     assert "localhost: not a public suffix" in err["message"]   # the subproblem, named
     assert not os.path.exists(state)
+
+
+
+def test_stub_already_replaced_orders_again_without_replaces(stub, tls, account_key, tmp_path):
+    u = stub.url
+    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
+                                  "Location": u + "/acct/1"}, b'{"status": "valid"}')
+
+    def new_order(body):
+        if "replaces" in jws_payload(body):
+            return 409, {"Content-Type": "application/problem+json", "Replay-Nonce": "r"}, \
+                json.dumps({"type": "urn:ietf:params:acme:error:alreadyReplaced",
+                            "detail": "already replaced by another order"}).encode()
+        return 201, {"Content-Type": "application/json", "Replay-Nonce": "o",
+                     "Location": u + "/order/3"}, json.dumps({
+                         "status": "ready", "finalize": u + "/order/3/finalize",
+                         "authorizations": []}).encode()
+    stub.routes["/order"] = new_order
+    state = str(tmp_path / "order.json")
+    _, doc, _ = driver("order", "--state", state, "--domain", "r.example.test", "--replaces",
+                       RFC9773_CERTID, *stub_args(stub, tls, account_key))
+    assert doc["next"] == "finalize" and doc["replaces"] == ""
+    sent = [jws_payload(b) for _, p, b in stub.requests if p == "/order"]
+    assert [("replaces" in x) for x in sent] == [True, False]   # once with, once without
+    assert json.loads(helpers.read(state))["replaces"] == ""
