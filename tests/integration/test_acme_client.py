@@ -154,6 +154,18 @@ class Pebble:
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200, (path, r.status)
 
+    def publish(self, challenge):
+        """Has challtestsrv answer challenge (as acme_driver's order printed it)."""
+        if challenge["type"] == "http-01":
+            self.challtest("add-http01", {"token": challenge["token"],
+                                          "content": challenge["key_authorization"]})
+        elif challenge["type"] == "tls-alpn-01":
+            self.challtest("add-tlsalpn01", {"host": challenge["identifier"],
+                                             "content": challenge["key_authorization"]})
+        else:
+            self.challtest("set-txt", {"host": "_acme-challenge.%s." % challenge["identifier"],
+                                       "value": challenge["dns01"]})
+
     def root_pem(self):
         """Pebble's current root, from its management port (HTTPS with the
         same test certificate)."""
@@ -233,7 +245,7 @@ def test_account_refused_before_sending(pebble, account_key):
     assert rc == 1 and doc["error"]["code"] == "not-found"
 
 
-def issue(pb, key, tmp, names, challenge, publish):
+def issue(pb, key, tmp, names, challenge):
     """order -> publish -> respond -> finish, each step a new process resuming
     from the state file; returns the PEM chain's path."""
     state = os.path.join(tmp, "order.json")
@@ -244,7 +256,7 @@ def issue(pb, key, tmp, names, challenge, publish):
     chals = [c for c in order["challenges"] if c["type"] == challenge]
     assert sorted(c["identifier"] for c in chals) == sorted(n.lstrip("*.") for n in names)
     for c in chals:
-        publish(c)
+        pb.publish(c)
     _, resp, _ = driver("respond", "--state", state, "--challenge", challenge,
                         *base(pb, key))
     assert resp["next"] == "finalize", resp
@@ -282,10 +294,7 @@ def check_chain(pb, tmp, chain, cert_key, names):
 
 def test_issue_http01(pebble, account_key, tmp_path):
     names = ["www.example.test", "example.test"]
-    chain, cert_key, state = issue(
-        pebble, account_key, str(tmp_path), names, "http-01",
-        lambda c: pebble.challtest("add-http01", {"token": c["token"],
-                                                  "content": c["key_authorization"]}))
+    chain, cert_key, state = issue(pebble, account_key, str(tmp_path), names, "http-01")
     check_chain(pebble, str(tmp_path), chain, cert_key, names)
     saved = json.loads(helpers.read(state))
     assert saved["status"] == "valid" and saved["finalized"] is True
@@ -295,13 +304,15 @@ def test_issue_http01(pebble, account_key, tmp_path):
 
 def test_issue_dns01_wildcard(pebble, account_key, tmp_path):
     names = ["*.wild.example.test", "wild.example.test"]
-
-    def publish(c):
-        pebble.challtest("set-txt", {"host": "_acme-challenge.%s." % c["identifier"],
-                                     "value": c["dns01"]})
-    chain, cert_key, _ = issue(pebble, account_key, str(tmp_path), names, "dns-01", publish)
+    chain, cert_key, _ = issue(pebble, account_key, str(tmp_path), names, "dns-01")
     check_chain(pebble, str(tmp_path), chain, cert_key, ["a.wild.example.test",
                                                          "wild.example.test"])
+
+
+def test_issue_tlsalpn01(pebble, account_key, tmp_path):
+    names = ["alpn.example.test"]
+    chain, cert_key, _ = issue(pebble, account_key, str(tmp_path), names, "tls-alpn-01")
+    check_chain(pebble, str(tmp_path), chain, cert_key, names)
 
 
 def test_issue_when_pebble_rejects_half_the_nonces(tmp_path_factory, tls, tmp_path):
@@ -310,10 +321,7 @@ def test_issue_when_pebble_rejects_half_the_nonces(tmp_path_factory, tls, tmp_pa
     try:
         key = ec_key(str(tmp_path / "account.pem"))
         names = ["nonce.example.test"]
-        chain, cert_key, _ = issue(
-            pb, key, str(tmp_path), names, "http-01",
-            lambda c: pb.challtest("add-http01", {"token": c["token"],
-                                                  "content": c["key_authorization"]}))
+        chain, cert_key, _ = issue(pb, key, str(tmp_path), names, "http-01")
         check_chain(pb, str(tmp_path), chain, cert_key, names)
     finally:
         pb.stop()
@@ -427,6 +435,11 @@ class Stub:
         }).encode())
         self.routes["/nonce"] = (200, {"Replay-Nonce": "first", "Cache-Control": "no-store"},
                                  b"")
+
+    def known_account(self):
+        """newAccount answers with an existing, valid account."""
+        self.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
+                                      "Location": self.url + "/acct/1"}, b'{"status": "valid"}')
 
     def stop(self):
         self.server.shutdown()
@@ -649,8 +662,7 @@ def processing_state(stub, path, csr_key):
 def stub_order(stub, answers):
     """/acct finds the account; /order/1 answers from answers in turn, the
     last one forever; the time of each poll goes into stub.polls."""
-    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
-                                  "Location": stub.url + "/acct/1"}, b'{"status": "valid"}')
+    stub.known_account()
     stub.polls = []
 
     def order(_body):
@@ -732,8 +744,7 @@ def test_stub_new_order_profile_and_replaces(stub, tls, account_key, tmp_path):
                  "meta": {"profiles": {"shortlived": "6-day certificates"}}}
     stub.routes["/dir"] = (200, {"Content-Type": "application/json"},
                            json.dumps(directory).encode())
-    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
-                                  "Location": u + "/acct/1"}, b'{"status": "valid"}')
+    stub.known_account()
     stub.routes["/order"] = (201, {"Content-Type": "application/json", "Replay-Nonce": "b",
                                    "Location": u + "/order/9"}, json.dumps({
         "status": "pending", "finalize": u + "/order/9/finalize",
@@ -767,18 +778,9 @@ def test_stub_new_order_profile_and_replaces(stub, tls, account_key, tmp_path):
     assert len([r for r in stub.requests if r[1] == "/order"]) == 1   # nothing sent
 
 
-def test_issue_tlsalpn01(pebble, account_key, tmp_path):
-    names = ["alpn.example.test"]
-    chain, cert_key, _ = issue(
-        pebble, account_key, str(tmp_path), names, "tls-alpn-01",
-        lambda c: pebble.challtest("add-tlsalpn01", {"host": c["identifier"],
-                                                     "content": c["key_authorization"]}))
-    check_chain(pebble, str(tmp_path), chain, cert_key, names)
-
 
 def test_stub_new_order_rejected(stub, tls, account_key, tmp_path):
-    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
-                                  "Location": stub.url + "/acct/1"}, b'{"status": "valid"}')
+    stub.known_account()
     stub.routes["/order"] = (400, {"Content-Type": "application/problem+json",
                                    "Replay-Nonce": "b"}, json.dumps({
         "type": "urn:ietf:params:acme:error:rejectedIdentifier",
@@ -799,8 +801,7 @@ def test_stub_new_order_rejected(stub, tls, account_key, tmp_path):
 
 def test_stub_already_replaced_orders_again_without_replaces(stub, tls, account_key, tmp_path):
     u = stub.url
-    stub.routes["/acct"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "a",
-                                  "Location": u + "/acct/1"}, b'{"status": "valid"}')
+    stub.known_account()
 
     def new_order(body):
         if "replaces" in jws_payload(body):
