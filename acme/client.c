@@ -3,10 +3,12 @@
  * into classified errors. */
 #include "acme_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROBLEM_PREFIX "urn:ietf:params:acme:error:"
 
@@ -206,6 +208,11 @@ acme_client *acme_client_new(const acme_client_opts *opts, acme_err *e)
 		acme_fail(e, CS_EUSAGE, ACME_ERR_OPERATOR,
 		          "the ACME directory must be an https:// URL, not \"%.200s\"",
 		          opts->directory ? opts->directory : "");
+		return NULL;
+	}
+	if (opts->ca_file != NULL && access(opts->ca_file, R_OK) != 0) {
+		acme_fail(e, CS_EUSAGE, ACME_ERR_OPERATOR, "ca_file %.512s cannot be read: %s",
+		          opts->ca_file, strerror(errno));
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));

@@ -139,13 +139,20 @@ int acme_http(acme_client *c, const char *method, const char *url, const char *b
 	curl_slist_free_all(hdrs);
 	if (rc != CURLE_OK) {
 		bool too_big = s.too_big || rc == CURLE_FILESIZE_EXCEEDED;
-		bool trust = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
+		bool trust = rc == CURLE_PEER_FAILED_VERIFICATION;
 
 		acme_http_resp_free(r);
 		if (too_big)
 			return acme_fail(e, CS_EINPUT, ACME_ERR_TRANSIENT,
 			                 "%s %s: the answer is larger than %d bytes; refused",
 			                 method, url, ACME_BODY_MAX);
+		if (rc == CURLE_SSL_CACERT_BADFILE)
+			return acme_fail(
+			    e, CS_EUSAGE, ACME_ERR_OPERATOR,
+			    "%s %s: the ca_file %s holds no PEM certificate OpenSSL can "
+			    "read; set ca_file to the PEM file of the CA that issued the "
+			    "server's certificate",
+			    method, url, c->ca_file ? c->ca_file : "(system store)");
 		if (trust)
 			return acme_fail(
 			    e, CS_EIO, ACME_ERR_OPERATOR,

@@ -820,3 +820,17 @@ def test_stub_already_replaced_orders_again_without_replaces(stub, tls, account_
     sent = [jws_payload(b) for _, p, b in stub.requests if p == "/order"]
     assert [("replaces" in x) for x in sent] == [True, False]   # once with, once without
     assert json.loads(helpers.read(state))["replaces"] == ""
+
+
+def test_ca_file_unreadable_or_not_pem(pebble, account_key, tmp_path):
+    missing = str(tmp_path / "missing.pem")
+    rc, doc, _ = driver("directory", "--dir", pebble.dir_url, "--ca-file", missing, "--key",
+                        account_key, check=False)
+    assert rc == 1 and doc["error"]["code"] == "usage"
+    assert missing in doc["error"]["message"] and "cannot be read" in doc["error"]["message"]
+    junk = str(tmp_path / "junk.pem")
+    helpers.write(junk, "this is not a certificate\n")
+    rc, doc, _ = driver("directory", "--dir", pebble.dir_url, "--ca-file", junk, "--key",
+                        account_key, check=False)
+    assert rc == 1 and junk in doc["error"]["message"], doc
+    assert "no PEM certificate" in doc["error"]["message"]
