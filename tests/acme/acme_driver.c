@@ -3,7 +3,7 @@
  * resume an order from its stored JSON state in a new process each step.
  * Built only with the tests; not a user command.
  *
- *   acme_driver [--dir URL] [--ca-file F] [--key ACCOUNT.pem] STEP [options]
+ *   acme_driver [--dir URL] [--ca-file F] [--key ACCOUNT.pem] [--timeout-ms N] STEP [options]
  *   directory                       fetch and check the directory
  *   account [--contact M]... [--agree-tos] [--eab-kid K --eab-hmac-file F] [--find]
  *   order --state F --domain D... [--profile P] [--replaces CERTID]
@@ -37,7 +37,7 @@ typedef struct args {
 	const char *domains[MAXLIST], *contacts[MAXLIST];
 	size_t ndomains, ncontacts;
 	bool agree_tos, find;
-	long wait;
+	long wait, timeout_ms;
 } args;
 
 static int usage(const char *why)
@@ -85,30 +85,22 @@ static int print(json_t *j)
 static int parse(int argc, char **argv, args *a)
 {
 	static const struct option opts[] = {
-	    {"dir", 1, NULL, 'D'},
-	    {"ca-file", 1, NULL, 'C'},
-	    {"key", 1, NULL, 'K'},
-	    {"state", 1, NULL, 's'},
-	    {"profile", 1, NULL, 'p'},
-	    {"replaces", 1, NULL, 'r'},
-	    {"challenge", 1, NULL, 'c'},
-	    {"cert-key", 1, NULL, 'k'},
-	    {"country", 1, NULL, 'n'},
-	    {"out", 1, NULL, 'o'},
-	    {"cert", 1, NULL, 'x'},
-	    {"eab-kid", 1, NULL, 'e'},
-	    {"eab-hmac-file", 1, NULL, 'h'},
-	    {"domain", 1, NULL, 'd'},
-	    {"contact", 1, NULL, 'm'},
-	    {"wait", 1, NULL, 'w'},
-	    {"agree-tos", 0, NULL, 'a'},
-	    {"find", 0, NULL, 'f'},
-	    {NULL, 0, NULL, 0},
+	    {"dir", 1, NULL, 'D'},           {"ca-file", 1, NULL, 'C'},
+	    {"key", 1, NULL, 'K'},           {"state", 1, NULL, 's'},
+	    {"profile", 1, NULL, 'p'},       {"replaces", 1, NULL, 'r'},
+	    {"challenge", 1, NULL, 'c'},     {"cert-key", 1, NULL, 'k'},
+	    {"country", 1, NULL, 'n'},       {"out", 1, NULL, 'o'},
+	    {"cert", 1, NULL, 'x'},          {"eab-kid", 1, NULL, 'e'},
+	    {"eab-hmac-file", 1, NULL, 'h'}, {"domain", 1, NULL, 'd'},
+	    {"contact", 1, NULL, 'm'},       {"wait", 1, NULL, 'w'},
+	    {"timeout-ms", 1, NULL, 't'},    {"agree-tos", 0, NULL, 'a'},
+	    {"find", 0, NULL, 'f'},          {NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	memset(a, 0, sizeof(*a));
 	a->wait = 120;
+	a->timeout_ms = 10000;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'D':
@@ -152,6 +144,9 @@ static int parse(int argc, char **argv, args *a)
 			break;
 		case 'w':
 			a->wait = strtol(optarg, NULL, 10);
+			break;
+		case 't':
+			a->timeout_ms = strtol(optarg, NULL, 10);
 			break;
 		case 'a':
 			a->agree_tos = true;
@@ -465,7 +460,7 @@ int main(int argc, char **argv)
 	opts.directory = a.dir;
 	opts.ca_file = a.ca_file;
 	opts.account_key = key;
-	opts.timeout_ms = 10000;
+	opts.timeout_ms = a.timeout_ms;
 	c = acme_client_new(&opts, &e);
 	if (c == NULL)
 		rc = -1;

@@ -834,3 +834,18 @@ def test_ca_file_unreadable_or_not_pem(pebble, account_key, tmp_path):
                         account_key, check=False)
     assert rc == 1 and junk in doc["error"]["message"], doc
     assert "no PEM certificate" in doc["error"]["message"]
+
+
+def test_server_that_never_answers(tls, account_key):
+    """A listener that accepts nothing: the request gives up at its timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = "https://127.0.0.1:%d/dir" % silent.getsockname()[1]
+        started = time.monotonic()
+        rc, doc, _ = driver("directory", "--dir", url, "--ca-file", tls.ca, "--key",
+                            account_key, "--timeout-ms", "2000", check=False)
+        elapsed = time.monotonic() - started
+    assert rc == 1 and "timed out" in doc["error"]["message"].lower(), doc
+    assert doc["error"]["class"] == "transient"
+    assert elapsed < 60   # bounded: the 2 s timeout, with room for a slow machine
