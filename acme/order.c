@@ -90,6 +90,18 @@ static acme_challenge *find_challenge(acme_challenge *list, size_t n, const char
 	return NULL;
 }
 
+/* A token becomes a file name in URLs every node serves (http-01) and a DNS
+ * and TLS input: only the base64url alphabet passes (RFC 8555 §8.3). */
+static int check_token(const char *token, const char *what, acme_err *e)
+{
+	if (token[0] == '\0' ||
+	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+	        strlen(token))
+		return acme_fail(e, CS_EINPUT, ACME_ERR_FATAL,
+		                 "%s: a challenge token is empty or not base64url; refused", what);
+	return 0;
+}
+
 /* An authorization object into a, keeping the responded flags of the
  * challenges it already held. */
 static int parse_authz(json_t *obj, acme_authz *a, acme_err *e)
@@ -121,7 +133,8 @@ static int parse_authz(json_t *obj, acme_authz *a, acme_err *e)
 		if (acme_json_str(ch, "url", false, c->url, sizeof(c->url), what, e) != 0 ||
 		    acme_json_str(ch, "status", false, c->status, sizeof(c->status), what, e) !=
 		        0 ||
-		    acme_json_str(ch, "token", false, c->token, sizeof(c->token), what, e) != 0) {
+		    acme_json_str(ch, "token", false, c->token, sizeof(c->token), what, e) != 0 ||
+		    check_token(c->token, what, e) != 0) {
 			free(list);
 			return -1;
 		}

@@ -849,3 +849,26 @@ def test_server_that_never_answers(tls, account_key):
     assert rc == 1 and "timed out" in doc["error"]["message"].lower(), doc
     assert doc["error"]["class"] == "transient"
     assert elapsed < 60   # bounded: the 2 s timeout, with room for a slow machine
+
+
+@pytest.mark.parametrize("token", ["../../etc/passwd", "a" * 200, "tok en", ""])
+def test_stub_bad_challenge_token_refused(stub, tls, account_key, tmp_path, token):
+    """A token ends up as a path every node serves: outside base64url, or too
+    long for the state, it is refused and no state is written."""
+    u = stub.url
+    stub.known_account()
+    stub.routes["/order"] = (201, {"Content-Type": "application/json", "Replay-Nonce": "b",
+                                   "Location": u + "/order/5"}, json.dumps({
+        "status": "pending", "finalize": u + "/order/5/finalize",
+        "authorizations": [u + "/authz/5"]}).encode())
+    stub.routes["/authz/5"] = (200, {"Content-Type": "application/json", "Replay-Nonce": "c"},
+                               json.dumps({
+        "status": "pending", "identifier": {"type": "dns", "value": "t.example.test"},
+        "challenges": [{"type": "http-01", "url": u + "/chal/5", "status": "pending",
+                        "token": token}]}).encode())
+    state = str(tmp_path / "order.json")
+    rc, doc, _ = driver("order", "--state", state, "--domain", "t.example.test",
+                        *stub_args(stub, tls, account_key), check=False)
+    assert rc == 1 and "token" in doc["error"]["message"], doc
+    assert doc["error"]["code"] == "bad-input"
+    assert not os.path.exists(state)
