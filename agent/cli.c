@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "../common/log.h"
 #include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../tls/tls.h"
@@ -34,8 +35,22 @@ static bool json_output;
  * (the printers still run for what they do besides printing). */
 static FILE *human;
 #define hprintf(...) fprintf(human, __VA_ARGS__)
+/* What a command whose standard output is a file (a PEM to hand to a CA)
+ * says to the operator: standard error, so `> file` holds the file alone;
+ * nowhere with --json. */
+static FILE *aside;
 
 /* ---- small helpers ----------------------------------------------------------- */
+
+/* "1 certificate", "2 certificates": n of key in obj with its word. */
+static const char *count(char out[64], json_t *obj, const char *key, const char *one,
+                         const char *many)
+{
+	long long n = (long long)json_integer_value(json_object_get(obj, key));
+
+	snprintf(out, 64, "%lld %s", n, CS_PLURAL(n, one, many));
+	return out;
+}
 
 static const char *str(json_t *obj, const char *key)
 {
@@ -423,6 +438,7 @@ static void print_tls(json_t *tls)
 	json_t *hs = json_object_get(tls, "handshakes"),
 	       *conns = json_object_get(tls, "connections");
 	json_t *uncovered = json_object_get(dflt, "uncovered"), *h;
+	char w[64];
 	size_t i;
 
 	if (!json_is_object(tls)) {
@@ -431,12 +447,13 @@ static void print_tls(json_t *tls)
 	}
 	hprintf("tls        ");
 	print_list(json_object_get(tls, "listeners"), ", ");
-	hprintf(" (%lld workers)\n", (long long)num(tls, "workers"));
+	hprintf(" (%s)\n", count(w, tls, "workers", "worker", "workers"));
 	hprintf("handshakes %lld done, %lld failed\n", (long long)num(hs, "done"),
 	        (long long)num(hs, "failed"));
-	hprintf("clients    %lld connections open, %lld accepted, %lld refused, %lld timed out\n",
-	        (long long)num(conns, "open"), (long long)num(conns, "accepted"),
-	        (long long)num(conns, "refused"), (long long)num(conns, "timed_out"));
+	hprintf("clients    %s open, %lld accepted, %lld refused, %lld timed out\n",
+	        count(w, conns, "open", "connection", "connections"),
+	        (long long)num(conns, "accepted"), (long long)num(conns, "refused"),
+	        (long long)num(conns, "timed_out"));
 	json_array_foreach(json_object_get(table, "hosts"), i, h)
 	{
 		json_t *id = json_object_get(h, "certificate");
@@ -461,14 +478,15 @@ static void print_tls(json_t *tls)
 		hprintf("; make one that covers %s the default with `certsync cert default ID`\n",
 		        them);
 	}
-	hprintf("reload     %.1f ms the last time (%lld reloads)\n",
+	hprintf("reload     %.1f ms the last time (%s)\n",
 	        json_real_value(json_object_get(json_object_get(tls, "reloads"), "last_ms")),
-	        (long long)num(json_object_get(tls, "reloads"), "count"));
+	        count(w, json_object_get(tls, "reloads"), "count", "reload", "reloads"));
 }
 
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
+	char a[64], b[64], c[64], d[64];
 
 	(void)args;
 	hprintf("node       %s (%s)\n", str(r, "node"), str(r, "role"));
@@ -489,12 +507,11 @@ static int print_status(json_t *r, json_t *args)
 		        day(def, "not_after"));
 	else
 		hprintf("default    none\n");
-	hprintf("counts     %lld certificates, %lld CA certificates, %lld requests, %lld pending "
-	        "keys\n",
-	        (long long)json_integer_value(json_object_get(counts, "certificates")),
-	        (long long)json_integer_value(json_object_get(counts, "cas")),
-	        (long long)json_integer_value(json_object_get(counts, "requests")),
-	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	hprintf("counts     %s, %s, %s, %s\n",
+	        count(a, counts, "certificates", "certificate", "certificates"),
+	        count(b, counts, "cas", "CA certificate", "CA certificates"),
+	        count(c, counts, "requests", "request", "requests"),
+	        count(d, counts, "pending_keys", "pending key", "pending keys"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
 	return 0;
@@ -589,14 +606,14 @@ static int print_default(json_t *r, json_t *args)
 	return 0;
 }
 
-static void print_notes(json_t *r)
+static void print_notes(FILE *to, json_t *r)
 {
 	json_t *note;
 	size_t i;
 
 	json_array_foreach(json_object_get(r, "notes"), i, note)
 	{
-		hprintf("note: %s\n", json_string_value(note));
+		fprintf(to, "note: %s\n", json_string_value(note));
 	}
 }
 
@@ -605,7 +622,7 @@ static int print_self_signed(json_t *r, json_t *args)
 	json_t *c = json_object_get(r, "certificate");
 
 	(void)args;
-	print_notes(r);
+	print_notes(human, r);
 	hprintf("created self-signed certificate %.8s (%s), valid until %s\n", str(c, "id"),
 	        str(c, "name"), day(c, "not_after"));
 	return 0;
@@ -616,10 +633,12 @@ static int print_csr_created(json_t *r, json_t *args)
 	json_t *req = json_object_get(r, "request");
 
 	(void)args;
-	print_notes(r);
-	hprintf("created request %.8s (%s); hand this to your CA, then import the certificate "
-	        "it issues:\n%s",
-	        str(req, "id"), str(req, "name"), str(r, "pem"));
+	print_notes(aside, r);
+	fprintf(aside,
+	        "created request %.8s (%s); hand its PEM (standard output) to your CA, then "
+	        "import the certificate it issues\n",
+	        str(req, "id"), str(req, "name"));
+	hprintf("%s", str(r, "pem"));
 	return 0;
 }
 
@@ -1390,6 +1409,7 @@ int cs_cli_main(int argc, char **argv)
 		return fail(&err);
 	}
 	human = json_output ? fopen("/dev/null", "w") : stdout;
+	aside = json_output ? human : stderr;
 	rc = human ? cmd->print(result, args) : 1;
 	warn_unconfirmed(result);
 	if (human != NULL && human != stdout)

@@ -91,7 +91,7 @@ static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_
 		return rc;
 	}
 	if (node->cfg->role != CS_ROLE_PRIMARY) {
-		cs_warn("no cluster settings yet: this %s holds no certificates until the "
+		cs_warn("no cluster settings yet: this %s node holds no certificates until the "
 		        "primary's arrive",
 		        cs_role_name(node->cfg->role));
 		return 0;

@@ -40,6 +40,13 @@ struct import {
 	json_t *items;
 	size_t identities_added;
 	bool has_default;
+	/* identities of this command that hold their key: one that renews the
+	 * default takes over from it */
+	struct keyed {
+		uint8_t id[PKI_ID_LEN];
+		const char *file;
+	} * keyed;
+	size_t nkeyed, capkeyed;
 	cs_err *err;
 };
 
@@ -413,7 +420,19 @@ static int put_identity(struct import *im, const char *file, X509 *x, pki_cert_i
 		rc = rec_put(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &rec.base, im->err);
 	free(rec.sealed_key.data);
 	free(der);
-	(void)file;
+	if (rc == 0 && pkey != NULL) {
+		if (im->nkeyed == im->capkeyed) {
+			size_t cap = im->capkeyed ? 2 * im->capkeyed : 8;
+			struct keyed *v = realloc(im->keyed, cap * sizeof(*v));
+
+			if (v == NULL)
+				return cs_fail(im->err, CS_EIO, "out of memory");
+			im->keyed = v;
+			im->capkeyed = cap;
+		}
+		memcpy(im->keyed[im->nkeyed].id, info->id, PKI_ID_LEN);
+		im->keyed[im->nkeyed++].file = file;
+	}
 	return rc;
 }
 
@@ -483,7 +502,9 @@ static int import_identity(struct import *im, const char *file, X509 *x, pki_cer
 	                  ks.from_request ? ks.request_id : NULL);
 	if (rc == 0 && ks.from_request)
 		rc = add_fulfilled(im, ks.request_id, info->id);
-	if (rc == 0 && ks.pkey != NULL && !im->has_default) {
+	/* The first identity with its key becomes the default, once valid. */
+	if (rc == 0 && ks.pkey != NULL && !im->has_default && info->not_before <= time(NULL) &&
+	    time(NULL) < info->not_after) {
 		rc = rec_set_default(im->txn, info->id, im->err);
 		im->has_default = true;
 	}
@@ -618,6 +639,74 @@ static int import_key(struct import *im, struct cmd_key *ck)
 	return rc;
 }
 
+/* ---- renewals of the default ------------------------------------------------ */
+
+/* Whether c, held with its key, can serve now: valid, its chain complete. */
+static int ready_to_serve(struct import *im, const rec_cert *c, STACK_OF(X509) * pool, bool *ok)
+{
+	X509 *x = pki_cert_from_der(c->rec->der.data, c->rec->der.len, im->err);
+	STACK_OF(X509) *chain = NULL;
+	bool complete = false;
+	int rc = x != NULL ? pki_chain_build(x, pool, true, &chain, &complete, im->err) : -1;
+
+	*ok = rc == 0 && complete && rec_valid_at(c->rec, time(NULL), NULL);
+	sk_X509_pop_free(chain, X509_free);
+	X509_free(x);
+	return rc;
+}
+
+/* An identity of this command that renews the default (its key or its
+ * names, later expiry), holds its key, is valid now and has its whole
+ * chain becomes the default; the latest-expiring one when several do. */
+static int renew_default(struct import *im)
+{
+	rec_cert d = {0}, best = {0};
+	const char *best_file = NULL;
+	uint8_t def[PKI_ID_LEN];
+	STACK_OF(X509) *pool = NULL;
+	char sid[9], did[9];
+	int rc = 0;
+
+	if (im->nkeyed == 0 || (rc = rec_default(im->txn, def, im->err)) != 0 ||
+	    (rc = rec_cert_get(im->txn, CS_TBL_CERTS, def, &d, im->err)) != 0)
+		return rc < 0 ? -1 : 0;
+	if ((pool = rec_ca_pool(im->txn, im->err)) == NULL)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < im->nkeyed; i++) {
+		rec_cert c = {0};
+		bool ok = false;
+		int got = memcmp(im->keyed[i].id, def, PKI_ID_LEN) == 0
+		              ? 1
+		              : rec_cert_get(im->txn, CS_TBL_CERTS, im->keyed[i].id, &c, im->err);
+
+		if (got != 0) {
+			rc = got < 0 ? -1 : 0;
+			continue;
+		}
+		if (rec_renews(c.rec, d.rec) &&
+		    (best.rec == NULL || c.rec->not_after > best.rec->not_after) &&
+		    (rc = ready_to_serve(im, &c, pool, &ok)) == 0 && ok) {
+			rec_cert_clear(&best);
+			best = c;
+			best_file = im->keyed[i].file;
+			continue;
+		}
+		rec_cert_clear(&c);
+	}
+	if (rc == 0 && best.rec != NULL && (rc = rec_set_default(im->txn, best.id, im->err)) == 0) {
+		rec_short_id(best.id, sid);
+		rec_short_id(d.id, did);
+		add_item(im, best_file, "default", "identity", best.id, best.rec->name,
+		         "certificate %s (%s) renews the default %s (%s) and is now the default; "
+		         "`certsync cert default %s` chooses the old one again",
+		         sid, best.rec->name, did, d.rec->name, did);
+	}
+	sk_X509_pop_free(pool, X509_free);
+	rec_cert_clear(&best);
+	rec_cert_clear(&d);
+	return rc;
+}
+
 /* ---- the command ------------------------------------------------------------ */
 
 static int import_certs(struct import *im)
@@ -696,6 +785,8 @@ json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
 	for (size_t i = 0; i < im.nkeys; i++)
 		if (!im.keys[i].used && import_key(&im, &im.keys[i]) < 0)
 			goto out;
+	if (renew_default(&im) < 0)
+		goto out;
 	result = finish(&im);
 out:
 	if (im.txn != NULL)
@@ -703,6 +794,7 @@ out:
 	for (size_t i = 0; i < im.nfiles; i++)
 		pki_bundle_free(&im.bundles[i]);
 	free(im.keys);
+	free(im.keyed);
 	json_decref(im.items);
 	return result;
 }

@@ -65,6 +65,14 @@ void rec_time(time_t t, char out[32]);
 json_t *rec_cert_json(const rec_cert *c, bool is_default, STACK_OF(X509) * pool, time_t now);
 json_t *rec_request_json(const uint8_t id[PKI_ID_LEN], const Certsync__RequestRecord *r);
 
+/* Whether r is valid at now; when it is not, why, with the date ("expired
+ * on 2026-03-01", "not valid until 2027-01-02") in why (NULL: not wanted). */
+bool rec_valid_at(const Certsync__CertRecord *r, time_t now, char why[48]);
+
+/* Whether newer renews old: a certificate with old's key or old's names
+ * (the same set, in any order or case) that expires later. */
+bool rec_renews(const Certsync__CertRecord *newer, const Certsync__CertRecord *old);
+
 /* 8-hex-digit prefix of an id, for messages. */
 void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9]);
 

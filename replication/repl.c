@@ -224,15 +224,24 @@ static int persist_epoch(repl *r, uint64_t epoch, bool lead, cs_err *err)
 	return local_reload(r) == 0 ? 0 : cs_fail(err, CS_EIO, "cannot reread the store");
 }
 
+/* A traffic node is never promoted, whatever it hears of the primary. */
+static int refuse_traffic(const repl *r, cs_err *err)
+{
+	return r->role == REPL_TRAFFIC
+	           ? cs_fail(err, CS_EREFUSED,
+	                     "promote refused: %s is a traffic node, and traffic nodes cannot be "
+	                     "promoted; promote the backup",
+	                     r->name)
+	           : 0;
+}
+
 static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 {
 	uint64_t epoch = r->loc.epoch;
 
 	(void)unused;
-	if (r->role == REPL_TRAFFIC)
-		return cs_fail(err, CS_EREFUSED,
-		               "promote refused: %s is a traffic node; promote the backup",
-		               r->name);
+	if (refuse_traffic(r, err) != 0)
+		return -1;
 	if (r->loc.kdf == NULL || r->f.state == F_REFUSED)
 		return cs_fail(err, CS_EREFUSED, "promote refused: %s %s", r->name,
 		               r->f.state == F_REFUSED ? r->refusal
@@ -257,6 +266,8 @@ static int promote(repl *r, uint64_t unused, cs_err *err)
 {
 	int64_t now = repl_now();
 
+	if (refuse_traffic(r, err) != 0)
+		return -1;
 	for (size_t i = 0; i < r->npeers; i++) {
 		const struct peer *p = &r->peers[i];
 

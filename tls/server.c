@@ -694,7 +694,7 @@ tls_table *tls_server_table(tls_server *srv)
 
 static void log_coverage(const tls_table *t, time_t now)
 {
-	const tls_entry *served = tls_table_select(t, NULL, true, now);
+	const tls_entry *served = tls_table_select(t, NULL, TLS_CAN_ANY, now);
 	char missing[2 * (TLS_NAME_MAX + 2)] = "";
 
 	for (size_t i = 0; i < t->nuncovered; i++) {
