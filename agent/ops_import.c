@@ -102,13 +102,6 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 			return -1;
 		im->files[i] = name;
 		im->nfiles = i + 1;
-		/* A PKCS#12 exists to carry an identity: one without its key is an
-		 * export that went wrong, and storing it keyless would hide that. */
-		if (strcmp(im->bundles[i].format, "PKCS#12") == 0 && im->bundles[i].nkeys == 0)
-			return cs_fail(im->err, CS_EINPUT,
-			               "%s: the PKCS#12 file holds no private key; export it again "
-			               "with its key, or import its certificates as PEM or DER",
-			               name);
 	}
 	return 0;
 }
@@ -558,11 +551,37 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	return rc;
 }
 
+/* ---- self-signed server certificates marked CA:TRUE -------------------------- */
+
+/* `openssl req -x509` marks CA:TRUE unless told otherwise, and many
+ * appliances ship such a certificate as their own.  A self-signed one with
+ * subjectAltNames whose key this command brings or a pending key holds is
+ * the appliance's identity, not a root: 1 then, 0 when it stays a root. */
+static int server_root(struct import *im, X509 *x, const pki_cert_info *info)
+{
+	struct cmd_key *ck;
+	int rc;
+
+	if (info->kind != PKI_KIND_ROOT || info->sans.n == 0)
+		return 0;
+	ck = command_key(im, info->spki_sha256);
+	if (ck != NULL && pki_key_matches(x, ck->pkey))
+		return 1;
+	rc = cs_txn_get(im->txn, CS_TBL_KEYS, info->spki_sha256, PKI_ID_LEN, &(const void *){0},
+	                &(size_t){0}, im->err);
+	return rc < 0 ? -1 : rc == 0;
+}
+
 /* ---- keys no certificate of this command claimed ------------------------- */
 
+/* Attaches ck to the keyless certificates of w (in the certs table) or,
+ * for w of the CA pool, to a self-signed one with subjectAltNames that came
+ * before its key: it moves to the identities.  Counts them in *attached. */
 static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct spki_walk *w,
                             size_t *attached)
 {
+	bool ca = w->table == CS_TBL_CAS;
+
 	for (size_t i = 0; i < w->n; i++) {
 		rec_cert c = {0};
 		X509 *x;
@@ -570,18 +589,35 @@ static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct 
 		char sid[9];
 		int rc;
 
-		if (w->has_key[i] || rec_cert_get(im->txn, CS_TBL_CERTS, w->ids[i], &c, im->err))
+		if (w->has_key[i] || rec_cert_get(im->txn, w->table, w->ids[i], &c, im->err))
 			continue;
 		x = pki_cert_from_der(c.rec->der.data, c.rec->der.len, im->err);
 		rc = x && pki_key_matches(x, ck->pkey) ? pki_cert_inspect(x, &info, im->err) : 1;
+		if (rc == 0 && ca && (info.kind != PKI_KIND_ROOT || info.sans.n == 0)) {
+			pki_cert_info_free(&info);
+			rc = 1;
+		}
 		if (rc == 0) {
-			rc = put_identity(im, ck->file, x, &info, c.rec->name, ck->pkey,
-			                  c.rec->source, NULL);
+			info.kind = PKI_KIND_IDENTITY;
+			rc = ca ? cs_txn_del(im->txn, CS_TBL_CAS, w->ids[i], PKI_ID_LEN, im->err)
+			        : 0;
+			if (rc == 0)
+				rc = put_identity(im, ck->file, x, &info, c.rec->name, ck->pkey,
+				                  c.rec->source, NULL);
+			if (rc == 0 && ca && !im->has_default &&
+			    rec_valid_at(c.rec, time(NULL), NULL)) {
+				rc = rec_set_default(im->txn, w->ids[i], im->err);
+				im->has_default = true;
+			}
 			rec_short_id(w->ids[i], sid);
 			if (rc == 0)
-				add_item(im, ck->file, "key-attached", "identity", w->ids[i],
-				         c.rec->name, "key joined certificate %s (%s)", sid,
-				         c.rec->name);
+				add_item(
+				    im, ck->file, "key-attached", "identity", w->ids[i],
+				    c.rec->name, "key joined certificate %s (%s)%s", sid,
+				    c.rec->name,
+				    ca ? ": self-signed with subjectAltNames, it is an identity "
+				         "certificate now"
+				       : "");
 			(*attached)++;
 			pki_cert_info_free(&info);
 		}
@@ -596,7 +632,7 @@ static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct 
 static int import_key(struct import *im, struct cmd_key *ck)
 {
 	Certsync__PendingKey pk = CERTSYNC__PENDING_KEY__INIT;
-	struct spki_walk certs, reqs;
+	struct spki_walk certs, reqs, cas;
 	char sid[9], type[16], holder[9];
 	size_t attached = 0;
 	int rc;
@@ -605,6 +641,11 @@ static int import_key(struct import *im, struct cmd_key *ck)
 	if (find_spki(im, CS_TBL_CERTS, ck->spki, &certs) < 0 ||
 	    attach_to_stored(im, ck, &certs, &attached) < 0 ||
 	    find_spki(im, CS_TBL_REQUESTS, ck->spki, &reqs) < 0)
+		return -1;
+	if (attached > 0)
+		return 0;
+	if (find_spki(im, CS_TBL_CAS, ck->spki, &cas) < 0 ||
+	    attach_to_stored(im, ck, &cas, &attached) < 0)
 		return -1;
 	if (attached > 0)
 		return 0;
@@ -720,6 +761,12 @@ static int import_certs(struct import *im)
 
 			if (pki_cert_inspect(sk_X509_value(certs, i), &info, im->err) < 0)
 				return cs_err_prefix(im->err, "%s: ", im->files[f]);
+			if ((rc = server_root(im, sk_X509_value(certs, i), &info)) < 0) {
+				pki_cert_info_free(&info);
+				return -1;
+			}
+			if (rc > 0)
+				info.kind = PKI_KIND_IDENTITY;
 			rc = info.kind == PKI_KIND_IDENTITY
 			         ? import_identity(im, im->files[f], sk_X509_value(certs, i), &info)
 			         : import_ca(im, im->files[f], sk_X509_value(certs, i), &info);

@@ -40,7 +40,8 @@ def openssl_leaf(folder, name, kind, sans, days=90, ca=False, extra=(), start=No
         helpers.openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                         "-out", key)
     cert = os.path.join(folder, name + ".pem")
-    args = ["req", "-x509", "-new", "-key", key, "-out", cert, "-subj", "/CN=" + sans[0]]
+    args = ["req", "-x509", "-new", "-key", key, "-out", cert, "-subj",
+            "/CN=" + (sans[0] if sans else name)]
     if start or end:
         args += ["-not_before", start, "-not_after", end]
     else:
@@ -262,3 +263,66 @@ def test_plurals_and_the_traffic_log_line(certsync_bin):
         for n in (primary, tn1):
             if n.running:
                 assert n.stop() == 0
+
+
+# ---------------------------------------------------------------------------
+# 6. a self-signed server certificate marked CA:TRUE
+# ---------------------------------------------------------------------------
+
+def test_self_signed_ca_true_with_names_is_an_identity(agent_factory, tmp_path):
+    agent = agent_factory()
+    names = ["support.example.test", "primary.example.test", "backup.example.test"]
+    d = str(tmp_path)
+    together, _, bundle = openssl_leaf(d, "together", "ec", names, ca=True)
+    assert "CA:TRUE" in helpers.openssl_text("x509", "-in", together, "-noout", "-text")
+    key_first, key1, _ = openssl_leaf(d, "key-first", "ec", names, ca=True)
+    cert_first, key2, _ = openssl_leaf(d, "cert-first", "rsa", names, ca=True)
+    # What `openssl req -x509` makes for a CA: no names, it stays a root.
+    root, key3, _ = openssl_leaf(d, "a-root", "ec", [], ca=True)
+
+    agent.import_(bundle)
+    c = agent.certs()[leaf_id(together)]
+    assert (c["kind"], c["has_key"], c["default"]) == ("identity", True, True), c
+    assert "key missing" not in c["warnings"]
+
+    agent.import_(key1)                      # pending until its certificate comes
+    assert agent.status()["counts"]["pending_keys"] == 1
+    agent.import_(key_first)
+    c = agent.certs()[leaf_id(key_first)]
+    assert (c["kind"], c["has_key"]) == ("identity", True), c
+
+    agent.import_(cert_first)                # alone: nothing says it is a server's yet
+    assert agent.certs()[leaf_id(cert_first)]["kind"] == "root"
+    res = agent.import_(key2)
+    # (same names: when it expires a second later it renews the default too)
+    assert [i["action"] for i in res.data["items"]][:1] == ["key-attached"], res.describe()
+    c = agent.certs()[leaf_id(cert_first)]
+    assert (c["kind"], c["has_key"]) == ("identity", True), c
+    assert agent.status()["counts"]["pending_keys"] == 0
+    agent.cli("cert", "default", leaf_id(cert_first)[:12], check=0)
+
+    agent.import_(root)
+    agent.import_(key3)
+    assert agent.certs()[leaf_id(root)]["kind"] == "root"
+    assert agent.status()["counts"]["pending_keys"] == 1
+
+
+# ---------------------------------------------------------------------------
+# 8. a PKCS#12 without a key imports its certificates
+# ---------------------------------------------------------------------------
+
+def test_pkcs12_without_key_imports_its_certificates(agent_factory, pki):
+    agent = agent_factory()
+    leaf = pki.make_leaf("i10-p12nokey", "ec:p256", ["nokey.example.test"], days=60)
+    res = agent.import_(leaf.file("p12-nokey"), password=pki.password_file, check=0)
+    got = {i["id"]: i for i in res.data["items"]}
+    assert got[leaf.id]["action"] == "added" and "without a key" in got[leaf.id]["message"]
+    for cid in leaf.chain_ids:
+        assert got[cid]["action"] == "added" and got[cid]["kind"] in ("intermediate", "root")
+    c = agent.certs()[leaf.id]
+    assert c["kind"] == "identity" and c["has_key"] is False
+    assert "key missing" in c["warnings"] and "chain incomplete" not in c["warnings"]
+    # Its key, imported afterwards, joins it.
+    res = agent.import_(leaf.file("key.pem"))
+    assert [i["action"] for i in res.data["items"]] == ["key-attached"], res.describe()
+    assert agent.certs()[leaf.id]["has_key"] is True
