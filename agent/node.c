@@ -343,6 +343,8 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			               cmd, cfg->name, primary ? ", " : "", primary ? primary : ""),
 			       NULL;
 		}
+		if (c->change && ops_refuse_starting(node, cmd, err) < 0)
+			return NULL;
 		if (c->needs_key && node->key == NULL)
 			return cs_fail(
 			           err, CS_EREFUSED,

@@ -71,6 +71,9 @@ int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_er
 /* Whether this node accepts changes, and the primary's name as far as it
  * knows (buf holds it; NULL when unknown). */
 bool ops_leading(struct cs_node *node);
+/* -1 with a refusal that says to retry while this primary is starting
+ * (it has not heard its peers yet); 0 otherwise. */
+int ops_refuse_starting(struct cs_node *node, const char *cmd, cs_err *err);
 const char *ops_primary(struct cs_node *node, char *buf, size_t len);
 
 /* --wait of a change: parsed before the change runs, so a bad flag changes

@@ -11,6 +11,7 @@ every process is stopped by its PID."""
 import json
 import os
 import re
+import signal
 import subprocess
 
 import pytest
@@ -326,3 +327,38 @@ def test_pkcs12_without_key_imports_its_certificates(agent_factory, pki):
     res = agent.import_(leaf.file("key.pem"))
     assert [i["action"] for i in res.data["items"]] == ["key-attached"], res.describe()
     assert agent.certs()[leaf.id]["has_key"] is True
+
+
+# ---------------------------------------------------------------------------
+# 10. a restarted primary waits to hear its peers before it takes changes
+# ---------------------------------------------------------------------------
+
+def test_restarted_primary_starts_before_it_accepts_changes(pair):
+    primary, backup = pair
+    self_signed(primary, "first", SITE, PRIMARY, "backup.example.test")
+    wait_for("the backup to catch up", lambda: backup.status()["seq"] == primary.status()["seq"])
+    primary.kill()
+    backup.cli("promote", "--force", check=0)
+    self_signed(backup, "on-new-primary", SITE, "backup.example.test",
+                extra=("--wait", "none"))
+    # The promoted backup is paused: the old primary cannot hear it for now.
+    os.kill(backup.pid, signal.SIGSTOP)
+    try:
+        primary.start(wait=False)
+        wait_for("the old primary's control socket",
+                 lambda: helpers.socket_accepts(primary.control_socket), timeout=30)
+        st = primary.status()
+        assert st["replication"]["sync"] == "starting", st["replication"]
+        assert "starting" in primary.cli("status", json=False, check=0).stdout.decode()
+        res = primary.cli("cert", "self-signed", "--name", "diverges", "--country", "US",
+                          "--common-name", SITE, "--san", SITE, "--wait", "none")
+        assert res.rc == 1, res.describe()
+        assert "starting" in res.message and "retry" in res.message, res.describe()
+    finally:
+        os.kill(backup.pid, signal.SIGCONT)
+    # It hears the higher epoch and steps down; nothing diverged anywhere.
+    wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
+             timeout=20)
+    for node in (primary, backup):
+        assert node.cli("diverged", "list", check=0).data["diverged"] == []
+    assert "diverges" not in [c["name"] for c in backup.certs().values()]

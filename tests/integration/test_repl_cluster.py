@@ -25,8 +25,11 @@ NODES = (("primary", "primary"), ("backup", "backup"), ("tn1", "traffic"), ("tn2
 def run_cluster(nodes):
     """Starts the nodes, yields them once every follower streams, and stops
     them by PID: each must exit 0."""
+    # All at once: a primary that starts waits to hear its peers.
     for n in nodes:
-        n.start()
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_ready()
     wait_for("every follower to stream from the primary", lambda: all(
         n.status()["replication"]["sync"] == "streaming" for n in nodes[1:]), timeout=30)
     yield nodes
