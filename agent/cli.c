@@ -376,20 +376,32 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
-static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
-                         cs_err *err)
+/* A command whose one flag is --NAME with no value: args.NAME = true. */
+static int parse_switch(const struct command *cmd, int argc, char **argv, json_t *args,
+                        const char *name, cs_err *err)
 {
-	static const struct option opts[] = {
-	    {"force", no_argument, NULL, 'f'},
+	const struct option opts[] = {
+	    {name, no_argument, NULL, 's'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0)
-		json_object_set_new(args, "force", json_true());
+		json_object_set_new(args, name, json_true());
 	if (c == 0)
 		return -1;
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
+static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
+                         cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "force", err);
+}
+
+static int parse_status(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "check", err);
 }
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -483,6 +495,27 @@ static void print_tls(json_t *tls)
 	        count(w, json_object_get(tls, "reloads"), "count", "reload", "reloads"));
 }
 
+/* The health lines of status; with --check, 1 unless healthy, and the
+ * problems on standard error too, where a healthcheck's log takes them. */
+static int print_health(json_t *health, json_t *args)
+{
+	bool check = json_is_true(json_object_get(args, "check"));
+	json_t *p;
+	size_t i;
+
+	if (json_is_true(json_object_get(health, "ok"))) {
+		hprintf("health     ok\n");
+		return 0;
+	}
+	json_array_foreach(json_object_get(health, "problems"), i, p)
+	{
+		hprintf("UNHEALTHY  %s\n", json_string_value(p));
+		if (check)
+			fprintf(stderr, "certsync: unhealthy: %s\n", json_string_value(p));
+	}
+	return check ? 1 : 0;
+}
+
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
@@ -514,7 +547,7 @@ static int print_status(json_t *r, json_t *args)
 	        count(d, counts, "pending_keys", "pending key", "pending keys"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
-	return 0;
+	return print_health(json_object_get(r, "health"), args);
 }
 
 static void print_cert_line(json_t *c)
@@ -813,10 +846,12 @@ static int keygen(const struct command *cmd, int argc, char **argv);
 static int cluster_init(const struct command *cmd, int argc, char **argv);
 
 static const struct command commands[] = {
-    {"status", "status", "status",
+    {"status", "status", "status [--check]",
      "Shows the node, its store position and digest, the "
-     "default certificate and counts.",
-     parse_none, print_status},
+     "default certificate and counts; --check exits 1 unless the node is healthy (serves a "
+     "valid certificate covering its hostname and the site hostname, its default has not "
+     "expired, it does not refuse the cluster passphrase).",
+     parse_status, print_status},
     {"cert list", "cert.list", "cert list",
      "Lists identity and CA certificates with their "
      "warnings.",

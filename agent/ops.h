@@ -74,6 +74,11 @@ bool ops_leading(struct cs_node *node);
 /* -1 with a refusal that says to retry while this primary is starting
  * (it has not heard its peers yet); 0 otherwise. */
 int ops_refuse_starting(struct cs_node *node, const char *cmd, cs_err *err);
+
+/* ops_health.c: {"ok", "problems": [text]} as txn sees the store. */
+json_t *ops_health(struct cs_node *node, cs_txn *txn, cs_err *err);
+/* True while the node refuses the cluster passphrase (a tls_config hook). */
+bool ops_refusing(void *node);
 const char *ops_primary(struct cs_node *node, char *buf, size_t len);
 
 /* --wait of a change: parsed before the change runs, so a bad flag changes

@@ -884,6 +884,16 @@ bool repl_starting(repl *r)
 	return starting;
 }
 
+bool repl_refusing(repl *r)
+{
+	bool refusing;
+
+	pthread_mutex_lock(&r->mu);
+	refusing = r->view.refusal[0] != '\0';
+	pthread_mutex_unlock(&r->mu);
+	return refusing;
+}
+
 bool repl_leading(repl *r)
 {
 	bool leading;

@@ -122,6 +122,10 @@ json_t *repl_status(repl *r);
  * peers (at most the failure timeout): changes are refused meanwhile. */
 bool repl_starting(repl *r);
 
+/* True while this node refuses the cluster (its passphrase does not match
+ * the primary's); the reason is in repl_status. */
+bool repl_refusing(repl *r);
+
 /* The diverged table as JSON: [{"id","origin","epoch","seq","time",
  * "summary","found","applied_seq"}]. */
 json_t *repl_diverged_list(cs_store *st, cs_err *err);

@@ -969,8 +969,11 @@ json_t *tls_table_status(const tls_table *t, time_t now)
 
 bool tls_table_healthy(const tls_table *t, time_t now)
 {
-	/* Checked again now: the served default may have expired since. */
-	return first_valid(&t->dflt, WANT_ANY, now) != NULL;
+	/* Checked again now: the served default may have expired since; and an
+	 * expired default is the operator's to replace even while another
+	 * certificate stands in for it. */
+	return first_valid(&t->dflt, WANT_ANY, now) != NULL &&
+	       (t->configured == NULL || now < t->configured->not_after);
 }
 
 const char *tls_table_served(const tls_table *t, const char *sni, time_t now)

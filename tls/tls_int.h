@@ -131,7 +131,7 @@ long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info
                      size_t *outlen, bool *keep);
 
 /* True when the table serves, by default, a valid certificate that covers
- * the node and site hostnames (/healthz). */
+ * the node and site hostnames, and the default has not expired (/healthz). */
 bool tls_table_healthy(const tls_table *t, time_t now);
 
 /* Ticket keys derived from the cluster's ticket secret, one set per hour;

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -362,3 +363,75 @@ def test_restarted_primary_starts_before_it_accepts_changes(pair):
     for node in (primary, backup):
         assert node.cli("diverged", "list", check=0).data["diverged"] == []
     assert "diverges" not in [c["name"] for c in backup.certs().values()]
+
+
+# ---------------------------------------------------------------------------
+# 11. status --check and /healthz
+# ---------------------------------------------------------------------------
+
+def healthz(node):
+    p = subprocess.run(["curl", "-sk", "--max-time", "20", "-o", "/dev/null", "-w",
+                        "%{http_code}", "--resolve", "%s:%d:127.0.0.1" % (SITE, node.tls_port),
+                        "https://%s:%d/healthz" % (SITE, node.tls_port)],
+                       stdout=subprocess.PIPE, timeout=30)
+    return p.stdout.decode()
+
+
+def check(node):
+    return node.cli("status", "--check", json=False)
+
+
+def test_status_check_and_healthz(pair, pki):
+    primary, backup = pair
+    res = check(primary)
+    assert res.rc == 1 and "no default certificate" in res.stderr, res.describe()
+    assert "UNHEALTHY" in res.stdout.decode()
+    assert primary.cli("status", json=False).rc == 0     # without --check: as before
+    # A default that expires in a few seconds, and another covering one.
+    end = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() + 12))
+    soon = pki.make_leaf("i10-soon", "ec:p256", [SITE, PRIMARY, "backup.example.test"],
+                         startdate="20200101000000Z", enddate=end)
+    primary.import_(soon.file("bundle.pem"))
+    assert primary.status()["default"]["id"] == soon.id
+    for node in (primary, backup):
+        wait_for("%s to be healthy" % node.name, lambda: check(node).rc == 0, timeout=10)
+        assert check(node).stdout.decode().count("health     ok") == 1
+        assert healthz(node) == "200"
+    later = pki.make_leaf("i10-later", "rsa:2048", [SITE, PRIMARY, "backup.example.test",
+                                                    "other.example.test"], days=90)
+    primary.cli("import", later.file("bundle.pem"), "--wait", "all", check=0)
+    assert primary.status()["default"]["id"] == soon.id
+    # Once the default has expired: 503 and exit 1, though another is served.
+    for node in (primary, backup):
+        wait_for("%s to say its default expired" % node.name, lambda: check(node).rc == 1,
+                 timeout=30)
+        res = check(node)
+        assert "default certificate" in res.stderr and "expired on" in res.stderr, \
+            res.describe()
+        assert served(node, SITE) == later.id
+        assert healthz(node) == "503"
+    primary.cli("cert", "default", later.id[:12], check=0)
+    for node in (primary, backup):
+        wait_for("%s healthy again" % node.name, lambda: check(node).rc == 0, timeout=10)
+        assert healthz(node) == "200"
+
+
+def test_status_check_when_the_passphrase_is_refused(certsync_bin):
+    primary, backup = helpers.init_cluster(certsync_bin, (("primary", "primary"),
+                                                          ("backup", "backup")), site=SITE)
+    backup.set_passphrase("not the cluster's passphrase")
+    primary.start(wait=False)
+    backup.start(wait=False)
+    try:
+        primary.wait_ready()
+        backup.wait_ready()
+        self_signed(primary, "site", SITE, PRIMARY, "backup.example.test")
+        assert check(primary).rc == 0
+        wait_for("the backup to refuse the cluster", lambda: backup.status()["replication"]
+                 ["refusal"] is not None, timeout=20)
+        res = check(backup)
+        assert res.rc == 1 and "cluster passphrase does not match" in res.stderr, res.describe()
+    finally:
+        for n in (primary, backup):
+            if n.running:
+                n.stop()
