@@ -353,6 +353,43 @@ static int parse_export(const struct command *cmd, int argc, char **argv, json_t
 	return json_object_set_new(args, "id", json_string(argv[optind]));
 }
 
+static int parse_prune(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"expired", no_argument, NULL, 'e'},
+	    {"older-than", required_argument, NULL, 'o'},
+	    {"yes", no_argument, NULL, 'y'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *end;
+	long days;
+	int c;
+
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'e') {
+			json_object_set_new(args, "expired", json_true());
+		} else if (c == 'y') {
+			json_object_set_new(args, "yes", json_true());
+		} else {
+			days = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || days < 0 || days > 36500)
+				return usage_error(
+				    cmd, err,
+				    "--older-than takes a number of days from 0 to 36500");
+			json_object_set_new(args, "older_than", json_integer(days));
+		}
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc)
+		return usage_error(cmd, err, "unexpected arguments");
+	if (!json_is_true(json_object_get(args, "expired")))
+		return usage_error(cmd, err,
+		                   "cert prune removes expired certificates only: say "
+		                   "--expired");
+	return 0;
+}
+
 static int parse_verify(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
 {
 	static const struct option opts[] = {
@@ -625,6 +662,53 @@ static int print_deleted(json_t *r, json_t *args)
 	return 0;
 }
 
+/* key delete, csr delete: the agent's message says what went. */
+static int print_message(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("%s\n", str(r, "message"));
+	return 0;
+}
+
+static int print_key_list(json_t *r, json_t *args)
+{
+	json_t *keys = json_object_get(r, "keys"), *k;
+	size_t i;
+
+	(void)args;
+	if (json_array_size(keys) == 0) {
+		hprintf("no pending keys\n");
+		return 0;
+	}
+	hprintf("ID        %-20s %-8s %s\n", "NAME", "KEY TYPE", "CREATED");
+	json_array_foreach(keys, i, k)
+	{
+		hprintf("%.8s  %-20s %-8s %s\n", str(k, "id"), str(k, "name"), str(k, "key_type"),
+		        day(k, "created"));
+	}
+	return 0;
+}
+
+static int print_prune(json_t *r, json_t *args)
+{
+	json_t *certs = json_object_get(r, "certificates"), *c;
+	bool deleted = json_is_true(json_object_get(r, "deleted"));
+	size_t i, n = json_array_size(certs);
+
+	(void)args;
+	json_array_foreach(certs, i, c)
+	{
+		hprintf("%s %.8s (%s), expired %s\n", deleted ? "deleted" : "would delete",
+		        str(c, "id"), str(c, "name"), day(c, "not_after"));
+	}
+	if (n == 0)
+		hprintf("no expired certificate to prune (the default is never pruned)\n");
+	else if (!deleted)
+		hprintf("%zu %s would be deleted: run it again with --yes to delete %s\n", n,
+		        CS_PLURAL(n, "certificate", "certificates"), CS_PLURAL(n, "it", "them"));
+	return 0;
+}
+
 static int print_default(json_t *r, json_t *args)
 {
 	json_t *missing = json_object_get(r, "uncovered");
@@ -876,6 +960,17 @@ static const struct command commands[] = {
      parse_new, print_csr_created},
     {"csr list", "csr.list", "csr list", "Lists requests and what fulfilled them.", parse_none,
      print_csr_list},
+    {"csr delete", "csr.delete", "csr delete ID" WAIT_FLAG,
+     "Deletes a request and its sealed private key.", parse_id, print_message},
+    {"key list", "key.list", "key list",
+     "Lists pending keys: imported keys whose certificate has not come yet.", parse_none,
+     print_key_list},
+    {"key delete", "key.delete", "key delete ID" WAIT_FLAG, "Deletes a pending key.", parse_id,
+     print_message},
+    {"cert prune", "cert.prune", "cert prune --expired [--older-than DAYS] [--yes]" WAIT_FLAG,
+     "Lists the expired identity certificates, except the default (expired more than DAYS "
+     "days ago with --older-than); --yes deletes them.",
+     parse_prune, print_prune},
     {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.", parse_id,
      print_csr_show},
     {"import", "import", "import FILE... [--password-file F] [--name NAME]" WAIT_FLAG,

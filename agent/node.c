@@ -329,6 +329,10 @@ static const struct command {
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
     {"diverged.apply", op_diverged_apply, true, false},
+    {"key.list", op_key_list, false, false},
+    {"key.delete", op_key_delete, true, false},
+    {"csr.delete", op_csr_delete, true, false},
+    {"cert.prune", op_cert_prune, true, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -62,6 +62,12 @@ json_t *op_csr_show(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_import(struct cs_node *node, json_t *args, cs_err *err);
 
+/* ops_tidy.c */
+json_t *op_key_list(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_key_delete(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_csr_delete(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cert_prune(struct cs_node *node, json_t *args, cs_err *err);
+
 /* Has the TLS endpoint serve the store as it is now, soon after; returns
  * at once (tls_server_changed). */
 void ops_reload_tls(struct cs_node *node);

@@ -89,6 +89,15 @@ static char *cert_name(const void *val, size_t vlen)
 	return name;
 }
 
+static char *key_name(const void *val, size_t vlen)
+{
+	Certsync__PendingKey *k = certsync__pending_key__unpack(NULL, vlen, val);
+	char *name = k ? strdup(k->name) : NULL;
+
+	certsync__pending_key__free_unpacked(k, NULL);
+	return name;
+}
+
 static char *request_name(const void *val, size_t vlen)
 {
 	Certsync__RequestRecord *r = certsync__request_record__unpack(NULL, vlen, val);
@@ -222,6 +231,14 @@ int rec_cert_find(cs_txn *txn, const char *ref, rec_cert *out, cs_err *err)
 	if (find_ref(txn, tables, 2, cert_name, ref, "certificate", "cert list", &t, id, err) < 0)
 		return -1;
 	return rec_cert_get(txn, t, id, out, err) == 0 ? 0 : -1;
+}
+
+int rec_key_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN], cs_err *err)
+{
+	static const cs_table tables[] = {CS_TBL_KEYS};
+	cs_table t;
+
+	return find_ref(txn, tables, 1, key_name, ref, "pending key", "key list", &t, id, err);
 }
 
 void rec_cert_clear(rec_cert *c)

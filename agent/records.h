@@ -33,6 +33,10 @@ void rec_cert_clear(rec_cert *c);
  * prefix, since a name must select one record. */
 int rec_name_unused(cs_txn *txn, const char *name, bool requests_too, cs_err *err);
 
+/* Finds a pending key by the id `key list` shows (the hash of its public
+ * key; a prefix of 8+ hex digits) or its name. */
+int rec_key_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN], cs_err *err);
+
 /* Finds a request the same way as rec_cert_find. */
 int rec_request_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN],
                      Certsync__RequestRecord **out, cs_err *err);

@@ -435,3 +435,73 @@ def test_status_check_when_the_passphrase_is_refused(certsync_bin):
         for n in (primary, backup):
             if n.running:
                 n.stop()
+
+
+# ---------------------------------------------------------------------------
+# 7. tidying: key list / key delete, csr delete, cert prune
+# ---------------------------------------------------------------------------
+
+def test_key_list_and_delete(agent_factory, pki, tmp_path):
+    agent = agent_factory()
+    key = os.path.join(str(tmp_path), "lonely.key")
+    pki.new_key(key, "ec:p384")
+    agent.import_(key, name="lonely")
+    keys = agent.cli("key", "list", check=0).data["keys"]
+    assert [(k["name"], k["key_type"]) for k in keys] == [("lonely", "ec:p384")], keys
+    kid = keys[0]["id"]
+    text = agent.cli("key", "list", json=False, check=0).stdout.decode()
+    assert kid[:8] in text and "lonely" in text
+    res = agent.cli("key", "delete", "0123456789abcdef", check=1)
+    assert "no pending key matches" in res.message, res.describe()
+    assert agent.cli("key", "delete", check=2).rc == 2
+    res = agent.cli("key", "delete", kid[:10], json=False, check=0)
+    assert "deleted pending key %s" % kid[:8] in res.stdout.decode()
+    assert agent.cli("key", "list", check=0).data["keys"] == []
+    assert agent.status()["counts"]["pending_keys"] == 0
+    for words in (("key", "--help"), ("key", "list", "--help"), ("key", "delete", "--help"),
+                  ("csr", "delete", "--help"), ("cert", "prune", "--help")):
+        res = agent.cli(*words, json=False, check=0)
+        assert b"usage" in res.stdout.lower() or b"certsync" in res.stdout, res.describe()
+
+
+def test_csr_delete_deletes_its_key(agent_factory):
+    agent = agent_factory()
+    agent.cli("csr", "create", "--name", "web", "--country", "US", "--common-name",
+              "www.example.test", "--san", "www.example.test", check=0)
+    res = agent.cli("csr", "delete", "web", json=False, check=0)
+    assert "deleted request" in res.stdout.decode()
+    assert "sealed private key" in res.stdout.decode()
+    assert agent.cli("csr", "list", check=0).data["requests"] == []
+    assert agent.status()["counts"]["requests"] == 0
+    res = agent.cli("csr", "delete", "web", check=1)
+    assert "no request matches" in res.message, res.describe()
+
+
+def test_cert_prune_expired(agent_factory, pki):
+    agent = agent_factory()
+    names = ["support.example.test", "primary.example.test"]
+    valid = pki.make_leaf("i10-prune-valid", "ec:p256", names, days=60)
+    old = pki.make_leaf("i10-prune-old", "ec:p256", ["old.example.test"],
+                        startdate="20190101000000Z", enddate="20200101000000Z")
+    agent.import_(valid.file("bundle.pem"))
+    agent.import_(old.file("bundle.pem"))
+    before = agent.snapshot()
+    res = agent.cli("cert", "prune", "--expired", check=0)
+    assert res.data["deleted"] is False
+    assert [c["id"] for c in res.data["certificates"]] == [old.id]
+    text = agent.cli("cert", "prune", "--expired", json=False, check=0).stdout.decode()
+    assert "would delete %s" % old.id[:8] in text and "--yes" in text
+    assert agent.snapshot() == before                  # a dry run changes nothing
+    res = agent.cli("cert", "prune", "--expired", "--older-than", "36500", check=0)
+    assert res.data["certificates"] == []
+    for bad in (("cert", "prune"), ("cert", "prune", "--expired", "--older-than", "soon"),
+                ("cert", "prune", "--expired", "--older-than", "-1"),
+                ("cert", "prune", "--expired", "--older-than")):
+        res = agent.cli(*bad, check=2)
+        assert res.data["error"]["code"] == "usage", res.describe()
+    assert agent.snapshot() == before
+    res = agent.cli("cert", "prune", "--expired", "--older-than", "30", "--yes", check=0)
+    assert res.data["deleted"] is True and [c["id"] for c in res.data["certificates"]] == \
+        [old.id]
+    certs = agent.certs()
+    assert old.id not in certs and valid.id in certs and certs[valid.id]["default"]
