@@ -212,8 +212,6 @@ size_t tls_name_normalize(const char *name, size_t len, char *out)
 
 /* ---- selection -------------------------------------------------------------- */
 
-enum want { WANT_RSA, WANT_EC, WANT_ANY };
-
 static bool valid_at(const tls_entry *e, time_t now)
 {
 	return e->not_before <= now && now < e->not_after;
@@ -224,14 +222,14 @@ static bool usable(const tls_entry *e, unsigned can)
 	return (can & (e->ec ? TLS_CAN_EC : TLS_CAN_RSA)) != 0;
 }
 
-static const tls_entry *first_valid(const tls_cands *c, enum want want, time_t now)
+static const tls_entry *first_valid(const tls_cands *c, time_t now)
 {
 	if (c == NULL)
 		return NULL;
 	for (size_t i = 0; i < c->n; i++) {
 		const tls_entry *e = TLS_CAND(c, i);
 
-		if (valid_at(e, now) && (want == WANT_ANY || e->ec == (want == WANT_EC)))
+		if (valid_at(e, now))
 			return e;
 	}
 	return NULL;
@@ -304,7 +302,7 @@ const tls_entry *tls_table_select(const tls_table *t, const char *name, unsigned
 	}
 	/* ...then any valid one: its signature may yet suit the client. */
 	for (int s = 0; s < 3; s++) {
-		if ((e = first_valid(stages[s], WANT_ANY, now)) != NULL)
+		if ((e = first_valid(stages[s], now)) != NULL)
 			return e;
 	}
 	return NULL;
@@ -389,7 +387,7 @@ static int gate(tls_table *t, time_t now)
 	} else {
 		t->dflt = cover;
 	}
-	t->covered = first_valid(&t->dflt, WANT_ANY, now) != NULL;
+	t->covered = first_valid(&t->dflt, now) != NULL;
 	return 0;
 oom:
 	free(cover.v);
@@ -972,7 +970,7 @@ bool tls_table_healthy(const tls_table *t, time_t now)
 	/* Checked again now: the served default may have expired since; and an
 	 * expired default is the operator's to replace even while another
 	 * certificate stands in for it. */
-	return first_valid(&t->dflt, WANT_ANY, now) != NULL &&
+	return first_valid(&t->dflt, now) != NULL &&
 	       (t->configured == NULL || now < t->configured->not_after);
 }
 
