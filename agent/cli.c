@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "../common/log.h"
 #include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../tls/tls.h"
@@ -34,8 +35,22 @@ static bool json_output;
  * (the printers still run for what they do besides printing). */
 static FILE *human;
 #define hprintf(...) fprintf(human, __VA_ARGS__)
+/* What a command whose standard output is a file (a PEM to hand to a CA)
+ * says to the operator: standard error, so `> file` holds the file alone;
+ * nowhere with --json. */
+static FILE *aside;
 
 /* ---- small helpers ----------------------------------------------------------- */
+
+/* "1 certificate", "2 certificates": n of key in obj with its word. */
+static const char *count(char out[64], json_t *obj, const char *key, const char *one,
+                         const char *many)
+{
+	long long n = (long long)json_integer_value(json_object_get(obj, key));
+
+	snprintf(out, 64, "%lld %s", n, CS_PLURAL(n, one, many));
+	return out;
+}
 
 static const char *str(json_t *obj, const char *key)
 {
@@ -338,6 +353,43 @@ static int parse_export(const struct command *cmd, int argc, char **argv, json_t
 	return json_object_set_new(args, "id", json_string(argv[optind]));
 }
 
+static int parse_prune(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"expired", no_argument, NULL, 'e'},
+	    {"older-than", required_argument, NULL, 'o'},
+	    {"yes", no_argument, NULL, 'y'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *end;
+	long days;
+	int c;
+
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'e') {
+			json_object_set_new(args, "expired", json_true());
+		} else if (c == 'y') {
+			json_object_set_new(args, "yes", json_true());
+		} else {
+			days = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || days < 0 || days > 36500)
+				return usage_error(
+				    cmd, err,
+				    "--older-than takes a number of days from 0 to 36500");
+			json_object_set_new(args, "older_than", json_integer(days));
+		}
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc)
+		return usage_error(cmd, err, "unexpected arguments");
+	if (!json_is_true(json_object_get(args, "expired")))
+		return usage_error(cmd, err,
+		                   "cert prune removes expired certificates only: say "
+		                   "--expired");
+	return 0;
+}
+
 static int parse_verify(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
 {
 	static const struct option opts[] = {
@@ -361,20 +413,32 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
-static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
-                         cs_err *err)
+/* A command whose one flag is --NAME with no value: args.NAME = true. */
+static int parse_switch(const struct command *cmd, int argc, char **argv, json_t *args,
+                        const char *name, cs_err *err)
 {
-	static const struct option opts[] = {
-	    {"force", no_argument, NULL, 'f'},
+	const struct option opts[] = {
+	    {name, no_argument, NULL, 's'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0)
-		json_object_set_new(args, "force", json_true());
+		json_object_set_new(args, name, json_true());
 	if (c == 0)
 		return -1;
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
+static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
+                         cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "force", err);
+}
+
+static int parse_status(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "check", err);
 }
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -423,6 +487,7 @@ static void print_tls(json_t *tls)
 	json_t *hs = json_object_get(tls, "handshakes"),
 	       *conns = json_object_get(tls, "connections");
 	json_t *uncovered = json_object_get(dflt, "uncovered"), *h;
+	char w[64];
 	size_t i;
 
 	if (!json_is_object(tls)) {
@@ -431,12 +496,13 @@ static void print_tls(json_t *tls)
 	}
 	hprintf("tls        ");
 	print_list(json_object_get(tls, "listeners"), ", ");
-	hprintf(" (%lld workers)\n", (long long)num(tls, "workers"));
+	hprintf(" (%s)\n", count(w, tls, "workers", "worker", "workers"));
 	hprintf("handshakes %lld done, %lld failed\n", (long long)num(hs, "done"),
 	        (long long)num(hs, "failed"));
-	hprintf("clients    %lld connections open, %lld accepted, %lld refused, %lld timed out\n",
-	        (long long)num(conns, "open"), (long long)num(conns, "accepted"),
-	        (long long)num(conns, "refused"), (long long)num(conns, "timed_out"));
+	hprintf("clients    %s open, %lld accepted, %lld refused, %lld timed out\n",
+	        count(w, conns, "open", "connection", "connections"),
+	        (long long)num(conns, "accepted"), (long long)num(conns, "refused"),
+	        (long long)num(conns, "timed_out"));
 	json_array_foreach(json_object_get(table, "hosts"), i, h)
 	{
 		json_t *id = json_object_get(h, "certificate");
@@ -461,14 +527,36 @@ static void print_tls(json_t *tls)
 		hprintf("; make one that covers %s the default with `certsync cert default ID`\n",
 		        them);
 	}
-	hprintf("reload     %.1f ms the last time (%lld reloads)\n",
+	hprintf("reload     %.1f ms the last time (%s)\n",
 	        json_real_value(json_object_get(json_object_get(tls, "reloads"), "last_ms")),
-	        (long long)num(json_object_get(tls, "reloads"), "count"));
+	        count(w, json_object_get(tls, "reloads"), "count", "reload", "reloads"));
+}
+
+/* The health lines of status; with --check, 1 unless healthy, and the
+ * problems on standard error too, where a healthcheck's log takes them. */
+static int print_health(json_t *health, json_t *args)
+{
+	bool check = json_is_true(json_object_get(args, "check"));
+	json_t *p;
+	size_t i;
+
+	if (json_is_true(json_object_get(health, "ok"))) {
+		hprintf("health     ok\n");
+		return 0;
+	}
+	json_array_foreach(json_object_get(health, "problems"), i, p)
+	{
+		hprintf("UNHEALTHY  %s\n", json_string_value(p));
+		if (check)
+			fprintf(stderr, "certsync: unhealthy: %s\n", json_string_value(p));
+	}
+	return check ? 1 : 0;
 }
 
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
+	char a[64], b[64], c[64], d[64];
 
 	(void)args;
 	hprintf("node       %s (%s)\n", str(r, "node"), str(r, "role"));
@@ -489,15 +577,14 @@ static int print_status(json_t *r, json_t *args)
 		        day(def, "not_after"));
 	else
 		hprintf("default    none\n");
-	hprintf("counts     %lld certificates, %lld CA certificates, %lld requests, %lld pending "
-	        "keys\n",
-	        (long long)json_integer_value(json_object_get(counts, "certificates")),
-	        (long long)json_integer_value(json_object_get(counts, "cas")),
-	        (long long)json_integer_value(json_object_get(counts, "requests")),
-	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	hprintf("counts     %s, %s, %s, %s\n",
+	        count(a, counts, "certificates", "certificate", "certificates"),
+	        count(b, counts, "cas", "CA certificate", "CA certificates"),
+	        count(c, counts, "requests", "request", "requests"),
+	        count(d, counts, "pending_keys", "pending key", "pending keys"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
-	return 0;
+	return print_health(json_object_get(r, "health"), args);
 }
 
 static void print_cert_line(json_t *c)
@@ -575,6 +662,53 @@ static int print_deleted(json_t *r, json_t *args)
 	return 0;
 }
 
+/* key delete, csr delete: the agent's message says what went. */
+static int print_message(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("%s\n", str(r, "message"));
+	return 0;
+}
+
+static int print_key_list(json_t *r, json_t *args)
+{
+	json_t *keys = json_object_get(r, "keys"), *k;
+	size_t i;
+
+	(void)args;
+	if (json_array_size(keys) == 0) {
+		hprintf("no pending keys\n");
+		return 0;
+	}
+	hprintf("ID        %-20s %-8s %s\n", "NAME", "KEY TYPE", "CREATED");
+	json_array_foreach(keys, i, k)
+	{
+		hprintf("%.8s  %-20s %-8s %s\n", str(k, "id"), str(k, "name"), str(k, "key_type"),
+		        day(k, "created"));
+	}
+	return 0;
+}
+
+static int print_prune(json_t *r, json_t *args)
+{
+	json_t *certs = json_object_get(r, "certificates"), *c;
+	bool deleted = json_is_true(json_object_get(r, "deleted"));
+	size_t i, n = json_array_size(certs);
+
+	(void)args;
+	json_array_foreach(certs, i, c)
+	{
+		hprintf("%s %.8s (%s), expired %s\n", deleted ? "deleted" : "would delete",
+		        str(c, "id"), str(c, "name"), day(c, "not_after"));
+	}
+	if (n == 0)
+		hprintf("no expired certificate to prune (the default is never pruned)\n");
+	else if (!deleted)
+		hprintf("%zu %s would be deleted: run it again with --yes to delete %s\n", n,
+		        CS_PLURAL(n, "certificate", "certificates"), CS_PLURAL(n, "it", "them"));
+	return 0;
+}
+
 static int print_default(json_t *r, json_t *args)
 {
 	json_t *missing = json_object_get(r, "uncovered");
@@ -589,14 +723,14 @@ static int print_default(json_t *r, json_t *args)
 	return 0;
 }
 
-static void print_notes(json_t *r)
+static void print_notes(FILE *to, json_t *r)
 {
 	json_t *note;
 	size_t i;
 
 	json_array_foreach(json_object_get(r, "notes"), i, note)
 	{
-		hprintf("note: %s\n", json_string_value(note));
+		fprintf(to, "note: %s\n", json_string_value(note));
 	}
 }
 
@@ -605,7 +739,7 @@ static int print_self_signed(json_t *r, json_t *args)
 	json_t *c = json_object_get(r, "certificate");
 
 	(void)args;
-	print_notes(r);
+	print_notes(human, r);
 	hprintf("created self-signed certificate %.8s (%s), valid until %s\n", str(c, "id"),
 	        str(c, "name"), day(c, "not_after"));
 	return 0;
@@ -616,10 +750,12 @@ static int print_csr_created(json_t *r, json_t *args)
 	json_t *req = json_object_get(r, "request");
 
 	(void)args;
-	print_notes(r);
-	hprintf("created request %.8s (%s); hand this to your CA, then import the certificate "
-	        "it issues:\n%s",
-	        str(req, "id"), str(req, "name"), str(r, "pem"));
+	print_notes(aside, r);
+	fprintf(aside,
+	        "created request %.8s (%s); hand its PEM (standard output) to your CA, then "
+	        "import the certificate it issues\n",
+	        str(req, "id"), str(req, "name"));
+	hprintf("%s", str(r, "pem"));
 	return 0;
 }
 
@@ -794,10 +930,12 @@ static int keygen(const struct command *cmd, int argc, char **argv);
 static int cluster_init(const struct command *cmd, int argc, char **argv);
 
 static const struct command commands[] = {
-    {"status", "status", "status",
+    {"status", "status", "status [--check]",
      "Shows the node, its store position and digest, the "
-     "default certificate and counts.",
-     parse_none, print_status},
+     "default certificate and counts; --check exits 1 unless the node is healthy (serves a "
+     "valid certificate covering its hostname and the site hostname, its default has not "
+     "expired, it does not refuse the cluster passphrase).",
+     parse_status, print_status},
     {"cert list", "cert.list", "cert list",
      "Lists identity and CA certificates with their "
      "warnings.",
@@ -822,6 +960,17 @@ static const struct command commands[] = {
      parse_new, print_csr_created},
     {"csr list", "csr.list", "csr list", "Lists requests and what fulfilled them.", parse_none,
      print_csr_list},
+    {"csr delete", "csr.delete", "csr delete ID" WAIT_FLAG,
+     "Deletes a request and its sealed private key.", parse_id, print_message},
+    {"key list", "key.list", "key list",
+     "Lists pending keys: imported keys whose certificate has not come yet.", parse_none,
+     print_key_list},
+    {"key delete", "key.delete", "key delete ID" WAIT_FLAG, "Deletes a pending key.", parse_id,
+     print_message},
+    {"cert prune", "cert.prune", "cert prune --expired [--older-than DAYS] [--yes]" WAIT_FLAG,
+     "Lists the expired identity certificates, except the default (expired more than DAYS "
+     "days ago with --older-than); --yes deletes them.",
+     parse_prune, print_prune},
     {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.", parse_id,
      print_csr_show},
     {"import", "import", "import FILE... [--password-file F] [--name NAME]" WAIT_FLAG,
@@ -1390,6 +1539,7 @@ int cs_cli_main(int argc, char **argv)
 		return fail(&err);
 	}
 	human = json_output ? fopen("/dev/null", "w") : stdout;
+	aside = json_output ? human : stderr;
 	rc = human ? cmd->print(result, args) : 1;
 	warn_unconfirmed(result);
 	if (human != NULL && human != stdout)

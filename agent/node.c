@@ -91,7 +91,7 @@ static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_
 		return rc;
 	}
 	if (node->cfg->role != CS_ROLE_PRIMARY) {
-		cs_warn("no cluster settings yet: this %s holds no certificates until the "
+		cs_warn("no cluster settings yet: this %s node holds no certificates until the "
 		        "primary's arrive",
 		        cs_role_name(node->cfg->role));
 		return 0;
@@ -155,6 +155,8 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 	    .role = cs_role_name(cfg->role),
 	    .node_hostname = cfg->hostname,
 	    .site_hostname = cfg->site_hostname,
+	    .unhealthy = ops_refusing,
+	    .unhealthy_ctx = node,
 	};
 	int rc;
 
@@ -253,7 +255,7 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	const cs_config *cfg = node->cfg;
 	uint8_t digest[CS_DIGEST_LEN], again[CS_DIGEST_LEN];
 	char dhex[2 * CS_DIGEST_LEN + 1], ahex[2 * CS_DIGEST_LEN + 1];
-	json_t *def, *result;
+	json_t *def, *result, *health;
 	cs_txn *txn;
 	cs_pos pos;
 
@@ -264,6 +266,11 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	cs_txn_digest(txn, digest);
 	if (cs_txn_digest_recompute(txn, again, err) < 0 ||
 	    (def = default_json(txn, err)) == NULL) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	if ((health = ops_health(node, txn, err)) == NULL) {
+		json_decref(def);
 		cs_txn_abort(txn);
 		return NULL;
 	}
@@ -282,6 +289,10 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
 	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
 	cs_txn_abort(txn);
+	if (result != NULL)
+		json_object_set_new(result, "health", health);
+	else
+		json_decref(health);
 	if (result != NULL && node->tls != NULL)
 		json_object_set_new(result, "tls", tls_server_status(node->tls));
 	if (result != NULL && node->repl != NULL) {
@@ -318,6 +329,10 @@ static const struct command {
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
     {"diverged.apply", op_diverged_apply, true, false},
+    {"key.list", op_key_list, false, false},
+    {"key.delete", op_key_delete, true, false},
+    {"csr.delete", op_csr_delete, true, false},
+    {"cert.prune", op_cert_prune, true, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
@@ -343,6 +358,8 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			               cmd, cfg->name, primary ? ", " : "", primary ? primary : ""),
 			       NULL;
 		}
+		if (c->change && ops_refuse_starting(node, cmd, err) < 0)
+			return NULL;
 		if (c->needs_key && node->key == NULL)
 			return cs_fail(
 			           err, CS_EREFUSED,

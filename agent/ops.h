@@ -62,6 +62,12 @@ json_t *op_csr_show(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_import(struct cs_node *node, json_t *args, cs_err *err);
 
+/* ops_tidy.c */
+json_t *op_key_list(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_key_delete(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_csr_delete(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cert_prune(struct cs_node *node, json_t *args, cs_err *err);
+
 /* Has the TLS endpoint serve the store as it is now, soon after; returns
  * at once (tls_server_changed). */
 void ops_reload_tls(struct cs_node *node);
@@ -71,6 +77,14 @@ int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_er
 /* Whether this node accepts changes, and the primary's name as far as it
  * knows (buf holds it; NULL when unknown). */
 bool ops_leading(struct cs_node *node);
+/* -1 with a refusal that says to retry while this primary is starting
+ * (it has not heard its peers yet); 0 otherwise. */
+int ops_refuse_starting(struct cs_node *node, const char *cmd, cs_err *err);
+
+/* ops_health.c: {"ok", "problems": [text]} as txn sees the store. */
+json_t *ops_health(struct cs_node *node, cs_txn *txn, cs_err *err);
+/* True while the node refuses the cluster passphrase (a tls_config hook). */
+bool ops_refusing(void *node);
 const char *ops_primary(struct cs_node *node, char *buf, size_t len);
 
 /* --wait of a change: parsed before the change runs, so a bad flag changes

@@ -226,7 +226,7 @@ static json_t *uncovered(const cs_config *cfg, X509 *cert)
 
 json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
 {
-	char hex[2 * PKI_ID_LEN + 1], summary[128], sid[9];
+	char hex[2 * PKI_ID_LEN + 1], summary[128], sid[9], why[48], nb[32], na[32];
 	const char *ref;
 	json_t *missing;
 	rec_cert c;
@@ -241,6 +241,8 @@ json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	}
 	rec_short_id(c.id, sid);
+	rec_time(c.rec->not_before, nb);
+	rec_time(c.rec->not_after, na);
 	if (c.table != CS_TBL_CERTS || c.rec->sealed_key.len == 0) {
 		cs_fail(err, CS_EREFUSED,
 		        c.table != CS_TBL_CERTS
@@ -248,6 +250,16 @@ json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
 		              "identity certificate with its key"
 		            : "certificate %s (%s) holds no private key; import its key first",
 		        sid, c.rec->name);
+		rec_cert_clear(&c);
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	if (!rec_valid_at(c.rec, time(NULL), why)) {
+		cs_fail(
+		    err, CS_EREFUSED,
+		    "certificate %s (%s) is %s (valid %.10s to %.10s); clients would refuse it: "
+		    "choose a certificate valid now",
+		    sid, c.rec->name, why, nb, na);
 		rec_cert_clear(&c);
 		cs_txn_abort(txn);
 		return NULL;
@@ -376,23 +388,91 @@ json_t *op_verify(struct cs_node *node, json_t *args, cs_err *err)
 
 /* ---- verify --cluster ------------------------------------------------------- */
 
-/* The ids a node serves, as this node predicts them from its own store:
- * the node's table differs from ours only by its hostname in the
- * coverage gate.  prev (our served table, may be NULL) saves re-parsing. */
-static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const char *hostname,
-                            const tls_table *prev, time_t now, cs_err *err)
-{
-	const char *site = node->cfg->site_hostname, *a, *b;
-	tls_table *t;
-	json_t *j;
+/* The operator's intent for one hostname: the default when it holds its
+ * key, is valid now and covers the hostname, else the latest-expiring
+ * valid renewal of it that does. */
+struct intent_walk {
+	const rec_cert *dflt;
+	const char *host;
+	time_t now;
+	int64_t best_after;
+	char hex[2 * PKI_ID_LEN + 1]; /* "" while none */
+};
 
-	if (tls_table_load(&t, txn, node->key, hostname, site, prev, now, err) < 0)
-		return NULL;
-	a = tls_table_served(t, hostname, now);
-	b = tls_table_served(t, site, now);
-	j = json_pack("{s:s?, s:s?}", hostname, a, site, b);
+static bool servable(const Certsync__CertRecord *r, time_t now)
+{
+	return r->kind == CERTSYNC__CERT_KIND__CERT_KIND_IDENTITY && r->sealed_key.len > 0 &&
+	       rec_valid_at(r, now, NULL);
+}
+
+static int intent_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct intent_walk *w = ctx;
+	Certsync__CertRecord *r = certsync__cert_record__unpack(NULL, vlen, val);
+	X509 *x = NULL;
+
+	if (r != NULL && klen == PKI_ID_LEN && servable(r, w->now) &&
+	    r->not_after > w->best_after && rec_renews(r, w->dflt->rec) &&
+	    (x = pki_cert_from_der(r->der.data, r->der.len, NULL)) != NULL &&
+	    pki_covers(x, w->host)) {
+		w->best_after = r->not_after;
+		cs_hex(key, PKI_ID_LEN, w->hex);
+	}
+	X509_free(x);
+	certsync__cert_record__free_unpacked(r, NULL);
+	return 0;
+}
+
+static int intended_id(cs_txn *txn, const struct loaded *dl, const char *host, time_t now,
+                       char hex[2 * PKI_ID_LEN + 1], cs_err *err)
+{
+	struct intent_walk w = {.dflt = &dl->c, .host = host, .now = now};
+
+	if (servable(dl->c.rec, now) && pki_covers(dl->leaf, host)) {
+		cs_hex(dl->c.id, PKI_ID_LEN, hex);
+		return 0;
+	}
+	if (cs_txn_foreach(txn, CS_TBL_CERTS, intent_one, &w, err) != 0)
+		return -1;
+	memcpy(hex, w.hex, sizeof(w.hex));
+	return 0;
+}
+
+/* The ids a node must serve for its hostname and the site hostname: what
+ * the operator chose (the default, or its renewal) where it covers them;
+ * else, when the coverage check fails anyway, what the node's coverage
+ * gate picks, as this node predicts it from its own store (the node's
+ * table differs from ours only by its hostname).  dl: the default, or
+ * NULL; prev (our served table, may be NULL) saves re-parsing. */
+static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct loaded *dl,
+                            const char *hostname, const tls_table *prev, time_t now, cs_err *err)
+{
+	const char *hosts[2] = {hostname, node->cfg->site_hostname};
+	char ids[2][2 * PKI_ID_LEN + 1] = {"", ""};
+	tls_table *t = NULL;
+	json_t *j = json_object();
+
+	for (int i = 0; i < 2; i++) {
+		const char *id = NULL;
+
+		if (dl != NULL && intended_id(txn, dl, hosts[i], now, ids[i], err) < 0)
+			goto fail;
+		if (ids[i][0] != '\0') {
+			id = ids[i];
+		} else {
+			if (t == NULL && tls_table_load(&t, txn, node->key, hostname, hosts[1],
+			                                prev, now, err) < 0)
+				goto fail;
+			id = tls_table_served(t, hosts[i], now);
+		}
+		json_object_set_new(j, hosts[i], id != NULL ? json_string(id) : json_null());
+	}
 	tls_table_free(t);
 	return j;
+fail:
+	tls_table_free(t);
+	json_decref(j);
+	return NULL;
 }
 
 /* Where this node's own endpoint is reached from here: its first
@@ -441,6 +521,7 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	struct loaded l;
 	cs_err lerr = {0};
 	cs_txn *txn = NULL;
+	bool has_dflt = false;
 	cs_pos at;
 
 	(void)args;
@@ -452,14 +533,15 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	cs_hex(d, CS_DIGEST_LEN, digest);
 	/* No default is a finding of the check, not an error of the command. */
 	if (load(txn, NULL, &l, &lerr) == 0) {
+		has_dflt = true;
 		cs_hex(l.c.id, PKI_ID_LEN, hex);
 		dflt = json_pack("{s:s, s:s}", "id", hex, "name", l.c.rec->name);
 		for (size_t i = 0; i < nhosts; i++)
 			if (!pki_covers(l.leaf, hosts[i]))
 				json_array_append_new(uncovered, json_string(hosts[i]));
-		unload(&l);
 	}
-	if ((expected = expected_ids(node, txn, cfg->hostname, served, now, err)) == NULL)
+	if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, cfg->hostname, served, now,
+	                             err)) == NULL)
 		goto fail;
 	json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:o, s:o}",
 	                                       "name", cfg->name, "role", cs_role_name(cfg->role),
@@ -471,7 +553,8 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 		const cs_peer *p = &cfg->peers[i];
 		json_t *v = peer_view(peers, p->name);
 
-		if ((expected = expected_ids(node, txn, p->hostname, served, now, err)) == NULL)
+		if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, p->hostname, served,
+		                             now, err)) == NULL)
 			goto fail;
 		json_array_append_new(
 		    nodes,
@@ -482,12 +565,16 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 		              json_object_get(v, "seq"), "digest", json_object_get(v, "digest"),
 		              "tls_endpoint", p->tls_endpoint, "expected", expected));
 	}
+	if (has_dflt)
+		unload(&l);
 	cs_txn_abort(txn);
 	tls_table_free(served);
 	json_decref(rs);
 	return json_pack("{s:s, s:o, s:o, s:o}", "site_hostname", cfg->site_hostname, "default",
 	                 dflt, "uncovered", uncovered, "nodes", nodes);
 fail:
+	if (has_dflt)
+		unload(&l);
 	if (txn != NULL)
 		cs_txn_abort(txn);
 	tls_table_free(served);

@@ -40,6 +40,13 @@ struct import {
 	json_t *items;
 	size_t identities_added;
 	bool has_default;
+	/* identities of this command that hold their key: one that renews the
+	 * default takes over from it */
+	struct keyed {
+		uint8_t id[PKI_ID_LEN];
+		const char *file;
+	} * keyed;
+	size_t nkeyed, capkeyed;
 	cs_err *err;
 };
 
@@ -95,13 +102,6 @@ static int decode_files(struct import *im, json_t *files, const char *password)
 			return -1;
 		im->files[i] = name;
 		im->nfiles = i + 1;
-		/* A PKCS#12 exists to carry an identity: one without its key is an
-		 * export that went wrong, and storing it keyless would hide that. */
-		if (strcmp(im->bundles[i].format, "PKCS#12") == 0 && im->bundles[i].nkeys == 0)
-			return cs_fail(im->err, CS_EINPUT,
-			               "%s: the PKCS#12 file holds no private key; export it again "
-			               "with its key, or import its certificates as PEM or DER",
-			               name);
 	}
 	return 0;
 }
@@ -413,7 +413,19 @@ static int put_identity(struct import *im, const char *file, X509 *x, pki_cert_i
 		rc = rec_put(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &rec.base, im->err);
 	free(rec.sealed_key.data);
 	free(der);
-	(void)file;
+	if (rc == 0 && pkey != NULL) {
+		if (im->nkeyed == im->capkeyed) {
+			size_t cap = im->capkeyed ? 2 * im->capkeyed : 8;
+			struct keyed *v = realloc(im->keyed, cap * sizeof(*v));
+
+			if (v == NULL)
+				return cs_fail(im->err, CS_EIO, "out of memory");
+			im->keyed = v;
+			im->capkeyed = cap;
+		}
+		memcpy(im->keyed[im->nkeyed].id, info->id, PKI_ID_LEN);
+		im->keyed[im->nkeyed++].file = file;
+	}
 	return rc;
 }
 
@@ -483,7 +495,9 @@ static int import_identity(struct import *im, const char *file, X509 *x, pki_cer
 	                  ks.from_request ? ks.request_id : NULL);
 	if (rc == 0 && ks.from_request)
 		rc = add_fulfilled(im, ks.request_id, info->id);
-	if (rc == 0 && ks.pkey != NULL && !im->has_default) {
+	/* The first identity with its key becomes the default, once valid. */
+	if (rc == 0 && ks.pkey != NULL && !im->has_default && info->not_before <= time(NULL) &&
+	    time(NULL) < info->not_after) {
 		rc = rec_set_default(im->txn, info->id, im->err);
 		im->has_default = true;
 	}
@@ -537,11 +551,37 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	return rc;
 }
 
+/* ---- self-signed server certificates marked CA:TRUE -------------------------- */
+
+/* `openssl req -x509` marks CA:TRUE unless told otherwise, and many
+ * appliances ship such a certificate as their own.  A self-signed one with
+ * subjectAltNames whose key this command brings or a pending key holds is
+ * the appliance's identity, not a root: 1 then, 0 when it stays a root. */
+static int server_root(struct import *im, X509 *x, const pki_cert_info *info)
+{
+	struct cmd_key *ck;
+	int rc;
+
+	if (info->kind != PKI_KIND_ROOT || info->sans.n == 0)
+		return 0;
+	ck = command_key(im, info->spki_sha256);
+	if (ck != NULL && pki_key_matches(x, ck->pkey))
+		return 1;
+	rc = cs_txn_get(im->txn, CS_TBL_KEYS, info->spki_sha256, PKI_ID_LEN, &(const void *){0},
+	                &(size_t){0}, im->err);
+	return rc < 0 ? -1 : rc == 0;
+}
+
 /* ---- keys no certificate of this command claimed ------------------------- */
 
+/* Attaches ck to the keyless certificates of w (in the certs table) or,
+ * for w of the CA pool, to a self-signed one with subjectAltNames that came
+ * before its key: it moves to the identities.  Counts them in *attached. */
 static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct spki_walk *w,
                             size_t *attached)
 {
+	bool ca = w->table == CS_TBL_CAS;
+
 	for (size_t i = 0; i < w->n; i++) {
 		rec_cert c = {0};
 		X509 *x;
@@ -549,18 +589,35 @@ static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct 
 		char sid[9];
 		int rc;
 
-		if (w->has_key[i] || rec_cert_get(im->txn, CS_TBL_CERTS, w->ids[i], &c, im->err))
+		if (w->has_key[i] || rec_cert_get(im->txn, w->table, w->ids[i], &c, im->err))
 			continue;
 		x = pki_cert_from_der(c.rec->der.data, c.rec->der.len, im->err);
 		rc = x && pki_key_matches(x, ck->pkey) ? pki_cert_inspect(x, &info, im->err) : 1;
+		if (rc == 0 && ca && (info.kind != PKI_KIND_ROOT || info.sans.n == 0)) {
+			pki_cert_info_free(&info);
+			rc = 1;
+		}
 		if (rc == 0) {
-			rc = put_identity(im, ck->file, x, &info, c.rec->name, ck->pkey,
-			                  c.rec->source, NULL);
+			info.kind = PKI_KIND_IDENTITY;
+			rc = ca ? cs_txn_del(im->txn, CS_TBL_CAS, w->ids[i], PKI_ID_LEN, im->err)
+			        : 0;
+			if (rc == 0)
+				rc = put_identity(im, ck->file, x, &info, c.rec->name, ck->pkey,
+				                  c.rec->source, NULL);
+			if (rc == 0 && ca && !im->has_default &&
+			    rec_valid_at(c.rec, time(NULL), NULL)) {
+				rc = rec_set_default(im->txn, w->ids[i], im->err);
+				im->has_default = true;
+			}
 			rec_short_id(w->ids[i], sid);
 			if (rc == 0)
-				add_item(im, ck->file, "key-attached", "identity", w->ids[i],
-				         c.rec->name, "key joined certificate %s (%s)", sid,
-				         c.rec->name);
+				add_item(
+				    im, ck->file, "key-attached", "identity", w->ids[i],
+				    c.rec->name, "key joined certificate %s (%s)%s", sid,
+				    c.rec->name,
+				    ca ? ": self-signed with subjectAltNames, it is an identity "
+				         "certificate now"
+				       : "");
 			(*attached)++;
 			pki_cert_info_free(&info);
 		}
@@ -575,7 +632,7 @@ static int attach_to_stored(struct import *im, struct cmd_key *ck, const struct 
 static int import_key(struct import *im, struct cmd_key *ck)
 {
 	Certsync__PendingKey pk = CERTSYNC__PENDING_KEY__INIT;
-	struct spki_walk certs, reqs;
+	struct spki_walk certs, reqs, cas;
 	char sid[9], type[16], holder[9];
 	size_t attached = 0;
 	int rc;
@@ -584,6 +641,11 @@ static int import_key(struct import *im, struct cmd_key *ck)
 	if (find_spki(im, CS_TBL_CERTS, ck->spki, &certs) < 0 ||
 	    attach_to_stored(im, ck, &certs, &attached) < 0 ||
 	    find_spki(im, CS_TBL_REQUESTS, ck->spki, &reqs) < 0)
+		return -1;
+	if (attached > 0)
+		return 0;
+	if (find_spki(im, CS_TBL_CAS, ck->spki, &cas) < 0 ||
+	    attach_to_stored(im, ck, &cas, &attached) < 0)
 		return -1;
 	if (attached > 0)
 		return 0;
@@ -618,6 +680,74 @@ static int import_key(struct import *im, struct cmd_key *ck)
 	return rc;
 }
 
+/* ---- renewals of the default ------------------------------------------------ */
+
+/* Whether c, held with its key, can serve now: valid, its chain complete. */
+static int ready_to_serve(struct import *im, const rec_cert *c, STACK_OF(X509) * pool, bool *ok)
+{
+	X509 *x = pki_cert_from_der(c->rec->der.data, c->rec->der.len, im->err);
+	STACK_OF(X509) *chain = NULL;
+	bool complete = false;
+	int rc = x != NULL ? pki_chain_build(x, pool, true, &chain, &complete, im->err) : -1;
+
+	*ok = rc == 0 && complete && rec_valid_at(c->rec, time(NULL), NULL);
+	sk_X509_pop_free(chain, X509_free);
+	X509_free(x);
+	return rc;
+}
+
+/* An identity of this command that renews the default (its key or its
+ * names, later expiry), holds its key, is valid now and has its whole
+ * chain becomes the default; the latest-expiring one when several do. */
+static int renew_default(struct import *im)
+{
+	rec_cert d = {0}, best = {0};
+	const char *best_file = NULL;
+	uint8_t def[PKI_ID_LEN];
+	STACK_OF(X509) *pool = NULL;
+	char sid[9], did[9];
+	int rc = 0;
+
+	if (im->nkeyed == 0 || (rc = rec_default(im->txn, def, im->err)) != 0 ||
+	    (rc = rec_cert_get(im->txn, CS_TBL_CERTS, def, &d, im->err)) != 0)
+		return rc < 0 ? -1 : 0;
+	if ((pool = rec_ca_pool(im->txn, im->err)) == NULL)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < im->nkeyed; i++) {
+		rec_cert c = {0};
+		bool ok = false;
+		int got = memcmp(im->keyed[i].id, def, PKI_ID_LEN) == 0
+		              ? 1
+		              : rec_cert_get(im->txn, CS_TBL_CERTS, im->keyed[i].id, &c, im->err);
+
+		if (got != 0) {
+			rc = got < 0 ? -1 : 0;
+			continue;
+		}
+		if (rec_renews(c.rec, d.rec) &&
+		    (best.rec == NULL || c.rec->not_after > best.rec->not_after) &&
+		    (rc = ready_to_serve(im, &c, pool, &ok)) == 0 && ok) {
+			rec_cert_clear(&best);
+			best = c;
+			best_file = im->keyed[i].file;
+			continue;
+		}
+		rec_cert_clear(&c);
+	}
+	if (rc == 0 && best.rec != NULL && (rc = rec_set_default(im->txn, best.id, im->err)) == 0) {
+		rec_short_id(best.id, sid);
+		rec_short_id(d.id, did);
+		add_item(im, best_file, "default", "identity", best.id, best.rec->name,
+		         "certificate %s (%s) renews the default %s (%s) and is now the default; "
+		         "`certsync cert default %s` chooses the old one again",
+		         sid, best.rec->name, did, d.rec->name, did);
+	}
+	sk_X509_pop_free(pool, X509_free);
+	rec_cert_clear(&best);
+	rec_cert_clear(&d);
+	return rc;
+}
+
 /* ---- the command ------------------------------------------------------------ */
 
 static int import_certs(struct import *im)
@@ -631,6 +761,12 @@ static int import_certs(struct import *im)
 
 			if (pki_cert_inspect(sk_X509_value(certs, i), &info, im->err) < 0)
 				return cs_err_prefix(im->err, "%s: ", im->files[f]);
+			if ((rc = server_root(im, sk_X509_value(certs, i), &info)) < 0) {
+				pki_cert_info_free(&info);
+				return -1;
+			}
+			if (rc > 0)
+				info.kind = PKI_KIND_IDENTITY;
 			rc = info.kind == PKI_KIND_IDENTITY
 			         ? import_identity(im, im->files[f], sk_X509_value(certs, i), &info)
 			         : import_ca(im, im->files[f], sk_X509_value(certs, i), &info);
@@ -696,6 +832,8 @@ json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
 	for (size_t i = 0; i < im.nkeys; i++)
 		if (!im.keys[i].used && import_key(&im, &im.keys[i]) < 0)
 			goto out;
+	if (renew_default(&im) < 0)
+		goto out;
 	result = finish(&im);
 out:
 	if (im.txn != NULL)
@@ -703,6 +841,7 @@ out:
 	for (size_t i = 0; i < im.nfiles; i++)
 		pki_bundle_free(&im.bundles[i]);
 	free(im.keys);
+	free(im.keyed);
 	json_decref(im.items);
 	return result;
 }

@@ -91,6 +91,17 @@ bool ops_leading(struct cs_node *node)
 	return node->repl != NULL ? repl_leading(node->repl) : node->cfg->role == CS_ROLE_PRIMARY;
 }
 
+int ops_refuse_starting(struct cs_node *node, const char *cmd, cs_err *err)
+{
+	if (node->repl == NULL || !repl_starting(node->repl))
+		return 0;
+	return cs_fail(err, CS_EREFUSED,
+	               "%s refused: %s is starting and accepts changes once it has heard its "
+	               "peers (a few seconds at most: one of them may have been promoted "
+	               "meanwhile); retry shortly",
+	               cmd, node->cfg->name);
+}
+
 const char *ops_primary(struct cs_node *node, char *buf, size_t len)
 {
 	if (node->repl == NULL)

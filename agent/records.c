@@ -4,13 +4,13 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
 #include "../common/hex.h"
 
 #define MIN_PREFIX  8
-#define DAY         86400
 #define WARN_DAYS   30
 #define MAX_MATCHES 4 /* named in an "ambiguous" message */
 
@@ -25,6 +25,42 @@ void rec_time(time_t t, char out[32])
 
 	gmtime_r(&t, &tm);
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+bool rec_valid_at(const Certsync__CertRecord *r, time_t now, char why[48])
+{
+	char day[32];
+
+	if ((time_t)r->not_before <= now && now < (time_t)r->not_after)
+		return true;
+	if (why != NULL) {
+		rec_time(now < (time_t)r->not_before ? (time_t)r->not_before : (time_t)r->not_after,
+		         day);
+		snprintf(why, 48, "%s %.10s",
+		         now < (time_t)r->not_before ? "not valid until" : "expired on", day);
+	}
+	return false;
+}
+
+static bool has_name(char **names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+bool rec_renews(const Certsync__CertRecord *newer, const Certsync__CertRecord *old)
+{
+	bool same_key = newer->spki_sha256.len == PKI_ID_LEN &&
+	                old->spki_sha256.len == PKI_ID_LEN &&
+	                memcmp(newer->spki_sha256.data, old->spki_sha256.data, PKI_ID_LEN) == 0;
+	bool same_names = newer->n_sans == old->n_sans && newer->n_sans > 0;
+
+	for (size_t i = 0; same_names && i < newer->n_sans; i++)
+		same_names = has_name(old->sans, old->n_sans, newer->sans[i]) &&
+		             has_name(newer->sans, newer->n_sans, old->sans[i]);
+	return newer->not_after > old->not_after && (same_key || same_names);
 }
 
 /* ---- finding by what the operator typed ---------------------------------- */
@@ -50,6 +86,15 @@ static char *cert_name(const void *val, size_t vlen)
 	char *name = r ? strdup(r->name) : NULL;
 
 	certsync__cert_record__free_unpacked(r, NULL);
+	return name;
+}
+
+static char *key_name(const void *val, size_t vlen)
+{
+	Certsync__PendingKey *k = certsync__pending_key__unpack(NULL, vlen, val);
+	char *name = k ? strdup(k->name) : NULL;
+
+	certsync__pending_key__free_unpacked(k, NULL);
 	return name;
 }
 
@@ -186,6 +231,14 @@ int rec_cert_find(cs_txn *txn, const char *ref, rec_cert *out, cs_err *err)
 	if (find_ref(txn, tables, 2, cert_name, ref, "certificate", "cert list", &t, id, err) < 0)
 		return -1;
 	return rec_cert_get(txn, t, id, out, err) == 0 ? 0 : -1;
+}
+
+int rec_key_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN], cs_err *err)
+{
+	static const cs_table tables[] = {CS_TBL_KEYS};
+	cs_table t;
+
+	return find_ref(txn, tables, 1, key_name, ref, "pending key", "key list", &t, id, err);
 }
 
 void rec_cert_clear(rec_cert *c)
@@ -369,9 +422,14 @@ static json_t *warnings(const rec_cert *c, STACK_OF(X509) * pool, time_t now)
 
 	if (r->not_after <= now) {
 		json_array_append_new(w, json_string("expired"));
-	} else if (r->not_after - now <= (time_t)WARN_DAYS * DAY) {
-		snprintf(text, sizeof(text), "expires in %lld days",
-		         (long long)((r->not_after - now) / DAY));
+	} else if (now < (time_t)r->not_before) {
+		rec_valid_at(r, now, text);
+		json_array_append_new(w, json_string(text));
+	} else if (pki_days_left((time_t)r->not_after, now) <= WARN_DAYS) {
+		char left[32];
+
+		snprintf(text, sizeof(text), "expires in %s",
+		         pki_days_text(pki_days_left((time_t)r->not_after, now), left));
 		json_array_append_new(w, json_string(text));
 	}
 	if (c->table != CS_TBL_CERTS)

@@ -33,6 +33,10 @@ void rec_cert_clear(rec_cert *c);
  * prefix, since a name must select one record. */
 int rec_name_unused(cs_txn *txn, const char *name, bool requests_too, cs_err *err);
 
+/* Finds a pending key by the id `key list` shows (the hash of its public
+ * key; a prefix of 8+ hex digits) or its name. */
+int rec_key_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN], cs_err *err);
+
 /* Finds a request the same way as rec_cert_find. */
 int rec_request_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN],
                      Certsync__RequestRecord **out, cs_err *err);
@@ -64,6 +68,14 @@ void rec_time(time_t t, char out[32]);
 /* The JSON of a certificate (README, CONTRACT: CERT) with its warnings. */
 json_t *rec_cert_json(const rec_cert *c, bool is_default, STACK_OF(X509) * pool, time_t now);
 json_t *rec_request_json(const uint8_t id[PKI_ID_LEN], const Certsync__RequestRecord *r);
+
+/* Whether r is valid at now; when it is not, why, with the date ("expired
+ * on 2026-03-01", "not valid until 2027-01-02") in why (NULL: not wanted). */
+bool rec_valid_at(const Certsync__CertRecord *r, time_t now, char why[48]);
+
+/* Whether newer renews old: a certificate with old's key or old's names
+ * (the same set, in any order or case) that expires later. */
+bool rec_renews(const Certsync__CertRecord *newer, const Certsync__CertRecord *old);
 
 /* 8-hex-digit prefix of an id, for messages. */
 void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9]);

@@ -100,7 +100,7 @@ static int on_servername(SSL *s, int *alert, void *arg)
 	const char *sni = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
 	char name[TLS_NAME_MAX + 1];
 	size_t n = sni != NULL ? tls_name_normalize(sni, strlen(sni), name) : 0;
-	const tls_entry *e = tls_table_select(prep.t, n ? name : NULL, true, time(NULL));
+	const tls_entry *e = tls_table_select(prep.t, n ? name : NULL, TLS_CAN_ANY, time(NULL));
 
 	(void)alert;
 	(void)arg;

@@ -14,6 +14,9 @@ int cs_log_parse_level(const char *name, enum cs_log_level *out);
 
 void cs_log(enum cs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The word for n things: CS_PLURAL(n, "entry", "entries"). */
+#define CS_PLURAL(n, one, many) ((n) == 1 ? (one) : (many))
+
 #define cs_debug(...) cs_log(CS_LOG_DEBUG, __VA_ARGS__)
 #define cs_info(...)  cs_log(CS_LOG_INFO, __VA_ARGS__)
 #define cs_warn(...)  cs_log(CS_LOG_WARN, __VA_ARGS__)

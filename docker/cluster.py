@@ -124,6 +124,11 @@ class Cluster:
     def compose(self, *args, check=True, timeout=CMD_TIMEOUT):
         return self.run("compose", *args, check=check, timeout=timeout)
 
+    def health(self, node):
+        """The container's healthcheck state (`certsync status --check`)."""
+        return self.docker("inspect", "-f", "{{.State.Health.Status}}",
+                           self.container(node)).strip()
+
     def container(self, node):
         return self.compose("ps", "-q", node).stdout.decode().strip()
 

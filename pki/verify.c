@@ -117,9 +117,20 @@ static void day_text(time_t t, char out[16])
 		snprintf(out, 16, "?");
 }
 
+long long pki_days_left(time_t not_after, time_t now)
+{
+	return ((long long)not_after - (long long)now + DAY - 1) / DAY;
+}
+
+const char *pki_days_text(long long days, char out[32])
+{
+	snprintf(out, 32, "%lld day%s", days, days == 1 ? "" : "s");
+	return out;
+}
+
 static void check_validity(pki_check *c, const pki_cert_info *info, time_t now)
 {
-	char day[16];
+	char day[16], left[32];
 	long long days;
 
 	if (now < info->not_before) {
@@ -134,16 +145,16 @@ static void check_validity(pki_check *c, const pki_cert_info *info, time_t now)
 		say(c, "expired on %s", day);
 		return;
 	}
-	/* A part of a day counts as a day: "expires in 1 day" until it has. */
-	days = ((long long)info->not_after - (long long)now + DAY - 1) / DAY;
+	days = pki_days_left(info->not_after, now);
+	pki_days_text(days, left);
 	if (days <= FAIL_DAYS) {
 		c->status = PKI_CHECK_FAIL;
-		say(c, "expires in %lld day%s (%s): renew now", days, days > 1 ? "s" : "", day);
+		say(c, "expires in %s (%s): renew now", left, day);
 	} else if (days <= WARN_DAYS) {
 		c->status = PKI_CHECK_WARN;
-		say(c, "expires in %lld days (%s)", days, day);
+		say(c, "expires in %s (%s)", left, day);
 	} else {
-		say(c, "valid until %s (%lld days left)", day, days);
+		say(c, "valid until %s (%s left)", day, left);
 	}
 }
 

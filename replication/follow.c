@@ -150,9 +150,10 @@ static enum fstate on_welcome(repl *r, struct peer *p, const envelope *env)
 		return F_WAIT;
 	}
 	if (moved > 0)
-		cs_warn("repl: %zu entries after seq %" PRIu64 " forked from %s's log; they are "
+		cs_warn("repl: %zu %s after seq %" PRIu64 " forked from %s's log; %s "
 		        "moved aside (`certsync diverged list`)",
-		        moved, w->fork, p->name);
+		        moved, CS_PLURAL(moved, "entry", "entries"), w->fork, p->name,
+		        CS_PLURAL(moved, "it is", "they are"));
 	r->f.chunks = 0;
 	return F_SNAP;
 }

@@ -242,8 +242,8 @@ static void send_snapshot(repl *r, struct peer *p)
 	}
 	cs_txn_abort(txn);
 	if (rc == 0) {
-		cs_info("repl: sent %s a snapshot at %" PRIu64 ".%" PRIu64 " in %u chunks", p->name,
-		        pos.epoch, pos.seq, c.sent);
+		cs_info("repl: sent %s a snapshot at %" PRIu64 ".%" PRIu64 " in %u %s", p->name,
+		        pos.epoch, pos.seq, c.sent, CS_PLURAL(c.sent, "chunk", "chunks"));
 		p->sent = pos.seq;
 	} else {
 		/* The follower's next beat starts it over. */
@@ -366,9 +366,9 @@ void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d)
 		return;
 	}
 	if (added > 0)
-		cs_warn("repl: %s moved %zu entries of its log aside (they forked from this "
+		cs_warn("repl: %s moved %zu %s of its log aside (they forked from this "
 		        "primary's); see `certsync diverged list`",
-		        p->name, added);
+		        p->name, added, CS_PLURAL(added, "entry", "entries"));
 }
 
 /* ---- waiting for acknowledgements ---- */

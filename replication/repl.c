@@ -224,15 +224,24 @@ static int persist_epoch(repl *r, uint64_t epoch, bool lead, cs_err *err)
 	return local_reload(r) == 0 ? 0 : cs_fail(err, CS_EIO, "cannot reread the store");
 }
 
+/* A traffic node is never promoted, whatever it hears of the primary. */
+static int refuse_traffic(const repl *r, cs_err *err)
+{
+	return r->role == REPL_TRAFFIC
+	           ? cs_fail(err, CS_EREFUSED,
+	                     "promote refused: %s is a traffic node, and traffic nodes cannot be "
+	                     "promoted; promote the backup",
+	                     r->name)
+	           : 0;
+}
+
 static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 {
 	uint64_t epoch = r->loc.epoch;
 
 	(void)unused;
-	if (r->role == REPL_TRAFFIC)
-		return cs_fail(err, CS_EREFUSED,
-		               "promote refused: %s is a traffic node; promote the backup",
-		               r->name);
+	if (refuse_traffic(r, err) != 0)
+		return -1;
 	if (r->loc.kdf == NULL || r->f.state == F_REFUSED)
 		return cs_fail(err, CS_EREFUSED, "promote refused: %s %s", r->name,
 		               r->f.state == F_REFUSED ? r->refusal
@@ -257,6 +266,8 @@ static int promote(repl *r, uint64_t unused, cs_err *err)
 {
 	int64_t now = repl_now();
 
+	if (refuse_traffic(r, err) != 0)
+		return -1;
 	for (size_t i = 0; i < r->npeers; i++) {
 		const struct peer *p = &r->peers[i];
 
@@ -477,6 +488,7 @@ static void publish(repl *r)
 
 	pthread_mutex_lock(&r->mu);
 	v->leading = r->leading;
+	v->starting = r->starting_until != 0;
 	v->epoch = r->loc.epoch;
 	v->applied = r->loc.applied;
 	v->leader = r->leading ? -2 : r->f.leader ? (int)(r->f.leader - r->peers) : -1;
@@ -529,6 +541,28 @@ static bool take_requests(repl *r)
 	return !stop;
 }
 
+/* Ends the start-up wait once every primary-capable peer was heard (a
+ * higher epoch among them has made this node step down already) or the
+ * failure timeout has passed. */
+static void check_started(repl *r)
+{
+	bool heard = true;
+
+	if (r->starting_until == 0)
+		return;
+	for (size_t i = 0; i < r->npeers; i++)
+		if (r->peers[i].role != REPL_TRAFFIC && r->peers[i].s.heard == 0)
+			heard = false;
+	if (!r->leading || heard || repl_now() >= r->starting_until) {
+		if (r->leading)
+			cs_info("repl: %s accepts changes: %s", r->name,
+			        heard ? "every primary-capable peer was heard"
+			              : "no primary-capable peer was heard within the failure "
+			                "timeout");
+		r->starting_until = 0;
+	}
+}
+
 static void tick(repl *r)
 {
 	r->next_beat = repl_now() + r->beat_ms;
@@ -574,6 +608,7 @@ static void *run(void *arg)
 				recv_all(r, items[i].socket, owner[i]);
 		if (repl_now() >= r->next_beat)
 			tick(r);
+		check_started(r);
 		publish(r);
 	}
 	follow_stop(r);
@@ -664,6 +699,9 @@ static int initial_role(repl *r, cs_err *err)
 	}
 	cs_txn_led(txn, &led);
 	r->leading = led != 0 && led == cs_txn_epoch(txn);
+	for (size_t i = 0; r->leading && i < r->npeers; i++)
+		if (r->peers[i].role != REPL_TRAFFIC)
+			r->starting_until = repl_now() + r->dead_ms;
 	return cs_txn_commit(txn, NULL, NULL, err);
 }
 
@@ -836,6 +874,26 @@ int repl_promote(repl *r, bool force, cs_err *err)
 	return rc;
 }
 
+bool repl_starting(repl *r)
+{
+	bool starting;
+
+	pthread_mutex_lock(&r->mu);
+	starting = r->view.starting;
+	pthread_mutex_unlock(&r->mu);
+	return starting;
+}
+
+bool repl_refusing(repl *r)
+{
+	bool refusing;
+
+	pthread_mutex_lock(&r->mu);
+	refusing = r->view.refusal[0] != '\0';
+	pthread_mutex_unlock(&r->mu);
+	return refusing;
+}
+
 bool repl_leading(repl *r)
 {
 	bool leading;
@@ -903,18 +961,22 @@ json_t *repl_status(repl *r)
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
-	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	j = json_pack("{s:s, s:s, s:b, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
+	              "s:I}}",
 	              "role",
 	              v->leading ? "primary"
 	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
-	              "configured_role", repl_role_name(r->role), "leading", v->leading, "epoch",
-	              (json_int_t)v->epoch, "leader",
+	              "configured_role", repl_role_name(r->role), "leading", v->leading, "starting",
+	              v->starting, "epoch", (json_int_t)v->epoch, "leader",
 	              v->leader == -2  ? json_string(r->name)
 	              : v->leader >= 0 ? json_string(r->peers[v->leader].name)
 	                               : json_null(),
-	              "sync", v->leading ? "leading" : follow_state_name(v->fstate), "refusal",
-	              v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers,
-	              "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
+	              "sync",
+	              v->starting  ? "starting"
+	              : v->leading ? "leading"
+	                           : follow_state_name(v->fstate),
+	              "refusal", v->refusal[0] ? json_string(v->refusal) : json_null(), "peers",
+	              peers, "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
 	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
 	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
 	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);

@@ -118,6 +118,14 @@ int repl_leader(repl *r, char *name, size_t len);
  * position and lag) and the dropped-message counters; a new reference. */
 json_t *repl_status(repl *r);
 
+/* True while this primary waits, at start, to hear its primary-capable
+ * peers (at most the failure timeout): changes are refused meanwhile. */
+bool repl_starting(repl *r);
+
+/* True while this node refuses the cluster (its passphrase does not match
+ * the primary's); the reason is in repl_status. */
+bool repl_refusing(repl *r);
+
 /* The diverged table as JSON: [{"id","origin","epoch","seq","time",
  * "summary","found","applied_seq"}]. */
 json_t *repl_diverged_list(cs_store *st, cs_err *err);

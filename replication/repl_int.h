@@ -96,6 +96,7 @@ struct local {
 
 struct view {
 	bool leading;
+	bool starting;
 	uint64_t epoch;
 	cs_pos applied;
 	int leader; /* peer index, -1 none, -2 this node */
@@ -128,6 +129,10 @@ struct repl {
 	void *router;
 	void *zap;
 	bool leading;
+	/* The Binary Star rule: a primary that starts accepts no change until
+	 * it has heard every primary-capable peer (one may have been promoted
+	 * meanwhile) or the failure timeout has passed; 0 when not starting. */
+	int64_t starting_until;
 	struct local loc;
 	struct {
 		enum fstate state;

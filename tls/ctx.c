@@ -81,20 +81,43 @@ static bool offers_ecdsa_suite(SSL *s)
 	return false;
 }
 
-/* Whether the client can take an ECDSA certificate from us. */
-static bool hello_ecdsa(SSL *s)
+/* TLS 1.2 needs an ECDHE_RSA suite for an RSA certificate (the only RSA
+ * suites we enable). */
+static bool offers_rsa_suite(SSL *s)
+{
+	const unsigned char *p;
+	size_t len = SSL_client_hello_get0_ciphers(s, &p);
+
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		unsigned c = get16(p + i);
+
+		if (c == 0xc02f || c == 0xc030 || c == 0xcca8)
+			return true;
+	}
+	return false;
+}
+
+/* The key types the client can take from us: its signature_algorithms
+ * (absent: TLS 1.2's defaults allow both) and, below TLS 1.3, a suite for
+ * the type. */
+static unsigned hello_can(SSL *s)
 {
 	const unsigned char *p;
 	size_t len;
-	bool sig = true; /* no signature_algorithms: TLS 1.2 defaults allow it */
+	bool ec = true, rsa = true, tls13 = offers_tls13(s);
 
 	if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_signature_algorithms, &p, &len) && len >= 2) {
-		sig = false;
-		/* ecdsa_* schemes: hash 2..6 (SHA-1 .. SHA-512), signature 3. */
-		for (size_t i = 2; i + 1 < len && !sig; i += 2)
-			sig = p[i + 1] == 3 && p[i] >= 2 && p[i] <= 6;
+		ec = rsa = false;
+		for (size_t i = 2; i + 1 < len; i += 2) {
+			/* ecdsa_*: hash 2..6 (SHA-1 .. SHA-512), signature 3;
+			 * rsa_pkcs1_*: signature 1; rsa_pss_rsae_*: 0x0804..6. */
+			ec = ec || (p[i + 1] == 3 && p[i] >= 2 && p[i] <= 6);
+			rsa = rsa || (p[i + 1] == 1 && p[i] >= 2 && p[i] <= 6) ||
+			      (p[i] == 8 && p[i + 1] >= 4 && p[i + 1] <= 6);
+		}
 	}
-	return sig && (offers_tls13(s) || offers_ecdsa_suite(s));
+	return (ec && (tls13 || offers_ecdsa_suite(s)) ? TLS_CAN_EC : 0) |
+	       (rsa && (tls13 || offers_rsa_suite(s)) ? TLS_CAN_RSA : 0);
 }
 
 static int on_client_hello(SSL *s, int *alert, void *arg)
@@ -106,7 +129,7 @@ static int on_client_hello(SSL *s, int *alert, void *arg)
 
 	(void)arg;
 	e = hs->table != NULL
-	        ? tls_table_select(hs->table, n > 0 ? name : NULL, hello_ecdsa(s), time(NULL))
+	        ? tls_table_select(hs->table, n > 0 ? name : NULL, hello_can(s), time(NULL))
 	        : NULL;
 	if (e == NULL) {
 		*alert = SSL_AD_HANDSHAKE_FAILURE;

@@ -91,6 +91,8 @@ struct tls_worker {
 
 struct tls_server {
 	char *node_name, *role, *node_hostname, *site_hostname;
+	bool (*unhealthy)(void *ctx);
+	void *unhealthy_ctx;
 	char **addrs; /* bound listen addresses, port resolved */
 	size_t naddrs;
 	int hs_timeout_ms, max_conns, nworkers;
@@ -602,6 +604,8 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 	srv->naddrs = cfg->nlisten;
 	srv->node_name = dup_or_empty(cfg->node_name);
 	srv->role = dup_or_empty(cfg->role);
+	srv->unhealthy = cfg->unhealthy;
+	srv->unhealthy_ctx = cfg->unhealthy_ctx;
 	srv->node_hostname = dup_or_empty(cfg->node_hostname);
 	srv->site_hostname = dup_or_empty(cfg->site_hostname);
 	srv->addrs = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(char *));
@@ -694,7 +698,7 @@ tls_table *tls_server_table(tls_server *srv)
 
 static void log_coverage(const tls_table *t, time_t now)
 {
-	const tls_entry *served = tls_table_select(t, NULL, true, now);
+	const tls_entry *served = tls_table_select(t, NULL, TLS_CAN_ANY, now);
 	char missing[2 * (TLS_NAME_MAX + 2)] = "";
 
 	for (size_t i = 0; i < t->nuncovered; i++) {
@@ -865,7 +869,8 @@ void tls_server_changed(tls_server *srv)
 bool tls_server_healthy(tls_server *srv)
 {
 	tls_table *t = tls_server_table(srv);
-	bool ok = t != NULL && tls_table_healthy(t, time(NULL));
+	bool ok = t != NULL && tls_table_healthy(t, time(NULL)) &&
+	          (srv->unhealthy == NULL || !srv->unhealthy(srv->unhealthy_ctx));
 
 	tls_table_free(t);
 	return ok;

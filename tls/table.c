@@ -212,30 +212,73 @@ size_t tls_name_normalize(const char *name, size_t len, char *out)
 
 /* ---- selection -------------------------------------------------------------- */
 
-enum want { WANT_RSA, WANT_EC, WANT_ANY };
-
 static bool valid_at(const tls_entry *e, time_t now)
 {
 	return e->not_before <= now && now < e->not_after;
 }
 
-static const tls_entry *first_valid(const tls_cands *c, enum want want, time_t now)
+static bool usable(const tls_entry *e, unsigned can)
+{
+	return (can & (e->ec ? TLS_CAN_EC : TLS_CAN_RSA)) != 0;
+}
+
+static const tls_entry *first_valid(const tls_cands *c, time_t now)
 {
 	if (c == NULL)
 		return NULL;
 	for (size_t i = 0; i < c->n; i++) {
 		const tls_entry *e = TLS_CAND(c, i);
 
-		if (valid_at(e, now) && (want == WANT_ANY || e->ec == (want == WANT_EC)))
+		if (valid_at(e, now))
 			return e;
 	}
 	return NULL;
 }
 
-const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecdsa, time_t now)
+/* The best certificate of c the client can use: valid now, latest expiry;
+ * the key type it prefers (ECDSA when it offers it) only between two that
+ * expire at the same second. */
+static const tls_entry *best_usable(const tls_cands *c, unsigned can, time_t now)
+{
+	const tls_entry *b = NULL;
+
+	if (c == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->n; i++) {
+		const tls_entry *e = TLS_CAND(c, i);
+
+		if (!valid_at(e, now) || !usable(e, can))
+			continue;
+		if (b == NULL)
+			b = e;
+		else if (e->not_after != b->not_after)
+			break;
+		if (!b->ec && e->ec && (can & TLS_CAN_EC))
+			return e;
+	}
+	return b;
+}
+
+/* Whether e answers for the normalized name: one of its names, or a
+ * one-label wildcard over name's parent. */
+static bool answers(const tls_entry *e, const char *name)
+{
+	const char *dot = strchr(name, '.');
+
+	for (size_t i = 0; i < e->names.n; i++) {
+		const char *n = e->names.names[i];
+
+		if (strcmp(n, name) == 0 ||
+		    (dot != NULL && strncmp(n, "*.", 2) == 0 && strcmp(n + 2, dot + 1) == 0))
+			return true;
+	}
+	return false;
+}
+
+const tls_entry *tls_table_select(const tls_table *t, const char *name, unsigned can, time_t now)
 {
 	const tls_cands *stages[3] = {NULL, NULL, &t->dflt};
-	const tls_entry *e;
+	const tls_entry *d = t->configured, *e;
 
 	if (name != NULL) {
 		const char *dot = strchr(name, '.');
@@ -244,16 +287,22 @@ const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecd
 		if (dot != NULL)
 			stages[1] = map_get(&t->wild, dot + 1, strlen(dot + 1));
 	}
-	/* A certificate the client can use, the preferred key type first... */
+	/* The operator's choice first: the default, for no SNI, a name
+	 * nothing else answers, or a name it covers -- when the client can
+	 * use its key type. */
+	if (d != NULL && valid_at(d, now) && usable(d, can) &&
+	    (stages[0] == NULL && stages[1] == NULL ? t->dflt.n > 0 && TLS_CAND(&t->dflt, 0) == d
+	                                            : answers(d, name)))
+		return d;
+	/* Else the best certificate the client can use, exact names before
+	 * wildcards before the default's stand-ins... */
 	for (int s = 0; s < 3; s++) {
-		if (ecdsa && (e = first_valid(stages[s], WANT_EC, now)) != NULL)
-			return e;
-		if ((e = first_valid(stages[s], WANT_RSA, now)) != NULL)
+		if ((e = best_usable(stages[s], can, now)) != NULL)
 			return e;
 	}
 	/* ...then any valid one: its signature may yet suit the client. */
 	for (int s = 0; s < 3; s++) {
-		if ((e = first_valid(stages[s], WANT_ANY, now)) != NULL)
+		if ((e = first_valid(stages[s], now)) != NULL)
 			return e;
 	}
 	return NULL;
@@ -338,7 +387,7 @@ static int gate(tls_table *t, time_t now)
 	} else {
 		t->dflt = cover;
 	}
-	t->covered = first_valid(&t->dflt, WANT_ANY, now) != NULL;
+	t->covered = first_valid(&t->dflt, now) != NULL;
 	return 0;
 oom:
 	free(cover.v);
@@ -903,22 +952,26 @@ json_t *tls_table_status(const tls_table *t, time_t now)
 	for (int i = 0; i < 2; i++) {
 		if (hosts[i][0] != '\0')
 			json_array_append_new(
-			    served, json_pack("{s:s, s:o}", "hostname", hosts[i], "certificate",
-			                      id_json(tls_table_select(t, hosts[i], true, now))));
+			    served,
+			    json_pack("{s:s, s:o}", "hostname", hosts[i], "certificate",
+			              id_json(tls_table_select(t, hosts[i], TLS_CAN_ANY, now))));
 	}
 	cs_hex(t->configured_id, TLS_ID_LEN, hex);
 	return json_pack("{s:I, s:I, s:o, s:{s:o, s:o, s:b, s:o}, s:o}", "certificates",
 	                 (json_int_t)t->nentries, "skipped", (json_int_t)t->nskipped, "built",
 	                 time_json(t->built), "default", "configured",
 	                 t->has_configured ? json_string(hex) : json_null(), "served",
-	                 id_json(tls_table_select(t, NULL, true, now)), "covered", t->covered,
-	                 "uncovered", uncovered, "hosts", served);
+	                 id_json(tls_table_select(t, NULL, TLS_CAN_ANY, now)), "covered",
+	                 t->covered, "uncovered", uncovered, "hosts", served);
 }
 
 bool tls_table_healthy(const tls_table *t, time_t now)
 {
-	/* Checked again now: the served default may have expired since. */
-	return first_valid(&t->dflt, WANT_ANY, now) != NULL;
+	/* Checked again now: the served default may have expired since; and an
+	 * expired default is the operator's to replace even while another
+	 * certificate stands in for it. */
+	return first_valid(&t->dflt, now) != NULL &&
+	       (t->configured == NULL || now < t->configured->not_after);
 }
 
 const char *tls_table_served(const tls_table *t, const char *sni, time_t now)
@@ -928,6 +981,6 @@ const char *tls_table_served(const tls_table *t, const char *sni, time_t now)
 
 	if (sni != NULL && tls_name_normalize(sni, strlen(sni), name) == 0)
 		sni = NULL; /* as the ClientHello callback does */
-	e = tls_table_select(t, sni != NULL ? name : NULL, true, now);
+	e = tls_table_select(t, sni != NULL ? name : NULL, TLS_CAN_ANY, now);
 	return e != NULL ? e->id_hex : NULL;
 }

@@ -42,6 +42,11 @@ typedef struct tls_config {
 	int max_connections;                       /* 0: TLS_DEFAULT_MAX_CONNECTIONS */
 	const char *node_name, *role;              /* reported by GET / */
 	const char *node_hostname, *site_hostname; /* the coverage gate's hostnames */
+	/* What the agent knows that makes the node unhealthy beyond its table
+	 * (it refuses the cluster passphrase): /healthz answers 503 while it
+	 * returns true.  Called from the workers; NULL: nothing. */
+	bool (*unhealthy)(void *ctx);
+	void *unhealthy_ctx;
 } tls_config;
 
 #define TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000

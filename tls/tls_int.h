@@ -88,11 +88,18 @@ struct tls_table {
  * anything else: absurd names are served the default. */
 size_t tls_name_normalize(const char *name, size_t len, char *out);
 
-/* The certificate for a normalized name (NULL: no SNI) at time now: exact,
- * then wildcard, then default; in each, a certificate valid now whose key type
- * suits the client first.  NULL when no valid certificate answers the name:
- * the handshake fails then. */
-const tls_entry *tls_table_select(const tls_table *t, const char *name, bool ecdsa, time_t now);
+/* The key types a client can take (from its ClientHello). */
+#define TLS_CAN_EC  1u
+#define TLS_CAN_RSA 2u
+#define TLS_CAN_ANY (TLS_CAN_EC | TLS_CAN_RSA)
+
+/* The certificate for a normalized name (NULL: no SNI) at time now, for a
+ * client that can take the key types of can: the default when the name is
+ * none, unknown or one the default covers; else exact, then wildcard, then
+ * the default's stand-ins, each the latest-expiring valid one.  A key type
+ * the client cannot take comes only when nothing else answers.  NULL when
+ * no valid certificate answers the name: the handshake fails then. */
+const tls_entry *tls_table_select(const tls_table *t, const char *name, unsigned can, time_t now);
 
 /* Takes one more reference. */
 tls_table *tls_table_ref(tls_table *t);
@@ -124,7 +131,7 @@ long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info
                      size_t *outlen, bool *keep);
 
 /* True when the table serves, by default, a valid certificate that covers
- * the node and site hostnames (/healthz). */
+ * the node and site hostnames, and the default has not expired (/healthz). */
 bool tls_table_healthy(const tls_table *t, time_t now);
 
 /* Ticket keys derived from the cluster's ticket secret, one set per hour;

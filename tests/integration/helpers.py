@@ -636,12 +636,27 @@ class Agent:
                 raise AssertionError("agent exited with %d before its control socket accepted:\n%s"
                                      % (rc, self.stderr()[-4000:]))
             if os.path.exists(self.control_socket) and socket_accepts(self.control_socket):
-                return
+                return self.wait_started(deadline)
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         raise AssertionError("agent's control socket %s did not accept within %d s:\n%s"
                              % (self.control_socket, timeout, self.stderr()[-4000:]))
+
+    def starting(self):
+        """True while a primary that just started waits to hear its peers
+        (status says `starting`): it refuses changes meanwhile."""
+        res = self.cli("status")
+        rs = res.data.get("replication") if res.rc == 0 and isinstance(res.data, dict) else None
+        return isinstance(rs, dict) and rs.get("sync") == "starting"
+
+    def wait_started(self, deadline):
+        """Waits (until deadline, monotonic) for the node to leave `starting`."""
+        while self.starting():
+            if time.monotonic() > deadline:
+                raise AssertionError("agent %s still starting at the deadline:\n%s"
+                                     % (self.name, self.stderr()[-4000:]))
+            time.sleep(0.05)
 
     def wait_exit(self, timeout=30):
         """Exit status, or None if still running after timeout."""

@@ -1,8 +1,8 @@
 """Bad input, each with real data: a clear error naming the file and the
 problem, exit 1, and nothing changed in the store (status position, digest,
 counts, default, every record) — or, for the cases the README keeps (a key that
-matches nothing, an expired certificate), stored and said so.  A PKCS#12
-holding no private key is refused like the other bad files."""
+matches nothing, an expired certificate), stored and said so.  (A PKCS#12
+holding no private key imports its certificates: test_operator_intent.)"""
 
 import json
 import os
@@ -156,18 +156,6 @@ def test_expired_certificate_imported_and_marked(agent, pki):
     assert c["not_after"] == "2021-01-01T00:00:00Z"
     listed = agent.certs()[pki.expired.id]
     assert "expired" in listed["warnings"]
-
-
-def test_pkcs12_with_no_key_inside(agent, pki):
-    """A PKCS#12 that holds only certificates is refused: it was meant to
-    carry an identity, and the message says how to import its certificates."""
-    leaf = pki.g_ec_wild
-    before = agent.snapshot()
-    r = agent.cli("import", leaf.file("p12-nokey"), "--password-file", pki.password_file)
-    assert r.rc == 1, r.describe()
-    assert "no private key" in r.message.lower() and "pem or der" in r.message.lower(), r.describe()
-    assert "p12-nokey" in r.message or leaf.file("p12-nokey") in r.message, r.describe()
-    assert agent.snapshot() == before
 
 
 # ---- bad options --------------------------------------------------------------

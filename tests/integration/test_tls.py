@@ -53,7 +53,9 @@ class Certs:
         self.files = {}
         self.leaf("default", "ec", [SITE, NODE])
         self.leaf("www", "ec", ["www.example.test"])
-        self.leaf("www-rsa", "rsa", ["www.example.test"])
+        # A day shorter: the latest expiry wins whatever the key type, so
+        # only clients that cannot take ECDSA get it.
+        self.leaf("www-rsa", "rsa", ["www.example.test"], days=29)
         self.leaf("wild", "ec", ["*.example.test"])
         self.leaf("other", "ec", ["other.example.test"])
         for i in range(6):
@@ -74,10 +76,10 @@ class Certs:
         self.files[name] = (pem, key)
         self.ids[name] = helpers.cert_id(helpers.pem_cert_ders(helpers.read(pem))[0])
 
-    def leaf(self, name, kind, sans):
+    def leaf(self, name, kind, sans, days=30):
         key = self._key(name, kind)
         pem = os.path.join(self.d, name + ".pem")
-        helpers.openssl("req", "-x509", "-new", "-key", key, "-out", pem, "-days", "30",
+        helpers.openssl("req", "-x509", "-new", "-key", key, "-out", pem, "-days", str(days),
                         "-subj", "/CN=" + sans[0], "-addext",
                         "subjectAltName=" + ",".join("DNS:" + s for s in sans),
                         "-addext", "basicConstraints=critical,CA:FALSE")

@@ -105,7 +105,8 @@ static tls_table *build(const struct spec *sp, size_t n, int dflt, const char *n
 
 static const char *sel_id(tls_table *t, const char *name, bool ecdsa)
 {
-	const tls_entry *e = tls_table_select(t, name, ecdsa, time(NULL));
+	const tls_entry *e =
+	    tls_table_select(t, name, ecdsa ? TLS_CAN_ANY : TLS_CAN_RSA, time(NULL));
 
 	return e != NULL ? e->id_hex : "none";
 }
@@ -201,18 +202,66 @@ static void test_select_key_type_and_expiry(void **state)
 	tls_table *t = build(sp, 7, 6, "d.example.test", "d.example.test");
 
 	(void)state;
-	assert_string_equal(sel_id(t, "www.example.test", true), entry_id(t, 2));
+	/* The latest expiry wins whatever the key type; a client that
+	 * cannot take RSA gets the best ECDSA one. */
+	assert_string_equal(sel_id(t, "www.example.test", true), entry_id(t, 0));
 	assert_string_equal(sel_id(t, "www.example.test", false), entry_id(t, 0));
+	assert_string_equal(tls_table_select(t, "www.example.test", TLS_CAN_EC, time(NULL))->id_hex,
+	                    entry_id(t, 2));
 	/* An expired certificate is never chosen while a valid one exists... */
 	assert_string_equal(sel_id(t, "old.example.test", true), entry_id(t, 6));
 	/* ...nor at all: 45 days on, the default has expired, so
 	 * old.example.test gets nothing and the node is not healthy; and the
 	 * certificate that was not yet valid has taken over www by itself. */
-	assert_null(tls_table_select(t, "old.example.test", true, time(NULL) + 45 * DAY));
-	assert_ptr_equal(tls_table_select(t, "www.example.test", true, time(NULL) + 45 * DAY),
-	                 t->entries[4]);
+	assert_null(tls_table_select(t, "old.example.test", TLS_CAN_ANY, time(NULL) + 45 * DAY));
+	assert_ptr_equal(
+	    tls_table_select(t, "www.example.test", TLS_CAN_ANY, time(NULL) + 45 * DAY),
+	    t->entries[4]);
 	assert_false(tls_table_healthy(t, time(NULL) + 45 * DAY));
 	tls_table_free(t);
+}
+
+/* The operator's default wins over the key type preference: for no SNI,
+ * unknown names and every name it covers, unless the client cannot take
+ * its key type; the preference only picks between equal expiries. */
+static void test_select_default_wins(void **state)
+{
+	static const struct spec sp[] = {
+	    {"DNS:*.example.test,DNS:example.test", true, -DAY, 90 * DAY}, /* default, RSA */
+	    {"DNS:example.test,DNS:node.example.test", false, -DAY, 365 * DAY},
+	    {"DNS:a.example.test", false, -DAY, 365 * DAY},
+	    {"DNS:b.other.test", true, -DAY, 30 * DAY},
+	    {"DNS:b.other.test", false, -DAY, 30 * DAY},
+	};
+	tls_table *t = build(sp, 5, 0, "node.example.test", "example.test");
+	const char *names[] = {NULL, "example.test", "node.example.test", "a.example.test",
+	                       "unknown.test"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		assert_string_equal(sel_id(t, names[i], true), entry_id(t, 0));
+		assert_string_equal(sel_id(t, names[i], false), entry_id(t, 0));
+	}
+	/* A client that takes only ECDSA gets the best covering ECDSA one. */
+	assert_string_equal(tls_table_select(t, NULL, TLS_CAN_EC, time(NULL))->id_hex,
+	                    entry_id(t, 1));
+	assert_string_equal(tls_table_select(t, "a.example.test", TLS_CAN_EC, time(NULL))->id_hex,
+	                    entry_id(t, 2));
+	tls_table_free(t);
+	/* Equal expiries: ECDSA to the clients that offer it. */
+	{
+		tls_entry **e = calloc(2, sizeof(*e));
+		tls_table *u;
+		cs_err err;
+
+		e[0] = make_entry(sp[3].sans, true, -DAY, 30 * DAY);
+		e[1] = make_entry(sp[4].sans, false, -DAY, 30 * DAY);
+		e[1]->not_after = e[0]->not_after;
+		assert_int_equal(tls_table_build(&u, e, 2, NULL, "", "", time(NULL), &err), 0);
+		assert_string_equal(sel_id(u, "b.other.test", true), entry_id(u, 1));
+		assert_string_equal(sel_id(u, "b.other.test", false), entry_id(u, 0));
+		tls_table_free(u);
+	}
 }
 
 static void test_gate(void **state)
@@ -376,11 +425,11 @@ static void test_load_store(void **state)
 	assert_int_equal(storekit_import(st, key, path, NULL, false, idb, &err), 0);
 	t2 = load(st, key, t1);
 	assert_int_equal(t2->nentries, 2);
-	ea = tls_table_select(t2, "node.example.test", true, time(NULL));
-	assert_ptr_equal(ea->leaf, tls_table_select(t1, NULL, true, time(NULL))->leaf);
+	ea = tls_table_select(t2, "node.example.test", TLS_CAN_ANY, time(NULL));
+	assert_ptr_equal(ea->leaf, tls_table_select(t1, NULL, TLS_CAN_ANY, time(NULL))->leaf);
 	cs_hex(idb, 32, hex);
 	assert_string_equal(sel_id(t2, "x.example.test", true), hex);
-	assert_false(tls_table_select(t2, "x.example.test", true, time(NULL))->ec);
+	assert_false(tls_table_select(t2, "x.example.test", TLS_CAN_ANY, time(NULL))->ec);
 
 	/* A key that does not open under the cluster key is skipped, not fatal. */
 	assert_int_equal(cs_seal_init(&err), 0);
@@ -492,8 +541,8 @@ static void test_load_delta(void **state)
 	cs_hex(d, 32, hex);
 	assert_string_equal(sel_id(t, "x.wild.example.test", true), hex);
 	/* Entries that did not change are the same objects, not parsed again. */
-	assert_ptr_equal(tls_table_select(t, "b.example.test", false, time(NULL)),
-	                 tls_table_select(kept, "b.example.test", false, time(NULL)));
+	assert_ptr_equal(tls_table_select(t, "b.example.test", TLS_CAN_RSA, time(NULL)),
+	                 tls_table_select(kept, "b.example.test", TLS_CAN_RSA, time(NULL)));
 	tls_table_free(kept);
 
 	/* Deleted, the default among them; then a new default. */
@@ -661,6 +710,7 @@ int main(void)
 	    cmocka_unit_test(test_normalize),
 	    cmocka_unit_test(test_select_order),
 	    cmocka_unit_test(test_select_key_type_and_expiry),
+	    cmocka_unit_test(test_select_default_wins),
 	    cmocka_unit_test(test_gate),
 	    cmocka_unit_test(test_http),
 	    cmocka_unit_test(test_load_store),
