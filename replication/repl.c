@@ -542,13 +542,14 @@ static void tick(repl *r)
 static void *run(void *arg)
 {
 	repl *r = arg;
-	zmq_pollitem_t items[3 + MAX_PEERS];
-	struct peer *owner[3 + MAX_PEERS] = {NULL};
+	zmq_pollitem_t items[4 + MAX_PEERS];
+	struct peer *owner[4 + MAX_PEERS] = {NULL};
 	size_t n = 0;
 	bool running = true;
 
 	items[n++] = (zmq_pollitem_t){.fd = r->wake_fd, .events = ZMQ_POLLIN};
 	items[n++] = (zmq_pollitem_t){.socket = r->zap, .events = ZMQ_POLLIN};
+	items[n++] = (zmq_pollitem_t){.socket = r->monitor, .events = ZMQ_POLLIN};
 	items[n++] = (zmq_pollitem_t){.socket = r->router, .events = ZMQ_POLLIN};
 	for (size_t i = 0; i < r->npeers; i++) {
 		if (r->peers[i].dealer == NULL)
@@ -569,7 +570,9 @@ static void *run(void *arg)
 			running = take_requests(r);
 		if (items[1].revents & ZMQ_POLLIN)
 			wire_zap(r);
-		for (size_t i = 2; i < n; i++)
+		if (items[2].revents & ZMQ_POLLIN)
+			wire_watch(r);
+		for (size_t i = 3; i < n; i++)
 			if (items[i].revents & ZMQ_POLLIN)
 				recv_all(r, items[i].socket, owner[i]);
 		if (repl_now() >= r->next_beat)
@@ -903,7 +906,8 @@ json_t *repl_status(repl *r)
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
-	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, "
+	              "s:I}}",
 	              "role",
 	              v->leading ? "primary"
 	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
@@ -917,7 +921,8 @@ json_t *repl_status(repl *r)
 	              "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
 	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
 	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
-	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);
+	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry,
+	              "unauthenticated", (json_int_t)c->unauthenticated);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

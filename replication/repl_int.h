@@ -65,6 +65,7 @@ struct counters {
 	uint64_t wrong_cluster; /* another cluster's id */
 	uint64_t stale_epoch;   /* a primary's message from an epoch we left */
 	uint64_t bad_entry;     /* an entry or snapshot the store refused */
+	uint64_t unauthenticated; /* connections cut: too many not authenticated yet */
 };
 
 /* Follower states (see the table in follow.c). */
@@ -143,6 +144,15 @@ struct repl {
 	int64_t next_beat;
 	int64_t zap_logged;
 	struct waiter *waiters;
+	/* connections accepted on the replication port within the handshake
+	 * interval: the ones that may still be unauthenticated (wire_watch) */
+	void *monitor;
+	unsigned listen_port;
+	struct {
+		int fd;
+		int64_t at;
+	} young[REPL_MAX_UNAUTHENTICATED];
+	size_t nyoung;
 
 	/* shared */
 	pthread_mutex_t mu;
@@ -171,6 +181,10 @@ void wire_close(repl *r);
  * through our link to it.  Never blocks; 0 sent, -1 not. */
 int wire_send(repl *r, struct peer *p, envelope *env, bool via_router);
 void wire_zap(repl *r);
+/* Reads the ROUTER's connection events: a connection accepted while
+ * REPL_MAX_UNAUTHENTICATED younger than the handshake interval are open is
+ * shut down at once. */
+void wire_watch(repl *r);
 /* Receives one message from sock (the ROUTER when from is NULL, else the
  * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
  * when the message was dropped (counted and logged), and *p its sender. */
