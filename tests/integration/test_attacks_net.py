@@ -218,3 +218,96 @@ def test_descriptor_limits_that_do_not_fit(node_factory):
     assert rc == 2, "exit %r:\n%s" % (rc, err)
     assert "tls_max_connections" in err and "RLIMIT_NOFILE" in err, err
     assert "ulimit -n" in err or "LimitNOFILE" in err, err
+
+
+# ---- item 10: the control socket ---------------------------------------------
+
+CONTROL_MAX_CONNS = 32  # agent/control.h
+CONTROL_IDLE_S = 10
+
+
+def unix_conn(node):
+    """A connected control client that sends nothing.  A blocking connect
+    waits for room in the listener's backlog (a UNIX socket cannot connect
+    without blocking)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(node.control_socket)
+    return s
+
+
+def closed_by_agent(s):
+    s.setblocking(False)
+    try:
+        return s.recv(4096, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def peak_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for %d" % pid)
+
+
+def test_control_idle_connections(node_factory):
+    """300 idle control connections: the agent keeps at most 32 (the oldest
+    idle ones make room), status answers at once, and the rest are closed
+    after the idle timeout."""
+    node = node_factory()
+    conns = [unix_conn(node) for _ in range(300)]
+    try:
+        assert timed_status(node) <= 1.0
+        wait_for("the agent to close all but %d" % CONTROL_MAX_CONNS,
+                 lambda: sum(not closed_by_agent(s) for s in conns) <= CONTROL_MAX_CONNS,
+                 timeout=10)
+        t0 = time.monotonic()
+        wait_for("the idle connections to be closed",
+                 lambda: all(closed_by_agent(s) for s in conns), timeout=CONTROL_IDLE_S + 15)
+        assert time.monotonic() - t0 >= CONTROL_IDLE_S - 5
+    finally:
+        for s in conns:
+            s.close()
+    assert node.running
+    assert timed_status(node) <= 1.0
+
+
+def test_control_requests_bounded_in_memory(node_factory):
+    """16 clients each sending 47 MiB without a newline: refused with a
+    clear answer, the agent's peak memory grows by far less than what was
+    sent (it was 717 MB), and it answers afterwards."""
+    node = node_factory()
+    before = peak_rss_kib(node.pid)
+    blob = b"{\"cmd\": \"status\", \"args\": {\"x\": \"" + b"A" * (47 << 20)
+    answers = []
+
+    def send():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        try:
+            s.connect(node.control_socket)
+            try:
+                s.sendall(blob)
+            except OSError:
+                pass  # the agent answered and closed while we sent
+            answers.append(s.recv(4096))
+        except OSError as e:
+            answers.append(repr(e).encode())
+        finally:
+            s.close()
+    threads = [threading.Thread(target=send) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    grown = (peak_rss_kib(node.pid) - before) >> 10
+    assert node.running, node.stderr()[-3000:]
+    refused = [a for a in answers if b"control request" in a]
+    assert len(refused) >= 14, answers
+    assert grown <= 200, "the agent's peak memory grew by %d MiB" % grown
+    assert timed_status(node) <= 1.0
+    lines = [ln for ln in node.stderr().splitlines() if "control request" in ln]
+    assert 1 <= len(lines) <= 10, lines
