@@ -110,8 +110,8 @@ static void *wipe_realloc(void *p, size_t n)
  * and its rate limit instead of straight to stderr. */
 static void event_log(int severity, const char *msg)
 {
-	cs_log(severity <= EVENT_LOG_DEBUG ? CS_LOG_DEBUG
-	       : severity == EVENT_LOG_MSG ? CS_LOG_INFO
+	cs_log(severity <= EVENT_LOG_DEBUG  ? CS_LOG_DEBUG
+	       : severity == EVENT_LOG_MSG  ? CS_LOG_INFO
 	       : severity == EVENT_LOG_WARN ? CS_LOG_WARN
 	                                    : CS_LOG_ERROR,
 	       "libevent: %s", msg);

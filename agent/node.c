@@ -155,6 +155,8 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 	    .role = cs_role_name(cfg->role),
 	    .node_hostname = cfg->hostname,
 	    .site_hostname = cfg->site_hostname,
+	    .max_per_source = cfg->tls_max_connections_per_ip > 0 ? cfg->tls_max_connections_per_ip
+	                                                          : TLS_DEFAULT_MAX_PER_SOURCE,
 	};
 	int rc;
 

@@ -922,7 +922,7 @@ json_t *repl_status(repl *r)
 	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
 	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
 	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry,
-	              "unauthenticated", (json_int_t)c->unauthenticated);
+	              "unauthenticated", (json_int_t)c->unauthed);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

@@ -65,7 +65,7 @@ struct counters {
 	uint64_t wrong_cluster; /* another cluster's id */
 	uint64_t stale_epoch;   /* a primary's message from an epoch we left */
 	uint64_t bad_entry;     /* an entry or snapshot the store refused */
-	uint64_t unauthenticated; /* connections cut: too many not authenticated yet */
+	uint64_t unauthed;      /* connections cut: too many not authenticated */
 };
 
 /* Follower states (see the table in follow.c). */

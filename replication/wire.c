@@ -19,7 +19,7 @@
 #include "../common/log.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
-#define MONITOR_ENDPOINT "inproc://certsync.router-events"
+#define MON_ENDPOINT "inproc://certsync.router-events"
 #define ZAP_DOMAIN   "certsync"
 #define LOG_EVERY_MS 10000 /* a peer that keeps sending junk is logged this often */
 
@@ -119,9 +119,9 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	 * each accepted one: wire_watch keeps the count of young ones. */
 	r->monitor = zmq_socket(r->zctx, ZMQ_PAIR);
 	if (r->monitor == NULL ||
-	    zmq_socket_monitor(r->router, MONITOR_ENDPOINT,
+	    zmq_socket_monitor(r->router, MON_ENDPOINT,
 	                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
-	    zmq_connect(r->monitor, MONITOR_ENDPOINT) != 0)
+	    zmq_connect(r->monitor, MON_ENDPOINT) != 0)
 		return cs_fail(err, CS_EIO, "cannot watch the replication socket: %s",
 		               zmq_strerror(zmq_errno()));
 	if (zmq_bind(r->router, listen) != 0)
@@ -395,7 +395,7 @@ static void young_add(repl *r, int fd, int64_t now)
 		/* shutdown, not close: the descriptor stays libzmq's, which
 		 * sees the connection end and closes it itself. */
 		shutdown(fd, SHUT_RDWR);
-		wire_drop(r, NULL, &r->cnt.unauthenticated,
+		wire_drop(r, NULL, &r->cnt.unauthed,
 		          "connection from %s cut: %d others have not authenticated yet", peer,
 		          REPL_MAX_UNAUTHENTICATED);
 	}

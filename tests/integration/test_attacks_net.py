@@ -220,6 +220,78 @@ def test_descriptor_limits_that_do_not_fit(node_factory):
     assert "ulimit -n" in err or "LimitNOFILE" in err, err
 
 
+# ---- item 2: one source holding the TLS endpoint ------------------------------
+
+# The first bytes of a ClientHello: a handshake record announcing 512 bytes,
+# then its start.  OpenSSL waits for the rest.
+PARTIAL_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
+
+
+def tls_status(node):
+    return node.status()["tls"]["connections"]
+
+
+@pytest.mark.parametrize("kind", ["idle", "partial"])
+def test_one_source_cannot_lock_out_tls(node_factory, kind):
+    """tls_max_connections = 50, tls_max_connections_per_ip = 10: while
+    127.0.0.5 holds 500 connections (idle, or a partial ClientHello), a
+    client from 127.0.0.1 succeeds at least 99 times in 100."""
+    node = node_factory(extra="tls_max_connections = 50\ntls_max_connections_per_ip = 10\n")
+    self_signed(node)
+    wait_for("the TLS endpoint to serve", lambda: tls_ok(node.tls_port), timeout=20)
+    flood = Flood(node.tls_port, 500, payload=PARTIAL_HELLO if kind == "partial" else b"")
+    try:
+        wait_for("the attacker to hit its cap",
+                 lambda: tls_status(node)["refused_per_source"] >= 100, timeout=20)
+        ok = sum(tls_ok(node.tls_port) for _ in range(100))
+    finally:
+        flood.stop()
+    print("%s: %d of 100 served while 127.0.0.5 held %d connections" % (kind, ok, flood.n))
+    assert ok >= 99, (ok, tls_status(node))
+    assert tls_status(node)["max_per_source"] == 10
+
+
+def test_oldest_handshake_makes_room(node_factory):
+    """50 partial ClientHellos fill tls_max_connections = 50 (no cap per
+    address here): each new client closes the oldest unfinished handshake
+    instead of being refused."""
+    node = node_factory(extra="tls_max_connections = 50\ntls_max_connections_per_ip = 50\n"
+                        "tls_handshake_timeout = 60000\n")
+    self_signed(node)
+    wait_for("the TLS endpoint to serve", lambda: tls_ok(node.tls_port), timeout=20)
+    held = []
+    try:
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", node.tls_port), timeout=5,
+                                         source_address=(ATTACKER, 0))
+            s.sendall(PARTIAL_HELLO)
+            held.append(s)
+        wait_for("50 connections open", lambda: tls_status(node)["open"] >= 50, timeout=10)
+        ok = sum(tls_ok(node.tls_port) for _ in range(20))
+        st = tls_status(node)
+    finally:
+        for s in held:
+            s.close()
+    assert ok == 20, st
+    assert st["evicted"] >= 1, st
+
+
+def test_silent_connection_closed_early(node_factory):
+    """A connection that sends nothing is closed after about 2 s, long
+    before the 20 s handshake timeout."""
+    node = node_factory(extra="tls_handshake_timeout = 20000\n")
+    wait_for("the TLS endpoint to listen", lambda: (node.status().get("tls") or {}).get("listeners"), timeout=20)
+    with socket.create_connection(("127.0.0.1", node.tls_port), timeout=15) as s:
+        t0 = time.monotonic()
+        try:
+            got = s.recv(1)
+        except ConnectionResetError:
+            got = b""
+        took = time.monotonic() - t0
+    assert got == b"" and took <= 8, took
+    assert tls_status(node)["timed_out"] >= 1
+
+
 # ---- item 10: the control socket ---------------------------------------------
 
 CONTROL_MAX_CONNS = 32  # agent/control.h
