@@ -237,9 +237,15 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 		return cs_fail(err, CS_EREFUSED, "promote refused: %s %s", r->name,
 		               r->f.state == F_REFUSED ? r->refusal
 		                                       : "has no cluster settings yet");
+	/* Only primary-capable nodes can have led an epoch. */
 	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].s.epoch > epoch)
+		if (r->peers[i].role != REPL_TRAFFIC && r->peers[i].s.epoch > epoch)
 			epoch = r->peers[i].s.epoch;
+	if (epoch == UINT64_MAX)
+		return cs_fail(err, CS_EREFUSED,
+		               "promote refused: epoch %" PRIu64 " is the last one; the cluster "
+		               "must be created again",
+		               epoch);
 	follow_stop(r);
 	/* On disk before the first change of the epoch, or a crash right
 	 * after could reuse it. */
@@ -405,6 +411,7 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
 	bool beat = env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT;
+	bool lead_claim = beat && env->beat->leading;
 	bool foreign = env->cluster_id.len == 0
 	                   ? !newcomer(env)
 	                   : own != NULL && (env->cluster_id.len != own->cluster_id.len ||
@@ -418,6 +425,19 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 		              : "it belongs to another cluster");
 		if (router && beat && r->leading)
 			refuse(r, p, "it belongs to another cluster than this primary's");
+		return;
+	}
+	/* A traffic node never leads, so its claim could only block a
+	 * promotion; and an epoch far above ours would make ours wrap. */
+	if (lead_claim && p->role == REPL_TRAFFIC) {
+		wire_drop(r, p, &r->cnt.bad_epoch, "traffic node %s claims to lead epoch %" PRIu64,
+		          p->name, env->epoch);
+		return;
+	}
+	if (env->epoch > r->loc.epoch && env->epoch - r->loc.epoch > EPOCH_JUMP_MAX) {
+		wire_drop(r, p, &r->cnt.bad_epoch,
+		          "epoch %" PRIu64 " is more than %d above %" PRIu64 ", the highest known",
+		          env->epoch, EPOCH_JUMP_MAX, r->loc.epoch);
 		return;
 	}
 	if (beat) {
@@ -907,7 +927,7 @@ json_t *repl_status(repl *r)
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
 	j = json_pack("{s:s, s:s, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, "
-	              "s:I}}",
+	              "s:I, s:I}}",
 	              "role",
 	              v->leading ? "primary"
 	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
@@ -922,7 +942,8 @@ json_t *repl_status(repl *r)
 	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
 	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
 	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry,
-	              "unauthenticated", (json_int_t)c->unauthed);
+	              "unauthenticated", (json_int_t)c->unauthed, "bad_epoch",
+	              (json_int_t)c->bad_epoch);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

@@ -20,6 +20,10 @@
 #define BEAT_HISTORY  16                  /* epochs of history a beat carries */
 #define REFUSAL_LEN   200
 #define CLUSTER_IDLEN 16
+/* Epochs grow by one per promotion: a message whose epoch is further than
+ * this above the highest this node knows is a lie, not a failover it
+ * missed, and is dropped. */
+#define EPOCH_JUMP_MAX 1000000
 
 typedef struct Certsync__Envelope envelope;
 
@@ -66,6 +70,7 @@ struct counters {
 	uint64_t stale_epoch;   /* a primary's message from an epoch we left */
 	uint64_t bad_entry;     /* an entry or snapshot the store refused */
 	uint64_t unauthed;      /* connections cut: too many not authenticated */
+	uint64_t bad_epoch;     /* a traffic node leading, or an epoch too far ahead */
 };
 
 /* Follower states (see the table in follow.c). */
