@@ -361,20 +361,32 @@ static int parse_verify(const struct command *cmd, int argc, char **argv, json_t
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
 }
 
-static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
-                         cs_err *err)
+/* A command whose only argument is one optional switch, --NAME. */
+static int parse_switch(const struct command *cmd, int argc, char **argv, json_t *args,
+                        const char *name, cs_err *err)
 {
-	static const struct option opts[] = {
-	    {"force", no_argument, NULL, 'f'},
+	const struct option opts[] = {
+	    {name, no_argument, NULL, 'f'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0)
-		json_object_set_new(args, "force", json_true());
+		json_object_set_new(args, name, json_true());
 	if (c == 0)
 		return -1;
 	return optind == argc ? 0 : usage_error(cmd, err, "unexpected arguments");
+}
+
+static int parse_promote(const struct command *cmd, int argc, char **argv, json_t *args,
+                         cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "force", err);
+}
+
+static int parse_prune(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "all", err);
 }
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -466,6 +478,20 @@ static void print_tls(json_t *tls)
 	        (long long)num(json_object_get(tls, "reloads"), "count"));
 }
 
+static void print_store(json_t *st)
+{
+	if (!json_is_object(st))
+		return;
+	hprintf("store      %.1f of %.1f MiB in use (%lld%%), %lld diverged entries\n",
+	        (double)json_integer_value(json_object_get(st, "used_bytes")) / (1 << 20),
+	        (double)json_integer_value(json_object_get(st, "map_bytes")) / (1 << 20),
+	        (long long)json_integer_value(json_object_get(st, "used_percent")),
+	        (long long)json_integer_value(
+	            json_object_get(json_object_get(st, "diverged"), "entries")));
+	if (json_is_string(json_object_get(st, "warning")))
+		hprintf("WARNING    %s\n", str(st, "warning"));
+}
+
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
@@ -495,6 +521,7 @@ static int print_status(json_t *r, json_t *args)
 	        (long long)json_integer_value(json_object_get(counts, "cas")),
 	        (long long)json_integer_value(json_object_get(counts, "requests")),
 	        (long long)json_integer_value(json_object_get(counts, "pending_keys")));
+	print_store(json_object_get(r, "store"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
 	return 0;
@@ -775,6 +802,21 @@ static int print_diverged(json_t *r, json_t *args)
 	return 0;
 }
 
+static int print_diverged_delete(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("deleted diverged entry %.8s\n", str(r, "deleted"));
+	return 0;
+}
+
+static int print_diverged_prune(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("removed %lld diverged entries\n",
+	        (long long)json_integer_value(json_object_get(r, "removed")));
+	return 0;
+}
+
 static int print_diverged_apply(json_t *r, json_t *args)
 {
 	(void)args;
@@ -848,6 +890,12 @@ static const struct command commands[] = {
      print_diverged},
     {"diverged apply", "diverged.apply", "diverged apply ID" WAIT_FLAG,
      "Re-applies a diverged change through this primary.", parse_id, print_diverged_apply},
+    {"diverged delete", "diverged.delete", "diverged delete ID",
+     "Deletes a diverged change from this node's diverged table.", parse_id, print_diverged_delete},
+    {"diverged prune", "diverged.prune", "diverged prune [--all]",
+     "Deletes the diverged changes already re-applied from this node's diverged table; "
+     "--all: every one.",
+     parse_prune, print_diverged_prune},
     {.words = "keygen",
      .usage = "keygen -o FILE",
      .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "

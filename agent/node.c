@@ -119,6 +119,8 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	node->cfg = cfg;
 	node->started = time(NULL);
 	rc = cs_store_open(&node->store, cfg->data_dir, err);
+	if (rc == 0 && cfg->store_map_size_mib > 0)
+		rc = cs_store_set_map_size(node->store, (size_t)cfg->store_map_size_mib << 20, err);
 	if (rc == 0)
 		rc = setup_key(node, pass, passlen, err);
 	if (rc == 0)
@@ -284,6 +286,8 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
 	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
 	cs_txn_abort(txn);
+	if (result != NULL)
+		json_object_set_new(result, "store", ops_store_status(node->store));
 	if (result != NULL && node->tls != NULL)
 		json_object_set_new(result, "tls", tls_server_status(node->tls));
 	if (result != NULL && node->repl != NULL) {
@@ -320,6 +324,8 @@ static const struct command {
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
     {"diverged.apply", op_diverged_apply, true, false},
+    {"diverged.delete", op_diverged_delete, false, false},
+    {"diverged.prune", op_diverged_prune, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

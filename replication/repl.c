@@ -349,6 +349,18 @@ static void take_cluster_views(repl *r, const Certsync__Beat *b, int64_t now)
 	}
 }
 
+static void note_led(struct peer *p, uint64_t epoch)
+{
+	for (size_t i = 0; i < p->nled; i++)
+		if (p->led[i] == epoch)
+			return;
+	if (p->nled == LED_HISTORY) {
+		memmove(p->led, p->led + 1, (LED_HISTORY - 1) * sizeof(p->led[0]));
+		p->nled--;
+	}
+	p->led[p->nled++] = epoch;
+}
+
 static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__Beat *b = env->beat;
@@ -375,8 +387,10 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	if (b->digest.len == CS_DIGEST_LEN)
 		memcpy(p->s.digest, b->digest.data, CS_DIGEST_LEN);
 	snprintf(p->s.refusal, sizeof(p->s.refusal), "%s", b->refusal);
-	if (b->leading)
+	if (b->leading) {
 		take_cluster_views(r, b, now);
+		note_led(p, env->epoch);
+	}
 	if (router) {
 		p->s.follows = b->session != 0 && r->leading;
 		lead_beat(r, p, b);

@@ -24,6 +24,11 @@
  * this above the highest this node knows is a lie, not a failover it
  * missed, and is dropped. */
 #define EPOCH_JUMP_MAX 1000000
+#define LED_HISTORY    8 /* epochs remembered per peer as led by it */
+/* The diverged table holds at most this many entries, and bytes: the lesser
+ * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
+#define DIVERGED_MAX_ENTRIES 1000
+#define DIVERGED_MAX_BYTES   ((size_t)16 << 20)
 
 typedef struct Certsync__Envelope envelope;
 
@@ -59,6 +64,10 @@ struct peer {
 	uint64_t sent;
 	int64_t moved;
 	int64_t logged; /* when a drop from it was last logged (rate limit) */
+	/* epochs it was heard leading (since this process started): the only
+	 * ones whose diverged entries it may report */
+	uint64_t led[LED_HISTORY];
+	size_t nled;
 };
 
 /* Messages dropped, by cause; published for status. */

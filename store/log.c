@@ -435,18 +435,11 @@ static int match(void *ctx, const cs_diverged *d)
 	return 0;
 }
 
-int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+/* The one entry whose id starts with ref, into id. */
+static int find_ref(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
 {
 	struct find f = {.ref = ref, .reflen = strlen(ref)};
-	Certsync__DivergedRecord *rec;
-	Certsync__LogEntry *e;
-	MDB_val k = {CS_DIGEST_LEN, f.id};
-	MDB_val v;
-	cs_diverged d;
-	int rc;
 
-	if (st_check_writable(txn, "re-apply a diverged entry", err) != 0)
-		return -1;
 	if (f.reflen < 8 || f.reflen > 2 * CS_DIGEST_LEN ||
 	    strspn(ref, "0123456789abcdefABCDEF") != f.reflen)
 		return cs_fail(err, CS_EINPUT,
@@ -458,6 +451,91 @@ int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN
 		               f.found ? "diverged entry '%s' is ambiguous; give more digits"
 		                       : "no diverged entry '%s'; see `certsync diverged list`",
 		               ref);
+	memcpy(id, f.id, CS_DIGEST_LEN);
+	return 0;
+}
+
+int cs_txn_diverged_delete(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+{
+	MDB_val k = {CS_DIGEST_LEN, id};
+	int rc;
+
+	if (st_check_writable(txn, "delete a diverged entry", err) != 0 ||
+	    find_ref(txn, ref, id, err) != 0)
+		return -1;
+	rc = mdb_del(txn->txn, txn->st->diverged, &k, NULL);
+	if (rc != 0) {
+		txn->failed = true;
+		return st_mdb_fail(err, rc, "delete from table ", "diverged");
+	}
+	txn->dirty = true;
+	return 0;
+}
+
+int cs_txn_diverged_prune(cs_txn *txn, bool all, size_t *removed, cs_err *err)
+{
+	Certsync__DivergedRecord *rec;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	cs_diverged d;
+	int rc;
+
+	*removed = 0;
+	if (st_check_writable(txn, "prune the diverged table", err) != 0)
+		return -1;
+	rc = mdb_cursor_open(txn->txn, txn->st->diverged, &cur);
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "walk table ", "diverged");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		bool applied;
+
+		if (diverged_view(&k, &v, &rec, &d, err) != 0) {
+			mdb_cursor_close(cur);
+			return -1;
+		}
+		applied = rec->applied_seq != 0;
+		certsync__diverged_record__free_unpacked(rec, NULL);
+		if (!all && !applied)
+			continue;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		(*removed)++;
+		txn->dirty = true;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND) {
+		txn->failed = true;
+		return st_mdb_fail(err, rc, "prune table ", "diverged");
+	}
+	return 0;
+}
+
+int cs_txn_diverged_usage(cs_txn *txn, size_t *count, size_t *bytes, cs_err *err)
+{
+	MDB_stat ms;
+	int rc = mdb_stat(txn->txn, txn->st->diverged, &ms);
+
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "read the size of table ", "diverged");
+	*count = ms.ms_entries;
+	*bytes = (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize;
+	return 0;
+}
+
+int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+{
+	struct find f = {.ref = ref};
+	Certsync__DivergedRecord *rec;
+	Certsync__LogEntry *e;
+	MDB_val k = {CS_DIGEST_LEN, f.id};
+	MDB_val v;
+	cs_diverged d;
+	int rc;
+
+	if (st_check_writable(txn, "re-apply a diverged entry", err) != 0 ||
+	    find_ref(txn, ref, f.id, err) != 0)
+		return -1;
 	rc = mdb_get(txn->txn, txn->st->diverged, &k, &v);
 	if (rc != 0)
 		return st_mdb_fail(err, rc, "read table ", "diverged");

@@ -106,3 +106,118 @@ def test_epoch_top_does_not_wrap(cluster):
     assert "more than 1000000 above" in backup.stderr(), backup.stderr()[-3000:]
     for n in (primary, backup, tn2):
         assert n.running, n.name
+
+
+# ---- item 4: diverged entries and the store's map ------------------------------
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(num, payload):
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def log_entry(epoch, seq):
+    """certsync.LogEntry{epoch, seq, time, summary} with no ops."""
+    return (varint(1 << 3) + varint(epoch) + varint(2 << 3) + varint(seq) + varint(3 << 3) +
+            varint(1700000000) + field(4, b"forged %d" % seq))
+
+
+def diverged_msg(cid, epoch, entries):
+    """Envelope{cluster_id, epoch, diverged: Diverged{entries}}."""
+    body = b"".join(field(1, e) for e in entries)
+    return field(1, cid) + varint(2 << 3) + varint(epoch) + field(8, body)
+
+
+def forged(epoch, first, count, per_msg=100):
+    return lambda cid: [diverged_msg(cid, 2, [log_entry(epoch, s) for s in range(i, i + per_msg)])
+                        for i in range(first, first + count, per_msg)]
+
+
+def diverged_ids(node):
+    return [d["id"] for d in node.cli("diverged", "list", check=0).data["diverged"]]
+
+
+def test_diverged_entries_bounded(cluster):
+    """Only a primary-capable node that led the entries' epoch may add
+    diverged entries, at most 1,000; the operator deletes and prunes them."""
+    primary, backup, tn1, tn2 = cluster
+    backup.cli("promote", "--force", check=0)
+    wait_for("the old primary to follow", lambda: primary.status()["replication"]["leader"] ==
+             "backup", timeout=20)
+    tn1.stop()
+    primary.stop()
+    d0 = dropped(backup)["bad_entry"]
+    # a traffic node's key, and the old primary's key for an epoch it never led
+    for key_of, epoch in ((tn1, 1), (primary, 2)):
+        bad = Impostor(key_of, [backup], forged(epoch, 1, 200))
+        try:
+            wait_for("the forged entries refused", lambda: dropped(backup)["bad_entry"] > d0,
+                     timeout=20)
+        finally:
+            bad.stop()
+        d0 = dropped(backup)["bad_entry"]
+    assert diverged_ids(backup) == []
+    # the old primary's key for epoch 1, which it led: 1,200 entries, 1,000 kept
+    flood = Impostor(primary, [backup], forged(1, 1, 1200))
+    try:
+        wait_for("1,000 entries kept", lambda: len(diverged_ids(backup)) >= 1000, timeout=60)
+        wait_for("the rest refused", lambda: dropped(backup)["bad_entry"] > d0, timeout=20)
+    finally:
+        flood.stop()
+    ids = diverged_ids(backup)
+    assert len(ids) == 1000, len(ids)
+    st = backup.status()["store"]
+    assert st["diverged"]["entries"] == 1000 and st["warning"] is None, st
+    log = backup.stderr()
+    assert "diverged entries from primary refused: the diverged table holds 1000 entries" in log, log[-3000:]
+    assert sum("diverged" in ln for ln in log.splitlines()) <= 30, log[-3000:]
+
+    r = backup.cli("diverged", "delete", ids[0][:12], check=0)
+    assert r.data["deleted"] == ids[0]
+    assert backup.cli("diverged", "delete", ids[0][:12], check=1).data["error"]["code"] == \
+        "not-found"
+    assert backup.cli("diverged", "delete", "zz", check=1).rc == 1
+    assert backup.cli("diverged", "delete", check=2).rc == 2
+    assert backup.cli("diverged", "prune", check=0).data["removed"] == 0  # none re-applied
+    assert backup.cli("diverged", "prune", "--all", check=0).data["removed"] == 999
+    assert diverged_ids(backup) == []
+    human = backup.cli("diverged", "prune", "--all", json=False, check=0)
+    assert b"removed 0 diverged entries" in human.stdout, human.describe()
+
+
+def test_store_map_size(agent_factory):
+    """store_map_size sets the LMDB map; a bad value stops the agent with
+    exit 2; status warns from 80% of the map."""
+    for bad in ("0", "lots", "2097152"):
+        a = agent_factory(start=False)
+        text = a.config_text().replace("[cluster]", "store_map_size = %s\n\n[cluster]" % bad, 1)
+        with open(a.config, "w") as f:
+            f.write(text)
+        a.start(wait=False)
+        rc = a.wait_exit(timeout=30)
+        assert rc == 2, (bad, rc, a.stderr())
+        assert "store_map_size" in a.stderr() and "MiB" in a.stderr(), a.stderr()
+    a = agent_factory(start=False)
+    with open(a.config, "w") as f:
+        f.write(a.config_text().replace("[cluster]", "store_map_size = 1\n\n[cluster]", 1))
+    a.start()
+    st = a.status()["store"]
+    assert st["map_bytes"] == 1 << 20 and st["warning"] is None, st
+    a.cli("import", "/etc/ssl/certs/ca-certificates.crt", check=0)
+    for i in range(300):
+        st = a.status()["store"]
+        if st["warning"]:
+            break
+        a.cli("cert", "self-signed", "--name", "fill%d" % i, "--country", "US", "--common-name",
+              "fill%d.example.test" % i, check=0)
+    assert st["used_percent"] >= 80 and "store_map_size" in st["warning"], st
+    human = a.cli("status", json=False, check=0)
+    assert b"WARNING" in human.stdout and b"store_map_size" in human.stdout, human.describe()
+    assert "store: the store uses" in a.stderr()
