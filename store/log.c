@@ -472,43 +472,56 @@ int cs_txn_diverged_delete(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LE
 	return 0;
 }
 
+struct prune {
+	bool all;
+	uint8_t (*ids)[CS_DIGEST_LEN];
+	size_t n, cap;
+};
+
+/* Collects the ids to delete: deleting under the walk's cursor would move it. */
+static int prunable(void *ctx, const cs_diverged *d)
+{
+	struct prune *p = ctx;
+
+	if (!p->all && d->applied_seq == 0)
+		return 0;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 64;
+		void *ids = realloc(p->ids, cap * sizeof(*p->ids));
+
+		if (ids == NULL)
+			return 1;
+		p->ids = ids;
+		p->cap = cap;
+	}
+	memcpy(p->ids[p->n++], d->id, CS_DIGEST_LEN);
+	return 0;
+}
+
 int cs_txn_diverged_prune(cs_txn *txn, bool all, size_t *removed, cs_err *err)
 {
-	Certsync__DivergedRecord *rec;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	cs_diverged d;
-	int rc;
+	struct prune p = {.all = all};
+	int rc = 0;
 
 	*removed = 0;
 	if (st_check_writable(txn, "prune the diverged table", err) != 0)
 		return -1;
-	rc = mdb_cursor_open(txn->txn, txn->st->diverged, &cur);
-	if (rc != 0)
-		return st_mdb_fail(err, rc, "walk table ", "diverged");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		bool applied;
+	rc = cs_txn_diverged_foreach(txn, prunable, &p, err);
+	if (rc > 0)
+		rc = cs_fail(err, CS_EIO, "out of memory");
+	for (size_t i = 0; rc == 0 && i < p.n; i++) {
+		MDB_val k = {CS_DIGEST_LEN, p.ids[i]};
 
-		if (diverged_view(&k, &v, &rec, &d, err) != 0) {
-			mdb_cursor_close(cur);
-			return -1;
+		if ((rc = mdb_del(txn->txn, txn->st->diverged, &k, NULL)) != 0) {
+			txn->failed = true;
+			rc = st_mdb_fail(err, rc, "delete from table ", "diverged");
 		}
-		applied = rec->applied_seq != 0;
-		certsync__diverged_record__free_unpacked(rec, NULL);
-		if (!all && !applied)
-			continue;
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-		(*removed)++;
+	}
+	if (rc == 0 && p.n > 0)
 		txn->dirty = true;
-	}
-	mdb_cursor_close(cur);
-	if (rc != MDB_NOTFOUND) {
-		txn->failed = true;
-		return st_mdb_fail(err, rc, "prune table ", "diverged");
-	}
-	return 0;
+	*removed = rc == 0 ? p.n : 0;
+	free(p.ids);
+	return rc;
 }
 
 int cs_txn_diverged_usage(cs_txn *txn, size_t *count, size_t *bytes, cs_err *err)

@@ -11,7 +11,8 @@ import time
 import zmq
 
 from test_repl_cluster import SITE, cluster, wait_for  # noqa: F401
-from test_repl_robust import cluster_id_of, curve_dealer, envelope, key_pair, leading_beat
+from test_repl_robust import (cluster_id_of, curve_dealer, envelope, field, key_pair, leading_beat,
+                              varint)
 
 TOP = 2**64 - 1
 
@@ -109,19 +110,6 @@ def test_epoch_top_does_not_wrap(cluster):
 
 
 # ---- item 4: diverged entries and the store's map ------------------------------
-
-def varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def field(num, payload):
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
 
 def log_entry(epoch, seq):
     """certsync.LogEntry{epoch, seq, time, summary} with no ops."""
