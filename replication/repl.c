@@ -376,6 +376,12 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 		          r->loc.epoch);
 		return;
 	}
+	/* A traffic node never leads: its claim could only block a promotion. */
+	if (b->leading && p->role == REPL_TRAFFIC) {
+		wire_drop(r, p, &r->cnt.bad_epoch, "traffic node %s claims to lead epoch %" PRIu64,
+		          p->name, env->epoch);
+		return;
+	}
 	if (b->applied != NULL)
 		applied = (cs_pos){b->applied->epoch, b->applied->seq};
 	if (applied.seq != p->s.applied.seq)
@@ -425,7 +431,6 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
 	bool beat = env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT;
-	bool lead_claim = beat && env->beat->leading;
 	bool foreign = env->cluster_id.len == 0
 	                   ? !newcomer(env)
 	                   : own != NULL && (env->cluster_id.len != own->cluster_id.len ||
@@ -441,13 +446,7 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 			refuse(r, p, "it belongs to another cluster than this primary's");
 		return;
 	}
-	/* A traffic node never leads, so its claim could only block a
-	 * promotion; and an epoch far above ours would make ours wrap. */
-	if (lead_claim && p->role == REPL_TRAFFIC) {
-		wire_drop(r, p, &r->cnt.bad_epoch, "traffic node %s claims to lead epoch %" PRIu64,
-		          p->name, env->epoch);
-		return;
-	}
+	/* An epoch far above ours would make ours wrap. */
 	if (env->epoch > r->loc.epoch && env->epoch - r->loc.epoch > EPOCH_JUMP_MAX) {
 		wire_drop(r, p, &r->cnt.bad_epoch,
 		          "epoch %" PRIu64 " is more than %d above %" PRIu64 ", the highest known",
