@@ -1,7 +1,10 @@
 /* log.c — see log.h.
  *
- * Repeated lines are rate-limited per format string (a call site, or the
- * text itself when the format is a bare "%s"): a token bucket per format
+ * Warnings, errors and debug lines are rate-limited per format string (a
+ * call site, or the text itself when the format is a bare "%s"); info lines
+ * are the record of what changed (each change, each follower) and only
+ * operators and configured peers cause them, so they are never held back.
+ * A token bucket per format
  * lets a burst of LOG_BURST lines through, then one a second; what it holds
  * back is counted and the next line of that format says how many.  So an
  * error that repeats in a loop (accept failing for lack of descriptors, a
@@ -107,7 +110,8 @@ void cs_log(enum cs_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (!log_allowed(strcmp(fmt, "%s") == 0 ? text_key(line) : (uintptr_t)fmt, &held))
+	if (level != CS_LOG_INFO &&
+	    !log_allowed(strcmp(fmt, "%s") == 0 ? text_key(line) : (uintptr_t)fmt, &held))
 		return;
 	if (held > 0)
 		snprintf(more, sizeof(more), " (%lu similar lines suppressed)", held);
