@@ -387,15 +387,17 @@ static bool admit(struct tls_worker *w, const uint8_t src[TLS_SRC_KEY_LEN])
 		add_relaxed(&w->per_source);
 		return false;
 	}
-	if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) < srv->max_conns)
-		return true;
-	if (w->oldest_hs != NULL) {
+	/* Room is made before the new one counts, so open never shows more
+	 * than the cap for longer than a worker's check. */
+	if (atomic_load_explicit(&srv->open, memory_order_relaxed) >= srv->max_conns &&
+	    w->oldest_hs != NULL) {
 		add_relaxed(&w->evicted);
 		if (w->oldest_hs->state == CONN_HANDSHAKE)
 			add_relaxed(&w->failed);
 		conn_close(w->oldest_hs, false);
-		return true;
 	}
+	if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) < srv->max_conns)
+		return true;
 	atomic_fetch_sub_explicit(&srv->open, 1, memory_order_relaxed);
 	if (srv->sources != NULL)
 		tls_sources_release(srv->sources, src);
