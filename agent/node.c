@@ -136,11 +136,13 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 
 /* Tells the TLS endpoint the store changed; its reloader serves the change
  * shortly after, so neither a commit's answer nor the replication thread
- * waits for a table build. */
+ * waits for a table build.  Every change passes here, so the store's map is
+ * checked here too. */
 void ops_reload_tls(struct cs_node *node)
 {
 	if (node->tls != NULL)
 		tls_server_changed(node->tls);
+	ops_store_check(node->store);
 }
 
 int cs_node_start_tls(cs_node *node, cs_err *err)

@@ -98,5 +98,7 @@ json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
  * and a warning from STORE_WARN_PERCENT of the map on. */
 #define STORE_WARN_PERCENT 80
 json_t *ops_store_status(cs_store *st);
+/* Logs the warning (at most once a minute); called after every change. */
+void ops_store_check(cs_store *st);
 
 #endif
