@@ -376,6 +376,7 @@ def test_control_requests_bounded_in_memory(node_factory):
     for t in threads:
         t.join(timeout=120)
     grown = (peak_rss_kib(node.pid) - before) >> 10
+    print("16 x 47 MiB sent: peak memory grew by %d MiB" % grown)
     assert node.running, node.stderr()[-3000:]
     refused = [a for a in answers if b"control request" in a]
     assert len(refused) >= 14, answers
