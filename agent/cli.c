@@ -422,10 +422,12 @@ static void print_replication(json_t *rs)
 	}
 	hprintf(
 	    "dropped    %lld undecodable, %lld oversized, %lld unknown keys, %lld wrong cluster, "
-	    "%lld stale epoch, %lld bad entries\n",
+	    "%lld stale epoch, %lld bad entries, %lld bad epoch, %lld unauthenticated "
+	    "connections\n",
 	    (long long)num(drop, "undecodable"), (long long)num(drop, "oversized"),
 	    (long long)num(drop, "unknown_key"), (long long)num(drop, "wrong_cluster"),
-	    (long long)num(drop, "stale_epoch"), (long long)num(drop, "bad_entry"));
+	    (long long)num(drop, "stale_epoch"), (long long)num(drop, "bad_entry"),
+	    (long long)num(drop, "bad_epoch"), (long long)num(drop, "unauthenticated"));
 }
 
 /* The TLS part of status, from the same figures as the JSON. */
@@ -446,9 +448,11 @@ static void print_tls(json_t *tls)
 	hprintf(" (%lld workers)\n", (long long)num(tls, "workers"));
 	hprintf("handshakes %lld done, %lld failed\n", (long long)num(hs, "done"),
 	        (long long)num(hs, "failed"));
-	hprintf("clients    %lld connections open, %lld accepted, %lld refused, %lld timed out\n",
+	hprintf("clients    %lld connections open, %lld accepted, %lld refused (%lld for their "
+	        "address), %lld timed out, %lld evicted\n",
 	        (long long)num(conns, "open"), (long long)num(conns, "accepted"),
-	        (long long)num(conns, "refused"), (long long)num(conns, "timed_out"));
+	        (long long)num(conns, "refused"), (long long)num(conns, "refused_per_source"),
+	        (long long)num(conns, "timed_out"), (long long)num(conns, "evicted"));
 	json_array_foreach(json_object_get(table, "hosts"), i, h)
 	{
 		json_t *id = json_object_get(h, "certificate");
