@@ -13,6 +13,7 @@
 #include "../common/log.h"
 #include "config.h"
 #include "control.h"
+#include "fdlimit.h"
 #include "node.h"
 
 static const char usage[] = "usage: certsync agent -c FILE\n"
@@ -120,6 +121,11 @@ int cs_agent_main(int argc, char **argv)
 		return 2;
 	}
 	cs_log_set_level(cfg.log_level);
+	if (cs_fdlimit_apply(&cfg, &err) < 0) {
+		cs_error("%s", err.msg);
+		cs_config_free(&cfg);
+		return 2;
+	}
 	/* A client that goes away mid-answer must not kill the agent. */
 	signal(SIGPIPE, SIG_IGN);
 	if (cs_node_open(&node, &cfg, &err) < 0) {

@@ -441,6 +441,12 @@ static int parse_status(const struct command *cmd, int argc, char **argv, json_t
 	return parse_switch(cmd, argc, argv, args, "check", err);
 }
 
+static int parse_diverged_prune(const struct command *cmd, int argc, char **argv, json_t *args,
+                                cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "all", err);
+}
+
 /* ---- printing ---------------------------------------------------------------- */
 
 /* The replication part of status: this node, then one line per peer. */
@@ -474,10 +480,12 @@ static void print_replication(json_t *rs)
 	}
 	hprintf(
 	    "dropped    %lld undecodable, %lld oversized, %lld unknown keys, %lld wrong cluster, "
-	    "%lld stale epoch, %lld bad entries\n",
+	    "%lld stale epoch, %lld bad entries, %lld bad epoch, %lld unauthenticated "
+	    "connections\n",
 	    (long long)num(drop, "undecodable"), (long long)num(drop, "oversized"),
 	    (long long)num(drop, "unknown_key"), (long long)num(drop, "wrong_cluster"),
-	    (long long)num(drop, "stale_epoch"), (long long)num(drop, "bad_entry"));
+	    (long long)num(drop, "stale_epoch"), (long long)num(drop, "bad_entry"),
+	    (long long)num(drop, "bad_epoch"), (long long)num(drop, "unauthenticated"));
 }
 
 /* The TLS part of status, from the same figures as the JSON. */
@@ -499,10 +507,12 @@ static void print_tls(json_t *tls)
 	hprintf(" (%s)\n", count(w, tls, "workers", "worker", "workers"));
 	hprintf("handshakes %lld done, %lld failed\n", (long long)num(hs, "done"),
 	        (long long)num(hs, "failed"));
-	hprintf("clients    %s open, %lld accepted, %lld refused, %lld timed out\n",
+	hprintf("clients    %s open, %lld accepted, %lld refused (%lld for their address), "
+	        "%lld timed out, %lld evicted\n",
 	        count(w, conns, "open", "connection", "connections"),
 	        (long long)num(conns, "accepted"), (long long)num(conns, "refused"),
-	        (long long)num(conns, "timed_out"));
+	        (long long)num(conns, "refused_per_source"), (long long)num(conns, "timed_out"),
+	        (long long)num(conns, "evicted"));
 	json_array_foreach(json_object_get(table, "hosts"), i, h)
 	{
 		json_t *id = json_object_get(h, "certificate");
@@ -553,6 +563,20 @@ static int print_health(json_t *health, json_t *args)
 	return check ? 1 : 0;
 }
 
+static void print_store(json_t *st)
+{
+	if (!json_is_object(st))
+		return;
+	hprintf("store      %.1f of %.1f MiB in use (%lld%%), %lld diverged entries\n",
+	        (double)json_integer_value(json_object_get(st, "used_bytes")) / (1 << 20),
+	        (double)json_integer_value(json_object_get(st, "map_bytes")) / (1 << 20),
+	        (long long)json_integer_value(json_object_get(st, "used_percent")),
+	        (long long)json_integer_value(
+	            json_object_get(json_object_get(st, "diverged"), "entries")));
+	if (json_is_string(json_object_get(st, "warning")))
+		hprintf("WARNING    %s\n", str(st, "warning"));
+}
+
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
@@ -582,6 +606,7 @@ static int print_status(json_t *r, json_t *args)
 	        count(b, counts, "cas", "CA certificate", "CA certificates"),
 	        count(c, counts, "requests", "request", "requests"),
 	        count(d, counts, "pending_keys", "pending key", "pending keys"));
+	print_store(json_object_get(r, "store"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
 	return print_health(json_object_get(r, "health"), args);
@@ -911,6 +936,21 @@ static int print_diverged(json_t *r, json_t *args)
 	return 0;
 }
 
+static int print_diverged_delete(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("deleted diverged entry %.8s\n", str(r, "deleted"));
+	return 0;
+}
+
+static int print_diverged_prune(json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf("removed %lld diverged entries\n",
+	        (long long)json_integer_value(json_object_get(r, "removed")));
+	return 0;
+}
+
 static int print_diverged_apply(json_t *r, json_t *args)
 {
 	(void)args;
@@ -997,6 +1037,12 @@ static const struct command commands[] = {
      print_diverged},
     {"diverged apply", "diverged.apply", "diverged apply ID" WAIT_FLAG,
      "Re-applies a diverged change through this primary.", parse_id, print_diverged_apply},
+    {"diverged delete", "diverged.delete", "diverged delete ID",
+     "Deletes a diverged change from this node's diverged table.", parse_id, print_diverged_delete},
+    {"diverged prune", "diverged.prune", "diverged prune [--all]",
+     "Deletes the diverged changes already re-applied from this node's diverged table; "
+     "--all: every one.",
+     parse_diverged_prune, print_diverged_prune},
     {.words = "keygen",
      .usage = "keygen -o FILE",
      .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "

@@ -166,7 +166,10 @@ static const struct int_slot int_keys[] = {
     {"tls_handshake_timeout", offsetof(cs_config, tls_handshake_timeout_ms), 100, 600000,
      "milliseconds"},
     {"tls_max_connections", offsetof(cs_config, tls_max_connections), 1, 1000000, "connections"},
+    {"tls_max_connections_per_ip", offsetof(cs_config, tls_max_connections_per_ip), 1, 1000000,
+     "connections"},
     {"log_retain", offsetof(cs_config, log_retain), 1, 100000000, "log entries"},
+    {"store_map_size", offsetof(cs_config, store_map_size_mib), 1, 1 << 20, "MiB"},
 };
 #define NINT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
 

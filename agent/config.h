@@ -46,6 +46,10 @@ typedef struct cs_config {
 	char *repl_listen;            /* NULL: no replication (a single node) */
 	char *curve_secret_file;
 	int log_retain; /* log entries kept; 0: the default */
+	/* TLS connections of one address; 0: TLS_DEFAULT_MAX_PER_SOURCE */
+	int tls_max_connections_per_ip;
+	/* the LMDB map's size in MiB; 0: the store's default */
+	int store_map_size_mib;
 	/* [cluster] */
 	char *site_hostname;
 	/* [peer NAME] sections, in file order */

@@ -1,10 +1,18 @@
 /* control.c — the control socket: a libevent server in the agent and a
- * blocking client in the operator command.  See control.h for the protocol. */
+ * blocking client in the operator command.  See control.h for the protocol.
+ *
+ * The server bounds what clients can hold: CS_CONTROL_MAX_CONNS connections
+ * (at the cap the oldest one still sending its request makes room), each
+ * closed after CS_CONTROL_IDLE_MS without a byte, a request line of at most
+ * CS_CONTROL_MAX_REQUEST and CS_CONTROL_MAX_BUFFERED of unfinished requests
+ * in all; when accept runs out of descriptors the listener pauses instead
+ * of spinning on the readable backlog. */
 #include "control.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,10 +25,14 @@
 #include <event2/listener.h>
 #include <sodium.h>
 
+#include "../common/log.h"
+
 #define CLIENT_TIMEOUT_MS (300 * 1000) /* an RSA 4096 key can take a while */
+#define ACCEPT_PAUSE_MS   100          /* out of descriptors: stop accepting this long */
 
 struct cs_control {
 	struct evconnlistener *listener;
+	struct event *resume; /* re-enables the listener after a pause */
 	char *path;
 	cs_control_fn fn;
 	void *ctx;
@@ -28,6 +40,8 @@ struct cs_control {
 	struct conn *current;         /* the connection whose request runs now */
 	cs_control_pending *deferred; /* set when that request is answered later */
 	cs_control_pending *pending;  /* every request still to answer */
+	size_t nconns;
+	size_t buffered; /* bytes of unfinished request lines, every connection */
 };
 
 /* One client connection.  It lives from accept until its answer is flushed,
@@ -37,6 +51,9 @@ struct conn {
 	cs_control *ctl;
 	struct bufferevent *bev;
 	cs_control_pending *pending; /* the deferred request it waits for, if any */
+	bool reading;                /* still sending its request */
+	size_t held;                 /* its share of ctl->buffered */
+	size_t scanned;              /* bytes of its input known to hold no newline */
 };
 
 struct cs_control_pending {
@@ -89,10 +106,22 @@ static void *wipe_realloc(void *p, size_t n)
 	return q;
 }
 
+/* libevent's own warnings (an accept that fails, say) go through our log
+ * and its rate limit instead of straight to stderr. */
+static void event_log(int severity, const char *msg)
+{
+	cs_log(severity <= EVENT_LOG_DEBUG  ? CS_LOG_DEBUG
+	       : severity == EVENT_LOG_MSG  ? CS_LOG_INFO
+	       : severity == EVENT_LOG_WARN ? CS_LOG_WARN
+	                                    : CS_LOG_ERROR,
+	       "libevent: %s", msg);
+}
+
 void cs_control_init(void)
 {
 	json_set_alloc_funcs(wipe_malloc, wipe_free);
 	event_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free);
+	event_set_log_callback(event_log);
 }
 
 /* ---- binary data ------------------------------------------------------------ */
@@ -171,6 +200,8 @@ static json_t *run_request(cs_control *ctl, const char *line, size_t len)
 
 static void conn_close(struct conn *c)
 {
+	c->ctl->buffered -= c->held;
+	c->ctl->nconns--;
 	if (c->pending != NULL)
 		c->pending->conn = NULL;
 	if (c->prev != NULL)
@@ -202,6 +233,7 @@ static void answer_and_close(struct conn *c, json_t *answer)
 
 	json_decref(answer);
 	bufferevent_disable(c->bev, EV_READ);
+	c->reading = false;
 	if (text == NULL) {
 		conn_close(c);
 		return;
@@ -217,19 +249,39 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 	cs_control *ctl = c->ctl;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	size_t len = evbuffer_get_length(in);
+	struct evbuffer_ptr eol;
 	cs_err err = {0};
 	json_t *answer;
 	char *line;
 
+	/* Only the new bytes are searched: a long line is scanned once. */
+	ctl->buffered += len - c->held;
+	c->held = len;
+	if (evbuffer_ptr_set(in, &eol, c->scanned, EVBUFFER_PTR_SET) == 0)
+		eol = evbuffer_search_eol(in, &eol, NULL, EVBUFFER_EOL_LF);
+	else
+		eol.pos = -1;
 	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > CS_CONTROL_MAX_REQUEST) {
-			cs_fail(&err, CS_EUSAGE, "control request is larger than %u MiB",
+		c->scanned = len;
+		if (len > CS_CONTROL_MAX_REQUEST)
+			cs_fail(&err, CS_EUSAGE,
+			        "control request is larger than %u MiB; send files of a few "
+			        "MiB at a time",
 			        CS_CONTROL_MAX_REQUEST >> 20);
+		else if (ctl->buffered > CS_CONTROL_MAX_BUFFERED)
+			cs_fail(&err, CS_EREFUSED,
+			        "control requests being sent hold more than %u MiB in all; "
+			        "retry when the others are done",
+			        CS_CONTROL_MAX_BUFFERED >> 20);
+		if (err.code != CS_OK) {
+			cs_warn("control: %s", err.msg);
 			answer_and_close(c, error_answer(&err));
 		}
 		return;
 	}
+	ctl->buffered -= c->held;
+	c->held = 0;
 	line = wipe_malloc((size_t)eol.pos + 1);
 	if (line == NULL) {
 		conn_close(c);
@@ -261,6 +313,7 @@ cs_control_pending *cs_control_defer(cs_control *ctl)
 	ctl->deferred = p;
 	/* Reading stops, but a hang-up still reaches on_error, which tells p. */
 	bufferevent_disable(p->conn->bev, EV_READ);
+	p->conn->reading = false;
 	bufferevent_setcb(p->conn->bev, NULL, NULL, on_error, p->conn);
 	return p;
 }
@@ -287,14 +340,42 @@ void cs_control_answer(cs_control_pending *p, json_t *result, const cs_err *err)
 	free(p);
 }
 
+/* The oldest connection still sending its request, or NULL. */
+static struct conn *oldest_reading(cs_control *ctl)
+{
+	struct conn *oldest = NULL;
+
+	for (struct conn *c = ctl->conns; c != NULL; c = c->next)
+		if (c->reading)
+			oldest = c; /* new connections go first: the last one is the oldest */
+	return oldest;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
+	static const struct timeval idle = {CS_CONTROL_IDLE_MS / 1000,
+	                                    CS_CONTROL_IDLE_MS % 1000 * 1000};
 	cs_control *ctl = arg;
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c, *old;
 
 	(void)sa;
 	(void)salen;
+	/* An operator's command must get through a flood of idle clients:
+	 * the oldest of them makes room. */
+	if (ctl->nconns >= CS_CONTROL_MAX_CONNS) {
+		if ((old = oldest_reading(ctl)) == NULL) {
+			cs_warn("control: %d connections wait for answers; refusing another",
+			        CS_CONTROL_MAX_CONNS);
+			close(fd);
+			return;
+		}
+		cs_warn("control: %d connections open; closing the oldest that has not sent "
+		        "its request",
+		        CS_CONTROL_MAX_CONNS);
+		conn_close(old);
+	}
+	c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
 	                                                  BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		free(c);
@@ -302,12 +383,37 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	c->ctl = ctl;
+	c->reading = true;
 	c->next = ctl->conns;
 	if (ctl->conns != NULL)
 		ctl->conns->prev = c;
 	ctl->conns = c;
+	ctl->nconns++;
 	bufferevent_setcb(c->bev, on_read, NULL, on_error, c);
+	/* The read timeout runs only while reading is enabled: a request
+	 * waiting for the followers is not idle. */
+	bufferevent_set_timeouts(c->bev, &idle, &idle);
 	bufferevent_enable(c->bev, EV_READ);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(arg);
+}
+
+/* accept failed for another reason than a client that left: out of
+ * descriptors or memory.  The backlog stays readable, so the listener
+ * pauses briefly instead of spinning. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	static const struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+	cs_control *ctl = arg;
+
+	cs_warn("control: cannot accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+	evconnlistener_disable(l);
+	evtimer_add(ctl->resume, &pause);
 }
 
 static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
@@ -380,11 +486,19 @@ int cs_control_listen(cs_control **out, struct event_base *base, const char *pat
 	ctl->fn = fn;
 	ctl->ctx = ctx;
 	ctl->listener = evconnlistener_new(base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, 16, fd);
+	if (ctl->listener != NULL &&
+	    (ctl->resume = evtimer_new(base, on_resume, ctl->listener)) == NULL) {
+		evconnlistener_free(ctl->listener);
+		ctl->listener = NULL;
+		fd = -1; /* the listener closed it */
+	}
 	if (ctl->listener == NULL) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		cs_control_close(ctl);
 		return cs_fail(err, CS_EIO, "control_socket %s: cannot listen", path);
 	}
+	evconnlistener_set_error_cb(ctl->listener, on_accept_error);
 	*out = ctl;
 	return 0;
 }
@@ -393,6 +507,8 @@ void cs_control_close(cs_control *ctl)
 {
 	if (ctl == NULL)
 		return;
+	if (ctl->resume != NULL)
+		event_free(ctl->resume);
 	if (ctl->listener != NULL)
 		evconnlistener_free(ctl->listener);
 	/* Open connections close unanswered; requests still waiting are later

@@ -16,6 +16,15 @@
 
 /* Largest request line accepted: room for a few imported files in base64. */
 #define CS_CONTROL_MAX_REQUEST (48u << 20)
+/* Unfinished request lines of every connection together: a few clients
+ * sending huge requests cannot take the agent's memory. */
+#define CS_CONTROL_MAX_BUFFERED (64u << 20)
+/* Connections open at once; at the cap the oldest one still sending its
+ * request is closed, so an operator's command always gets through. */
+#define CS_CONTROL_MAX_CONNS 32
+/* A connection that sends nothing (or reads nothing of its answer) this
+ * long is closed. */
+#define CS_CONTROL_IDLE_MS 10000
 
 /* Makes jansson and libevent wipe every block they free.  Call once, before
  * any other use of either library.  Afterwards, memory either library hands

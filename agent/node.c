@@ -119,6 +119,8 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	node->cfg = cfg;
 	node->started = time(NULL);
 	rc = cs_store_open(&node->store, cfg->data_dir, err);
+	if (rc == 0 && cfg->store_map_size_mib > 0)
+		rc = cs_store_set_map_size(node->store, (size_t)cfg->store_map_size_mib << 20, err);
 	if (rc == 0)
 		rc = setup_key(node, pass, passlen, err);
 	if (rc == 0)
@@ -134,11 +136,13 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 
 /* Tells the TLS endpoint the store changed; its reloader serves the change
  * shortly after, so neither a commit's answer nor the replication thread
- * waits for a table build. */
+ * waits for a table build.  Every change passes here, so the store's map is
+ * checked here too. */
 void ops_reload_tls(struct cs_node *node)
 {
 	if (node->tls != NULL)
 		tls_server_changed(node->tls);
+	ops_store_check(node->store);
 }
 
 int cs_node_start_tls(cs_node *node, cs_err *err)
@@ -157,6 +161,8 @@ int cs_node_start_tls(cs_node *node, cs_err *err)
 	    .site_hostname = cfg->site_hostname,
 	    .unhealthy = ops_refusing,
 	    .unhealthy_ctx = node,
+	    .max_per_source = cfg->tls_max_connections_per_ip > 0 ? cfg->tls_max_connections_per_ip
+	                                                          : TLS_DEFAULT_MAX_PER_SOURCE,
 	};
 	int rc;
 
@@ -289,10 +295,12 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
 	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
 	cs_txn_abort(txn);
-	if (result != NULL)
+	if (result != NULL) {
 		json_object_set_new(result, "health", health);
-	else
+		json_object_set_new(result, "store", ops_store_status(node->store));
+	} else {
 		json_decref(health);
+	}
 	if (result != NULL && node->tls != NULL)
 		json_object_set_new(result, "tls", tls_server_status(node->tls));
 	if (result != NULL && node->repl != NULL) {
@@ -333,6 +341,8 @@ static const struct command {
     {"key.delete", op_key_delete, true, false},
     {"csr.delete", op_csr_delete, true, false},
     {"cert.prune", op_cert_prune, true, false},
+    {"diverged.delete", op_diverged_delete, false, false},
+    {"diverged.prune", op_diverged_prune, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

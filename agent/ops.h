@@ -104,5 +104,15 @@ void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, 
 json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ---- ops_store.c ---- */
+/* The store's map: its size, the bytes in use, the diverged table's share,
+ * and a warning from STORE_WARN_PERCENT of the map on. */
+#define STORE_WARN_PERCENT 80
+json_t *ops_store_status(cs_store *st);
+/* Logs the warning (at most once a minute); called after every change. */
+void ops_store_check(cs_store *st);
 
 #endif

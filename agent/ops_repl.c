@@ -235,3 +235,43 @@ json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	return json_pack("{s:s, s:I}", "applied", hex, "seq", (json_int_t)node->committed.seq);
 }
+
+json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err)
+{
+	uint8_t id[CS_DIGEST_LEN];
+	char hex[2 * CS_DIGEST_LEN + 1];
+	const char *ref;
+	cs_txn *txn;
+
+	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, err) < 0)
+		return NULL;
+	if (cs_txn_diverged_delete(txn, ref, id, err) < 0) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	/* A local table: no log entry, nothing to replicate. */
+	if (cs_txn_commit(txn, NULL, NULL, err) < 0)
+		return NULL;
+	cs_hex(id, CS_DIGEST_LEN, hex);
+	cs_info("diverged entry %.8s deleted", hex);
+	return json_pack("{s:s}", "deleted", hex);
+}
+
+json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err)
+{
+	size_t removed;
+	cs_txn *txn;
+
+	if (cs_txn_begin(node->store, true, &txn, err) < 0)
+		return NULL;
+	if (cs_txn_diverged_prune(txn, json_is_true(json_object_get(args, "all")), &removed, err) <
+	    0) {
+		cs_txn_abort(txn);
+		return NULL;
+	}
+	if (cs_txn_commit(txn, NULL, NULL, err) < 0)
+		return NULL;
+	cs_info("%zu diverged entries pruned", removed);
+	return json_pack("{s:I}", "removed", (json_int_t)removed);
+}

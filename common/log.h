@@ -1,7 +1,14 @@
 /* log.h — leveled logging to stderr, the agent's only log sink.
  *
  * Lines look like "2026-11-22T07:30:01Z warn  store: ..." so an operator can
- * grep by level.  Never pass key material or a passphrase to these. */
+ * grep by level.  Never pass key material or a passphrase to these.
+ *
+ * Warnings, errors and debug lines of one format (one call site) are
+ * rate-limited: a burst of five, then one a second, and the next line
+ * written says how many were held back ("(N similar lines suppressed)").  A
+ * bare "%s" format is limited per text instead, as its call sites log many
+ * different messages.  Info lines, the record of each change, never are:
+ * keep them to what operators and configured peers cause. */
 #ifndef CS_LOG_H
 #define CS_LOG_H
 

@@ -395,6 +395,10 @@ static void report_diverged(repl *r)
 	cs_err err;
 	int rc;
 
+	/* The primary takes them only from the node that led their epoch: a
+	 * traffic node keeps its copies to itself. */
+	if (r->role == REPL_TRAFFIC)
+		return;
 	if (cs_txn_begin(r->st, false, &txn, &err) != 0) {
 		cs_error("repl: %s", err.msg);
 		return;

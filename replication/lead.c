@@ -339,6 +339,48 @@ void lead_tick(repl *r)
 		lead_push(r);
 }
 
+static bool led(const struct peer *p, uint64_t epoch)
+{
+	for (size_t i = 0; i < p->nled; i++)
+		if (p->led[i] == epoch)
+			return true;
+	return false;
+}
+
+/* Whether p may add this entry: it led the entry's epoch, and the table has
+ * room (bytes counts pages, so an entry's cost is estimated by its size). */
+static int diverged_allowed(repl *r, struct peer *p, cs_txn *txn, const ProtobufCBinaryData *entry,
+                            cs_err *err)
+{
+	Certsync__LogEntry *e = certsync__log_entry__unpack(NULL, entry->len, entry->data);
+	size_t count, bytes, used, map, cap;
+	uint64_t epoch;
+
+	if (e == NULL)
+		return cs_fail(err, CS_EINPUT, "a diverged entry does not decode");
+	epoch = e->epoch;
+	certsync__log_entry__free_unpacked(e, NULL);
+	if (!led(p, epoch))
+		return cs_fail(err, CS_EREFUSED,
+		               "an entry of epoch %" PRIu64
+		               ", which this node has not heard %s lead",
+		               epoch, p->name);
+	if (cs_txn_diverged_usage(txn, &count, &bytes, err) != 0)
+		return -1;
+	cs_store_usage(r->st, &used, &map);
+	cap = map / 8 < DIVERGED_MAX_BYTES ? map / 8 : DIVERGED_MAX_BYTES;
+	if (count >= DIVERGED_MAX_ENTRIES || bytes + entry->len > cap)
+		return cs_fail(err, CS_EREFUSED,
+		               "the diverged table holds %zu entries in %zu KiB, its bound (%d "
+		               "entries, %zu KiB); see `certsync diverged list`, then `diverged "
+		               "delete` or `diverged prune`",
+		               count, bytes >> 10, DIVERGED_MAX_ENTRIES, cap >> 10);
+	return 0;
+}
+
+/* Diverged entries are accepted only from a primary-capable node, only of
+ * an epoch it was heard leading, and only while the table is within its
+ * bounds: anyone else's would be a way to fill the primary's store. */
 void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d)
 {
 	size_t added = 0;
@@ -348,13 +390,29 @@ void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d)
 
 	if (!r->leading || d->n_entries == 0)
 		return;
+	if (p->role == REPL_TRAFFIC) {
+		wire_drop(r, p, &r->cnt.bad_entry,
+		          "diverged entries from a traffic node, which never leads");
+		return;
+	}
 	if (cs_txn_begin(r->st, true, &txn, &err) != 0) {
 		cs_error("repl: diverged entries from %s: %s", p->name, err.msg);
 		return;
 	}
 	for (size_t i = 0; i < d->n_entries && rc >= 0; i++) {
-		rc = cs_txn_diverged_add(txn, p->name, d->entries[i].data, d->entries[i].len, &err);
+		rc = diverged_allowed(r, p, txn, &d->entries[i], &err);
+		if (rc == 0)
+			rc = cs_txn_diverged_add(txn, p->name, d->entries[i].data,
+			                         d->entries[i].len, &err);
 		added += rc == 0;
+	}
+	if (rc < 0 && err.code == CS_EREFUSED) {
+		/* The entries before the refused one are kept.  Logged on its
+		 * own (the log rate-limits it), not with the junk a peer sends:
+		 * a full table is the operator's to clear. */
+		r->cnt.bad_entry++;
+		cs_warn("repl: diverged entries from %s refused: %s", p->name, err.msg);
+		rc = 0;
 	}
 	if (rc < 0) {
 		cs_txn_abort(txn);

@@ -246,9 +246,15 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 		return cs_fail(err, CS_EREFUSED, "promote refused: %s %s", r->name,
 		               r->f.state == F_REFUSED ? r->refusal
 		                                       : "has no cluster settings yet");
+	/* Only primary-capable nodes can have led an epoch. */
 	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].s.epoch > epoch)
+		if (r->peers[i].role != REPL_TRAFFIC && r->peers[i].s.epoch > epoch)
 			epoch = r->peers[i].s.epoch;
+	if (epoch == UINT64_MAX)
+		return cs_fail(err, CS_EREFUSED,
+		               "promote refused: epoch %" PRIu64 " is the last one; the cluster "
+		               "must be created again",
+		               epoch);
 	follow_stop(r);
 	/* On disk before the first change of the epoch, or a crash right
 	 * after could reuse it. */
@@ -354,6 +360,18 @@ static void take_cluster_views(repl *r, const Certsync__Beat *b, int64_t now)
 	}
 }
 
+static void note_led(struct peer *p, uint64_t epoch)
+{
+	for (size_t i = 0; i < p->nled; i++)
+		if (p->led[i] == epoch)
+			return;
+	if (p->nled == LED_HISTORY) {
+		memmove(p->led, p->led + 1, (LED_HISTORY - 1) * sizeof(p->led[0]));
+		p->nled--;
+	}
+	p->led[p->nled++] = epoch;
+}
+
 static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__Beat *b = env->beat;
@@ -369,6 +387,12 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 		          r->loc.epoch);
 		return;
 	}
+	/* A traffic node never leads: its claim could only block a promotion. */
+	if (b->leading && p->role == REPL_TRAFFIC) {
+		wire_drop(r, p, &r->cnt.bad_epoch, "traffic node %s claims to lead epoch %" PRIu64,
+		          p->name, env->epoch);
+		return;
+	}
 	if (b->applied != NULL)
 		applied = (cs_pos){b->applied->epoch, b->applied->seq};
 	if (applied.seq != p->s.applied.seq)
@@ -380,8 +404,10 @@ static void on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 	if (b->digest.len == CS_DIGEST_LEN)
 		memcpy(p->s.digest, b->digest.data, CS_DIGEST_LEN);
 	snprintf(p->s.refusal, sizeof(p->s.refusal), "%s", b->refusal);
-	if (b->leading)
+	if (b->leading) {
 		take_cluster_views(r, b, now);
+		note_led(p, env->epoch);
+	}
 	if (router) {
 		p->s.follows = b->session != 0 && r->leading;
 		lead_beat(r, p, b);
@@ -429,6 +455,13 @@ static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 		              : "it belongs to another cluster");
 		if (router && beat && r->leading)
 			refuse(r, p, "it belongs to another cluster than this primary's");
+		return;
+	}
+	/* An epoch far above ours would make ours wrap. */
+	if (env->epoch > r->loc.epoch && env->epoch - r->loc.epoch > EPOCH_JUMP_MAX) {
+		wire_drop(r, p, &r->cnt.bad_epoch,
+		          "epoch %" PRIu64 " is more than %d above %" PRIu64 ", the highest known",
+		          env->epoch, EPOCH_JUMP_MAX, r->loc.epoch);
 		return;
 	}
 	if (beat) {
@@ -576,13 +609,14 @@ static void tick(repl *r)
 static void *run(void *arg)
 {
 	repl *r = arg;
-	zmq_pollitem_t items[3 + MAX_PEERS];
-	struct peer *owner[3 + MAX_PEERS] = {NULL};
+	zmq_pollitem_t items[4 + MAX_PEERS];
+	struct peer *owner[4 + MAX_PEERS] = {NULL};
 	size_t n = 0;
 	bool running = true;
 
 	items[n++] = (zmq_pollitem_t){.fd = r->wake_fd, .events = ZMQ_POLLIN};
 	items[n++] = (zmq_pollitem_t){.socket = r->zap, .events = ZMQ_POLLIN};
+	items[n++] = (zmq_pollitem_t){.socket = r->monitor, .events = ZMQ_POLLIN};
 	items[n++] = (zmq_pollitem_t){.socket = r->router, .events = ZMQ_POLLIN};
 	for (size_t i = 0; i < r->npeers; i++) {
 		if (r->peers[i].dealer == NULL)
@@ -603,7 +637,9 @@ static void *run(void *arg)
 			running = take_requests(r);
 		if (items[1].revents & ZMQ_POLLIN)
 			wire_zap(r);
-		for (size_t i = 2; i < n; i++)
+		if (items[2].revents & ZMQ_POLLIN)
+			wire_watch(r);
+		for (size_t i = 3; i < n; i++)
 			if (items[i].revents & ZMQ_POLLIN)
 				recv_all(r, items[i].socket, owner[i]);
 		if (repl_now() >= r->next_beat)
@@ -962,7 +998,7 @@ json_t *repl_status(repl *r)
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
 	j = json_pack("{s:s, s:s, s:b, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
-	              "s:I}}",
+	              "s:I, s:I, s:I}}",
 	              "role",
 	              v->leading ? "primary"
 	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
@@ -979,7 +1015,9 @@ json_t *repl_status(repl *r)
 	              peers, "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
 	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
 	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
-	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry);
+	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry,
+	              "unauthenticated", (json_int_t)c->unauthed, "bad_epoch",
+	              (json_int_t)c->bad_epoch);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

@@ -31,6 +31,10 @@
 
 #define REPL_KEY_LEN 32 /* a CURVE public or secret key */
 #define REPL_Z85_LEN 40 /* the same in Z85 text, without the NUL */
+/* Connections to the replication port that have not finished the CURVE
+ * handshake, at most (more are cut at once), and how long one may take. */
+#define REPL_MAX_UNAUTHENTICATED 32
+#define REPL_HANDSHAKE_MS        2000
 
 typedef enum repl_role { REPL_PRIMARY, REPL_BACKUP, REPL_TRAFFIC } repl_role;
 

@@ -20,6 +20,15 @@
 #define BEAT_HISTORY  16                  /* epochs of history a beat carries */
 #define REFUSAL_LEN   200
 #define CLUSTER_IDLEN 16
+/* Epochs grow by one per promotion: a message whose epoch is further than
+ * this above the highest this node knows is a lie, not a failover it
+ * missed, and is dropped. */
+#define EPOCH_JUMP_MAX 1000000
+#define LED_HISTORY    8 /* epochs remembered per peer as led by it */
+/* The diverged table holds at most this many entries, and bytes: the lesser
+ * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
+#define DIVERGED_MAX_ENTRIES 1000
+#define DIVERGED_MAX_BYTES   ((size_t)16 << 20)
 
 typedef struct Certsync__Envelope envelope;
 
@@ -55,6 +64,10 @@ struct peer {
 	uint64_t sent;
 	int64_t moved;
 	int64_t logged; /* when a drop from it was last logged (rate limit) */
+	/* epochs it was heard leading (since this process started): the only
+	 * ones whose diverged entries it may report */
+	uint64_t led[LED_HISTORY];
+	size_t nled;
 };
 
 /* Messages dropped, by cause; published for status. */
@@ -65,6 +78,8 @@ struct counters {
 	uint64_t wrong_cluster; /* another cluster's id */
 	uint64_t stale_epoch;   /* a primary's message from an epoch we left */
 	uint64_t bad_entry;     /* an entry or snapshot the store refused */
+	uint64_t unauthed;      /* connections cut: too many not authenticated */
+	uint64_t bad_epoch;     /* a traffic node leading, or an epoch too far ahead */
 };
 
 /* Follower states (see the table in follow.c). */
@@ -148,6 +163,15 @@ struct repl {
 	int64_t next_beat;
 	int64_t zap_logged;
 	struct waiter *waiters;
+	/* connections accepted on the replication port within the handshake
+	 * interval: the ones that may still be unauthenticated (wire_watch) */
+	void *monitor;
+	unsigned listen_port;
+	struct {
+		int fd;
+		int64_t at;
+	} young[REPL_MAX_UNAUTHENTICATED];
+	size_t nyoung;
 
 	/* shared */
 	pthread_mutex_t mu;
@@ -176,6 +200,10 @@ void wire_close(repl *r);
  * through our link to it.  Never blocks; 0 sent, -1 not. */
 int wire_send(repl *r, struct peer *p, envelope *env, bool via_router);
 void wire_zap(repl *r);
+/* Reads the ROUTER's connection events: a connection accepted while
+ * REPL_MAX_UNAUTHENTICATED younger than the handshake interval are open is
+ * shut down at once. */
+void wire_watch(repl *r);
 /* Receives one message from sock (the ROUTER when from is NULL, else the
  * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
  * when the message was dropped (counted and logged), and *p its sender. */

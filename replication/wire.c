@@ -5,16 +5,21 @@
  * leaves this file: it is dropped, counted and logged. */
 #include "repl_int.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <zmq.h>
 
 #include "../common/log.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define MON_ENDPOINT "inproc://certsync.router-events"
 #define ZAP_DOMAIN   "certsync"
 #define LOG_EVERY_MS 10000 /* a peer that keeps sending junk is logged this often */
 
@@ -48,6 +53,13 @@ static int set_opts(void *s, const repl *r, bool server, const uint8_t *server_k
 		rc |= zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &most, sizeof(most));
 	}
 	rc |= zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, r->sec, REPL_KEY_LEN);
+	if (server) {
+		/* A connection that has not authenticated in this time is closed
+		 * by libzmq (its default is 30 s). */
+		int hs = REPL_HANDSHAKE_MS;
+
+		rc |= zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &hs, sizeof(hs));
+	}
 	return rc == 0 ? 0 : -1;
 }
 
@@ -65,6 +77,19 @@ static int own_io_thread(void *s, int thread)
 	uint64_t affinity = (uint64_t)1 << (thread < 64 ? thread : 1 + thread % 63);
 
 	return zmq_setsockopt(s, ZMQ_AFFINITY, &affinity, sizeof(affinity));
+}
+
+/* The TCP port the ROUTER bound ("tcp://127.0.0.1:7700"), or 0. */
+static unsigned bound_port(void *router)
+{
+	char ep[256];
+	size_t len = sizeof(ep);
+	const char *colon;
+
+	if (zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, ep, &len) != 0 ||
+	    (colon = strrchr(ep, ':')) == NULL)
+		return 0;
+	return (unsigned)strtoul(colon + 1, NULL, 10);
 }
 
 int wire_open(repl *r, const char *listen, cs_err *err)
@@ -89,9 +114,20 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	    own_io_thread(r->router, 0) != 0)
 		return cs_fail(err, CS_EIO, "cannot set up the replication socket: %s",
 		               zmq_strerror(zmq_errno()));
+	/* libzmq has no cap on a socket's connections (ZMQ_MAX_SOCKETS counts
+	 * sockets, not connections), but its monitor names the descriptor of
+	 * each accepted one: wire_watch keeps the count of young ones. */
+	r->monitor = zmq_socket(r->zctx, ZMQ_PAIR);
+	if (r->monitor == NULL ||
+	    zmq_socket_monitor(r->router, MON_ENDPOINT,
+	                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+	    zmq_connect(r->monitor, MON_ENDPOINT) != 0)
+		return cs_fail(err, CS_EIO, "cannot watch the replication socket: %s",
+		               zmq_strerror(zmq_errno()));
 	if (zmq_bind(r->router, listen) != 0)
 		return cs_fail(err, CS_EUSAGE, "repl_listen %s: cannot bind: %s", listen,
 		               zmq_strerror(zmq_errno()));
+	r->listen_port = bound_port(r->router);
 	threads = 1;
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
@@ -117,6 +153,8 @@ void wire_close(repl *r)
 			zmq_close(r->peers[i].dealer);
 	if (r->router != NULL)
 		zmq_close(r->router);
+	if (r->monitor != NULL)
+		zmq_close(r->monitor);
 	if (r->zap != NULL)
 		zmq_close(r->zap);
 	if (r->zctx != NULL)
@@ -303,4 +341,92 @@ out:
 	zmq_msg_close(&rid);
 	zmq_msg_close(&body);
 	return 1;
+}
+
+/* Whether fd is still a connection to our replication port: the event is
+ * read after the fact, and a descriptor closed meanwhile may have been
+ * reused for something else of this process. */
+static bool ours(const repl *r, int fd, char *peer, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	unsigned port;
+	const void *a;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	else if (ss.ss_family == AF_INET6)
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	else
+		return false;
+	sl = sizeof(ss);
+	if (port != r->listen_port || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return false;
+	a = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+	                            : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+	if (inet_ntop(ss.ss_family, a, peer, (socklen_t)len) == NULL)
+		snprintf(peer, len, "?");
+	return true;
+}
+
+static void young_forget(repl *r, int fd, int64_t now)
+{
+	size_t k = 0;
+
+	/* Older than the handshake interval: authenticated, or closed by
+	 * libzmq (with a little slack for its timer). */
+	for (size_t i = 0; i < r->nyoung; i++)
+		if (r->young[i].fd != fd && now - r->young[i].at <= REPL_HANDSHAKE_MS + 500)
+			r->young[k++] = r->young[i];
+	r->nyoung = k;
+}
+
+static void young_add(repl *r, int fd, int64_t now)
+{
+	char peer[INET6_ADDRSTRLEN];
+
+	young_forget(r, fd, now);
+	if (r->nyoung < REPL_MAX_UNAUTHENTICATED) {
+		r->young[r->nyoung].fd = fd;
+		r->young[r->nyoung++].at = now;
+	} else if (ours(r, fd, peer, sizeof(peer))) {
+		/* shutdown, not close: the descriptor stays libzmq's, which
+		 * sees the connection end and closes it itself. */
+		shutdown(fd, SHUT_RDWR);
+		wire_drop(r, NULL, &r->cnt.unauthed,
+		          "connection from %s cut: %d others have not authenticated yet", peer,
+		          REPL_MAX_UNAUTHENTICATED);
+	}
+}
+
+void wire_watch(repl *r)
+{
+	for (int i = 0; i < 256; i++) {
+		zmq_msg_t head, addr;
+		uint16_t event;
+		uint32_t value;
+
+		zmq_msg_init(&head);
+		if (zmq_msg_recv(&head, r->monitor, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&head);
+			return;
+		}
+		/* Two frames: event (16 bits) and value (32 bits), then the
+		 * endpoint. */
+		zmq_msg_init(&addr);
+		if (zmq_msg_more(&head))
+			zmq_msg_recv(&addr, r->monitor, ZMQ_DONTWAIT);
+		if (zmq_msg_size(&head) == 6) {
+			memcpy(&event, zmq_msg_data(&head), 2);
+			memcpy(&value, (uint8_t *)zmq_msg_data(&head) + 2, 4);
+			if (event == ZMQ_EVENT_ACCEPTED)
+				young_add(r, (int)value, repl_now());
+			else if (event == ZMQ_EVENT_DISCONNECTED)
+				young_forget(r, (int)value, repl_now());
+		}
+		zmq_msg_close(&addr);
+		zmq_msg_close(&head);
+	}
 }

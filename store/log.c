@@ -435,18 +435,11 @@ static int match(void *ctx, const cs_diverged *d)
 	return 0;
 }
 
-int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+/* The one entry whose id starts with ref, into id. */
+static int find_ref(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
 {
 	struct find f = {.ref = ref, .reflen = strlen(ref)};
-	Certsync__DivergedRecord *rec;
-	Certsync__LogEntry *e;
-	MDB_val k = {CS_DIGEST_LEN, f.id};
-	MDB_val v;
-	cs_diverged d;
-	int rc;
 
-	if (st_check_writable(txn, "re-apply a diverged entry", err) != 0)
-		return -1;
 	if (f.reflen < 8 || f.reflen > 2 * CS_DIGEST_LEN ||
 	    strspn(ref, "0123456789abcdefABCDEF") != f.reflen)
 		return cs_fail(err, CS_EINPUT,
@@ -458,6 +451,104 @@ int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN
 		               f.found ? "diverged entry '%s' is ambiguous; give more digits"
 		                       : "no diverged entry '%s'; see `certsync diverged list`",
 		               ref);
+	memcpy(id, f.id, CS_DIGEST_LEN);
+	return 0;
+}
+
+int cs_txn_diverged_delete(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+{
+	MDB_val k = {CS_DIGEST_LEN, id};
+	int rc;
+
+	if (st_check_writable(txn, "delete a diverged entry", err) != 0 ||
+	    find_ref(txn, ref, id, err) != 0)
+		return -1;
+	rc = mdb_del(txn->txn, txn->st->diverged, &k, NULL);
+	if (rc != 0) {
+		txn->failed = true;
+		return st_mdb_fail(err, rc, "delete from table ", "diverged");
+	}
+	txn->dirty = true;
+	return 0;
+}
+
+struct prune {
+	bool all;
+	uint8_t (*ids)[CS_DIGEST_LEN];
+	size_t n, cap;
+};
+
+/* Collects the ids to delete: deleting under the walk's cursor would move it. */
+static int prunable(void *ctx, const cs_diverged *d)
+{
+	struct prune *p = ctx;
+
+	if (!p->all && d->applied_seq == 0)
+		return 0;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 64;
+		void *ids = realloc(p->ids, cap * sizeof(*p->ids));
+
+		if (ids == NULL)
+			return 1;
+		p->ids = ids;
+		p->cap = cap;
+	}
+	memcpy(p->ids[p->n++], d->id, CS_DIGEST_LEN);
+	return 0;
+}
+
+int cs_txn_diverged_prune(cs_txn *txn, bool all, size_t *removed, cs_err *err)
+{
+	struct prune p = {.all = all};
+	int rc = 0;
+
+	*removed = 0;
+	if (st_check_writable(txn, "prune the diverged table", err) != 0)
+		return -1;
+	rc = cs_txn_diverged_foreach(txn, prunable, &p, err);
+	if (rc > 0)
+		rc = cs_fail(err, CS_EIO, "out of memory");
+	for (size_t i = 0; rc == 0 && i < p.n; i++) {
+		MDB_val k = {CS_DIGEST_LEN, p.ids[i]};
+
+		if ((rc = mdb_del(txn->txn, txn->st->diverged, &k, NULL)) != 0) {
+			txn->failed = true;
+			rc = st_mdb_fail(err, rc, "delete from table ", "diverged");
+		}
+	}
+	if (rc == 0 && p.n > 0)
+		txn->dirty = true;
+	*removed = rc == 0 ? p.n : 0;
+	free(p.ids);
+	return rc;
+}
+
+int cs_txn_diverged_usage(cs_txn *txn, size_t *count, size_t *bytes, cs_err *err)
+{
+	MDB_stat ms;
+	int rc = mdb_stat(txn->txn, txn->st->diverged, &ms);
+
+	if (rc != 0)
+		return st_mdb_fail(err, rc, "read the size of table ", "diverged");
+	*count = ms.ms_entries;
+	*bytes = (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize;
+	return 0;
+}
+
+int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err)
+{
+	struct find f = {.ref = ref};
+	Certsync__DivergedRecord *rec;
+	Certsync__LogEntry *e;
+	MDB_val k = {CS_DIGEST_LEN, f.id};
+	MDB_val v;
+	cs_diverged d;
+	int rc;
+
+	if (st_check_writable(txn, "re-apply a diverged entry", err) != 0 ||
+	    find_ref(txn, ref, f.id, err) != 0)
+		return -1;
 	rc = mdb_get(txn->txn, txn->st->diverged, &k, &v);
 	if (rc != 0)
 		return st_mdb_fail(err, rc, "read table ", "diverged");

@@ -196,6 +196,32 @@ fail:
 	return -1;
 }
 
+void cs_store_usage(cs_store *st, size_t *used, size_t *map)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+
+	mdb_env_info(st->env, &info);
+	mdb_env_stat(st->env, &ms);
+	*used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+	*map = info.me_mapsize;
+}
+
+int cs_store_set_map_size(cs_store *st, size_t bytes, cs_err *err)
+{
+	size_t used, map;
+	int rc;
+
+	cs_store_usage(st, &used, &map);
+	if (bytes < used)
+		return cs_fail(err, CS_EUSAGE,
+		               "store_map_size %zu MiB is below the %zu MiB the store in "
+		               "data_dir already uses; give a larger size",
+		               bytes >> 20, (used + (1u << 20) - 1) >> 20);
+	rc = mdb_env_set_mapsize(st->env, bytes);
+	return rc == 0 ? 0 : st_mdb_fail(err, rc, "set the store's map size", "");
+}
+
 int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
 {
 	cs_store *st;

@@ -44,6 +44,11 @@ typedef struct cs_txn cs_txn;
  * environment.  A second process on the same data_dir gets CS_EREFUSED naming
  * the pid that holds it. */
 int cs_store_open(cs_store **out, const char *data_dir, cs_err *err);
+/* Sets the LMDB map size (the store's ceiling; the file grows as pages are
+ * used) right after cs_store_open; refused below what the store uses. */
+int cs_store_set_map_size(cs_store *st, size_t bytes, cs_err *err);
+/* The bytes of the map in use, and the map's size. */
+void cs_store_usage(cs_store *st, size_t *used, size_t *map);
 void cs_store_close(cs_store *st);
 
 /* Name of a replicated table, for messages ("certs", "cas", ...). */
@@ -192,5 +197,13 @@ int cs_txn_diverged_foreach(cs_txn *txn, cs_diverged_fn fn, void *ctx, cs_err *e
  * at.  CS_ENOTFOUND, CS_EINPUT (ambiguous or bad ref) or CS_EEXIST (already
  * re-applied); id receives the full id. */
 int cs_txn_diverged_apply(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err);
+/* Deletes the entry whose id starts with ref (as cs_txn_diverged_apply
+ * finds it); id receives the full id.  Local: no log entry. */
+int cs_txn_diverged_delete(cs_txn *txn, const char *ref, uint8_t id[CS_DIGEST_LEN], cs_err *err);
+/* Deletes every entry already re-applied, or every entry when all;
+ * *removed receives how many. */
+int cs_txn_diverged_prune(cs_txn *txn, bool all, size_t *removed, cs_err *err);
+/* How many entries the diverged table holds and the bytes of its pages. */
+int cs_txn_diverged_usage(cs_txn *txn, size_t *count, size_t *bytes, cs_err *err);
 
 #endif

@@ -16,6 +16,13 @@
  * is built at once, and one after a long build (thousands of certificates
  * arrived at once) waits no more than RELOAD_REST_MAX.
  *
+ * Slow or silent clients: a connection that has sent nothing is closed
+ * after TLS_SILENT_TIMEOUT_MS, one that has not finished its handshake after
+ * the handshake timeout; one source address holds at most max_per_source
+ * connections (sources.c); and at the global cap a new connection closes
+ * the oldest one of its worker still in its handshake instead of being
+ * refused, so that idle sockets cannot lock real clients out.
+ *
  * Sockets are driven directly with SSL_do_handshake/SSL_read/SSL_write on
  * the fd, with persistent read events: no bufferevents, no allocation per
  * handshake beyond OpenSSL's own (connection structs are recycled per
@@ -58,7 +65,10 @@ enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
 struct tls_conn {
 	tls_hs hs; /* the SSL's app data */
 	struct tls_worker *w;
-	struct tls_conn *prev, *next; /* the worker's open connections, or spares */
+	struct tls_conn *prev, *next;   /* the worker's open connections, or spares */
+	struct tls_conn *older, *newer; /* the worker's connections in their handshake */
+	bool in_handshake;              /* on that list */
+	uint8_t src[TLS_SRC_KEY_LEN];   /* its source address, counted in srv->sources */
 	int fd;
 	enum conn_state state;
 	SSL *ssl;
@@ -83,10 +93,11 @@ struct tls_worker {
 	struct tls_listener *ls; /* one per listen address */
 	int wake_fd;
 	struct event wake_ev, resume_ev;
-	const struct timeval *hs_tv, *ka_tv; /* libevent common timeouts */
+	const struct timeval *hs_tv, *ka_tv, *silent_tv; /* libevent common timeouts */
 	struct tls_conn *open, *spare;
+	struct tls_conn *oldest_hs, *newest_hs; /* connections in their handshake, by age */
 	size_t nspare;
-	atomic_uint_fast64_t done, failed, accepted, refused, timed_out;
+	atomic_uint_fast64_t done, failed, accepted, refused, timed_out, evicted, per_source;
 };
 
 struct tls_server {
@@ -95,8 +106,9 @@ struct tls_server {
 	void *unhealthy_ctx;
 	char **addrs; /* bound listen addresses, port resolved */
 	size_t naddrs;
-	int hs_timeout_ms, max_conns, nworkers;
+	int hs_timeout_ms, max_conns, max_per_source, nworkers;
 	struct tls_worker *workers;
+	tls_sources *sources; /* NULL: no cap per source */
 	atomic_int open;
 	pthread_mutex_t lock; /* guards table, the reload figures and the reloader's state */
 	tls_table *table;
@@ -118,9 +130,30 @@ static void add_relaxed(atomic_uint_fast64_t *c)
 
 /* ---- connections -------------------------------------------------------------- */
 
+static void handshake_done(struct tls_conn *c)
+{
+	struct tls_worker *w = c->w;
+
+	if (!c->in_handshake)
+		return;
+	c->in_handshake = false;
+	if (c->older != NULL)
+		c->older->newer = c->newer;
+	else
+		w->oldest_hs = c->newer;
+	if (c->newer != NULL)
+		c->newer->older = c->older;
+	else
+		w->newest_hs = c->older;
+}
+
 static void conn_close(struct tls_conn *c, bool polite)
 {
 	struct tls_worker *w = c->w;
+
+	handshake_done(c);
+	if (w->srv->sources != NULL)
+		tls_sources_release(w->srv->sources, c->src);
 
 	if (c->ssl != NULL) {
 		/* close_notify only where the peer is still listening.
@@ -244,6 +277,11 @@ static int conn_begin(struct tls_conn *c)
 	SSL_set_app_data(c->ssl, &c->hs);
 	c->hs.table = tls_server_table(w->srv);
 	c->state = CONN_HANDSHAKE;
+	/* It spoke: from now on it has the whole handshake timeout. */
+	if (event_add(&c->timer, w->hs_tv) < 0) {
+		conn_close(c, false);
+		return -1;
+	}
 	return 0;
 }
 
@@ -259,6 +297,7 @@ static void conn_drive(struct tls_conn *c)
 			return;
 		}
 		add_relaxed(&c->w->done);
+		handshake_done(c);
 		/* The certificate is the SSL's now; old tables need not wait
 		 * for keep-alive connections. */
 		tls_table_free(c->hs.table);
@@ -301,7 +340,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	conn_close(c, false);
 }
 
-static void conn_start(struct tls_worker *w, int fd)
+static void conn_start(struct tls_worker *w, int fd, const uint8_t src[TLS_SRC_KEY_LEN])
 {
 	struct tls_conn *c = w->spare;
 
@@ -312,20 +351,60 @@ static void conn_start(struct tls_worker *w, int fd)
 	} else if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		atomic_fetch_sub_explicit(&w->srv->open, 1, memory_order_relaxed);
+		if (w->srv->sources != NULL)
+			tls_sources_release(w->srv->sources, src);
 		return;
 	}
 	c->w = w;
 	c->fd = fd;
+	memcpy(c->src, src, TLS_SRC_KEY_LEN);
 	c->hs.tickets = &w->tickets;
 	c->next = w->open;
 	if (w->open != NULL)
 		w->open->prev = c;
 	w->open = c;
+	c->in_handshake = true;
+	c->older = w->newest_hs;
+	if (w->newest_hs != NULL)
+		w->newest_hs->newer = c;
+	else
+		w->oldest_hs = c;
+	w->newest_hs = c;
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_io, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE, on_writable, c);
 	evtimer_assign(&c->timer, w->base, on_timeout, c);
-	if (event_add(&c->rev, NULL) < 0 || event_add(&c->timer, w->hs_tv) < 0)
+	if (event_add(&c->rev, NULL) < 0 || event_add(&c->timer, w->silent_tv) < 0)
 		conn_close(c, false);
+}
+
+/* Whether a new connection from src may open: within its source's cap, and
+ * within the global cap, if need be by closing this worker's oldest
+ * connection still in its handshake.  Counts it when it may. */
+static bool admit(struct tls_worker *w, const uint8_t src[TLS_SRC_KEY_LEN])
+{
+	tls_server *srv = w->srv;
+
+	if (srv->sources != NULL && !tls_sources_take(srv->sources, src)) {
+		add_relaxed(&w->refused);
+		add_relaxed(&w->per_source);
+		return false;
+	}
+	/* Room is made before the new one counts, so open never shows more
+	 * than the cap for longer than a worker's check. */
+	if (atomic_load_explicit(&srv->open, memory_order_relaxed) >= srv->max_conns &&
+	    w->oldest_hs != NULL) {
+		add_relaxed(&w->evicted);
+		if (w->oldest_hs->state == CONN_HANDSHAKE)
+			add_relaxed(&w->failed);
+		conn_close(w->oldest_hs, false);
+	}
+	if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) < srv->max_conns)
+		return true;
+	atomic_fetch_sub_explicit(&srv->open, 1, memory_order_relaxed);
+	if (srv->sources != NULL)
+		tls_sources_release(srv->sources, src);
+	add_relaxed(&w->refused);
+	return false;
 }
 
 /* ---- listeners -------------------------------------------------------------------- */
@@ -350,11 +429,13 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct tls_worker *w = arg;
-	tls_server *srv = w->srv;
 
 	(void)what;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
+		uint8_t src[TLS_SRC_KEY_LEN];
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -373,14 +454,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		add_relaxed(&w->accepted);
-		if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) >=
-		    srv->max_conns) {
-			atomic_fetch_sub_explicit(&srv->open, 1, memory_order_relaxed);
-			add_relaxed(&w->refused);
+		tls_source_key((struct sockaddr *)&ss, src);
+		if (!admit(w, src)) {
 			close(fd);
 			continue;
 		}
-		conn_start(w, fd);
+		conn_start(w, fd, src);
 	}
 }
 
@@ -500,6 +579,9 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 	struct timeval hs = {srv->hs_timeout_ms / 1000, srv->hs_timeout_ms % 1000 * 1000};
 	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000,
 	                     TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
+	int silent_ms =
+	    srv->hs_timeout_ms < TLS_SILENT_TIMEOUT_MS ? srv->hs_timeout_ms : TLS_SILENT_TIMEOUT_MS;
+	struct timeval silent = {silent_ms / 1000, silent_ms % 1000 * 1000};
 
 	w->srv = srv;
 	w->wake_fd = -1;
@@ -515,7 +597,9 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 	/* Common timeouts: O(1) queues instead of a heap of 5,000 timers. */
 	w->hs_tv = event_base_init_common_timeout(w->base, &hs);
 	w->ka_tv = event_base_init_common_timeout(w->base, &ka);
-	if (w->hs_tv == NULL || w->ka_tv == NULL || event_add(&w->wake_ev, NULL) < 0)
+	w->silent_tv = event_base_init_common_timeout(w->base, &silent);
+	if (w->hs_tv == NULL || w->ka_tv == NULL || w->silent_tv == NULL ||
+	    event_add(&w->wake_ev, NULL) < 0)
 		return cs_fail(err, CS_EIO, "cannot set up a TLS worker's events");
 	return 0;
 }
@@ -601,6 +685,13 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 	                                                   : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	srv->max_conns =
 	    cfg->max_connections > 0 ? cfg->max_connections : TLS_DEFAULT_MAX_CONNECTIONS;
+	srv->max_per_source = cfg->max_per_source;
+	if (srv->max_per_source > 0 && srv->max_per_source < srv->max_conns &&
+	    (srv->sources =
+	         tls_sources_new((uint32_t)srv->max_per_source, (size_t)srv->max_conns)) == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		goto fail;
+	}
 	srv->naddrs = cfg->nlisten;
 	srv->node_name = dup_or_empty(cfg->node_name);
 	srv->role = dup_or_empty(cfg->role);
@@ -675,6 +766,7 @@ void tls_server_stop(tls_server *srv)
 	free(srv->addrs);
 	free(srv->workers);
 	tls_table_free(srv->table);
+	tls_sources_free(srv->sources);
 	pthread_cond_destroy(&srv->wake);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->node_name);
@@ -878,7 +970,8 @@ bool tls_server_healthy(tls_server *srv)
 
 json_t *tls_server_status(tls_server *srv)
 {
-	uint64_t done = 0, failed = 0, accepted = 0, refused = 0, timed_out = 0;
+	uint64_t done = 0, failed = 0, accepted = 0, refused = 0, timed_out = 0, evicted = 0,
+	         per_source = 0;
 	json_t *addrs = json_array();
 	tls_table *t = tls_server_table(srv);
 	time_t now = time(NULL);
@@ -894,6 +987,8 @@ json_t *tls_server_status(tls_server *srv)
 		accepted += atomic_load_explicit(&w->accepted, memory_order_relaxed);
 		refused += atomic_load_explicit(&w->refused, memory_order_relaxed);
 		timed_out += atomic_load_explicit(&w->timed_out, memory_order_relaxed);
+		evicted += atomic_load_explicit(&w->evicted, memory_order_relaxed);
+		per_source += atomic_load_explicit(&w->per_source, memory_order_relaxed);
 	}
 	for (size_t i = 0; i < srv->naddrs; i++)
 		json_array_append_new(addrs, json_string(srv->addrs[i]));
@@ -901,13 +996,16 @@ json_t *tls_server_status(tls_server *srv)
 	reloads = srv->reloads;
 	last_ms = srv->last_reload_ms;
 	pthread_mutex_unlock(&srv->lock);
-	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i}, s:b, s:o, "
-	               "s:{s:I, s:f}}",
+	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i, s:I, s:I, s:i}, s:b, "
+	               "s:o, s:{s:I, s:f}}",
 	               "listeners", addrs, "workers", srv->nworkers, "handshakes", "done",
 	               (json_int_t)done, "failed", (json_int_t)failed, "connections", "open",
 	               atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
 	               (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
-	               srv->max_conns, "healthy", t != NULL && tls_table_healthy(t, now), "table",
+	               srv->max_conns, "evicted", (json_int_t)evicted, "refused_per_source",
+	               (json_int_t)per_source, "max_per_source",
+	               srv->sources != NULL ? srv->max_per_source : srv->max_conns, "healthy",
+	               t != NULL && tls_table_healthy(t, now), "table",
 	               t != NULL ? tls_table_status(t, now) : json_null(), "reloads", "count",
 	               (json_int_t)reloads, "last_ms", last_ms);
 	tls_table_free(t);

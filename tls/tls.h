@@ -47,10 +47,15 @@ typedef struct tls_config {
 	 * returns true.  Called from the workers; NULL: nothing. */
 	bool (*unhealthy)(void *ctx);
 	void *unhealthy_ctx;
+	int max_per_source; /* connections of one address (IPv6: its /64); 0: no cap */
 } tls_config;
 
 #define TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define TLS_DEFAULT_MAX_CONNECTIONS      10000
+#define TLS_DEFAULT_MAX_PER_SOURCE       256
+/* A connection that has sent nothing is closed after this (or the
+ * handshake timeout, if shorter): silent sockets cost the least to hold. */
+#define TLS_SILENT_TIMEOUT_MS 2000
 /* How long an established connection may stay idle between requests. */
 #define TLS_KEEPALIVE_TIMEOUT_MS 30000
 

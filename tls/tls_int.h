@@ -145,6 +145,19 @@ struct tls_tickets {
 	EVP_CIPHER *cipher;
 };
 
+/* Open connections per source address (sources.c): an IPv4 address, or
+ * the /64 of an IPv6 one. */
+#define TLS_SRC_KEY_LEN       9
+#define MAX_WORKERS_IN_FLIGHT 256 /* connections past the cap while workers check it */
+typedef struct tls_sources tls_sources;
+struct sockaddr;
+tls_sources *tls_sources_new(uint32_t max_per_source, size_t max_conns);
+void tls_sources_free(tls_sources *s);
+void tls_source_key(const struct sockaddr *sa, uint8_t key[TLS_SRC_KEY_LEN]);
+/* Counts one more connection of key: false (nothing counted) at the cap. */
+bool tls_sources_take(tls_sources *s, const uint8_t key[TLS_SRC_KEY_LEN]);
+void tls_sources_release(tls_sources *s, const uint8_t key[TLS_SRC_KEY_LEN]);
+
 int tls_tickets_init(struct tls_tickets *tk, const uint8_t master[32], cs_err *err);
 void tls_tickets_clear(struct tls_tickets *tk);
 

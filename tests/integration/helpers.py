@@ -623,7 +623,8 @@ class Agent:
         self._stderr_f = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([self.binary, "agent", "-c", self.config],
                                      stdin=subprocess.DEVNULL, stdout=self._stderr_f,
-                                     stderr=self._stderr_f)
+                                     stderr=self._stderr_f,
+                                     preexec_fn=getattr(self, "preexec", None))
         if wait:
             self.wait_ready(timeout)
         return self

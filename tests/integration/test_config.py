@@ -132,7 +132,8 @@ def test_command_usage_errors(certsync_bin, tmp_path):
                                  ["cert", "default"], ["cert", "self-signed"], ["csr", "create"],
                                  ["csr", "list"], ["csr", "show"], ["import"], ["export"], ["verify"],
                                  ["verify", "--cluster"], ["keygen"], ["promote"], ["diverged", "list"],
-                                 ["diverged", "apply"], ["cluster", "init"], ["agent"]])
+                                 ["diverged", "apply"], ["diverged", "delete"], ["diverged", "prune"],
+                                 ["cluster", "init"], ["agent"]])
 def test_every_command_has_help(certsync_bin, cmd):
     r = run_certsync(certsync_bin, cmd + ["--help"], json=False)
     assert r.rc == 0, r.describe()
@@ -142,7 +143,7 @@ def test_every_command_has_help(certsync_bin, cmd):
 GROUPS = {"cert": ["cert list", "cert show", "cert delete", "cert default", "cert self-signed"],
           "csr": ["csr create", "csr list", "csr show"],
           "cluster": ["cluster init"],
-          "diverged": ["diverged list", "diverged apply"]}
+          "diverged": ["diverged list", "diverged apply", "diverged delete", "diverged prune"]}
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
