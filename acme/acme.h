@@ -238,6 +238,44 @@ const char *acme_next_name(acme_next n);
 char *acme_order_to_json(const acme_order *o);
 int acme_order_from_json(const char *json, acme_order *o, acme_err *e);
 
+/* ---- dns-01 publishing -------------------------------------------------------
+ * The TXT record at _acme-challenge.NAME, through an RFC 2136 UPDATE signed
+ * with a TSIG key (HMAC-SHA256), or through an operator's hook program for
+ * DNS services without RFC 2136.  server is "HOST:PORT" of the authoritative
+ * server; timeout_ms bounds one exchange (0: 10 s). */
+
+typedef struct acme_tsig_key {
+	char name[256];   /* the key's name, as the server knows it */
+	char secret[256]; /* base64, as in the file; wipe with acme_tsig_key_wipe */
+} acme_tsig_key;
+
+/* Reads a BIND-format key file (key "NAME" { algorithm hmac-sha256;
+ * secret "..."; };, what tsig-keygen writes).  A file that does not parse
+ * is an operator error naming the file, the line and the expected form. */
+int acme_tsig_key_load(const char *path, acme_tsig_key *k, acme_err *e);
+void acme_tsig_key_wipe(acme_tsig_key *k);
+
+/* Adds (add true) or removes the TXT record "value" at _acme-challenge.NAME
+ * (NAME without "*."), in the zone the server is authoritative for (found
+ * by asking it for the SOA).  The answer's TSIG must verify.  A server that
+ * refuses (REFUSED, NOTAUTH, ...) is an operator error naming the rcode. */
+int acme_dns01_update(const char *server, const acme_tsig_key *key, bool add, const char *name,
+                      const char *value, long timeout_ms, acme_err *e);
+
+/* The pre-validation check: 1 when the server answers the TXT value at
+ * _acme-challenge.NAME, 0 when it does not (yet), -1 when it cannot be
+ * asked. */
+int acme_dns01_check(const char *server, const char *name, const char *value, long timeout_ms,
+                     acme_err *e);
+
+/* Runs the hook program (an absolute path to an executable, run directly,
+ * no shell) with argv "add"|"remove", _acme-challenge.NAME and the value,
+ * killed when it has not exited within timeout_ms (0: 60 s).  A hook that
+ * exits non-zero, is killed or is not an executable is an operator error
+ * saying which. */
+int acme_dns_hook(const char *hook, bool add, const char *name, const char *value, long timeout_ms,
+                  acme_err *e);
+
 /* ---- renewal information (RFC 9773) --------------------------------------- */
 
 /* The ARI CertID: base64url(AKI keyIdentifier) "." base64url(serial DER

@@ -11,6 +11,9 @@
  *   finish --state F --cert-key KEY.pem --country CC --out CHAIN.pem [--wait SECONDS]
  *   certid --cert CERT.pem            (no server)
  *   ari --cert CERT.pem
+ *   dns-add|dns-remove --server HOST:PORT --tsig-key F --name N --value V   (no CA)
+ *   dns-check --server HOST:PORT --name N --value V                         (no CA)
+ *   hook-add|hook-remove --hook PROGRAM --name N --value V                  (no CA)
  *
  * stdout is one JSON object; a failure prints {"error": {...}} and exits 1
  * (2 for bad flags). */
@@ -34,6 +37,7 @@
 typedef struct args {
 	const char *dir, *ca_file, *key, *step, *state, *profile, *replaces, *challenge;
 	const char *cert_key, *country, *out, *cert, *eab_kid, *eab_hmac_file;
+	const char *server, *tsig_key, *name, *value, *hook;
 	const char *domains[MAXLIST], *contacts[MAXLIST];
 	size_t ndomains, ncontacts;
 	bool agree_tos, find;
@@ -85,16 +89,31 @@ static int print(json_t *j)
 static int parse(int argc, char **argv, args *a)
 {
 	static const struct option opts[] = {
-	    {"dir", 1, NULL, 'D'},           {"ca-file", 1, NULL, 'C'},
-	    {"key", 1, NULL, 'K'},           {"state", 1, NULL, 's'},
-	    {"profile", 1, NULL, 'p'},       {"replaces", 1, NULL, 'r'},
-	    {"challenge", 1, NULL, 'c'},     {"cert-key", 1, NULL, 'k'},
-	    {"country", 1, NULL, 'n'},       {"out", 1, NULL, 'o'},
-	    {"cert", 1, NULL, 'x'},          {"eab-kid", 1, NULL, 'e'},
-	    {"eab-hmac-file", 1, NULL, 'h'}, {"domain", 1, NULL, 'd'},
-	    {"contact", 1, NULL, 'm'},       {"wait", 1, NULL, 'w'},
-	    {"timeout-ms", 1, NULL, 't'},    {"agree-tos", 0, NULL, 'a'},
-	    {"find", 0, NULL, 'f'},          {NULL, 0, NULL, 0},
+	    {"dir", 1, NULL, 'D'},
+	    {"ca-file", 1, NULL, 'C'},
+	    {"key", 1, NULL, 'K'},
+	    {"state", 1, NULL, 's'},
+	    {"profile", 1, NULL, 'p'},
+	    {"replaces", 1, NULL, 'r'},
+	    {"challenge", 1, NULL, 'c'},
+	    {"cert-key", 1, NULL, 'k'},
+	    {"country", 1, NULL, 'n'},
+	    {"out", 1, NULL, 'o'},
+	    {"cert", 1, NULL, 'x'},
+	    {"eab-kid", 1, NULL, 'e'},
+	    {"eab-hmac-file", 1, NULL, 'h'},
+	    {"domain", 1, NULL, 'd'},
+	    {"contact", 1, NULL, 'm'},
+	    {"wait", 1, NULL, 'w'},
+	    {"timeout-ms", 1, NULL, 't'},
+	    {"agree-tos", 0, NULL, 'a'},
+	    {"find", 0, NULL, 'f'},
+	    {"server", 1, NULL, 'S'},
+	    {"tsig-key", 1, NULL, 'T'},
+	    {"name", 1, NULL, 'N'},
+	    {"value", 1, NULL, 'V'},
+	    {"hook", 1, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -153,6 +172,21 @@ static int parse(int argc, char **argv, args *a)
 			break;
 		case 'f':
 			a->find = true;
+			break;
+		case 'S':
+			a->server = optarg;
+			break;
+		case 'T':
+			a->tsig_key = optarg;
+			break;
+		case 'N':
+			a->name = optarg;
+			break;
+		case 'V':
+			a->value = optarg;
+			break;
+		case 'H':
+			a->hook = optarg;
 			break;
 		case 'd':
 			if (a->ndomains == MAXLIST)
@@ -438,6 +472,37 @@ static int step_certid(const args *a, acme_client *c, acme_err *e)
 	                       info.explanation, "retry_after", (json_int_t)info.retry_after));
 }
 
+/* The dns-01 steps, which need no CA: publish, check or remove a record. */
+static int step_dns(const args *a, acme_err *e)
+{
+	bool add = strstr(a->step, "-add") != NULL;
+	acme_tsig_key key;
+	int rc;
+
+	if (a->name == NULL || a->value == NULL)
+		return local_fail(e, "%s needs --name and --value", a->step);
+	if (strncmp(a->step, "hook-", 5) == 0) {
+		if (a->hook == NULL)
+			return local_fail(e, "%s needs --hook", a->step);
+		if (acme_dns_hook(a->hook, add, a->name, a->value, a->timeout_ms, e) != 0)
+			return -1;
+		return print(json_pack("{s:b}", "ok", true));
+	}
+	if (a->server == NULL)
+		return local_fail(e, "%s needs --server", a->step);
+	if (strcmp(a->step, "dns-check") == 0) {
+		rc = acme_dns01_check(a->server, a->name, a->value, a->timeout_ms, e);
+		return rc < 0 ? -1 : print(json_pack("{s:b}", "found", rc == 1));
+	}
+	if (a->tsig_key == NULL)
+		return local_fail(e, "%s needs --tsig-key", a->step);
+	if (acme_tsig_key_load(a->tsig_key, &key, e) != 0)
+		return -1;
+	rc = acme_dns01_update(a->server, &key, add, a->name, a->value, a->timeout_ms, e);
+	acme_tsig_key_wipe(&key);
+	return rc != 0 ? -1 : print(json_pack("{s:b}", "ok", true));
+}
+
 int main(int argc, char **argv)
 {
 	acme_client_opts opts = {0};
@@ -453,6 +518,8 @@ int main(int argc, char **argv)
 		return usage("bad arguments; see the top of acme_driver.c");
 	if (strcmp(a.step, "certid") == 0)
 		return step_certid(&a, NULL, &e) == 0 ? 0 : fail(&e);
+	if (strncmp(a.step, "dns-", 4) == 0 || strncmp(a.step, "hook-", 5) == 0)
+		return step_dns(&a, &e) == 0 ? 0 : fail(&e);
 	if (a.dir == NULL || a.key == NULL)
 		return usage("--dir and --key are needed");
 	if ((key = read_key(a.key)) == NULL)

@@ -79,8 +79,9 @@ class Pebble:
     """pebble + pebble-challtestsrv on 127.0.0.1, each on its own free port;
     stopped by PID."""
 
-    def __init__(self, d, tls, env=None, eab_keys=None):
+    def __init__(self, d, tls, env=None, eab_keys=None, dnsserver=None):
         self.d = str(d)
+        self.dnsserver = dnsserver  # "127.0.0.1:PORT" instead of challtestsrv's DNS
         self.tls = tls
         self.port = helpers.free_port()
         self.mgmt = helpers.free_port()
@@ -125,8 +126,8 @@ class Pebble:
             "-https01", "", "-tlsalpn01", "127.0.0.1:%d" % self.tlsalpn,
             "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
         helpers.wait_for("challtestsrv's management port", lambda: self._accepts(self.chall_mgmt))
-        self._spawn("pebble", [PEBBLE, "-config", self.config,
-                               "-dnsserver", "127.0.0.1:%d" % self.dns], env=self.env)
+        self._spawn("pebble", [PEBBLE, "-config", self.config, "-dnsserver",
+                               self.dnsserver or "127.0.0.1:%d" % self.dns], env=self.env)
         helpers.wait_for("pebble's directory", self._dir_answers, timeout=30)
         for p in self.procs:
             # challtestsrv's DNS port is UDP, which free_port does not try
