@@ -276,6 +276,41 @@ int acme_dns01_check(const char *server, const char *name, const char *value, lo
 int acme_dns_hook(const char *hook, bool add, const char *name, const char *value, long timeout_ms,
                   acme_err *e);
 
+/* ---- http-01 ---------------------------------------------------------------- */
+
+struct event_base;
+typedef struct acme_http01 acme_http01;
+
+/* The key authorization for token (malloc'd), or NULL when unknown.  Called
+ * only with a base64url token of at most 127 characters. */
+typedef char *(*acme_http01_lookup)(void *arg, const char *token);
+
+typedef struct acme_http01_opts {
+	struct event_base *base; /* the loop the listener runs on */
+	const char *listen;      /* "HOST:PORT" (port 0: any free port) */
+	acme_http01_lookup lookup;
+	void *arg;
+	int timeout_s; /* an idle or slow connection is closed after this; 0: 10 s */
+} acme_http01_opts;
+
+/* The http-01 responder on evhttp: GET or HEAD /.well-known/acme-challenge/
+ * TOKEN answers 200 with the lookup's key authorization, 404 for a token
+ * unknown or not base64url, 400 for one over 127 characters; every other
+ * path is 301 to https://HOST/PATH (the Host without its port).  Headers
+ * are held to 8 KiB, bodies refused, other methods 501 (evhttp's answer). */
+acme_http01 *acme_http01_new(const acme_http01_opts *o, acme_err *e);
+unsigned acme_http01_port(const acme_http01 *h); /* the port it listens on */
+void acme_http01_free(acme_http01 *h);
+
+/* The http-01 pre-validation check: fetches
+ * http://NAME/.well-known/acme-challenge/TOKEN from each endpoint
+ * ("HOST:PORT", where a node's http_listen is reached) with NAME as the
+ * Host, polling until every one answers 200 with key_auth or wait_ms (0:
+ * 30 s) has passed.  On timeout the error (transient) names the first
+ * endpoint that does not answer yet and what it answered. */
+int acme_http01_check(const char *const *endpoints, size_t nendpoints, const char *name,
+                      const char *token, const char *key_auth, long wait_ms, acme_err *e);
+
 /* ---- renewal information (RFC 9773) --------------------------------------- */
 
 /* The ARI CertID: base64url(AKI keyIdentifier) "." base64url(serial DER

@@ -14,10 +14,15 @@
  *   dns-add|dns-remove --server HOST:PORT --tsig-key F --name N --value V   (no CA)
  *   dns-check --server HOST:PORT --name N --value V                         (no CA)
  *   hook-add|hook-remove --hook PROGRAM --name N --value V                  (no CA)
+ *   serve-http01 --listen HOST:PORT --tokens DIR   the http-01 responder until SIGTERM:
+ *       prints {"port": N}, then {"lookup": TOKEN} per lookup; TOKEN's key
+ *       authorization is the content of DIR/TOKEN
+ *   http01-check --endpoint HOST:PORT... --name N --token T --value KEYAUTH [--timeout-ms W]
  *
  * stdout is one JSON object; a failure prints {"error": {...}} and exits 1
  * (2 for bad flags). */
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +31,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 
@@ -37,7 +43,9 @@
 typedef struct args {
 	const char *dir, *ca_file, *key, *step, *state, *profile, *replaces, *challenge;
 	const char *cert_key, *country, *out, *cert, *eab_kid, *eab_hmac_file;
-	const char *server, *tsig_key, *name, *value, *hook;
+	const char *server, *tsig_key, *name, *value, *hook, *listen, *tokens, *token;
+	const char *endpoints[MAXLIST];
+	size_t nendpoints;
 	const char *domains[MAXLIST], *contacts[MAXLIST];
 	size_t ndomains, ncontacts;
 	bool agree_tos, find;
@@ -86,6 +94,15 @@ static int print(json_t *j)
 	return 0;
 }
 
+/* Appends v to a repeated flag's list. */
+static int push(const char **list, size_t *n, const char *v)
+{
+	if (*n == MAXLIST)
+		return -1;
+	list[(*n)++] = v;
+	return 0;
+}
+
 static int parse(int argc, char **argv, args *a)
 {
 	static const struct option opts[] = {
@@ -113,6 +130,10 @@ static int parse(int argc, char **argv, args *a)
 	    {"name", 1, NULL, 'N'},
 	    {"value", 1, NULL, 'V'},
 	    {"hook", 1, NULL, 'H'},
+	    {"listen", 1, NULL, 'L'},
+	    {"tokens", 1, NULL, 'O'},
+	    {"endpoint", 1, NULL, 'E'},
+	    {"token", 1, NULL, 'G'},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -188,15 +209,26 @@ static int parse(int argc, char **argv, args *a)
 		case 'H':
 			a->hook = optarg;
 			break;
-		case 'd':
-			if (a->ndomains == MAXLIST)
+		case 'L':
+			a->listen = optarg;
+			break;
+		case 'O':
+			a->tokens = optarg;
+			break;
+		case 'G':
+			a->token = optarg;
+			break;
+		case 'E':
+			if (push(a->endpoints, &a->nendpoints, optarg) != 0)
 				return -1;
-			a->domains[a->ndomains++] = optarg;
+			break;
+		case 'd':
+			if (push(a->domains, &a->ndomains, optarg) != 0)
+				return -1;
 			break;
 		case 'm':
-			if (a->ncontacts == MAXLIST)
+			if (push(a->contacts, &a->ncontacts, optarg) != 0)
 				return -1;
-			a->contacts[a->ncontacts++] = optarg;
 			break;
 		default:
 			return -1;
@@ -503,6 +535,63 @@ static int step_dns(const args *a, acme_err *e)
 	return rc != 0 ? -1 : print(json_pack("{s:b}", "ok", true));
 }
 
+/* The responder's lookup: DIR/TOKEN's content (the responder passes only
+ * base64url tokens, so the path stays in DIR). */
+static char *lookup_file(void *arg, const char *token)
+{
+	char path[4096];
+
+	printf("{\"lookup\":\"%s\"}\n", token);
+	fflush(stdout);
+	snprintf(path, sizeof(path), "%s/%s", (const char *)arg, token);
+	return slurp(path);
+}
+
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static int step_serve_http01(const args *a, acme_err *e)
+{
+	struct event_base *base = event_base_new();
+	struct event *term = base != NULL ? evsignal_new(base, SIGTERM, on_term, base) : NULL;
+	acme_http01_opts o = {.base = base,
+	                      .listen = a->listen,
+	                      .lookup = lookup_file,
+	                      .arg = (void *)a->tokens,
+	                      .timeout_s = 5};
+	acme_http01 *h = NULL;
+
+	if (a->listen == NULL || a->tokens == NULL)
+		local_fail(e, "serve-http01 needs --listen and --tokens");
+	else if (term == NULL || event_add(term, NULL) != 0)
+		local_fail(e, "cannot set up the event loop");
+	else if ((h = acme_http01_new(&o, e)) != NULL) {
+		printf("{\"port\":%u}\n", acme_http01_port(h));
+		fflush(stdout);
+		event_base_dispatch(base);
+	}
+	acme_http01_free(h);
+	if (term != NULL)
+		event_free(term);
+	if (base != NULL)
+		event_base_free(base);
+	return h != NULL ? 0 : -1;
+}
+
+static int step_http01_check(const args *a, acme_err *e)
+{
+	if (a->nendpoints == 0 || a->name == NULL || a->token == NULL || a->value == NULL)
+		return local_fail(e, "http01-check needs --endpoint, --name, --token and --value");
+	if (acme_http01_check(a->endpoints, a->nendpoints, a->name, a->token, a->value,
+	                      a->timeout_ms, e) != 0)
+		return -1;
+	return print(json_pack("{s:b}", "ready", true));
+}
+
 int main(int argc, char **argv)
 {
 	acme_client_opts opts = {0};
@@ -520,6 +609,10 @@ int main(int argc, char **argv)
 		return step_certid(&a, NULL, &e) == 0 ? 0 : fail(&e);
 	if (strncmp(a.step, "dns-", 4) == 0 || strncmp(a.step, "hook-", 5) == 0)
 		return step_dns(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "serve-http01") == 0)
+		return step_serve_http01(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "http01-check") == 0)
+		return step_http01_check(&a, &e) == 0 ? 0 : fail(&e);
 	if (a.dir == NULL || a.key == NULL)
 		return usage("--dir and --key are needed");
 	if ((key = read_key(a.key)) == NULL)

@@ -11,15 +11,13 @@ acme_driver's dns-* and hook-* steps call the module.
 """
 
 import os
-import signal
-import stat
 import subprocess
 import time
 
 import pytest
 
 import helpers
-from test_acme_client import Pebble, TLSFiles, check_chain, driver, ec_key, issue
+from test_acme_client import Pebble, TLSFiles, driver, issue_and_check, stop_proc
 
 NAMED = "/usr/sbin/named"
 ZONE = """$TTL 60
@@ -97,13 +95,8 @@ zone "example.test" {
         return helpers.read(os.path.join(self.d, "named.log")).decode()
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_proc(self.proc, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -348,15 +341,10 @@ class PebbleOnNamed(Pebble):
 
 def test_pebble_issues_wildcard_via_rfc2136(named, tmp_path_factory, tmp_path):
     tls = TLSFiles(str(tmp_path_factory.mktemp("tls-dns")), "pebble")
-    pb = PebbleOnNamed(tmp_path_factory.mktemp("pebble-dns"), tls, named).start()
-    try:
-        key = ec_key(str(tmp_path / "account.pem"))
-        names = ["*.example.test", "example.test"]
-        chain, cert_key, _ = issue(pb, key, str(tmp_path), names, "dns-01")
-        pb.unpublish()
-        check_chain(pb, str(tmp_path), chain, cert_key, ["a.example.test", "example.test"])
-    finally:
-        pb.stop()
+    pb = PebbleOnNamed(tmp_path_factory.mktemp("pebble-dns"), tls, named)
+    issue_and_check(pb, str(tmp_path), ["*.example.test", "example.test"], "dns-01",
+                    ["a.example.test", "example.test"])
+    pb.unpublish()
     journal = named.journal()
     for name, value in pb.published:
         assert 'add _acme-challenge.%s. 60 IN TXT "%s"' % (name, value) in journal
