@@ -311,6 +311,19 @@ void acme_http01_free(acme_http01 *h);
 int acme_http01_check(const char *const *endpoints, size_t nendpoints, const char *name,
                       const char *token, const char *key_auth, long wait_ms, acme_err *e);
 
+/* ---- tls-alpn-01 ------------------------------------------------------------
+ * The challenge certificate itself is pki_tlsalpn01_cert (pki/pki.h), so the
+ * TLS endpoint can make it without this module. */
+
+/* The tls-alpn-01 pre-validation probe: a handshake with each endpoint
+ * ("HOST:PORT", a node's TLS endpoint) with SNI name and ALPN acme-tls/1
+ * only, polled until every one selects acme-tls/1 and shows the challenge
+ * certificate for name carrying SHA-256(key_auth), or wait_ms (0: 30 s)
+ * has passed; then the error (transient) names the first endpoint not
+ * ready and what it showed. */
+int acme_tlsalpn01_check(const char *const *endpoints, size_t nendpoints, const char *name,
+                         const char *key_auth, long wait_ms, acme_err *e);
+
 /* ---- renewal information (RFC 9773) --------------------------------------- */
 
 /* The ARI CertID: base64url(AKI keyIdentifier) "." base64url(serial DER

@@ -18,19 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define HOOK_TIMEOUT_MS 60000
 #define HOOK_OUTPUT_MAX 400
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int check_hook(const char *hook, acme_err *e)
 {
@@ -106,11 +97,11 @@ int acme_dns_hook(const char *hook, bool add, const char *name, const char *valu
 	if (pid == 0)
 		exec_child(hook, argv, fds[1]);
 	close(fds[1]);
-	deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : HOOK_TIMEOUT_MS);
+	deadline = acme_now_ms() + (timeout_ms > 0 ? timeout_ms : HOOK_TIMEOUT_MS);
 	/* the hook may leave children holding the pipe open, so its own exit
 	 * ends the wait, not the pipe's end */
 	while ((w = waitpid(pid, &status, WNOHANG)) == 0) {
-		long long left = deadline - now_ms();
+		long long left = deadline - acme_now_ms();
 		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
 		char sink[512];
 		ssize_t n;

@@ -18,6 +18,9 @@
  *       prints {"port": N}, then {"lookup": TOKEN} per lookup; TOKEN's key
  *       authorization is the content of DIR/TOKEN
  *   http01-check --endpoint HOST:PORT... --name N --token T --value KEYAUTH [--timeout-ms W]
+ *   tlsalpn01-cert --name N --value KEYAUTH --cert-key KEY.pem --out CERT.pem
+ *       the challenge certificate for N with a new EC P-256 key (written to --cert-key)
+ *   tlsalpn01-check --endpoint HOST:PORT... --name N --value KEYAUTH [--timeout-ms W]
  *
  * stdout is one JSON object; a failure prints {"error": {...}} and exits 1
  * (2 for bad flags). */
@@ -592,6 +595,49 @@ static int step_http01_check(const args *a, acme_err *e)
 	return print(json_pack("{s:b}", "ready", true));
 }
 
+static int write_pem(const char *path, X509 *x, EVP_PKEY *k)
+{
+	FILE *f = fopen(path, "w");
+	int ok = f != NULL && (x == NULL || PEM_write_X509(f, x)) &&
+	         (k == NULL || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL));
+
+	if (f != NULL && fclose(f) != 0)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+static int step_tlsalpn01_cert(const args *a, acme_err *e)
+{
+	uint8_t digest[32];
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	int rc = -1;
+
+	if (a->name == NULL || a->value == NULL || a->cert_key == NULL || a->out == NULL)
+		return local_fail(e, "tlsalpn01-cert needs --name, --value, --cert-key and --out");
+	if (acme_tlsalpn01_digest(a->value, digest, e) != 0 ||
+	    (k = pki_key_generate(PKI_KEY_EC_P256, &e->err)) == NULL ||
+	    (x = pki_tlsalpn01_cert(k, a->name, digest, &e->err)) == NULL)
+		e->cls = ACME_ERR_FATAL;
+	else if (write_pem(a->out, x, NULL) != 0 || write_pem(a->cert_key, NULL, k) != 0)
+		local_fail(e, "cannot write %s or %s", a->out, a->cert_key);
+	else
+		rc = print(json_pack("{s:b}", "ok", true));
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+static int step_tlsalpn01_check(const args *a, acme_err *e)
+{
+	if (a->nendpoints == 0 || a->name == NULL || a->value == NULL)
+		return local_fail(e, "tlsalpn01-check needs --endpoint, --name and --value");
+	if (acme_tlsalpn01_check(a->endpoints, a->nendpoints, a->name, a->value, a->timeout_ms,
+	                         e) != 0)
+		return -1;
+	return print(json_pack("{s:b}", "ready", true));
+}
+
 int main(int argc, char **argv)
 {
 	acme_client_opts opts = {0};
@@ -613,6 +659,10 @@ int main(int argc, char **argv)
 		return step_serve_http01(&a, &e) == 0 ? 0 : fail(&e);
 	if (strcmp(a.step, "http01-check") == 0)
 		return step_http01_check(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "tlsalpn01-cert") == 0)
+		return step_tlsalpn01_cert(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "tlsalpn01-check") == 0)
+		return step_tlsalpn01_check(&a, &e) == 0 ? 0 : fail(&e);
 	if (a.dir == NULL || a.key == NULL)
 		return usage("--dir and --key are needed");
 	if ((key = read_key(a.key)) == NULL)

@@ -92,7 +92,8 @@ class Pebble:
     """pebble + pebble-challtestsrv on 127.0.0.1, each on its own free port;
     stopped by PID."""
 
-    def __init__(self, d, tls, env=None, eab_keys=None, dnsserver=None, httpport=None):
+    def __init__(self, d, tls, env=None, eab_keys=None, dnsserver=None, httpport=None,
+                 tlsport=None):
         self.d = str(d)
         self.dnsserver = dnsserver  # "127.0.0.1:PORT" instead of challtestsrv's DNS
         self.tls = tls
@@ -107,7 +108,7 @@ class Pebble:
             "listenAddress": "127.0.0.1:%d" % self.port,
             "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
             "certificate": tls.cert, "privateKey": tls.key,
-            "httpPort": httpport or self.http01, "tlsPort": self.tlsalpn,
+            "httpPort": httpport or self.http01, "tlsPort": tlsport or self.tlsalpn,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab_keys),
         }}

@@ -198,7 +198,7 @@ def test_check_names_the_endpoint_that_does_not_answer(responder):
     rc, doc, _ = check(["127.0.0.1:%d" % responder.port, silent], wait_ms=1500)
     assert rc == 1
     msg = doc["error"]["message"]
-    assert "http-01 for www.example.test: %s does not answer the token yet" % silent in msg
+    assert "http-01 for www.example.test: %s does not answer yet" % silent in msg
     assert "1 of 2 endpoints ready" in msg and doc["error"]["class"] == "transient"
 
 
