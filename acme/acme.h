@@ -1,7 +1,9 @@
 /* acme.h — the RFC 8555 client: directory, nonces, JWS (ES256), accounts
  * with optional External Account Binding, orders, authorizations and
  * challenges, finalization, certificate download, and the RFC 9773 (ARI)
- * renewal information.
+ * renewal information; and what answering a challenge needs: the dns-01
+ * record through RFC 2136 or a hook, the http-01 responder, and the checks
+ * that every node answers before the CA is told to validate.
  *
  * The client is a set of blocking calls over libcurl; every response body is
  * bounded (ACME_BODY_MAX) and every wait has a deadline.  An order lives in

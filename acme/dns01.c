@@ -11,14 +11,12 @@
 #include <sys/socket.h>
 
 #include <ldns/ldns.h>
+#include <sodium.h>
 
 #include "../common/hostport.h"
 
 #define DNS_TIMEOUT_MS 10000
 #define TSIG_ALGORITHM "hmac-sha256."
-
-static int dns_fail(acme_err *e, acme_errclass cls, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* "REFUSED", "NOTAUTH" ... from ldns's table (ldns_pkt_rcode2str allocates) */
 static const char *rcode_name(ldns_pkt_rcode rc)
@@ -28,7 +26,10 @@ static const char *rcode_name(ldns_pkt_rcode rc)
 	return t != NULL ? t->name : "an unknown rcode";
 }
 
-static int dns_fail(acme_err *e, acme_errclass cls, const char *fmt, ...)
+/* acme_fail with the code the class implies: a server that could not be
+ * reached (CS_EIO) or one that said no (CS_EREFUSED). */
+__attribute__((format(printf, 3, 4))) static int dns_fail(acme_err *e, acme_errclass cls,
+                                                          const char *fmt, ...)
 {
 	char msg[sizeof(e->err.msg)];
 	va_list ap;
@@ -89,6 +90,17 @@ static ldns_resolver *resolver_for(const char *server, long timeout_ms, acme_err
 	ldns_resolver_set_retrans(r, (uint8_t)(tv.tv_sec > 0 ? tv.tv_sec : 1));
 	ldns_resolver_set_random(r, false);
 	return r;
+}
+
+/* Frees r, wiping its copy of the TSIG secret first (ldns frees it as is). */
+static void free_resolver(ldns_resolver *r)
+{
+	char *secret = r != NULL ? (char *)ldns_resolver_tsig_keydata(r) : NULL;
+
+	if (secret != NULL)
+		sodium_memzero(secret, strlen(secret));
+	if (r != NULL)
+		ldns_resolver_deep_free(r);
 }
 
 /* The record's owner: "_acme-challenge." + name, "*." dropped, as a dname. */
@@ -268,8 +280,7 @@ out:
 	ldns_pkt_free(a);
 	ldns_rdf_deep_free(zone);
 	ldns_rdf_deep_free(owner);
-	if (r != NULL)
-		ldns_resolver_deep_free(r);
+	free_resolver(r);
 	return ret;
 }
 
@@ -299,7 +310,6 @@ int acme_dns01_check(const char *server, const char *name, const char *value, lo
 out:
 	ldns_pkt_free(p);
 	ldns_rdf_deep_free(owner);
-	if (r != NULL)
-		ldns_resolver_deep_free(r);
+	free_resolver(r);
 	return found;
 }
