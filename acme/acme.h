@@ -269,6 +269,11 @@ int acme_dns01_update(const char *server, const acme_tsig_key *key, bool add, co
  * asked. */
 int acme_dns01_check(const char *server, const char *name, const char *value, long timeout_ms,
                      acme_err *e);
+/* The same, polled until the server answers the value or wait_ms (0: 30 s)
+ * has passed; then the error (transient) names the server and what it
+ * answered last. */
+int acme_dns01_wait(const char *server, const char *name, const char *value, long wait_ms,
+                    acme_err *e);
 
 /* Runs the hook program (an absolute path to an executable, run directly,
  * no shell) with argv "add"|"remove", _acme-challenge.NAME and the value,

@@ -313,3 +313,32 @@ out:
 	free_resolver(r);
 	return found;
 }
+
+typedef struct dns01_probe {
+	const char *name, *value;
+} dns01_probe;
+
+/* One query (an acme_probe_fn). */
+static bool query_once(void *arg, const char *server, long timeout_ms, char *seen, size_t seenlen)
+{
+	dns01_probe *pr = arg;
+	acme_err e;
+	int rc = acme_dns01_check(server, pr->name, pr->value, timeout_ms, &e);
+
+	if (rc == 0)
+		snprintf(seen, seenlen, "no TXT record with the value");
+	else if (rc < 0)
+		snprintf(seen, seenlen, "%s", e.err.msg);
+	return rc == 1;
+}
+
+int acme_dns01_wait(const char *server, const char *name, const char *value, long wait_ms,
+                    acme_err *e)
+{
+	dns01_probe pr = {.name = name, .value = value};
+	char owner[300];
+
+	snprintf(owner, sizeof(owner), "_acme-challenge.%s",
+	         strncmp(name, "*.", 2) == 0 ? name + 2 : name);
+	return acme_probe_all("dns-01", owner, &server, 1, wait_ms, query_once, &pr, e);
+}

@@ -13,6 +13,7 @@
  *   ari --cert CERT.pem
  *   dns-add|dns-remove --server HOST:PORT --tsig-key F --name N --value V   (no CA)
  *   dns-check --server HOST:PORT --name N --value V                         (no CA)
+ *   dns-wait --server HOST:PORT --name N --value V [--timeout-ms W]         (no CA)
  *   hook-add|hook-remove --hook PROGRAM --name N --value V                  (no CA)
  *   serve-http01 --listen HOST:PORT --tokens DIR   the http-01 responder until SIGTERM:
  *       prints {"port": N}, then {"lookup": TOKEN} per lookup; TOKEN's key
@@ -525,6 +526,10 @@ static int step_dns(const args *a, acme_err *e)
 	}
 	if (a->server == NULL)
 		return local_fail(e, "%s needs --server", a->step);
+	if (strcmp(a->step, "dns-wait") == 0)
+		return acme_dns01_wait(a->server, a->name, a->value, a->timeout_ms, e) != 0
+		           ? -1
+		           : print(json_pack("{s:b}", "found", true));
 	if (strcmp(a->step, "dns-check") == 0) {
 		rc = acme_dns01_check(a->server, a->name, a->value, a->timeout_ms, e);
 		return rc < 0 ? -1 : print(json_pack("{s:b}", "found", rc == 1));

@@ -12,6 +12,7 @@ acme_driver's dns-* and hook-* steps call the module.
 
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -145,6 +146,26 @@ def test_wildcard_goes_to_the_base_name_and_two_values_coexist(named):
     assert dns("dns-check", named, "w.example.test", a)[1] == {"found": False}
     assert dns("dns-check", named, "w.example.test", b)[1] == {"found": True}
     dns("dns-remove", named, "w.example.test", b, key=named.key)
+
+
+def test_wait_for_a_record_that_arrives_and_one_that_does_not(named):
+    late = "G" * 43
+    timer = threading.Timer(1.0, dns, ("dns-add", named, "late.example.test", late, named.key))
+    timer.start()
+    try:
+        rc, doc, _ = dns("dns-wait", named, "late.example.test", late, check=False,
+                         extra=("--timeout-ms", "30000"))
+    finally:
+        timer.cancel()
+        timer.join()
+    assert (rc, doc) == (0, {"found": True})
+    dns("dns-remove", named, "late.example.test", late, key=named.key)
+    rc, doc, _ = dns("dns-wait", named, "never.example.test", late, check=False,
+                     extra=("--timeout-ms", "1000"))
+    assert rc == 1 and doc["error"]["class"] == "transient"
+    assert doc["error"]["message"] == (
+        "dns-01 for _acme-challenge.never.example.test: %s does not answer yet (no TXT "
+        "record with the value) after 1000 ms; 0 of 1 endpoints ready" % named.server)
 
 
 def test_update_refused_named(named, tmp_path):
@@ -330,9 +351,10 @@ class PebbleOnNamed(Pebble):
         name = challenge["identifier"]
         dns("dns-add", self.named, name, challenge["dns01"], key=self.named.key)
         self.published.append((name, challenge["dns01"]))
-        # the pre-validation check, polled with a deadline
-        helpers.wait_for("the TXT record on named", lambda: dns(
-            "dns-check", self.named, name, challenge["dns01"])[1]["found"], timeout=30)
+        # the pre-validation check: the module's bounded wait
+        _, found, _ = dns("dns-wait", self.named, name, challenge["dns01"],
+                          extra=("--timeout-ms", "30000"))
+        assert found == {"found": True}
 
     def unpublish(self):
         for name, value in self.published:
