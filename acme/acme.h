@@ -1,7 +1,9 @@
 /* acme.h — the RFC 8555 client: directory, nonces, JWS (ES256), accounts
  * with optional External Account Binding, orders, authorizations and
  * challenges, finalization, certificate download, and the RFC 9773 (ARI)
- * renewal information.
+ * renewal information; and what answering a challenge needs: the dns-01
+ * record through RFC 2136 or a hook, the http-01 responder, and the checks
+ * that every node answers before the CA is told to validate.
  *
  * The client is a set of blocking calls over libcurl; every response body is
  * bounded (ACME_BODY_MAX) and every wait has a deadline.  An order lives in
@@ -237,6 +239,97 @@ const char *acme_next_name(acme_next n);
  * function wrote is refused (CS_EINPUT), leaving o empty. */
 char *acme_order_to_json(const acme_order *o);
 int acme_order_from_json(const char *json, acme_order *o, acme_err *e);
+
+/* ---- dns-01 publishing -------------------------------------------------------
+ * The TXT record at _acme-challenge.NAME, through an RFC 2136 UPDATE signed
+ * with a TSIG key (HMAC-SHA256), or through an operator's hook program for
+ * DNS services without RFC 2136.  server is "HOST:PORT" of the authoritative
+ * server; timeout_ms bounds one exchange (0: 10 s). */
+
+typedef struct acme_tsig_key {
+	char name[256];   /* the key's name, as the server knows it */
+	char secret[256]; /* base64, as in the file; wipe with acme_tsig_key_wipe */
+} acme_tsig_key;
+
+/* Reads a BIND-format key file (key "NAME" { algorithm hmac-sha256;
+ * secret "..."; };, what tsig-keygen writes).  A file that does not parse
+ * is an operator error naming the file, the line and the expected form. */
+int acme_tsig_key_load(const char *path, acme_tsig_key *k, acme_err *e);
+void acme_tsig_key_wipe(acme_tsig_key *k);
+
+/* Adds (add true) or removes the TXT record "value" at _acme-challenge.NAME
+ * (NAME without "*."), in the zone the server is authoritative for (found
+ * by asking it for the SOA).  The answer's TSIG must verify.  A server that
+ * refuses (REFUSED, NOTAUTH, ...) is an operator error naming the rcode. */
+int acme_dns01_update(const char *server, const acme_tsig_key *key, bool add, const char *name,
+                      const char *value, long timeout_ms, acme_err *e);
+
+/* The pre-validation check: 1 when the server answers the TXT value at
+ * _acme-challenge.NAME, 0 when it does not (yet), -1 when it cannot be
+ * asked. */
+int acme_dns01_check(const char *server, const char *name, const char *value, long timeout_ms,
+                     acme_err *e);
+/* The same, polled until the server answers the value or wait_ms (0: 30 s)
+ * has passed; then the error (transient) names the server and what it
+ * answered last. */
+int acme_dns01_wait(const char *server, const char *name, const char *value, long wait_ms,
+                    acme_err *e);
+
+/* Runs the hook program (an absolute path to an executable, run directly,
+ * no shell) with argv "add"|"remove", _acme-challenge.NAME and the value,
+ * killed when it has not exited within timeout_ms (0: 60 s).  A hook that
+ * exits non-zero, is killed or is not an executable is an operator error
+ * saying which. */
+int acme_dns_hook(const char *hook, bool add, const char *name, const char *value, long timeout_ms,
+                  acme_err *e);
+
+/* ---- http-01 ---------------------------------------------------------------- */
+
+struct event_base;
+typedef struct acme_http01 acme_http01;
+
+/* The key authorization for token (malloc'd), or NULL when unknown.  Called
+ * only with a base64url token of at most 127 characters. */
+typedef char *(*acme_http01_lookup)(void *arg, const char *token);
+
+typedef struct acme_http01_opts {
+	struct event_base *base; /* the loop the listener runs on */
+	const char *listen;      /* "HOST:PORT" (port 0: any free port) */
+	acme_http01_lookup lookup;
+	void *arg;
+	int timeout_s; /* an idle or slow connection is closed after this; 0: 10 s */
+} acme_http01_opts;
+
+/* The http-01 responder on evhttp: GET or HEAD /.well-known/acme-challenge/
+ * TOKEN answers 200 with the lookup's key authorization, 404 for a token
+ * unknown or not base64url, 400 for one over 127 characters; every other
+ * path is 301 to https://HOST/PATH (the Host without its port).  Headers
+ * are held to 8 KiB, bodies refused, other methods 501 (evhttp's answer). */
+acme_http01 *acme_http01_new(const acme_http01_opts *o, acme_err *e);
+unsigned acme_http01_port(const acme_http01 *h); /* the port it listens on */
+void acme_http01_free(acme_http01 *h);
+
+/* The http-01 pre-validation check: fetches
+ * http://NAME/.well-known/acme-challenge/TOKEN from each endpoint
+ * ("HOST:PORT", where a node's http_listen is reached) with NAME as the
+ * Host, polling until every one answers 200 with key_auth or wait_ms (0:
+ * 30 s) has passed.  On timeout the error (transient) names the first
+ * endpoint that does not answer yet and what it answered. */
+int acme_http01_check(const char *const *endpoints, size_t nendpoints, const char *name,
+                      const char *token, const char *key_auth, long wait_ms, acme_err *e);
+
+/* ---- tls-alpn-01 ------------------------------------------------------------
+ * The challenge certificate itself is pki_tlsalpn01_cert (pki/pki.h), so the
+ * TLS endpoint can make it without this module. */
+
+/* The tls-alpn-01 pre-validation probe: a handshake with each endpoint
+ * ("HOST:PORT", a node's TLS endpoint) with SNI name and ALPN acme-tls/1
+ * only, polled until every one selects acme-tls/1 and shows the challenge
+ * certificate for name carrying SHA-256(key_auth), or wait_ms (0: 30 s)
+ * has passed; then the error (transient) names the first endpoint not
+ * ready and what it showed. */
+int acme_tlsalpn01_check(const char *const *endpoints, size_t nendpoints, const char *name,
+                         const char *key_auth, long wait_ms, acme_err *e);
 
 /* ---- renewal information (RFC 9773) --------------------------------------- */
 

@@ -91,4 +91,21 @@ char *acme_jws(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
 json_t *acme_eab(const char *kid, const char *hmac_b64url, json_t *jwk, const char *url,
                  acme_err *e);
 
+/* ---- pre-validation checks ---------------------------------------------------- */
+
+/* Milliseconds on the monotonic clock. */
+long long acme_now_ms(void);
+
+/* One try at endpoint ("HOST:PORT"), bounded by timeout_ms: true when it
+ * answers as the CA will need; otherwise what it answered goes into seen. */
+typedef bool (*acme_probe_fn)(void *arg, const char *endpoint, long timeout_ms, char *seen,
+                              size_t seenlen);
+
+/* Tries every endpoint, again and again with short naps, until each has
+ * answered or wait_ms (0: 30 s) has passed; then fails (transient) naming
+ * the first endpoint not ready and what it last answered.  what and name
+ * ("http-01", the identifier) start the message. */
+int acme_probe_all(const char *what, const char *name, const char *const *endpoints, size_t n,
+                   long wait_ms, acme_probe_fn fn, void *arg, acme_err *e);
+
 #endif

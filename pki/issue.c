@@ -85,7 +85,7 @@ static int draft_init(draft *d, EVP_PKEY *key, const pki_subject *subj, cs_err *
 	return rc;
 }
 
-static int random_serial(X509 *x)
+int pki_random_serial(X509 *x)
 {
 	BIGNUM *bn = BN_new();
 	int ok = bn != NULL && BN_rand(bn, 128, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY) &&
@@ -119,7 +119,7 @@ X509 *pki_self_signed(EVP_PKEY *key, const pki_subject *subj, cs_err *err)
 	usage = EVP_PKEY_is_a(key, "RSA") ? "critical,digitalSignature,keyEncipherment"
 	                                  : "critical,digitalSignature";
 	x = X509_new();
-	if (x == NULL || !X509_set_version(x, X509_VERSION_3) || !random_serial(x) ||
+	if (x == NULL || !X509_set_version(x, X509_VERSION_3) || !pki_random_serial(x) ||
 	    !X509_set_subject_name(x, d.name) || !X509_set_issuer_name(x, d.name) ||
 	    X509_time_adj(X509_getm_notBefore(x), -60, &now) == NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(x), days, -60, &now) == NULL ||

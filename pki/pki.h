@@ -223,4 +223,19 @@ pki_check_status pki_verify(X509 *leaf, STACK_OF(X509) * pool, EVP_PKEY *key,
                             const char *const *hosts, size_t nhosts, time_t now,
                             pki_check checks[PKI_NCHECKS]);
 
+/* ---- the ACME tls-alpn-01 challenge certificate (RFC 8737) --------------- */
+
+#define PKI_ACME_IDENTIFIER_OID "1.3.6.1.5.5.7.1.31" /* id-pe-acmeIdentifier */
+
+/* The self-signed certificate a node shows for ALPN acme-tls/1: name (a DNS
+ * name) as its only SAN, the critical acmeIdentifier extension holding
+ * digest (SHA-256 of the key authorization) as an OCTET STRING, signed
+ * SHA-256 with key, valid from a minute ago for 7 days. */
+X509 *pki_tlsalpn01_cert(EVP_PKEY *key, const char *name, const uint8_t digest[32], cs_err *err);
+/* 0 when cert is the challenge certificate for name and digest: exactly one
+ * SAN, the DNS name name; the acmeIdentifier extension present once,
+ * critical, an OCTET STRING of these 32 bytes.  Otherwise CS_EINPUT saying
+ * what differs. */
+int pki_tlsalpn01_check(X509 *cert, const char *name, const uint8_t digest[32], cs_err *err);
+
 #endif

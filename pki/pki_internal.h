@@ -18,6 +18,9 @@
 int pki_fail_ssl(cs_err *err, enum cs_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A random 128-bit serial number for x (issue.c). */
+int pki_random_serial(X509 *x);
+
 /* DER of any ASN.1 item into a malloc'd buffer. */
 int pki_i2d(const void *obj, const ASN1_ITEM *it, uint8_t **der, size_t *len, cs_err *err);
 /* Parses exactly len bytes as item it; NULL when it does not parse or when

@@ -11,10 +11,22 @@
  *   finish --state F --cert-key KEY.pem --country CC --out CHAIN.pem [--wait SECONDS]
  *   certid --cert CERT.pem            (no server)
  *   ari --cert CERT.pem
+ *   dns-add|dns-remove --server HOST:PORT --tsig-key F --name N --value V   (no CA)
+ *   dns-check --server HOST:PORT --name N --value V                         (no CA)
+ *   dns-wait --server HOST:PORT --name N --value V [--timeout-ms W]         (no CA)
+ *   hook-add|hook-remove --hook PROGRAM --name N --value V                  (no CA)
+ *   serve-http01 --listen HOST:PORT --tokens DIR   the http-01 responder until SIGTERM:
+ *       prints {"port": N}, then {"lookup": TOKEN} per lookup; TOKEN's key
+ *       authorization is the content of DIR/TOKEN
+ *   http01-check --endpoint HOST:PORT... --name N --token T --value KEYAUTH [--timeout-ms W]
+ *   tlsalpn01-cert --name N --value KEYAUTH --cert-key KEY.pem --out CERT.pem
+ *       the challenge certificate for N with a new EC P-256 key (written to --cert-key)
+ *   tlsalpn01-check --endpoint HOST:PORT... --name N --value KEYAUTH [--timeout-ms W]
  *
  * stdout is one JSON object; a failure prints {"error": {...}} and exits 1
  * (2 for bad flags). */
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +35,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 
@@ -34,6 +47,9 @@
 typedef struct args {
 	const char *dir, *ca_file, *key, *step, *state, *profile, *replaces, *challenge;
 	const char *cert_key, *country, *out, *cert, *eab_kid, *eab_hmac_file;
+	const char *server, *tsig_key, *name, *value, *hook, *listen, *tokens, *token;
+	const char *endpoints[MAXLIST];
+	size_t nendpoints;
 	const char *domains[MAXLIST], *contacts[MAXLIST];
 	size_t ndomains, ncontacts;
 	bool agree_tos, find;
@@ -82,19 +98,47 @@ static int print(json_t *j)
 	return 0;
 }
 
+/* Appends v to a repeated flag's list. */
+static int push(const char **list, size_t *n, const char *v)
+{
+	if (*n == MAXLIST)
+		return -1;
+	list[(*n)++] = v;
+	return 0;
+}
+
 static int parse(int argc, char **argv, args *a)
 {
 	static const struct option opts[] = {
-	    {"dir", 1, NULL, 'D'},           {"ca-file", 1, NULL, 'C'},
-	    {"key", 1, NULL, 'K'},           {"state", 1, NULL, 's'},
-	    {"profile", 1, NULL, 'p'},       {"replaces", 1, NULL, 'r'},
-	    {"challenge", 1, NULL, 'c'},     {"cert-key", 1, NULL, 'k'},
-	    {"country", 1, NULL, 'n'},       {"out", 1, NULL, 'o'},
-	    {"cert", 1, NULL, 'x'},          {"eab-kid", 1, NULL, 'e'},
-	    {"eab-hmac-file", 1, NULL, 'h'}, {"domain", 1, NULL, 'd'},
-	    {"contact", 1, NULL, 'm'},       {"wait", 1, NULL, 'w'},
-	    {"timeout-ms", 1, NULL, 't'},    {"agree-tos", 0, NULL, 'a'},
-	    {"find", 0, NULL, 'f'},          {NULL, 0, NULL, 0},
+	    {"dir", 1, NULL, 'D'},
+	    {"ca-file", 1, NULL, 'C'},
+	    {"key", 1, NULL, 'K'},
+	    {"state", 1, NULL, 's'},
+	    {"profile", 1, NULL, 'p'},
+	    {"replaces", 1, NULL, 'r'},
+	    {"challenge", 1, NULL, 'c'},
+	    {"cert-key", 1, NULL, 'k'},
+	    {"country", 1, NULL, 'n'},
+	    {"out", 1, NULL, 'o'},
+	    {"cert", 1, NULL, 'x'},
+	    {"eab-kid", 1, NULL, 'e'},
+	    {"eab-hmac-file", 1, NULL, 'h'},
+	    {"domain", 1, NULL, 'd'},
+	    {"contact", 1, NULL, 'm'},
+	    {"wait", 1, NULL, 'w'},
+	    {"timeout-ms", 1, NULL, 't'},
+	    {"agree-tos", 0, NULL, 'a'},
+	    {"find", 0, NULL, 'f'},
+	    {"server", 1, NULL, 'S'},
+	    {"tsig-key", 1, NULL, 'T'},
+	    {"name", 1, NULL, 'N'},
+	    {"value", 1, NULL, 'V'},
+	    {"hook", 1, NULL, 'H'},
+	    {"listen", 1, NULL, 'L'},
+	    {"tokens", 1, NULL, 'O'},
+	    {"endpoint", 1, NULL, 'E'},
+	    {"token", 1, NULL, 'G'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -154,15 +198,41 @@ static int parse(int argc, char **argv, args *a)
 		case 'f':
 			a->find = true;
 			break;
-		case 'd':
-			if (a->ndomains == MAXLIST)
+		case 'S':
+			a->server = optarg;
+			break;
+		case 'T':
+			a->tsig_key = optarg;
+			break;
+		case 'N':
+			a->name = optarg;
+			break;
+		case 'V':
+			a->value = optarg;
+			break;
+		case 'H':
+			a->hook = optarg;
+			break;
+		case 'L':
+			a->listen = optarg;
+			break;
+		case 'O':
+			a->tokens = optarg;
+			break;
+		case 'G':
+			a->token = optarg;
+			break;
+		case 'E':
+			if (push(a->endpoints, &a->nendpoints, optarg) != 0)
 				return -1;
-			a->domains[a->ndomains++] = optarg;
+			break;
+		case 'd':
+			if (push(a->domains, &a->ndomains, optarg) != 0)
+				return -1;
 			break;
 		case 'm':
-			if (a->ncontacts == MAXLIST)
+			if (push(a->contacts, &a->ncontacts, optarg) != 0)
 				return -1;
-			a->contacts[a->ncontacts++] = optarg;
 			break;
 		default:
 			return -1;
@@ -438,6 +508,141 @@ static int step_certid(const args *a, acme_client *c, acme_err *e)
 	                       info.explanation, "retry_after", (json_int_t)info.retry_after));
 }
 
+/* The dns-01 steps, which need no CA: publish, check or remove a record. */
+static int step_dns(const args *a, acme_err *e)
+{
+	bool add = strstr(a->step, "-add") != NULL;
+	acme_tsig_key key;
+	int rc;
+
+	if (a->name == NULL || a->value == NULL)
+		return local_fail(e, "%s needs --name and --value", a->step);
+	if (strncmp(a->step, "hook-", 5) == 0) {
+		if (a->hook == NULL)
+			return local_fail(e, "%s needs --hook", a->step);
+		if (acme_dns_hook(a->hook, add, a->name, a->value, a->timeout_ms, e) != 0)
+			return -1;
+		return print(json_pack("{s:b}", "ok", true));
+	}
+	if (a->server == NULL)
+		return local_fail(e, "%s needs --server", a->step);
+	if (strcmp(a->step, "dns-wait") == 0)
+		return acme_dns01_wait(a->server, a->name, a->value, a->timeout_ms, e) != 0
+		           ? -1
+		           : print(json_pack("{s:b}", "found", true));
+	if (strcmp(a->step, "dns-check") == 0) {
+		rc = acme_dns01_check(a->server, a->name, a->value, a->timeout_ms, e);
+		return rc < 0 ? -1 : print(json_pack("{s:b}", "found", rc == 1));
+	}
+	if (a->tsig_key == NULL)
+		return local_fail(e, "%s needs --tsig-key", a->step);
+	if (acme_tsig_key_load(a->tsig_key, &key, e) != 0)
+		return -1;
+	rc = acme_dns01_update(a->server, &key, add, a->name, a->value, a->timeout_ms, e);
+	acme_tsig_key_wipe(&key);
+	return rc != 0 ? -1 : print(json_pack("{s:b}", "ok", true));
+}
+
+/* The responder's lookup: DIR/TOKEN's content (the responder passes only
+ * base64url tokens, so the path stays in DIR). */
+static char *lookup_file(void *arg, const char *token)
+{
+	char path[4096];
+
+	printf("{\"lookup\":\"%s\"}\n", token);
+	fflush(stdout);
+	snprintf(path, sizeof(path), "%s/%s", (const char *)arg, token);
+	return slurp(path);
+}
+
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static int step_serve_http01(const args *a, acme_err *e)
+{
+	struct event_base *base = event_base_new();
+	struct event *term = base != NULL ? evsignal_new(base, SIGTERM, on_term, base) : NULL;
+	acme_http01_opts o = {.base = base,
+	                      .listen = a->listen,
+	                      .lookup = lookup_file,
+	                      .arg = (void *)a->tokens,
+	                      .timeout_s = 5};
+	acme_http01 *h = NULL;
+
+	if (a->listen == NULL || a->tokens == NULL)
+		local_fail(e, "serve-http01 needs --listen and --tokens");
+	else if (term == NULL || event_add(term, NULL) != 0)
+		local_fail(e, "cannot set up the event loop");
+	else if ((h = acme_http01_new(&o, e)) != NULL) {
+		printf("{\"port\":%u}\n", acme_http01_port(h));
+		fflush(stdout);
+		event_base_dispatch(base);
+	}
+	acme_http01_free(h);
+	if (term != NULL)
+		event_free(term);
+	if (base != NULL)
+		event_base_free(base);
+	return h != NULL ? 0 : -1;
+}
+
+static int step_http01_check(const args *a, acme_err *e)
+{
+	if (a->nendpoints == 0 || a->name == NULL || a->token == NULL || a->value == NULL)
+		return local_fail(e, "http01-check needs --endpoint, --name, --token and --value");
+	if (acme_http01_check(a->endpoints, a->nendpoints, a->name, a->token, a->value,
+	                      a->timeout_ms, e) != 0)
+		return -1;
+	return print(json_pack("{s:b}", "ready", true));
+}
+
+static int write_pem(const char *path, X509 *x, EVP_PKEY *k)
+{
+	FILE *f = fopen(path, "w");
+	int ok = f != NULL && (x == NULL || PEM_write_X509(f, x)) &&
+	         (k == NULL || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL));
+
+	if (f != NULL && fclose(f) != 0)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+static int step_tlsalpn01_cert(const args *a, acme_err *e)
+{
+	uint8_t digest[32];
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	int rc = -1;
+
+	if (a->name == NULL || a->value == NULL || a->cert_key == NULL || a->out == NULL)
+		return local_fail(e, "tlsalpn01-cert needs --name, --value, --cert-key and --out");
+	if (acme_tlsalpn01_digest(a->value, digest, e) != 0 ||
+	    (k = pki_key_generate(PKI_KEY_EC_P256, &e->err)) == NULL ||
+	    (x = pki_tlsalpn01_cert(k, a->name, digest, &e->err)) == NULL)
+		e->cls = ACME_ERR_FATAL;
+	else if (write_pem(a->out, x, NULL) != 0 || write_pem(a->cert_key, NULL, k) != 0)
+		local_fail(e, "cannot write %s or %s", a->out, a->cert_key);
+	else
+		rc = print(json_pack("{s:b}", "ok", true));
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+static int step_tlsalpn01_check(const args *a, acme_err *e)
+{
+	if (a->nendpoints == 0 || a->name == NULL || a->value == NULL)
+		return local_fail(e, "tlsalpn01-check needs --endpoint, --name and --value");
+	if (acme_tlsalpn01_check(a->endpoints, a->nendpoints, a->name, a->value, a->timeout_ms,
+	                         e) != 0)
+		return -1;
+	return print(json_pack("{s:b}", "ready", true));
+}
+
 int main(int argc, char **argv)
 {
 	acme_client_opts opts = {0};
@@ -453,6 +658,16 @@ int main(int argc, char **argv)
 		return usage("bad arguments; see the top of acme_driver.c");
 	if (strcmp(a.step, "certid") == 0)
 		return step_certid(&a, NULL, &e) == 0 ? 0 : fail(&e);
+	if (strncmp(a.step, "dns-", 4) == 0 || strncmp(a.step, "hook-", 5) == 0)
+		return step_dns(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "serve-http01") == 0)
+		return step_serve_http01(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "http01-check") == 0)
+		return step_http01_check(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "tlsalpn01-cert") == 0)
+		return step_tlsalpn01_cert(&a, &e) == 0 ? 0 : fail(&e);
+	if (strcmp(a.step, "tlsalpn01-check") == 0)
+		return step_tlsalpn01_check(&a, &e) == 0 ? 0 : fail(&e);
 	if (a.dir == NULL || a.key == NULL)
 		return usage("--dir and --key are needed");
 	if ((key = read_key(a.key)) == NULL)

@@ -51,6 +51,19 @@ def driver(*args, check=True):
     return p.returncode, doc, p.stderr.decode()
 
 
+def stop_proc(p, timeout=10):
+    """SIGTERM to a process this test started (by PID), SIGKILL after
+    timeout; returns its exit status."""
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+    return p.returncode
+
+
 class TLSFiles:
     """A CA made with openssl and a server certificate for 127.0.0.1 /
     localhost, for pebble's (or a stub's) HTTPS listener."""
@@ -79,8 +92,10 @@ class Pebble:
     """pebble + pebble-challtestsrv on 127.0.0.1, each on its own free port;
     stopped by PID."""
 
-    def __init__(self, d, tls, env=None, eab_keys=None):
+    def __init__(self, d, tls, env=None, eab_keys=None, dnsserver=None, httpport=None,
+                 tlsport=None):
         self.d = str(d)
+        self.dnsserver = dnsserver  # "127.0.0.1:PORT" instead of challtestsrv's DNS
         self.tls = tls
         self.port = helpers.free_port()
         self.mgmt = helpers.free_port()
@@ -93,7 +108,7 @@ class Pebble:
             "listenAddress": "127.0.0.1:%d" % self.port,
             "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
             "certificate": tls.cert, "privateKey": tls.key,
-            "httpPort": self.http01, "tlsPort": self.tlsalpn,
+            "httpPort": httpport or self.http01, "tlsPort": tlsport or self.tlsalpn,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab_keys),
         }}
@@ -125,8 +140,8 @@ class Pebble:
             "-https01", "", "-tlsalpn01", "127.0.0.1:%d" % self.tlsalpn,
             "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
         helpers.wait_for("challtestsrv's management port", lambda: self._accepts(self.chall_mgmt))
-        self._spawn("pebble", [PEBBLE, "-config", self.config,
-                               "-dnsserver", "127.0.0.1:%d" % self.dns], env=self.env)
+        self._spawn("pebble", [PEBBLE, "-config", self.config, "-dnsserver",
+                               self.dnsserver or "127.0.0.1:%d" % self.dns], env=self.env)
         helpers.wait_for("pebble's directory", self._dir_answers, timeout=30)
         for p in self.procs:
             # challtestsrv's DNS port is UDP, which free_port does not try
@@ -176,13 +191,7 @@ class Pebble:
 
     def stop(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
+            stop_proc(p)
         self.procs = []
 
 
@@ -290,6 +299,19 @@ def check_chain(pb, tmp, chain, cert_key, names):
     pub_leaf = helpers.run(["openssl", "x509", "-in", leaf, "-noout", "-pubkey"]).stdout
     pub_key = helpers.run(["openssl", "pkey", "-in", cert_key, "-pubout"]).stdout
     assert pub_leaf == pub_key
+
+
+def issue_and_check(pb, tmp, names, challenge, covered):
+    """Starts pb, issues names with a new account, checks the chain covers
+    covered, stops pb; returns the order's state file."""
+    pb.start()
+    try:
+        key = ec_key(os.path.join(tmp, "account.pem"))
+        chain, cert_key, state = issue(pb, key, tmp, names, challenge)
+        check_chain(pb, tmp, chain, cert_key, covered)
+    finally:
+        pb.stop()
+    return state
 
 
 def test_issue_http01(pebble, account_key, tmp_path):
