@@ -374,6 +374,7 @@ class Campaign:
         for n in self.nodes.values():
             if n.proc is not None and n.proc.poll() is not None and n.proc.returncode != -9:
                 rc = n.stop()
+                self.crashes += 1
                 self.problem("%s exited by itself with %s:\n%s" % (n.name, rc,
                                                                    n.stderr()[-2000:]))
 
