@@ -54,6 +54,7 @@ REPL_PORT, TLS_PORT = 7700, 8443
 # Above the agent's 5 s wait for acknowledgements plus a pause's length.
 CLIENT_TIMEOUT = 15
 PROMOTE_TIMEOUT = 30
+SETTLE_TIMEOUT = 30
 CONVERGE_TIMEOUT = 90
 VERIFY_TIMEOUT = 30
 SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
@@ -301,6 +302,21 @@ class Campaign:
                                                               r.message))
         return False
 
+    def settle(self, old):
+        """Waits until the old leader heard the new one and stepped down: a
+        restarted or resumed old primary claims to lead until then, and the
+        next fault's roles would be wrong."""
+        if old.name == self.leader:
+            return  # the promotion failed (a problem already)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            r = old.cli("status", timeout=30)
+            if r.rc == 0 and r.data["role"] != "primary":
+                return
+            time.sleep(0.2)
+        self.problem("%s still claims to lead %d s after %s was promoted" % (
+            old.name, SETTLE_TIMEOUT, self.leader))
+
     def apply(self, f):
         kind, hold = f["kind"], f["hold"]
         self.note("fault %s %s" % (kind, json.dumps(f, sort_keys=True)))
@@ -321,14 +337,16 @@ class Campaign:
             self.promote(new)
             time.sleep(hold)
             self.restart(old)
+            self.settle(old)
         elif kind == "failover-pause":
             old, new = self.node("leader"), self.node("standby")
             self.freeze([old])
             self.promote(new)
             time.sleep(hold)
             self.thaw([old])
+            self.settle(old)
         elif kind == "force-promote":
-            new = self.node("standby")
+            old, new = self.node("leader"), self.node("standby")
             r = new.cli("promote", "--force", timeout=30)
             if r.rc == 0:
                 self.leader = new.name
@@ -336,6 +354,7 @@ class Campaign:
             else:
                 self.problem("promote --force on %s: exit %s %s" % (new.name, r.rc, r.message))
             time.sleep(hold)
+            self.settle(old)
         elif kind == "zombie":
             old, new = self.node("leader"), self.node("standby")
             self.kill(old)
@@ -351,6 +370,7 @@ class Campaign:
                     self.thaw(others)
             else:
                 self.restart(old)
+            self.settle(old)
         elif kind == "partition":
             n = self.node(f["target"])
             self.net.cut(n.name)
@@ -362,6 +382,7 @@ class Campaign:
             self.promote(new)
             time.sleep(hold)
             self.net.heal()
+            self.settle(old)
         elif kind == "split":
             side = {self.leader, f["with"]}
             self.net.split([n for n in self.nodes if n not in side])
@@ -591,6 +612,10 @@ def main():
     binary = os.environ.get("CERTSYNC")
     if not binary:
         sys.exit("campaign.py: set CERTSYNC to the certsync binary")
+    # SIGTERM or SIGINT ends the run through the schedule's clean-up: its
+    # agents stopped by PID, its namespaces deleted.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit("campaign.py: stopped by a signal"))
     results = []
     for seed in range(a.seed, a.seed + a.schedules):
         r = Campaign(os.path.abspath(binary), seed, a.duration, not a.no_partitions,
