@@ -29,6 +29,11 @@
 #define DEFAULT_CONFIG   "/etc/certsync/certsync.conf"
 #define MAX_IMPORT_BYTES (32u << 20)
 #define USAGE_EXIT       2
+/* A change committed on the primary but not confirmed by the nodes --wait
+ * names; and a change sent whose answer never came (the agent stopped):
+ * neither is "nothing changed" (1), so a script can tell retry from done. */
+#define UNCONFIRMED_EXIT 3
+#define NO_ANSWER_EXIT   4
 
 static bool json_output;
 /* Where the text for a person goes: standard output, or nowhere with --json
@@ -1496,18 +1501,25 @@ static int unknown_command(int argc, char **argv)
 }
 
 /* A change the wait timed out on is committed all the same: say which nodes
- * have not confirmed it. */
-static void warn_unconfirmed(json_t *result)
+ * have not confirmed it; true when some have not. */
+static bool warn_unconfirmed(json_t *result)
 {
 	json_t *rs = json_object_get(result, "replication");
 	json_t *names = json_object_get(rs, "unconfirmed");
 
 	if (json_array_size(names) == 0)
-		return;
+		return false;
 	fprintf(stderr, "certsync: the change is committed, but not confirmed by:");
 	for (size_t i = 0; i < json_array_size(names); i++)
 		fprintf(stderr, "%s %s", i ? "," : "", json_string_value(json_array_get(names, i)));
 	fprintf(stderr, " (--wait %s); it reaches them when they catch up\n", str(rs, "wait"));
+	return true;
+}
+
+/* The changes are the commands that take --wait. */
+static bool is_change(const struct command *cmd)
+{
+	return strstr(cmd->usage, "--wait") != NULL;
 }
 
 int cs_cli_main(int argc, char **argv)
@@ -1552,7 +1564,7 @@ int cs_cli_main(int argc, char **argv)
 		printf("usage: certsync %s\n\n%s\n", cmd->usage, cmd->help);
 		return 0;
 	}
-	if (wait_mode != NULL && strstr(cmd->usage, "--wait") == NULL) {
+	if (wait_mode != NULL && !is_change(cmd)) {
 		usage_error(cmd, &err, "--wait applies to changes only");
 		return fail(&err);
 	}
@@ -1579,15 +1591,25 @@ int cs_cli_main(int argc, char **argv)
 		free(path);
 		return rc < 0 ? fail(&err) : rc;
 	}
-	if (cs_control_call(path, cmd->request, args, &result, &err) < 0) {
+	rc = cs_control_call(path, cmd->request, args, &result, &err);
+	if (rc < 0) {
 		json_decref(args);
 		free(path);
+		if (rc == CS_CONTROL_NO_ANSWER && is_change(cmd)) {
+			cs_err_prefix(&err,
+			              "the change may or may not have been committed: check "
+			              "with `certsync status` or `cert list` before sending it "
+			              "again; ");
+			fail(&err);
+			return NO_ANSWER_EXIT;
+		}
 		return fail(&err);
 	}
 	human = json_output ? fopen("/dev/null", "w") : stdout;
 	aside = json_output ? human : stderr;
 	rc = human ? cmd->print(result, args) : 1;
-	warn_unconfirmed(result);
+	if (warn_unconfirmed(result) && rc == 0)
+		rc = UNCONFIRMED_EXIT;
 	if (human != NULL && human != stdout)
 		fclose(human);
 	if (json_output) {

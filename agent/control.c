@@ -634,7 +634,7 @@ int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **re
 	answer = read_answer(fd, &len, err);
 	close(fd);
 	if (answer == NULL)
-		return -1;
+		return CS_CONTROL_NO_ANSWER;
 	rc = parse_answer(answer, len, result, err);
 	wipe_free(answer);
 	return rc;

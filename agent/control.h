@@ -63,7 +63,9 @@ int cs_control_unbase64(const char *s, uint8_t **data, size_t *len);
 
 /* Client side: sends one request and waits for its answer.  On success
  * *result is a new reference; an error answer fills err with its code and
- * message. */
+ * message (-1).  CS_CONTROL_NO_ANSWER when the request was sent but the
+ * connection ended without an answer: the agent may have run it. */
+#define CS_CONTROL_NO_ANSWER (-2)
 int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **result, cs_err *err);
 
 #endif

@@ -385,7 +385,7 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			return NULL;
 		before = node->committed;
 		result = c->run(node, args, err);
-		if (result == NULL || node->committed.seq == before.seq)
+		if (result == NULL || cs_pos_same(node->committed, before))
 			return result; /* nothing changed: nothing to wait for */
 		return ops_hold(node, &wait, result, err);
 	}

@@ -23,7 +23,8 @@ struct cs_node {
 	tls_server *tls; /* NULL without tls_listen */
 	repl *repl;      /* NULL without repl_listen */
 	cs_control *ctl;
-	cs_pos committed;  /* where this node's last change committed */
+	cs_pos committed;  /* the store's position after this node's last change (read again when a
+	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
 };

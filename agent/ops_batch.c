@@ -28,8 +28,17 @@ struct held {
 
 int ops_batch_begin(struct cs_node *node, cs_err *err)
 {
+	cs_txn *txn;
+
 	if (cs_store_batching(node->store))
 		return 0;
+	/* The store's position, not the last change this node made: since
+	 * then it may have followed another primary, and its own entries may
+	 * have moved to diverged, so that position may even come again. */
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return -1;
+	node->committed = cs_txn_applied(txn);
+	cs_txn_abort(txn);
 	node->durable = node->committed;
 	return cs_store_batch_begin(node->store, err);
 }

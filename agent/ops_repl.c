@@ -169,23 +169,44 @@ int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *e
 	return 0;
 }
 
+static const char *const wait_modes[] = {"none", "backup", "all"};
+
+/* A change that could not wait (out of memory) is confirmed by none of the
+ * peers mode names: it must not answer as confirmed. */
+static void answer_unwaited(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode,
+                            json_t *result)
+{
+	json_t *names = json_array();
+
+	for (size_t i = 0; i < node->cfg->npeers; i++)
+		if (mode == REPL_WAIT_ALL || node->cfg->peers[i].role != CS_ROLE_TRAFFIC)
+			json_array_append_new(names, json_string(node->cfg->peers[i].name));
+	json_object_set_new(
+	    result, "replication",
+	    json_pack("{s:s, s:o}", "wait", wait_modes[mode], "unconfirmed", names));
+	cs_control_answer(p, result, NULL);
+}
+
 void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,
               cs_pos pos, json_t *result)
 {
-	static const char *const modes[] = {"none", "backup", "all"};
 	struct held_ack *h;
 	cs_err err;
 
-	if (mode == REPL_WAIT_NONE || node->repl == NULL || (h = calloc(1, sizeof(*h))) == NULL) {
+	if (mode == REPL_WAIT_NONE || node->repl == NULL) {
 		cs_control_answer(p, result, NULL); /* on disk: answered without waiting */
 		return;
 	}
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		answer_unwaited(node, p, mode, result);
+		return;
+	}
 	h->result = result;
-	h->mode = modes[mode];
+	h->mode = wait_modes[mode];
 	h->pending = p;
 	if (repl_wait(node->repl, pos, mode, timeout_ms, on_acked, h, &err) < 0) {
 		cs_warn("answering without waiting for acknowledgements: %s", err.msg);
-		cs_control_answer(p, result, NULL);
+		answer_unwaited(node, p, mode, result);
 		free(h);
 	}
 }

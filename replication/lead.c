@@ -452,9 +452,12 @@ void waiters_check(repl *r, bool all_expired)
 		for (size_t i = 0; i < r->npeers; i++) {
 			const struct peer *p = &r->peers[i];
 
-			/* Only a follower in session holds our log: another
-			 * node's seq may count entries we never wrote. */
-			if (p->session != 0 && p->s.applied.seq >= w->pos.seq)
+			/* Only a follower in session holds our log, and only an
+			 * entry of our epoch at or after the change's seq is
+			 * ours: another node's seq may count entries we never
+			 * wrote (its own, diverged). */
+			if (p->session != 0 && p->s.applied.epoch == w->pos.epoch &&
+			    p->s.applied.seq >= w->pos.seq)
 				w->need &= ~((uint64_t)1 << i);
 		}
 		if (w->need != 0 && now < w->deadline && !all_expired && r->leading) {

@@ -37,6 +37,13 @@ typedef struct cs_pos {
 	uint64_t seq; /* 0 before the first change */
 } cs_pos;
 
+/* Positions are equal only with the same epoch and seq: after a fork two
+ * logs hold different entries at the same seq. */
+static inline bool cs_pos_same(cs_pos a, cs_pos b)
+{
+	return a.epoch == b.epoch && a.seq == b.seq;
+}
+
 typedef struct cs_store cs_store;
 typedef struct cs_txn cs_txn;
 

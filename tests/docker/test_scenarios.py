@@ -40,11 +40,11 @@ def serves(env, node, want, snis=None):
     return all(served_id(env, node, sni) == want for sni in snis or (hostname(node), SITE))
 
 
-def import_file(env, node, *paths, password=None):
+def import_file(env, node, *paths, password=None, want=0):
     args = [env.copy_in(node, p) for p in paths]
     if password:
         args += ["--password-file", env.copy_in(node, password)]
-    return env.certsync(node, "import", *args)[1]
+    return env.certsync(node, "import", *args, want=want)[1]
 
 
 def position(env, node):
@@ -131,8 +131,11 @@ def test_3_failover(env, pki, state):
     # the renewal: same key, later expiry
     renewal = pki.make_leaf("docker-renewal", "ec:p256", [SITE, "*.example.test"], days=400,
                             key=site.key)
-    res = import_file(env, "backup", renewal.file("chain.pem"))
+    # committed, but the old primary (the promoted backup's backup) is dead:
+    # not confirmed, exit 3
+    res = import_file(env, "backup", renewal.file("chain.pem"), want=3)
     assert renewal.id in str(res), res
+    assert res["replication"]["unconfirmed"] == ["primary"], res
     for n in TRAFFIC:
         wait_for("%s to serve the renewal" % n, lambda: serves(env, n, renewal.id), timeout=20)
         assert env.status(n)["replication"]["leader"] == "backup"

@@ -570,6 +570,10 @@ def socket_accepts(path):
 class Agent:
     """One `certsync agent -c FILE` process with its own configuration."""
 
+    # what runs the agent's command (the campaign: `ip netns exec NS`); it
+    # must exec the agent, so that the process's PID is the agent's
+    launcher = []
+
     def __init__(self, binary, workdir, name="primary", role="primary",
                  hostname="primary.example.test", site="support.example.test",
                  peers=(("backup", "backup", "backup.example.test"),),
@@ -621,7 +625,7 @@ class Agent:
         self.starts += 1
         self.stderr_path = os.path.join(self.workdir, "agent-%d.stderr" % self.starts)
         self._stderr_f = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([self.binary, "agent", "-c", self.config],
+        self.proc = subprocess.Popen(self.launcher + [self.binary, "agent", "-c", self.config],
                                      stdin=subprocess.DEVNULL, stdout=self._stderr_f,
                                      stderr=self._stderr_f,
                                      preexec_fn=getattr(self, "preexec", None))

@@ -361,7 +361,8 @@ def test_wait_names_unconfirmed(cluster):
     backup.stop()
     wait_for("the primary to see the backup down", lambda: not {
         p["name"]: p for p in primary.status()["replication"]["peers"]}["backup"]["reachable"])
-    res = self_signed(primary, "while-down")
+    res = primary.cli("cert", "self-signed", "--name", "while-down", "--country", "US",
+                      "--common-name", SITE, "--san", "*.example.test", check=3)
     assert res.data["replication"]["unconfirmed"] == ["backup"]
     assert "not confirmed by: backup" in res.stderr
     res = self_signed(primary, "none", "--wait", "none")

@@ -146,7 +146,7 @@ def test_intruders_change_nothing(cluster, tmp_path):
         assert n.running and serving(n, site_id), n.name
     # and replication goes on
     res = primary.cli("cert", "self-signed", "--name", "after", "--country", "US",
-                      "--common-name", SITE, "--wait", "all", check=0)
+                      "--common-name", SITE, "--wait", "all", check=3)  # tn2 unconfirmed
     assert res.data["replication"]["unconfirmed"] == ["tn2"], res.data
     wait_for("the change everywhere", lambda: in_sync(live), timeout=10)
 
@@ -214,8 +214,9 @@ def test_a_stale_primary_is_fenced(cluster, tmp_path):
         assert peers["primary"]["reachable"] is False, peers["primary"]
         assert n.running and serving(n, site_id), n.name
     # and replication goes on at epoch 2
-    backup.cli("cert", "self-signed", "--name", "after", "--country", "US",
-               "--common-name", SITE, "--wait", "all", check=0)
+    res = backup.cli("cert", "self-signed", "--name", "after", "--country", "US",
+                     "--common-name", SITE, "--wait", "all", check=3)
+    assert res.data["replication"]["unconfirmed"] == ["primary"], res.data  # dead
     wait_for("the change everywhere", lambda: in_sync(live), timeout=10)
     assert position(backup)[0] == 2
 
