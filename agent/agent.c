@@ -14,6 +14,7 @@
 #include "config.h"
 #include "control.h"
 #include "node.h"
+#include "worker.h"
 
 static const char usage[] = "usage: certsync agent -c FILE\n"
                             "\n"
@@ -39,6 +40,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	struct event_base *base = event_base_new();
 	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL;
 	cs_control *ctl = NULL;
+	cs_worker *worker = NULL;
 	int rc = -1;
 
 	if (base == NULL)
@@ -51,9 +53,10 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		goto out;
 	}
 	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0 ||
-	    cs_node_start_tls(node, err) < 0)
+	    cs_worker_start(&worker, base, err) < 0 || cs_node_start_tls(node, err) < 0)
 		goto out;
 	cs_node_set_control(node, ctl);
+	cs_node_set_worker(node, worker);
 	if (cs_node_repl_fd(node) >= 0 &&
 	    ((repl_ev = event_new(base, cs_node_repl_fd(node), EV_READ | EV_PERSIST, on_repl,
 	                          node)) == NULL ||
@@ -75,6 +78,10 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 out:
 	if (repl_ev)
 		event_free(repl_ev);
+	/* An import still decoding stops at its next file and is answered
+	 * while the control socket is still open. */
+	cs_node_set_worker(node, NULL);
+	cs_worker_stop(worker);
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	if (sigterm)

@@ -132,6 +132,11 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	return 0;
 }
 
+void cs_node_set_worker(cs_node *node, struct cs_worker *worker)
+{
+	node->worker = worker;
+}
+
 /* Tells the TLS endpoint the store changed; its reloader serves the change
  * shortly after, so neither a commit's answer nor the replication thread
  * waits for a table build. */

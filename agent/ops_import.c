@@ -1,9 +1,11 @@
 /* ops_import.c — `certsync import`: certificates, chains and keys in any
  * format, matched to each other and to what the store already holds.
  *
- * Every file is decoded before the store is touched, and every rule is
- * checked inside one write transaction that is aborted on the first
- * failure, so a bad file changes nothing.  Keys are sealed under the record
+ * Every file is decoded before the store is touched — on the worker
+ * thread (worker.h), as key derivation and thousands of certificates take
+ * time the event loop owes to other clients — and every rule is then
+ * checked on the loop inside one write transaction that is aborted on the
+ * first failure, so a bad file changes nothing.  Keys are sealed under the record
  * they end up in: a certificate's id, or a pending key's public-key hash. */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "control.h"
 #include "ops.h"
 #include "records.h"
+#include "worker.h"
 
 #define MAX_FILES 64
 #define MAX_MATCH 16
@@ -62,37 +65,102 @@ static void add_item(struct import *im, const char *file, const char *action, co
 	                                           "name", name, "message", message));
 }
 
-/* ---- decoding -------------------------------------------------------------- */
+/* ---- decoding, on the worker thread ---------------------------------------- */
 
-static int decode_files(struct import *im, json_t *files, const char *password)
+/* One import command between the control request and its commit: the
+ * request's files copied out of it (the request is gone once the worker
+ * runs), then what the worker decoded from them. */
+struct import_job {
+	struct cs_node *node;
+	cs_control_pending *pending;
+	ops_wait_req wait;
+	char *password;           /* sodium_malloc'd, or NULL */
+	char *name;               /* --name, or NULL */
+	uint8_t *data[MAX_FILES]; /* sodium_malloc'd: a file may be a key */
+	size_t len[MAX_FILES];
+	char *files[MAX_FILES];
+	size_t nfiles;
+	int rc;
+	cs_err err;
+	struct import im;
+};
+
+static void job_free(struct import_job *job)
 {
-	size_t i;
-	json_t *f;
+	for (size_t i = 0; i < job->nfiles; i++) {
+		sodium_free(job->data[i]);
+		free(job->files[i]);
+		pki_bundle_free(&job->im.bundles[i]);
+	}
+	sodium_free(job->password);
+	free(job->name);
+	free(job->im.keys);
+	json_decref(job->im.items);
+	free(job);
+}
 
+static char *secret_copy(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *c = sodium_malloc(n);
+
+	if (c != NULL)
+		memcpy(c, s, n);
+	return c;
+}
+
+/* On the event loop: the request's arguments, checked and copied. */
+static int read_request(struct import_job *job, json_t *args, cs_err *err)
+{
+	json_t *files = json_object_get(args, "files"), *f;
+	const char *password, *name;
+	size_t i;
+
+	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
+	    ops_arg_string(args, "name", false, &name, err) < 0 ||
+	    ops_wait_args(job->node, args, &job->wait, err) < 0)
+		return -1;
+	if ((password != NULL && (job->password = secret_copy(password)) == NULL) ||
+	    (name != NULL && (job->name = strdup(name)) == NULL))
+		return cs_fail(err, CS_EIO, "out of memory");
 	if (!json_is_array(files) || json_array_size(files) == 0 ||
 	    json_array_size(files) > MAX_FILES)
-		return cs_fail(im->err, CS_EUSAGE, "import needs 1 to %d files", MAX_FILES);
+		return cs_fail(err, CS_EUSAGE, "import needs 1 to %d files", MAX_FILES);
 	json_array_foreach(files, i, f)
 	{
-		const char *name = json_string_value(json_object_get(f, "name"));
+		const char *fname = json_string_value(json_object_get(f, "name"));
 		const char *b64 = json_string_value(json_object_get(f, "data"));
-		uint8_t *data;
-		size_t len = 0;
-		int rc;
 
-		if (name == NULL || b64 == NULL)
-			return cs_fail(im->err, CS_EUSAGE,
+		if (fname == NULL || b64 == NULL)
+			return cs_fail(err, CS_EUSAGE,
 			               "control request: args.files[%zu] needs \"name\" and "
 			               "\"data\" (base64)",
 			               i);
+		if ((job->files[i] = strdup(fname)) == NULL)
+			return cs_fail(err, CS_EIO, "out of memory");
+		job->nfiles = i + 1;
 		/* The file may be a key: it is decoded into memory that is wiped. */
-		if (cs_control_unbase64(b64, &data, &len) < 0)
-			return cs_fail(im->err, CS_EUSAGE,
+		if (cs_control_unbase64(b64, &job->data[i], &job->len[i]) < 0)
+			return cs_fail(err, CS_EUSAGE,
 			               "control request: args.files[%zu].data is not base64", i);
-		rc = pki_decode(data, len, password, name, &im->bundles[i], im->err);
-		sodium_free(data);
-		if (rc < 0)
+	}
+	return 0;
+}
+
+static int decode_files(struct import_job *job, const atomic_bool *stop)
+{
+	struct import *im = &job->im;
+
+	for (size_t i = 0; i < job->nfiles; i++) {
+		const char *name = job->files[i];
+
+		if (atomic_load(stop))
+			return cs_fail(im->err, CS_EIO, "the agent is stopping; import again");
+		if (pki_decode(job->data[i], job->len[i], job->password, name, &im->bundles[i],
+		               im->err) < 0)
 			return -1;
+		sodium_free(job->data[i]); /* wiped as soon as it is decoded */
+		job->data[i] = NULL;
 		im->files[i] = name;
 		im->nfiles = i + 1;
 		/* A PKCS#12 exists to carry an identity: one without its key is an
@@ -669,40 +737,102 @@ static json_t *finish(struct import *im)
 	return json_pack("{s:b, s:O}", "changed", 1, "items", im->items);
 }
 
-json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
+/* On the event loop, with what the worker decoded: every rule checked and
+ * the records written in one write transaction. */
+static json_t *import_commit(struct import *im)
 {
-	struct import im = {.node = node, .err = err, .items = json_array()};
-	const char *password;
 	uint8_t def[PKI_ID_LEN];
 	json_t *result = NULL;
 	int rc;
 
-	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
-	    ops_arg_string(args, "name", false, &im.name, err) < 0 ||
-	    decode_files(&im, json_object_get(args, "files"), password) < 0 ||
-	    collect_keys(&im) < 0 || cs_txn_begin(node->store, true, &im.txn, err) < 0)
+	if ((im->items = json_array()) == NULL ||
+	    cs_txn_begin(im->node->store, true, &im->txn, im->err) < 0)
+		return NULL;
+	rc = rec_default(im->txn, def, im->err);
+	im->has_default = rc == 0;
+	if (rc < 0 || import_certs(im) < 0)
 		goto out;
-	rc = rec_default(im.txn, def, err);
-	im.has_default = rc == 0;
-	if (rc < 0 || import_certs(&im) < 0)
-		goto out;
-	if (im.name != NULL && im.identities_added > 1) {
-		cs_fail(err, CS_EUSAGE,
+	if (im->name != NULL && im->identities_added > 1) {
+		cs_fail(im->err, CS_EUSAGE,
 		        "--name names one certificate, but these files hold %zu new ones; import "
 		        "them one at a time",
-		        im.identities_added);
+		        im->identities_added);
 		goto out;
 	}
-	for (size_t i = 0; i < im.nkeys; i++)
-		if (!im.keys[i].used && import_key(&im, &im.keys[i]) < 0)
+	for (size_t i = 0; i < im->nkeys; i++)
+		if (!im->keys[i].used && import_key(im, &im->keys[i]) < 0)
 			goto out;
-	result = finish(&im);
+	result = finish(im);
 out:
-	if (im.txn != NULL)
-		cs_txn_abort(im.txn);
-	for (size_t i = 0; i < im.nfiles; i++)
-		pki_bundle_free(&im.bundles[i]);
-	free(im.keys);
-	json_decref(im.items);
+	if (im->txn != NULL)
+		cs_txn_abort(im->txn);
+	im->txn = NULL;
 	return result;
+}
+
+static void import_work(void *arg, const atomic_bool *stop)
+{
+	struct import_job *job = arg;
+
+	job->rc = decode_files(job, stop) < 0 || collect_keys(&job->im) < 0 ? -1 : 0;
+}
+
+static void import_done(void *arg, bool cancelled)
+{
+	struct import_job *job = arg;
+	struct cs_node *node = job->node;
+	json_t *result = NULL;
+	cs_pos before = node->committed;
+
+	if (cancelled)
+		cs_fail(&job->err, CS_EIO,
+		        "the agent stopped before the import was done; nothing "
+		        "was stored: import again");
+	else if (job->rc == 0 && !ops_leading(node))
+		cs_fail(&job->err, CS_EREFUSED,
+		        "import refused: %s stopped being the primary while the files were read; "
+		        "run it on the primary",
+		        node->cfg->name);
+	else if (job->rc == 0 && ops_batch_begin(node, &job->err) == 0)
+		result = import_commit(&job->im);
+	if (result != NULL && node->committed.seq != before.seq)
+		ops_hold_pending(node, job->pending, &job->wait, result);
+	else
+		cs_control_answer(job->pending, result, &job->err);
+	job_free(job);
+}
+
+json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct import_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	job->node = node;
+	job->im.node = node;
+	job->im.err = &job->err;
+	if (read_request(job, args, err) < 0)
+		goto fail;
+	job->im.name = job->name;
+	if (node->worker == NULL) {
+		cs_fail(err, CS_EIO, "the import worker is not running; restart the agent");
+		goto fail;
+	}
+	/* Decoding may take seconds: it runs on the worker, and the answer
+	 * comes from import_done, once the change is on disk. */
+	if ((job->pending = cs_control_defer(node->ctl)) == NULL) {
+		cs_fail(err, CS_EIO, "cannot answer the import later; try again");
+		goto fail;
+	}
+	if (cs_worker_submit(node->worker, import_work, import_done, job) < 0) {
+		cs_fail(&job->err, CS_EIO, "out of memory");
+		cs_control_answer(job->pending, NULL, &job->err);
+		job_free(job);
+	}
+	return NULL;
+fail:
+	job_free(job);
+	return NULL;
 }

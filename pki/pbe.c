@@ -39,8 +39,8 @@ static uint64_t pbe_work(const X509_ALGOR *alg, bool *scrypt)
 	int kdf = pbe2 != NULL ? OBJ_obj2nid(pbe2->keyfunc->algorithm) : NID_undef;
 
 	if (kdf == NID_id_pbkdf2) {
-		PBKDF2PARAM *kp =
-		    ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), pbe2->keyfunc->parameter);
+		PBKDF2PARAM *kp = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM),
+		                                            pbe2->keyfunc->parameter);
 
 		if (kp != NULL && !ASN1_INTEGER_get_uint64(&work, kp->iter))
 			work = UINT64_MAX;
@@ -166,7 +166,7 @@ static int check_safe(PKCS7 *p7, const char *pass, const char *what, cs_err *err
 int pki_pbe_check_p12(const PKCS12 *p12, const char *pass, const char *what, cs_err *err)
 {
 	const ASN1_INTEGER *iter = NULL;
-	STACK_OF(PKCS7) *safes;
+	STACK_OF(PKCS7) * safes;
 	uint64_t n = 1; /* an absent count means 1 (RFC 7292, MacData) */
 	int rc = 0;
 

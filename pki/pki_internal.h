@@ -11,8 +11,7 @@
 #include "pki.h"
 
 /* The accepted key types, for messages. */
-#define PKI_ACCEPTED_KEYS                                                                     \
-	"certsync accepts RSA (2048 to 8192 bits) and ECDSA P-256/P-384 keys"
+#define PKI_ACCEPTED_KEYS "certsync accepts RSA (2048 to 8192 bits) and ECDSA P-256/P-384 keys"
 
 /* cs_fail with the first OpenSSL reason appended (": reason") when the
  * error queue holds one.  Always empties the queue, so an old failure
