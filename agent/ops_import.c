@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "../common/hex.h"
@@ -41,6 +42,7 @@ struct import {
 	struct cmd_key *keys;
 	size_t nkeys;
 	json_t *items;
+	STACK_OF(X509) * issuers; /* CA certificates known: the store's and this command's */
 	size_t identities_added;
 	bool has_default;
 	cs_err *err;
@@ -95,6 +97,7 @@ static void job_free(struct import_job *job)
 	sodium_free(job->password);
 	free(job->name);
 	free(job->im.keys);
+	sk_X509_pop_free(job->im.issuers, X509_free);
 	json_decref(job->im.items);
 	free(job);
 }
@@ -570,6 +573,46 @@ static int import_identity(struct import *im, const char *file, X509 *x, pki_cer
 	return rc;
 }
 
+/* A CA certificate whose signature fails is damaged or forged: refused.
+ * One whose issuer is not known yet is kept; `cert list` flags it until
+ * its issuer arrives.  *unverified tells which. */
+static int check_ca_signature(struct import *im, const char *file, X509 *x,
+                              const pki_cert_info *info, bool *unverified)
+{
+	char sid[9];
+
+	if (im->issuers == NULL) {
+		if ((im->issuers = rec_ca_pool(im->txn, im->err)) == NULL)
+			return -1;
+		for (size_t f = 0; f < im->nfiles; f++)
+			for (int i = 0; i < sk_X509_num(im->bundles[f].certs); i++) {
+				X509 *c = sk_X509_value(im->bundles[f].certs, i);
+
+				if (X509_check_ca(c) != 0 &&
+				    (!X509_up_ref(c) || !sk_X509_push(im->issuers, c)))
+					return cs_fail(im->err, CS_EIO, "out of memory");
+			}
+	}
+	rec_short_id(info->id, sid);
+	switch (pki_ca_signature(x, im->issuers, true)) {
+	case PKI_SIG_BAD:
+		return cs_fail(im->err, CS_EINPUT,
+		               "%s: CA certificate %s (%s): its signature does not verify with the "
+		               "key of %s; the file is damaged or forged: get the certificate "
+		               "again from its CA",
+		               file, sid, info->subject_cn,
+		               strcmp(info->subject, info->issuer) == 0 ? "the certificate itself"
+		                                                        : info->issuer);
+	case PKI_SIG_UNKNOWN:
+		*unverified = true;
+		return 0;
+	case PKI_SIG_OK:
+		break;
+	}
+	*unverified = false;
+	return 0;
+}
+
 static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info *info)
 {
 	static const char *const kinds[] = {"identity", "intermediate", "root"};
@@ -578,6 +621,7 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	uint8_t *der;
 	size_t derlen;
 	char sid[9];
+	bool unverified = false;
 	int rc;
 
 	rec_short_id(info->id, sid);
@@ -590,7 +634,8 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 		         "CA certificate %s (%s) is already in the store", sid, info->subject_cn);
 		return 0;
 	}
-	if (pki_cert_der(x, &der, &derlen, im->err) < 0)
+	if (check_ca_signature(im, file, x, info, &unverified) < 0 ||
+	    pki_cert_der(x, &der, &derlen, im->err) < 0)
 		return -1;
 	rec_cert_describe(&rec, info);
 	rec.der = (ProtobufCBinaryData){derlen, der};
@@ -601,7 +646,8 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	free(der);
 	if (rc == 0)
 		add_item(im, file, "added", kind, info->id, info->subject_cn,
-		         "added %s CA certificate %s (%s)", kind, sid, info->subject_cn);
+		         "added %s CA certificate %s (%s)%s", kind, sid, info->subject_cn,
+		         unverified ? "; signature unverified until its issuer is imported" : "");
 	return rc;
 }
 

@@ -191,6 +191,13 @@ bool pki_covers(X509 *cert, const char *host);
 int pki_chain_build(X509 *leaf, STACK_OF(X509) * pool, bool use_system, STACK_OF(X509) * *chain,
                     bool *complete, cs_err *err);
 
+/* Whether a CA certificate's signature verifies: a self-signed one with its
+ * own key, any other with the key of its issuer among candidates (and the
+ * system trust store when use_system).  UNKNOWN when no issuer is known:
+ * it is checked once one is. */
+typedef enum pki_sig { PKI_SIG_OK, PKI_SIG_UNKNOWN, PKI_SIG_BAD } pki_sig;
+pki_sig pki_ca_signature(X509 *cert, STACK_OF(X509) * candidates, bool use_system);
+
 /* ---- export ---------------------------------------------------------------- */
 
 typedef enum pki_format { PKI_FMT_PEM, PKI_FMT_DER, PKI_FMT_P7B, PKI_FMT_P12 } pki_format;

@@ -267,3 +267,159 @@ def test_p12_without_mac_imports_with_password(agent, mat, tmp_path):
     listed = [c for c in agent.cli("cert", "list", check=0).data["certificates"]
               if c["id"] == items[0]["id"]]
     assert listed and listed[0]["has_key"], listed
+
+
+# ---- item 5: listing and importing many certificates ----------------------
+
+CA_CNF = """[ca]
+default_ca = d
+[d]
+dir = .
+database = ./index.txt
+serial = ./serial
+new_certs_dir = ./out
+certificate = {crt}
+private_key = {key}
+default_md = sha256
+default_days = 30
+policy = p
+unique_subject = no
+x509_extensions = ext
+copy_extensions = none
+[p]
+commonName = supplied
+[ext]
+basicConstraints = CA:FALSE
+subjectAltName = DNS:many.example.test
+"""
+
+
+def many_leaves(d, n):
+    """One PEM with n distinct leaves (serials differ) for one key, made by
+    one `openssl ca` run; the issuer is a CA the store does not know."""
+    os.makedirs(os.path.join(d, "out"))
+    key, ca = make_ca(d, "Many Test CA")
+    write(os.path.join(d, "index.txt"), "")
+    write(os.path.join(d, "serial"), "1000\n")
+    cnf = write(os.path.join(d, "ca.cnf"), CA_CNF.format(crt=ca, key=key))
+    csr = os.path.join(d, "many.csr")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", os.path.join(d, "many.key"), "-subj", "/CN=many.example.test", "-out", csr)
+    openssl("ca", "-batch", "-config", "ca.cnf", "-notext", "-out", os.path.join(d, "last.pem"),
+            "-infiles", *([csr] * n), cwd=d)
+    out = os.path.join(d, "out")
+    pem = b"".join(read(os.path.join(out, f)) for f in sorted(os.listdir(out)))
+    assert pem.count(b"BEGIN CERTIFICATE") == n
+    return write(os.path.join(d, "many.pem"), pem)
+
+
+LIST_WITHIN = 10.0   # seconds for `cert list` of 1,000 certificates (37 s before)
+
+
+def test_many_certificates_list_and_import(module_agent_factory, tmp_path):
+    a = module_agent_factory()
+    pem = many_leaves(str(tmp_path), 1000)
+    # the answer goes to a file: a pipe read only at the end would hold the
+    # command (and so this loop) once the answer outgrows the pipe
+    out = open(str(tmp_path / "import.json"), "wb")
+    imp = subprocess.Popen([a.binary, "--json", "-c", a.config, "import", pem],
+                           stdout=out, stderr=subprocess.PIPE)
+    slowest = 0.0
+    try:
+        deadline = time.monotonic() + 300
+        while imp.poll() is None and time.monotonic() < deadline:
+            t0 = time.monotonic()
+            a.cli("status", check=0)
+            slowest = max(slowest, time.monotonic() - t0)
+        _, err = imp.communicate(timeout=300)
+    finally:
+        if imp.poll() is None:
+            imp.kill()
+        out.close()
+    assert imp.returncode == 0, err.decode()
+    assert slowest < STATUS_WITHIN, "a status took %.1f s during the import" % slowest
+    t0 = time.monotonic()
+    certs = a.cli("cert", "list", check=0, timeout=300).data["certificates"]
+    took = time.monotonic() - t0
+    assert len(certs) == 1000
+    assert all("chain incomplete" in c["warnings"] for c in certs)
+    assert took < LIST_WITHIN, "cert list of 1,000 took %.1f s" % took
+
+
+# ---- item 11: CA certificates whose signature does not verify -------------
+
+def make_ca(d, cn, issuer=None):
+    """A CA: self-signed, or signed by issuer (key, crt)."""
+    slug = cn.lower().replace(" ", "-")
+    key, crt = os.path.join(d, slug + ".key"), os.path.join(d, slug + ".crt")
+    ext = os.path.join(d, slug + ".ext")
+    write(ext, "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+               "subjectKeyIdentifier=hash\n")
+    if issuer is None:
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", crt, "-days", "365", "-subj", "/CN=" + cn,
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        return key, crt
+    csr = crt + ".csr"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
+    openssl("x509", "-req", "-in", csr, "-CA", issuer[1], "-CAkey", issuer[0], "-days", "365",
+            "-extfile", ext, "-set_serial", str(random.getrandbits(64)), "-out", crt)
+    return key, crt
+
+
+def signed_leaf(d, name, issuer):
+    key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
+    ext = write(os.path.join(d, name + ".ext"),
+                "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:%s.example.test\n" % name)
+    csr = crt + ".csr"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=%s.example.test" % name)
+    openssl("x509", "-req", "-in", csr, "-CA", issuer[1], "-CAkey", issuer[0], "-days", "60",
+            "-extfile", ext, "-set_serial", str(random.getrandbits(64)), "-out", crt)
+    return key, crt
+
+
+def flipped(crt, out):
+    """The certificate as DER with one bit of its signature flipped."""
+    der = bytearray(helpers.pem_cert_ders(read(crt))[0])
+    der[-3] ^= 0x01
+    return write(out, bytes(der))
+
+
+def list_entry(agent, cid):
+    return [c for c in agent.cli("cert", "list", check=0).data["certificates"] if c["id"] == cid]
+
+
+def test_ca_signatures(module_agent_factory, tmp_path):
+    a = module_agent_factory()
+    d = str(tmp_path)
+    root = make_ca(d, "Sig Test Root")
+    inter = make_ca(d, "Sig Test Intermediate", issuer=root)
+    other = make_ca(d, "Sig Test Other Intermediate", issuer=root)
+    # a root whose own signature fails is refused
+    refused(a, flipped(root[1], os.path.join(d, "root-bad.der")),
+            ["signature does not verify", "sig test root", "again"])
+    # an intermediate whose issuer is not known yet is kept, flagged
+    bad_inter = flipped(inter[1], os.path.join(d, "inter-bad.der"))
+    r = a.cli("import", bad_inter, check=0)
+    bad_id = r.data["items"][0]["id"]
+    assert r.data["items"][0]["kind"] == "intermediate", r.describe()
+    assert "signature unverified" in list_entry(a, bad_id)[0]["warnings"]
+    # with the root known, a good intermediate verifies and is not flagged ...
+    a.cli("import", root[1], check=0)
+    r = a.cli("import", other[1], check=0)
+    assert list_entry(a, r.data["items"][0]["id"])[0]["warnings"] == [], r.describe()
+    # ... a bad one is refused
+    refused(a, flipped(other[1], os.path.join(d, "other-bad.der")),
+            ["signature does not verify", "sig test root", "again"])
+    # the stored bad intermediate stays flagged, and `verify` fails its chain
+    assert "signature unverified" in list_entry(a, bad_id)[0]["warnings"]
+    key, crt = signed_leaf(d, "badchain", inter)
+    r = a.cli("import", crt, key, check=0)
+    leaf_id = [i["id"] for i in r.data["items"] if i["kind"] == "identity"][0]
+    r = a.cli("verify", "--cert", leaf_id)
+    assert r.rc == 1, r.describe()
+    chain = [c for c in r.data["checks"] if c["name"] == "chain"][0]
+    assert chain["status"] == "fail" and "signature" in chain["detail"].lower(), r.describe()
