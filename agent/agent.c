@@ -141,5 +141,6 @@ int cs_agent_main(int argc, char **argv)
 		cs_info("stopped");
 	cs_node_close(node);
 	cs_config_free(&cfg);
-	return rc < 0 ? 1 : 0;
+	/* A configured path that cannot be used is a configuration error. */
+	return rc < 0 ? (cs_err_exit_status(err.code) == 2 ? 2 : 1) : 0;
 }

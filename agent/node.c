@@ -108,8 +108,7 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 
 	if (cs_seal_init(err) < 0)
 		return -1;
-	if (cs_secret_file_read("passphrase_file", cfg->passphrase_file, false, &pass, &passlen,
-	                        err) < 0)
+	if (cs_passphrase_file_read(cfg, &pass, &passlen, err) < 0)
 		return cs_err_prefix(err, "%s:%d: ", cfg->path, cfg->passphrase_file_line);
 	node = calloc(1, sizeof(*node));
 	if (node == NULL) {
