@@ -3,10 +3,13 @@
  * startup errors are printed, once. */
 #include "agent.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -92,6 +95,21 @@ out:
 	return rc;
 }
 
+/* The agent holds unsealed keys and the cluster key: a core dump would
+ * write them to disk, so there is none unless core_dumps = 1. */
+static int no_core_dumps(const cs_config *cfg, cs_err *err)
+{
+	const struct rlimit none = {0, 0};
+
+	if (cfg->core_dumps) {
+		cs_warn("core_dumps = 1: a core dump of this agent holds its unsealed keys");
+		return 0;
+	}
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || setrlimit(RLIMIT_CORE, &none) != 0)
+		return cs_fail(err, CS_EIO, "cannot turn core dumps off: %s", strerror(errno));
+	return 0;
+}
+
 int cs_agent_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -127,6 +145,11 @@ int cs_agent_main(int argc, char **argv)
 		return 2;
 	}
 	cs_log_set_level(cfg.log_level);
+	if (no_core_dumps(&cfg, &err) < 0) {
+		cs_error("%s", err.msg);
+		cs_config_free(&cfg);
+		return 1;
+	}
 	/* A client that goes away mid-answer must not kill the agent. */
 	signal(SIGPIPE, SIG_IGN);
 	if (cs_node_open(&node, &cfg, &err) < 0) {

@@ -177,6 +177,7 @@ static const struct int_slot int_keys[] = {
      "milliseconds"},
     {"tls_max_connections", offsetof(cs_config, tls_max_connections), 1, 1000000, "connections"},
     {"log_retain", offsetof(cs_config, log_retain), 1, 100000000, "log entries"},
+    {"core_dumps", offsetof(cs_config, core_dumps), 0, 1, "(0: off, 1: on)"},
 };
 #define NINT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
 

@@ -46,6 +46,7 @@ typedef struct cs_config {
 	char *repl_listen;            /* NULL: no replication (a single node) */
 	char *curve_secret_file;
 	int log_retain; /* log entries kept; 0: the default */
+	int core_dumps; /* 1: leave core dumps on (debugging); 0: off (default) */
 	/* [cluster] */
 	char *site_hostname;
 	/* [peer NAME] sections, in file order */

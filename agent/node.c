@@ -120,6 +120,14 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	rc = cs_store_open(&node->store, cfg->data_dir, err);
 	if (rc == 0)
 		rc = setup_key(node, pass, passlen, err);
+	/* Once the key is derived the passphrase is of no more use: wiped now.
+	 * A node still waiting for the cluster settings hands it to
+	 * replication, which wipes its copy once it derives the key. */
+	if (node->key != NULL) {
+		cs_secret_free(pass);
+		pass = NULL;
+		passlen = 0;
+	}
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);

@@ -21,6 +21,11 @@
 
 #define PKI_ID_LEN 32 /* SHA-256 */
 
+/* Has OpenSSL wipe every block it frees (copies of key DER its decoders
+ * leave behind).  Call first thing, before OpenSSL allocates anything;
+ * false when that is too late. */
+bool pki_memory_init(void);
+
 /* ---- keys ---------------------------------------------------------------- */
 
 typedef enum pki_keyspec {
