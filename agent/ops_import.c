@@ -42,6 +42,11 @@ struct import {
 	struct cmd_key *keys;
 	size_t nkeys;
 	json_t *items;
+	struct spki_index {
+		struct spki_ent *v;
+		size_t n, cap;
+		bool built;
+	} index[2];               /* the certificates' and the requests' (find_spki) */
 	STACK_OF(X509) * issuers; /* CA certificates known: the store's and this command's */
 	size_t identities_added;
 	bool has_default;
@@ -98,6 +103,8 @@ static void job_free(struct import_job *job)
 	free(job->name);
 	free(job->im.keys);
 	sk_X509_pop_free(job->im.issuers, X509_free);
+	free(job->im.index[0].v);
+	free(job->im.index[1].v);
 	json_decref(job->im.items);
 	free(job);
 }
@@ -226,19 +233,49 @@ static int collect_keys(struct import *im)
 
 /* Records of one table whose public-key hash equals spki. */
 struct spki_walk {
-	cs_table table;
-	const uint8_t *spki;
 	size_t n;
 	uint8_t ids[MAX_MATCH][PKI_ID_LEN];
 	bool has_key[MAX_MATCH];
 };
 
-static int spki_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+/* Every record's public-key hash, read once per command: looking each new
+ * certificate's key up by reading the whole table made an import of 10,000
+ * leaves quadratic. */
+struct spki_ent {
+	uint8_t spki[PKI_ID_LEN], id[PKI_ID_LEN];
+	bool has_key;
+};
+
+static int index_add(struct spki_index *x, const uint8_t *spki, const uint8_t *id, bool has_key)
 {
-	struct spki_walk *w = ctx;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 256;
+		struct spki_ent *v = realloc(x->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		x->v = v;
+		x->cap = cap;
+	}
+	memcpy(x->v[x->n].spki, spki, PKI_ID_LEN);
+	memcpy(x->v[x->n].id, id, PKI_ID_LEN);
+	x->v[x->n++].has_key = has_key;
+	return 0;
+}
+
+struct index_walk {
+	cs_table table;
+	struct spki_index *x;
+	cs_err *err;
+};
+
+static int index_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct index_walk *w = ctx;
 	ProtobufCBinaryData spki, sealed;
 	Certsync__CertRecord *c = NULL;
 	Certsync__RequestRecord *r = NULL;
+	int rc = 0;
 
 	if (w->table == CS_TBL_REQUESTS) {
 		if ((r = certsync__request_record__unpack(NULL, vlen, val)) == NULL)
@@ -252,23 +289,55 @@ static int spki_one(void *ctx, const void *key, size_t klen, const void *val, si
 		sealed = c->sealed_key;
 	}
 	if (klen == PKI_ID_LEN && spki.len == PKI_ID_LEN &&
-	    memcmp(spki.data, w->spki, PKI_ID_LEN) == 0 && w->n < MAX_MATCH) {
-		memcpy(w->ids[w->n], key, PKI_ID_LEN);
-		w->has_key[w->n] = sealed.len > 0;
-		w->n++;
-	}
+	    index_add(w->x, spki.data, key, sealed.len > 0) < 0)
+		rc = cs_fail(w->err, CS_EIO, "out of memory");
 	certsync__request_record__free_unpacked(r, NULL);
 	certsync__cert_record__free_unpacked(c, NULL);
-	return 0;
+	return rc;
+}
+
+static struct spki_index *spki_index_of(struct import *im, cs_table t)
+{
+	struct spki_index *x = &im->index[t == CS_TBL_REQUESTS];
+	struct index_walk w = {t, x, im->err};
+
+	if (!x->built && cs_txn_foreach(im->txn, t, index_one, &w, im->err) != 0)
+		return NULL;
+	x->built = true;
+	return x;
 }
 
 static int find_spki(struct import *im, cs_table t, const uint8_t spki[PKI_ID_LEN],
                      struct spki_walk *w)
 {
+	struct spki_index *x = spki_index_of(im, t);
+
 	memset(w, 0, sizeof(*w));
-	w->table = t;
-	w->spki = spki;
-	return cs_txn_foreach(im->txn, t, spki_one, w, im->err);
+	if (x == NULL)
+		return -1;
+	for (size_t i = 0; i < x->n && w->n < MAX_MATCH; i++) {
+		if (memcmp(x->v[i].spki, spki, PKI_ID_LEN) != 0)
+			continue;
+		memcpy(w->ids[w->n], x->v[i].id, PKI_ID_LEN);
+		w->has_key[w->n++] = x->v[i].has_key;
+	}
+	return 0;
+}
+
+/* Keeps the certificates' index in step with a record this command wrote. */
+static int index_put(struct import *im, const uint8_t id[PKI_ID_LEN],
+                     const uint8_t spki[PKI_ID_LEN], bool has_key)
+{
+	struct spki_index *x = &im->index[0];
+
+	if (!x->built)
+		return 0; /* it is read from the transaction, which holds the record */
+	for (size_t i = 0; i < x->n; i++)
+		if (memcmp(x->v[i].id, id, PKI_ID_LEN) == 0) {
+			x->v[i].has_key = has_key;
+			return 0;
+		}
+	return index_add(x, spki, id, has_key) < 0 ? cs_fail(im->err, CS_EIO, "out of memory") : 0;
 }
 
 /* Unseals the key held by record id of table t (a certificate or request). */
@@ -482,6 +551,8 @@ static int put_identity(struct import *im, const char *file, X509 *x, pki_cert_i
 	         : 0;
 	if (rc == 0)
 		rc = rec_put(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &rec.base, im->err);
+	if (rc == 0)
+		rc = index_put(im, info->id, info->spki_sha256, pkey != NULL);
 	free(rec.sealed_key.data);
 	free(der);
 	(void)file;
