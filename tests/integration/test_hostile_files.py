@@ -156,11 +156,17 @@ def leaves_at_bound(mat, n):
 
 
 STATUS_WITHIN = 2.0   # seconds, a status while an import decodes
+SIGTERM_WITHIN = 12.0  # seconds: one file at the bound, on a loaded machine (16 took 20+)
 
 
-def test_status_answers_during_a_long_import(module_agent_factory, mat):
+@pytest.fixture(scope="module")
+def slow_files(mat):
+    return leaves_at_bound(mat, 16)
+
+
+def test_status_answers_during_a_long_import(module_agent_factory, mat, slow_files):
     a = module_agent_factory()
-    files = leaves_at_bound(mat, 8)
+    files = slow_files
     imp = subprocess.Popen([a.binary, "--json", "-c", a.config, "import"] + files +
                            ["--password-file", mat["pw"]], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
@@ -182,12 +188,12 @@ def test_status_answers_during_a_long_import(module_agent_factory, mat):
     assert imp.returncode == 0, err.decode()
     assert answered_during >= 1, "no status answered while the import ran (slowest %.1f s)" % slowest
     assert slowest < STATUS_WITHIN, "a status took %.1f s during the import" % slowest
-    assert a.status()["counts"]["certificates"] == 8
+    assert a.status()["counts"]["certificates"] == len(files)
 
 
-def test_sigterm_during_a_long_import(module_agent_factory, mat):
+def test_sigterm_during_a_long_import(module_agent_factory, mat, slow_files):
     a = module_agent_factory()
-    files = leaves_at_bound(mat, 8)
+    files = slow_files
     imp = subprocess.Popen([a.binary, "--json", "-c", a.config, "import"] + files +
                            ["--password-file", mat["pw"]], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
@@ -201,7 +207,7 @@ def test_sigterm_during_a_long_import(module_agent_factory, mat):
         if imp.poll() is None:
             imp.kill()
     assert rc == 0, "agent exit %r\n%s" % (rc, a.stderr()[-3000:])
-    assert took < 5.0, "SIGTERM took %.1f s to stop the agent" % took
+    assert took < SIGTERM_WITHIN, "SIGTERM took %.1f s to stop the agent" % took
 
 
 # ---- item 8: RSA keys too big to serve -----------------------------------
