@@ -155,8 +155,18 @@ def leaves_at_bound(mat, n):
     return files
 
 
+
+
+def sanitized(binary):
+    """An AddressSanitizer build: OpenSSL's allocations (the PKCS#12 KDF
+    allocates on every iteration) cost several times more there."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 STATUS_WITHIN = 2.0   # seconds, a status while an import decodes
 SIGTERM_WITHIN = 12.0  # seconds: one file at the bound, on a loaded machine (16 took 20+)
+SANITIZER_FACTOR = 5   # the SIGTERM bound on a sanitizer build
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +183,7 @@ def test_status_answers_during_a_long_import(module_agent_factory, mat, slow_fil
     try:
         time.sleep(0.3)  # the import is under way (not the assertion: it is below)
         answered_during, slowest = 0, 0.0
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while imp.poll() is None and time.monotonic() < deadline:
             t0 = time.monotonic()
             a.cli("status", check=0)
@@ -181,7 +191,8 @@ def test_status_answers_during_a_long_import(module_agent_factory, mat, slow_fil
             slowest = max(slowest, took)
             if imp.poll() is None:
                 answered_during += 1
-        out, err = imp.communicate(timeout=120)
+            time.sleep(0.2)  # leave the import the CPU (not the assertion)
+        out, err = imp.communicate(timeout=600)
     finally:
         if imp.poll() is None:
             imp.kill()
@@ -207,7 +218,8 @@ def test_sigterm_during_a_long_import(module_agent_factory, mat, slow_files):
         if imp.poll() is None:
             imp.kill()
     assert rc == 0, "agent exit %r\n%s" % (rc, a.stderr()[-3000:])
-    assert took < SIGTERM_WITHIN, "SIGTERM took %.1f s to stop the agent" % took
+    bound = SIGTERM_WITHIN * (SANITIZER_FACTOR if sanitized(a.binary) else 1)
+    assert took < bound, "SIGTERM took %.1f s to stop the agent" % took
 
 
 # ---- item 8: RSA keys too big to serve -----------------------------------
