@@ -3,10 +3,13 @@
  * startup errors are printed, once. */
 #include "agent.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -15,6 +18,7 @@
 #include "control.h"
 #include "fdlimit.h"
 #include "node.h"
+#include "worker.h"
 
 static const char usage[] = "usage: certsync agent -c FILE\n"
                             "\n"
@@ -40,6 +44,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	struct event_base *base = event_base_new();
 	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL;
 	cs_control *ctl = NULL;
+	cs_worker *worker = NULL;
 	int rc = -1;
 
 	if (base == NULL)
@@ -52,9 +57,10 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		goto out;
 	}
 	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0 ||
-	    cs_node_start_tls(node, err) < 0)
+	    cs_worker_start(&worker, base, err) < 0 || cs_node_start_tls(node, err) < 0)
 		goto out;
 	cs_node_set_control(node, ctl);
+	cs_node_set_worker(node, worker);
 	if (cs_node_repl_fd(node) >= 0 &&
 	    ((repl_ev = event_new(base, cs_node_repl_fd(node), EV_READ | EV_PERSIST, on_repl,
 	                          node)) == NULL ||
@@ -76,6 +82,10 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 out:
 	if (repl_ev)
 		event_free(repl_ev);
+	/* An import still decoding stops at its next file and is answered
+	 * while the control socket is still open. */
+	cs_node_set_worker(node, NULL);
+	cs_worker_stop(worker);
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	if (sigterm)
@@ -84,6 +94,21 @@ out:
 		event_free(sigint);
 	event_base_free(base);
 	return rc;
+}
+
+/* The agent holds unsealed keys and the cluster key: a core dump would
+ * write them to disk, so there is none unless core_dumps = 1. */
+static int no_core_dumps(const cs_config *cfg, cs_err *err)
+{
+	const struct rlimit none = {0, 0};
+
+	if (cfg->core_dumps) {
+		cs_warn("core_dumps = 1: a core dump of this agent holds its unsealed keys");
+		return 0;
+	}
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || setrlimit(RLIMIT_CORE, &none) != 0)
+		return cs_fail(err, CS_EIO, "cannot turn core dumps off: %s", strerror(errno));
+	return 0;
 }
 
 int cs_agent_main(int argc, char **argv)
@@ -126,6 +151,11 @@ int cs_agent_main(int argc, char **argv)
 		cs_config_free(&cfg);
 		return 2;
 	}
+	if (no_core_dumps(&cfg, &err) < 0) {
+		cs_error("%s", err.msg);
+		cs_config_free(&cfg);
+		return 1;
+	}
 	/* A client that goes away mid-answer must not kill the agent. */
 	signal(SIGPIPE, SIG_IGN);
 	if (cs_node_open(&node, &cfg, &err) < 0) {
@@ -140,5 +170,6 @@ int cs_agent_main(int argc, char **argv)
 		cs_info("stopped");
 	cs_node_close(node);
 	cs_config_free(&cfg);
-	return rc < 0 ? 1 : 0;
+	/* A configured path that cannot be used is a configuration error. */
+	return rc < 0 ? (cs_err_exit_status(err.code) == 2 ? 2 : 1) : 0;
 }

@@ -2,16 +2,22 @@
  *
  * inih does the parsing; this file knows the keys.  inih does not tell the
  * handler which line it is on, so a small reader counts lines (and checks
- * section headers, which inih reports only through their keys). */
+ * section headers, which inih reports only through their keys).  The reader
+ * hands inih lines of the file read whole, so that a NUL byte (which would
+ * silently cut a value short) and a line longer than inih's buffer are
+ * refused by their line number rather than misread. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 #include <sodium.h>
@@ -59,10 +65,14 @@ static const struct key_slot string_keys[] = {
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
+#define CONFIG_MAX_LINE 4096      /* characters, without the line's end */
+#define CONFIG_MAX_SIZE (1 << 20) /* bytes of the whole file */
+
 struct parse_state {
 	cs_config *cfg;
 	cs_err *err;
-	FILE *file;
+	const char *text; /* the whole file */
+	size_t len, pos;
 	int line;
 	bool role_set;
 	bool *peer_role_set; /* parallel to cfg->peers */
@@ -170,6 +180,7 @@ static const struct int_slot int_keys[] = {
      "connections"},
     {"log_retain", offsetof(cs_config, log_retain), 1, 100000000, "log entries"},
     {"store_map_size", offsetof(cs_config, store_map_size_mib), 1, 1 << 20, "MiB"},
+    {"core_dumps", offsetof(cs_config, core_dumps), 0, 1, "(0: off, 1: on)"},
 };
 #define NINT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
 
@@ -328,13 +339,30 @@ static int handle(void *user, const char *section, const char *key, const char *
 static char *read_line(char *buf, int size, void *stream)
 {
 	struct parse_state *ps = stream;
-	const char *peer_name, *p;
+	const char *peer_name, *p, *start = ps->text + ps->pos, *nl;
 	char section[256];
-	size_t n;
+	size_t n, take;
 
-	if (fgets(buf, size, ps->file) == NULL)
+	if (ps->pos >= ps->len)
 		return NULL;
+	nl = memchr(start, '\n', ps->len - ps->pos);
+	take = nl != NULL ? (size_t)(nl - start) + 1 : ps->len - ps->pos;
+	ps->pos += take;
 	ps->line++;
+	n = take - (nl != NULL);
+	if (n > 0 && start[n - 1] == '\r')
+		n--;
+	if (memchr(start, '\0', take) != NULL)
+		fail_at(ps,
+		        "this line holds a NUL byte, which would cut its value short; remove it");
+	else if (n > CONFIG_MAX_LINE || take >= (size_t)size)
+		fail_at(ps, "this line is longer than %d characters; shorten it", CONFIG_MAX_LINE);
+	if (ps->err->code != CS_OK) {
+		buf[0] = '\0';
+		return NULL; /* stop: the error is in ps->err */
+	}
+	memcpy(buf, start, take);
+	buf[take] = '\0';
 	for (p = buf; *p == ' ' || *p == '\t'; p++)
 		;
 	if (*p != '[')
@@ -442,9 +470,33 @@ static int check_complete(struct parse_state *ps)
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
 
+static int read_text(const char *path, char **text, size_t *len, cs_err *err)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (f == NULL)
+		return cs_fail(err, CS_EUSAGE, "%s: cannot read the configuration: %s", path,
+		               strerror(errno));
+	buf = malloc(CONFIG_MAX_SIZE + 1);
+	n = buf != NULL ? fread(buf, 1, CONFIG_MAX_SIZE + 1, f) : 0;
+	if (buf == NULL || ferror(f) || n > CONFIG_MAX_SIZE) {
+		fclose(f);
+		free(buf);
+		return cs_fail(err, CS_EUSAGE, "%s: cannot read the configuration: %s", path,
+		               n > CONFIG_MAX_SIZE ? "it is larger than 1 MiB" : "read error");
+	}
+	fclose(f);
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
 int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
 {
 	struct parse_state ps = {.cfg = cfg, .err = err};
+	char *text = NULL;
 	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -452,18 +504,21 @@ int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
 	cfg->path = strdup(path);
 	if (cfg->path == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
-	ps.file = fopen(path, "r");
-	if (ps.file == NULL) {
-		cs_fail(err, CS_EUSAGE, "%s: cannot read the configuration: %s", path,
-		        strerror(errno));
+	if (read_text(path, &text, &ps.len, err) < 0) {
 		cs_config_free(cfg);
 		return -1;
 	}
+	ps.text = text;
 	err->code = CS_OK;
 	ini_allow_multiline = false;
 	ini_stop_on_first_error = true;
+	/* A heap line buffer of CONFIG_MAX_LINE: long paths fit (Debian's
+	 * inih otherwise reads 200 bytes at a time). */
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_initial_alloc = ini_max_line = CONFIG_MAX_LINE + 3;
 	rc = ini_parse_stream(read_line, &ps, handle, &ps);
-	fclose(ps.file);
+	free(text);
 	if (rc != 0 && err->code == CS_OK)
 		cs_fail(err, CS_EUSAGE,
 		        "%s:%d: cannot parse this line; write [section] or key = value", path,
@@ -537,28 +592,57 @@ size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max)
 	return n;
 }
 
-int cs_secret_file_read(const char *what, const char *path, bool allow_empty, char **secret,
-                        size_t *len, cs_err *err)
+/* owner_only: a file group or others may read is refused, as ssh refuses
+ * such a key: the cluster passphrase opens every key of the cluster. */
+static int read_secret(const char *what, const char *path, bool allow_empty, bool owner_only,
+                       char **secret, size_t *len, cs_err *err)
 {
 	enum { MAX_SECRET = 1024 };
+	struct stat st;
 	char *buf;
-	FILE *f;
-	size_t n;
+	ssize_t got;
+	size_t total = 0, n;
+	int fd;
 
-	f = fopen(path, "r");
-	if (f == NULL)
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer forever. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
 		return cs_fail(err, CS_EUSAGE, "%s %s: cannot read it: %s; give a readable file",
 		               what, path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return cs_fail(err, CS_EUSAGE,
+		               "%s %s is not a regular file (a FIFO, device or folder); write the "
+		               "secret in a regular file",
+		               what, path);
+	}
+	if (owner_only && (st.st_mode & 077) != 0) {
+		close(fd);
+		return cs_fail(err, CS_EUSAGE,
+		               "%s %s can be read by group or others (mode %04o); make it readable "
+		               "by its owner alone: chmod 600 %s",
+		               what, path, (unsigned)(st.st_mode & 07777), path);
+	}
 	buf = sodium_malloc(MAX_SECRET + 2);
 	if (buf == NULL) {
-		fclose(f);
+		close(fd);
 		return cs_fail(err, CS_EIO, "out of memory");
 	}
-	setvbuf(f, NULL, _IONBF, 0); /* no copy of the secret in a stdio buffer */
-	if (fgets(buf, MAX_SECRET + 2, f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	n = strcspn(buf, "\r\n");
+	/* Read straight into wiped memory: no copy in a stdio buffer. */
+	while (total < MAX_SECRET + 1 && memchr(buf, '\n', total) == NULL &&
+	       ((got = read(fd, buf + total, MAX_SECRET + 1 - total)) > 0 ||
+	        (got < 0 && errno == EINTR)))
+		total += got > 0 ? (size_t)got : 0;
+	close(fd);
+	for (n = 0; n < total && buf[n] != '\n' && buf[n] != '\r'; n++)
+		;
+	if (memchr(buf, '\0', n) != NULL) {
+		cs_secret_free(buf);
+		return cs_fail(err, CS_EUSAGE,
+		               "%s %s: the first line holds a NUL byte, which would cut the secret "
+		               "short; write it without one",
+		               what, path);
+	}
 	buf[n] = '\0';
 	if (n > MAX_SECRET || (n == 0 && !allow_empty)) {
 		cs_secret_free(buf);
@@ -569,4 +653,15 @@ int cs_secret_file_read(const char *what, const char *path, bool allow_empty, ch
 	*secret = buf;
 	*len = n;
 	return 0;
+}
+
+int cs_secret_file_read(const char *what, const char *path, bool allow_empty, char **secret,
+                        size_t *len, cs_err *err)
+{
+	return read_secret(what, path, allow_empty, false, secret, len, err);
+}
+
+int cs_passphrase_file_read(const cs_config *cfg, char **secret, size_t *len, cs_err *err)
+{
+	return read_secret("passphrase_file", cfg->passphrase_file, false, true, secret, len, err);
 }

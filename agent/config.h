@@ -50,6 +50,7 @@ typedef struct cs_config {
 	int tls_max_connections_per_ip;
 	/* the LMDB map's size in MiB; 0: the store's default */
 	int store_map_size_mib;
+	int core_dumps; /* 1: leave core dumps on (debugging); 0: off (default) */
 	/* [cluster] */
 	char *site_hostname;
 	/* [peer NAME] sections, in file order */
@@ -77,5 +78,9 @@ size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max);
  * Refuses an unreadable file, and an empty first line unless allow_empty. */
 int cs_secret_file_read(const char *what, const char *path, bool allow_empty, char **secret,
                         size_t *len, cs_err *err);
+/* The cluster passphrase from passphrase_file: cs_secret_file_read, and the
+ * file must be a regular file only its owner can read (a symlink to one is
+ * followed).  A NUL byte in the first line is refused by both. */
+int cs_passphrase_file_read(const cs_config *cfg, char **secret, size_t *len, cs_err *err);
 
 #endif

@@ -430,12 +430,19 @@ static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
 }
 
 /* A socket file left by an agent that died is removed; one where an agent
- * still answers is not ours to take. */
+ * still answers is not ours to take, nor is anything that is no socket (a
+ * mistyped path must not cost the operator a file). */
 static int claim_path(const struct sockaddr_un *sun, const char *path, cs_err *err)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int alive;
+	struct stat st;
+	int fd, alive;
 
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return cs_fail(err, CS_EUSAGE,
+		               "control_socket %s exists and is not a socket; certsync removes "
+		               "only a socket: choose another path, or move that file away",
+		               path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
 	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;

@@ -108,8 +108,7 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 
 	if (cs_seal_init(err) < 0)
 		return -1;
-	if (cs_secret_file_read("passphrase_file", cfg->passphrase_file, false, &pass, &passlen,
-	                        err) < 0)
+	if (cs_passphrase_file_read(cfg, &pass, &passlen, err) < 0)
 		return cs_err_prefix(err, "%s:%d: ", cfg->path, cfg->passphrase_file_line);
 	node = calloc(1, sizeof(*node));
 	if (node == NULL) {
@@ -123,6 +122,14 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		rc = cs_store_set_map_size(node->store, (size_t)cfg->store_map_size_mib << 20, err);
 	if (rc == 0)
 		rc = setup_key(node, pass, passlen, err);
+	/* Once the key is derived the passphrase is of no more use: wiped now.
+	 * A node still waiting for the cluster settings hands it to
+	 * replication, which wipes its copy once it derives the key. */
+	if (node->key != NULL) {
+		cs_secret_free(pass);
+		pass = NULL;
+		passlen = 0;
+	}
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
@@ -132,6 +139,11 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	}
 	*out = node;
 	return 0;
+}
+
+void cs_node_set_worker(cs_node *node, struct cs_worker *worker)
+{
+	node->worker = worker;
 }
 
 /* Tells the TLS endpoint the store changed; its reloader serves the change

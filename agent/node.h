@@ -29,6 +29,9 @@ int cs_node_start_tls(cs_node *node, cs_err *err);
 int cs_node_repl_fd(cs_node *node);
 void cs_node_repl_dispatch(cs_node *node);
 void cs_node_set_control(cs_node *node, cs_control *ctl);
+/* The thread imports are decoded on (worker.h); NULL refuses imports. */
+struct cs_worker;
+void cs_node_set_worker(cs_node *node, struct cs_worker *worker);
 
 /* Runs one control request (a cs_control_fn; ctx is the node).  Changes
  * are answered later, by cs_node_flush. */

@@ -27,6 +27,7 @@ struct cs_node {
 	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
+	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -97,6 +98,10 @@ typedef struct ops_wait_req {
 } ops_wait_req;
 int ops_wait_args(struct cs_node *node, json_t *args, ops_wait_req *w, cs_err *err);
 json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result, cs_err *err);
+/* ops_hold for a change whose request was deferred before it ran (an
+ * import, decoded off the loop): p is answered by cs_node_flush. */
+void ops_hold_pending(struct cs_node *node, cs_control_pending *p, const ops_wait_req *w,
+                      json_t *result);
 /* Answers a change that is on disk at pos on p with result (a reference it
  * takes): at once, or once the nodes of mode acknowledged pos. */
 void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,

@@ -43,11 +43,28 @@ int ops_batch_begin(struct cs_node *node, cs_err *err)
 	return cs_store_batch_begin(node->store, err);
 }
 
+static struct held *hold(struct cs_node *node, struct held *h, cs_control_pending *p,
+                         const ops_wait_req *w, json_t *result)
+{
+	struct held **tail;
+
+	h->pending = p;
+	h->mode = w->mode;
+	h->timeout_ms = w->timeout_ms;
+	h->pos = node->committed;
+	h->result = result;
+	for (tail = &node->held; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = h;
+	return h;
+}
+
 json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result, cs_err *err)
 {
-	struct held *h = calloc(1, sizeof(*h)), **tail;
+	struct held *h = calloc(1, sizeof(*h));
+	cs_control_pending *p;
 
-	if (h == NULL || (h->pending = cs_control_defer(node->ctl)) == NULL) {
+	if (h == NULL || (p = cs_control_defer(node->ctl)) == NULL) {
 		/* No way to answer later: answer now, once it is on disk. */
 		free(h);
 		if (cs_node_flush(node, err) < 0) {
@@ -56,14 +73,27 @@ json_t *ops_hold(struct cs_node *node, const ops_wait_req *w, json_t *result, cs
 		}
 		return result;
 	}
-	h->mode = w->mode;
-	h->timeout_ms = w->timeout_ms;
-	h->pos = node->committed;
-	h->result = result;
-	for (tail = &node->held; *tail != NULL; tail = &(*tail)->next)
-		;
-	*tail = h;
+	hold(node, h, p, w, result);
 	return NULL; /* answered by cs_node_flush */
+}
+
+void ops_hold_pending(struct cs_node *node, cs_control_pending *p, const ops_wait_req *w,
+                      json_t *result)
+{
+	struct held *h = calloc(1, sizeof(*h));
+	cs_err err = {0};
+
+	if (h != NULL) {
+		hold(node, h, p, w, result);
+		return;
+	}
+	/* Out of memory: answer now, once it is on disk. */
+	if (cs_node_flush(node, &err) < 0) {
+		json_decref(result);
+		cs_control_answer(p, NULL, &err);
+		return;
+	}
+	ops_wait(node, p, w->mode, w->timeout_ms, node->committed, result);
 }
 
 int cs_node_flush(cs_node *node, cs_err *err)

@@ -1,21 +1,25 @@
 /* ops_import.c — `certsync import`: certificates, chains and keys in any
  * format, matched to each other and to what the store already holds.
  *
- * Every file is decoded before the store is touched, and every rule is
- * checked inside one write transaction that is aborted on the first
- * failure, so a bad file changes nothing.  Keys are sealed under the record
+ * Every file is decoded before the store is touched — on the worker
+ * thread (worker.h), as key derivation and thousands of certificates take
+ * time the event loop owes to other clients — and every rule is then
+ * checked on the loop inside one write transaction that is aborted on the
+ * first failure, so a bad file changes nothing.  Keys are sealed under the record
  * they end up in: a certificate's id, or a pending key's public-key hash. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "../common/hex.h"
 #include "control.h"
 #include "ops.h"
 #include "records.h"
+#include "worker.h"
 
 #define MAX_FILES 64
 #define MAX_MATCH 16
@@ -38,6 +42,12 @@ struct import {
 	struct cmd_key *keys;
 	size_t nkeys;
 	json_t *items;
+	struct spki_index {
+		struct spki_ent *v;
+		size_t n, cap;
+		bool built;
+	} index[3];               /* the certificates', the requests' and the CAs' (find_spki) */
+	STACK_OF(X509) * issuers; /* CA certificates known: the store's and this command's */
 	size_t identities_added;
 	bool has_default;
 	/* identities of this command that hold their key: one that renews the
@@ -69,37 +79,107 @@ static void add_item(struct import *im, const char *file, const char *action, co
 	                                           "name", name, "message", message));
 }
 
-/* ---- decoding -------------------------------------------------------------- */
+/* ---- decoding, on the worker thread ---------------------------------------- */
 
-static int decode_files(struct import *im, json_t *files, const char *password)
+/* One import command between the control request and its commit: the
+ * request's files copied out of it (the request is gone once the worker
+ * runs), then what the worker decoded from them. */
+struct import_job {
+	struct cs_node *node;
+	cs_control_pending *pending;
+	ops_wait_req wait;
+	char *password;           /* sodium_malloc'd, or NULL */
+	char *name;               /* --name, or NULL */
+	uint8_t *data[MAX_FILES]; /* sodium_malloc'd: a file may be a key */
+	size_t len[MAX_FILES];
+	char *files[MAX_FILES];
+	size_t nfiles;
+	int rc;
+	cs_err err;
+	struct import im;
+};
+
+static void job_free(struct import_job *job)
 {
-	size_t i;
-	json_t *f;
+	for (size_t i = 0; i < job->nfiles; i++) {
+		sodium_free(job->data[i]);
+		free(job->files[i]);
+		pki_bundle_free(&job->im.bundles[i]);
+	}
+	sodium_free(job->password);
+	free(job->name);
+	free(job->im.keys);
+	free(job->im.keyed);
+	sk_X509_pop_free(job->im.issuers, X509_free);
+	free(job->im.index[0].v);
+	free(job->im.index[1].v);
+	free(job->im.index[2].v);
+	json_decref(job->im.items);
+	free(job);
+}
 
+static char *secret_copy(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *c = sodium_malloc(n);
+
+	if (c != NULL)
+		memcpy(c, s, n);
+	return c;
+}
+
+/* On the event loop: the request's arguments, checked and copied. */
+static int read_request(struct import_job *job, json_t *args, cs_err *err)
+{
+	json_t *files = json_object_get(args, "files"), *f;
+	const char *password, *name;
+	size_t i;
+
+	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
+	    ops_arg_string(args, "name", false, &name, err) < 0 ||
+	    ops_wait_args(job->node, args, &job->wait, err) < 0)
+		return -1;
+	if ((password != NULL && (job->password = secret_copy(password)) == NULL) ||
+	    (name != NULL && (job->name = strdup(name)) == NULL))
+		return cs_fail(err, CS_EIO, "out of memory");
 	if (!json_is_array(files) || json_array_size(files) == 0 ||
 	    json_array_size(files) > MAX_FILES)
-		return cs_fail(im->err, CS_EUSAGE, "import needs 1 to %d files", MAX_FILES);
+		return cs_fail(err, CS_EUSAGE, "import needs 1 to %d files", MAX_FILES);
 	json_array_foreach(files, i, f)
 	{
-		const char *name = json_string_value(json_object_get(f, "name"));
+		const char *fname = json_string_value(json_object_get(f, "name"));
 		const char *b64 = json_string_value(json_object_get(f, "data"));
-		uint8_t *data;
-		size_t len = 0;
-		int rc;
 
-		if (name == NULL || b64 == NULL)
-			return cs_fail(im->err, CS_EUSAGE,
+		if (fname == NULL || b64 == NULL)
+			return cs_fail(err, CS_EUSAGE,
 			               "control request: args.files[%zu] needs \"name\" and "
 			               "\"data\" (base64)",
 			               i);
+		if ((job->files[i] = strdup(fname)) == NULL)
+			return cs_fail(err, CS_EIO, "out of memory");
+		job->nfiles = i + 1;
 		/* The file may be a key: it is decoded into memory that is wiped. */
-		if (cs_control_unbase64(b64, &data, &len) < 0)
-			return cs_fail(im->err, CS_EUSAGE,
+		if (cs_control_unbase64(b64, &job->data[i], &job->len[i]) < 0)
+			return cs_fail(err, CS_EUSAGE,
 			               "control request: args.files[%zu].data is not base64", i);
-		rc = pki_decode(data, len, password, name, &im->bundles[i], im->err);
-		sodium_free(data);
-		if (rc < 0)
+	}
+	return 0;
+}
+
+static int decode_files(struct import_job *job, const atomic_bool *stop)
+{
+	struct import *im = &job->im;
+
+	for (size_t i = 0; i < job->nfiles; i++) {
+		const char *name = job->files[i];
+
+		if (atomic_load(stop))
+			return cs_fail(im->err, CS_EIO, "the agent is stopping; import again");
+		if (pki_decode(job->data[i], job->len[i], job->password, name, &im->bundles[i],
+		               im->err) < 0)
 			return -1;
+		sodium_free(job->data[i]); /* wiped as soon as it is decoded */
+		job->data[i] = NULL;
 		im->files[i] = name;
 		im->nfiles = i + 1;
 	}
@@ -156,18 +236,49 @@ static int collect_keys(struct import *im)
 /* Records of one table whose public-key hash equals spki. */
 struct spki_walk {
 	cs_table table;
-	const uint8_t *spki;
 	size_t n;
 	uint8_t ids[MAX_MATCH][PKI_ID_LEN];
 	bool has_key[MAX_MATCH];
 };
 
-static int spki_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+/* Every record's public-key hash, read once per command: looking each new
+ * certificate's key up by reading the whole table made an import of 10,000
+ * leaves quadratic. */
+struct spki_ent {
+	uint8_t spki[PKI_ID_LEN], id[PKI_ID_LEN];
+	bool has_key;
+};
+
+static int index_add(struct spki_index *x, const uint8_t *spki, const uint8_t *id, bool has_key)
 {
-	struct spki_walk *w = ctx;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 256;
+		struct spki_ent *v = realloc(x->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		x->v = v;
+		x->cap = cap;
+	}
+	memcpy(x->v[x->n].spki, spki, PKI_ID_LEN);
+	memcpy(x->v[x->n].id, id, PKI_ID_LEN);
+	x->v[x->n++].has_key = has_key;
+	return 0;
+}
+
+struct index_walk {
+	cs_table table;
+	struct spki_index *x;
+	cs_err *err;
+};
+
+static int index_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct index_walk *w = ctx;
 	ProtobufCBinaryData spki, sealed;
 	Certsync__CertRecord *c = NULL;
 	Certsync__RequestRecord *r = NULL;
+	int rc = 0;
 
 	if (w->table == CS_TBL_REQUESTS) {
 		if ((r = certsync__request_record__unpack(NULL, vlen, val)) == NULL)
@@ -181,23 +292,56 @@ static int spki_one(void *ctx, const void *key, size_t klen, const void *val, si
 		sealed = c->sealed_key;
 	}
 	if (klen == PKI_ID_LEN && spki.len == PKI_ID_LEN &&
-	    memcmp(spki.data, w->spki, PKI_ID_LEN) == 0 && w->n < MAX_MATCH) {
-		memcpy(w->ids[w->n], key, PKI_ID_LEN);
-		w->has_key[w->n] = sealed.len > 0;
-		w->n++;
-	}
+	    index_add(w->x, spki.data, key, sealed.len > 0) < 0)
+		rc = cs_fail(w->err, CS_EIO, "out of memory");
 	certsync__request_record__free_unpacked(r, NULL);
 	certsync__cert_record__free_unpacked(c, NULL);
-	return 0;
+	return rc;
+}
+
+static struct spki_index *spki_index_of(struct import *im, cs_table t)
+{
+	struct spki_index *x = &im->index[t == CS_TBL_REQUESTS ? 1 : t == CS_TBL_CAS ? 2 : 0];
+	struct index_walk w = {t, x, im->err};
+
+	if (!x->built && cs_txn_foreach(im->txn, t, index_one, &w, im->err) != 0)
+		return NULL;
+	x->built = true;
+	return x;
 }
 
 static int find_spki(struct import *im, cs_table t, const uint8_t spki[PKI_ID_LEN],
                      struct spki_walk *w)
 {
+	struct spki_index *x = spki_index_of(im, t);
+
 	memset(w, 0, sizeof(*w));
 	w->table = t;
-	w->spki = spki;
-	return cs_txn_foreach(im->txn, t, spki_one, w, im->err);
+	if (x == NULL)
+		return -1;
+	for (size_t i = 0; i < x->n && w->n < MAX_MATCH; i++) {
+		if (memcmp(x->v[i].spki, spki, PKI_ID_LEN) != 0)
+			continue;
+		memcpy(w->ids[w->n], x->v[i].id, PKI_ID_LEN);
+		w->has_key[w->n++] = x->v[i].has_key;
+	}
+	return 0;
+}
+
+/* Keeps the certificates' index in step with a record this command wrote. */
+static int index_put(struct import *im, const uint8_t id[PKI_ID_LEN],
+                     const uint8_t spki[PKI_ID_LEN], bool has_key)
+{
+	struct spki_index *x = &im->index[0];
+
+	if (!x->built)
+		return 0; /* it is read from the transaction, which holds the record */
+	for (size_t i = 0; i < x->n; i++)
+		if (memcmp(x->v[i].id, id, PKI_ID_LEN) == 0) {
+			x->v[i].has_key = has_key;
+			return 0;
+		}
+	return index_add(x, spki, id, has_key) < 0 ? cs_fail(im->err, CS_EIO, "out of memory") : 0;
 }
 
 /* Unseals the key held by record id of table t (a certificate or request). */
@@ -411,6 +555,8 @@ static int put_identity(struct import *im, const char *file, X509 *x, pki_cert_i
 	         : 0;
 	if (rc == 0)
 		rc = rec_put(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &rec.base, im->err);
+	if (rc == 0)
+		rc = index_put(im, info->id, info->spki_sha256, pkey != NULL);
 	free(rec.sealed_key.data);
 	free(der);
 	if (rc == 0 && pkey != NULL) {
@@ -516,6 +662,46 @@ static int import_identity(struct import *im, const char *file, X509 *x, pki_cer
 	return rc;
 }
 
+/* A CA certificate whose signature fails is damaged or forged: refused.
+ * One whose issuer is not known yet is kept; `cert list` flags it until
+ * its issuer arrives.  *unverified tells which. */
+static int check_ca_signature(struct import *im, const char *file, X509 *x,
+                              const pki_cert_info *info, bool *unverified)
+{
+	char sid[9];
+
+	if (im->issuers == NULL) {
+		if ((im->issuers = rec_ca_pool(im->txn, im->err)) == NULL)
+			return -1;
+		for (size_t f = 0; f < im->nfiles; f++)
+			for (int i = 0; i < sk_X509_num(im->bundles[f].certs); i++) {
+				X509 *c = sk_X509_value(im->bundles[f].certs, i);
+
+				if (X509_check_ca(c) != 0 &&
+				    (!X509_up_ref(c) || !sk_X509_push(im->issuers, c)))
+					return cs_fail(im->err, CS_EIO, "out of memory");
+			}
+	}
+	rec_short_id(info->id, sid);
+	switch (pki_ca_signature(x, im->issuers, true)) {
+	case PKI_SIG_BAD:
+		return cs_fail(im->err, CS_EINPUT,
+		               "%s: CA certificate %s (%s): its signature does not verify with the "
+		               "key of %s; the file is damaged or forged: get the certificate "
+		               "again from its CA",
+		               file, sid, info->subject_cn,
+		               strcmp(info->subject, info->issuer) == 0 ? "the certificate itself"
+		                                                        : info->issuer);
+	case PKI_SIG_UNKNOWN:
+		*unverified = true;
+		return 0;
+	case PKI_SIG_OK:
+		break;
+	}
+	*unverified = false;
+	return 0;
+}
+
 static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info *info)
 {
 	static const char *const kinds[] = {"identity", "intermediate", "root"};
@@ -524,6 +710,7 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	uint8_t *der;
 	size_t derlen;
 	char sid[9];
+	bool unverified = false;
 	int rc;
 
 	rec_short_id(info->id, sid);
@@ -536,7 +723,8 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 		         "CA certificate %s (%s) is already in the store", sid, info->subject_cn);
 		return 0;
 	}
-	if (pki_cert_der(x, &der, &derlen, im->err) < 0)
+	if (check_ca_signature(im, file, x, info, &unverified) < 0 ||
+	    pki_cert_der(x, &der, &derlen, im->err) < 0)
 		return -1;
 	rec_cert_describe(&rec, info);
 	rec.der = (ProtobufCBinaryData){derlen, der};
@@ -547,7 +735,8 @@ static int import_ca(struct import *im, const char *file, X509 *x, pki_cert_info
 	free(der);
 	if (rc == 0)
 		add_item(im, file, "added", kind, info->id, info->subject_cn,
-		         "added %s CA certificate %s (%s)", kind, sid, info->subject_cn);
+		         "added %s CA certificate %s (%s)%s", kind, sid, info->subject_cn,
+		         unverified ? "; signature unverified until its issuer is imported" : "");
 	return rc;
 }
 
@@ -805,43 +994,106 @@ static json_t *finish(struct import *im)
 	return json_pack("{s:b, s:O}", "changed", 1, "items", im->items);
 }
 
-json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
+/* On the event loop, with what the worker decoded: every rule checked and
+ * the records written in one write transaction. */
+static json_t *import_commit(struct import *im)
 {
-	struct import im = {.node = node, .err = err, .items = json_array()};
-	const char *password;
 	uint8_t def[PKI_ID_LEN];
 	json_t *result = NULL;
 	int rc;
 
-	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
-	    ops_arg_string(args, "name", false, &im.name, err) < 0 ||
-	    decode_files(&im, json_object_get(args, "files"), password) < 0 ||
-	    collect_keys(&im) < 0 || cs_txn_begin(node->store, true, &im.txn, err) < 0)
+	if ((im->items = json_array()) == NULL ||
+	    cs_txn_begin(im->node->store, true, &im->txn, im->err) < 0)
+		return NULL;
+	rc = rec_default(im->txn, def, im->err);
+	im->has_default = rc == 0;
+	if (rc < 0 || import_certs(im) < 0)
 		goto out;
-	rc = rec_default(im.txn, def, err);
-	im.has_default = rc == 0;
-	if (rc < 0 || import_certs(&im) < 0)
-		goto out;
-	if (im.name != NULL && im.identities_added > 1) {
-		cs_fail(err, CS_EUSAGE,
+	if (im->name != NULL && im->identities_added > 1) {
+		cs_fail(im->err, CS_EUSAGE,
 		        "--name names one certificate, but these files hold %zu new ones; import "
 		        "them one at a time",
-		        im.identities_added);
+		        im->identities_added);
 		goto out;
 	}
-	for (size_t i = 0; i < im.nkeys; i++)
-		if (!im.keys[i].used && import_key(&im, &im.keys[i]) < 0)
+	for (size_t i = 0; i < im->nkeys; i++)
+		if (!im->keys[i].used && import_key(im, &im->keys[i]) < 0)
 			goto out;
-	if (renew_default(&im) < 0)
+	if (renew_default(im) < 0)
 		goto out;
-	result = finish(&im);
+	result = finish(im);
 out:
-	if (im.txn != NULL)
-		cs_txn_abort(im.txn);
-	for (size_t i = 0; i < im.nfiles; i++)
-		pki_bundle_free(&im.bundles[i]);
-	free(im.keys);
-	free(im.keyed);
-	json_decref(im.items);
+	if (im->txn != NULL)
+		cs_txn_abort(im->txn);
+	im->txn = NULL;
 	return result;
+}
+
+static void import_work(void *arg, const atomic_bool *stop)
+{
+	struct import_job *job = arg;
+
+	job->rc = decode_files(job, stop) < 0 || collect_keys(&job->im) < 0 ? -1 : 0;
+}
+
+static void import_done(void *arg, bool cancelled)
+{
+	struct import_job *job = arg;
+	struct cs_node *node = job->node;
+	json_t *result = NULL;
+	cs_pos before = node->committed;
+
+	if (cancelled)
+		cs_fail(&job->err, CS_EIO,
+		        "the agent stopped before the import was done; nothing "
+		        "was stored: import again");
+	else if (job->rc == 0 && !ops_leading(node))
+		cs_fail(&job->err, CS_EREFUSED,
+		        "import refused: %s stopped being the primary while the files were read; "
+		        "run it on the primary",
+		        node->cfg->name);
+	else if (job->rc == 0 && ops_batch_begin(node, &job->err) == 0) {
+		before = node->committed; /* the store's position: the batch read it */
+		result = import_commit(&job->im);
+	}
+	if (result != NULL && !cs_pos_same(node->committed, before))
+		ops_hold_pending(node, job->pending, &job->wait, result);
+	else
+		cs_control_answer(job->pending, result, &job->err);
+	job_free(job);
+}
+
+json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct import_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	job->node = node;
+	job->im.node = node;
+	job->im.err = &job->err;
+	if (read_request(job, args, err) < 0)
+		goto fail;
+	job->im.name = job->name;
+	if (node->worker == NULL) {
+		cs_fail(err, CS_EIO, "the import worker is not running; restart the agent");
+		goto fail;
+	}
+	/* Decoding may take seconds: it runs on the worker, and the answer
+	 * comes from import_done, once the change is on disk. */
+	if ((job->pending = cs_control_defer(node->ctl)) == NULL) {
+		cs_fail(err, CS_EIO, "cannot answer the import later; try again");
+		goto fail;
+	}
+	if (cs_worker_submit(node->worker, import_work, import_done, job) < 0) {
+		cs_fail(&job->err, CS_EIO, "out of memory");
+		cs_control_answer(job->pending, NULL, &job->err);
+		job_free(job);
+	}
+	return NULL;
+fail:
+	job_free(job);
+	return NULL;
 }

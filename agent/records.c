@@ -432,8 +432,16 @@ static json_t *warnings(const rec_cert *c, STACK_OF(X509) * pool, time_t now)
 		         pki_days_text(pki_days_left((time_t)r->not_after, now), left));
 		json_array_append_new(w, json_string(text));
 	}
-	if (c->table != CS_TBL_CERTS)
+	if (c->table != CS_TBL_CERTS) {
+		X509 *ca = pool != NULL && r->kind == CERTSYNC__CERT_KIND__CERT_KIND_INTERMEDIATE
+		               ? pki_cert_from_der(r->der.data, r->der.len, NULL)
+		               : NULL;
+
+		if (ca != NULL && pki_ca_signature(ca, pool, true) != PKI_SIG_OK)
+			json_array_append_new(w, json_string("signature unverified"));
+		X509_free(ca);
 		return w;
+	}
 	if (pool != NULL) {
 		X509 *leaf = pki_cert_from_der(r->der.data, r->der.len, NULL);
 		STACK_OF(X509) *chain = NULL;

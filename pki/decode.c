@@ -62,6 +62,19 @@ static bool cert_sound(X509 *cert)
 /* Takes cert, also when it fails. */
 static int add_cert(dec *d, X509 *cert)
 {
+	EVP_PKEY *pub = X509_get0_pubkey(cert);
+	char cn[256];
+
+	if (pub != NULL && EVP_PKEY_is_a(pub, "RSA") && EVP_PKEY_get_bits(pub) > PKI_MAX_RSA_BITS) {
+		pki_name_text(X509_get_subject_name(cert), cn, sizeof(cn));
+		cs_fail(d->err, CS_EINPUT,
+		        "%s: certificate %s has a %d-bit RSA key; certsync refuses RSA above %d "
+		        "bits (each handshake would cost the server hundreds of times an RSA-2048 "
+		        "one): ask the CA for a certificate on an RSA-2048 to 4096 or ECDSA key",
+		        d->what, cn, EVP_PKEY_get_bits(pub), PKI_MAX_RSA_BITS);
+		X509_free(cert);
+		return -1;
+	}
 	if (!sk_X509_push(d->out->certs, cert)) {
 		X509_free(cert);
 		return cs_fail(d->err, CS_EIO, "out of memory");
@@ -129,9 +142,12 @@ static int pass_cb(char *buf, size_t size, size_t *len, const OSSL_PARAM params[
 static int decode_key(dec *d, const uint8_t *der, size_t len, const char **format)
 {
 	asked_pass ap = {d->password, false};
-	EVP_PKEY *key = pki_der_key(der, len, pass_cb, &ap);
+	EVP_PKEY *key;
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
 
+	if (pki_pbe_check_p8(der, len, d->what, d->err) < 0)
+		return -1;
+	key = pki_der_key(der, len, pass_cb, &ap);
 	ERR_clear_error();
 	if (key == NULL) {
 		if (!ap.asked)
@@ -184,7 +200,15 @@ static int decode_p12(dec *d, PKCS12 *p12)
 	 * as PKCS12_parse does for NULL. */
 	if (pass != NULL && *pass == '\0')
 		pass = NULL;
-	if (PKCS12_mac_present(p12)) {
+	if (pki_pbe_check_p12(p12, pass, d->what, d->err) < 0)
+		return -1;
+	/* Without a MAC the password is for the bags alone, but PKCS12_parse
+	 * insists on checking a MAC when given one: a MAC made here with one
+	 * iteration (in memory only) lets it read the bags. */
+	if (!PKCS12_mac_present(p12) && pass != NULL &&
+	    !PKCS12_set_mac(p12, pass, -1, NULL, 0, 1, NULL))
+		return pki_fail_ssl(d->err, CS_EIO, "%s: cannot read the PKCS#12 file", d->what);
+	else if (PKCS12_mac_present(p12)) {
 		mac_ok = pass != NULL
 		             ? PKCS12_verify_mac(p12, pass, -1)
 		             : PKCS12_verify_mac(p12, NULL, 0) || PKCS12_verify_mac(p12, "", 0);

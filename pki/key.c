@@ -51,6 +51,12 @@ int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err)
 			return cs_fail(err, CS_EREFUSED,
 			               "RSA keys below 2048 bits are refused; use rsa:2048, "
 			               "rsa:3072 or rsa:4096");
+		if (*end == '\0' && bits > PKI_MAX_RSA_BITS)
+			return cs_fail(err, CS_EREFUSED,
+			               "RSA keys above %d bits are refused (every handshake would "
+			               "cost the server many times an rsa:4096 one); use rsa:2048, "
+			               "rsa:3072 or rsa:4096",
+			               PKI_MAX_RSA_BITS);
 	}
 	return cs_fail(err, CS_EUSAGE, "unknown key type \"%.64s\"; use " KEYSPECS, s);
 }
@@ -104,9 +110,13 @@ static const char *refusal(EVP_PKEY *key, char *buf, size_t size)
 	int bits, nid;
 
 	if (EVP_PKEY_is_a(key, "RSA")) {
-		if ((bits = EVP_PKEY_get_bits(key)) >= 2048)
+		if ((bits = EVP_PKEY_get_bits(key)) >= 2048 && bits <= PKI_MAX_RSA_BITS)
 			return NULL;
-		snprintf(buf, size, "a %d-bit RSA key", bits);
+		snprintf(buf, size,
+		         bits > PKI_MAX_RSA_BITS ? "a %d-bit RSA key (a handshake with it costs "
+		                                   "the server hundreds of times an RSA-2048 one)"
+		                                 : "a %d-bit RSA key",
+		         bits);
 		return buf;
 	}
 	if (EVP_PKEY_is_a(key, "EC")) {

@@ -21,6 +21,11 @@
 
 #define PKI_ID_LEN 32 /* SHA-256 */
 
+/* Has OpenSSL wipe every block it frees (copies of key DER its decoders
+ * leave behind).  Call first thing, before OpenSSL allocates anything;
+ * false when that is too late. */
+bool pki_memory_init(void);
+
 /* ---- keys ---------------------------------------------------------------- */
 
 typedef enum pki_keyspec {
@@ -31,12 +36,17 @@ typedef enum pki_keyspec {
 	PKI_KEY_RSA_4096,
 } pki_keyspec;
 
+/* RSA above this costs a TLS server too much per handshake (RSA-16384:
+ * about 280 times RSA-2048): refused at import and generation. */
+#define PKI_MAX_RSA_BITS 8192
+
 /* Parses "ec:p256", "ec:p384", "rsa:2048", "rsa:3072" or "rsa:4096".  RSA
- * below 2048 bits is refused with that reason; anything else names the list. */
+ * below 2048 or above PKI_MAX_RSA_BITS bits is refused with that reason;
+ * anything else names the list. */
 int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err);
 EVP_PKEY *pki_key_generate(pki_keyspec spec, cs_err *err);
 
-/* Accepts RSA of 2048 bits or more and EC P-256/P-384; refuses DSA, Ed25519,
+/* Accepts RSA of 2048 to PKI_MAX_RSA_BITS bits and EC P-256/P-384; refuses DSA, Ed25519,
  * Ed448, other curves and short RSA, naming the key type. */
 int pki_key_supported(EVP_PKEY *key, cs_err *err);
 
@@ -109,6 +119,13 @@ typedef struct pki_bundle {
 	                       "encrypted PKCS#8 DER", "OpenSSL key DER", ... */
 } pki_bundle;
 
+/* The most key-derivation work an imported file may ask for: iterations of
+ * a PKCS#12 MAC, a PKCS#12 or PKCS#5 PBE or PBKDF2 (OpenSSL and Windows
+ * write 2,000 to 10,000; 1,000,000 take about a second), and scrypt's
+ * N * r * p (OpenSSL writes 2^17).  More is refused before any of it runs. */
+#define PKI_MAX_KDF_ITER    1000000
+#define PKI_MAX_SCRYPT_COST (1 << 23)
+
 /* Decodes DER X.509, PEM with any number of certificates and keys (PKCS#8,
  * encrypted PKCS#8, traditional "RSA/EC PRIVATE KEY"), PKCS#8 DER (plain or
  * encrypted), PKCS#12, OpenSSL legacy DER keys and certificates-only PKCS#7
@@ -116,7 +133,8 @@ typedef struct pki_bundle {
  * what names the input in messages (a file name).  Errors, all CS_EINPUT:
  * empty input; not any known format; truncated or corrupt DER/PEM; a CSR
  * ("... is a certificate signing request: ..."); wrong or missing password;
- * PKCS#12 or encrypted key that needs one; unsupported key types
+ * PKCS#12 or encrypted key that needs one; key derivation above
+ * PKI_MAX_KDF_ITER / PKI_MAX_SCRYPT_COST; unsupported key types
  * (pki_key_supported).  On error out is left empty. */
 int pki_decode(const uint8_t *data, size_t len, const char *password, const char *what,
                pki_bundle *out, cs_err *err);
@@ -177,6 +195,13 @@ bool pki_covers(X509 *cert, const char *host);
  * root only found in the system store includes it. Expiry is ignored here. */
 int pki_chain_build(X509 *leaf, STACK_OF(X509) * pool, bool use_system, STACK_OF(X509) * *chain,
                     bool *complete, cs_err *err);
+
+/* Whether a CA certificate's signature verifies: a self-signed one with its
+ * own key, any other with the key of its issuer among candidates (and the
+ * system trust store when use_system).  UNKNOWN when no issuer is known:
+ * it is checked once one is. */
+typedef enum pki_sig { PKI_SIG_OK, PKI_SIG_UNKNOWN, PKI_SIG_BAD } pki_sig;
+pki_sig pki_ca_signature(X509 *cert, STACK_OF(X509) * candidates, bool use_system);
 
 /* ---- export ---------------------------------------------------------------- */
 

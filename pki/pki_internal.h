@@ -5,12 +5,13 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/core.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
 #include "pki.h"
 
 /* The accepted key types, for messages. */
-#define PKI_ACCEPTED_KEYS "certsync accepts RSA (2048 bits or more) and ECDSA P-256/P-384 keys"
+#define PKI_ACCEPTED_KEYS "certsync accepts RSA (2048 to 8192 bits) and ECDSA P-256/P-384 keys"
 
 /* cs_fail with the first OpenSSL reason appended (": reason") when the
  * error queue holds one.  Always empties the queue, so an old failure
@@ -63,5 +64,12 @@ typedef struct pki_chain_status {
 /* pki_chain_build with the reason; *chain is filled even when incomplete. */
 int pki_chain_check(X509 *leaf, STACK_OF(X509) * pool, bool use_system, STACK_OF(X509) * *chain,
                     pki_chain_status *st, cs_err *err);
+
+/* pbe.c: 0 when the key derivation an encrypted PKCS#8 (X509_SIG DER;
+ * anything else passes) or a PKCS#12 file (its MAC, encrypted safes and
+ * shrouded key bags) asks for is within PKI_MAX_KDF_ITER iterations or
+ * PKI_MAX_SCRYPT_COST; -1 with a CS_EINPUT naming what and the count. */
+int pki_pbe_check_p8(const uint8_t *der, size_t len, const char *what, cs_err *err);
+int pki_pbe_check_p12(const PKCS12 *p12, const char *pass, const char *what, cs_err *err);
 
 #endif

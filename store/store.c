@@ -79,6 +79,24 @@ static int check_table(cs_table t, cs_err *err)
 
 /* ---- the lock ---- */
 
+/* Whoever may write data_dir may replace the store or plant links in it. */
+static int check_dir(const char *dir, cs_err *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return cs_fail(err, CS_EIO, "data_dir %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cs_fail(err, CS_EUSAGE, "data_dir %s is not a folder; give a folder's path",
+		               dir);
+	if ((st.st_mode & 022) != 0)
+		return cs_fail(err, CS_EUSAGE,
+		               "data_dir %s can be written by group or others (mode %04o); make it "
+		               "writable by its owner alone: chmod go-w %s",
+		               dir, (unsigned)(st.st_mode & 07777), dir);
+	return 0;
+}
+
 static int lock_dir(cs_store *st, const char *dir, cs_err *err)
 {
 	char path[PATH_MAX];
@@ -89,7 +107,14 @@ static int lock_dir(cs_store *st, const char *dir, cs_err *err)
 
 	if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path))
 		return cs_fail(err, CS_EUSAGE, "data_dir %s: path too long", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* O_NOFOLLOW: a symlink planted there must not make the agent
+	 * overwrite its target with a pid. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 && errno == ELOOP)
+		return cs_fail(err, CS_EUSAGE,
+		               "%s is a symbolic link; the agent writes its lock there and follows "
+		               "no link: remove it",
+		               path);
 	if (fd < 0)
 		return cs_fail(err, CS_EIO, "open %s: %s", path, strerror(errno));
 	/* flock belongs to the open file description, so this also catches a
@@ -233,6 +258,8 @@ int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
 		return cs_fail(err, CS_EIO, "libsodium failed to initialise");
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
 		return cs_fail(err, CS_EIO, "create data_dir %s: %s", data_dir, strerror(errno));
+	if (check_dir(data_dir, err) < 0)
+		return -1;
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");

@@ -221,23 +221,23 @@ static void test_key_refused(void **state)
 		const char *type, *msg;
 	} cases[] = {
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024), "rsa:1024",
-	     "the key is a 1024-bit RSA key; certsync accepts RSA (2048 bits or more) and "
+	     "the key is a 1024-bit RSA key; certsync accepts RSA (2048 to 8192 bits) and "
 	     "ECDSA P-256/P-384 keys"},
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), "ed25519",
-	     "the key is an Ed25519 key; certsync accepts RSA (2048 bits or more) and ECDSA "
+	     "the key is an Ed25519 key; certsync accepts RSA (2048 to 8192 bits) and ECDSA "
 	     "P-256/P-384 keys"},
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "ED448"), "ed448",
-	     "the key is an Ed448 key; certsync accepts RSA (2048 bits or more) and ECDSA "
+	     "the key is an Ed448 key; certsync accepts RSA (2048 to 8192 bits) and ECDSA "
 	     "P-256/P-384 keys"},
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), "x25519",
-	     "the key is an X25519 key; certsync accepts RSA (2048 bits or more) and ECDSA "
+	     "the key is an X25519 key; certsync accepts RSA (2048 to 8192 bits) and ECDSA "
 	     "P-256/P-384 keys"},
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "EC", "secp256k1"), "ec:secp256k1",
-	     "the key is an EC key on curve secp256k1; certsync accepts RSA (2048 bits or "
-	     "more) and ECDSA P-256/P-384 keys"},
+	     "the key is an EC key on curve secp256k1; certsync accepts RSA (2048 to 8192 bits) "
+	     "and ECDSA P-256/P-384 keys"},
 	    {EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521"), "ec:secp521r1",
-	     "the key is an EC key on curve secp521r1; certsync accepts RSA (2048 bits or "
-	     "more) and ECDSA P-256/P-384 keys"},
+	     "the key is an EC key on curve secp521r1; certsync accepts RSA (2048 to 8192 bits) "
+	     "and ECDSA P-256/P-384 keys"},
 	};
 	const pki_subject subj = {.country = "US", .common_name = "www.example.test"};
 	cs_err err;

@@ -370,17 +370,19 @@ static void test_refused_keys(void **state)
 {
 	(void)state;
 	expect_refused("dsa.pem", NULL,
-	               "dsa.pem holds a DSA key; certsync accepts RSA (2048 bits or more) and "
+	               "dsa.pem holds a DSA key; certsync accepts RSA (2048 to 8192 bits) and "
 	               "ECDSA P-256/P-384 keys");
 	expect_refused("ed25519.pem", NULL,
-	               "ed25519.pem holds an Ed25519 key; certsync accepts RSA (2048 bits or more) "
+	               "ed25519.pem holds an Ed25519 key; certsync accepts RSA (2048 to 8192 bits) "
 	               "and ECDSA P-256/P-384 keys");
-	expect_refused("k1.pem", NULL,
-	               "k1.pem holds an EC key on curve secp256k1; certsync accepts RSA (2048 bits "
-	               "or more) and ECDSA P-256/P-384 keys");
-	expect_refused("rsa1024.pem", NULL,
-	               "rsa1024.pem holds a 1024-bit RSA key; certsync accepts RSA (2048 bits or "
-	               "more) and ECDSA P-256/P-384 keys");
+	expect_refused(
+	    "k1.pem", NULL,
+	    "k1.pem holds an EC key on curve secp256k1; certsync accepts RSA (2048 to 8192 bits) "
+	    "and ECDSA P-256/P-384 keys");
+	expect_refused(
+	    "rsa1024.pem", NULL,
+	    "rsa1024.pem holds a 1024-bit RSA key; certsync accepts RSA (2048 to 8192 bits) "
+	    "and ECDSA P-256/P-384 keys");
 }
 
 /* The start of line `line` of the n-th PEM block (line 0: BEGIN). */
