@@ -425,7 +425,8 @@ def test_status_check_when_the_passphrase_is_refused(certsync_bin):
     try:
         primary.wait_ready()
         backup.wait_ready()
-        self_signed(primary, "site", SITE, PRIMARY, "backup.example.test")
+        # the backup refuses the cluster and never confirms: the change waits for no one
+        self_signed(primary, "site", SITE, PRIMARY, "backup.example.test", extra=["--wait", "none"])
         assert check(primary).rc == 0
         wait_for("the backup to refuse the cluster", lambda: backup.status()["replication"]
                  ["refusal"] is not None, timeout=20)
