@@ -374,21 +374,21 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 		if (c->change && !ops_leading(node)) {
 			const char *primary = ops_primary(node, name, sizeof(name));
 
-			return cs_fail(err, CS_EREFUSED,
-			               "%s refused: %s is not the primary and only the primary "
-			               "accepts changes; run it on the primary%s%s",
-			               cmd, cfg->name, primary ? ", " : "", primary ? primary : ""),
-			       NULL;
+			cs_fail(err, CS_EREFUSED,
+			        "%s refused: %s is not the primary and only the primary "
+			        "accepts changes; run it on the primary%s%s",
+			        cmd, cfg->name, primary ? ", " : "", primary ? primary : "");
+			return NULL;
 		}
 		if (c->change && ops_refuse_starting(node, cmd, err) < 0)
 			return NULL;
-		if (c->needs_key && node->key == NULL)
-			return cs_fail(
-			           err, CS_EREFUSED,
-			           "%s refused: %s has no cluster key yet (the cluster settings "
-			           "have not reached it)",
-			           cmd, cfg->name),
-			       NULL;
+		if (c->needs_key && node->key == NULL) {
+			cs_fail(err, CS_EREFUSED,
+			        "%s refused: %s has no cluster key yet (the cluster settings "
+			        "have not reached it)",
+			        cmd, cfg->name);
+			return NULL;
+		}
 		if (!c->change) {
 			cs_node_flush(node, err); /* a failure was answered to its changes */
 			return c->run(node, args, err);

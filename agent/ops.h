@@ -39,7 +39,7 @@ int ops_arg_string(json_t *args, const char *name, bool required, const char **o
 /* Commits txn and logs the change; txn has ended either way.  Inside a
  * batch (ops_batch.c) the change reaches the disk, the followers and the TLS
  * endpoint with the batch. */
-int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err);
+CS_MUST_CHECK int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err);
 
 /* ops_batch.c: group commit.  A change opens the pass's batch before it
  * runs (ops_batch_begin) and, when it changed the store, has its answer

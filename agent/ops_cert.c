@@ -12,6 +12,13 @@
 #include "ops.h"
 #include "records.h"
 
+/* Hostnames of the configuration a verify looks at (cs_config_hosts: the
+ * site, this node's, each peer's); replication has at most 64 peers. */
+#define HOSTS_MAX 66
+/* What verify --cluster expects each node to serve: for its own hostname
+ * and for the site hostname. */
+#define EXPECTED_HOSTS 2
+
 struct list_walk {
 	cs_table table;
 	STACK_OF(X509) * pool;
@@ -214,8 +221,8 @@ fail:
 /* Hosts of the configuration that cert does not cover, as a JSON array. */
 static json_t *uncovered(const cs_config *cfg, X509 *cert)
 {
-	const char *hosts[64];
-	size_t n = cs_config_hosts(cfg, hosts, 64);
+	const char *hosts[HOSTS_MAX];
+	size_t n = cs_config_hosts(cfg, hosts, HOSTS_MAX);
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < n; i++)
@@ -342,9 +349,9 @@ json_t *op_verify(struct cs_node *node, json_t *args, cs_err *err)
 {
 	static const char *const status_names[] = {"ok", "warn", "fail"};
 	pki_check checks[PKI_NCHECKS];
-	const char *ref, *hosts[64];
+	const char *ref, *hosts[HOSTS_MAX];
 	char hex[2 * PKI_ID_LEN + 1];
-	size_t nhosts = cs_config_hosts(node->cfg, hosts, 64);
+	size_t nhosts = cs_config_hosts(node->cfg, hosts, HOSTS_MAX);
 	pki_check_status worst;
 	EVP_PKEY *key = NULL;
 	json_t *jchecks, *jhosts, *j;
@@ -447,12 +454,12 @@ static int intended_id(cs_txn *txn, const struct loaded *dl, const char *host, t
 static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct loaded *dl,
                             const char *hostname, const tls_table *prev, time_t now, cs_err *err)
 {
-	const char *hosts[2] = {hostname, node->cfg->site_hostname};
-	char ids[2][2 * PKI_ID_LEN + 1] = {"", ""};
+	const char *hosts[EXPECTED_HOSTS] = {hostname, node->cfg->site_hostname};
+	char ids[EXPECTED_HOSTS][2 * PKI_ID_LEN + 1] = {"", ""};
 	tls_table *t = NULL;
 	json_t *j = json_object();
 
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < EXPECTED_HOSTS; i++) {
 		const char *id = NULL;
 
 		if (dl != NULL && intended_id(txn, dl, hosts[i], now, ids[i], err) < 0)
@@ -516,8 +523,8 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	json_t *expected, *dflt = json_null();
 	tls_table *served = node->tls ? tls_server_table(node->tls) : NULL;
 	time_t now = time(NULL);
-	const char *hosts[64];
-	size_t nhosts = cs_config_hosts(cfg, hosts, 64);
+	const char *hosts[HOSTS_MAX];
+	size_t nhosts = cs_config_hosts(cfg, hosts, HOSTS_MAX);
 	struct loaded l;
 	cs_err lerr = {0};
 	cs_txn *txn = NULL;

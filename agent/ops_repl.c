@@ -217,11 +217,12 @@ json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err)
 {
 	json_t *force = json_object_get(args, "force");
 
-	if (node->repl == NULL)
-		return cs_fail(err, CS_EREFUSED,
-		               "promote refused: %s has no replication configured (repl_listen)",
-		               node->cfg->name),
-		       NULL;
+	if (node->repl == NULL) {
+		cs_fail(err, CS_EREFUSED,
+		        "promote refused: %s has no replication configured (repl_listen)",
+		        node->cfg->name);
+		return NULL;
+	}
 	if (repl_promote(node->repl, json_is_true(force), err) < 0)
 		return NULL;
 	return repl_status(node->repl);

@@ -158,10 +158,10 @@ json_t *op_cert_prune(struct cs_node *node, json_t *args, cs_err *err)
 	if (!json_is_true(json_object_get(args, "expired")) ||
 	    (days != NULL && (!json_is_integer(days) || json_integer_value(days) < 0))) {
 		json_decref(w.found);
-		return cs_fail(err, CS_EUSAGE,
-		               "control request: cert.prune needs args.expired = true and "
-		               "args.older_than, when given, a number of days of 0 or more"),
-		       NULL;
+		cs_fail(err, CS_EUSAGE,
+		        "control request: cert.prune needs args.expired = true and "
+		        "args.older_than, when given, a number of days of 0 or more");
+		return NULL;
 	}
 	w.before = time(NULL) - (days ? (time_t)json_integer_value(days) * DAY : 0);
 	if (cs_txn_begin(node->store, yes, &txn, err) < 0) {

@@ -59,8 +59,8 @@ void rec_cert_describe(Certsync__CertRecord *rec, pki_cert_info *info);
 /* Seals key's PKCS#8 DER under the cluster key with ad (the record id). */
 int rec_seal_key(const cs_key *key, EVP_PKEY *pkey, const uint8_t *ad, size_t adlen,
                  ProtobufCBinaryData *out, cs_err *err);
-EVP_PKEY *rec_unseal_key(const cs_key *key, const ProtobufCBinaryData *sealed, const uint8_t *ad,
-                         size_t adlen, cs_err *err);
+CS_MUST_CHECK EVP_PKEY *rec_unseal_key(const cs_key *key, const ProtobufCBinaryData *sealed,
+                                       const uint8_t *ad, size_t adlen, cs_err *err);
 
 /* "2027-11-22T07:00:00Z" into out. */
 void rec_time(time_t t, char out[32]);

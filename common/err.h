@@ -25,6 +25,11 @@ typedef struct cs_err {
 	char msg[1024];
 } cs_err;
 
+/* On a function whose result says whether a secret opened, a key was
+ * derived or a change reached the disk: ignoring it is a bug the compiler
+ * catches. */
+#define CS_MUST_CHECK __attribute__((warn_unused_result))
+
 /* Sets err (when not NULL) and returns -1, so `return cs_fail(...)` reads well. */
 int cs_fail(cs_err *err, enum cs_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -18,6 +18,13 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 
+/* Epochs of history a snapshot's end may carry: a longer one is refused as
+ * malformed (and the snapshot started again). */
+#define SNAPSHOT_HISTORY_MAX 64
+/* Diverged entries one report to the primary carries at most (the first
+ * of the table that are not applied yet). */
+#define DIVERGED_REPORT_MAX 64
+
 static const char *const fstate_names[] = {
     [F_IDLE] = "idle",        [F_WAIT] = "waiting",    [F_SNAP] = "snapshot",
     [F_STREAM] = "streaming", [F_REFUSED] = "refused",
@@ -214,14 +221,14 @@ static enum fstate on_chunk(repl *r, struct peer *p, const envelope *env)
 static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 {
 	const Certsync__SnapshotEnd *end = env->end;
-	cs_epoch_start hist[64];
+	cs_epoch_start hist[SNAPSHOT_HISTORY_MAX];
 	uint8_t digest[CS_DIGEST_LEN];
 	cs_pos pos;
 	cs_err err;
 	int rc;
 
-	if (end->applied == NULL || end->chunks != r->f.chunks || end->n_history > 64 ||
-	    end->digest.len != CS_DIGEST_LEN) {
+	if (end->applied == NULL || end->chunks != r->f.chunks ||
+	    end->n_history > SNAPSHOT_HISTORY_MAX || end->digest.len != CS_DIGEST_LEN) {
 		wire_drop(r, p, &r->cnt.bad_entry, "a snapshot end that does not fit its chunks");
 		return restart(r);
 	}
@@ -367,7 +374,7 @@ void follow_stop(repl *r)
 
 struct report {
 	Certsync__Diverged msg;
-	ProtobufCBinaryData entries[64];
+	ProtobufCBinaryData entries[DIVERGED_REPORT_MAX];
 };
 
 /* Copies the entry: the record d points into ends with the call. */
@@ -376,7 +383,7 @@ static int collect(void *ctx, const cs_diverged *d)
 	struct report *rep = ctx;
 	ProtobufCBinaryData *e = &rep->entries[rep->msg.n_entries];
 
-	if (d->applied_seq != 0 || rep->msg.n_entries == 64)
+	if (d->applied_seq != 0 || rep->msg.n_entries == DIVERGED_REPORT_MAX)
 		return 0;
 	e->data = malloc(d->entry_len ? d->entry_len : 1);
 	if (e->data == NULL)

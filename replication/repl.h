@@ -111,7 +111,7 @@ int repl_wait(repl *r, cs_pos pos, repl_wait_mode mode, int timeout_ms, repl_don
 /* Makes this node the primary: refused on a traffic node, on the primary,
  * and while the primary has been heard within the failure timeout unless
  * force.  The new epoch is on disk before this returns. */
-int repl_promote(repl *r, bool force, cs_err *err);
+CS_MUST_CHECK int repl_promote(repl *r, bool force, cs_err *err);
 
 /* Whether this node accepts changes now, and the primary's name as this
  * node knows it: 0 and name filled, or 1 when no primary is known. */

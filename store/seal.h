@@ -30,8 +30,9 @@ void cs_kdf_new_salt(uint8_t salt[CS_SALT_LEN]);
 
 /* Derives the cluster key.  Refuses limits below INTERACTIVE (a tampered
  * settings record must not weaken the key). */
-int cs_key_derive(cs_key **out, const char *pass, size_t passlen, const uint8_t salt[CS_SALT_LEN],
-                  uint64_t opslimit, uint64_t memlimit, cs_err *err);
+CS_MUST_CHECK int cs_key_derive(cs_key **out, const char *pass, size_t passlen,
+                                const uint8_t salt[CS_SALT_LEN], uint64_t opslimit,
+                                uint64_t memlimit, cs_err *err);
 void cs_key_free(cs_key *key);
 
 /* A value that is equal for equal keys and reveals nothing about the key. */
@@ -43,8 +44,8 @@ int cs_seal(const cs_key *key, const void *plain, size_t plen, const void *ad, s
 
 /* Opens a sealed key; *plain is sodium_malloc'd and must be released with
  * cs_secret_free, which wipes it.  CS_ECRYPTO when the seal does not open. */
-int cs_unseal(const cs_key *key, const void *sealed, size_t slen, const void *ad, size_t adlen,
-              uint8_t **plain, size_t *plen, cs_err *err);
+CS_MUST_CHECK int cs_unseal(const cs_key *key, const void *sealed, size_t slen, const void *ad,
+                            size_t adlen, uint8_t **plain, size_t *plen, cs_err *err);
 void cs_secret_free(void *secret);
 
 /* Derives a 32-byte subkey for another purpose (TLS ticket keys, the

@@ -92,7 +92,7 @@ size_t cs_txn_count(cs_txn *txn, cs_table t);
  * then commits durably.  *pos (may be NULL) receives the position after it.
  * A read transaction just ends.  The transaction ends even when this fails
  * (then nothing was written): do not abort it afterwards. */
-int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
+CS_MUST_CHECK int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
 void cs_txn_abort(cs_txn *txn);
 
 /* Group commit.  Between cs_store_batch_begin and cs_store_batch_end, the
@@ -108,7 +108,7 @@ void cs_txn_abort(cs_txn *txn);
  * failed); *last (may be NULL) receives the position the batch reached,
  * (0, 0) when it committed nothing. */
 int cs_store_batch_begin(cs_store *st, cs_err *err);
-int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err);
+CS_MUST_CHECK int cs_store_batch_end(cs_store *st, cs_pos *last, cs_err *err);
 /* Whether the calling thread holds a batch of st. */
 bool cs_store_batching(const cs_store *st);
 

@@ -116,20 +116,27 @@ def test_sigterm_with_busy_and_idle_clients(agent_factory):
     idle.settimeout(10)
     idle.connect(a.control_socket)
     idle.sendall(b'{"cmd": "sta')
-    acked, stop = [], threading.Event()
+    acked, failures, stop = [], [], threading.Event()
 
     def busy():
-        for i in range(200):
-            if stop.is_set():
-                return
-            p = subprocess.run([a.binary, "-c", a.config, "--json", "cert", "self-signed", "--name",
-                                "busy%d" % i, "--country", "GB", "--common-name", "support.example.test"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-            if p.returncode == 0:
-                import json
-                acked.append(json.loads(p.stdout)["certificate"]["id"])
-            elif a.running:
-                raise AssertionError(p.stderr.decode())
+        # an exception here would end only this thread: failures carries
+        # what went wrong to the test's own assertions
+        try:
+            for i in range(200):
+                if stop.is_set():
+                    return
+                p = subprocess.run([a.binary, "-c", a.config, "--json", "cert", "self-signed",
+                                    "--name", "busy%d" % i, "--country", "GB", "--common-name",
+                                    "support.example.test"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+                if p.returncode == 0:
+                    import json
+                    acked.append(json.loads(p.stdout)["certificate"]["id"])
+                elif a.running:
+                    failures.append("busy%d: exit %d: %s" % (i, p.returncode, p.stderr.decode()))
+                    return
+        except Exception as e:  # noqa: BLE001 - any failure must reach the test
+            failures.append("busy client: %r" % e)
 
     t = threading.Thread(target=busy)
     t.start()
@@ -137,11 +144,16 @@ def test_sigterm_with_busy_and_idle_clients(agent_factory):
         if len(acked) >= 5 or not t.is_alive():
             break
         t.join(0.1)
+    if failures or len(acked) < 5:
+        stop.set()  # the test fails below: the thread ends with it
+    assert not failures, failures
+    assert len(acked) >= 5, "the busy client got %d changes acknowledged before SIGTERM" % len(acked)
     rc = a.stop(signal.SIGTERM, timeout=30)
     stop.set()
     t.join(120)
     idle.close()
     assert not t.is_alive()
+    assert not failures, failures
     assert rc == 0, "SIGTERM with clients connected: exit %r\n%s" % (rc, a.stderr()[-2000:])
     a.start()
     st = a.status()

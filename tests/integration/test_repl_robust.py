@@ -231,14 +231,21 @@ def test_a_node_whose_key_no_peer_lists(cluster):
     helpers.run([tn2.binary, "keygen", "-o", os.path.join(tn2.workdir, "node.secret")])
     tn2.data_dir += "-fresh"
     tn2.write_config()
-    d0 = dropped(primary)["unknown_key"]
+    d0 = {n.name: dropped(n)["unknown_key"] for n in (primary, backup)}
     tn2.start()
-    wait_for("the primary to refuse tn2's new key", lambda: dropped(primary)["unknown_key"] > d0,
-             timeout=15)
+    # tn2 connects to both the primary and the backup: once each has refused
+    # its key at the handshake it has no link left to receive anything over
+    wait_for("the primary and the backup to refuse tn2's new key", lambda: all(
+        dropped(n)["unknown_key"] > d0[n.name] for n in (primary, backup)), timeout=15)
     primary.cli("cert", "self-signed", "--name", "s2", "--country", "US", "--common-name", SITE,
                 "--wait", "none", check=0)
     wait_for("the others in sync", lambda: in_sync([primary, backup, tn1]), timeout=10)
-    time.sleep(2)  # two beats: nothing may arrive at tn2 meanwhile
+    # what the others heard from tn2 under its old key expires after three
+    # beats;
+    # the new one's never count (a node that accepted it would hear it)
+    wait_for("the primary and the backup to see tn2 down", lambda: all(
+        q["reachable"] is False for n in (primary, backup)
+        for q in n.status()["replication"]["peers"] if q["name"] == "tn2"), timeout=10)
     st = tn2.status()
     assert st["seq"] == 0 and st["replication"]["sync"] != "streaming", st["replication"]
     assert tn2.cli("cert", "list", check=0).data["certificates"] == []

@@ -438,6 +438,22 @@ static bool b_follows(void *arg)
 	return ok;
 }
 
+/* Whether the primary's status says the backup (b) is down. */
+static bool p_lost_b(void *arg)
+{
+	json_t *s = status_of(arg), *q;
+	bool ok = false;
+	size_t i;
+
+	json_array_foreach(json_object_get(s, "peers"), i, q)
+	{
+		if (strcmp(json_string_value(json_object_get(q, "name")), "b") == 0)
+			ok = json_is_false(json_object_get(q, "reachable"));
+	}
+	json_decref(s);
+	return ok;
+}
+
 static void test_wait(void **state)
 {
 	struct node *p = &nodes[0];
@@ -458,7 +474,7 @@ static void test_wait(void **state)
 
 	/* the backup gone: the wait names it, without waiting out the timeout */
 	stop(&nodes[1]);
-	pump(is_done, &(struct done){0}, 5 * BEAT_BASE * 3);
+	assert_true(pump(p_lost_b, p, 5000));
 	d = (struct done){0};
 	pos = change(p, "w", "2");
 	assert_int_equal(repl_wait(p->r, pos, REPL_WAIT_BACKUP, 60000, on_done, &d, &err), 0);
@@ -624,6 +640,16 @@ static bool refused(void *arg)
 	return ok;
 }
 
+static bool p_sees_refusal(void *arg)
+{
+	json_t *s = status_of(arg);
+	bool ok = json_is_string(
+	    json_object_get(json_array_get(json_object_get(s, "peers"), 0), "refusal"));
+
+	json_decref(s);
+	return ok;
+}
+
 static void test_wrong_passphrase(void **state)
 {
 	struct node *p = &nodes[0], *t;
@@ -644,10 +670,10 @@ static void test_wrong_passphrase(void **state)
 	assert_non_null(strstr(json_string_value(json_object_get(s, "refusal")),
 	                       "cluster passphrase does not match the primary's"));
 	json_decref(s);
-	pump(refused, p, 3 * 50 * 3);
+	/* the primary sees it too, and by then t has still applied nothing */
+	assert_true(pump(p_sees_refusal, p, 5000));
 	assert_int_equal(applied(t, NULL).seq, 0);
 	assert_null(t->key);
-	/* the primary sees it too */
 	s = status_of(p);
 	assert_non_null(strstr(json_string_value(json_object_get(
 	                           json_array_get(json_object_get(s, "peers"), 0), "refusal")),
@@ -660,6 +686,14 @@ static bool unknown_counted(void *arg)
 	return dropped(arg, "unknown_key") > 0;
 }
 
+/* Whether the backup (the third node) has applied the primary's change u0. */
+static bool b_has_u(void *arg)
+{
+	cs_pos want = applied(arg, NULL);
+
+	return want.seq > 0 && applied(&nodes[2], NULL).seq == want.seq;
+}
+
 static void test_unknown_key(void **state)
 {
 	struct node *p = &nodes[0], *t;
@@ -669,12 +703,17 @@ static void test_unknown_key(void **state)
 	add_node("t", REPL_TRAFFIC);
 	t = &nodes[1];
 	t->stranger = true;
+	add_node("b", REPL_BACKUP);
 	open_store(p);
 	create_cluster(p);
 	start(p);
 	start(t);
+	start(&nodes[2]);
 	assert_true(pump(unknown_counted, p, 5000));
-	pump(unknown_counted, t, 5 * BEAT_BASE);
+	/* a change made now reaches the listed peer b; by then t, refused,
+	 * has still applied nothing */
+	changes(p, 1, "u");
+	assert_true(pump(b_has_u, p, 5000));
 	assert_int_equal(applied(t, NULL).seq, 0);
 }
 
