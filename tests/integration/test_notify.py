@@ -1,0 +1,79 @@
+"""The agent's readiness protocol with systemd (Type=notify): a datagram
+socket the test binds stands in for the service manager's NOTIFY_SOCKET.
+
+systemd takes READY=1 as "the start is complete": `systemctl start` returns
+then, and whatever is ordered after certsync.service starts.  So READY=1
+must come only once `certsync status` answers, and from the agent's own PID
+(NotifyAccess=main, the default, ignores any other sender)."""
+
+import os
+import signal
+import socket
+import struct
+import time
+
+import helpers
+
+
+def notify_socket():
+    path = os.path.join(helpers.short_tmpdir(), "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    return s, path
+
+
+def receive(s, deadline):
+    """(message, sender's pid), or None at the deadline."""
+    s.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+    except socket.timeout:
+        return None
+    pid = None
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("iII", payload[:12])[0]
+    return data.decode(), pid
+
+
+def fields(message):
+    return dict(line.split("=", 1) for line in message.splitlines() if "=" in line)
+
+
+def test_ready_only_once_the_control_socket_answers_and_stopping_on_sigterm(agent_factory,
+                                                                            monkeypatch):
+    s, path = notify_socket()
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    agent = agent_factory(start=False)
+    agent.start(wait=False)
+    deadline = time.monotonic() + 60
+    got = receive(s, deadline)
+    assert got is not None, "no READY=1 within 60 s:\n" + agent.stderr()[-4000:]
+    message, pid = got
+    # At the moment READY=1 arrives, the control socket answers.
+    answers = os.path.exists(agent.control_socket) and helpers.socket_accepts(agent.control_socket)
+    status = agent.cli("status")
+    assert fields(message).get("READY") == "1", message
+    assert answers, "READY=1 arrived before the control socket accepted"
+    assert status.rc == 0 and status.data["node"] == "primary", status.describe()
+    assert pid == agent.pid
+    assert "primary (primary, primary.example.test)" in fields(message).get("STATUS", "")
+
+    os.kill(agent.pid, signal.SIGTERM)
+    got = receive(s, time.monotonic() + 30)
+    assert got is not None, "no STOPPING=1 after SIGTERM:\n" + agent.stderr()[-4000:]
+    assert fields(got[0]).get("STOPPING") == "1" and got[1] == agent.pid, got
+    assert agent.stop() == 0
+    assert receive(s, time.monotonic() + 0.2) is None  # nothing after STOPPING=1
+    s.close()
+
+
+def test_unreachable_notify_socket_is_logged_and_the_agent_runs(agent_factory, monkeypatch):
+    missing = os.path.join(helpers.short_tmpdir(), "nobody-listens")
+    monkeypatch.setenv("NOTIFY_SOCKET", missing)
+    agent = agent_factory()
+    assert agent.cli("status").rc == 0
+    helpers.wait_for("the warning", lambda: "cannot tell the service manager 'READY=1'"
+                     in agent.stderr())
+    assert "check NOTIFY_SOCKET" in agent.stderr()
