@@ -1,16 +1,26 @@
-"""The agent's readiness protocol with systemd (Type=notify): a datagram
-socket the test binds stands in for the service manager's NOTIFY_SOCKET.
+"""The agent as a systemd service (dist/certsync.service).
+
+Readiness (Type=notify): a datagram socket the test binds stands in for the
+service manager's NOTIFY_SOCKET.
 
 systemd takes READY=1 as "the start is complete": `systemctl start` returns
 then, and whatever is ordered after certsync.service starts.  So READY=1
 must come only once `certsync status` answers, and from the agent's own PID
-(NotifyAccess=main, the default, ignores any other sender)."""
+(NotifyAccess=main, the default, ignores any other sender).
 
+Capabilities: the unit's bounding set is empty, so a tls_listen port below
+1024 fails there; the agent is started here with CAP_NET_BIND_SERVICE
+dropped from its bounding set, as the unit leaves it, and must name the
+drop-in that grants it."""
+
+import ctypes
 import os
 import signal
 import socket
 import struct
 import time
+
+import pytest
 
 import helpers
 
@@ -77,3 +87,31 @@ def test_unreachable_notify_socket_is_logged_and_the_agent_runs(agent_factory, m
     helpers.wait_for("the warning", lambda: "cannot tell the service manager 'READY=1'"
                      in agent.stderr())
     assert "check NOTIFY_SOCKET" in agent.stderr()
+
+
+PR_CAPBSET_DROP = 24
+CAP_NET_BIND_SERVICE = 10
+
+
+def drop_net_bind_service():
+    """preexec_fn: the child and what it executes lose CAP_NET_BIND_SERVICE."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_NET_BIND_SERVICE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_port_below_1024_without_the_capability_names_the_drop_in(agent_factory):
+    if int(open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read()) <= 999:
+        pytest.skip("this machine lets anyone bind port 999")
+    agent = agent_factory(start=False)
+    text = agent.config_text().replace("[cluster]", "tls_listen = 127.0.0.1:999\n\n[cluster]", 1)
+    helpers.write(agent.config, text)
+    agent.preexec = drop_net_bind_service
+    agent.start(wait=False)
+    assert agent.wait_exit(60) == 1
+    err = agent.stderr()
+    assert "tls_listen 127.0.0.1:999: Permission denied; a port below 1024 needs " \
+        "CAP_NET_BIND_SERVICE" in err, err
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE in a drop-in (systemctl edit certsync)" in err
+    assert not os.path.exists(agent.control_socket) or not helpers.socket_accepts(
+        agent.control_socket)
