@@ -18,6 +18,7 @@
 #include "control.h"
 #include "fdlimit.h"
 #include "node.h"
+#include "notify.h"
 #include "worker.h"
 
 static const char usage[] = "usage: certsync agent -c FILE\n"
@@ -70,6 +71,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	}
 	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
 	        cfg->hostname, cfg->control_socket);
+	cs_notify_ready(cfg);
 	/* One pass at a time: the changes a pass ran reach the disk together
 	 * (cs_node_flush), before the next pass reads more requests. */
 	do {
@@ -78,6 +80,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		rc = event_base_loop(base, EVLOOP_ONCE);
 		cs_node_flush(node, &ignored);
 	} while (rc == 0 && !event_base_got_break(base));
+	cs_notify_stopping();
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:
 	if (repl_ev)

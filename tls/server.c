@@ -498,6 +498,21 @@ bad:
 	               s);
 }
 
+/* The service runs without capabilities (dist/certsync.service), so a port
+ * below 1024 is refused there until the operator grants the one it needs. */
+static const char *low_port_fix(const struct sockaddr_storage *ss)
+{
+	in_port_t port = ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+	                                           : ((const struct sockaddr_in *)ss)->sin_port;
+
+	if (ntohs(port) >= 1024)
+		return "";
+	return "; a port below 1024 needs CAP_NET_BIND_SERVICE: under systemd, add "
+	       "CapabilityBoundingSet=CAP_NET_BIND_SERVICE and "
+	       "AmbientCapabilities=CAP_NET_BIND_SERVICE in a drop-in (systemctl edit certsync), "
+	       "or use a port from 1024";
+}
+
 static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const char *what,
                          cs_err *err)
 {
@@ -514,7 +529,10 @@ static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const
 	    (ss->ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
-		cs_fail(err, CS_EIO, "tls_listen %s: %s", what, strerror(errno));
+		int e = errno;
+
+		cs_fail(err, CS_EIO, "tls_listen %s: %s%s", what, strerror(e),
+		        e == EACCES ? low_port_fix(ss) : "");
 		close(fd);
 		return -1;
 	}
