@@ -135,7 +135,7 @@ static json_t *error_answer(const cs_err *err)
 	                 "message", err->msg);
 }
 
-static json_t *run_request(cs_control *ctl, const char *line, size_t len)
+json_t *cs_control_run(const char *line, size_t len, cs_control_fn fn, void *ctx)
 {
 	json_error_t jerr;
 	json_t *req, *args, *result, *answer;
@@ -161,7 +161,7 @@ static json_t *run_request(cs_control *ctl, const char *line, size_t len)
 		args = json_object_set_new(req, "args", json_object()) == 0
 		           ? json_object_get(req, "args")
 		           : NULL;
-	result = args ? ctl->fn(ctl->ctx, cmd, args, &err) : NULL;
+	result = args ? fn(ctx, cmd, args, &err) : NULL;
 	json_decref(req);
 	if (result == NULL)
 		return error_answer(&err);
@@ -238,7 +238,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	evbuffer_remove(in, line, (size_t)eol.pos + 1);
 	ctl->current = c;
 	ctl->deferred = NULL;
-	answer = run_request(ctl, line, (size_t)eol.pos);
+	answer = cs_control_run(line, (size_t)eol.pos, ctl->fn, ctl->ctx);
 	ctl->current = NULL;
 	wipe_free(line);
 	if (ctl->deferred != NULL)
