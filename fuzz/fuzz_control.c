@@ -58,7 +58,7 @@ static struct event_base *loop;
 static cs_control *ctl;
 static cs_pos pristine; /* where the store stands after setup */
 
-static void die(const char *what, const char *detail)
+static _Noreturn void die(const char *what, const char *detail)
 {
 	fprintf(stderr, "fuzz_control: %s: %s\n", what, detail);
 	exit(1);

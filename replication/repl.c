@@ -401,7 +401,7 @@ static bool newcomer(const envelope *env)
 	       (b->applied == NULL || b->applied->seq == 0);
 }
 
-static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
+void repl_on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
 	bool beat = env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT;
@@ -444,7 +444,7 @@ static void recv_all(repl *r, void *sock, struct peer *from)
 	for (int i = 0; i < RECV_BURST && wire_recv(r, sock, from, &env, &p); i++) {
 		if (env == NULL)
 			continue;
-		on_msg(r, p, env, from == NULL);
+		repl_on_msg(r, p, env, from == NULL);
 		certsync__envelope__free_unpacked(env, NULL);
 	}
 }
@@ -667,11 +667,10 @@ static int initial_role(repl *r, cs_err *err)
 	return cs_txn_commit(txn, NULL, NULL, err);
 }
 
-int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
-               cs_err *err)
+int repl_prepare(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
+                 cs_err *err)
 {
 	repl *r = calloc(1, sizeof(*r));
-	int rc;
 
 	*out = NULL;
 	if (r == NULL)
@@ -690,16 +689,36 @@ int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hook
 		cs_fail(err, CS_EIO, "cannot read the store");
 		goto fail;
 	}
-	if (wire_open(r, cfg->listen, err) != 0)
-		goto close;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	*out = r;
+	return 0;
+fail:
+	free_repl(r);
+	return -1;
+}
+
+void repl_discard(repl *r)
+{
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free_repl(r);
+}
+
+int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
+               cs_err *err)
+{
+	repl *r;
+	int rc;
+
+	if (repl_prepare(&r, cfg, st, hooks, err) != 0)
+		return -1;
+	if (wire_open(r, cfg->listen, err) != 0)
+		goto close;
 	publish(r);
 	rc = pthread_create(&r->thread, NULL, run, r);
 	if (rc != 0) {
 		cs_fail(err, CS_EIO, "cannot start the replication thread: %s", strerror(rc));
-		pthread_mutex_destroy(&r->mu);
-		pthread_cond_destroy(&r->cv);
 		goto close;
 	}
 	cs_info("repl: %s listens on %s as %s, epoch %" PRIu64 ", at seq %" PRIu64, r->name,
@@ -709,8 +728,7 @@ int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hook
 	return 0;
 close:
 	wire_close(r);
-fail:
-	free_repl(r);
+	repl_discard(r);
 	return -1;
 }
 
@@ -778,9 +796,7 @@ void repl_stop(repl *r)
 		r->finished = w;
 	}
 	repl_dispatch(r);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-	free_repl(r);
+	repl_discard(r);
 }
 
 int repl_fd(const repl *r)
