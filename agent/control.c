@@ -129,10 +129,26 @@ int cs_control_unbase64(const char *s, uint8_t **data, size_t *len)
 
 /* ---- server ---------------------------------------------------------------- */
 
+static json_t *error_json(enum cs_errcode code, const char *msg)
+{
+	return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", cs_err_name(code),
+	                 "message", msg);
+}
+
+/* A message may quote what it refuses (a PEM label, say) in bytes that are
+ * not UTF-8, which JSON cannot carry: then every byte outside ASCII becomes
+ * '?', so the client still gets its answer. */
 static json_t *error_answer(const cs_err *err)
 {
-	return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", cs_err_name(err->code),
-	                 "message", err->msg);
+	json_t *answer = error_json(err->code, err->msg);
+	char ascii[sizeof(err->msg)];
+
+	if (answer != NULL)
+		return answer;
+	for (size_t i = 0; i < sizeof(ascii); i++)
+		ascii[i] = (unsigned char)err->msg[i] < 0x80 ? err->msg[i] : '?';
+	ascii[sizeof(ascii) - 1] = '\0';
+	return error_json(err->code, ascii);
 }
 
 json_t *cs_control_run(const char *line, size_t len, cs_control_fn fn, void *ctx)
