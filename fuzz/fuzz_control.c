@@ -16,7 +16,6 @@
  * "message"}} with a message, that serializes to JSON.  It runs with the
  * wiping allocators the agent installs (cs_control_init). */
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include "../agent/node.h"
 #include "../agent/ops.h"
 #include "../common/log.h"
+#include "fuzz_files.h"
 
 /* fixture.example.com (and www.example.com), self-signed EC P-256, with its
  * PKCS#8 key: PEM, base64-encoded as `certsync import` sends files. */
@@ -58,12 +58,6 @@ static struct event_base *loop;
 static cs_control *ctl;
 static cs_pos pristine; /* where the store stands after setup */
 
-static _Noreturn void die(const char *what, const char *detail)
-{
-	fprintf(stderr, "fuzz_control: %s: %s\n", what, detail);
-	exit(1);
-}
-
 static void write_file(const char *name, const char *text, mode_t mode)
 {
 	char path[128];
@@ -72,42 +66,17 @@ static void write_file(const char *name, const char *text, mode_t mode)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) != 0)
-		die(path, "cannot write");
+		fuzz_die(path, "cannot write");
 }
 
-static void copy_file(const char *from, const char *to)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ssize_t n;
-
-	if (in < 0 || out < 0)
-		die(from, "cannot copy");
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			die(to, "cannot write");
-	close(in);
-	if (n < 0 || close(out) != 0)
-		die(to, "cannot copy");
-}
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void remove_dir(void)
+static void remove_all(void)
 {
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	cs_node_close(node);
 	event_base_free(loop);
 	cs_config_free(&cfg);
-	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
+	fuzz_remove_dir(dir);
 }
 
 /* Puts the store file back as setup left it. */
@@ -119,9 +88,9 @@ static void restore_store(void)
 	snprintf(from, sizeof(from), "%s/pristine.mdb", dir);
 	snprintf(to, sizeof(to), "%s/data/data.mdb", dir);
 	cs_store_close(node->store);
-	copy_file(from, to);
+	fuzz_copy_file(from, to);
 	if (cs_store_open(&node->store, cfg.data_dir, &err) != 0)
-		die("reopening the store", err.msg);
+		fuzz_die("reopening the store", err.msg);
 	node->committed = node->durable = pristine;
 }
 
@@ -130,8 +99,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	/* tmpfs when there is one: every change is a durable commit */
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 	char text[1024], path[128], line[sizeof(FIXTURE) + 256];
 	json_t *answer;
 	cs_txn *txn;
@@ -141,10 +108,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	cs_control_init();
 	cs_log_set_level(CS_LOG_ERROR);
-	snprintf(dir, sizeof(dir), "%s/fuzz-control-XXXXXX", base);
-	if (mkdtemp(dir) == NULL)
-		die(dir, "cannot create");
-	atexit(remove_dir);
+	fuzz_mkdtemp(dir, sizeof(dir), "fuzz-control");
+	atexit(remove_all);
 	write_file("passphrase", "fuzzing passphrase\n", 0600);
 	snprintf(text, sizeof(text),
 	         "[node]\nname = fuzz\nrole = primary\nhostname = fixture.example.com\n"
@@ -159,7 +124,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (loop == NULL || cs_config_load(&cfg, path, &err) != 0 ||
 	    cs_node_open(&node, &cfg, &err) != 0 ||
 	    cs_control_listen(&ctl, loop, cfg.control_socket, cs_node_handle, node, &err) != 0)
-		die("opening the node", err.msg);
+		fuzz_die("opening the node", err.msg);
 	cs_node_set_control(node, ctl);
 	snprintf(line, sizeof(line),
 	         "{\"cmd\":\"import\",\"args\":{\"files\":[{\"name\":\"fixture.pem\","
@@ -167,15 +132,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	         FIXTURE);
 	answer = cs_control_run(line, strlen(line), cs_node_handle, node);
 	if (cs_node_flush(node, &err) != 0 || !json_is_true(json_object_get(answer, "ok")))
-		die("importing the fixture", "refused");
+		fuzz_die("importing the fixture", "refused");
 	json_decref(answer);
 	if (cs_txn_begin(node->store, false, &txn, &err) != 0)
-		die("reading the store", err.msg);
+		fuzz_die("reading the store", err.msg);
 	pristine = cs_txn_applied(txn);
 	cs_txn_abort(txn);
 	snprintf(path, sizeof(path), "%s/pristine.mdb", dir);
 	snprintf(text, sizeof(text), "%s/data/data.mdb", dir);
-	copy_file(text, path);
+	fuzz_copy_file(text, path);
 	return 0;
 }
 

@@ -2,26 +2,18 @@
  * the replication fuzz targets share (repl_fixture.h). */
 #include "repl_fixture.h"
 
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sodium.h>
 #include <zmq.h>
 
 #include "../common/log.h"
+#include "fuzz_files.h"
 #include "proto/store.pb-c.h"
 
 const uint8_t fixture_cluster_id[16] = "fuzz cluster id";
-
-static _Noreturn void die(const char *what, const char *detail)
-{
-	fprintf(stderr, "repl fixture: %s: %s\n", what, detail);
-	exit(1);
-}
 
 /* ---- constant random bytes ---- */
 
@@ -53,19 +45,13 @@ void fixture_init(void)
 	enum cs_log_level level = CS_LOG_ERROR;
 
 	if (randombytes_set_implementation(&constant) != 0 || sodium_init() < 0)
-		die("libsodium", "cannot start");
+		fuzz_die("libsodium", "cannot start");
 	if (want != NULL && cs_log_parse_level(want, &level) != 0)
-		die("CERTSYNC_FUZZ_LOG", "give debug, info, warn or error");
+		fuzz_die("CERTSYNC_FUZZ_LOG", "give debug, info, warn or error");
 	cs_log_set_level(level);
 }
 
 /* ---- the store ---- */
-
-static const char *tmp_base(void)
-{
-	/* tmpfs when there is one: every input commits */
-	return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-}
 
 static void commit_put(cs_store *st, cs_table t, const char *key, const void *val, size_t vlen,
                        const char *summary)
@@ -76,7 +62,7 @@ static void commit_put(cs_store *st, cs_table t, const char *key, const void *va
 	if (cs_txn_begin(st, true, &txn, &err) != 0 ||
 	    cs_txn_put(txn, t, key, strlen(key), val, vlen, &err) != 0 ||
 	    cs_txn_commit(txn, summary, NULL, &err) != 0)
-		die("making the store", err.msg);
+		fuzz_die("making the store", err.msg);
 }
 
 static char *new_dir(void)
@@ -84,24 +70,9 @@ static char *new_dir(void)
 	char *dir = malloc(128);
 
 	if (dir == NULL)
-		die("making the store", "out of memory");
-	snprintf(dir, 128, "%s/fuzz-repl-XXXXXX", tmp_base());
-	if (mkdtemp(dir) == NULL)
-		die(dir, "cannot create");
+		fuzz_die("making the store", "out of memory");
+	fuzz_mkdtemp(dir, 128, "fuzz-repl");
 	return dir;
-}
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void remove_dir(const char *dir)
-{
-	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A new store in epoch 1, led by this node or following. */
@@ -113,7 +84,7 @@ static cs_store *new_store(const char *dir, bool lead)
 
 	if (cs_store_open(&st, dir, &err) != 0 || cs_txn_begin(st, true, &txn, &err) != 0 ||
 	    cs_txn_set_epoch(txn, 1, lead, &err) != 0 || cs_txn_commit(txn, NULL, NULL, &err) != 0)
-		die("making the store", err.msg);
+		fuzz_die("making the store", err.msg);
 	return st;
 }
 
@@ -155,7 +126,7 @@ static char *follower_store(void)
 	    cs_txn_log_get(ltxn, 1, &entry, &len, &err) != 0 ||
 	    cs_txn_begin(st, true, &txn, &err) != 0 || cs_txn_apply(txn, entry, len, &err) != 0 ||
 	    cs_txn_commit(txn, NULL, NULL, &err) != 0)
-		die("making the follower's store", err.msg);
+		fuzz_die("making the follower's store", err.msg);
 	cs_txn_abort(ltxn);
 	cs_store_close(lst);
 	cs_store_close(st);
@@ -170,25 +141,8 @@ char *fixture_store(bool lead)
 
 void fixture_remove(char *dir)
 {
-	remove_dir(dir);
+	fuzz_remove_dir(dir);
 	free(dir);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ssize_t n;
-
-	if (in < 0 || out < 0)
-		die(from, "cannot copy");
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			die(to, "cannot write");
-	close(in);
-	if (n < 0 || close(out) != 0)
-		die(to, "cannot copy");
 }
 
 static struct fixture *opened; /* removed at exit */
@@ -198,8 +152,8 @@ static void remove_dirs(void)
 	zmq_close(opened->router);
 	zmq_close(opened->dealer);
 	zmq_ctx_term(opened->zctx);
-	remove_dir(opened->template_dir);
-	remove_dir(opened->work_dir);
+	fuzz_remove_dir(opened->template_dir);
+	fuzz_remove_dir(opened->work_dir);
 }
 
 void fixture_open(struct fixture *f, bool lead)
@@ -207,13 +161,11 @@ void fixture_open(struct fixture *f, bool lead)
 	memset(f, 0, sizeof(*f));
 	f->lead = lead;
 	f->template_dir = fixture_store(lead);
-	snprintf(f->work_dir, sizeof(f->work_dir), "%s/fuzz-repl-XXXXXX", tmp_base());
-	if (mkdtemp(f->work_dir) == NULL)
-		die(f->work_dir, "cannot create");
+	fuzz_mkdtemp(f->work_dir, sizeof(f->work_dir), "fuzz-repl");
 	f->zctx = zmq_ctx_new();
 	if (f->zctx == NULL || (f->router = zmq_socket(f->zctx, ZMQ_ROUTER)) == NULL ||
 	    (f->dealer = zmq_socket(f->zctx, ZMQ_DEALER)) == NULL)
-		die("ZeroMQ", zmq_strerror(zmq_errno()));
+		fuzz_die("ZeroMQ", zmq_strerror(zmq_errno()));
 	opened = f;
 	atexit(remove_dirs);
 }
@@ -232,9 +184,9 @@ static void start(struct fixture *f)
 
 	snprintf(from, sizeof(from), "%s/data.mdb", f->template_dir);
 	snprintf(to, sizeof(to), "%s/data.mdb", f->work_dir);
-	copy_file(from, to);
+	fuzz_copy_file(from, to);
 	if (cs_store_open(&f->st, f->work_dir, &err) != 0)
-		die("opening the store", err.msg);
+		fuzz_die("opening the store", err.msg);
 	for (size_t i = 0; i < FIXTURE_PEERS; i++) {
 		peers[i] = (repl_peer){names[i], roles[i],
 		                       roles[i] != REPL_TRAFFIC ? "tcp://127.0.0.1:9" : NULL};
@@ -245,9 +197,9 @@ static void start(struct fixture *f)
 	cfg.peers = peers;
 	cfg.npeers = FIXTURE_PEERS;
 	if (repl_prepare(&f->r, &cfg, f->st, &hooks, &err) != 0)
-		die("starting replication", err.msg);
+		fuzz_die("starting replication", err.msg);
 	if (f->r->leading != f->lead)
-		die("starting replication", "the store does not give the expected role");
+		fuzz_die("starting replication", "the store does not give the expected role");
 	f->r->router = f->router;
 	for (size_t i = 0; i < FIXTURE_PEERS; i++) {
 		struct peer *p = &f->r->peers[i];

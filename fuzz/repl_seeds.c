@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "fuzz_files.h"
 #include "proto/store.pb-c.h"
 #include "repl_fixture.h"
 
@@ -26,18 +27,12 @@ static struct {
 	cs_table table;
 } primary;
 
-static void die(const char *what, const char *detail)
-{
-	fprintf(stderr, "fuzz_repl_seeds: %s: %s\n", what, detail);
-	exit(1);
-}
-
 static void *copy(const void *p, size_t n)
 {
 	void *c = malloc(n ? n : 1);
 
 	if (c == NULL)
-		die("reading the store", "out of memory");
+		fuzz_die("reading the store", "out of memory");
 	memcpy(c, p, n);
 	return c;
 }
@@ -70,16 +65,16 @@ static void read_primary(void)
 	    cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
 	               &err) != 0 ||
 	    (primary.kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
-		die("reading the primary's store", err.msg);
+		fuzz_die("reading the primary's store", err.msg);
 	for (uint64_t seq = 1; seq <= 3; seq++) {
 		if (cs_txn_log_get(txn, seq, &val, &vlen, &err) != 0)
-			die("reading the primary's log", err.msg);
+			fuzz_die("reading the primary's log", err.msg);
 		primary.entries[seq] = (ProtobufCBinaryData){vlen, copy(val, vlen)};
 	}
 	cs_txn_digest(txn, primary.digest);
 	for (primary.table = 0; primary.table < CS_TBL_NREPL; primary.table++)
 		if (cs_txn_foreach(txn, primary.table, take_pair, NULL, &err) < 0)
-			die("reading the primary's tables", err.msg);
+			fuzz_die("reading the primary's tables", err.msg);
 	cs_txn_abort(txn);
 	cs_store_close(st);
 	fixture_remove(dir);
@@ -102,7 +97,7 @@ static void add(uint8_t peer, Certsync__Envelope *env, bool cluster, uint64_t ep
 	env->epoch = epoch;
 	len = certsync__envelope__get_packed_size(env);
 	if (len > 0xffff || seedlen + 3 + len > sizeof(seed))
-		die("a seed", "too long");
+		fuzz_die("a seed", "too long");
 	seed[seedlen++] = peer;
 	seed[seedlen++] = (uint8_t)(len >> 8);
 	seed[seedlen++] = (uint8_t)len;
@@ -117,7 +112,7 @@ static void write_seed(const char *dir, const char *name)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	f = fopen(path, "wb");
 	if (f == NULL || fwrite(seed, 1, seedlen, f) != seedlen || fclose(f) != 0)
-		die(path, "cannot write");
+		fuzz_die(path, "cannot write");
 	seedlen = 0;
 }
 
