@@ -159,7 +159,6 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	Certsync__NodeView views[MAX_PEERS], *vp[MAX_PEERS];
 	Certsync__Position vpos[MAX_PEERS];
 	size_t n = r->loc.nhist < BEAT_HISTORY ? r->loc.nhist : BEAT_HISTORY;
-	const cs_epoch_start *last = r->loc.hist + (r->loc.nhist - n);
 	bool follows =
 	    !via_router && p == r->f.leader && r->f.state != F_IDLE && r->f.state != F_REFUSED;
 
@@ -169,10 +168,13 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	pos.epoch = r->loc.applied.epoch;
 	pos.seq = r->loc.applied.seq;
 	b.applied = &pos;
+	/* the newest n; hist is NULL when there are none */
 	for (size_t i = 0; i < n; i++) {
+		const cs_epoch_start *e = &r->loc.hist[r->loc.nhist - n + i];
+
 		h[i] = (Certsync__EpochStart)CERTSYNC__EPOCH_START__INIT;
-		h[i].epoch = last[i].epoch;
-		h[i].seq = last[i].seq;
+		h[i].epoch = e->epoch;
+		h[i].seq = e->seq;
 		hp[i] = &h[i];
 	}
 	b.n_history = n;
