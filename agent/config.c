@@ -296,11 +296,17 @@ static int handle(void *user, const char *section, const char *key, const char *
 	struct parse_state *ps = user;
 	cs_config *cfg = ps->cfg;
 	const char *peer_name;
+	char peer_section[80]; /* "peer NAME": [peer  NAME] is the same peer */
 
-	if (check_section(ps, section, &peer_name) < 0 || once(ps, section, key) < 0)
+	if (check_section(ps, section, &peer_name) < 0)
 		return 0;
-	if (peer_name != NULL)
-		return peer_key(ps, section, peer_name, key, value) == 0;
+	if (peer_name != NULL) {
+		snprintf(peer_section, sizeof(peer_section), "peer %s", peer_name);
+		return once(ps, peer_section, key) == 0 &&
+		       peer_key(ps, section, peer_name, key, value) == 0;
+	}
+	if (once(ps, section, key) < 0)
+		return 0;
 	for (size_t i = 0; i < NSTRING_KEYS; i++) {
 		const struct key_slot *ks = &string_keys[i];
 

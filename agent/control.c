@@ -158,13 +158,29 @@ int cs_control_unbase64(const char *s, uint8_t **data, size_t *len)
 
 /* ---- server ---------------------------------------------------------------- */
 
-static json_t *error_answer(const cs_err *err)
+static json_t *error_json(enum cs_errcode code, const char *msg)
 {
-	return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", cs_err_name(err->code),
-	                 "message", err->msg);
+	return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", cs_err_name(code),
+	                 "message", msg);
 }
 
-static json_t *run_request(cs_control *ctl, const char *line, size_t len)
+/* A message may quote what it refuses (a PEM label, say) in bytes that are
+ * not UTF-8, which JSON cannot carry: then every byte outside ASCII becomes
+ * '?', so the client still gets its answer. */
+static json_t *error_answer(const cs_err *err)
+{
+	json_t *answer = error_json(err->code, err->msg);
+	char ascii[sizeof(err->msg)];
+
+	if (answer != NULL)
+		return answer;
+	for (size_t i = 0; i < sizeof(ascii); i++)
+		ascii[i] = (unsigned char)err->msg[i] < 0x80 ? err->msg[i] : '?';
+	ascii[sizeof(ascii) - 1] = '\0';
+	return error_json(err->code, ascii);
+}
+
+json_t *cs_control_run(const char *line, size_t len, cs_control_fn fn, void *ctx)
 {
 	json_error_t jerr;
 	json_t *req, *args, *result, *answer;
@@ -190,7 +206,7 @@ static json_t *run_request(cs_control *ctl, const char *line, size_t len)
 		args = json_object_set_new(req, "args", json_object()) == 0
 		           ? json_object_get(req, "args")
 		           : NULL;
-	result = args ? ctl->fn(ctl->ctx, cmd, args, &err) : NULL;
+	result = args ? fn(ctx, cmd, args, &err) : NULL;
 	json_decref(req);
 	if (result == NULL)
 		return error_answer(&err);
@@ -290,7 +306,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	evbuffer_remove(in, line, (size_t)eol.pos + 1);
 	ctl->current = c;
 	ctl->deferred = NULL;
-	answer = run_request(ctl, line, (size_t)eol.pos);
+	answer = cs_control_run(line, (size_t)eol.pos, ctl->fn, ctl->ctx);
 	ctl->current = NULL;
 	wipe_free(line);
 	if (ctl->deferred != NULL)

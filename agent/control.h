@@ -37,6 +37,12 @@ typedef json_t *(*cs_control_fn)(void *ctx, const char *cmd, json_t *args, cs_er
 
 typedef struct cs_control cs_control;
 
+/* Parses one request line (without its newline) and runs it through fn:
+ * the answer to send back, {"ok": true, "result"} or {"ok": false,
+ * "error"}, as a new reference; NULL only when out of memory.  The server
+ * runs every request through it; so does the fuzz target. */
+json_t *cs_control_run(const char *line, size_t len, cs_control_fn fn, void *ctx);
+
 /* Binds path (refusing it when another agent answers there), 0600, and
  * serves requests on base. */
 int cs_control_listen(cs_control **out, struct event_base *base, const char *path, cs_control_fn fn,

@@ -47,7 +47,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, const char *detail)
+static _Noreturn void die(const char *what, const char *detail)
 {
 	fprintf(stderr, "repl-floors: %s: %s\n", what, detail ? detail : "failed");
 	exit(1);

@@ -159,7 +159,6 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	Certsync__NodeView views[MAX_PEERS], *vp[MAX_PEERS];
 	Certsync__Position vpos[MAX_PEERS];
 	size_t n = r->loc.nhist < BEAT_HISTORY ? r->loc.nhist : BEAT_HISTORY;
-	const cs_epoch_start *last = r->loc.hist + (r->loc.nhist - n);
 	bool follows =
 	    !via_router && p == r->f.leader && r->f.state != F_IDLE && r->f.state != F_REFUSED;
 
@@ -169,10 +168,13 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	pos.epoch = r->loc.applied.epoch;
 	pos.seq = r->loc.applied.seq;
 	b.applied = &pos;
+	/* the newest n; hist is NULL when there are none */
 	for (size_t i = 0; i < n; i++) {
+		const cs_epoch_start *e = &r->loc.hist[r->loc.nhist - n + i];
+
 		h[i] = (Certsync__EpochStart)CERTSYNC__EPOCH_START__INIT;
-		h[i].epoch = last[i].epoch;
-		h[i].seq = last[i].seq;
+		h[i].epoch = e->epoch;
+		h[i].seq = e->seq;
 		hp[i] = &h[i];
 	}
 	b.n_history = n;
@@ -438,7 +440,7 @@ static bool newcomer(const envelope *env)
 	       (b->applied == NULL || b->applied->seq == 0);
 }
 
-static void on_msg(repl *r, struct peer *p, const envelope *env, bool router)
+void repl_on_msg(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
 	bool beat = env->body_case == CERTSYNC__ENVELOPE__BODY_BEAT;
@@ -488,7 +490,7 @@ static void recv_all(repl *r, void *sock, struct peer *from)
 	for (int i = 0; i < RECV_BURST && wire_recv(r, sock, from, &env, &p); i++) {
 		if (env == NULL)
 			continue;
-		on_msg(r, p, env, from == NULL);
+		repl_on_msg(r, p, env, from == NULL);
 		certsync__envelope__free_unpacked(env, NULL);
 	}
 }
@@ -741,11 +743,10 @@ static int initial_role(repl *r, cs_err *err)
 	return cs_txn_commit(txn, NULL, NULL, err);
 }
 
-int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
-               cs_err *err)
+int repl_prepare(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
+                 cs_err *err)
 {
 	repl *r = calloc(1, sizeof(*r));
-	int rc;
 
 	*out = NULL;
 	if (r == NULL)
@@ -764,16 +765,36 @@ int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hook
 		cs_fail(err, CS_EIO, "cannot read the store");
 		goto fail;
 	}
-	if (wire_open(r, cfg->listen, err) != 0)
-		goto close;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	*out = r;
+	return 0;
+fail:
+	free_repl(r);
+	return -1;
+}
+
+void repl_discard(repl *r)
+{
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free_repl(r);
+}
+
+int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
+               cs_err *err)
+{
+	repl *r;
+	int rc;
+
+	if (repl_prepare(&r, cfg, st, hooks, err) != 0)
+		return -1;
+	if (wire_open(r, cfg->listen, err) != 0)
+		goto close;
 	publish(r);
 	rc = pthread_create(&r->thread, NULL, run, r);
 	if (rc != 0) {
 		cs_fail(err, CS_EIO, "cannot start the replication thread: %s", strerror(rc));
-		pthread_mutex_destroy(&r->mu);
-		pthread_cond_destroy(&r->cv);
 		goto close;
 	}
 	cs_info("repl: %s listens on %s as %s, epoch %" PRIu64 ", at seq %" PRIu64, r->name,
@@ -783,8 +804,7 @@ int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hook
 	return 0;
 close:
 	wire_close(r);
-fail:
-	free_repl(r);
+	repl_discard(r);
 	return -1;
 }
 
@@ -852,9 +872,7 @@ void repl_stop(repl *r)
 		r->finished = w;
 	}
 	repl_dispatch(r);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-	free_repl(r);
+	repl_discard(r);
 }
 
 int repl_fd(const repl *r)

@@ -208,6 +208,10 @@ void wire_watch(repl *r);
  * link to from): 0 when none was waiting; 1 with *env the envelope, or NULL
  * when the message was dropped (counted and logged), and *p its sender. */
 int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p);
+/* The envelope in the bytes of one message from p (its sender, NULL when
+ * unknown), or NULL when they are over MAX_MSG or no envelope with a body:
+ * the message is dropped, counted and logged. */
+envelope *wire_decode(repl *r, struct peer *p, const void *data, size_t len);
 /* The configured peer of that name, or NULL. */
 struct peer *wire_peer_by_name(repl *r, const char *name);
 /* Logs a dropped message, at most once a few seconds per peer. */
@@ -232,6 +236,14 @@ void follow_tick(repl *r);
 void follow_stop(repl *r);
 
 /* ---- repl.c ---- */
+/* repl_start without the sockets and the thread: the configuration copied
+ * and the store read.  repl_discard frees what it made.  The fuzz targets
+ * drive such a repl with repl_on_msg, as the thread would. */
+int repl_prepare(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
+                 cs_err *err);
+void repl_discard(repl *r);
+/* A message from p: through our ROUTER (router) or our link to p. */
+void repl_on_msg(repl *r, struct peer *p, const envelope *env, bool router);
 /* Rereads the store into r->loc; -1 logged. */
 int local_reload(repl *r);
 /* Builds and sends our beat to p (session when we follow it). */

@@ -292,6 +292,25 @@ out:
 		zmq_msg_close(&f[i]);
 }
 
+envelope *wire_decode(repl *r, struct peer *p, const void *data, size_t len)
+{
+	envelope *env;
+
+	if (len > (size_t)MAX_MSG) {
+		wire_drop(r, p, &r->cnt.oversized, "%zu bytes, over the %lld-byte limit", len,
+		          (long long)MAX_MSG);
+		return NULL;
+	}
+	env = certsync__envelope__unpack(NULL, len, data);
+	if (env == NULL || env->body_case == CERTSYNC__ENVELOPE__BODY__NOT_SET) {
+		if (env != NULL)
+			certsync__envelope__free_unpacked(env, NULL);
+		wire_drop(r, p, &r->cnt.undecodable, "%zu bytes that are no envelope", len);
+		return NULL;
+	}
+	return env;
+}
+
 int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p)
 {
 	zmq_msg_t rid, body;
@@ -320,23 +339,12 @@ int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct pee
 		wire_drop(r, *p, &r->cnt.undecodable, "a message of several frames");
 		goto out;
 	}
-	if (zmq_msg_size(&body) > (size_t)MAX_MSG) {
-		wire_drop(r, *p, &r->cnt.oversized, "%zu bytes, over the %lld-byte limit",
-		          zmq_msg_size(&body), (long long)MAX_MSG);
-		goto out;
-	}
-	if (router && zmq_msg_size(&rid) <= sizeof((*p)->rid)) {
+	if (router && zmq_msg_size(&body) <= (size_t)MAX_MSG &&
+	    zmq_msg_size(&rid) <= sizeof((*p)->rid)) {
 		memcpy((*p)->rid, zmq_msg_data(&rid), zmq_msg_size(&rid));
 		(*p)->ridlen = zmq_msg_size(&rid);
 	}
-	*env = certsync__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
-	if (*env == NULL || (*env)->body_case == CERTSYNC__ENVELOPE__BODY__NOT_SET) {
-		if (*env != NULL)
-			certsync__envelope__free_unpacked(*env, NULL);
-		*env = NULL;
-		wire_drop(r, *p, &r->cnt.undecodable, "%zu bytes that are no envelope",
-		          zmq_msg_size(&body));
-	}
+	*env = wire_decode(r, *p, zmq_msg_data(&body), zmq_msg_size(&body));
 out:
 	zmq_msg_close(&rid);
 	zmq_msg_close(&body);

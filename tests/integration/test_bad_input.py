@@ -75,6 +75,15 @@ def test_pem_with_invalid_base64(agent, pki):
     refused(agent, [pki.corrupt_pem_chars])
 
 
+def test_pem_label_that_is_not_utf8_still_gets_an_answer(agent, tmp_path):
+    """The error quotes the PEM label, here bytes that are not UTF-8 (found by
+    fuzz_control): the answer must still reach the client, not a closed
+    connection."""
+    f = write(tmp_path / "latin1-label.pem", b"-----BEGIN CERTIFICAT\xc9-----\nMIIB\n")
+    r = refused(agent, [f], "no END line")
+    assert "CERTIFICAT?" in r.message, r.describe()
+
+
 @pytest.mark.parametrize("which", ["csr_pem", "csr_der"])
 def test_csr_given_to_import(agent, pki, which):
     refused(agent, [getattr(pki, which)], "certificate signing request")

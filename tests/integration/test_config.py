@@ -56,6 +56,11 @@ CASES = {
     "not-ini": (lambda L: L[:5] + ["this line has no equals sign"] + L[5:], [], 6),
     # a key given twice must not silently override the first (here: primary → backup)
     "duplicate-node-key": (lambda L: L[:4] + ["role = backup"] + L[4:], ["role"], 5),
+    # the same peer under a header spelled with two spaces (found by fuzz_config:
+    # the second value won and the first leaked)
+    "duplicate-peer-key-other-header": (
+        lambda L: L + ["", "[peer  backup]", "hostname = other.example.test"],
+        ["peer backup", "hostname", "twice"], 19),
     "relative-data-dir": (lambda L: L[:5] + ["data_dir = data"] + L[6:], ["data_dir", "absolute"], None),
     "bad-hostname": (lambda L: L[:4] + ["hostname = not a host!"] + L[5:], ["hostname", "letters"], None),
     "wildcard-hostname": (lambda L: L[:4] + ["hostname = *.example.test"] + L[5:], ["hostname", "wildcard"], None),

@@ -1,0 +1,173 @@
+/* fuzz_control.c — libFuzzer target for control requests: the request line
+ * a client writes to the control socket, parsed and validated by
+ * cs_control_run (agent/control.c) and dispatched by cs_node_handle to every
+ * command's argument checks and operation, against a real single-node
+ * primary whose store lives in a temporary folder.
+ *
+ * The input is what arrives on a connection; like the agent, only the bytes
+ * before the first newline are a request.  Each input starts from the same
+ * store: the cluster settings and one imported certificate with its key
+ * (FIXTURE below, made for this target and valid until 2126), so requests
+ * can name an existing id.  When an input changed the store, the store file
+ * is put back from a copy before the next one; the node and its cluster key
+ * stay, which keeps the passphrase's key derivation out of every input.
+ * Besides the sanitizers it checks what a client relies on: every request
+ * gets an answer, {"ok": true, "result"} or {"ok": false, "error": {"code",
+ * "message"}} with a message, that serializes to JSON.  It runs with the
+ * wiping allocators the agent installs (cs_control_init). */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "../agent/config.h"
+#include "../agent/control.h"
+#include "../agent/node.h"
+#include "../agent/ops.h"
+#include "../common/log.h"
+#include "fuzz_files.h"
+
+/* fixture.example.com (and www.example.com), self-signed EC P-256, with its
+ * PKCS#8 key: PEM, base64-encoded as `certsync import` sends files. */
+static const char FIXTURE[] =
+    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJ6VENDQVhPZ0F3SUJBZ0lCQVRBS0JnZ3Foa2pPUFFRREFq"
+    "QXJNUXN3Q1FZRFZRUUdFd0pIUWpFY01Cb0cKQTFVRUF3d1RabWw0ZEhWeVpTNWxlR0Z0Y0d4bExtTnZiVEFnRncw"
+    "eU5qRXlNRGN4TXpRNE16aGFHQTh5TVRJMgpNVEV4TXpFek5EZ3pPRm93S3pFTE1Ba0dBMVVFQmhNQ1IwSXhIREFh"
+    "QmdOVkJBTU1FMlpwZUhSMWNtVXVaWGhoCmJYQnNaUzVqYjIwd1dUQVRCZ2NxaGtqT1BRSUJCZ2dxaGtqT1BRTUJC"
+    "d05DQUFUMlJBbjhneW5UN3JRVE42NysKL3F5ekJKamtFajF2MnZLbkxxdzVmZ1pVWjBXb1lIVGVBanZHTWc4SW5l"
+    "Mmw3RmFTYXNpZ1JxaUpGZ2xjV24yMQp5K2pMbzRHRk1JR0NNQjBHQTFVZERnUVdCQlJVQWVPbVllL0JoS3kwelgv"
+    "L1czbVJjQzRCQ3pBZkJnTlZIU01FCkdEQVdnQlJVQWVPbVllL0JoS3kwelgvL1czbVJjQzRCQ3pBUEJnTlZIUk1C"
+    "QWY4RUJUQURBUUgvTUM4R0ExVWQKRVFRb01DYUNFMlpwZUhSMWNtVXVaWGhoYlhCc1pTNWpiMjJDRDNkM2R5NWxl"
+    "R0Z0Y0d4bExtTnZiVEFLQmdncQpoa2pPUFFRREFnTklBREJGQWlBOVhSWXlmOEpRNkxFVjhuU3JFT1IxY0pLa3hL"
+    "NXpPQTNYRkxUVitvRThjQUloCkFQdUxXMUptN1IzK3drekdYWmlDN2tremUrbGxJa2JGZFBmTVhTcUxtcktjCi0t"
+    "LS0tRU5EIENFUlRJRklDQVRFLS0tLS0KLS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JR0hBZ0VBTUJNR0J5"
+    "cUdTTTQ5QWdFR0NDcUdTTTQ5QXdFSEJHMHdhd0lCQVFRZ1FOOEN4K0o5SjZJeXBsRkQKMDZWMlNrMUlMK3Fyankr"
+    "Ukk3bkZ6NzhHN3VXaFJBTkNBQVQyUkFuOGd5blQ3clFUTjY3Ky9xeXpCSmprRWoxdgoydktuTHF3NWZnWlVaMFdv"
+    "WUhUZUFqdkdNZzhJbmUybDdGYVNhc2lnUnFpSkZnbGNXbjIxeStqTAotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0t"
+    "Cg==";
+
+static char dir[64];
+static cs_config cfg;
+static cs_node *node;
+static struct event_base *loop;
+static cs_control *ctl;
+static cs_pos pristine; /* where the store stands after setup */
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd) != 0)
+		fuzz_die(path, "cannot write");
+}
+
+static void remove_all(void)
+{
+	cs_node_set_control(node, NULL);
+	cs_control_close(ctl);
+	cs_node_close(node);
+	event_base_free(loop);
+	cs_config_free(&cfg);
+	fuzz_remove_dir(dir);
+}
+
+/* Puts the store file back as setup left it. */
+static void restore_store(void)
+{
+	char from[128], to[128];
+	cs_err err;
+
+	snprintf(from, sizeof(from), "%s/pristine.mdb", dir);
+	snprintf(to, sizeof(to), "%s/data/data.mdb", dir);
+	cs_store_close(node->store);
+	fuzz_copy_file(from, to);
+	if (cs_store_open(&node->store, cfg.data_dir, &err) != 0)
+		fuzz_die("reopening the store", err.msg);
+	node->committed = node->durable = pristine;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	char text[1024], path[128], line[sizeof(FIXTURE) + 256];
+	json_t *answer;
+	cs_txn *txn;
+	cs_err err;
+
+	(void)argc;
+	(void)argv;
+	cs_control_init();
+	cs_log_set_level(CS_LOG_ERROR);
+	fuzz_mkdtemp(dir, sizeof(dir), "fuzz-control");
+	atexit(remove_all);
+	write_file("passphrase", "fuzzing passphrase\n", 0600);
+	snprintf(text, sizeof(text),
+	         "[node]\nname = fuzz\nrole = primary\nhostname = fixture.example.com\n"
+	         "data_dir = %s/data\ncontrol_socket = %s/control.sock\n"
+	         "passphrase_file = %s/passphrase\n[cluster]\nsite_hostname = www.example.com\n",
+	         dir, dir, dir);
+	write_file("certsync.conf", text, 0600);
+	snprintf(path, sizeof(path), "%s/certsync.conf", dir);
+	/* A listening control socket, as the agent has: a change asks it to
+	 * answer later, and is answered at once when no connection is current. */
+	loop = event_base_new();
+	if (loop == NULL || cs_config_load(&cfg, path, &err) != 0 ||
+	    cs_node_open(&node, &cfg, &err) != 0 ||
+	    cs_control_listen(&ctl, loop, cfg.control_socket, cs_node_handle, node, &err) != 0)
+		fuzz_die("opening the node", err.msg);
+	cs_node_set_control(node, ctl);
+	snprintf(line, sizeof(line),
+	         "{\"cmd\":\"import\",\"args\":{\"files\":[{\"name\":\"fixture.pem\","
+	         "\"data\":\"%s\"}]}}",
+	         FIXTURE);
+	answer = cs_control_run(line, strlen(line), cs_node_handle, node);
+	if (cs_node_flush(node, &err) != 0 || !json_is_true(json_object_get(answer, "ok")))
+		fuzz_die("importing the fixture", "refused");
+	json_decref(answer);
+	if (cs_txn_begin(node->store, false, &txn, &err) != 0)
+		fuzz_die("reading the store", err.msg);
+	pristine = cs_txn_applied(txn);
+	cs_txn_abort(txn);
+	snprintf(path, sizeof(path), "%s/pristine.mdb", dir);
+	snprintf(text, sizeof(text), "%s/data/data.mdb", dir);
+	fuzz_copy_file(text, path);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const uint8_t *nl = memchr(data, '\n', size);
+	size_t len = nl != NULL ? (size_t)(nl - data) : size;
+	char *line = malloc(len ? len : 1), text[65536];
+	json_t *answer, *error;
+	cs_err err;
+
+	if (line == NULL)
+		return 0;
+	memcpy(line, data, len);
+	answer = cs_control_run(line, len, cs_node_handle, node);
+	free(line);
+	cs_node_flush(node, &err);
+	/* the answer as the agent sends it (answer_and_close) */
+	error = json_object_get(answer, "error");
+	if (answer == NULL || !json_is_boolean(json_object_get(answer, "ok")) ||
+	    (json_is_false(json_object_get(answer, "ok")) &&
+	     (json_string_value(json_object_get(error, "code")) == NULL ||
+	      json_string_length(json_object_get(error, "message")) == 0)) ||
+	    json_dumpb(answer, text, sizeof(text), JSON_COMPACT) == 0)
+		__builtin_trap();
+	json_decref(answer);
+	if (node->committed.seq != pristine.seq || node->committed.epoch != pristine.epoch)
+		restore_store();
+	return 0;
+}
