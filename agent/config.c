@@ -99,7 +99,8 @@ static bool valid_peer_name(const char *s)
 static int check_section(struct parse_state *ps, const char *section, const char **peer_name)
 {
 	*peer_name = NULL;
-	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0)
+	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0 ||
+	    strcmp(section, "alerts") == 0)
 		return 0;
 	if (strncmp(section, "peer ", 5) == 0) {
 		const char *name = section + 5;
@@ -114,7 +115,9 @@ static int check_section(struct parse_state *ps, const char *section, const char
 		*peer_name = name;
 		return 0;
 	}
-	return fail_at(ps, "unknown section [%s]; sections are [node], [cluster] and [peer NAME]",
+	return fail_at(ps,
+	               "unknown section [%s]; sections are [node], [cluster], [alerts] and "
+	               "[peer NAME]",
 	               section);
 }
 
@@ -262,7 +265,8 @@ static int once(struct parse_state *ps, const char *section, const char *key)
 {
 	char id[512];
 
-	if (strcmp(key, "tls_listen") == 0)
+	if (strcmp(key, "tls_listen") == 0 ||
+	    (strcmp(section, "alerts") == 0 && mon_config_repeatable(key)))
 		return 0;
 	snprintf(id, sizeof(id), "%s\n%s", section, key);
 	for (size_t i = 0; i < ps->nseen; i++)
@@ -287,6 +291,11 @@ static int handle(void *user, const char *section, const char *key, const char *
 		return 0;
 	if (peer_name != NULL)
 		return peer_key(ps, section, peer_name, key, value) == 0;
+	if (strcmp(section, "alerts") == 0) {
+		if (mon_config_set(&cfg->alerts, key, value, ps->err) < 0)
+			cs_err_prefix(ps->err, "%s:%d: ", cfg->path, ps->line);
+		return ps->err->code == CS_OK;
+	}
 	for (size_t i = 0; i < NSTRING_KEYS; i++) {
 		const struct key_slot *ks = &string_keys[i];
 
@@ -436,6 +445,8 @@ static int check_complete(struct parse_state *ps)
 	}
 	if (check_values(cfg, ps->err) < 0)
 		return -1;
+	if (mon_config_check(&cfg->alerts, ps->err) < 0)
+		return cs_err_prefix(ps->err, "%s: ", cfg->path);
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
 
@@ -446,6 +457,7 @@ int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = CS_LOG_INFO;
+	mon_config_init(&cfg->alerts);
 	cfg->path = strdup(path);
 	if (cfg->path == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
@@ -500,6 +512,7 @@ void cs_config_free(cs_config *cfg)
 		free(cfg->peers[i].tls_endpoint);
 	}
 	free(cfg->peers);
+	mon_config_free(&cfg->alerts);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

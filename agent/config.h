@@ -11,6 +11,7 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../monitor/monitor.h"
 
 typedef enum cs_role { CS_ROLE_PRIMARY, CS_ROLE_BACKUP, CS_ROLE_TRAFFIC } cs_role;
 
@@ -48,6 +49,8 @@ typedef struct cs_config {
 	int log_retain; /* log entries kept; 0: the default */
 	/* [cluster] */
 	char *site_hostname;
+	/* [alerts]: delivery targets and timing (the monitor checks the keys) */
+	mon_config alerts;
 	/* [peer NAME] sections, in file order */
 	cs_peer *peers;
 	size_t npeers;

@@ -124,6 +124,8 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
+	if (rc == 0)
+		rc = ops_monitor_start(node, err);
 	if (rc < 0) {
 		cs_node_close(node);
 		return -1;
@@ -185,6 +187,7 @@ void cs_node_close(cs_node *node)
 	cs_node_flush(node, &err); /* a failure was answered to its changes */
 	repl_stop(node->repl);     /* before the store it writes */
 	tls_server_stop(node->tls);
+	mon_stop(node->mon);
 	cs_key_free(node->key);
 	if (node->store != NULL)
 		cs_store_close(node->store);
@@ -289,9 +292,10 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	    (json_int_t)cs_txn_count(txn, CS_TBL_REQUESTS), "pending_keys",
 	    (json_int_t)cs_txn_count(txn, CS_TBL_KEYS));
 	cs_txn_abort(txn);
-	if (result != NULL)
+	if (result != NULL) {
 		json_object_set_new(result, "health", health);
-	else
+		json_object_set_new(result, "alerts", ops_monitor_status(node));
+	} else
 		json_decref(health);
 	if (result != NULL && node->tls != NULL)
 		json_object_set_new(result, "tls", tls_server_status(node->tls));
@@ -333,6 +337,8 @@ static const struct command {
     {"key.delete", op_key_delete, true, false},
     {"csr.delete", op_csr_delete, true, false},
     {"cert.prune", op_cert_prune, true, false},
+    {"alerts", op_alerts, false, false},
+    {"alerts.test", op_alerts_test, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -145,4 +145,62 @@ mon_severity mon_tracker_worst(const mon_tracker *t);
  * "time","since"} (times in RFC 3339). */
 json_t *mon_alert_json(const mon_alert *a, const char *node);
 
+/* ---- the [alerts] section ------------------------------------------------- */
+
+typedef struct mon_config {
+	char *command;            /* absolute path, run with the alert on stdin */
+	char *webhook;            /* https://, or http:// to a loopback address */
+	char *webhook_ca_file;    /* CA bundle the webhook's certificate is checked with */
+	char *webhook_token_file; /* bearer token (not world-readable) */
+	char *smtp_url;           /* smtp:// (STARTTLS required) or smtps:// */
+	char *smtp_from;
+	char *smtp_ca_file; /* CA bundle the mail server's certificate is checked with */
+	char **smtp_to;     /* repeatable */
+	size_t nsmtp_to;
+	char *smtp_user;
+	char *smtp_password_file; /* not world-readable */
+	int grace_s;              /* a change must hold this long (default 120) */
+	int interval_s;           /* evaluate at least this often (default 15) */
+	int timeout_ms;           /* one delivery attempt (default 10000) */
+} mon_config;
+
+void mon_config_init(mon_config *c);
+void mon_config_free(mon_config *c);
+/* Whether key may be given more than once (smtp_to). */
+bool mon_config_repeatable(const char *key);
+/* Sets one key of [alerts]; -1 with a CS_EUSAGE message naming the key and
+ * the fix (the caller adds the file and line). */
+int mon_config_set(mon_config *c, const char *key, const char *value, cs_err *err);
+/* Checks the section as a whole (SMTP needs a sender and a recipient; the
+ * secret files exist and are not world-readable); -1 with CS_EUSAGE. */
+int mon_config_check(const mon_config *c, cs_err *err);
+
+/* ---- the monitor: evaluation, alerts, delivery ---------------------------- */
+
+typedef struct mon_monitor mon_monitor;
+
+/* Secrets the agent read from the configured files (NULL when not
+ * configured); copied, and wiped when the monitor stops. */
+typedef struct mon_secrets {
+	const char *webhook_token;
+	const char *smtp_password;
+} mon_secrets;
+
+/* Starts the delivery thread.  cfg must outlive the monitor. */
+int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, const char *node,
+              cs_err *err);
+/* Stops delivery (an attempt in flight ends within its timeout) and frees. */
+void mon_stop(mon_monitor *m);
+
+/* Evaluates the facts, logs every alert due and queues it to every target.
+ * Never waits for a delivery. */
+int mon_observe(mon_monitor *m, const mon_facts *f);
+/* Queues a test alert to every target (and logs it); the count of targets. */
+size_t mon_send_test(mon_monitor *m, int64_t now);
+
+/* {"active": [...], "worst": severity, "targets": [{"target","sent","failed",
+ * "queued","last_error"}]}. */
+json_t *mon_status(mon_monitor *m);
+mon_severity mon_worst(const mon_monitor *m);
+
 #endif
