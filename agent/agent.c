@@ -48,6 +48,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	struct event_base *base = event_base_new();
 	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL, *mon_ev = NULL;
 	struct timeval mon_every = {cfg->alerts.interval_s, 0};
+	mon_admin *admin = NULL;
 	cs_control *ctl = NULL;
 	int rc = -1;
 
@@ -71,6 +72,8 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		cs_fail(err, CS_EIO, "cannot watch the replication thread");
 		goto out;
 	}
+	if (cs_node_admin_start(node, base, &admin, err) < 0)
+		goto out;
 	if ((mon_ev = event_new(base, -1, EV_PERSIST, on_monitor, node)) == NULL ||
 	    event_add(mon_ev, &mon_every) < 0) {
 		cs_fail(err, CS_EIO, "cannot schedule the monitor");
@@ -93,6 +96,7 @@ out:
 		event_free(repl_ev);
 	if (mon_ev)
 		event_free(mon_ev);
+	mon_admin_stop(admin);
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	if (sigterm)

@@ -56,6 +56,8 @@ static const struct key_slot string_keys[] = {
     {"cluster", "site_hostname", offsetof(cs_config, site_hostname), true},
     {"node", "repl_listen", offsetof(cs_config, repl_listen), false},
     {"node", "curve_secret_file", offsetof(cs_config, curve_secret_file), false},
+    {"node", "admin_listen", offsetof(cs_config, admin_listen), false},
+    {"node", "admin_token_file", offsetof(cs_config, admin_token_file), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -445,7 +447,8 @@ static int check_complete(struct parse_state *ps)
 	}
 	if (check_values(cfg, ps->err) < 0)
 		return -1;
-	if (mon_config_check(&cfg->alerts, ps->err) < 0)
+	if (mon_admin_config_check(cfg->admin_listen, cfg->admin_token_file, ps->err) < 0 ||
+	    mon_config_check(&cfg->alerts, ps->err) < 0)
 		return cs_err_prefix(ps->err, "%s: ", cfg->path);
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
@@ -501,6 +504,8 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->site_hostname);
 	free(cfg->repl_listen);
 	free(cfg->curve_secret_file);
+	free(cfg->admin_listen);
+	free(cfg->admin_token_file);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);

@@ -46,7 +46,9 @@ typedef struct cs_config {
 	int tls_max_connections;      /* 0: the endpoint's default */
 	char *repl_listen;            /* NULL: no replication (a single node) */
 	char *curve_secret_file;
-	int log_retain; /* log entries kept; 0: the default */
+	int log_retain;         /* log entries kept; 0: the default */
+	char *admin_listen;     /* ADDR:PORT of /metrics; NULL: none */
+	char *admin_token_file; /* bearer token the admin listener requires */
 	/* [cluster] */
 	char *site_hostname;
 	/* [alerts]: delivery targets and timing (the monitor checks the keys) */

@@ -48,4 +48,9 @@ void cs_node_monitor(cs_node *node);
 /* The same, only when this node committed a change since the last time. */
 void cs_node_monitor_changed(cs_node *node);
 
+/* Starts the admin listener (admin_listen: /metrics) on base; *out stays
+ * NULL without admin_listen.  Stop it with mon_admin_stop before base goes. */
+struct event_base;
+int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err);
+
 #endif

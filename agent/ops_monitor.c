@@ -9,6 +9,7 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
+#include "proto/store.pb-c.h"
 #include "ops.h"
 #include "records.h"
 
@@ -188,6 +189,92 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 		cs_secret_free(token);
 	if (password != NULL)
 		cs_secret_free(password);
+	return rc;
+}
+
+/* One certificate for /metrics: ready when it holds its key and is valid. */
+struct metric_walk {
+	const uint8_t *default_id;
+	time_t now;
+	json_t *out;
+};
+
+static int metric_cert(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct metric_walk *w = ctx;
+	Certsync__CertRecord *rec;
+	char hex[2 * PKI_ID_LEN + 1];
+
+	if (klen != PKI_ID_LEN || (rec = certsync__cert_record__unpack(NULL, vlen, val)) == NULL)
+		return 0; /* status and cert list name a record that does not decode */
+	cs_hex(key, PKI_ID_LEN, hex);
+	json_array_append_new(
+	    w->out,
+	    json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", hex, "name", rec->name, "not_before",
+	              (json_int_t)rec->not_before, "not_after", (json_int_t)rec->not_after,
+	              "default",
+	              w->default_id != NULL && memcmp(w->default_id, key, PKI_ID_LEN) == 0, "ready",
+	              rec->sealed_key.len > 0 && w->now >= (time_t)rec->not_before &&
+	                  w->now < (time_t)rec->not_after));
+	certsync__cert_record__free_unpacked(rec, NULL);
+	return 0;
+}
+
+/* The facts /metrics reports (mon_facts_json_fn). */
+static json_t *metrics_facts(void *ctx)
+{
+	struct cs_node *node = ctx;
+	uint8_t def[PKI_ID_LEN];
+	struct metric_walk w = {.now = time(NULL), .out = json_array()};
+	json_t *j;
+	cs_txn *txn;
+	cs_pos pos;
+	cs_err err;
+	int rc;
+
+	if (cs_txn_begin(node->store, false, &txn, &err) < 0) {
+		cs_error("metrics: %s", err.msg);
+		json_decref(w.out);
+		return NULL;
+	}
+	pos = cs_txn_applied(txn);
+	rc = rec_default(txn, def, &err);
+	w.default_id = rc == 0 ? def : NULL;
+	if (rc >= 0)
+		rc = cs_txn_foreach(txn, CS_TBL_CERTS, metric_cert, &w, &err);
+	cs_txn_abort(txn);
+	if (rc < 0) {
+		cs_error("metrics: %s", err.msg);
+		json_decref(w.out);
+		return NULL;
+	}
+	j = json_pack("{s:o, s:{s:I, s:I}}", "certificates", w.out, "position", "epoch",
+	              (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
+	if (j != NULL && node->tls != NULL)
+		json_object_set_new(j, "tls", tls_server_status(node->tls));
+	if (j != NULL && node->repl != NULL)
+		json_object_set_new(j, "replication", repl_status(node->repl));
+	return j;
+}
+
+int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err)
+{
+	const cs_config *cfg = node->cfg;
+	char *token = NULL;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (cfg->admin_listen == NULL)
+		return 0;
+	if (cfg->admin_token_file != NULL &&
+	    cs_secret_file_read("admin_token_file", cfg->admin_token_file, false, &token, &len,
+	                        err) < 0)
+		return -1;
+	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon, metrics_facts, node,
+	                     err);
+	if (token != NULL)
+		cs_secret_free(token);
 	return rc;
 }
 

@@ -2,7 +2,8 @@
  * checks that refuse a target that could never deliver (a command that is
  * not an absolute path to an executable, a webhook that would send alerts
  * in the clear off this machine, e-mail without a recipient, a secret file
- * anyone can read).  The agent's configuration reader hands each key here. */
+ * anyone can read), and the admin listener's address and token.  The
+ * agent's configuration reader hands each key here. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include <curl/curl.h>
 
+#include "../common/hostport.h"
 #include "monitor.h"
 
 void mon_config_init(mon_config *c)
@@ -88,21 +90,54 @@ static int check_command(const char *value, cs_err *err)
 }
 
 /* A token or password anyone on the machine can read is no secret. */
-static int check_secret_file(const char *key, const char *value, cs_err *err)
+static int secret_file(const char *section, const char *key, const char *value, cs_err *err)
 {
 	struct stat st;
 
-	if (absolute_file(key, value, &st, err) < 0)
-		return -1;
+	if (value[0] != '/' || stat(value, &st) < 0 || !S_ISREG(st.st_mode))
+		return cs_fail(err, CS_EUSAGE,
+		               "[%s] %s = %s: give the absolute path of an existing file", section,
+		               key, value);
 	if (st.st_mode & S_IROTH)
 		return cs_fail(err, CS_EUSAGE,
-		               "[alerts] %s = %s is readable by every user; chmod 600 it", key,
+		               "[%s] %s = %s is readable by every user; chmod 600 it", section, key,
 		               value);
 	return 0;
 }
 
+static int check_secret_file(const char *key, const char *value, cs_err *err)
+{
+	return secret_file("alerts", key, value, err);
+}
+
+int mon_admin_config_check(const char *listen, const char *token_file, cs_err *err)
+{
+	char host[256];
+	unsigned port;
+
+	if (listen == NULL)
+		return token_file == NULL
+		           ? 0
+		           : cs_fail(err, CS_EUSAGE,
+		                     "[node] admin_token_file needs admin_listen, the "
+		                     "address of the admin listener");
+	if (!cs_hostport_split(listen, host, sizeof(host), &port, false))
+		return cs_fail(err, CS_EUSAGE,
+		               "[node] admin_listen = %s: write ADDR:PORT, as in 127.0.0.1:9443",
+		               listen);
+	if (token_file != NULL)
+		return secret_file("node", "admin_token_file", token_file, err);
+	if (!mon_loopback(host))
+		return cs_fail(
+		    err, CS_EUSAGE,
+		    "[node] admin_listen = %s is not a loopback address: add admin_token_file "
+		    "(a bearer token, chmod 600) or listen on 127.0.0.1",
+		    listen);
+	return 0;
+}
+
 /* 127.0.0.0/8, ::1 or localhost: an address that never leaves the machine. */
-static bool loopback(const char *host)
+bool mon_loopback(const char *host)
 {
 	struct in_addr a4;
 	struct in6_addr a6;
@@ -145,7 +180,7 @@ static int check_webhook(const char *value, cs_err *err)
 	int rc = url_parts("webhook", value, &scheme, &host, err);
 
 	if (rc == 0 && strcmp(scheme, "https") != 0 &&
-	    !(strcmp(scheme, "http") == 0 && loopback(host)))
+	    !(strcmp(scheme, "http") == 0 && mon_loopback(host)))
 		rc = cs_fail(err, CS_EUSAGE,
 		             "[alerts] webhook = %s: use https:// (http:// only to a loopback "
 		             "address such as 127.0.0.1)",

@@ -14,10 +14,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
 #include "../common/err.h"
+
+struct event_base;
 
 typedef enum mon_severity { MON_OK = 0, MON_WARNING, MON_ERROR } mon_severity;
 
@@ -202,5 +205,38 @@ size_t mon_send_test(mon_monitor *m, int64_t now);
  * "queued","last_error"}]}. */
 json_t *mon_status(mon_monitor *m);
 mon_severity mon_worst(const mon_monitor *m);
+
+/* ---- metrics and the admin listener ---------------------------------------- */
+
+/* What the node reports for /metrics, as JSON the agent builds on request:
+ *   {"certificates": [{"id", "name", "not_before", "not_after", "default",
+ *                      "ready"}],
+ *    "tls": tls_server_status() or absent,
+ *    "replication": repl_status() or absent,
+ *    "position": {"epoch", "seq"}}
+ * The monitor adds its own alert figures. */
+typedef json_t *(*mon_facts_json_fn)(void *ctx);
+
+/* Writes the Prometheus text exposition of facts and m's alerts to f. */
+void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m);
+
+/* Whether host (a name, an IPv4 address or a bracketed IPv6 one) is a
+ * loopback address or localhost. */
+bool mon_loopback(const char *host);
+
+/* Checks [node] admin_listen (ADDR:PORT) and admin_token_file: a
+ * non-loopback address needs the token, and the token file must exist and
+ * not be world-readable; -1 with CS_EUSAGE naming the key and the fix. */
+int mon_admin_config_check(const char *listen, const char *token_file, cs_err *err);
+
+typedef struct mon_admin mon_admin;
+
+/* Serves /metrics on listen from base (the agent's loop); with token,
+ * every request needs "Authorization: Bearer TOKEN" (401 otherwise).
+ * Headers over 8 KiB are refused; anything but GET of a known path is 404
+ * (or 405).  The token is copied. */
+int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
+                    mon_monitor *m, mon_facts_json_fn facts, void *ctx, cs_err *err);
+void mon_admin_stop(mon_admin *a);
 
 #endif

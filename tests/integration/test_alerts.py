@@ -24,31 +24,11 @@ BACKUP = "backup.example.test"
 HOSTS = [SITE, PRIMARY, BACKUP]
 
 
-class AlertAgent(helpers.Agent):
-    """An agent whose configuration ends with an [alerts] section."""
-
-    def __init__(self, *a, alerts="", **kw):
-        self.alerts = alerts
-        super().__init__(*a, **kw)
-
-    def config_text(self):
-        return super().config_text() + "\n[alerts]\n" + self.alerts
-
-
 @pytest.fixture
-def alert_agent(certsync_bin, tmp_path):
-    made = []
-
-    def make(alerts, start=True):
-        a = AlertAgent(certsync_bin, tmp_path / ("agent%d" % len(made)), alerts=alerts, peers=())
-        made.append(a)
-        if start:
-            a.start()
-        return a
-    yield make
-    for a in made:
-        if a.running:
-            assert a.stop() == 0, a.stderr()[-2000:]
+def alert_agent(configured_agent):
+    """An agent whose configuration ends with an [alerts] section."""
+    return lambda alerts, start=True: configured_agent(sections="\n[alerts]\n" + alerts,
+                                                       start=start)
 
 
 def recorder(tmp_path, name="record", exit_code=0, sleep=0):
