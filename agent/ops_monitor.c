@@ -257,6 +257,22 @@ static json_t *metrics_facts(void *ctx)
 	return j;
 }
 
+/* status --json and cert list --json in one, for /status.json and the page. */
+static json_t *page_facts(void *ctx)
+{
+	cs_err err = {0};
+	json_t *st = cs_node_handle(ctx, "status", NULL, &err), *certs;
+
+	if (st == NULL || (certs = cs_node_handle(ctx, "cert.list", NULL, &err)) == NULL) {
+		cs_error("status page: %s %s", st ? "cert.list" : "status", err.msg);
+		json_decref(st);
+		return NULL;
+	}
+	json_object_set(st, "certificates", json_object_get(certs, "certificates"));
+	json_decref(certs);
+	return st;
+}
+
 int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err)
 {
 	const cs_config *cfg = node->cfg;
@@ -271,8 +287,8 @@ int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out,
 	    cs_secret_file_read("admin_token_file", cfg->admin_token_file, false, &token, &len,
 	                        err) < 0)
 		return -1;
-	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon, metrics_facts, node,
-	                     err);
+	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon,
+	                     &(mon_admin_source){metrics_facts, page_facts, node}, err);
 	if (token != NULL)
 		cs_secret_free(token);
 	return rc;

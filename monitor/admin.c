@@ -1,10 +1,12 @@
 /* admin.c — the admin listener (admin_listen): libevent's evhttp on the
- * agent's own loop, read-only, serving /metrics.  Loopback unless a bearer
+ * agent's own loop, read-only, serving /metrics, the status page and
+ * /status.json.  Loopback unless a bearer
  * token is configured (the configuration check enforces it); with a token,
  * a request without it gets 401 before anything else is looked at.
  * Headers are bounded, only GET is taken, any other path is 404. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -20,8 +22,7 @@ struct mon_admin {
 	struct evhttp *http;
 	char *token;
 	mon_monitor *m;
-	mon_facts_json_fn facts;
-	void *ctx;
+	mon_admin_source src;
 };
 
 /* Compares in time that depends on the length only. */
@@ -59,9 +60,11 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 		evbuffer_free(b);
 }
 
-static void metrics(struct mon_admin *a, struct evhttp_request *req)
+enum page { METRICS, PAGE, STATUS_JSON };
+
+static void answer(struct mon_admin *a, struct evhttp_request *req, enum page what)
 {
-	json_t *facts = a->facts(a->ctx);
+	json_t *facts = what == METRICS ? a->src.metrics(a->src.ctx) : a->src.status(a->src.ctx);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -76,10 +79,23 @@ static void metrics(struct mon_admin *a, struct evhttp_request *req)
 		      "available; see its log\n");
 		return;
 	}
-	mon_metrics_write(f, facts, a->m);
+	if (what == METRICS)
+		mon_metrics_write(f, facts, a->m);
+	else if (what == PAGE)
+		mon_page_write(f, facts, (int64_t)time(NULL));
+	else
+		json_dumpf(facts, f, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fclose(f);
 	json_decref(facts);
-	reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+	if (what == PAGE)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Security-Policy",
+		                  "default-src 'none'; style-src 'unsafe-inline'; script-src "
+		                  "'unsafe-inline'; connect-src 'self'");
+	reply(req, 200, "OK",
+	      what == METRICS ? "text/plain; version=0.0.4; charset=utf-8"
+	      : what == PAGE  ? "text/html; charset=utf-8"
+	                      : "application/json",
+	      text);
 	free(text);
 }
 
@@ -96,15 +112,19 @@ static void on_request(struct evhttp_request *req, void *arg)
 		      "this listener needs Authorization: Bearer with the admin token\n");
 		return;
 	}
-	if (path != NULL && strcmp(path, "/metrics") == 0) {
-		metrics(a, req);
-		return;
-	}
-	reply(req, 404, "Not Found", "text/plain", "not found; this listener serves /metrics\n");
+	if (path != NULL && strcmp(path, "/metrics") == 0)
+		answer(a, req, METRICS);
+	else if (path != NULL && strcmp(path, "/") == 0)
+		answer(a, req, PAGE);
+	else if (path != NULL && strcmp(path, "/status.json") == 0)
+		answer(a, req, STATUS_JSON);
+	else
+		reply(req, 404, "Not Found", "text/plain",
+		      "not found; this listener serves /, /status.json and /metrics\n");
 }
 
 int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
-                    mon_monitor *m, mon_facts_json_fn facts, void *ctx, cs_err *err)
+                    mon_monitor *m, const mon_admin_source *src, cs_err *err)
 {
 	struct mon_admin *a = calloc(1, sizeof(*a));
 	char host[256];
@@ -113,8 +133,7 @@ int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen
 	if (a == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	a->m = m;
-	a->facts = facts;
-	a->ctx = ctx;
+	a->src = *src;
 	a->http = evhttp_new(base);
 	if (a->http == NULL || (token != NULL && (a->token = strdup(token)) == NULL)) {
 		mon_admin_stop(a);
@@ -133,7 +152,7 @@ int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen
 		               "address of this machine)",
 		               listen);
 	}
-	cs_info("admin listener on %s (/metrics)%s", listen,
+	cs_info("admin listener on %s (/, /status.json, /metrics)%s", listen,
 	        token ? ", bearer token required" : "");
 	*out = a;
 	return 0;

@@ -62,31 +62,39 @@ void mon_utc(int64_t t, char buf[32])
 		snprintf(buf, 32, "%" PRId64, t);
 }
 
-/* Expired or not yet valid: error.  Within 25 days of expiry or the last
- * tenth of its lifetime, whichever comes first: warning. */
+mon_severity mon_cert_severity(int64_t not_before, int64_t not_after, int64_t now,
+                               const mon_rules *r)
+{
+	int64_t tenth = (not_after - not_before) / 10;
+	int64_t window = tenth > r->expiry_warn_s ? tenth : r->expiry_warn_s;
+
+	if (now < not_before || now >= not_after)
+		return MON_ERROR;
+	return not_after - now <= window ? MON_WARNING : MON_OK;
+}
+
 static void judge_cert(struct out *o, const mon_rules *r, const mon_cert *c, int64_t now)
 {
-	int64_t left = c->not_after - now, tenth = (c->not_after - c->not_before) / 10;
-	int64_t window = tenth > r->expiry_warn_s ? tenth : r->expiry_warn_s;
+	mon_severity sev = mon_cert_severity(c->not_before, c->not_after, now, r);
 	char key[MON_KEY_LEN], when[32], sid[9];
+	int64_t days = (c->not_after - now + DAY - 1) / DAY;
 
+	if (sev == MON_OK)
+		return;
 	snprintf(key, sizeof(key), "certificate:%s", c->id);
 	snprintf(sid, sizeof(sid), "%.8s", c->id);
 	if (now < c->not_before) {
 		mon_utc(c->not_before, when);
-		add(o, MON_ERROR, key,
-		    "%s %s (%s) is not valid until %s; choose a certificate valid now", c->use, sid,
-		    c->name, when);
-	} else if (left <= 0) {
+		add(o, sev, key, "%s %s (%s) is not valid until %s; choose a certificate valid now",
+		    c->use, sid, c->name, when);
+	} else if (now >= c->not_after) {
 		mon_utc(c->not_after, when);
-		add(o, MON_ERROR, key, "%s %s (%s) expired at %s; import its renewal", c->use, sid,
+		add(o, sev, key, "%s %s (%s) expired at %s; import its renewal", c->use, sid,
 		    c->name, when);
-	} else if (left <= window) {
-		int64_t days = (left + DAY - 1) / DAY;
-
+	} else {
 		mon_utc(c->not_after, when);
-		add(o, MON_WARNING, key, "%s %s (%s) expires in %" PRId64 " %s (%s); renew it",
-		    c->use, sid, c->name, days, CS_PLURAL(days, "day", "days"), when);
+		add(o, sev, key, "%s %s (%s) expires in %" PRId64 " %s (%s); renew it", c->use, sid,
+		    c->name, days, CS_PLURAL(days, "day", "days"), when);
 	}
 }
 

@@ -100,6 +100,12 @@ typedef struct mon_rules {
 
 void mon_rules_default(mon_rules *r);
 
+/* How a certificate valid from not_before to not_after stands at now:
+ * expired or not yet valid is an error; within expiry_warn_s of expiry or
+ * its last tenth of lifetime, whichever comes first, a warning. */
+mon_severity mon_cert_severity(int64_t not_before, int64_t not_after, int64_t now,
+                               const mon_rules *r);
+
 /* Every condition the facts show, at most max (the rest are dropped, and
  * the count returned is what was written). */
 size_t mon_evaluate(const mon_facts *f, const mon_rules *r, mon_condition *out, size_t max);
@@ -231,12 +237,26 @@ int mon_admin_config_check(const char *listen, const char *token_file, cs_err *e
 
 typedef struct mon_admin mon_admin;
 
-/* Serves /metrics on listen from base (the agent's loop); with token,
- * every request needs "Authorization: Bearer TOKEN" (401 otherwise).
- * Headers over 8 KiB are refused; anything but GET of a known path is 404
- * (or 405).  The token is copied. */
+/* Where the admin listener's answers come from. */
+typedef struct mon_admin_source {
+	mon_facts_json_fn metrics; /* the facts above, for /metrics */
+	/* what `status --json` prints, plus "certificates" as `cert list
+	 * --json` gives them: /status.json, and the page drawn from it */
+	mon_facts_json_fn status;
+	void *ctx;
+} mon_admin_source;
+
+/* Serves /metrics, the status page (/) and /status.json on listen from
+ * base (the agent's loop); with token, every request needs
+ * "Authorization: Bearer TOKEN" (401 otherwise).  Headers over 8 KiB are
+ * refused; only GET is taken; any other path is 404.  The token is copied. */
 int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
-                    mon_monitor *m, mon_facts_json_fn facts, void *ctx, cs_err *err);
+                    mon_monitor *m, const mon_admin_source *src, cs_err *err);
 void mon_admin_stop(mon_admin *a);
+
+/* The status page: one self-contained HTML document (no external assets)
+ * drawn from what the status source gives, with an SVG timeline of every
+ * identity certificate's validity over the next 120 days from now. */
+void mon_page_write(FILE *f, const json_t *status, int64_t now);
 
 #endif
