@@ -307,3 +307,49 @@ def test_smtp_starttls_with_login(alert_agent, pki, tmp_path):
         assert "pa55word" not in a.stderr()
     finally:
         ctl.stop()
+
+
+# ---------------------------------------------------------------------------
+# cluster-wide conditions: the primary's alone
+# ---------------------------------------------------------------------------
+
+def test_cluster_conditions_come_from_the_primary(certsync_bin, tmp_path):
+    nodes = helpers.init_cluster(certsync_bin, (("primary", "primary"), ("backup", "backup")),
+                                 site=SITE)
+    outs = {}
+    for n in nodes:
+        script, outs[n.name] = recorder(tmp_path, "record-" + n.name)
+        n.generated += "\n[alerts]\ncommand = %s\ngrace = 1\ninterval = 1\n" % script
+        n.write_config()
+        n.start(wait=False)
+    primary, backup = nodes
+    try:
+        for n in nodes:
+            n.wait_ready()
+        # A default that leaves the backup's hostname uncovered.
+        primary.cli("cert", "self-signed", "--name", "site", "--country", "US",
+                    "--common-name", SITE, "--san", SITE, "--san", PRIMARY, check=0)
+        wait_for("the coverage alert", lambda: any(
+            a["key"] == "coverage:" + BACKUP for a in received(outs["primary"])), timeout=20)
+        cov = [a for a in received(outs["primary"]) if a["key"] == "coverage:" + BACKUP]
+        assert kinds(cov) == [("start", "error")]
+        assert "does not cover backup.example.test" in cov[0]["text"]
+        # The backup is stopped: the primary says so, once.
+        backup.stop()
+        wait_for("the peer alert", lambda: any(
+            a["key"] == "peer:backup" for a in received(outs["primary"])), timeout=20)
+        # It comes back: one recovery.
+        backup.start()
+        wait_for("the peer's recovery", lambda: [
+            a["kind"] for a in received(outs["primary"]) if a["key"] == "peer:backup"] == [
+            "start", "recovery"], timeout=30)
+        peer = [a for a in received(outs["primary"]) if a["key"] == "peer:backup"]
+        assert peer[0]["severity"] == "warning" and "not heard from" in peer[0]["text"]
+        # The backup raised none of the cluster's conditions itself.
+        assert not any(a["key"].startswith(("coverage:", "peer:", "diverged"))
+                       for a in received(outs["backup"])), received(outs["backup"])
+        assert check(primary).rc == 1  # an error alert (coverage) is active
+    finally:
+        for n in nodes:
+            if n.running:
+                n.stop()
