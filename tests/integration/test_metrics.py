@@ -4,6 +4,7 @@ by `promtool check metrics`; the bearer token rule (401), bounded headers,
 unknown paths (404), and the configuration refusing a non-loopback address
 without a token or a token file every user can read."""
 
+import json
 import os
 import re
 import shutil
@@ -117,3 +118,51 @@ def test_admin_config_refusals(admin_agent, tmp_path):
         err = a.stderr()
         assert rc == 2 and text in err and a.config in err, (admin, rc, err)
         assert "s3cret" not in err
+
+
+def test_a_real_prometheus_scrapes_it(admin_agent, pki, tmp_path):
+    tool = shutil.which("prometheus")
+    assert tool, "prometheus is missing: scripts/install-deps installs Debian's prometheus"
+    port, prom_port = helpers.free_port(), helpers.free_port()
+    token = str(tmp_path / "admin-token")
+    write(token, "scr4pe-%d\n" % os.getpid(), mode=0o600)
+    write(str(tmp_path / "prom-token"), "scr4pe-%d\n" % os.getpid(), mode=0o600)
+    a = admin_agent("admin_listen = 127.0.0.1:%d\nadmin_token_file = %s\n" % (port, token))
+    leaf = pki.make_leaf("i14-prom", "ec:p256", HOSTS, days=30)
+    a.import_(leaf.file("bundle.pem"), name="scraped")
+    conf = str(tmp_path / "prometheus.yml")
+    write(conf, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+          "scrape_configs:\n  - job_name: certsync\n"
+          "    authorization:\n      credentials_file: %s\n"
+          "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
+          % (tmp_path / "prom-token", port))
+    log = open(str(tmp_path / "prometheus.log"), "wb")
+    prom = subprocess.Popen([tool, "--config.file=" + conf,
+                             "--storage.tsdb.path=" + str(tmp_path / "tsdb"),
+                             "--web.listen-address=127.0.0.1:%d" % prom_port],
+                            stdout=log, stderr=log)
+    try:
+        def query():
+            p = subprocess.run(
+                ["curl", "-s", "--max-time", "5", "http://127.0.0.1:%d/api/v1/query" % prom_port,
+                 "--data-urlencode", 'query=certsync_certificate_expiration_timestamp_seconds'
+                 '{name="scraped"}'], stdout=subprocess.PIPE, timeout=20)
+            try:
+                return json.loads(p.stdout)["data"]["result"]
+            except (ValueError, KeyError):
+                return []
+        helpers.wait_for("Prometheus to have scraped the certificate", lambda: query(),
+                         timeout=60, step=0.5)
+        r = query()[0]
+        assert r["metric"]["id"] == leaf.id and r["metric"]["default"] == "true"
+        assert r["metric"]["job"] == "certsync"
+        exp = float(r["value"][1])
+        assert 29 * 86400 < exp - time.time() <= 30 * 86400
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
+        log.close()
