@@ -192,63 +192,88 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 	return rc;
 }
 
-/* One certificate for /metrics: ready when it holds its key and is valid. */
-struct metric_walk {
+/* The identity certificates, read straight from their records (no chain
+ * is built, so 10,000 take milliseconds): for /metrics with times in Unix
+ * seconds and "ready" (it holds its key and is valid now); for the page as
+ * `cert list` shows them (names covered, issuer, key type, RFC 3339 times). */
+struct cert_walk {
 	const uint8_t *default_id;
 	time_t now;
+	bool page;
 	json_t *out;
 };
 
-static int metric_cert(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct metric_walk *w = ctx;
+	struct cert_walk *w = ctx;
 	Certsync__CertRecord *rec;
-	char hex[2 * PKI_ID_LEN + 1];
+	char hex[2 * PKI_ID_LEN + 1], nb[32], na[32];
+	bool is_default = w->default_id != NULL && memcmp(w->default_id, key, PKI_ID_LEN) == 0;
+	json_t *c, *sans;
 
 	if (klen != PKI_ID_LEN || (rec = certsync__cert_record__unpack(NULL, vlen, val)) == NULL)
 		return 0; /* status and cert list name a record that does not decode */
 	cs_hex(key, PKI_ID_LEN, hex);
-	json_array_append_new(
-	    w->out,
-	    json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", hex, "name", rec->name, "not_before",
-	              (json_int_t)rec->not_before, "not_after", (json_int_t)rec->not_after,
-	              "default",
-	              w->default_id != NULL && memcmp(w->default_id, key, PKI_ID_LEN) == 0, "ready",
-	              rec->sealed_key.len > 0 && w->now >= (time_t)rec->not_before &&
-	                  w->now < (time_t)rec->not_after));
+	if (!w->page) {
+		c = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", hex, "name", rec->name,
+		              "not_before", (json_int_t)rec->not_before, "not_after",
+		              (json_int_t)rec->not_after, "default", is_default, "ready",
+		              rec->sealed_key.len > 0 && w->now >= (time_t)rec->not_before &&
+		                  w->now < (time_t)rec->not_after);
+	} else {
+		sans = json_array();
+		for (size_t i = 0; i < rec->n_sans; i++)
+			json_array_append_new(sans, json_string(rec->sans[i]));
+		rec_time((time_t)rec->not_before, nb);
+		rec_time((time_t)rec->not_after, na);
+		c = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b}", "id", hex,
+		              "name", rec->name, "kind", "identity", "sans", sans, "issuer",
+		              rec->issuer, "not_before", nb, "not_after", na, "key_type",
+		              rec->key_type, "has_key", rec->sealed_key.len > 0, "default",
+		              is_default);
+	}
+	json_array_append_new(w->out, c);
 	certsync__cert_record__free_unpacked(rec, NULL);
 	return 0;
+}
+
+static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
+{
+	uint8_t def[PKI_ID_LEN];
+	struct cert_walk w = {.now = time(NULL), .page = page, .out = json_array()};
+	cs_txn *txn;
+	cs_err err;
+	int rc;
+
+	if (cs_txn_begin(node->store, false, &txn, &err) < 0) {
+		cs_error("admin listener: %s", err.msg);
+		json_decref(w.out);
+		return NULL;
+	}
+	*pos = cs_txn_applied(txn);
+	rc = rec_default(txn, def, &err);
+	w.default_id = rc == 0 ? def : NULL;
+	if (rc >= 0)
+		rc = cs_txn_foreach(txn, CS_TBL_CERTS, walk_cert, &w, &err);
+	cs_txn_abort(txn);
+	if (rc < 0) {
+		cs_error("admin listener: %s", err.msg);
+		json_decref(w.out);
+		return NULL;
+	}
+	return w.out;
 }
 
 /* The facts /metrics reports (mon_facts_json_fn). */
 static json_t *metrics_facts(void *ctx)
 {
 	struct cs_node *node = ctx;
-	uint8_t def[PKI_ID_LEN];
-	struct metric_walk w = {.now = time(NULL), .out = json_array()};
-	json_t *j;
-	cs_txn *txn;
 	cs_pos pos;
-	cs_err err;
-	int rc;
+	json_t *certs = walk_certs(node, false, &pos), *j;
 
-	if (cs_txn_begin(node->store, false, &txn, &err) < 0) {
-		cs_error("metrics: %s", err.msg);
-		json_decref(w.out);
+	if (certs == NULL)
 		return NULL;
-	}
-	pos = cs_txn_applied(txn);
-	rc = rec_default(txn, def, &err);
-	w.default_id = rc == 0 ? def : NULL;
-	if (rc >= 0)
-		rc = cs_txn_foreach(txn, CS_TBL_CERTS, metric_cert, &w, &err);
-	cs_txn_abort(txn);
-	if (rc < 0) {
-		cs_error("metrics: %s", err.msg);
-		json_decref(w.out);
-		return NULL;
-	}
-	j = json_pack("{s:o, s:{s:I, s:I}}", "certificates", w.out, "position", "epoch",
+	j = json_pack("{s:o, s:{s:I, s:I}}", "certificates", certs, "position", "epoch",
 	              (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
 	if (j != NULL && node->tls != NULL)
 		json_object_set_new(j, "tls", tls_server_status(node->tls));
@@ -257,19 +282,22 @@ static json_t *metrics_facts(void *ctx)
 	return j;
 }
 
-/* status --json and cert list --json in one, for /status.json and the page. */
+/* status --json and the identity certificates, for /status.json and the page. */
 static json_t *page_facts(void *ctx)
 {
 	cs_err err = {0};
+	cs_pos pos;
 	json_t *st = cs_node_handle(ctx, "status", NULL, &err), *certs;
 
-	if (st == NULL || (certs = cs_node_handle(ctx, "cert.list", NULL, &err)) == NULL) {
-		cs_error("status page: %s %s", st ? "cert.list" : "status", err.msg);
+	if (st == NULL) {
+		cs_error("status page: %s", err.msg);
+		return NULL;
+	}
+	if ((certs = walk_certs(ctx, true, &pos)) == NULL) {
 		json_decref(st);
 		return NULL;
 	}
-	json_object_set(st, "certificates", json_object_get(certs, "certificates"));
-	json_decref(certs);
+	json_object_set_new(st, "certificates", certs);
 	return st;
 }
 

@@ -12,18 +12,23 @@ static void help(FILE *f, const char *name, const char *type, const char *text)
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
-/* A label value as the text format wants it: \\, \" and \n escaped. */
+/* A label value as the text format wants it: \\, \" and \n escaped.  Runs
+ * without them are written whole: at 10,000 certificates this is most of
+ * what /metrics costs. */
 static void label_value(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; s != NULL && *s; s++) {
-		if (*s == '\\' || *s == '"')
-			fputc('\\', f);
-		if (*s == '\n') {
+	while (s != NULL && *s) {
+		size_t n = strcspn(s, "\\\"\n");
+
+		fwrite(s, 1, n, f);
+		s += n;
+		if (*s == '\n')
 			fputs("\\n", f);
-			continue;
-		}
-		fputc(*s, f);
+		else if (*s)
+			fprintf(f, "\\%c", *s);
+		if (*s)
+			s++;
 	}
 	fputc('"', f);
 }

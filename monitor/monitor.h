@@ -240,8 +240,9 @@ typedef struct mon_admin mon_admin;
 /* Where the admin listener's answers come from. */
 typedef struct mon_admin_source {
 	mon_facts_json_fn metrics; /* the facts above, for /metrics */
-	/* what `status --json` prints, plus "certificates" as `cert list
-	 * --json` gives them: /status.json, and the page drawn from it */
+	/* what `status --json` prints, plus "certificates": the identity
+	 * certificates as `cert list --json` gives them, without their chain:
+	 * /status.json, and the page drawn from it */
 	mon_facts_json_fn status;
 	void *ctx;
 } mon_admin_source;
