@@ -107,8 +107,6 @@ void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, 
 int ops_monitor_start(struct cs_node *node, cs_err *err);
 /* The monitor's status (active alerts, delivery counts); a new reference. */
 json_t *ops_monitor_status(struct cs_node *node);
-/* True while an alert of error severity is active. */
-bool ops_monitor_error(struct cs_node *node);
 json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_alerts_test(struct cs_node *node, json_t *args, cs_err *err);
 

@@ -327,11 +327,6 @@ json_t *ops_monitor_status(struct cs_node *node)
 	return node->mon != NULL ? mon_status(node->mon) : json_null();
 }
 
-bool ops_monitor_error(struct cs_node *node)
-{
-	return node->mon != NULL && mon_worst(node->mon) == MON_ERROR;
-}
-
 json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err)
 {
 	(void)args;

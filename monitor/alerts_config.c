@@ -89,6 +89,24 @@ static int check_command(const char *value, cs_err *err)
 	return 0;
 }
 
+/* 127.0.0.0/8, ::1 or localhost: an address that never leaves the machine. */
+static bool loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char h[64];
+	size_t n = strlen(host);
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(h)) {
+		memcpy(h, host + 1, n - 2);
+		h[n - 2] = '\0';
+		return inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
 /* A token or password anyone on the machine can read is no secret. */
 static int secret_file(const char *section, const char *key, const char *value, cs_err *err)
 {
@@ -127,31 +145,13 @@ int mon_admin_config_check(const char *listen, const char *token_file, cs_err *e
 		               listen);
 	if (token_file != NULL)
 		return secret_file("node", "admin_token_file", token_file, err);
-	if (!mon_loopback(host))
+	if (!loopback(host))
 		return cs_fail(
 		    err, CS_EUSAGE,
 		    "[node] admin_listen = %s is not a loopback address: add admin_token_file "
 		    "(a bearer token, chmod 600) or listen on 127.0.0.1",
 		    listen);
 	return 0;
-}
-
-/* 127.0.0.0/8, ::1 or localhost: an address that never leaves the machine. */
-bool mon_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	char h[64];
-	size_t n = strlen(host);
-
-	if (strcmp(host, "localhost") == 0)
-		return true;
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(h)) {
-		memcpy(h, host + 1, n - 2);
-		h[n - 2] = '\0';
-		return inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-	}
-	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 /* The URL's scheme and host, read by libcurl's URL parser. */
@@ -180,7 +180,7 @@ static int check_webhook(const char *value, cs_err *err)
 	int rc = url_parts("webhook", value, &scheme, &host, err);
 
 	if (rc == 0 && strcmp(scheme, "https") != 0 &&
-	    !(strcmp(scheme, "http") == 0 && mon_loopback(host)))
+	    !(strcmp(scheme, "http") == 0 && loopback(host)))
 		rc = cs_fail(err, CS_EUSAGE,
 		             "[alerts] webhook = %s: use https:// (http:// only to a loopback "
 		             "address such as 127.0.0.1)",

@@ -348,8 +348,3 @@ json_t *mon_status(mon_monitor *m)
 	return json_pack("{s:o, s:s, s:o}", "active", mon_tracker_active(m->tracker), "worst",
 	                 mon_severity_name(mon_tracker_worst(m->tracker)), "targets", targets);
 }
-
-mon_severity mon_worst(const mon_monitor *m)
-{
-	return mon_tracker_worst(m->tracker);
-}

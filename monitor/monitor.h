@@ -7,7 +7,9 @@
  * severity change, daily repeat, recovery, with a grace period against
  * flapping), and where alerts go (mon_monitor: logged, then delivered off
  * the caller's thread).  Time is always passed in, so every rule is tested
- * with injected time. */
+ * with injected time.  It also renders what the node knows for others:
+ * Prometheus metrics and the status page, served by the admin listener
+ * (mon_admin) from facts the agent gives as JSON. */
 #ifndef CS_MONITOR_H
 #define CS_MONITOR_H
 
@@ -210,7 +212,6 @@ size_t mon_send_test(mon_monitor *m, int64_t now);
 /* {"active": [...], "worst": severity, "targets": [{"target","sent","failed",
  * "queued","last_error"}]}. */
 json_t *mon_status(mon_monitor *m);
-mon_severity mon_worst(const mon_monitor *m);
 
 /* ---- metrics and the admin listener ---------------------------------------- */
 
@@ -225,10 +226,6 @@ typedef json_t *(*mon_facts_json_fn)(void *ctx);
 
 /* Writes the Prometheus text exposition of facts and m's alerts to f. */
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m);
-
-/* Whether host (a name, an IPv4 address or a bracketed IPv6 one) is a
- * loopback address or localhost. */
-bool mon_loopback(const char *host);
 
 /* Checks [node] admin_listen (ADDR:PORT) and admin_token_file: a
  * non-loopback address needs the token, and the token file must exist and
