@@ -77,6 +77,8 @@ int mon_deliver_command(const mon_config *cfg, const mon_secrets *sec, const cha
 	long long deadline = now_ms() + cfg->timeout_ms;
 	char *argv[] = {cfg->command, NULL};
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, piped;
 	int pipefd[2], rc, status;
 	bool timed_out;
 	pid_t pid;
@@ -91,7 +93,17 @@ int mon_deliver_command(const mon_config *cfg, const mon_secrets *sec, const cha
 	posix_spawn_file_actions_adddup2(&fa, pipefd[0], STDIN_FILENO);
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1); /* not the agent's */
-	rc = posix_spawn(&pid, cfg->command, &fa, NULL, argv, environ);
+	/* The agent ignores SIGPIPE; the program gets the default, and no
+	 * signal the delivery thread blocks. */
+	sigemptyset(&none);
+	sigemptyset(&piped);
+	sigaddset(&piped, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &piped);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawn(&pid, cfg->command, &fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[0]);
 	if (rc != 0) {

@@ -97,10 +97,11 @@ static size_t read_body(char *buf, size_t size, size_t n, void *arg)
 }
 
 /* RFC 5322 message: headers, then the sentence and the JSON.  The subject
- * is the alert's own sentence, which holds no CR or LF. */
-static char *message(const mon_config *cfg, const char *json, const char *subject)
+ * is the alert's sentence with every control character made a space: a
+ * certificate's name could otherwise end the header and start another. */
+static char *message(const mon_config *cfg, const char *json, const char *text)
 {
-	char date[64], *msg = NULL;
+	char date[64], subject[MON_TEXT_LEN + 64], *msg = NULL;
 	time_t now = time(NULL);
 	struct tm tm;
 	size_t len = 0;
@@ -108,6 +109,10 @@ static char *message(const mon_config *cfg, const char *json, const char *subjec
 
 	if (f == NULL)
 		return NULL;
+	snprintf(subject, sizeof(subject), "%s", text);
+	for (char *p = subject; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	fprintf(f, "Date: %s\r\nFrom: %s\r\nTo: ", date, cfg->smtp_from);
