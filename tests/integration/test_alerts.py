@@ -263,7 +263,7 @@ def test_webhook_that_hangs_or_refuses_leaves_the_agent_responsive(alert_agent, 
 # a real SMTP server
 # ---------------------------------------------------------------------------
 
-def test_smtp_starttls_with_login(alert_agent, pki, tmp_path):
+def test_smtp_starttls_with_login_retried_after_a_refusal(alert_agent, pki, tmp_path):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
@@ -272,10 +272,12 @@ def test_smtp_starttls_with_login(alert_agent, pki, tmp_path):
     write(chain, helpers.read(server.cert) + helpers.read(pki.inter))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(chain, server.key)
-    mails = []
+    mails, refusals = [], ["451 4.3.0 try again later"]
 
     class Handler:
         async def handle_DATA(self, srv, session, envelope):
+            if refusals:  # the first attempt is refused: retried with backoff
+                return refusals.pop()
             mails.append((envelope.mail_from, list(envelope.rcpt_tos),
                           envelope.content.decode(), session.authenticated))
             return "250 OK"
@@ -303,7 +305,9 @@ def test_smtp_starttls_with_login(alert_agent, pki, tmp_path):
         assert to == ["ops@example.test", "oncall@example.test"]
         assert "Subject: [certsync primary] warning (test): a test alert" in content
         assert '"kind":"test"' in content
-        assert a.cli("alerts").data["targets"][0]["sent"] == 1
+        tgt = a.cli("alerts").data["targets"][0]
+        assert (tgt["sent"], tgt["failed"], tgt["queued"]) == (1, 1, 0), tgt
+        assert tgt["last_error"], tgt  # libcurl's words for the refusal
         assert "pa55word" not in a.stderr()
     finally:
         ctl.stop()
