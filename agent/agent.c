@@ -40,10 +40,21 @@ static void on_repl(evutil_socket_t fd, short what, void *arg)
 	cs_node_repl_dispatch(arg);
 }
 
+/* The monitor's tick: conditions are evaluated at least this often, and
+ * after every pass of the loop that committed a change. */
+static void on_monitor(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	cs_node_monitor(arg);
+}
+
 static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 {
 	struct event_base *base = event_base_new();
-	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL, *mon_ev = NULL;
+	struct timeval mon_every = {cfg->alerts.interval_s, 0};
+	mon_admin *admin = NULL;
 	cs_control *ctl = NULL;
 	cs_worker *worker = NULL;
 	int rc = -1;
@@ -69,6 +80,13 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		cs_fail(err, CS_EIO, "cannot watch the replication thread");
 		goto out;
 	}
+	if (cs_node_admin_start(node, base, &admin, err) < 0)
+		goto out;
+	if ((mon_ev = event_new(base, -1, EV_PERSIST, on_monitor, node)) == NULL ||
+	    event_add(mon_ev, &mon_every) < 0) {
+		cs_fail(err, CS_EIO, "cannot schedule the monitor");
+		goto out;
+	}
 	cs_info("%s (%s, %s) ready; control socket %s", cfg->name, cs_role_name(cfg->role),
 	        cfg->hostname, cfg->control_socket);
 	cs_notify_ready(cfg);
@@ -79,6 +97,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 
 		rc = event_base_loop(base, EVLOOP_ONCE);
 		cs_node_flush(node, &ignored);
+		cs_node_monitor_changed(node);
 	} while (rc == 0 && !event_base_got_break(base));
 	cs_notify_stopping();
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
@@ -89,6 +108,9 @@ out:
 	 * while the control socket is still open. */
 	cs_node_set_worker(node, NULL);
 	cs_worker_stop(worker);
+	if (mon_ev)
+		event_free(mon_ev);
+	mon_admin_stop(admin);
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
 	if (sigterm)

@@ -582,12 +582,74 @@ static void print_store(json_t *st)
 		hprintf("WARNING    %s\n", str(st, "warning"));
 }
 
+/* ---- alerts ------------------------------------------------------------------ */
+
+/* The active alerts, worst first; nothing when none. */
+static void print_active_alerts(json_t *mon, bool say_none)
+{
+	static const char *const order[] = {"error", "warning"};
+	json_t *a;
+	size_t i;
+
+	if (json_array_size(json_object_get(mon, "active")) == 0) {
+		if (say_none)
+			hprintf("no active alerts\n");
+		return;
+	}
+	for (size_t k = 0; k < 2; k++)
+		json_array_foreach(json_object_get(mon, "active"), i,
+		                   a) if (strcmp(str(a, "severity"), order[k]) == 0)
+		    hprintf("ALERT %-7s %s (since %s)\n", order[k], str(a, "text"),
+		            str(a, "since"));
+}
+
+static void print_alert_targets(json_t *mon)
+{
+	json_t *t;
+	size_t i;
+
+	json_array_foreach(json_object_get(mon, "targets"), i, t)
+	{
+		hprintf("target  %-8s %lld sent, %lld failed attempts, %lld given up, %lld "
+		        "queued%s%s\n",
+		        str(t, "target"), (long long)json_integer_value(json_object_get(t, "sent")),
+		        (long long)json_integer_value(json_object_get(t, "failed")),
+		        (long long)json_integer_value(json_object_get(t, "given_up")),
+		        (long long)json_integer_value(json_object_get(t, "queued")),
+		        json_is_string(json_object_get(t, "last_error")) ? "; last error: " : "",
+		        str(t, "last_error"));
+	}
+}
+
+static int print_alerts(json_t *r, json_t *args)
+{
+	(void)args;
+	print_active_alerts(r, true);
+	print_alert_targets(r);
+	return 0;
+}
+
+static int print_alerts_test(json_t *r, json_t *args)
+{
+	json_int_t n = json_integer_value(json_object_get(r, "targets"));
+
+	(void)args;
+	if (n == 0)
+		hprintf("a test alert was logged; no target is configured in [alerts]\n");
+	else
+		hprintf("a test alert was logged and queued to %lld %s; `certsync alerts` shows "
+		        "what was sent\n",
+		        (long long)n, CS_PLURAL(n, "target", "targets"));
+	return 0;
+}
+
 static int print_status(json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
 	char a[64], b[64], c[64], d[64];
 
 	(void)args;
+	print_active_alerts(json_object_get(r, "alerts"), false);
 	hprintf("node       %s (%s)\n", str(r, "node"), str(r, "role"));
 	hprintf("hostname   %s\n", str(r, "hostname"));
 	hprintf("site       %s\n", str(r, "site_hostname"));
@@ -979,7 +1041,8 @@ static const struct command commands[] = {
      "Shows the node, its store position and digest, the "
      "default certificate and counts; --check exits 1 unless the node is healthy (serves a "
      "valid certificate covering its hostname and the site hostname, its default has not "
-     "expired, it does not refuse the cluster passphrase).",
+     "expired, it does not refuse the cluster passphrase, no alert of error severity is "
+     "active).",
      parse_status, print_status},
     {"cert list", "cert.list", "cert list",
      "Lists identity and CA certificates with their "
@@ -1048,6 +1111,12 @@ static const struct command commands[] = {
      "Deletes the diverged changes already re-applied from this node's diverged table; "
      "--all: every one.",
      parse_diverged_prune, print_diverged_prune},
+    {"alerts test", "alerts.test", "alerts test",
+     "Sends a test alert to every target of [alerts] (and logs it).", parse_none,
+     print_alerts_test},
+    {"alerts", "alerts", "alerts",
+     "Lists the active alerts (worst first) and what each target sent and failed.", parse_none,
+     print_alerts},
     {.words = "keygen",
      .usage = "keygen -o FILE",
      .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "

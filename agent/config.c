@@ -62,6 +62,8 @@ static const struct key_slot string_keys[] = {
     {"cluster", "site_hostname", offsetof(cs_config, site_hostname), true},
     {"node", "repl_listen", offsetof(cs_config, repl_listen), false},
     {"node", "curve_secret_file", offsetof(cs_config, curve_secret_file), false},
+    {"node", "admin_listen", offsetof(cs_config, admin_listen), false},
+    {"node", "admin_token_file", offsetof(cs_config, admin_token_file), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -109,7 +111,8 @@ static bool valid_peer_name(const char *s)
 static int check_section(struct parse_state *ps, const char *section, const char **peer_name)
 {
 	*peer_name = NULL;
-	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0)
+	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0 ||
+	    strcmp(section, "alerts") == 0)
 		return 0;
 	if (strncmp(section, "peer ", 5) == 0) {
 		const char *name = section + 5;
@@ -124,7 +127,9 @@ static int check_section(struct parse_state *ps, const char *section, const char
 		*peer_name = name;
 		return 0;
 	}
-	return fail_at(ps, "unknown section [%s]; sections are [node], [cluster] and [peer NAME]",
+	return fail_at(ps,
+	               "unknown section [%s]; sections are [node], [cluster], [alerts] and "
+	               "[peer NAME]",
 	               section);
 }
 
@@ -276,7 +281,8 @@ static int once(struct parse_state *ps, const char *section, const char *key)
 {
 	char id[512];
 
-	if (strcmp(key, "tls_listen") == 0)
+	if (strcmp(key, "tls_listen") == 0 ||
+	    (strcmp(section, "alerts") == 0 && mon_config_repeatable(key)))
 		return 0;
 	snprintf(id, sizeof(id), "%s\n%s", section, key);
 	for (size_t i = 0; i < ps->nseen; i++)
@@ -307,6 +313,11 @@ static int handle(void *user, const char *section, const char *key, const char *
 	}
 	if (once(ps, section, key) < 0)
 		return 0;
+	if (strcmp(section, "alerts") == 0) {
+		if (mon_config_set(&cfg->alerts, key, value, ps->err) < 0)
+			cs_err_prefix(ps->err, "%s:%d: ", cfg->path, ps->line);
+		return ps->err->code == CS_OK;
+	}
 	for (size_t i = 0; i < NSTRING_KEYS; i++) {
 		const struct key_slot *ks = &string_keys[i];
 
@@ -473,6 +484,9 @@ static int check_complete(struct parse_state *ps)
 	}
 	if (check_values(cfg, ps->err) < 0)
 		return -1;
+	if (mon_admin_config_check(cfg->admin_listen, cfg->admin_token_file, ps->err) < 0 ||
+	    mon_config_check(&cfg->alerts, ps->err) < 0)
+		return cs_err_prefix(ps->err, "%s: ", cfg->path);
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
 
@@ -507,6 +521,7 @@ int cs_config_load(cs_config *cfg, const char *path, cs_err *err)
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = CS_LOG_INFO;
+	mon_config_init(&cfg->alerts);
 	cfg->path = strdup(path);
 	if (cfg->path == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
@@ -553,6 +568,8 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->site_hostname);
 	free(cfg->repl_listen);
 	free(cfg->curve_secret_file);
+	free(cfg->admin_listen);
+	free(cfg->admin_token_file);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
@@ -564,6 +581,7 @@ void cs_config_free(cs_config *cfg)
 		free(cfg->peers[i].tls_endpoint);
 	}
 	free(cfg->peers);
+	mon_config_free(&cfg->alerts);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -11,6 +11,7 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../monitor/monitor.h"
 
 typedef enum cs_role { CS_ROLE_PRIMARY, CS_ROLE_BACKUP, CS_ROLE_TRAFFIC } cs_role;
 
@@ -50,9 +51,13 @@ typedef struct cs_config {
 	int tls_max_connections_per_ip;
 	/* the LMDB map's size in MiB; 0: the store's default */
 	int store_map_size_mib;
-	int core_dumps; /* 1: leave core dumps on (debugging); 0: off (default) */
+	int core_dumps;         /* 1: leave core dumps on (debugging); 0: off (default) */
+	char *admin_listen;     /* ADDR:PORT of /metrics; NULL: none */
+	char *admin_token_file; /* bearer token the admin listener requires */
 	/* [cluster] */
 	char *site_hostname;
+	/* [alerts]: delivery targets and timing (the monitor checks the keys) */
+	mon_config alerts;
 	/* [peer NAME] sections, in file order */
 	cs_peer *peers;
 	size_t npeers;

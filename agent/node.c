@@ -133,6 +133,8 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
+	if (rc == 0)
+		rc = ops_monitor_start(node, err);
 	if (rc < 0) {
 		cs_node_close(node);
 		return -1;
@@ -203,6 +205,7 @@ void cs_node_close(cs_node *node)
 	cs_node_flush(node, &err); /* a failure was answered to its changes */
 	repl_stop(node->repl);     /* before the store it writes */
 	tls_server_stop(node->tls);
+	mon_stop(node->mon);
 	cs_key_free(node->key);
 	if (node->store != NULL)
 		cs_store_close(node->store);
@@ -310,6 +313,7 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 	if (result != NULL) {
 		json_object_set_new(result, "health", health);
 		json_object_set_new(result, "store", ops_store_status(node->store));
+		json_object_set_new(result, "alerts", ops_monitor_status(node));
 	} else {
 		json_decref(health);
 	}
@@ -355,6 +359,8 @@ static const struct command {
     {"cert.prune", op_cert_prune, true, false},
     {"diverged.delete", op_diverged_delete, false, false},
     {"diverged.prune", op_diverged_prune, false, false},
+    {"alerts", op_alerts, false, false},
+    {"alerts.test", op_alerts_test, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

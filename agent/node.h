@@ -44,4 +44,16 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err);
  * changed. */
 int cs_node_flush(cs_node *node, cs_err *err);
 
+/* Gathers this node's facts and has the monitor evaluate them (alerts go
+ * out from the monitor's own threads).  The agent calls it on a timer and
+ * after changes. */
+void cs_node_monitor(cs_node *node);
+/* The same, only when this node committed a change since the last time. */
+void cs_node_monitor_changed(cs_node *node);
+
+/* Starts the admin listener (admin_listen: /metrics) on base; *out stays
+ * NULL without admin_listen.  Stop it with mon_admin_stop before base goes. */
+struct event_base;
+int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err);
+
 #endif

@@ -20,8 +20,10 @@ struct cs_node {
 	cs_store *store;
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;
-	tls_server *tls; /* NULL without tls_listen */
-	repl *repl;      /* NULL without repl_listen */
+	tls_server *tls;  /* NULL without tls_listen */
+	repl *repl;       /* NULL without repl_listen */
+	mon_monitor *mon; /* conditions and alerts (ops_monitor.c) */
+	uint64_t mon_seq; /* committed.seq when the monitor last evaluated */
 	cs_control *ctl;
 	cs_pos committed;  /* the store's position after this node's last change (read again when a
 	                      batch opens) */
@@ -106,6 +108,13 @@ void ops_hold_pending(struct cs_node *node, cs_control_pending *p, const ops_wai
  * takes): at once, or once the nodes of mode acknowledged pos. */
 void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, int timeout_ms,
               cs_pos pos, json_t *result);
+
+/* ops_monitor.c: the monitor fed from the node's facts, and its commands. */
+int ops_monitor_start(struct cs_node *node, cs_err *err);
+/* The monitor's status (active alerts, delivery counts); a new reference. */
+json_t *ops_monitor_status(struct cs_node *node);
+json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_alerts_test(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);

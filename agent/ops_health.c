@@ -1,7 +1,8 @@
 /* ops_health.c — whether this node does its job, for `status --check` (the
  * docker healthcheck) and /healthz: it serves a valid certificate that
  * covers its hostname and the site hostname, its default certificate has not
- * expired, and it does not refuse the cluster passphrase. */
+ * expired, it does not refuse the cluster passphrase, and no alert of error
+ * severity is active. */
 #include <string.h>
 
 #include "../common/hex.h"
@@ -64,6 +65,22 @@ static int check_default(struct cs_node *node, cs_txn *txn, const char *const ho
 	return 0;
 }
 
+/* Every alert of error severity the monitor has sent and not recovered:
+ * the node's error state. */
+static void alert_problems(struct cs_node *node, json_t *problems)
+{
+	json_t *st = ops_monitor_status(node), *a;
+	size_t i;
+
+	json_array_foreach(json_object_get(st, "active"), i, a)
+	{
+		if (strcmp(json_string_value(json_object_get(a, "severity")), "error") == 0)
+			problem(problems, "alert: %s",
+			        json_string_value(json_object_get(a, "text")));
+	}
+	json_decref(st);
+}
+
 json_t *ops_health(struct cs_node *node, cs_txn *txn, cs_err *err)
 {
 	const char *hosts[2] = {node->cfg->hostname, node->cfg->site_hostname};
@@ -94,5 +111,6 @@ json_t *ops_health(struct cs_node *node, cs_txn *txn, cs_err *err)
 			        hosts[0], hosts[1]);
 		tls_table_free(t);
 	}
+	alert_problems(node, problems);
 	return json_pack("{s:b, s:o}", "ok", json_array_size(problems) == 0, "problems", problems);
 }

@@ -87,3 +87,22 @@ def cli_bin(certsync_bin):
     def run(*args, json=True, check=None, env=None):
         return helpers.run_certsync(certsync_bin, list(args), json=json, check=check, env=env)
     return run
+
+
+@pytest.fixture
+def configured_agent(certsync_bin, tmp_path):
+    """Makes helpers.ConfiguredAgent single nodes (no peers):
+    configured_agent(node_extra=..., sections=..., start=True)."""
+    made = []
+
+    def make(start=True, **kw):
+        a = helpers.ConfiguredAgent(certsync_bin, tmp_path / ("agent%d" % len(made)), peers=(),
+                                    **kw)
+        made.append(a)
+        if start:
+            a.start()
+        return a
+    yield make
+    for a in made:
+        if a.running:
+            assert a.stop() == 0, a.stderr()[-2000:]

@@ -882,3 +882,17 @@ def init_cluster(binary, nodes, site="support.example.test", folder=None):
     run(args)
     return [ClusterNode(binary, os.path.join(folder, name), name, role, name + ".example.test",
                         site, rp, tp) for (name, role), (rp, tp) in zip(nodes, ports)]
+
+
+class ConfiguredAgent(Agent):
+    """An agent with extra lines at the end of [node] (node_extra) and extra
+    sections at the end of its configuration (sections)."""
+
+    def __init__(self, *a, node_extra="", sections="", **kw):
+        self.node_extra, self.sections = node_extra, sections
+        super().__init__(*a, **kw)
+
+    def config_text(self):
+        t = super().config_text()
+        t = re.sub(r"(log_level = \w+\n)", lambda m: m.group(1) + self.node_extra, t, count=1)
+        return t + self.sections
