@@ -191,6 +191,7 @@ int acme_tsig_key_load(const char *path, acme_tsig_key *k, acme_err *e)
 		rc = acme_fail(e, CS_EUSAGE, ACME_ERR_OPERATOR,
 		               "cannot read the TSIG key file %s: %s", path, strerror(errno));
 	if (rc == 0) {
+		setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer keeps a copy of the secret */
 		n = fread(text, 1, KEYFILE_MAX + 1, f);
 		if (ferror(f))
 			rc = acme_fail(e, CS_EUSAGE, ACME_ERR_OPERATOR,

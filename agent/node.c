@@ -203,8 +203,12 @@ void cs_node_close(cs_node *node)
 	if (node == NULL)
 		return;
 	cs_node_flush(node, &err); /* a failure was answered to its changes */
-	repl_stop(node->repl);     /* before the store it writes */
+	/* The TLS workers ask replication whether the node refuses the
+	 * cluster (/healthz): they stop before it does. */
 	tls_server_stop(node->tls);
+	node->tls = NULL;
+	repl_stop(node->repl); /* before the store it writes */
+	node->repl = NULL;
 	mon_stop(node->mon);
 	cs_key_free(node->key);
 	if (node->store != NULL)

@@ -23,7 +23,8 @@ struct cs_node {
 	tls_server *tls;  /* NULL without tls_listen */
 	repl *repl;       /* NULL without repl_listen */
 	mon_monitor *mon; /* conditions and alerts (ops_monitor.c) */
-	uint64_t mon_seq; /* committed.seq when the monitor last evaluated */
+	cs_pos mon_pos;   /* committed when the monitor last evaluated */
+	bool mon_stale;   /* a replicated change arrived since */
 	cs_control *ctl;
 	cs_pos committed;  /* the store's position after this node's last change (read again when a
 	                      batch opens) */

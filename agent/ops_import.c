@@ -753,12 +753,23 @@ static int server_root(struct import *im, X509 *x, const pki_cert_info *info)
 
 	if (info->kind != PKI_KIND_ROOT || info->sans.n == 0)
 		return 0;
-	ck = command_key(im, info->spki_sha256);
-	if (ck != NULL && pki_key_matches(x, ck->pkey))
-		return 1;
-	rc = cs_txn_get(im->txn, CS_TBL_KEYS, info->spki_sha256, PKI_ID_LEN, &(const void *){0},
+	/* Already an identity: imported again (a chain file holding it, say),
+	 * it stays one and is reported as there, never filed as a root too. */
+	rc = cs_txn_get(im->txn, CS_TBL_CERTS, info->id, PKI_ID_LEN, &(const void *){0},
 	                &(size_t){0}, im->err);
-	return rc < 0 ? -1 : rc == 0;
+	if (rc <= 0)
+		return rc < 0 ? -1 : 1;
+	ck = command_key(im, info->spki_sha256);
+	if (ck == NULL || !pki_key_matches(x, ck->pkey)) {
+		rc = cs_txn_get(im->txn, CS_TBL_KEYS, info->spki_sha256, PKI_ID_LEN,
+		                &(const void *){0}, &(size_t){0}, im->err);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+	}
+	/* It becomes an identity: filed as a root by an earlier import
+	 * without its key, it leaves the CA pool. */
+	rc = cs_txn_del(im->txn, CS_TBL_CAS, info->id, PKI_ID_LEN, im->err);
+	return rc < 0 ? -1 : 1;
 }
 
 /* ---- keys no certificate of this command claimed ------------------------- */

@@ -144,7 +144,8 @@ void cs_node_monitor(cs_node *node)
 
 	if (node->mon == NULL)
 		return;
-	node->mon_seq = node->committed.seq;
+	node->mon_pos = node->committed;
+	node->mon_stale = false;
 	s.f.primary = ops_leading(node) && (node->repl == NULL || !repl_starting(node->repl));
 	s.f.refusing = ops_refusing(node);
 	s.f.certs = s.certs;
@@ -165,7 +166,7 @@ void cs_node_monitor(cs_node *node)
 
 void cs_node_monitor_changed(cs_node *node)
 {
-	if (node->committed.seq != node->mon_seq)
+	if (node->mon_stale || !cs_pos_same(node->committed, node->mon_pos))
 		cs_node_monitor(node);
 }
 

@@ -26,9 +26,12 @@ static repl_role repl_role_of(cs_role role)
 
 static void on_change(void *ctx, cs_pos pos)
 {
+	struct cs_node *node = ctx;
+
 	cs_debug("replicated up to %llu.%llu", (unsigned long long)pos.epoch,
 	         (unsigned long long)pos.seq);
-	ops_reload_tls(ctx);
+	ops_reload_tls(node);
+	node->mon_stale = true; /* evaluated once this loop pass ends */
 }
 
 /* A node that started without cluster settings gets the key once the

@@ -7,7 +7,8 @@
 #include "ops.h"
 #include "records.h"
 
-#define DAY 86400
+#define DAY            86400
+#define PRUNE_MAX_DAYS 36500 /* a hundred years: what the command line takes */
 
 static int list_key(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -156,11 +157,13 @@ json_t *op_cert_prune(struct cs_node *node, json_t *args, cs_err *err)
 	int rc;
 
 	if (!json_is_true(json_object_get(args, "expired")) ||
-	    (days != NULL && (!json_is_integer(days) || json_integer_value(days) < 0))) {
+	    (days != NULL && (!json_is_integer(days) || json_integer_value(days) < 0 ||
+	                      json_integer_value(days) > PRUNE_MAX_DAYS))) {
 		json_decref(w.found);
 		cs_fail(err, CS_EUSAGE,
 		        "control request: cert.prune needs args.expired = true and "
-		        "args.older_than, when given, a number of days of 0 or more");
+		        "args.older_than, when given, a number of days from 0 to %d",
+		        PRUNE_MAX_DAYS);
 		return NULL;
 	}
 	w.before = time(NULL) - (days ? (time_t)json_integer_value(days) * DAY : 0);

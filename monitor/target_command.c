@@ -63,7 +63,7 @@ static int reap(pid_t pid, long long deadline, bool *timed_out)
 			return -1;
 		if (now_ms() >= deadline) {
 			*timed_out = true;
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL); /* its group: what it started goes too */
 			waitpid(pid, &status, 0);
 			return -1;
 		}
@@ -101,7 +101,9 @@ int mon_deliver_command(const mon_config *cfg, const mon_secrets *sec, const cha
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &piped);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&attr, 0); /* a group of its own, killed whole at the bound */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+	                                    POSIX_SPAWN_SETPGROUP);
 	rc = posix_spawn(&pid, cfg->command, &fa, &attr, argv, environ);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);

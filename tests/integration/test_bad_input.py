@@ -240,6 +240,18 @@ def test_control_request_valid_json_but_wrong(agent):
     assert agent.snapshot() == before
 
 
+def test_control_prune_days_out_of_range(agent):
+    """The agent bounds what the command line bounds: a raw request asking to
+    prune certificates older than 10^15 days is refused, nothing deleted."""
+    before = agent.snapshot()
+    for days in (10 ** 15, 36501, -1):
+        req = json.dumps({"cmd": "cert.prune",
+                          "args": {"expired": True, "older_than": days, "yes": True}})
+        assert "0 to 36500" in error_reply(control(agent, req.encode() + b"\n"))
+    assert agent.running
+    assert agent.snapshot() == before
+
+
 def test_control_request_oversized(agent):
     """64 MB in one line: refused or cut off, never a crash."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

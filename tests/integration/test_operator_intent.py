@@ -309,6 +309,28 @@ def test_self_signed_ca_true_with_names_is_an_identity(agent_factory, tmp_path):
     assert agent.status()["counts"]["pending_keys"] == 1
 
 
+def test_self_signed_identity_is_never_a_root_too(agent_factory, tmp_path):
+    """Filed as a root while its key was unknown, then imported with its key,
+    then again without it: one record, the identity, and no CA left."""
+    agent = agent_factory()
+    names = ["support.example.test", "primary.example.test", "backup.example.test"]
+    cert, _, bundle = openssl_leaf(str(tmp_path), "late-key", "ec", names, ca=True)
+    cid = leaf_id(cert)
+
+    def listed():
+        return [c for c in agent.cli("cert", "list", check=0).data["certificates"]
+                if c["id"] == cid]
+
+    agent.import_(cert)
+    assert [c["kind"] for c in listed()] == ["root"]
+    agent.import_(bundle)
+    assert [(c["kind"], c["has_key"]) for c in listed()] == [("identity", True)]
+    assert agent.status()["counts"]["cas"] == 0
+    agent.import_(cert)
+    assert [c["kind"] for c in listed()] == ["identity"]
+    assert agent.status()["counts"]["cas"] == 0
+
+
 # ---------------------------------------------------------------------------
 # 8. a PKCS#12 without a key imports its certificates
 # ---------------------------------------------------------------------------
