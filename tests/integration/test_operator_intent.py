@@ -449,7 +449,9 @@ def test_status_check_when_the_passphrase_is_refused(certsync_bin):
         backup.wait_ready()
         # the backup refuses the cluster and never confirms: the change waits for no one
         self_signed(primary, "site", SITE, PRIMARY, "backup.example.test", extra=["--wait", "none"])
-        assert check(primary).rc == 0
+        # served once the reloader swaps the table in, just after the answer
+        wait_for("the primary to serve the new default", lambda: check(primary).rc == 0,
+                 timeout=10)
         wait_for("the backup to refuse the cluster", lambda: backup.status()["replication"]
                  ["refusal"] is not None, timeout=20)
         res = check(backup)
