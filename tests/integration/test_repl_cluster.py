@@ -32,6 +32,10 @@ def run_cluster(nodes):
         n.wait_ready()
     wait_for("every follower to stream from the primary", lambda: all(
         n.status()["replication"]["sync"] == "streaming" for n in nodes[1:]), timeout=30)
+    # ...and to hold the cluster settings: streaming starts before they apply
+    head = nodes[0].status()["seq"]
+    wait_for("every follower to apply the cluster settings", lambda: all(
+        n.status()["cluster_key"] and n.status()["seq"] >= head for n in nodes[1:]), timeout=30)
     yield nodes
     problems = []
     for n in nodes:
