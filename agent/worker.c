@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 struct job {
 	struct job *next;
 	cs_work_fn work;
@@ -56,6 +58,7 @@ static void *run(void *arg)
 			;
 	}
 	pthread_mutex_unlock(&w->lock);
+	OPENSSL_thread_stop(); /* the decoders' error queue is this thread's */
 	return NULL;
 }
 
