@@ -204,10 +204,12 @@ static int decode_p12(dec *d, PKCS12 *p12)
 		return -1;
 	/* Without a MAC the password is for the bags alone, but PKCS12_parse
 	 * insists on checking a MAC when given one: a MAC made here with one
-	 * iteration (in memory only) lets it read the bags. */
+	 * iteration (in memory only) lets it read the bags.  Making it fails
+	 * only on a malformed file (its content is not of type data). */
 	if (!PKCS12_mac_present(p12) && pass != NULL &&
 	    !PKCS12_set_mac(p12, pass, -1, NULL, 0, 1, NULL))
-		return pki_fail_ssl(d->err, CS_EIO, "%s: cannot read the PKCS#12 file", d->what);
+		return pki_fail_ssl(d->err, CS_EINPUT, "%s: the PKCS#12 file is malformed",
+		                    d->what);
 	else if (PKCS12_mac_present(p12)) {
 		mac_ok = pass != NULL
 		             ? PKCS12_verify_mac(p12, pass, -1)

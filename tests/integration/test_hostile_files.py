@@ -287,6 +287,21 @@ def test_p12_without_mac_imports_with_password(agent, mat, tmp_path):
     assert listed and listed[0]["has_key"], listed
 
 
+def test_p12_without_mac_not_data_refused(agent, mat, tmp_path):
+    # The fuzzer's find: a file without a MAC whose outer content is not of
+    # type data cannot have the in-memory MAC made for it; that is the file's
+    # fault (exit 1, named), not an I/O failure.
+    key, crt = make_leaf(str(tmp_path), "notdata")
+    f = p12(mat, "notdata.p12", "-nomac", key=key, crt=crt)
+    data = bytearray(read(f))
+    pkcs7_data = bytes.fromhex("06092a864886f70d010701")
+    i = data.find(pkcs7_data)
+    assert i >= 0
+    data[i + len(pkcs7_data) - 1] = 0x7f  # an unknown PKCS#7 content type
+    bad = write(str(tmp_path / "notdata-signed.p12"), bytes(data))
+    refused(agent, bad, ["malformed"], mat["pw"])
+
+
 # ---- item 5: listing and importing many certificates ----------------------
 
 CA_CNF = """[ca]
