@@ -22,6 +22,7 @@
 #include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../tls/tls.h"
+#include "cli_members.h"
 #include "cluster_init.h"
 #include "config.h"
 #include "control.h"
@@ -36,6 +37,8 @@
 #define NO_ANSWER_EXIT   4
 
 static bool json_output;
+/* -c and -S, for the commands that read the configuration themselves */
+static const char *cli_config, *cli_socket;
 /* Where the text for a person goes: standard output, or nowhere with --json
  * (the printers still run for what they do besides printing). */
 static FILE *human;
@@ -1035,6 +1038,19 @@ static int print_diverged_apply(json_t *r, json_t *args)
 
 static int keygen(const struct command *cmd, int argc, char **argv);
 static int cluster_init(const struct command *cmd, int argc, char **argv);
+static int add_node(const struct command *cmd, int argc, char **argv);
+
+static int print_nodes(json_t *r, json_t *args)
+{
+	(void)args;
+	return cli_print_nodes(human, r);
+}
+
+static int print_removed(json_t *r, json_t *args)
+{
+	(void)args;
+	return cli_print_removed(human, r);
+}
 
 static const struct command commands[] = {
     {"status", "status", "status [--check]",
@@ -1129,6 +1145,20 @@ static const struct command commands[] = {
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
              "--container names the image's paths in the configurations.",
      .local = cluster_init},
+    {.words = "cluster add-node",
+     .usage = "cluster add-node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN -o DIR",
+     .help = "On the primary: makes the node's CURVE key pair, adds it to the cluster's "
+             "membership (every running node admits its key at once) and writes its folder "
+             "into DIR (certsync.conf, node.secret, passphrase); ROLE is backup or traffic.  "
+             "Warns when the default certificate does not cover HOSTNAME.",
+     .local = add_node},
+    {"cluster remove-node", "cluster.remove-node", "cluster remove-node NAME" WAIT_FLAG,
+     "On the primary: removes the node from the membership; every node refuses its key from "
+     "then on and cuts its connection.  Refused for the primary and the last backup.",
+     parse_id, print_removed},
+    {"cluster nodes", "cluster.nodes", "cluster nodes",
+     "Lists the cluster's members (name, role, state, hostname, endpoints, public key).",
+     parse_none, print_nodes},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1513,6 +1543,35 @@ static int cluster_init(const struct command *cmd, int argc, char **argv)
 	return 0;
 }
 
+/* `certsync cluster add-node SPEC -o DIR` (cli_members.c). */
+static int add_node(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *dir = NULL;
+	cs_err err = {0};
+	json_t *r;
+	int c;
+
+	while ((c = next_flag(cmd, argc, argv, "o:", opts, &err)) > 0)
+		dir = optarg;
+	if (c == 0)
+		return fail(&err);
+	if (optind != argc - 1 || dir == NULL) {
+		usage_error(cmd, &err, "give the node and -o DIR");
+		return fail(&err);
+	}
+	if ((r = cli_add_node(cli_config, cli_socket, argv[optind], dir, &err)) == NULL)
+		return fail(&err);
+	if (json_output) {
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	cli_print_added(json_output ? NULL : stdout, r);
+	json_decref(r);
+	return 0;
+}
+
 static int take_json_flag(int argc, char **argv)
 {
 	int n = 0;
@@ -1643,6 +1702,8 @@ int cs_cli_main(int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
+	cli_config = config;
+	cli_socket = sock;
 	if (cmd->local != NULL)
 		return cmd->local(cmd, argc, argv);
 	args = json_object();

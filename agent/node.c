@@ -12,6 +12,7 @@
 
 #include "../common/hex.h"
 #include "../common/log.h"
+#include "members.h"
 #include "ops.h"
 #include "proto/store.pb-c.h"
 #include "records.h"
@@ -62,7 +63,8 @@ static int create_settings(struct cs_node *node, const char *pass, size_t passle
 	if (cs_txn_begin(node->store, true, &txn, err) < 0)
 		return -1;
 	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)KDF_KEY, strlen(KDF_KEY), &kdf.base,
-	            err) < 0) {
+	            err) < 0 ||
+	    ops_members_seed(node, txn, err) < 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}
@@ -99,7 +101,7 @@ static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_
 	return create_settings(node, pass, passlen, err);
 }
 
-int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
+int cs_node_open(cs_node **out, cs_config *cfg, cs_err *err)
 {
 	struct cs_node *node;
 	char *pass;
@@ -130,6 +132,10 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		pass = NULL;
 		passlen = 0;
 	}
+	/* The replication starts with the membership's peers, not the
+	 * configuration's, when the store holds one. */
+	if (rc == 0)
+		ops_members_sync(node);
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
@@ -157,6 +163,12 @@ void ops_reload_tls(struct cs_node *node)
 	if (node->tls != NULL)
 		tls_server_changed(node->tls);
 	ops_store_check(node->store);
+	ops_members_sync(node);
+}
+
+void cs_node_members_ensure(cs_node *node)
+{
+	ops_members_ensure(node);
 }
 
 int cs_node_start_tls(cs_node *node, cs_err *err)
@@ -365,6 +377,9 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"cluster.nodes", op_cluster_nodes, false, false},
+    {"cluster.add-node", op_cluster_add_node, true, false},
+    {"cluster.remove-node", op_cluster_remove_node, true, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -16,7 +16,7 @@
 #include "control.h"
 
 struct cs_node {
-	const cs_config *cfg;
+	cs_config *cfg; /* its peers follow the cluster's membership (members.c) */
 	cs_store *store;
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;
@@ -31,6 +31,8 @@ struct cs_node {
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
 	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
+	bool members_known;       /* the membership record was read (members.c) */
+	uint8_t members_hash[32]; /* of the membership the node follows */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -122,6 +124,11 @@ json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ops_members.c: the cluster's membership (members.h). */
+json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cluster_add_node(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cluster_remove_node(struct cs_node *node, json_t *args, cs_err *err);
 
 /* ---- ops_store.c ---- */
 /* The store's map: its size, the bytes in use, the diverged table's share,

@@ -1,0 +1,342 @@
+/* members.c — the cluster's membership record and the node following it.
+ *
+ * The primary keeps the list of nodes in the replicated settings under
+ * "members"; every node reads it after each change and, when it moved,
+ * takes it as its peers: the configuration's [peer] sections only seed it,
+ * and where they disagree the membership wins and the log says so. */
+#include "members.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include "../common/hostport.h"
+#include "../common/log.h"
+#include "ops.h"
+#include "proto/store.pb-c.h"
+#include "records.h"
+
+static const char MEMBERS_KEY[] = "members";
+
+static bool copy(char *dst, size_t cap, const char *src)
+{
+	return src != NULL && (size_t)snprintf(dst, cap, "%s", src) < cap;
+}
+
+int members_load(cs_txn *txn, cs_members *m, cs_err *err)
+{
+	Certsync__Members *rec;
+	const void *val;
+	size_t vlen;
+	int rc =
+	    cs_txn_get(txn, CS_TBL_SETTINGS, MEMBERS_KEY, strlen(MEMBERS_KEY), &val, &vlen, err);
+
+	m->n = 0;
+	if (rc != 0)
+		return rc;
+	if ((rec = certsync__members__unpack(NULL, vlen, val)) == NULL)
+		return cs_fail(err, CS_EIO, "the store's membership does not decode");
+	rc = rec->n_nodes <= MEMBERS_MAX ? 0 : -1;
+	for (size_t i = 0; rc == 0 && i < rec->n_nodes; i++) {
+		const Certsync__Member *r = rec->nodes[i];
+		cs_member *x = &m->v[m->n++];
+
+		if (!copy(x->name, sizeof(x->name), r->name) || x->name[0] == '\0' ||
+		    cs_role_parse(r->role, &x->role) < 0 ||
+		    !copy(x->hostname, sizeof(x->hostname), r->hostname) ||
+		    !copy(x->repl_endpoint, sizeof(x->repl_endpoint), r->repl_endpoint) ||
+		    !copy(x->tls_endpoint, sizeof(x->tls_endpoint), r->tls_endpoint) ||
+		    r->curve_public_key.len != REPL_KEY_LEN)
+			rc = -1;
+		else
+			memcpy(x->key, r->curve_public_key.data, REPL_KEY_LEN);
+	}
+	certsync__members__free_unpacked(rec, NULL);
+	return rc == 0 ? 0 : cs_fail(err, CS_EIO, "the store's membership is damaged");
+}
+
+int members_put(cs_txn *txn, const cs_members *m, cs_err *err)
+{
+	Certsync__Members rec = CERTSYNC__MEMBERS__INIT;
+	Certsync__Member v[MEMBERS_MAX], *vp[MEMBERS_MAX];
+
+	for (size_t i = 0; i < m->n; i++) {
+		const cs_member *x = &m->v[i];
+
+		v[i] = (Certsync__Member)CERTSYNC__MEMBER__INIT;
+		v[i].name = (char *)x->name;
+		v[i].role = (char *)cs_role_name(x->role);
+		v[i].hostname = (char *)x->hostname;
+		v[i].repl_endpoint = (char *)x->repl_endpoint;
+		v[i].tls_endpoint = (char *)x->tls_endpoint;
+		v[i].curve_public_key = (ProtobufCBinaryData){REPL_KEY_LEN, (uint8_t *)x->key};
+		vp[i] = &v[i];
+	}
+	rec.n_nodes = m->n;
+	rec.nodes = vp;
+	return rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)MEMBERS_KEY, strlen(MEMBERS_KEY),
+	               &rec.base, err);
+}
+
+const cs_member *members_find(const cs_members *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i].name, name) == 0)
+			return &m->v[i];
+	return NULL;
+}
+
+/* Where others reach an address this node binds: its hostname when it binds
+ * every address, else the address itself. */
+static void reach(const char *listen, const char *hostname, const char *scheme, char *out,
+                  size_t cap)
+{
+	char host[256];
+	unsigned port;
+	size_t skip = strlen(scheme);
+
+	*out = '\0';
+	if (listen == NULL || strncmp(listen, scheme, skip) != 0 ||
+	    !cs_hostport_split(listen + skip, host, sizeof(host), &port, false))
+		return;
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+		snprintf(host, sizeof(host), "%s", hostname);
+	snprintf(out, cap, strchr(host, ':') ? "%s[%s]:%u" : "%s%s:%u", scheme, host, port);
+}
+
+int members_from_config(const cs_config *cfg, cs_members *m, cs_err *err)
+{
+	uint8_t sec[REPL_KEY_LEN];
+	cs_member *self = &m->v[0];
+	int rc;
+
+	memset(self, 0, sizeof(*self));
+	copy(self->name, sizeof(self->name), cfg->name);
+	self->role = cfg->role;
+	copy(self->hostname, sizeof(self->hostname), cfg->hostname);
+	reach(cfg->repl_listen, cfg->hostname, "tcp://", self->repl_endpoint,
+	      sizeof(self->repl_endpoint));
+	reach(cfg->ntls_listen ? cfg->tls_listen[0] : NULL, cfg->hostname, "", self->tls_endpoint,
+	      sizeof(self->tls_endpoint));
+	rc = repl_key_load(cfg->curve_secret_file, self->key, sec, err);
+	sodium_memzero(sec, sizeof(sec));
+	if (rc < 0)
+		return -1;
+	m->n = 1;
+	for (size_t i = 0; i < cfg->npeers && m->n < MEMBERS_MAX; i++) {
+		const cs_peer *p = &cfg->peers[i];
+		cs_member *x = &m->v[m->n++];
+
+		memset(x, 0, sizeof(*x));
+		copy(x->name, sizeof(x->name), p->name);
+		x->role = p->role;
+		copy(x->hostname, sizeof(x->hostname), p->hostname);
+		copy(x->repl_endpoint, sizeof(x->repl_endpoint), p->repl_endpoint);
+		copy(x->tls_endpoint, sizeof(x->tls_endpoint), p->tls_endpoint);
+		if (p->curve_public_key == NULL ||
+		    repl_key_parse(p->curve_public_key, x->key, err) < 0)
+			return cs_fail(err, CS_EUSAGE,
+			               "[peer %s] has no curve_public_key: a member needs one",
+			               p->name);
+	}
+	return 0;
+}
+
+int ops_members_seed(struct cs_node *node, cs_txn *txn, cs_err *err)
+{
+	cs_members *m;
+	int rc;
+
+	if (node->cfg->repl_listen == NULL)
+		return 0;
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	rc = members_from_config(node->cfg, m, err);
+	if (rc == 0)
+		rc = members_put(txn, m, err);
+	free(m);
+	return rc;
+}
+
+void ops_members_ensure(struct cs_node *node)
+{
+	cs_txn *txn;
+	cs_err err;
+	int rc;
+
+	if (node->members_known || node->repl == NULL || !ops_leading(node) ||
+	    repl_starting(node->repl) || cs_store_batching(node->store))
+		return;
+	if (cs_txn_begin(node->store, true, &txn, &err) < 0) {
+		cs_error("membership: %s", err.msg);
+		return;
+	}
+	rc = cs_txn_get(txn, CS_TBL_SETTINGS, MEMBERS_KEY, strlen(MEMBERS_KEY), &(const void *){0},
+	                &(size_t){0}, &err);
+	if (rc == 1 && ops_members_seed(node, txn, &err) == 0) {
+		if (ops_commit(node, txn, "membership seeded from the configuration", &err) < 0)
+			cs_error("membership: %s", err.msg);
+		return;
+	}
+	cs_txn_abort(txn);
+	if (rc != 0)
+		cs_error("membership: %s", err.msg);
+	node->members_known = true; /* tried once: a failure is not retried every pass */
+}
+
+/* ---- following the record ------------------------------------------------ */
+
+static char *dup_or_null(const char *s)
+{
+	return s[0] != '\0' ? strdup(s) : NULL;
+}
+
+/* What differs between what the node followed and the membership, logged
+ * once per difference; why says against what ("the configuration"). */
+static void log_differences(const cs_config *cfg, const cs_members *m, const char *why)
+{
+	char z85[REPL_Z85_LEN + 1];
+
+	for (size_t i = 0; i < cfg->npeers; i++)
+		if (members_find(m, cfg->peers[i].name) == NULL)
+			cs_warn("membership: %s is not a member of the cluster but in %s: the "
+			        "replicated membership wins, %s is no longer a peer and its key is "
+			        "refused",
+			        cfg->peers[i].name, why, cfg->peers[i].name);
+	for (size_t i = 0; i < m->n; i++) {
+		const cs_member *x = &m->v[i];
+		const cs_peer *p = NULL;
+
+		if (strcmp(x->name, cfg->name) == 0)
+			continue;
+		for (size_t j = 0; j < cfg->npeers && p == NULL; j++)
+			if (strcmp(cfg->peers[j].name, x->name) == 0)
+				p = &cfg->peers[j];
+		zmq_z85_encode(z85, x->key, REPL_KEY_LEN);
+		if (p == NULL)
+			cs_info(
+			    "membership: %s (%s, %s) is a member of the cluster but not in %s: the "
+			    "replicated membership wins, it is a peer",
+			    x->name, cs_role_name(x->role), x->hostname, why);
+		else if (p->role != x->role || strcmp(p->hostname, x->hostname) != 0 ||
+		         strcmp(p->repl_endpoint ? p->repl_endpoint : "", x->repl_endpoint) != 0 ||
+		         strcmp(p->tls_endpoint ? p->tls_endpoint : "", x->tls_endpoint) != 0 ||
+		         strcmp(p->curve_public_key ? p->curve_public_key : "", z85) != 0)
+			cs_warn(
+			    "membership: %s differs from %s (role, hostname, endpoints or key): "
+			    "the replicated membership wins",
+			    x->name, why);
+	}
+	if (members_find(m, cfg->name) == NULL)
+		cs_error("membership: this node, %s, is not a member of the cluster: the other "
+		         "nodes refuse its key",
+		         cfg->name);
+}
+
+static void free_peers(cs_peer *peers, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(peers[i].name);
+		free(peers[i].hostname);
+		free(peers[i].repl_endpoint);
+		free(peers[i].curve_public_key);
+		free(peers[i].tls_endpoint);
+	}
+	free(peers);
+}
+
+/* Every member but this node as configuration peers, and as the
+ * replication's peers (pointing into the former). */
+static int to_peers(const cs_config *cfg, const cs_members *m, cs_peer **out, repl_peer *rp,
+                    size_t *n)
+{
+	cs_peer *peers = calloc(m->n ? m->n : 1, sizeof(*peers));
+	size_t k = 0;
+
+	if (peers == NULL)
+		return -1;
+	for (size_t i = 0; i < m->n; i++) {
+		const cs_member *x = &m->v[i];
+		cs_peer *p = &peers[k];
+
+		if (strcmp(x->name, cfg->name) == 0)
+			continue;
+		p->name = strdup(x->name);
+		p->role = x->role;
+		p->hostname = strdup(x->hostname);
+		p->repl_endpoint = dup_or_null(x->repl_endpoint);
+		p->tls_endpoint = dup_or_null(x->tls_endpoint);
+		p->curve_public_key = malloc(REPL_Z85_LEN + 1);
+		k++;
+		if (p->name == NULL || p->hostname == NULL || p->curve_public_key == NULL) {
+			free_peers(peers, k);
+			return -1;
+		}
+		zmq_z85_encode(p->curve_public_key, x->key, REPL_KEY_LEN);
+		rp[k - 1] = (repl_peer){p->name,
+		                        p->role == CS_ROLE_PRIMARY  ? REPL_PRIMARY
+		                        : p->role == CS_ROLE_BACKUP ? REPL_BACKUP
+		                                                    : REPL_TRAFFIC,
+		                        p->repl_endpoint,
+		                        {0}};
+		memcpy(rp[k - 1].public_key, x->key, REPL_KEY_LEN);
+	}
+	*out = peers;
+	*n = k;
+	return 0;
+}
+
+void ops_members_sync(struct cs_node *node)
+{
+	uint8_t hash[32];
+	cs_members *m = calloc(1, sizeof(*m)); /* zeroed: its bytes are hashed */
+	repl_peer rp[MEMBERS_MAX];
+	cs_peer *peers;
+	size_t n;
+	cs_txn *txn;
+	cs_err err;
+	int rc = -1;
+
+	if (m == NULL || cs_txn_begin(node->store, false, &txn, &err) < 0) {
+		free(m);
+		return;
+	}
+	rc = members_load(txn, m, &err);
+	cs_txn_abort(txn);
+	if (rc != 0) {
+		if (rc < 0)
+			cs_error("membership: %s", err.msg);
+		free(m);
+		return;
+	}
+	crypto_generichash(hash, sizeof(hash), (const uint8_t *)m->v, m->n * sizeof(m->v[0]), NULL,
+	                   0);
+	if (node->members_known && memcmp(hash, node->members_hash, sizeof(hash)) == 0) {
+		free(m);
+		return;
+	}
+	if (to_peers(node->cfg, m, &peers, rp, &n) < 0) {
+		cs_error("membership: out of memory; the peers stay as they were");
+		free(m);
+		return;
+	}
+	log_differences(node->cfg, m,
+	                node->members_known ? "the membership followed until now"
+	                                    : "the configuration's [peer] sections");
+	if (node->repl != NULL && repl_set_peers(node->repl, rp, n, &err) < 0) {
+		cs_error("membership: %s; the peers stay as they were", err.msg);
+		free_peers(peers, n);
+		free(m);
+		return;
+	}
+	free_peers(node->cfg->peers, node->cfg->npeers);
+	node->cfg->peers = peers;
+	node->cfg->npeers = n;
+	memcpy(node->members_hash, hash, sizeof(hash));
+	node->members_known = true;
+	node->mon_stale = true;
+	free(m);
+}
