@@ -194,27 +194,29 @@ static char *dup_or_null(const char *s)
 	return s[0] != '\0' ? strdup(s) : NULL;
 }
 
-/* What differs between what the node followed and the membership, logged
- * once per difference; why says against what ("the configuration"). */
-static void log_differences(const cs_config *cfg, const cs_members *m, const char *why)
+/* What differs between the peers the node followed and the membership,
+ * logged once per difference; why says against what ("the configuration's
+ * [peer] sections"). */
+static void log_differences(const cs_peer *peers, size_t npeers, const char *self,
+                            const cs_members *m, const char *why)
 {
 	char z85[REPL_Z85_LEN + 1];
 
-	for (size_t i = 0; i < cfg->npeers; i++)
-		if (members_find(m, cfg->peers[i].name) == NULL)
+	for (size_t i = 0; i < npeers; i++)
+		if (members_find(m, peers[i].name) == NULL)
 			cs_warn("membership: %s is not a member of the cluster but in %s: the "
 			        "replicated membership wins, %s is no longer a peer and its key is "
 			        "refused",
-			        cfg->peers[i].name, why, cfg->peers[i].name);
+			        peers[i].name, why, peers[i].name);
 	for (size_t i = 0; i < m->n; i++) {
 		const cs_member *x = &m->v[i];
 		const cs_peer *p = NULL;
 
-		if (strcmp(x->name, cfg->name) == 0)
+		if (strcmp(x->name, self) == 0)
 			continue;
-		for (size_t j = 0; j < cfg->npeers && p == NULL; j++)
-			if (strcmp(cfg->peers[j].name, x->name) == 0)
-				p = &cfg->peers[j];
+		for (size_t j = 0; j < npeers && p == NULL; j++)
+			if (strcmp(peers[j].name, x->name) == 0)
+				p = &peers[j];
 		zmq_z85_encode(z85, x->key, REPL_KEY_LEN);
 		if (p == NULL)
 			cs_info(
@@ -222,18 +224,15 @@ static void log_differences(const cs_config *cfg, const cs_members *m, const cha
 			    "replicated membership wins, it is a peer",
 			    x->name, cs_role_name(x->role), x->hostname, why);
 		else if (p->role != x->role || strcmp(p->hostname, x->hostname) != 0 ||
-		         strcmp(p->repl_endpoint ? p->repl_endpoint : "", x->repl_endpoint) != 0 ||
-		         strcmp(p->tls_endpoint ? p->tls_endpoint : "", x->tls_endpoint) != 0 ||
 		         strcmp(p->curve_public_key ? p->curve_public_key : "", z85) != 0)
-			cs_warn(
-			    "membership: %s differs from %s (role, hostname, endpoints or key): "
-			    "the replicated membership wins",
-			    x->name, why);
+			cs_warn("membership: %s differs from %s (role, hostname or key): the "
+			        "replicated membership wins",
+			        x->name, why);
 	}
-	if (members_find(m, cfg->name) == NULL)
+	if (members_find(m, self) == NULL)
 		cs_error("membership: this node, %s, is not a member of the cluster: the other "
 		         "nodes refuse its key",
-		         cfg->name);
+		         self);
 }
 
 static void free_peers(cs_peer *peers, size_t n)
@@ -248,11 +247,34 @@ static void free_peers(cs_peer *peers, size_t n)
 	free(peers);
 }
 
+static const cs_peer *seed_peer(const struct cs_node *node, const char *name)
+{
+	for (size_t i = 0; i < node->nseed; i++)
+		if (strcmp(node->seed[i].name, name) == 0)
+			return &node->seed[i];
+	return NULL;
+}
+
+/* Where this node reaches a member: the endpoint its own [peer] section
+ * gives, when it gives one (the route from here: NAT, a relay, split DNS),
+ * else the membership's. */
+static char *endpoint(const char *own, const char *member, const char *name, const char *what)
+{
+	if (own == NULL)
+		return dup_or_null(member);
+	if (strcmp(own, member) != 0)
+		cs_info("membership: this node reaches %s at %s (%s in its [peer %s] section); the "
+		        "membership's is %s",
+		        name, own, what, name, member[0] ? member : "none");
+	return strdup(own);
+}
+
 /* Every member but this node as configuration peers, and as the
  * replication's peers (pointing into the former). */
-static int to_peers(const cs_config *cfg, const cs_members *m, cs_peer **out, repl_peer *rp,
+static int to_peers(const struct cs_node *node, const cs_members *m, cs_peer **out, repl_peer *rp,
                     size_t *n)
 {
+	const cs_config *cfg = node->cfg;
 	cs_peer *peers = calloc(m->n ? m->n : 1, sizeof(*peers));
 	size_t k = 0;
 
@@ -261,14 +283,18 @@ static int to_peers(const cs_config *cfg, const cs_members *m, cs_peer **out, re
 	for (size_t i = 0; i < m->n; i++) {
 		const cs_member *x = &m->v[i];
 		cs_peer *p = &peers[k];
+		const cs_peer *own;
 
 		if (strcmp(x->name, cfg->name) == 0)
 			continue;
 		p->name = strdup(x->name);
 		p->role = x->role;
 		p->hostname = strdup(x->hostname);
-		p->repl_endpoint = dup_or_null(x->repl_endpoint);
-		p->tls_endpoint = dup_or_null(x->tls_endpoint);
+		own = seed_peer(node, x->name);
+		p->repl_endpoint = endpoint(own ? own->repl_endpoint : NULL, x->repl_endpoint,
+		                            x->name, "repl_endpoint");
+		p->tls_endpoint = endpoint(own ? own->tls_endpoint : NULL, x->tls_endpoint, x->name,
+		                           "tls_endpoint");
 		p->curve_public_key = malloc(REPL_Z85_LEN + 1);
 		k++;
 		if (p->name == NULL || p->hostname == NULL || p->curve_public_key == NULL) {
@@ -318,12 +344,20 @@ void ops_members_sync(struct cs_node *node)
 		free(m);
 		return;
 	}
-	if (to_peers(node->cfg, m, &peers, rp, &n) < 0) {
+	if (!node->members_known) {
+		/* The configuration's [peer] sections: kept for their endpoints. */
+		node->seed = node->cfg->peers;
+		node->nseed = node->cfg->npeers;
+		node->cfg->peers = NULL;
+		node->cfg->npeers = 0;
+	}
+	if (to_peers(node, m, &peers, rp, &n) < 0) {
 		cs_error("membership: out of memory; the peers stay as they were");
 		free(m);
 		return;
 	}
-	log_differences(node->cfg, m,
+	log_differences(node->members_known ? node->cfg->peers : node->seed,
+	                node->members_known ? node->cfg->npeers : node->nseed, node->cfg->name, m,
 	                node->members_known ? "the membership followed until now"
 	                                    : "the configuration's [peer] sections");
 	if (node->repl != NULL && repl_set_peers(node->repl, rp, n, &err) < 0) {
@@ -339,4 +373,11 @@ void ops_members_sync(struct cs_node *node)
 	node->members_known = true;
 	node->mon_stale = true;
 	free(m);
+}
+
+void ops_members_close(struct cs_node *node)
+{
+	free_peers(node->seed, node->nseed);
+	node->seed = NULL;
+	node->nseed = 0;
 }

@@ -54,5 +54,7 @@ void ops_members_ensure(struct cs_node *node);
  * follows, makes it the node's peers (the configuration's view and the
  * replication's), logging where it overrides the configuration. */
 void ops_members_sync(struct cs_node *node);
+/* Frees what the node kept of its configuration's [peer] sections. */
+void ops_members_close(struct cs_node *node);
 
 #endif

@@ -222,6 +222,7 @@ void cs_node_close(cs_node *node)
 	repl_stop(node->repl); /* before the store it writes */
 	node->repl = NULL;
 	mon_stop(node->mon);
+	ops_members_close(node);
 	cs_key_free(node->key);
 	if (node->store != NULL)
 		cs_store_close(node->store);

@@ -33,6 +33,10 @@ struct cs_node {
 	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
 	bool members_known;       /* the membership record was read (members.c) */
 	uint8_t members_hash[32]; /* of the membership the node follows */
+	/* the configuration's [peer] sections, once the membership replaced
+	 * them: where this node reaches each peer (members.c) */
+	cs_peer *seed;
+	size_t nseed;
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
