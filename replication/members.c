@@ -121,7 +121,6 @@ static void admit(repl *r, const repl_peer *c)
 	free(p->endpoint);
 	p->endpoint = endpoint;
 	memcpy(p->pub, c->public_key, REPL_KEY_LEN);
-	p->fd = -1;
 	if (c->role != REPL_TRAFFIC && p->endpoint != NULL) {
 		if (wire_link(r, p, 0, &err) != 0)
 			cs_error("repl: member %s: %s", c->name, err.msg);

@@ -732,7 +732,6 @@ static int copy_config(repl *r, const repl_config *cfg, cs_err *err)
 		if (p->name == NULL || (c->endpoint != NULL && p->endpoint == NULL))
 			return cs_fail(err, CS_EIO, "out of memory");
 		p->role = c->role;
-		p->fd = -1;
 		memcpy(p->pub, c->public_key, REPL_KEY_LEN);
 	}
 	if (cfg->pass != NULL) {

@@ -71,7 +71,10 @@ struct peer {
 	/* no longer a member (members.c): its key is refused, its slot kept so
 	 * that indices and pointers to the others stay valid */
 	bool removed;
-	int fd; /* the descriptor its last message to our ROUTER came on; -1 none */
+	/* the descriptors its latest messages to our ROUTER came on (a peer
+	 * may hold more than one connection while an old one times out) */
+	int fds[4];
+	size_t nfds;
 };
 
 /* Messages dropped, by cause; published for status. */

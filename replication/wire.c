@@ -316,6 +316,20 @@ envelope *wire_decode(repl *r, struct peer *p, const void *data, size_t len)
 	return env;
 }
 
+static void remember_fd(struct peer *p, int fd)
+{
+	size_t n = sizeof(p->fds) / sizeof(p->fds[0]);
+
+	for (size_t i = 0; i < p->nfds; i++)
+		if (p->fds[i] == fd)
+			return;
+	if (fd < 0)
+		return;
+	if (p->nfds == n)
+		memmove(p->fds, p->fds + 1, --p->nfds * sizeof(p->fds[0]));
+	p->fds[p->nfds++] = fd;
+}
+
 int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p)
 {
 	zmq_msg_t rid, body;
@@ -348,7 +362,7 @@ int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct pee
 	    zmq_msg_size(&rid) <= sizeof((*p)->rid)) {
 		memcpy((*p)->rid, zmq_msg_data(&rid), zmq_msg_size(&rid));
 		(*p)->ridlen = zmq_msg_size(&rid);
-		(*p)->fd = zmq_msg_get(&body, ZMQ_SRCFD);
+		remember_fd(*p, zmq_msg_get(&body, ZMQ_SRCFD));
 	}
 	*env = wire_decode(r, *p, zmq_msg_data(&body), zmq_msg_size(&body));
 out:
@@ -454,15 +468,17 @@ void wire_unlink(repl *r, struct peer *p)
 		p->dealer = NULL;
 		r->relink = true;
 	}
-	/* libzmq cannot close one connection of a ROUTER, but the descriptor
-	 * its last message came on can be shut down, as wire_watch does: the
-	 * peer's reconnect then meets the ZAP handler, which refuses it.  The
-	 * descriptor may have been reused since for another peer's connection:
-	 * that peer reconnects at once. */
-	if (p->fd >= 0 && ours(r, p->fd, addr, sizeof(addr))) {
-		shutdown(p->fd, SHUT_RDWR);
+	/* libzmq cannot close one connection of a ROUTER, but the descriptors
+	 * the peer's messages came on can be shut down, as wire_watch does: its
+	 * reconnect then meets the ZAP handler, which refuses it.  A descriptor
+	 * may have been reused since for another peer's connection: that peer
+	 * reconnects at once. */
+	for (size_t i = 0; i < p->nfds; i++) {
+		if (!ours(r, p->fds[i], addr, sizeof(addr)))
+			continue;
+		shutdown(p->fds[i], SHUT_RDWR);
 		cs_info("repl: connection of %s from %s cut", p->name, addr);
 	}
-	p->fd = -1;
+	p->nfds = 0;
 	p->ridlen = 0;
 }

@@ -120,8 +120,10 @@ def test_traffic_node_joins_and_leaves_a_running_cluster(cluster, certsync_bin):
                  lambda: helpers.s_client_id(tp, "tn2.example.test") == dflt, timeout=15)
         assert helpers.s_client_id(tp, SITE) == dflt
         assert members(primary)["tn2"]["state"] == "up"
-        # a client holding tn2's key is answered while tn2 is a member
+        # a client holding tn2's key is answered while tn2 is a member, by
+        # the primary and by the backup, which admitted the key on its own
         assert answers(tn2, primary, 10)
+        assert answers(tn2, backup, 10)
 
         res = primary.cli("cluster", "remove-node", "tn2", check=0)
         assert res.data["removed"] == "tn2"
@@ -142,6 +144,8 @@ def test_traffic_node_joins_and_leaves_a_running_cluster(cluster, certsync_bin):
         wait_for("tn1 to get the change", lambda: tn1.status()["seq"] >= head, timeout=15)
         assert tn2.status()["seq"] < head
         assert "tn2 is no longer a member" in primary.stderr()
+        # the connection tn2 held to the primary was cut, not left open
+        assert "connection of tn2 from 127.0.0.1 cut" in primary.stderr()
     finally:
         assert tn2.stop() == 0, tn2.stderr()[-3000:]
 
