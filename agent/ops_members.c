@@ -28,7 +28,14 @@ static json_t *member_json(const cs_member *x)
  * (a cluster older than the record, before its primary seeded it). */
 static int current(struct cs_node *node, cs_txn *txn, cs_members *m, bool *stored, cs_err *err)
 {
-	int rc = members_load(txn, m, err);
+	int rc;
+
+	if (node->repl == NULL)
+		return cs_fail(err, CS_EREFUSED,
+		               "%s has no replication configured (repl_listen), so no cluster "
+		               "membership",
+		               node->cfg->name);
+	rc = members_load(txn, m, err);
 
 	*stored = rc == 0;
 	if (rc == 1)
@@ -277,12 +284,6 @@ static json_t *remove_one(struct cs_node *node, json_t *args, cs_members *m, cs_
 
 json_t *op_cluster_add_node(struct cs_node *node, json_t *args, cs_err *err)
 {
-	if (node->repl == NULL) {
-		cs_fail(err, CS_EREFUSED,
-		        "add-node refused: %s has no replication configured (repl_listen)",
-		        node->cfg->name);
-		return NULL;
-	}
 	return change(node, args, add, err);
 }
 

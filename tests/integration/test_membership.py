@@ -275,3 +275,30 @@ def test_remove_node_on_a_non_primary(quiet_cluster):
     res = unchanged(quiet_cluster, lambda: backup.cli("cluster", "remove-node", "tn1"))
     assert res.rc == 1 and "refused" in helpers.error_text(res), res.describe()
     assert "primary" in helpers.error_text(res)
+
+
+def test_primary_seeds_a_store_without_membership(certsync_bin):
+    """A store made before the membership existed (here: by the primary run
+    alone, without replication) gets one from the primary once it accepts
+    changes in the cluster; its followers take it."""
+    nodes = helpers.init_cluster(certsync_bin, NODES, site=SITE)
+    primary = nodes[0]
+    full = primary.generated
+    primary.generated = "\n".join(line for line in full.split("\n")
+                                  if not line.startswith(("repl_listen", "curve_secret_file")))
+    primary.write_config()
+    primary.start()
+    self_signed(primary, "site", SITE, "*.example.test")
+    res = primary.cli("cluster", "nodes", check=1)
+    assert "no replication configured" in helpers.error_text(res)
+    primary.stop()
+    primary.generated = full
+    primary.write_config()
+    for cluster in run_cluster(nodes):
+        wait_for("the membership recorded", lambda: primary.cli(
+            "cluster", "nodes", check=0).data["source"] == "store", timeout=20)
+        assert "membership seeded from the configuration" in primary.stderr()
+        for n in cluster[1:]:
+            wait_for("%s to follow it" % n.name, lambda: n.cli(
+                "cluster", "nodes", check=0).data["source"] == "store", timeout=20)
+        assert set(members(cluster[2])) == {"primary", "backup", "tn1"}
