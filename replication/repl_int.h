@@ -24,6 +24,9 @@
  * this above the highest this node knows is a lie, not a failover it
  * missed, and is dropped. */
 #define EPOCH_JUMP_MAX 1000000
+/* Epochs of history a snapshot carries at most: the newest, which is what
+ * a fork search compares (beats carry fewer).  A cluster may have led more. */
+#define SNAPSHOT_HISTORY 64
 #define LED_HISTORY    8 /* epochs remembered per peer as led by it */
 /* The diverged table holds at most this many entries, and bytes: the lesser
  * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
