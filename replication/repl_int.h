@@ -24,10 +24,10 @@
  * this above the highest this node knows is a lie, not a failover it
  * missed, and is dropped. */
 #define EPOCH_JUMP_MAX 1000000
+#define LED_HISTORY    8 /* epochs remembered per peer as led by it */
 /* Epochs of history a snapshot carries at most: the newest, which is what
  * a fork search compares (beats carry fewer).  A cluster may have led more. */
 #define SNAPSHOT_HISTORY 64
-#define LED_HISTORY    8 /* epochs remembered per peer as led by it */
 /* The diverged table holds at most this many entries, and bytes: the lesser
  * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
 #define DIVERGED_MAX_ENTRIES 1000
