@@ -20,7 +20,7 @@
 
 #include "../common/log.h"
 #include "../replication/repl.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../tls/tls.h"
 #include "cluster_init.h"
 #include "config.h"

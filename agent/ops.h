@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "../replication/repl.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 #include "../tls/tls.h"
 #include "config.h"

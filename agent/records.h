@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "../pki/pki.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 #include "proto/store.pb-c.h"
 

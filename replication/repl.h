@@ -26,7 +26,7 @@
 #include <jansson.h>
 
 #include "../common/err.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 
 #define REPL_KEY_LEN 32 /* a CURVE public or secret key */

@@ -7,7 +7,8 @@
  *    log entry holding exactly those ops and moves the applied position to it;
  *    LMDB commits all of it or none, so a crash leaves a consistent store;
  *  - the digest is the XOR over every replicated (table, key, value) of a keyed
- *    BLAKE2b-256 hash, updated in the same transaction, so two stores at the
+ *    BLAKE2b-256 hash (the key is a public constant, not a secret: every node
+ *    must compute the same digest), updated in the same transaction, so two stores at the
  *    same position compare in O(1); cs_txn_digest_recompute checks it;
  *  - one process owns a data_dir at a time (an flock on data_dir/lock);
  *  - entries carry (epoch, seq); only the node that leads the store's epoch

@@ -23,7 +23,7 @@
 #include "../../common/log.h"
 #include "../../replication/repl.h"
 #include "../../replication/repl_int.h"
-#include "../../store/seal.h"
+#include "../../seal/seal.h"
 #include "proto/replication.pb-c.h"
 #include "proto/store.pb-c.h"
 
