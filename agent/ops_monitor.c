@@ -9,7 +9,6 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
-#include "proto/store.pb-c.h"
 #include "ops.h"
 #include "records.h"
 

@@ -90,8 +90,6 @@ void announce_changed(repl *r)
 int local_reload(repl *r)
 {
 	struct local *l = &r->loc;
-	const void *val;
-	size_t vlen;
 	cs_txn *txn;
 	cs_err err;
 	int rc;
@@ -105,13 +103,8 @@ int local_reload(repl *r)
 	rc = cs_txn_epochs(txn, &l->hist, &l->nhist, &err);
 	if (rc == 0)
 		rc = cs_txn_log_first(txn, &l->log_first, &err);
-	if (rc == 0 && l->kdf == NULL) {
-		rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF),
-		                &val, &vlen, &err);
-		if (rc == 0 && (l->kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
-			rc = cs_fail(&err, CS_EIO, "the store's cluster settings do not decode");
-		rc = rc < 0 ? -1 : 0;
-	}
+	if (rc == 0 && l->kdf == NULL)
+		rc = rec_kdf_get(txn, &l->kdf, &err) < 0 ? -1 : 0;
 	cs_txn_abort(txn);
 	if (rc == 0)
 		return 0;

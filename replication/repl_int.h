@@ -10,7 +10,9 @@
 
 #include <pthread.h>
 
+#include "../records/records.h"
 #include "proto/replication.pb-c.h"
+#include "proto/store.pb-c.h"
 #include "repl.h"
 
 #define MAX_PEERS     64                  /* waiters track peers in a 64-bit mask */

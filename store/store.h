@@ -133,9 +133,6 @@ int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs
  * so two nodes find where their logs fork.  Received entries are stored
  * byte for byte as the primary packed them, so the logs of all nodes agree. */
 
-/* The settings key of the cluster's KdfParams. */
-#define CS_SETTINGS_KDF "kdf"
-
 typedef struct cs_epoch_start {
 	uint64_t epoch;
 	uint64_t seq; /* the first entry of the epoch */

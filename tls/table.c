@@ -24,6 +24,7 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "../pki/pki.h"
+#include "../records/records.h"
 #include "proto/store.pb-c.h"
 
 /* ---- entries ------------------------------------------------------------- */
@@ -520,7 +521,6 @@ struct load {
 	char hosts[2][TLS_NAME_MAX + 1]; /* as the table keeps them */
 	bool same_cas;                   /* the CA pool is the one prev's chains were built from */
 	STACK_OF(X509) * pool;           /* NULL until an entry needs it */
-	EVP_MD_CTX *cas_md;              /* while the pool is read */
 	uint8_t cas_hash[32];
 	tls_entry **entries;
 	size_t n, cap;
@@ -529,46 +529,12 @@ struct load {
 	cs_err *err;
 };
 
-static int load_ca(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct load *ld = ctx;
-	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
-	X509 *x = NULL;
-	cs_err ignored;
-	int rc = 0;
-
-	if (EVP_DigestUpdate(ld->cas_md, key, klen) != 1)
-		rc = cs_fail(ld->err, CS_EIO, "hashing the CA pool failed");
-	/* A CA that does not decode only leaves chains shorter. */
-	else if (rec != NULL &&
-	         (x = pki_cert_from_der(rec->der.data, rec->der.len, &ignored)) != NULL &&
-	         sk_X509_push(ld->pool, x) <= 0) {
-		X509_free(x);
-		rc = cs_fail(ld->err, CS_EIO, "out of memory");
-	}
-	certsync__cert_record__free_unpacked(rec, NULL);
-	return rc;
-}
-
 /* The CA pool and the hash of its ids, read once per build. */
 static int load_pool(struct load *ld)
 {
-	int rc = 0;
-
-	if (ld->pool != NULL)
-		return 0;
-	ld->cas_md = EVP_MD_CTX_new();
-	ld->pool = sk_X509_new_null();
-	if (ld->cas_md == NULL || ld->pool == NULL ||
-	    EVP_DigestInit_ex(ld->cas_md, EVP_sha256(), NULL) != 1)
-		rc = cs_fail(ld->err, CS_EIO, "out of memory");
-	else if (cs_txn_foreach(ld->txn, CS_TBL_CAS, load_ca, ld, ld->err) != 0)
-		rc = -1; /* load_ca or the walk said why */
-	else if (EVP_DigestFinal_ex(ld->cas_md, ld->cas_hash, NULL) != 1)
-		rc = cs_fail(ld->err, CS_EIO, "hashing the CA pool failed");
-	EVP_MD_CTX_free(ld->cas_md);
-	ld->cas_md = NULL;
-	return rc;
+	if (ld->pool == NULL)
+		ld->pool = rec_ca_pool(ld->txn, ld->cas_hash, ld->err);
+	return ld->pool != NULL ? 0 : -1;
 }
 
 /* The issuers to send after leaf: the store's chain without the root, which
@@ -617,8 +583,6 @@ static int open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN], const uint8
                       const Certsync__CertRecord *rec, tls_entry **out, cs_err *why)
 {
 	tls_entry *e = tls_entry_new();
-	uint8_t *plain = NULL;
-	size_t plen;
 
 	if (e == NULL || copy_names(e, rec) < 0) {
 		tls_entry_free(e);
@@ -631,12 +595,7 @@ static int open_entry(struct load *ld, const uint8_t id[TLS_ID_LEN], const uint8
 	e->not_after = (time_t)rec->not_after;
 	if ((e->leaf = pki_cert_from_der(rec->der.data, rec->der.len, why)) == NULL)
 		goto skip;
-	if (cs_unseal(ld->key, rec->sealed_key.data, rec->sealed_key.len, e->id, TLS_ID_LEN, &plain,
-	              &plen, why) < 0)
-		goto skip;
-	e->key = pki_key_from_der(plain, plen, why);
-	cs_secret_free(plain);
-	if (e->key == NULL)
+	if ((e->key = rec_unseal_key(ld->key, &rec->sealed_key, e->id, TLS_ID_LEN, why)) == NULL)
 		goto skip;
 	if (!pki_key_matches(e->leaf, e->key)) {
 		cs_fail(why, CS_EINPUT, "its key does not match it");
@@ -698,7 +657,7 @@ static int push_skipped(struct load *ld, const uint8_t id[TLS_ID_LEN])
 static int load_record(struct load *ld, const uint8_t *id, size_t idlen, const void *val,
                        size_t vlen)
 {
-	Certsync__CertRecord *rec = certsync__cert_record__unpack(NULL, vlen, val);
+	Certsync__CertRecord *rec = rec_cert_decode(val, vlen);
 	const tls_cands *old;
 	uint8_t seal_hash[32];
 	tls_entry *e = NULL;
@@ -859,24 +818,6 @@ static int load_delta(struct load *ld, const struct delta *d)
 	return 0;
 }
 
-static int read_default(cs_txn *txn, uint8_t id[TLS_ID_LEN], cs_err *err)
-{
-	static const char key[] = "default";
-	Certsync__DefaultCert *d;
-	const void *val;
-	size_t vlen;
-	int rc = cs_txn_get(txn, CS_TBL_SETTINGS, key, strlen(key), &val, &vlen, err);
-
-	if (rc != 0)
-		return rc;
-	d = certsync__default_cert__unpack(NULL, vlen, val);
-	rc = d != NULL && d->id.len == TLS_ID_LEN ? 0 : 1;
-	if (rc == 0)
-		memcpy(id, d->id.data, TLS_ID_LEN);
-	certsync__default_cert__free_unpacked(d, NULL);
-	return rc;
-}
-
 int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
                    const char *site_hostname, const tls_table *prev, time_t now, cs_err *err)
 {
@@ -895,7 +836,7 @@ int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *
 	ld.hosts_key = tls_hosts_key(ld.hosts[0], ld.hosts[1]);
 	/* Entries found for other hostnames carry the wrong coverage. */
 	ld.prev = prev != NULL && prev->hosts_key == ld.hosts_key ? prev : NULL;
-	if ((has_default = read_default(txn, default_id, err)) < 0 ||
+	if ((has_default = rec_default(txn, default_id, err)) < 0 ||
 	    read_delta(&ld, pos, &d, &delta) < 0 ||
 	    (delta ? load_delta(&ld, &d) : load_all(&ld)) < 0)
 		goto fail;

@@ -25,7 +25,7 @@
 #include "../../replication/repl_int.h"
 #include "../../seal/seal.h"
 #include "proto/replication.pb-c.h"
-#include "proto/store.pb-c.h"
+#include "../../records/records.h"
 
 #define PASS     "correct horse battery staple"
 #define MAXNODES 4
@@ -111,28 +111,15 @@ static void open_store(struct node *n)
  * enough for tests. */
 static void create_cluster(struct node *n)
 {
-	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
-	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], id[16], buf[256];
 	cs_key *key;
 	cs_txn *txn;
 	cs_err err;
 
-	randombytes_buf(salt, sizeof(salt));
-	randombytes_buf(id, sizeof(id));
-	kdf.opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-	kdf.memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
-	if (cs_key_derive(&key, PASS, strlen(PASS), salt, kdf.opslimit, kdf.memlimit, &err) != 0)
-		fail_msg("derive: %s", err.msg);
-	cs_key_check(key, check);
-	cs_key_free(key);
-	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
-	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
-	kdf.cluster_id = (ProtobufCBinaryData){sizeof(id), id};
-	assert_true(certsync__kdf_params__get_packed_size(&kdf) < sizeof(buf));
 	assert_int_equal(cs_txn_begin(n->st, true, &txn, &err), 0);
-	assert_int_equal(cs_txn_put(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, 3, buf,
-	                            certsync__kdf_params__pack(&kdf, buf), &err),
-	                 0);
+	if (rec_cluster_create(txn, PASS, strlen(PASS), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	                       crypto_pwhash_MEMLIMIT_INTERACTIVE, &key, &err) != 0)
+		fail_msg("cluster settings: %s", err.msg);
+	cs_key_free(key);
 	assert_int_equal(cs_txn_commit(txn, "cluster created", NULL, &err), 0);
 }
 
