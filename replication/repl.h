@@ -130,10 +130,6 @@ bool repl_starting(repl *r);
  * the primary's); the reason is in repl_status. */
 bool repl_refusing(repl *r);
 
-/* The diverged table as JSON: [{"id","origin","epoch","seq","time",
- * "summary","found","applied_seq"}]. */
-json_t *repl_diverged_list(cs_store *st, cs_err *err);
-
 /* Key pairs: a file of two lines "public = Z85" and "secret = Z85", 0600.
  * repl_keygen writes a new one (refusing to overwrite) and gives the public
  * key in Z85; repl_key_load reads one; repl_key_parse reads a Z85 key. */
