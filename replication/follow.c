@@ -67,9 +67,9 @@ static void report_diverged(repl *r);
 static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
-	uint8_t check[CS_KEYCHECK_LEN];
 	cs_key *key;
 	cs_err err;
+	int rc;
 
 	if (kdf->key_check.len != CS_KEYCHECK_LEN || kdf->salt.len != CS_SALT_LEN ||
 	    kdf->cluster_id.len == 0) {
@@ -98,18 +98,16 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		         "cluster passphrase does not match the primary's");
 		return -1;
 	}
-	if (r->pass == NULL || cs_key_derive(&key, r->pass, r->passlen, kdf->salt.data,
-	                                     kdf->opslimit, kdf->memlimit, &err) != 0) {
+	rc = r->pass == NULL ? -1 : rec_cluster_key(kdf, r->pass, r->passlen, &key, &err);
+	if (rc < 0) {
 		snprintf(r->refusal, sizeof(r->refusal), "cannot derive the cluster key: %.150s",
 		         r->pass == NULL ? "no passphrase was given" : err.msg);
 		return -1;
 	}
-	cs_key_check(key, check);
-	r->keycheck = sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) == 0 ? 1 : -1;
+	r->keycheck = rc == 0 ? 1 : -1;
 	cs_secret_free(r->pass);
 	r->pass = NULL;
 	if (r->keycheck < 0) {
-		cs_key_free(key);
 		snprintf(r->refusal, sizeof(r->refusal),
 		         "cluster passphrase does not match the primary's");
 		return -1;
