@@ -5,27 +5,21 @@
  * replicated membership, and the configuration (its peers: every member)
  * completes the folder, which is moved into place.  The folder is written
  * by the same code as `cluster init`'s (cluster_init.h). */
-#include "cli_members.h"
+#include "cli.h"
 
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "cluster_init.h"
 #include "config.h"
 #include "control.h"
 
 #define DEFAULT_CONFIG "/etc/certsync/certsync.conf"
-
-static const char *str(json_t *obj, const char *key)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-
-	return s != NULL ? s : "";
-}
 
 /* The passphrase file's first line, as `cluster init` writes it. */
 static int passphrase_line(const cs_config *cfg, char **line, cs_err *err)
@@ -58,19 +52,21 @@ static int members_spec(json_t *r, const cs_cluster_node *n, cs_cluster_spec *sp
 	{
 		cs_cluster_node *x = &spec->nodes[spec->nnodes++];
 
-		if (strcmp(str(j, "name"), n->name) == 0) {
+		if (strcmp(cli_str(j, "name"), n->name) == 0) {
 			*x = *n;
 			continue;
 		}
-		snprintf(x->name, sizeof(x->name), "%s", str(j, "name"));
-		if (cs_role_parse(str(j, "role"), &x->role) < 0)
+		snprintf(x->name, sizeof(x->name), "%s", cli_str(j, "name"));
+		if (cs_role_parse(cli_str(j, "role"), &x->role) < 0)
 			return cs_fail(err, CS_EIO, "the agent's answer names a bad role");
-		snprintf(x->hostname, sizeof(x->hostname), "%s", str(j, "hostname"));
-		snprintf(x->repl_endpoint, sizeof(x->repl_endpoint), "%s", str(j, "repl_endpoint"));
-		snprintf(x->tls_endpoint, sizeof(x->tls_endpoint), "%s", str(j, "tls_endpoint"));
-		snprintf(x->public_key, sizeof(x->public_key), "%s", str(j, "public_key"));
+		snprintf(x->hostname, sizeof(x->hostname), "%s", cli_str(j, "hostname"));
+		snprintf(x->repl_endpoint, sizeof(x->repl_endpoint), "%s",
+		         cli_str(j, "repl_endpoint"));
+		snprintf(x->tls_endpoint, sizeof(x->tls_endpoint), "%s",
+		         cli_str(j, "tls_endpoint"));
+		snprintf(x->public_key, sizeof(x->public_key), "%s", cli_str(j, "public_key"));
 	}
-	spec->site = str(r, "site_hostname");
+	spec->site = cli_str(r, "site_hostname");
 	return 0;
 }
 
@@ -106,8 +102,10 @@ static json_t *add(const char *path, const char *spec_text, cs_cluster_node *n, 
 	return r;
 }
 
-json_t *cli_add_node(const char *config, const char *sock, const char *spec_text, const char *dir,
-                     cs_err *err)
+/* Writes the node's folder into dir, the agent's answer with "dir" and
+ * "config" added, or NULL with err: nothing is left in dir then. */
+static json_t *add_node(const char *config, const char *sock, const char *spec_text,
+                        const char *dir, cs_err *err)
 {
 	char root[CS_CLUSTER_ROOT_MAX], tmp[CS_CLUSTER_ROOT_MAX + 16], conf[PATH_MAX];
 	cs_cluster_node n;
@@ -142,50 +140,80 @@ json_t *cli_add_node(const char *config, const char *sock, const char *spec_text
 	return r;
 }
 
-int cli_print_added(FILE *out, json_t *r)
+/* The new node's folder, and a warning when the default does not cover
+ * its hostname (on standard error, with --json too). */
+static void print_added(const cli_ctx *ctx, json_t *r)
 {
 	json_t *added = json_object_get(r, "added"), *unc = json_object_get(r, "uncovered");
 
-	if (out != NULL)
-		fprintf(out,
-		        "added %s (%s, %s), public key %s\nits folder: %s (it holds the cluster "
-		        "passphrase: keep it 0600 and copy it only to that node)\nstart it with "
-		        "`certsync agent -c %s`\n",
-		        str(added, "name"), str(added, "role"), str(added, "hostname"),
-		        str(added, "public_key"), str(r, "dir"), str(r, "config"));
+	if (ctx->json) {
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		printf("added %s (%s, %s), public key %s\nits folder: %s (it holds the cluster "
+		       "passphrase: keep it 0600 and copy it only to that node)\nstart it with "
+		       "`certsync agent -c %s`\n",
+		       cli_str(added, "name"), cli_str(added, "role"), cli_str(added, "hostname"),
+		       cli_str(added, "public_key"), cli_str(r, "dir"), cli_str(r, "config"));
+	}
 	if (json_array_size(unc) > 0)
 		fprintf(stderr,
 		        "certsync: warning: the default certificate does not cover %s; import "
 		        "or choose one that does (`certsync verify` shows the coverage)\n",
 		        json_string_value(json_array_get(unc, 0)));
+}
+
+int cli_add_node(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *dir = NULL;
+	cs_err err = {0};
+	json_t *r;
+	int c;
+
+	while ((c = cli_next_flag(cmd, argc, argv, "o:", opts, &err)) > 0)
+		dir = optarg;
+	if (c == 0)
+		return cli_fail(ctx, &err);
+	if (optind != argc - 1 || dir == NULL) {
+		cli_usage_error(cmd, &err, "give the node and -o DIR");
+		return cli_fail(ctx, &err);
+	}
+	if ((r = add_node(ctx->config, ctx->socket, argv[optind], dir, &err)) == NULL)
+		return cli_fail(ctx, &err);
+	print_added(ctx, r);
+	json_decref(r);
 	return 0;
 }
 
-int cli_print_nodes(FILE *out, json_t *r)
+int cli_print_nodes(const cli_ctx *ctx, json_t *r, json_t *args)
 {
 	json_t *nodes = json_object_get(r, "nodes"), *j;
 	size_t i;
 
+	(void)args;
 	json_array_foreach(nodes, i, j)
 	{
 		json_t *lag = json_object_get(j, "lag");
 
-		fprintf(out, "%-12s %-8s %-5s %-30s %-28s %s", str(j, "name"), str(j, "role"),
-		        str(j, "state"), str(j, "hostname"), str(j, "repl_endpoint"),
-		        str(j, "tls_endpoint"));
+		hprintf(ctx, "%-12s %-8s %-5s %-30s %-28s %s", cli_str(j, "name"),
+		        cli_str(j, "role"), cli_str(j, "state"), cli_str(j, "hostname"),
+		        cli_str(j, "repl_endpoint"), cli_str(j, "tls_endpoint"));
 		if (json_is_integer(lag))
-			fprintf(out, "  lag %lld", (long long)json_integer_value(lag));
-		fputc('\n', out);
+			hprintf(ctx, "  lag %lld", (long long)json_integer_value(lag));
+		hprintf(ctx, "\n");
 	}
-	if (strcmp(str(r, "source"), "configuration") == 0)
-		fprintf(out, "(from the configuration: the primary has not recorded the membership "
+	if (strcmp(cli_str(r, "source"), "configuration") == 0)
+		hprintf(ctx, "(from the configuration: the primary has not recorded the membership "
 		             "yet)\n");
 	return 0;
 }
 
-int cli_print_removed(FILE *out, json_t *r)
+int cli_print_removed(const cli_ctx *ctx, json_t *r, json_t *args)
 {
-	fprintf(out, "removed %s: its key is refused by every node from now on\n",
-	        str(r, "removed"));
+	(void)args;
+	hprintf(ctx, "removed %s: its key is refused by every node from now on\n",
+	        cli_str(r, "removed"));
 	return 0;
 }

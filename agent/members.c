@@ -16,78 +16,6 @@
 #include "../common/hostport.h"
 #include "../common/log.h"
 #include "ops.h"
-#include "proto/store.pb-c.h"
-#include "records.h"
-
-static const char MEMBERS_KEY[] = "members";
-
-static bool copy(char *dst, size_t cap, const char *src)
-{
-	return src != NULL && (size_t)snprintf(dst, cap, "%s", src) < cap;
-}
-
-int members_load(cs_txn *txn, cs_members *m, cs_err *err)
-{
-	Certsync__Members *rec;
-	const void *val;
-	size_t vlen;
-	int rc =
-	    cs_txn_get(txn, CS_TBL_SETTINGS, MEMBERS_KEY, strlen(MEMBERS_KEY), &val, &vlen, err);
-
-	m->n = 0;
-	if (rc != 0)
-		return rc;
-	if ((rec = certsync__members__unpack(NULL, vlen, val)) == NULL)
-		return cs_fail(err, CS_EIO, "the store's membership does not decode");
-	rc = rec->n_nodes <= MEMBERS_MAX ? 0 : -1;
-	for (size_t i = 0; rc == 0 && i < rec->n_nodes; i++) {
-		const Certsync__Member *r = rec->nodes[i];
-		cs_member *x = &m->v[m->n++];
-
-		if (!copy(x->name, sizeof(x->name), r->name) || x->name[0] == '\0' ||
-		    cs_role_parse(r->role, &x->role) < 0 ||
-		    !copy(x->hostname, sizeof(x->hostname), r->hostname) ||
-		    !copy(x->repl_endpoint, sizeof(x->repl_endpoint), r->repl_endpoint) ||
-		    !copy(x->tls_endpoint, sizeof(x->tls_endpoint), r->tls_endpoint) ||
-		    r->curve_public_key.len != REPL_KEY_LEN)
-			rc = -1;
-		else
-			memcpy(x->key, r->curve_public_key.data, REPL_KEY_LEN);
-	}
-	certsync__members__free_unpacked(rec, NULL);
-	return rc == 0 ? 0 : cs_fail(err, CS_EIO, "the store's membership is damaged");
-}
-
-int members_put(cs_txn *txn, const cs_members *m, cs_err *err)
-{
-	Certsync__Members rec = CERTSYNC__MEMBERS__INIT;
-	Certsync__Member v[MEMBERS_MAX], *vp[MEMBERS_MAX];
-
-	for (size_t i = 0; i < m->n; i++) {
-		const cs_member *x = &m->v[i];
-
-		v[i] = (Certsync__Member)CERTSYNC__MEMBER__INIT;
-		v[i].name = (char *)x->name;
-		v[i].role = (char *)cs_role_name(x->role);
-		v[i].hostname = (char *)x->hostname;
-		v[i].repl_endpoint = (char *)x->repl_endpoint;
-		v[i].tls_endpoint = (char *)x->tls_endpoint;
-		v[i].curve_public_key = (ProtobufCBinaryData){REPL_KEY_LEN, (uint8_t *)x->key};
-		vp[i] = &v[i];
-	}
-	rec.n_nodes = m->n;
-	rec.nodes = vp;
-	return rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)MEMBERS_KEY, strlen(MEMBERS_KEY),
-	               &rec.base, err);
-}
-
-const cs_member *members_find(const cs_members *m, const char *name)
-{
-	for (size_t i = 0; i < m->n; i++)
-		if (strcmp(m->v[i].name, name) == 0)
-			return &m->v[i];
-	return NULL;
-}
 
 /* Where others reach an address this node binds: its hostname when it binds
  * every address, else the address itself. */
@@ -107,16 +35,16 @@ static void reach(const char *listen, const char *hostname, const char *scheme, 
 	snprintf(out, cap, strchr(host, ':') ? "%s[%s]:%u" : "%s%s:%u", scheme, host, port);
 }
 
-int members_from_config(const cs_config *cfg, cs_members *m, cs_err *err)
+int members_from_config(const cs_config *cfg, rec_members *m, cs_err *err)
 {
-	uint8_t sec[REPL_KEY_LEN];
-	cs_member *self = &m->v[0];
+	uint8_t sec[REC_MEMBER_KEY_LEN];
+	rec_member *self = &m->v[0];
 	int rc;
 
 	memset(self, 0, sizeof(*self));
-	copy(self->name, sizeof(self->name), cfg->name);
-	self->role = cfg->role;
-	copy(self->hostname, sizeof(self->hostname), cfg->hostname);
+	snprintf(self->name, sizeof(self->name), "%s", cfg->name);
+	snprintf(self->role, sizeof(self->role), "%s", cs_role_name(cfg->role));
+	snprintf(self->hostname, sizeof(self->hostname), "%s", cfg->hostname);
 	reach(cfg->repl_listen, cfg->hostname, "tcp://", self->repl_endpoint,
 	      sizeof(self->repl_endpoint));
 	reach(cfg->ntls_listen ? cfg->tls_listen[0] : NULL, cfg->hostname, "", self->tls_endpoint,
@@ -126,16 +54,18 @@ int members_from_config(const cs_config *cfg, cs_members *m, cs_err *err)
 	if (rc < 0)
 		return -1;
 	m->n = 1;
-	for (size_t i = 0; i < cfg->npeers && m->n < MEMBERS_MAX; i++) {
+	for (size_t i = 0; i < cfg->npeers && m->n < REC_MEMBERS_MAX; i++) {
 		const cs_peer *p = &cfg->peers[i];
-		cs_member *x = &m->v[m->n++];
+		rec_member *x = &m->v[m->n++];
 
 		memset(x, 0, sizeof(*x));
-		copy(x->name, sizeof(x->name), p->name);
-		x->role = p->role;
-		copy(x->hostname, sizeof(x->hostname), p->hostname);
-		copy(x->repl_endpoint, sizeof(x->repl_endpoint), p->repl_endpoint);
-		copy(x->tls_endpoint, sizeof(x->tls_endpoint), p->tls_endpoint);
+		snprintf(x->name, sizeof(x->name), "%s", p->name);
+		snprintf(x->role, sizeof(x->role), "%s", cs_role_name(p->role));
+		snprintf(x->hostname, sizeof(x->hostname), "%s", p->hostname);
+		snprintf(x->repl_endpoint, sizeof(x->repl_endpoint), "%s",
+		         p->repl_endpoint ? p->repl_endpoint : "");
+		snprintf(x->tls_endpoint, sizeof(x->tls_endpoint), "%s",
+		         p->tls_endpoint ? p->tls_endpoint : "");
 		if (p->curve_public_key == NULL ||
 		    repl_key_parse(p->curve_public_key, x->key, err) < 0)
 			return cs_fail(err, CS_EUSAGE,
@@ -147,7 +77,7 @@ int members_from_config(const cs_config *cfg, cs_members *m, cs_err *err)
 
 int ops_members_seed(struct cs_node *node, cs_txn *txn, cs_err *err)
 {
-	cs_members *m;
+	rec_members *m;
 	int rc;
 
 	if (node->cfg->repl_listen == NULL)
@@ -156,7 +86,7 @@ int ops_members_seed(struct cs_node *node, cs_txn *txn, cs_err *err)
 		return cs_fail(err, CS_EIO, "out of memory");
 	rc = members_from_config(node->cfg, m, err);
 	if (rc == 0)
-		rc = members_put(txn, m, err);
+		rc = rec_members_put(txn, m, err);
 	free(m);
 	return rc;
 }
@@ -174,8 +104,8 @@ void ops_members_ensure(struct cs_node *node)
 		cs_error("membership: %s", err.msg);
 		return;
 	}
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, MEMBERS_KEY, strlen(MEMBERS_KEY), &(const void *){0},
-	                &(size_t){0}, &err);
+	rc = cs_txn_get(txn, CS_TBL_SETTINGS, REC_SETTINGS_MEMBERS, strlen(REC_SETTINGS_MEMBERS),
+	                &(const void *){0}, &(size_t){0}, &err);
 	if (rc == 1 && ops_members_seed(node, txn, &err) == 0) {
 		if (ops_commit(node, txn, "membership seeded from the configuration", &err) < 0)
 			cs_error("membership: %s", err.msg);
@@ -198,18 +128,18 @@ static char *dup_or_null(const char *s)
  * logged once per difference; why says against what ("the configuration's
  * [peer] sections"). */
 static void log_differences(const cs_peer *peers, size_t npeers, const char *self,
-                            const cs_members *m, const char *why)
+                            const rec_members *m, const char *why)
 {
 	char z85[REPL_Z85_LEN + 1];
 
 	for (size_t i = 0; i < npeers; i++)
-		if (members_find(m, peers[i].name) == NULL)
+		if (rec_members_find(m, peers[i].name) == NULL)
 			cs_warn("membership: %s is not a member of the cluster but in %s: the "
 			        "replicated membership wins, %s is no longer a peer and its key is "
 			        "refused",
 			        peers[i].name, why, peers[i].name);
 	for (size_t i = 0; i < m->n; i++) {
-		const cs_member *x = &m->v[i];
+		const rec_member *x = &m->v[i];
 		const cs_peer *p = NULL;
 
 		if (strcmp(x->name, self) == 0)
@@ -217,19 +147,20 @@ static void log_differences(const cs_peer *peers, size_t npeers, const char *sel
 		for (size_t j = 0; j < npeers && p == NULL; j++)
 			if (strcmp(peers[j].name, x->name) == 0)
 				p = &peers[j];
-		zmq_z85_encode(z85, x->key, REPL_KEY_LEN);
+		zmq_z85_encode(z85, x->key, REC_MEMBER_KEY_LEN);
 		if (p == NULL)
 			cs_info(
 			    "membership: %s (%s, %s) is a member of the cluster but not in %s: the "
 			    "replicated membership wins, it is a peer",
-			    x->name, cs_role_name(x->role), x->hostname, why);
-		else if (p->role != x->role || strcmp(p->hostname, x->hostname) != 0 ||
+			    x->name, x->role, x->hostname, why);
+		else if (strcmp(cs_role_name(p->role), x->role) != 0 ||
+		         strcmp(p->hostname, x->hostname) != 0 ||
 		         strcmp(p->curve_public_key ? p->curve_public_key : "", z85) != 0)
 			cs_warn("membership: %s differs from %s (role, hostname or key): the "
 			        "replicated membership wins",
 			        x->name, why);
 	}
-	if (members_find(m, self) == NULL)
+	if (rec_members_find(m, self) == NULL)
 		cs_error("membership: this node, %s, is not a member of the cluster: the other "
 		         "nodes refuse its key",
 		         self);
@@ -271,7 +202,7 @@ static char *endpoint(const char *own, const char *member, const char *name, con
 
 /* Every member but this node as configuration peers, and as the
  * replication's peers (pointing into the former). */
-static int to_peers(const struct cs_node *node, const cs_members *m, cs_peer **out, repl_peer *rp,
+static int to_peers(const struct cs_node *node, const rec_members *m, cs_peer **out, repl_peer *rp,
                     size_t *n)
 {
 	const cs_config *cfg = node->cfg;
@@ -281,14 +212,14 @@ static int to_peers(const struct cs_node *node, const cs_members *m, cs_peer **o
 	if (peers == NULL)
 		return -1;
 	for (size_t i = 0; i < m->n; i++) {
-		const cs_member *x = &m->v[i];
+		const rec_member *x = &m->v[i];
 		cs_peer *p = &peers[k];
 		const cs_peer *own;
 
 		if (strcmp(x->name, cfg->name) == 0)
 			continue;
 		p->name = strdup(x->name);
-		p->role = x->role;
+		cs_role_parse(x->role, &p->role); /* rec_members_get checked it */
 		p->hostname = strdup(x->hostname);
 		own = seed_peer(node, x->name);
 		p->repl_endpoint = endpoint(own ? own->repl_endpoint : NULL, x->repl_endpoint,
@@ -301,14 +232,14 @@ static int to_peers(const struct cs_node *node, const cs_members *m, cs_peer **o
 			free_peers(peers, k);
 			return -1;
 		}
-		zmq_z85_encode(p->curve_public_key, x->key, REPL_KEY_LEN);
+		zmq_z85_encode(p->curve_public_key, x->key, REC_MEMBER_KEY_LEN);
 		rp[k - 1] = (repl_peer){p->name,
 		                        p->role == CS_ROLE_PRIMARY  ? REPL_PRIMARY
 		                        : p->role == CS_ROLE_BACKUP ? REPL_BACKUP
 		                                                    : REPL_TRAFFIC,
 		                        p->repl_endpoint,
 		                        {0}};
-		memcpy(rp[k - 1].public_key, x->key, REPL_KEY_LEN);
+		memcpy(rp[k - 1].public_key, x->key, REC_MEMBER_KEY_LEN);
 	}
 	*out = peers;
 	*n = k;
@@ -318,8 +249,8 @@ static int to_peers(const struct cs_node *node, const cs_members *m, cs_peer **o
 void ops_members_sync(struct cs_node *node)
 {
 	uint8_t hash[32];
-	cs_members *m = calloc(1, sizeof(*m)); /* zeroed: its bytes are hashed */
-	repl_peer rp[MEMBERS_MAX];
+	rec_members *m = calloc(1, sizeof(*m)); /* zeroed: its bytes are hashed */
+	repl_peer rp[REC_MEMBERS_MAX];
 	cs_peer *peers;
 	size_t n;
 	cs_txn *txn;
@@ -330,7 +261,7 @@ void ops_members_sync(struct cs_node *node)
 		free(m);
 		return;
 	}
-	rc = members_load(txn, m, &err);
+	rc = rec_members_get(txn, m, &err);
 	cs_txn_abort(txn);
 	if (rc != 0) {
 		if (rc < 0)

@@ -10,23 +10,24 @@
 #include <zmq.h>
 
 #include "../common/log.h"
+#include "cluster_init.h"
 #include "members.h"
 #include "ops.h"
 #include "records.h"
 
-static json_t *member_json(const cs_member *x)
+static json_t *member_json(const rec_member *x)
 {
 	char z85[REPL_Z85_LEN + 1];
 
-	zmq_z85_encode(z85, x->key, REPL_KEY_LEN);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", x->name, "role",
-	                 cs_role_name(x->role), "hostname", x->hostname, "repl_endpoint",
-	                 x->repl_endpoint, "tls_endpoint", x->tls_endpoint, "public_key", z85);
+	zmq_z85_encode(z85, x->key, REC_MEMBER_KEY_LEN);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", x->name, "role", x->role,
+	                 "hostname", x->hostname, "repl_endpoint", x->repl_endpoint, "tls_endpoint",
+	                 x->tls_endpoint, "public_key", z85);
 }
 
 /* The membership in txn; the configuration's when the store has none yet
  * (a cluster older than the record, before its primary seeded it). */
-static int current(struct cs_node *node, cs_txn *txn, cs_members *m, bool *stored, cs_err *err)
+static int current(struct cs_node *node, cs_txn *txn, rec_members *m, bool *stored, cs_err *err)
 {
 	int rc;
 
@@ -35,7 +36,7 @@ static int current(struct cs_node *node, cs_txn *txn, cs_members *m, bool *store
 		               "%s has no replication configured (repl_listen), so no cluster "
 		               "membership",
 		               node->cfg->name);
-	rc = members_load(txn, m, err);
+	rc = rec_members_get(txn, m, err);
 
 	*stored = rc == 0;
 	if (rc == 1)
@@ -56,7 +57,7 @@ static json_t *peer_status(json_t *peers, const char *name)
 
 json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err)
 {
-	cs_members *m = malloc(sizeof(*m));
+	rec_members *m = malloc(sizeof(*m));
 	json_t *rs = node->repl ? repl_status(node->repl) : NULL, *list = json_array();
 	json_t *peers = json_object_get(rs, "peers");
 	bool stored = false;
@@ -98,7 +99,7 @@ json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err)
 }
 
 /* What of x node o already has ("name", "hostname", ...), or NULL. */
-static const char *shared(const cs_member *o, const cs_member *x, const char **value)
+static const char *shared(const rec_member *o, const rec_member *x, const char **value)
 {
 	*value = NULL;
 	if (strcmp(o->name, x->name) == 0)
@@ -109,14 +110,14 @@ static const char *shared(const cs_member *o, const cs_member *x, const char **v
 		return *value = x->repl_endpoint, "replication endpoint";
 	if (strcmp(o->tls_endpoint, x->tls_endpoint) == 0)
 		return *value = x->tls_endpoint, "TLS endpoint";
-	if (memcmp(o->key, x->key, REPL_KEY_LEN) == 0)
+	if (memcmp(o->key, x->key, REC_MEMBER_KEY_LEN) == 0)
 		return *value = "given", "CURVE key";
 	return NULL;
 }
 
 /* The new member must share nothing with the others: a name, hostname,
  * endpoint or key already there would make two nodes one. */
-static int check_unique(const cs_members *m, const cs_member *x, cs_err *err)
+static int check_unique(const rec_members *m, const rec_member *x, cs_err *err)
 {
 	const char *what, *value;
 
@@ -151,7 +152,7 @@ static json_t *uncovered(cs_txn *txn, const char *hostname)
 
 /* Reads args.node (NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN, checked as
  * `cluster init` checks a --node) and args.public_key into x. */
-static int parse_new(json_t *args, cs_member *x, cs_err *err)
+static int parse_new(json_t *args, rec_member *x, cs_err *err)
 {
 	const char *spec, *key;
 	cs_cluster_node n;
@@ -169,7 +170,7 @@ static int parse_new(json_t *args, cs_member *x, cs_err *err)
 	if (repl_key_parse(key, x->key, err) < 0)
 		return -1;
 	snprintf(x->name, sizeof(x->name), "%s", n.name);
-	x->role = n.role;
+	snprintf(x->role, sizeof(x->role), "%s", cs_role_name(n.role));
 	snprintf(x->hostname, sizeof(x->hostname), "%s", n.hostname);
 	snprintf(x->repl_endpoint, sizeof(x->repl_endpoint), "%s", n.repl_endpoint);
 	snprintf(x->tls_endpoint, sizeof(x->tls_endpoint), "%s", n.tls_endpoint);
@@ -178,11 +179,11 @@ static int parse_new(json_t *args, cs_member *x, cs_err *err)
 
 /* The membership after fn changed it, committed as one change. */
 static json_t *change(struct cs_node *node, json_t *args,
-                      json_t *(*fn)(struct cs_node *, json_t *, cs_members *, cs_txn *, char *,
+                      json_t *(*fn)(struct cs_node *, json_t *, rec_members *, cs_txn *, char *,
                                     size_t, cs_err *),
                       cs_err *err)
 {
-	cs_members *m = malloc(sizeof(*m));
+	rec_members *m = malloc(sizeof(*m));
 	json_t *result = NULL, *list;
 	char summary[160];
 	bool stored;
@@ -198,7 +199,7 @@ static json_t *change(struct cs_node *node, json_t *args,
 	}
 	if (current(node, txn, m, &stored, err) < 0 ||
 	    (result = fn(node, args, m, txn, summary, sizeof(summary), err)) == NULL ||
-	    members_put(txn, m, err) < 0) {
+	    rec_members_put(txn, m, err) < 0) {
 		json_decref(result);
 		cs_txn_abort(txn);
 		free(m);
@@ -217,26 +218,26 @@ static json_t *change(struct cs_node *node, json_t *args,
 	return result;
 }
 
-static json_t *add(struct cs_node *node, json_t *args, cs_members *m, cs_txn *txn, char *summary,
+static json_t *add(struct cs_node *node, json_t *args, rec_members *m, cs_txn *txn, char *summary,
                    size_t len, cs_err *err)
 {
-	cs_member *x = &m->v[m->n];
+	rec_member *x = &m->v[m->n];
 
 	(void)node;
-	if (m->n == MEMBERS_MAX) {
+	if (m->n == REC_MEMBERS_MAX) {
 		cs_fail(err, CS_EREFUSED, "add-node refused: a cluster has at most %d nodes",
-		        MEMBERS_MAX);
+		        REC_MEMBERS_MAX);
 		return NULL;
 	}
 	if (parse_new(args, x, err) < 0 || check_unique(m, x, err) < 0)
 		return NULL;
 	m->n++;
-	snprintf(summary, len, "add-node %s (%s, %s)", x->name, cs_role_name(x->role), x->hostname);
+	snprintf(summary, len, "add-node %s (%s, %s)", x->name, x->role, x->hostname);
 	return json_pack("{s:o, s:o}", "added", member_json(x), "uncovered",
 	                 uncovered(txn, x->hostname));
 }
 
-static json_t *remove_one(struct cs_node *node, json_t *args, cs_members *m, cs_txn *txn,
+static json_t *remove_one(struct cs_node *node, json_t *args, rec_members *m, cs_txn *txn,
                           char *summary, size_t len, cs_err *err)
 {
 	const char *name;
@@ -249,7 +250,7 @@ static json_t *remove_one(struct cs_node *node, json_t *args, cs_members *m, cs_
 	for (size_t i = 0; i < m->n; i++) {
 		if (strcmp(m->v[i].name, name) == 0)
 			at = i;
-		else if (m->v[i].role != CS_ROLE_TRAFFIC &&
+		else if (strcmp(m->v[i].role, "traffic") != 0 &&
 		         strcmp(m->v[i].name, node->cfg->name) != 0)
 			capable++;
 	}
@@ -267,7 +268,7 @@ static json_t *remove_one(struct cs_node *node, json_t *args, cs_members *m, cs_
 		        name, name);
 		return NULL;
 	}
-	if (m->v[at].role != CS_ROLE_TRAFFIC && capable == 0) {
+	if (strcmp(m->v[at].role, "traffic") != 0 && capable == 0) {
 		cs_fail(err, CS_EREFUSED,
 		        "remove-node refused: %s is the cluster's last backup, and without one "
 		        "no node can take over from the primary; add another backup first "
@@ -275,8 +276,7 @@ static json_t *remove_one(struct cs_node *node, json_t *args, cs_members *m, cs_
 		        name);
 		return NULL;
 	}
-	snprintf(summary, len, "remove-node %s (%s, %s)", name, cs_role_name(m->v[at].role),
-	         m->v[at].hostname);
+	snprintf(summary, len, "remove-node %s (%s, %s)", name, m->v[at].role, m->v[at].hostname);
 	memmove(&m->v[at], &m->v[at + 1], (m->n - at - 1) * sizeof(m->v[0]));
 	m->n--;
 	return json_pack("{s:s}", "removed", name);
