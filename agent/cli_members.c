@@ -114,7 +114,7 @@ static json_t *add_node(const char *config, const char *sock, const char *spec_t
 	json_t *r = NULL;
 	int rc;
 
-	if (cs_cluster_node_parse(spec_text, &n, err) < 0 || cs_cluster_check_dir(dir, err) < 0)
+	if (cs_cluster_joiner_parse(spec_text, &n, err) < 0 || cs_cluster_check_dir(dir, err) < 0)
 		return NULL;
 	if (config == NULL)
 		config = getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;

@@ -123,6 +123,20 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 	return 0;
 }
 
+int cs_cluster_joiner_parse(const char *spec, cs_cluster_node *out, cs_err *err)
+{
+	const char *eq = strchr(spec, '='), *comma = eq ? strchr(eq, ',') : NULL;
+	size_t n = comma ? (size_t)(comma - eq - 1) : 0;
+
+	if (comma != NULL && !(n == 6 && strncmp(eq + 1, "backup", n) == 0) &&
+	    !(n == 7 && strncmp(eq + 1, "traffic", n) == 0))
+		return cs_fail(err, CS_EUSAGE,
+		               "add-node %s: the role is backup or traffic; a cluster has one "
+		               "primary (`certsync promote` makes a backup the primary)",
+		               spec);
+	return cs_cluster_node_parse(spec, out, err);
+}
+
 /* ---- checks across nodes --------------------------------------------------- */
 
 static int check_cluster(const cs_cluster_spec *spec, cs_err *err)

@@ -31,6 +31,9 @@ typedef struct cs_cluster_node {
 } cs_cluster_node;
 
 int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err);
+/* The same for a node that joins a running cluster (`cluster add-node`):
+ * its role is backup or traffic. */
+int cs_cluster_joiner_parse(const char *spec, cs_cluster_node *out, cs_err *err);
 
 typedef struct cs_cluster_spec {
 	/* where DIR/NAME/ folders are written (absent or empty); NULL when

@@ -159,13 +159,8 @@ static int parse_new(json_t *args, rec_member *x, cs_err *err)
 
 	if (ops_arg_string(args, "node", true, &spec, err) < 0 ||
 	    ops_arg_string(args, "public_key", true, &key, err) < 0 ||
-	    cs_cluster_node_parse(spec, &n, err) < 0)
+	    cs_cluster_joiner_parse(spec, &n, err) < 0)
 		return -1;
-	if (n.role == CS_ROLE_PRIMARY)
-		return cs_fail(err, CS_EUSAGE,
-		               "add-node %s: the role is backup or traffic; a cluster has one "
-		               "primary (`certsync promote` makes a backup the primary)",
-		               spec);
 	memset(x, 0, sizeof(*x));
 	if (repl_key_parse(key, x->key, err) < 0)
 		return -1;

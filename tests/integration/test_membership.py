@@ -240,7 +240,8 @@ def test_add_node_invalid_hostname(quiet_cluster):
 
 @pytest.mark.parametrize("role", ["primary", "witness"])
 def test_add_node_role_not_backup_or_traffic(quiet_cluster, role):
-    res = refused_add(quiet_cluster, spec("fresh", role=role), 2, "backup or traffic")
+    res = refused_add(quiet_cluster, spec("fresh", role=role), 2,
+                      "the role is backup or traffic; a cluster has one primary")
     assert res.data["error"]["code"] == "usage"
 
 
