@@ -125,19 +125,23 @@ static char *dup_or_null(const char *s)
 }
 
 /* What differs between the peers the node followed and the membership,
- * logged once per difference; why says against what ("the configuration's
- * [peer] sections"). */
+ * logged once per difference: against the configuration's [peer] sections
+ * when seed (the first membership the node reads), else against the
+ * membership followed until then. */
 static void log_differences(const cs_peer *peers, size_t npeers, const char *self,
-                            const rec_members *m, const char *why)
+                            const rec_members *m, bool seed)
 {
 	char z85[REPL_Z85_LEN + 1];
 
-	for (size_t i = 0; i < npeers; i++)
+	/* Members joining and leaving later are logged by the replication,
+	 * which admits and refuses their keys. */
+	for (size_t i = 0; seed && i < npeers; i++)
 		if (rec_members_find(m, peers[i].name) == NULL)
-			cs_warn("membership: %s is not a member of the cluster but in %s: the "
-			        "replicated membership wins, %s is no longer a peer and its key is "
-			        "refused",
-			        peers[i].name, why, peers[i].name);
+			cs_warn(
+			    "membership: %s is not a member of the cluster but in the "
+			    "configuration's [peer] sections: the replicated membership wins, %s "
+			    "is no peer and its key is refused",
+			    peers[i].name, peers[i].name);
 	for (size_t i = 0; i < m->n; i++) {
 		const rec_member *x = &m->v[i];
 		const cs_peer *p = NULL;
@@ -148,17 +152,20 @@ static void log_differences(const cs_peer *peers, size_t npeers, const char *sel
 			if (strcmp(peers[j].name, x->name) == 0)
 				p = &peers[j];
 		zmq_z85_encode(z85, x->key, REC_MEMBER_KEY_LEN);
-		if (p == NULL)
+		if (p == NULL && seed)
 			cs_info(
-			    "membership: %s (%s, %s) is a member of the cluster but not in %s: the "
-			    "replicated membership wins, it is a peer",
-			    x->name, x->role, x->hostname, why);
+			    "membership: %s (%s, %s) is a member of the cluster but not in the "
+			    "configuration's [peer] sections: the replicated membership wins, it "
+			    "is a peer",
+			    x->name, x->role, x->hostname);
+		else if (p == NULL)
+			continue;
 		else if (strcmp(cs_role_name(p->role), x->role) != 0 ||
 		         strcmp(p->hostname, x->hostname) != 0 ||
 		         strcmp(p->curve_public_key ? p->curve_public_key : "", z85) != 0)
 			cs_warn("membership: %s differs from %s (role, hostname or key): the "
 			        "replicated membership wins",
-			        x->name, why);
+			        x->name, seed ? "its [peer] section" : "what this node followed");
 	}
 	if (rec_members_find(m, self) == NULL)
 		cs_error("membership: this node, %s, is not a member of the cluster: the other "
@@ -289,8 +296,7 @@ void ops_members_sync(struct cs_node *node)
 	}
 	log_differences(node->members_known ? node->cfg->peers : node->seed,
 	                node->members_known ? node->cfg->npeers : node->nseed, node->cfg->name, m,
-	                node->members_known ? "the membership followed until now"
-	                                    : "the configuration's [peer] sections");
+	                !node->members_known);
 	if (node->repl != NULL && repl_set_peers(node->repl, rp, n, &err) < 0) {
 		cs_error("membership: %s; the peers stay as they were", err.msg);
 		free_peers(peers, n);
