@@ -3,7 +3,9 @@
  * The primary keeps the list of nodes in the replicated settings under
  * "members"; every node reads it after each change and, when it moved,
  * takes it as its peers: the configuration's [peer] sections only seed it,
- * and where they disagree the membership wins and the log says so. */
+ * and where they disagree on who is a member, a role, a hostname or a key
+ * the membership wins and the log says so.  A [peer] section's endpoints
+ * stay this node's route to that member. */
 #include "members.h"
 
 #include <stdio.h>

@@ -9,7 +9,6 @@
 
 #include <zmq.h>
 
-#include "../common/log.h"
 #include "cluster_init.h"
 #include "members.h"
 #include "ops.h"
@@ -37,7 +36,6 @@ static int current(struct cs_node *node, cs_txn *txn, rec_members *m, bool *stor
 		               "membership",
 		               node->cfg->name);
 	rc = rec_members_get(txn, m, err);
-
 	*stored = rc == 0;
 	if (rc == 1)
 		rc = members_from_config(node->cfg, m, err);
@@ -50,8 +48,11 @@ static json_t *peer_status(json_t *peers, const char *name)
 	json_t *p;
 	size_t i;
 
-	json_array_foreach(peers, i, p) if (strcmp(json_string_value(json_object_get(p, "name")),
-	                                           name) == 0) return p;
+	json_array_foreach(peers, i, p)
+	{
+		if (strcmp(json_string_value(json_object_get(p, "name")), name) == 0)
+			return p;
+	}
 	return NULL;
 }
 
