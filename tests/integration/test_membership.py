@@ -120,6 +120,8 @@ def test_traffic_node_joins_and_leaves_a_running_cluster(cluster, certsync_bin):
                  lambda: helpers.s_client_id(tp, "tn2.example.test") == dflt, timeout=15)
         assert helpers.s_client_id(tp, SITE) == dflt
         assert members(primary)["tn2"]["state"] == "up"
+        text = primary.cli("cluster", "nodes", json=False, check=0).data.decode()
+        assert any(line.split()[:3] == ["tn2", "traffic", "up"] for line in text.splitlines()), text
         # a client holding tn2's key is answered while tn2 is a member, by
         # the primary and by the backup, which admitted the key on its own
         assert answers(tn2, primary, 10)
