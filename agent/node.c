@@ -122,7 +122,8 @@ void cs_node_set_worker(cs_node *node, struct cs_worker *worker)
 /* Tells the TLS endpoint the store changed; its reloader serves the change
  * shortly after, so neither a commit's answer nor the replication thread
  * waits for a table build.  Every change passes here, so the store's map is
- * checked here too. */
+ * checked here too, and the node follows the membership it may have
+ * changed. */
 void ops_reload_tls(struct cs_node *node)
 {
 	if (node->tls != NULL)
