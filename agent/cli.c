@@ -1033,6 +1033,34 @@ static int print_diverged_apply(json_t *r, json_t *args)
 /* Every change takes it (take_wait_flag); the agent applies it. */
 #define WAIT_FLAG " [--wait backup|all|none]"
 
+/* `cluster rekey`: the agent reads the file itself, as it reads
+ * passphrase_file, so the passphrase never travels: it gets the path. */
+static int parse_rekey(const struct command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"new-passphrase-file", required_argument, NULL, 'p'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *path;
+	int c;
+
+	while ((c = next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if ((path = realpath(optarg, NULL)) == NULL)
+			return cs_fail(
+			    err, CS_EINPUT,
+			    "--new-passphrase-file %s: cannot read it: %s; give a readable "
+			    "file",
+			    optarg, strerror(errno));
+		json_object_set_new(args, "new_passphrase_file", json_string(path));
+		free(path);
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc || json_object_get(args, "new_passphrase_file") == NULL)
+		return usage_error(cmd, err, "give --new-passphrase-file F and nothing else");
+	return 0;
+}
+
 static int keygen(const struct command *cmd, int argc, char **argv);
 static int cluster_init(const struct command *cmd, int argc, char **argv);
 
@@ -1129,6 +1157,11 @@ static const struct command commands[] = {
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
              "--container names the image's paths in the configurations.",
      .local = cluster_init},
+    {"cluster rekey", "cluster.rekey", "cluster rekey --new-passphrase-file F" WAIT_FLAG,
+     "On the primary: seals every private key of the cluster under a key derived from the "
+     "passphrase in F (a new salt), in one change the other nodes apply once one of their "
+     "passphrase files (passphrase_file, next_passphrase_file) holds it.",
+     parse_rekey, print_message},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

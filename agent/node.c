@@ -13,32 +13,56 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "ops.h"
+#include "passphrases.h"
 #include "proto/store.pb-c.h"
 #include "records.h"
 
 static const char KDF_KEY[] = "kdf";
 
-/* Derives the key from the stored settings and checks it against their
- * key-check value. */
+/* Derives the key from the stored settings with the passphrase, or with
+ * next_passphrase_file's when the cluster's passphrase was changed (a node
+ * restarted after a `cluster rekey`, or one that died during it). */
 static int key_from_settings(struct cs_node *node, const Certsync__KdfParams *kdf, const char *pass,
                              size_t passlen, cs_err *err)
 {
-	uint8_t check[CS_KEYCHECK_LEN];
+	const cs_config *cfg = node->cfg;
+	int rc = cs_pass_try(pass, passlen, kdf, &node->key, err);
 
-	if (kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
-		return cs_fail(err, CS_EIO, "the store's cluster settings are damaged (kdf)");
-	if (cs_key_derive(&node->key, pass, passlen, kdf->salt.data, kdf->opslimit, kdf->memlimit,
-	                  err) < 0)
-		return -1;
-	cs_key_check(node->key, check);
-	if (sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) != 0) {
-		cs_key_free(node->key);
-		node->key = NULL;
-		return cs_fail(err, CS_EUSAGE,
-		               "cluster passphrase does not match: the passphrase in %s does not "
-		               "open this store; give the passphrase the cluster was created with",
-		               node->cfg->passphrase_file);
+	if (rc == 1 && cfg->next_passphrase_file != NULL) {
+		rc = cs_pass_try_file("next_passphrase_file", cfg->next_passphrase_file, kdf,
+		                      &node->key, err);
+		if (rc == 0)
+			cs_warn(
+			    "the store opens with next_passphrase_file %s, not passphrase_file: "
+			    "the cluster passphrase was changed; put the new passphrase in "
+			    "passphrase_file",
+			    cfg->next_passphrase_file);
 	}
+	if (rc == 1)
+		return cs_fail(
+		    err, CS_EUSAGE,
+		    "cluster passphrase does not match: the passphrase in %s%s%s does not "
+		    "open this store; give the passphrase the cluster was created with "
+		    "(or last changed to with `cluster rekey`)",
+		    cfg->passphrase_file,
+		    cfg->next_passphrase_file != NULL ? " nor the one in " : "",
+		    cfg->next_passphrase_file != NULL ? cfg->next_passphrase_file : "");
+	return rc;
+}
+
+/* A next_passphrase_file is read when a rekey arrives: a file that cannot
+ * be read is said now, at start, not then. */
+static int check_next(const cs_config *cfg, cs_err *err)
+{
+	char *pass;
+	size_t passlen;
+
+	if (cfg->next_passphrase_file == NULL)
+		return 0;
+	if (cs_passphrase_read("next_passphrase_file", cfg->next_passphrase_file, &pass, &passlen,
+	                       err) < 0)
+		return cs_err_prefix(err, "%s: ", cfg->path);
+	cs_secret_free(pass);
 	return 0;
 }
 
@@ -110,6 +134,10 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		return -1;
 	if (cs_passphrase_file_read(cfg, &pass, &passlen, err) < 0)
 		return cs_err_prefix(err, "%s:%d: ", cfg->path, cfg->passphrase_file_line);
+	if (check_next(cfg, err) < 0) {
+		cs_secret_free(pass);
+		return -1;
+	}
 	node = calloc(1, sizeof(*node));
 	if (node == NULL) {
 		cs_secret_free(pass);
@@ -211,6 +239,9 @@ void cs_node_close(cs_node *node)
 	node->repl = NULL;
 	mon_stop(node->mon);
 	cs_key_free(node->key);
+	for (size_t i = 0; i < node->nretired; i++)
+		cs_key_free(node->retired[i]);
+	free(node->retired);
 	if (node->store != NULL)
 		cs_store_close(node->store);
 	free(node);
@@ -365,6 +396,7 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"cluster.rekey", op_cluster_rekey, true, true},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -31,6 +31,9 @@ struct cs_node {
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
 	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
+	/* keys replaced by `cluster rekey`, freed when the node closes */
+	cs_key **retired;
+	size_t nretired;
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -122,6 +125,14 @@ json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ---- ops_rekey.c: changing the cluster passphrase ---- */
+json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err);
+/* The store is now sealed under key (a rekey committed here or applied
+ * from the primary): the node and its TLS endpoint use it from now on. */
+void ops_rekey_take(struct cs_node *node, cs_key *key);
+/* repl_config's find_key: ctx is the node's cs_config. */
+int ops_rekey_find_key(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out, cs_err *err);
 
 /* ---- ops_store.c ---- */
 /* The store's map: its size, the bytes in use, the diverged table's share,

@@ -105,11 +105,19 @@ int local_reload(repl *r)
 	rc = cs_txn_epochs(txn, &l->hist, &l->nhist, &err);
 	if (rc == 0)
 		rc = cs_txn_log_first(txn, &l->log_first, &err);
-	if (rc == 0 && l->kdf == NULL) {
+	/* Read every time: `cluster rekey` changes them. */
+	if (rc == 0) {
+		Certsync__KdfParams *kdf = NULL;
+
 		rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF),
 		                &val, &vlen, &err);
-		if (rc == 0 && (l->kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
+		if (rc == 0 && (kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
 			rc = cs_fail(&err, CS_EIO, "the store's cluster settings do not decode");
+		if (kdf != NULL) {
+			if (l->kdf != NULL)
+				certsync__kdf_params__free_unpacked(l->kdf, NULL);
+			l->kdf = kdf;
+		}
 		rc = rc < 0 ? -1 : 0;
 	}
 	cs_txn_abort(txn);
@@ -671,6 +679,7 @@ static void free_repl(repl *r)
 	if (r->pass != NULL)
 		cs_secret_free(r->pass);
 	cs_key_free(r->newkey);
+	cs_key_free(r->nextkey);
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	if (r->notify_fd >= 0)
@@ -719,6 +728,8 @@ static int copy_config(repl *r, const repl_config *cfg, cs_err *err)
 		r->pass[cfg->passlen] = '\0';
 		r->passlen = cfg->passlen;
 	}
+	r->find_key = cfg->find_key;
+	r->find_key_ctx = cfg->find_key_ctx;
 	return 0;
 }
 

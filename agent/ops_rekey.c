@@ -1,0 +1,413 @@
+/* ops_rekey.c — `cluster rekey`: changing the cluster passphrase.
+ *
+ * On the primary, every sealed key of the store is opened with the current
+ * cluster key and sealed again under a key derived from the new passphrase
+ * with a new salt, and the cluster settings (salt, key-check value) change
+ * with them: all in one write transaction, so one log entry that followers
+ * apply together or not at all, and a crash at any point leaves the store
+ * wholly under the old key or wholly under the new one.  Argon2id runs on
+ * the worker thread; the keys are opened only into wiped memory, and only
+ * sealed keys reach the disk and the followers.
+ *
+ * On every node, the key of the new settings replaces the old one once the
+ * store is sealed under it (ops_rekey_take); the old one is kept until the
+ * agent stops, as the TLS reloader may still be building with it.  Which
+ * passphrase gives which key is passphrases.c's concern. */
+#include "ops.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "../common/log.h"
+#include "node.h"
+#include "passphrases.h"
+#include "records.h"
+#include "worker.h"
+
+/* Every replicated table whose records hold a sealed key, and where: the
+ * key is sealed with the record's table key as associated data. */
+static const struct sealed_table {
+	cs_table table;
+	const ProtobufCMessageDescriptor *desc;
+	size_t field; /* offset of the ProtobufCBinaryData sealed_key */
+} sealed_tables[] = {
+    {CS_TBL_CERTS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
+    {CS_TBL_CAS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
+    {CS_TBL_REQUESTS, &certsync__request_record__descriptor,
+     offsetof(Certsync__RequestRecord, sealed_key)},
+    {CS_TBL_KEYS, &certsync__pending_key__descriptor, offsetof(Certsync__PendingKey, sealed_key)},
+};
+
+struct rekey_job {
+	struct cs_node *node;
+	cs_control_pending *pending;
+	ops_wait_req wait;
+	char *pass; /* sodium_malloc'd; wiped once the key is derived */
+	size_t passlen;
+	Certsync__KdfParams *kdf; /* the store's settings when asked */
+	uint8_t salt[CS_SALT_LEN];
+	cs_key *key; /* the new key */
+	int rc;
+	cs_err err;
+};
+
+static void job_free(struct rekey_job *job)
+{
+	if (job->pass != NULL)
+		cs_secret_free(job->pass);
+	if (job->kdf != NULL)
+		certsync__kdf_params__free_unpacked(job->kdf, NULL);
+	cs_key_free(job->key);
+	free(job);
+}
+
+/* ---- re-sealing, in the write transaction ------------------------------ */
+
+/* One record re-sealed, put once the table's walk is over (a walk must not
+ * change its table). */
+struct resealed {
+	uint8_t *key, *val;
+	size_t klen, vlen;
+};
+
+struct walk {
+	const struct sealed_table *t;
+	const cs_key *from, *to;
+	struct resealed *out;
+	size_t n, cap;
+	cs_err *err;
+};
+
+/* Seals the key of one record again: the plaintext exists only in
+ * sodium_malloc'd memory, wiped before this returns. */
+static int reseal_one(struct walk *w, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	ProtobufCMessage *msg = protobuf_c_message_unpack(w->t->desc, NULL, vlen, val);
+	ProtobufCBinaryData *field, old;
+	uint8_t *plain = NULL, *sealed = NULL;
+	struct resealed r = {0};
+	size_t plen, slen;
+	int rc = -1;
+
+	if (msg == NULL)
+		return cs_fail(w->err, CS_EIO, "a %s record does not decode",
+		               cs_table_name(w->t->table));
+	field = (ProtobufCBinaryData *)((char *)msg + w->t->field);
+	if (field->len == 0) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return 0; /* holds no key */
+	}
+	if (cs_unseal(w->from, field->data, field->len, key, klen, &plain, &plen, w->err) < 0 ||
+	    cs_seal(w->to, plain, plen, key, klen, &sealed, &slen, w->err) < 0)
+		goto out;
+	/* The message owns its field's bytes: the new seal is lent to it for
+	 * packing only. */
+	old = *field;
+	*field = (ProtobufCBinaryData){slen, sealed};
+	r.klen = klen;
+	r.vlen = protobuf_c_message_get_packed_size(msg);
+	r.key = malloc(klen);
+	r.val = malloc(r.vlen ? r.vlen : 1);
+	if (r.key != NULL && r.val != NULL)
+		protobuf_c_message_pack(msg, r.val);
+	*field = old;
+	if (r.key == NULL || r.val == NULL) {
+		cs_fail(w->err, CS_EIO, "out of memory");
+		goto out;
+	}
+	memcpy(r.key, key, klen);
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+		struct resealed *v = realloc(w->out, cap * sizeof(*v));
+
+		if (v == NULL) {
+			cs_fail(w->err, CS_EIO, "out of memory");
+			goto out;
+		}
+		w->out = v;
+		w->cap = cap;
+	}
+	w->out[w->n++] = r;
+	r = (struct resealed){0};
+	rc = 0;
+out:
+	free(r.key);
+	free(r.val);
+	cs_secret_free(plain);
+	free(sealed);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
+static int visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct walk *w = ctx;
+
+	if (reseal_one(w, key, klen, val, vlen) == 0)
+		return 0;
+	if (w->err->code == CS_ECRYPTO)
+		cs_fail(w->err, CS_EREFUSED,
+		        "rekey refused: the key of a record of table %s does not open under the "
+		        "current cluster key; delete that record first (nothing was changed)",
+		        cs_table_name(w->t->table));
+	return -1;
+}
+
+/* Re-seals every key of every sealed table in txn; *count receives how
+ * many keys. */
+static int reseal_all(cs_txn *txn, const cs_key *from, const cs_key *to, size_t *count, cs_err *err)
+{
+	int rc = 0;
+
+	*count = 0;
+	for (size_t i = 0; rc == 0 && i < sizeof(sealed_tables) / sizeof(sealed_tables[0]); i++) {
+		struct walk w = {.t = &sealed_tables[i], .from = from, .to = to, .err = err};
+
+		if (cs_txn_foreach(txn, w.t->table, visit, &w, err) != 0)
+			rc = -1;
+		for (size_t j = 0; j < w.n; j++) {
+			if (rc == 0 && cs_txn_put(txn, w.t->table, w.out[j].key, w.out[j].klen,
+			                          w.out[j].val, w.out[j].vlen, err) < 0)
+				rc = -1;
+			free(w.out[j].key);
+			free(w.out[j].val);
+		}
+		free(w.out);
+		*count += w.n;
+	}
+	return rc;
+}
+
+/* The cluster settings, read in txn: 0, or -1 when absent or damaged. */
+static int read_kdf(cs_txn *txn, Certsync__KdfParams **out, cs_err *err)
+{
+	const void *val;
+	size_t vlen;
+	int rc;
+
+	*out = NULL;
+	rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
+	                err);
+	if (rc != 0)
+		return rc < 0 ? -1
+		              : cs_fail(err, CS_EREFUSED,
+		                        "rekey refused: the store has no cluster settings yet");
+	if ((*out = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL ||
+	    (*out)->key_check.len != CS_KEYCHECK_LEN || (*out)->salt.len != CS_SALT_LEN)
+		return cs_fail(err, CS_EIO, "the store's cluster settings are damaged (kdf)");
+	return 0;
+}
+
+/* Changes written by an old primary that were moved aside hold keys sealed
+ * under the current key: re-applied after a rekey they would not open. */
+static int count_unapplied(void *ctx, const cs_diverged *d)
+{
+	*(size_t *)ctx += d->applied_seq == 0;
+	return 0;
+}
+
+/* The change itself: every key re-sealed and the new settings, one commit. */
+static json_t *rekey_commit(struct rekey_job *job)
+{
+	struct cs_node *node = job->node;
+	Certsync__KdfParams *now = NULL, kdf;
+	uint8_t check[CS_KEYCHECK_LEN];
+	size_t count = 0, unapplied = 0;
+	char summary[96];
+	cs_txn *txn;
+	cs_err *err = &job->err;
+
+	if (cs_txn_begin(node->store, true, &txn, err) < 0)
+		return NULL;
+	if (read_kdf(txn, &now, err) < 0 ||
+	    cs_txn_diverged_foreach(txn, count_unapplied, &unapplied, err) != 0)
+		goto fail;
+	if (sodium_memcmp(now->key_check.data, job->kdf->key_check.data, CS_KEYCHECK_LEN) != 0) {
+		cs_fail(
+		    err, CS_EREFUSED,
+		    "rekey refused: the cluster passphrase changed while the new key was derived; "
+		    "nothing was changed");
+		goto fail;
+	}
+	if (unapplied > 0) {
+		cs_fail(err, CS_EREFUSED,
+		        "rekey refused: %zu diverged %s hold keys sealed under the current "
+		        "passphrase; re-apply or delete %s first (certsync diverged list)",
+		        unapplied, CS_PLURAL(unapplied, "change", "changes"),
+		        CS_PLURAL(unapplied, "it", "them"));
+		goto fail;
+	}
+	if (reseal_all(txn, node->key, job->key, &count, err) < 0)
+		goto fail;
+	kdf = *now;
+	cs_key_check(job->key, check);
+	kdf.salt = (ProtobufCBinaryData){CS_SALT_LEN, job->salt};
+	kdf.key_check = (ProtobufCBinaryData){CS_KEYCHECK_LEN, check};
+	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF),
+	            &kdf.base, err) < 0)
+		goto fail;
+	certsync__kdf_params__free_unpacked(now, NULL);
+	snprintf(summary, sizeof(summary), "cluster rekey: %zu %s sealed under a new passphrase",
+	         count, CS_PLURAL(count, "key", "keys"));
+	if (ops_commit(node, txn, summary, err) < 0)
+		return NULL;
+	ops_rekey_take(node, job->key);
+	job->key = NULL;
+	return json_pack("{s:I, s:s}", "resealed", (json_int_t)count, "message",
+	                 "the cluster passphrase was changed: every node uses the new one now; "
+	                 "make it every node's passphrase_file before they restart");
+fail:
+	if (now != NULL)
+		certsync__kdf_params__free_unpacked(now, NULL);
+	cs_txn_abort(txn);
+	return NULL;
+}
+
+/* ---- the command ----------------------------------------------------------- */
+
+/* On the worker: the new passphrase must not be the current one (checked
+ * by the key it gives, as a node checks its own), then the new key. */
+static void rekey_work(void *arg, const atomic_bool *stop)
+{
+	struct rekey_job *job = arg;
+	uint64_t ops, mem;
+	cs_key *same;
+	int rc;
+
+	(void)stop;
+	rc = cs_pass_try(job->pass, job->passlen, job->kdf, &same, &job->err);
+	cs_key_free(same);
+	if (rc == 0)
+		rc =
+		    cs_fail(&job->err, CS_EREFUSED,
+		            "rekey refused: the new passphrase is the cluster's current one; write "
+		            "a new passphrase in the file");
+	else if (rc == 1) {
+		/* Never weaker than the cluster's limits nor than the default. */
+		cs_kdf_default_limits(&ops, &mem);
+		ops = job->kdf->opslimit > ops ? job->kdf->opslimit : ops;
+		mem = job->kdf->memlimit > mem ? job->kdf->memlimit : mem;
+		job->kdf->opslimit = ops;
+		job->kdf->memlimit = mem;
+		cs_kdf_new_salt(job->salt);
+		rc = cs_key_derive(&job->key, job->pass, job->passlen, job->salt, ops, mem,
+		                   &job->err);
+	}
+	cs_secret_free(job->pass);
+	job->pass = NULL;
+	job->rc = rc;
+}
+
+static void rekey_done(void *arg, bool cancelled)
+{
+	struct rekey_job *job = arg;
+	struct cs_node *node = job->node;
+	json_t *result = NULL;
+
+	if (cancelled)
+		cs_fail(&job->err, CS_EIO,
+		        "the agent stopped before the rekey was done; nothing was changed");
+	else if (job->rc == 0 && !ops_leading(node))
+		cs_fail(&job->err, CS_EREFUSED,
+		        "rekey refused: %s stopped being the primary while the key was derived; "
+		        "run it on the primary",
+		        node->cfg->name);
+	/* Its own durable commit, outside any batch: the node takes the new
+	 * key only once the store is sealed under it on disk. */
+	else if (job->rc == 0 && cs_node_flush(node, &job->err) == 0)
+		result = rekey_commit(job);
+	if (result != NULL) {
+		cs_warn("the cluster passphrase was changed: put the new one in passphrase_file "
+		        "before the next restart");
+		ops_wait(node, job->pending, job->wait.mode, job->wait.timeout_ms, node->committed,
+		         result);
+	} else {
+		cs_control_answer(job->pending, NULL, &job->err);
+	}
+	job_free(job);
+}
+
+json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct rekey_job *job = calloc(1, sizeof(*job));
+	const char *path;
+	cs_txn *txn;
+	int rc;
+
+	if (job == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	job->node = node;
+	if (ops_arg_string(args, "new_passphrase_file", true, &path, err) < 0 ||
+	    ops_wait_args(node, args, &job->wait, err) < 0)
+		goto fail;
+	if (path[0] != '/') {
+		cs_fail(err, CS_EUSAGE,
+		        "control request: args.new_passphrase_file must be an absolute path");
+		goto fail;
+	}
+	if (cs_passphrase_read("--new-passphrase-file", path, &job->pass, &job->passlen, err) < 0) {
+		/* the command's input, refused like an unreadable import file */
+		err->code = CS_EINPUT;
+		goto fail;
+	}
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		goto fail;
+	rc = read_kdf(txn, &job->kdf, err);
+	cs_txn_abort(txn);
+	if (rc < 0)
+		goto fail;
+	if (node->worker == NULL) {
+		cs_fail(err, CS_EIO, "the worker is not running; restart the agent");
+		goto fail;
+	}
+	/* Argon2id takes a second or more: the worker derives, and the answer
+	 * comes from rekey_done once the change is on disk. */
+	if ((job->pending = cs_control_defer(node->ctl)) == NULL) {
+		cs_fail(err, CS_EIO, "cannot answer the rekey later; try again");
+		goto fail;
+	}
+	if (cs_worker_submit(node->worker, rekey_work, rekey_done, job) < 0) {
+		cs_fail(&job->err, CS_EIO, "out of memory");
+		cs_control_answer(job->pending, NULL, &job->err);
+		job_free(job);
+	}
+	return NULL;
+fail:
+	job_free(job);
+	return NULL;
+}
+
+/* ---- the key, on every node ---------------------------------------------- */
+
+void ops_rekey_take(struct cs_node *node, cs_key *key)
+{
+	cs_key **retired = realloc(node->retired, (node->nretired + 1) * sizeof(*retired));
+
+	if (retired == NULL) {
+		/* Freeing the old key could pull it from under a TLS build. */
+		cs_error("out of memory: the old cluster key stays in use until a restart");
+		cs_key_free(key);
+		return;
+	}
+	node->retired = retired;
+	node->retired[node->nretired++] = node->key;
+	node->key = key;
+	if (node->tls != NULL)
+		tls_server_set_key(node->tls, key);
+	cs_info("now using the key of the new cluster passphrase");
+}
+
+int ops_rekey_find_key(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out, cs_err *err)
+{
+	const char *which;
+	int rc = cs_pass_find(ctx, kdf, out, &which, err);
+
+	if (rc == 0)
+		cs_info("the cluster's new passphrase is the one in %s", which);
+	return rc == 0 ? 0 : -1;
+}
