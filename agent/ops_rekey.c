@@ -317,8 +317,10 @@ static void rekey_done(void *arg, bool cancelled)
 		        node->cfg->name);
 	/* Its own durable commit, outside any batch: the node takes the new
 	 * key only once the store is sealed under it on disk. */
-	else if (job->rc == 0 && cs_node_flush(node, &job->err) == 0)
+	else if (job->rc == 0 && cs_node_flush(node, &job->err) == 0) {
+		cs_info("cluster rekey: the new key is derived; re-sealing every key under it");
 		result = rekey_commit(job);
+	}
 	if (result != NULL) {
 		cs_warn("the cluster passphrase was changed: put the new one in passphrase_file "
 		        "before the next restart");

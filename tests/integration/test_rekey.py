@@ -256,7 +256,7 @@ def test_rekey_bad_input_changes_nothing(agent_factory, pki, tmp_path):
 
 # ---- a crash in the middle ------------------------------------------------------------
 
-ROUNDS = 6
+ROUNDS = 8
 
 
 def test_sigkill_during_rekey_leaves_keys_under_one_passphrase(configured_agent, pki, tmp_path):
@@ -310,15 +310,23 @@ def test_sigkill_during_rekey_leaves_keys_under_one_passphrase(configured_agent,
         a.node_extra = "next_passphrase_file = %s\n" % pass_file(nxt)
         a.write_config()
         a.start()
-        delay = rng.uniform(0.0, span * 1.2)
         cmd = subprocess.Popen([a.binary, "-c", a.config, "cluster", "rekey",
                                 "--new-passphrase-file", pass_file(nxt)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        if r % 2 == 0:
+            # anywhere in the command: most land while the key is derived
+            delay = rng.uniform(0.0, span * 1.2)
+            time.sleep(delay)
+        else:
+            # within a few milliseconds of the re-sealing's start: during
+            # the write transaction or just after its commit
+            wait_for("the rekey to start re-sealing",
+                     lambda: "re-sealing every key" in a.stderr(), timeout=60, step=0.001)
+            delay = rng.uniform(0.0, 0.02)
+            time.sleep(delay)
         assert a.kill() == -signal.SIGKILL
         cmd.wait(timeout=30)
-        log = a.stderr()
-        committed = "cluster rekey:" in log
+        committed = "keys sealed under a new passphrase" in a.stderr()
 
         # no key in the clear in any file of the store
         for path, data in a.data_files().items():
@@ -334,7 +342,8 @@ def test_sigkill_during_rekey_leaves_keys_under_one_passphrase(configured_agent,
         assert a.status()["digest_ok"]
         assert export_key(a, pki.ec_wild.id, tmp, "round%d" % r) == want_pub
         assert a.status()["counts"]["pending_keys"] == 200
-        outcomes.append((round(delay, 2), opened_next))
+        outcomes.append(("anywhere" if r % 2 == 0 else "re-sealing", round(delay, 3),
+                         "new" if opened_next else "old"))
         cur = nxt if opened_next else cur
 
     # Every key of the store opens: a last rekey to completion opens each
@@ -347,4 +356,5 @@ def test_sigkill_during_rekey_leaves_keys_under_one_passphrase(configured_agent,
     a.set_passphrase("passphrase number %d" % last)
     a.start()
     assert export_key(a, pki.ec_wild.id, tmp, "final") == want_pub
-    print("kills (delay s, committed): %s; a rekey took %.2f s" % (outcomes, span))
+    print("kills (when, delay s, key the store opened with): %s; a rekey took %.2f s"
+          % (outcomes, span))
