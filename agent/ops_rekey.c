@@ -47,7 +47,7 @@ struct rekey_job {
 	ops_wait_req wait;
 	char *pass; /* sodium_malloc'd; wiped once the key is derived */
 	size_t passlen;
-	Certsync__KdfParams *kdf; /* the store's settings when asked */
+	Certsync__KdfParams *kdf; /* the store's settings when asked; the new limits */
 	uint8_t salt[CS_SALT_LEN];
 	cs_key *key; /* the new key */
 	int rc;
@@ -243,6 +243,8 @@ static json_t *rekey_commit(struct rekey_job *job)
 	if (reseal_all(txn, node->key, job->key, &count, err) < 0)
 		goto fail;
 	kdf = *now;
+	kdf.opslimit = job->kdf->opslimit; /* what the new key was derived with */
+	kdf.memlimit = job->kdf->memlimit;
 	cs_key_check(job->key, check);
 	kdf.salt = (ProtobufCBinaryData){CS_SALT_LEN, job->salt};
 	kdf.key_check = (ProtobufCBinaryData){CS_KEYCHECK_LEN, check};
