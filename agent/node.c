@@ -387,7 +387,7 @@ static const struct command {
     {"verify.cluster", op_verify_cluster, false, true},
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
-    {"diverged.apply", op_diverged_apply, true, false},
+    {"diverged.apply", op_diverged_apply, true, true},
     {"key.list", op_key_list, false, false},
     {"key.delete", op_key_delete, true, false},
     {"csr.delete", op_csr_delete, true, false},

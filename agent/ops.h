@@ -131,6 +131,10 @@ json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err);
 /* The store is now sealed under key (a rekey committed here or applied
  * from the primary): the node and its TLS endpoint use it from now on. */
 void ops_rekey_take(struct cs_node *node, cs_key *key);
+/* Opens every sealed key of txn with key: -1 (CS_EREFUSED, the refusal
+ * naming cmd and the table) when one does not open; a change re-applied
+ * from before a rekey would hold such a key. */
+int ops_sealed_check(const char *cmd, cs_txn *txn, const cs_key *key, cs_err *err);
 /* repl_config's find_key: ctx is the node's cs_config. */
 int ops_rekey_find_key(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out, cs_err *err);
 

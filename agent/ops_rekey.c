@@ -74,8 +74,9 @@ struct resealed {
 };
 
 struct walk {
+	const char *cmd; /* in a refusal: "rekey", "diverged apply" */
 	const struct sealed_table *t;
-	const cs_key *from, *to;
+	const cs_key *from, *to; /* to NULL: only check that each key opens */
 	struct resealed *out;
 	size_t n, cap;
 	cs_err *err;
@@ -100,8 +101,13 @@ static int reseal_one(struct walk *w, const void *key, size_t klen, const void *
 		protobuf_c_message_free_unpacked(msg, NULL);
 		return 0; /* holds no key */
 	}
-	if (cs_unseal(w->from, field->data, field->len, key, klen, &plain, &plen, w->err) < 0 ||
-	    cs_seal(w->to, plain, plen, key, klen, &sealed, &slen, w->err) < 0)
+	if (cs_unseal(w->from, field->data, field->len, key, klen, &plain, &plen, w->err) < 0)
+		goto out;
+	if (w->to == NULL) {
+		rc = 0; /* it opens: all a check asks */
+		goto out;
+	}
+	if (cs_seal(w->to, plain, plen, key, klen, &sealed, &slen, w->err) < 0)
 		goto out;
 	/* The message owns its field's bytes: the new seal is lent to it for
 	 * packing only. */
@@ -150,21 +156,23 @@ static int visit(void *ctx, const void *key, size_t klen, const void *val, size_
 		return 0;
 	if (w->err->code == CS_ECRYPTO)
 		cs_fail(w->err, CS_EREFUSED,
-		        "rekey refused: the key of a record of table %s does not open under the "
-		        "current cluster key; delete that record first (nothing was changed)",
-		        cs_table_name(w->t->table));
+		        "%s refused: the key of a record of table %s does not open under the "
+		        "current cluster key (sealed before a cluster rekey?); nothing was changed",
+		        w->cmd, cs_table_name(w->t->table));
 	return -1;
 }
 
-/* Re-seals every key of every sealed table in txn; *count receives how
- * many keys. */
-static int reseal_all(cs_txn *txn, const cs_key *from, const cs_key *to, size_t *count, cs_err *err)
+/* Re-seals every key of every sealed table in txn (to NULL: checks that
+ * each opens); *count receives how many keys. */
+static int reseal_all(const char *cmd, cs_txn *txn, const cs_key *from, const cs_key *to,
+                      size_t *count, cs_err *err)
 {
 	int rc = 0;
 
 	*count = 0;
 	for (size_t i = 0; rc == 0 && i < sizeof(sealed_tables) / sizeof(sealed_tables[0]); i++) {
-		struct walk w = {.t = &sealed_tables[i], .from = from, .to = to, .err = err};
+		struct walk w = {
+		    .cmd = cmd, .t = &sealed_tables[i], .from = from, .to = to, .err = err};
 
 		if (cs_txn_foreach(txn, w.t->table, visit, &w, err) != 0)
 			rc = -1;
@@ -240,7 +248,7 @@ static json_t *rekey_commit(struct rekey_job *job)
 		        CS_PLURAL(unapplied, "it", "them"));
 		goto fail;
 	}
-	if (reseal_all(txn, node->key, job->key, &count, err) < 0)
+	if (reseal_all("rekey", txn, node->key, job->key, &count, err) < 0)
 		goto fail;
 	kdf = *now;
 	kdf.opslimit = job->kdf->opslimit; /* what the new key was derived with */
@@ -387,6 +395,13 @@ fail:
 }
 
 /* ---- the key, on every node ---------------------------------------------- */
+
+int ops_sealed_check(const char *cmd, cs_txn *txn, const cs_key *key, cs_err *err)
+{
+	size_t count;
+
+	return reseal_all(cmd, txn, key, NULL, &count, err);
+}
 
 void ops_rekey_take(struct cs_node *node, cs_key *key)
 {

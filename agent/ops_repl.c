@@ -252,7 +252,10 @@ json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err)
 	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
 	    cs_txn_begin(node->store, true, &txn, err) < 0)
 		return NULL;
-	if (cs_txn_diverged_apply(txn, ref, id, err) < 0) {
+	/* A change written before a cluster rekey holds keys that the
+	 * current key does not open: refused rather than stored unreadable. */
+	if (cs_txn_diverged_apply(txn, ref, id, err) < 0 ||
+	    ops_sealed_check("diverged apply", txn, node->key, err) < 0) {
 		cs_txn_abort(txn);
 		return NULL;
 	}

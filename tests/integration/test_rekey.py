@@ -358,3 +358,56 @@ def test_sigkill_during_rekey_leaves_keys_under_one_passphrase(configured_agent,
     assert export_key(a, pki.ec_wild.id, tmp, "final") == want_pub
     print("kills (when, delay s, key the store opened with): %s; a rekey took %.2f s"
           % (outcomes, span))
+
+
+# ---- a change written before the rekey -------------------------------------------------
+
+def test_diverged_change_from_before_a_rekey_is_refused(certsync_bin, pki, tmp_path):
+    """An old primary, cut off while the promoted backup changed the
+    passphrase, writes a change (its key sealed under the old passphrase).
+    Back, it follows the new primary with its next_passphrase_file; its
+    change lands in the diverged table, and re-applying it is refused: the
+    key it holds would not open under the new key."""
+    nodes = helpers.init_cluster(certsync_bin, (("primary", "primary"), ("backup", "backup")),
+                                 site=SITE)
+    primary, backup = nodes
+    start_all(nodes)
+    try:
+        primary.import_(pki.ec_wild.file("p12"), password=True)
+        primary.cli("cert", "default", pki.ec_wild.id, check=0)
+        in_step(nodes)
+        primary.kill()
+        wait_for("the backup to take over", lambda: backup.cli("promote").rc == 0, timeout=30,
+                 step=0.5)
+        new_file = write(str(tmp_path / "new-passphrase"), NEW + "\n", mode=0o600)
+        backup.cli("cluster", "rekey", "--new-passphrase-file", new_file, "--wait", "none",
+                   check=0)
+
+        add_node_key(primary, "next_passphrase_file", new_file)
+        os.kill(backup.pid, signal.SIGSTOP)
+        try:
+            primary.start()
+            wait_for("the old primary to accept a change alone", lambda: primary.cli(
+                "cert", "self-signed", "--name", "lost", "--country", "GB", "--common-name",
+                "lost.example.test", "--wait", "none").rc == 0, timeout=30, step=0.5)
+        finally:
+            os.kill(backup.pid, signal.SIGCONT)
+        wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
+                 timeout=30)
+        in_step([backup, primary])
+        assert export_key(primary, pki.ec_wild.id, str(tmp_path), "rejoined") == \
+            pubkey(pki.ec_wild.file("key.pem"))
+        div = wait_for("the lost change in the new primary's diverged table",
+                       lambda: backup.cli("diverged", "list", check=0).data["diverged"],
+                       timeout=30)
+        before = backup.snapshot()
+        res = backup.cli("diverged", "apply", div[0]["id"][:12])
+        assert res.rc == 1, res.describe()
+        assert "diverged apply refused" in res.message and "rekey" in res.message, res.message
+        assert backup.snapshot() == before
+    finally:
+        try:
+            stop_all(nodes)
+        finally:
+            shutil.rmtree(os.path.dirname(os.path.dirname(nodes[0].workdir)),
+                          ignore_errors=True)
