@@ -14,10 +14,7 @@
 #include "../common/log.h"
 #include "ops.h"
 #include "passphrases.h"
-#include "proto/store.pb-c.h"
 #include "records.h"
-
-static const char KDF_KEY[] = "kdf";
 
 /* Derives the key from the stored settings with the passphrase, or with
  * next_passphrase_file's when the cluster's passphrase was changed (a node
@@ -26,7 +23,7 @@ static int key_from_settings(struct cs_node *node, const Certsync__KdfParams *kd
                              size_t passlen, cs_err *err)
 {
 	const cs_config *cfg = node->cfg;
-	int rc = cs_pass_try(pass, passlen, kdf, &node->key, err);
+	int rc = rec_cluster_key(kdf, pass, passlen, &node->key, err);
 
 	if (rc == 1 && cfg->next_passphrase_file != NULL) {
 		rc = cs_pass_try_file("next_passphrase_file", cfg->next_passphrase_file, kdf,
@@ -70,23 +67,13 @@ static int check_next(const cs_config *cfg, cs_err *err)
  * value, written as the store's first change. */
 static int create_settings(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
 {
-	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
-	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], cluster_id[16];
+	uint64_t opslimit, memlimit;
 	cs_txn *txn;
 
-	cs_kdf_new_salt(salt);
-	randombytes_buf(cluster_id, sizeof(cluster_id));
-	cs_kdf_default_limits(&kdf.opslimit, &kdf.memlimit);
-	if (cs_key_derive(&node->key, pass, passlen, salt, kdf.opslimit, kdf.memlimit, err) < 0)
-		return -1;
-	cs_key_check(node->key, check);
-	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
-	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
-	kdf.cluster_id = (ProtobufCBinaryData){sizeof(cluster_id), cluster_id};
+	cs_kdf_default_limits(&opslimit, &memlimit);
 	if (cs_txn_begin(node->store, true, &txn, err) < 0)
 		return -1;
-	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)KDF_KEY, strlen(KDF_KEY), &kdf.base,
-	            err) < 0) {
+	if (rec_cluster_create(txn, pass, passlen, opslimit, memlimit, &node->key, err) < 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}
@@ -95,17 +82,13 @@ static int create_settings(struct cs_node *node, const char *pass, size_t passle
 
 static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
 {
-	Certsync__KdfParams *kdf = NULL;
-	const void *val;
-	size_t vlen;
+	Certsync__KdfParams *kdf;
 	cs_txn *txn;
 	int rc;
 
 	if (cs_txn_begin(node->store, false, &txn, err) < 0)
 		return -1;
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &val, &vlen, err);
-	if (rc == 0 && (kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
-		rc = cs_fail(err, CS_EIO, "the store's cluster settings do not decode");
+	rc = rec_kdf_get(txn, &kdf, err);
 	cs_txn_abort(txn);
 	if (rc < 0)
 		return -1;

@@ -27,20 +27,6 @@
 #include "records.h"
 #include "worker.h"
 
-/* Every replicated table whose records hold a sealed key, and where: the
- * key is sealed with the record's table key as associated data. */
-static const struct sealed_table {
-	cs_table table;
-	const ProtobufCMessageDescriptor *desc;
-	size_t field; /* offset of the ProtobufCBinaryData sealed_key */
-} sealed_tables[] = {
-    {CS_TBL_CERTS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
-    {CS_TBL_CAS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
-    {CS_TBL_REQUESTS, &certsync__request_record__descriptor,
-     offsetof(Certsync__RequestRecord, sealed_key)},
-    {CS_TBL_KEYS, &certsync__pending_key__descriptor, offsetof(Certsync__PendingKey, sealed_key)},
-};
-
 struct rekey_job {
 	struct cs_node *node;
 	cs_control_pending *pending;
@@ -64,149 +50,28 @@ static void job_free(struct rekey_job *job)
 	free(job);
 }
 
-/* ---- re-sealing, in the write transaction ------------------------------ */
-
-/* One record re-sealed, put once the table's walk is over (a walk must not
- * change its table). */
-struct resealed {
-	uint8_t *key, *val;
-	size_t klen, vlen;
-};
-
-struct walk {
-	const char *cmd; /* in a refusal: "rekey", "diverged apply" */
-	const struct sealed_table *t;
-	const cs_key *from, *to; /* to NULL: only check that each key opens */
-	struct resealed *out;
-	size_t n, cap;
-	cs_err *err;
-};
-
-/* Seals the key of one record again: the plaintext exists only in
- * sodium_malloc'd memory, wiped before this returns. */
-static int reseal_one(struct walk *w, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	ProtobufCMessage *msg = protobuf_c_message_unpack(w->t->desc, NULL, vlen, val);
-	ProtobufCBinaryData *field, old;
-	uint8_t *plain = NULL, *sealed = NULL;
-	struct resealed r = {0};
-	size_t plen, slen;
-	int rc = -1;
-
-	if (msg == NULL)
-		return cs_fail(w->err, CS_EIO, "a %s record does not decode",
-		               cs_table_name(w->t->table));
-	field = (ProtobufCBinaryData *)((char *)msg + w->t->field);
-	if (field->len == 0) {
-		protobuf_c_message_free_unpacked(msg, NULL);
-		return 0; /* holds no key */
-	}
-	if (cs_unseal(w->from, field->data, field->len, key, klen, &plain, &plen, w->err) < 0)
-		goto out;
-	if (w->to == NULL) {
-		rc = 0; /* it opens: all a check asks */
-		goto out;
-	}
-	if (cs_seal(w->to, plain, plen, key, klen, &sealed, &slen, w->err) < 0)
-		goto out;
-	/* The message owns its field's bytes: the new seal is lent to it for
-	 * packing only. */
-	old = *field;
-	*field = (ProtobufCBinaryData){slen, sealed};
-	r.klen = klen;
-	r.vlen = protobuf_c_message_get_packed_size(msg);
-	r.key = malloc(klen);
-	r.val = malloc(r.vlen ? r.vlen : 1);
-	if (r.key != NULL && r.val != NULL)
-		protobuf_c_message_pack(msg, r.val);
-	*field = old;
-	if (r.key == NULL || r.val == NULL) {
-		cs_fail(w->err, CS_EIO, "out of memory");
-		goto out;
-	}
-	memcpy(r.key, key, klen);
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 64;
-		struct resealed *v = realloc(w->out, cap * sizeof(*v));
-
-		if (v == NULL) {
-			cs_fail(w->err, CS_EIO, "out of memory");
-			goto out;
-		}
-		w->out = v;
-		w->cap = cap;
-	}
-	w->out[w->n++] = r;
-	r = (struct resealed){0};
-	rc = 0;
-out:
-	free(r.key);
-	free(r.val);
-	cs_secret_free(plain);
-	free(sealed);
-	protobuf_c_message_free_unpacked(msg, NULL);
-	return rc;
-}
-
-static int visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct walk *w = ctx;
-
-	if (reseal_one(w, key, klen, val, vlen) == 0)
-		return 0;
-	if (w->err->code == CS_ECRYPTO)
-		cs_fail(w->err, CS_EREFUSED,
-		        "%s refused: the key of a record of table %s does not open under the "
-		        "current cluster key (sealed before a cluster rekey?); nothing was changed",
-		        w->cmd, cs_table_name(w->t->table));
-	return -1;
-}
-
-/* Re-seals every key of every sealed table in txn (to NULL: checks that
- * each opens); *count receives how many keys. */
-static int reseal_all(const char *cmd, cs_txn *txn, const cs_key *from, const cs_key *to,
-                      size_t *count, cs_err *err)
-{
-	int rc = 0;
-
-	*count = 0;
-	for (size_t i = 0; rc == 0 && i < sizeof(sealed_tables) / sizeof(sealed_tables[0]); i++) {
-		struct walk w = {
-		    .cmd = cmd, .t = &sealed_tables[i], .from = from, .to = to, .err = err};
-
-		if (cs_txn_foreach(txn, w.t->table, visit, &w, err) != 0)
-			rc = -1;
-		for (size_t j = 0; j < w.n; j++) {
-			if (rc == 0 && cs_txn_put(txn, w.t->table, w.out[j].key, w.out[j].klen,
-			                          w.out[j].val, w.out[j].vlen, err) < 0)
-				rc = -1;
-			free(w.out[j].key);
-			free(w.out[j].val);
-		}
-		free(w.out);
-		*count += w.n;
-	}
-	return rc;
-}
+/* ---- the change, in the write transaction ------------------------------ */
 
 /* The cluster settings, read in txn: 0, or -1 when absent or damaged. */
 static int read_kdf(cs_txn *txn, Certsync__KdfParams **out, cs_err *err)
 {
-	const void *val;
-	size_t vlen;
-	int rc;
+	int rc = rec_kdf_get(txn, out, err);
 
-	*out = NULL;
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
-	                err);
-	if (rc != 0)
-		return rc < 0 ? -1
-		              : cs_fail(err, CS_EREFUSED,
-		                        "rekey refused: the store has no cluster settings yet");
-	if ((*out = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL ||
-	    (*out)->key_check.len != CS_KEYCHECK_LEN || (*out)->salt.len != CS_SALT_LEN)
+	if (rc > 0)
+		return cs_fail(err, CS_EREFUSED,
+		               "rekey refused: the store has no cluster settings yet");
+	if (rc == 0 &&
+	    ((*out)->key_check.len != CS_KEYCHECK_LEN || (*out)->salt.len != CS_SALT_LEN))
 		return cs_fail(err, CS_EIO, "the store's cluster settings are damaged (kdf)");
-	return 0;
+	return rc;
+}
+
+/* A key of the store that does not open is a refusal of the command. */
+static int refuse_unopened(const char *cmd, cs_err *err)
+{
+	if (err->code == CS_ECRYPTO)
+		cs_fail(err, CS_EREFUSED, "%s refused: %s; nothing was changed", cmd, err->msg);
+	return -1;
 }
 
 /* Changes written by an old primary that were moved aside hold keys sealed
@@ -248,16 +113,18 @@ static json_t *rekey_commit(struct rekey_job *job)
 		        CS_PLURAL(unapplied, "it", "them"));
 		goto fail;
 	}
-	if (reseal_all("rekey", txn, node->key, job->key, &count, err) < 0)
+	if (rec_reseal_all(txn, node->key, job->key, &count, err) < 0) {
+		refuse_unopened("rekey", err);
 		goto fail;
+	}
 	kdf = *now;
 	kdf.opslimit = job->kdf->opslimit; /* what the new key was derived with */
 	kdf.memlimit = job->kdf->memlimit;
 	cs_key_check(job->key, check);
 	kdf.salt = (ProtobufCBinaryData){CS_SALT_LEN, job->salt};
 	kdf.key_check = (ProtobufCBinaryData){CS_KEYCHECK_LEN, check};
-	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF),
-	            &kdf.base, err) < 0)
+	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)REC_SETTINGS_KDF,
+	            strlen(REC_SETTINGS_KDF), &kdf.base, err) < 0)
 		goto fail;
 	certsync__kdf_params__free_unpacked(now, NULL);
 	snprintf(summary, sizeof(summary), "cluster rekey: %zu %s sealed under a new passphrase",
@@ -288,7 +155,7 @@ static void rekey_work(void *arg, const atomic_bool *stop)
 	int rc;
 
 	(void)stop;
-	rc = cs_pass_try(job->pass, job->passlen, job->kdf, &same, &job->err);
+	rc = rec_cluster_key(job->kdf, job->pass, job->passlen, &same, &job->err);
 	cs_key_free(same);
 	if (rc == 0)
 		rc =
@@ -296,6 +163,7 @@ static void rekey_work(void *arg, const atomic_bool *stop)
 		            "rekey refused: the new passphrase is the cluster's current one; write "
 		            "a new passphrase in the file");
 	else if (rc == 1) {
+		job->err = (cs_err){0}; /* "does not match": what is wanted here */
 		/* Never weaker than the cluster's limits nor than the default. */
 		cs_kdf_default_limits(&ops, &mem);
 		ops = job->kdf->opslimit > ops ? job->kdf->opslimit : ops;
@@ -400,7 +268,9 @@ int ops_sealed_check(const char *cmd, cs_txn *txn, const cs_key *key, cs_err *er
 {
 	size_t count;
 
-	return reseal_all(cmd, txn, key, NULL, &count, err);
+	if (rec_reseal_all(txn, key, NULL, &count, err) == 0)
+		return 0;
+	return refuse_unopened(cmd, err);
 }
 
 void ops_rekey_take(struct cs_node *node, cs_key *key)

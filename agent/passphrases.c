@@ -2,29 +2,6 @@
  * store's settings name (see passphrases.h). */
 #include "passphrases.h"
 
-#include <sodium.h>
-
-int cs_pass_try(const char *pass, size_t passlen, const Certsync__KdfParams *kdf, cs_key **out,
-                cs_err *err)
-{
-	uint8_t check[CS_KEYCHECK_LEN];
-	cs_key *key;
-
-	*out = NULL;
-	if (kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
-		return cs_fail(err, CS_EIO, "the cluster settings are damaged (kdf)");
-	if (cs_key_derive(&key, pass, passlen, kdf->salt.data, kdf->opslimit, kdf->memlimit, err) <
-	    0)
-		return -1;
-	cs_key_check(key, check);
-	if (sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) != 0) {
-		cs_key_free(key);
-		return 1;
-	}
-	*out = key;
-	return 0;
-}
-
 int cs_pass_try_file(const char *what, const char *path, const Certsync__KdfParams *kdf,
                      cs_key **out, cs_err *err)
 {
@@ -35,7 +12,7 @@ int cs_pass_try_file(const char *what, const char *path, const Certsync__KdfPara
 	*out = NULL;
 	if (cs_passphrase_read(what, path, &pass, &passlen, err) < 0)
 		return -1;
-	rc = cs_pass_try(pass, passlen, kdf, out, err);
+	rc = rec_cluster_key(kdf, pass, passlen, out, err);
 	cs_secret_free(pass);
 	return rc;
 }

@@ -4,24 +4,18 @@
  * passphrase is being changed (`cluster rekey`), the one of
  * next_passphrase_file.  The store's cluster settings (salt, limits,
  * key-check value) say which one is the cluster's: the key each derives is
- * compared with the key-check value, never the passphrases themselves. */
+ * compared with the key-check value, never the passphrases themselves.
+ * Each try runs Argon2id: off the event loop once the agent serves. */
 #ifndef CS_PASSPHRASES_H
 #define CS_PASSPHRASES_H
 
-#include <stddef.h>
-
 #include "../common/err.h"
-#include "../store/seal.h"
+#include "../records/records.h"
 #include "config.h"
-#include "proto/store.pb-c.h"
 
-/* Derives the key pass gives under kdf: 0 and *out when it matches kdf's
- * key-check value, 1 when it does not (nothing kept), -1 on error.  Runs
- * Argon2id: call it off the event loop once the agent serves. */
-int cs_pass_try(const char *pass, size_t passlen, const Certsync__KdfParams *kdf, cs_key **out,
-                cs_err *err);
-
-/* Reads the file of what (a configuration key or flag) and tries it. */
+/* Reads the file of what (a configuration key or flag) and derives the key
+ * its passphrase gives under kdf: 0 and *out when it matches kdf's
+ * key-check value, 1 when not, -1 when the file cannot be read. */
 int cs_pass_try_file(const char *what, const char *path, const Certsync__KdfParams *kdf,
                      cs_key **out, cs_err *err);
 

@@ -9,8 +9,6 @@
  * it, through the same hook as a first key. */
 #include "repl_int.h"
 
-#include <string.h>
-
 #include <sodium.h>
 
 #include "../common/log.h"
@@ -64,22 +62,14 @@ int rekey_find(repl *r, const Certsync__KdfParams *kdf)
 int rekey_check(repl *r, cs_txn *txn, Certsync__KdfParams **out)
 {
 	Certsync__KdfParams *kdf;
-	const void *val;
-	size_t vlen;
 	cs_err err;
-	int rc;
+	int rc = rec_kdf_get(txn, &kdf, &err);
 
 	*out = NULL;
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
-	                &err);
 	if (rc != 0) {
 		if (rc < 0)
-			cs_error("repl: reading the cluster settings: %s", err.msg);
+			cs_error("repl: the cluster settings the primary sent: %s", err.msg);
 		return rc < 0 ? -1 : 0;
-	}
-	if ((kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL) {
-		cs_error("repl: the cluster settings the primary sent do not decode");
-		return -1;
 	}
 	if (known(r, kdf)) {
 		certsync__kdf_params__free_unpacked(kdf, NULL);

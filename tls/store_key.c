@@ -7,26 +7,18 @@
  * store's key-check value, and keeps the served table when they differ. */
 #include "tls_int.h"
 
-#include <string.h>
-
 #include <sodium.h>
 
-#include "proto/store.pb-c.h"
+#include "../records/records.h"
 
 int tls_store_key_check(cs_txn *txn, const cs_key *key, cs_err *err)
 {
 	uint8_t check[CS_KEYCHECK_LEN];
 	Certsync__KdfParams *kdf;
-	const void *val;
-	size_t vlen;
-	int rc;
+	int rc = rec_kdf_get(txn, &kdf, err);
 
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
-	                err);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0; /* no cluster settings: no key to compare with */
-	if ((kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
-		return cs_fail(err, CS_EIO, "the store's cluster settings do not decode");
 	cs_key_check(key, check);
 	rc = kdf->key_check.len == CS_KEYCHECK_LEN &&
 	             sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) == 0
