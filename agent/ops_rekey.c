@@ -27,6 +27,10 @@
 #include "records.h"
 #include "worker.h"
 
+/* How long the answer waits for the nodes --wait names, unless the
+ * request says otherwise. */
+#define REKEY_WAIT_MS 30000
+
 struct rekey_job {
 	struct cs_node *node;
 	cs_control_pending *pending;
@@ -225,6 +229,10 @@ json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err)
 	if (ops_arg_string(args, "new_passphrase_file", true, &path, err) < 0 ||
 	    ops_wait_args(node, args, &job->wait, err) < 0)
 		goto fail;
+	/* Each follower derives the new key (Argon2id) before it can apply
+	 * the change and acknowledge it: a change's usual wait is too short. */
+	if (json_object_get(args, "wait_timeout_ms") == NULL)
+		job->wait.timeout_ms = REKEY_WAIT_MS;
 	if (path[0] != '/') {
 		cs_fail(err, CS_EUSAGE,
 		        "control request: args.new_passphrase_file must be an absolute path");
