@@ -66,6 +66,14 @@ def in_step(nodes):
     wait_for("every node to hold the primary's store", same, timeout=60)
 
 
+def took_new_key(nodes):
+    """Waits until each node uses the new key: a follower applies the change,
+    then its agent takes the key, a moment later."""
+    wait_for("every node to take the new key", lambda: all(
+        "now using the key of the new cluster passphrase" in n.stderr() for n in nodes),
+        timeout=60)
+
+
 def pubkey(key_pem_path):
     return helpers.openssl("pkey", "-in", key_pem_path, "-pubout").stdout
 
@@ -137,6 +145,7 @@ def test_rekey_running_cluster_then_only_the_new_passphrase(cluster, pki, tmp_pa
     assert st["seq"] == before_seq + 1, "the rekey must be one change: %s -> %s" % (
         before_seq, st["seq"])
     in_step(cluster)
+    took_new_key(cluster)
     for n in cluster:
         s = n.status()
         assert s["digest_ok"], (n.name, s)
@@ -212,6 +221,7 @@ def test_follower_without_the_new_passphrase_refuses_then_catches_up(cluster, pk
     add_node_key(tn1, "next_passphrase_file", new_file)
     tn1.start()
     in_step(cluster)
+    took_new_key([tn1])
     assert not refusal()
     assert export_key(tn1, pki.ec_wild.id, str(tmp_path), "caught-up") == want_pub
     wait_for("tn1 to serve the wildcard", lambda: tn1.served_id(tn1.hostname) == pki.ec_wild.id,
@@ -400,6 +410,7 @@ def test_diverged_change_from_before_a_rekey_is_refused(certsync_bin, pki, tmp_p
         wait_for("the old primary to step down", lambda: primary.status()["role"] == "backup",
                  timeout=30)
         in_step([backup, primary])
+        took_new_key([primary])
         assert export_key(primary, pki.ec_wild.id, str(tmp_path), "rejoined") == \
             pubkey(pki.ec_wild.file("key.pem"))
         div = wait_for("the lost change in the new primary's diverged table",
