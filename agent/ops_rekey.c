@@ -15,7 +15,7 @@
  * passphrase gives which key is passphrases.c's concern. */
 #include "ops.h"
 
-#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,9 +73,12 @@ static int read_kdf(cs_txn *txn, Certsync__KdfParams **out, cs_err *err)
 /* A key of the store that does not open is a refusal of the command. */
 static int refuse_unopened(const char *cmd, cs_err *err)
 {
-	if (err->code == CS_ECRYPTO)
-		cs_fail(err, CS_EREFUSED, "%s refused: %s; nothing was changed", cmd, err->msg);
-	return -1;
+	char why[sizeof(err->msg)];
+
+	if (err->code != CS_ECRYPTO)
+		return -1;
+	snprintf(why, sizeof(why), "%s", err->msg);
+	return cs_fail(err, CS_EREFUSED, "%s refused: %s; nothing was changed", cmd, why);
 }
 
 /* Changes written by an old primary that were moved aside hold keys sealed
@@ -285,14 +288,13 @@ void ops_rekey_take(struct cs_node *node, cs_key *key)
 {
 	cs_key **retired = realloc(node->retired, (node->nretired + 1) * sizeof(*retired));
 
-	if (retired == NULL) {
-		/* Freeing the old key could pull it from under a TLS build. */
-		cs_error("out of memory: the old cluster key stays in use until a restart");
-		cs_key_free(key);
-		return;
+	/* The store is sealed under key already: the node takes it whatever
+	 * happens.  Without memory to remember the old key it stays allocated
+	 * (freeing it could pull it from under a TLS build). */
+	if (retired != NULL) {
+		node->retired = retired;
+		node->retired[node->nretired++] = node->key;
 	}
-	node->retired = retired;
-	node->retired[node->nretired++] = node->key;
 	node->key = key;
 	if (node->tls != NULL)
 		tls_server_set_key(node->tls, key);
