@@ -155,6 +155,12 @@ def test_rekey_running_cluster_then_only_the_new_passphrase(cluster, pki, tmp_pa
              lambda: set(served(cluster).values()) == {pki.ec_wild.id}, timeout=60, step=0.5)
     for n in cluster:
         assert export_key(n, pki.ec_wild.id, str(tmp_path), "after") == want_pub, n.name
+    # the key is in no node's files in the clear (the store, its log entry)
+    secrets = helpers.key_secret_patterns(pki.ec_wild.file("key.pem"))
+    for n in cluster:
+        for path, data in n.data_files().items():
+            for what, pat in secrets.items():
+                assert pat not in data, "%s in the clear in %s" % (what, path)
     # no TLS table was built from the re-sealed store with the old key (it
     # would have dropped the certificate until the next build)
     for n in cluster:
