@@ -414,6 +414,8 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			        cmd, cfg->name);
 			return NULL;
 		}
+		if (c->needs_key && ops_rekey_settled(node, cmd, err) < 0)
+			return NULL;
 		if (!c->change) {
 			cs_node_flush(node, err); /* a failure was answered to its changes */
 			return c->run(node, args, err);

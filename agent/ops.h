@@ -131,6 +131,10 @@ json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
 
 /* ---- ops_rekey.c: changing the cluster passphrase ---- */
 json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err);
+/* -1 with a refusal that says to retry in the moment between a follower
+ * applying a rekey and its agent taking the new key (the store is sealed
+ * under a key the node does not hold yet); 0 otherwise. */
+int ops_rekey_settled(struct cs_node *node, const char *cmd, cs_err *err);
 /* The store is now sealed under key (a rekey committed here or applied
  * from the primary): the node and its TLS endpoint use it from now on. */
 void ops_rekey_take(struct cs_node *node, cs_key *key);

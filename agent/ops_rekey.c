@@ -284,6 +284,23 @@ int ops_sealed_check(const char *cmd, cs_txn *txn, const cs_key *key, cs_err *er
 	return refuse_unopened(cmd, err);
 }
 
+int ops_rekey_settled(struct cs_node *node, const char *cmd, cs_err *err)
+{
+	cs_txn *txn;
+	int rc;
+
+	if (cs_txn_begin(node->store, false, &txn, err) < 0)
+		return -1;
+	rc = rec_sealed_under(txn, node->key, err);
+	cs_txn_abort(txn);
+	if (rc > 0)
+		return cs_fail(err, CS_EREFUSED,
+		               "%s refused: %s has just applied a change of the cluster passphrase "
+		               "and takes the new key in a moment; retry",
+		               cmd, node->cfg->name);
+	return rc;
+}
+
 void ops_rekey_take(struct cs_node *node, cs_key *key)
 {
 	cs_key **retired = realloc(node->retired, (node->nretired + 1) * sizeof(*retired));

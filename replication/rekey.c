@@ -19,21 +19,10 @@ static bool same_check(const Certsync__KdfParams *a, const Certsync__KdfParams *
 	       sodium_memcmp(a->key_check.data, b->key_check.data, CS_KEYCHECK_LEN) == 0;
 }
 
-/* Whether kdf names key. */
-static bool names(const Certsync__KdfParams *kdf, const cs_key *key)
-{
-	uint8_t check[CS_KEYCHECK_LEN];
-
-	if (key == NULL || kdf->key_check.len != CS_KEYCHECK_LEN)
-		return false;
-	cs_key_check(key, check);
-	return sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) == 0;
-}
-
 /* What a follower holds already: the store's key, or the new one found. */
 static bool known(const repl *r, const Certsync__KdfParams *kdf)
 {
-	return r->loc.kdf == NULL || same_check(r->loc.kdf, kdf) || names(kdf, r->nextkey);
+	return r->loc.kdf == NULL || same_check(r->loc.kdf, kdf) || rec_kdf_names(kdf, r->nextkey);
 }
 
 int rekey_find(repl *r, const Certsync__KdfParams *kdf)
@@ -81,7 +70,7 @@ int rekey_check(repl *r, cs_txn *txn, Certsync__KdfParams **out)
 
 void rekey_handover(repl *r)
 {
-	if (r->nextkey == NULL || r->loc.kdf == NULL || !names(r->loc.kdf, r->nextkey))
+	if (r->nextkey == NULL || r->loc.kdf == NULL || !rec_kdf_names(r->loc.kdf, r->nextkey))
 		return;
 	cs_info("repl: applied the change of the cluster passphrase; the store is sealed under "
 	        "the new key");
