@@ -99,6 +99,10 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		         r->pass == NULL ? "no passphrase was given" : err.msg);
 		return -1;
 	}
+	/* The cluster's passphrase may have changed since this node was set
+	 * up (`cluster rekey`): its other passphrases may give the key. */
+	if (rc == 1 && r->find_key != NULL && r->find_key(r->find_key_ctx, kdf, &key, &err) == 0)
+		rc = 0;
 	r->keycheck = rc == 0 ? 1 : -1;
 	cs_secret_free(r->pass);
 	r->pass = NULL;

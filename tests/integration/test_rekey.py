@@ -244,6 +244,18 @@ def test_follower_without_the_new_passphrase_refuses_then_catches_up(cluster, pk
     tn1.start()
     assert export_key(tn1, pki.ec_wild.id, str(tmp_path), "new-only") == want_pub
 
+    # A node set up before the change joins afresh with its old passphrase
+    # and the new one in next_passphrase_file.
+    assert tn1.stop() == 0
+    tn1.data_dir += "-fresh"
+    tn1.set_passphrase(old)
+    add_node_key(tn1, "next_passphrase_file", new_file)
+    tn1.start()
+    in_step(cluster)
+    wait_for("tn1 to hold the cluster key", lambda: tn1.status()["cluster_key"], timeout=60)
+    assert "new passphrase is the one in next_passphrase_file" in tn1.stderr(), tn1.stderr()
+    assert export_key(tn1, pki.ec_wild.id, str(tmp_path), "joined") == want_pub
+
 
 # ---- bad input ----------------------------------------------------------------------
 
