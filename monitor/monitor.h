@@ -234,6 +234,10 @@ int mon_admin_config_check(const char *listen, const char *token_file, cs_err *e
 
 typedef struct mon_admin mon_admin;
 
+/* Connections the admin listener holds at most; more wait until one ends
+ * (the agent's descriptor budget counts them). */
+#define MON_ADMIN_MAX_CONNS 16
+
 /* Where the admin listener's answers come from. */
 typedef struct mon_admin_source {
 	mon_facts_json_fn metrics; /* the facts above, for /metrics */
@@ -247,7 +251,8 @@ typedef struct mon_admin_source {
 /* Serves /metrics, the status page (/) and /status.json on listen from
  * base (the agent's loop); with token, every request needs
  * "Authorization: Bearer TOKEN" (401 otherwise).  Headers over 8 KiB are
- * refused; only GET is taken; any other path is 404.  The token is copied. */
+ * refused; only GET is taken; any other path is 404; at most
+ * MON_ADMIN_MAX_CONNS connections are open at once.  The token is copied. */
 int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
                     mon_monitor *m, const mon_admin_source *src, cs_err *err);
 void mon_admin_stop(mon_admin *a);

@@ -1,7 +1,7 @@
 """The admin listener (admin_listen): /metrics in the Prometheus text format
 with cert-manager's certificate metrics under the certsync_ prefix, checked
 by `promtool check metrics`; the bearer token rule (401), bounded headers,
-unknown paths (404), and the configuration refusing a non-loopback address
+unknown paths (404), the connection cap, and the configuration refusing a non-loopback address
 without a token or a token file every user can read."""
 
 import json
@@ -166,3 +166,30 @@ def test_a_real_prometheus_scrapes_it(admin_agent, pki, tmp_path):
             prom.kill()
             prom.wait()
         log.close()
+
+
+def test_admin_connection_cap(admin_agent):
+    """Connections that end are counted out; 16 idle ones fill the admin
+    listener: a 17th client is not served while they stay (it waits in the
+    backlog, holding none of the agent's descriptors) and is answered once
+    they go; the agent logs the cap."""
+    port = helpers.free_port()
+    a = admin_agent("admin_listen = 127.0.0.1:%d\n" % port)
+    for _ in range(20):  # connections that end are counted out
+        assert get(port, "/nothing")[0] == "404"
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
+    try:
+        late = socket.create_connection(("127.0.0.1", port), timeout=5)
+        late.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        late.settimeout(2)
+        with pytest.raises(socket.timeout):
+            late.recv(100)  # not accepted while the cap is reached
+    finally:
+        for s in held:
+            s.close()
+    late.settimeout(15)
+    answer = late.recv(100)
+    late.close()
+    assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n")[0], answer
+    assert get(port)[0] == "200"
+    assert "at most 16 connections" in a.stderr()
