@@ -210,6 +210,7 @@ void cs_node_close(cs_node *node)
 	repl_stop(node->repl); /* before the store it writes */
 	node->repl = NULL;
 	mon_stop(node->mon);
+	json_decref(node->serving);
 	cs_key_free(node->key);
 	if (node->store != NULL)
 		cs_store_close(node->store);

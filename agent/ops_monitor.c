@@ -29,6 +29,7 @@ struct snapshot {
 	mon_host hosts[MAX_HOSTS];
 	mon_peer *peers;
 	json_t *repl; /* owns the peers' strings */
+	mon_serving *serving;
 };
 
 static void add_use(struct snapshot *s, const Certsync__CertRecord *rec, const char *id,
@@ -132,6 +133,7 @@ static int repl_facts(struct cs_node *node, struct snapshot *s, cs_err *err)
 static void snapshot_clear(struct snapshot *s)
 {
 	free(s->peers);
+	free(s->serving);
 	json_decref(s->repl);
 }
 
@@ -151,6 +153,13 @@ void cs_node_monitor(cs_node *node)
 	s.f.certs = s.certs;
 	s.f.hosts = s.hosts;
 	/* ACME is not wired into the agent yet: no mon_acme facts to pass. */
+	ops_serving_tick(node);
+	s.serving = calloc(json_array_size(json_object_get(node->serving, "results")) + 1,
+	                   sizeof(*s.serving));
+	if (s.serving != NULL)
+		s.f.nserving = ops_serving_facts(
+		    node, s.serving, json_array_size(json_object_get(node->serving, "results")));
+	s.f.serving = s.serving;
 	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
 		rc = certs_facts(node, txn, &s, &err);
 		cs_txn_abort(txn);
@@ -283,7 +292,8 @@ static json_t *metrics_facts(void *ctx)
 	return j;
 }
 
-/* status --json and the identity certificates, for /status.json and the page. */
+/* status --json, the identity certificates and what each node served at the
+ * primary's last check, for /status.json and the page. */
 static json_t *page_facts(void *ctx)
 {
 	cs_err err = {0};
@@ -299,6 +309,7 @@ static json_t *page_facts(void *ctx)
 		return NULL;
 	}
 	json_object_set_new(st, "certificates", certs);
+	json_object_set_new(st, "serving", ops_serving_status(ctx));
 	return st;
 }
 

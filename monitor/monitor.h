@@ -67,6 +67,19 @@ typedef struct mon_acme {
 	const char *stopped; /* an error that needs the operator; NULL none */
 } mon_acme;
 
+/* What a node's TLS endpoint served for a hostname at the primary's last
+ * check (the TLS check of verify --cluster), for nodes at the primary's
+ * position. */
+typedef struct mon_serving {
+	const char *node;
+	const char *host;
+	const char *endpoint;
+	const char *served;   /* id (hex) of the leaf served; NULL: no answer */
+	const char *expected; /* id (hex) its store says it serves */
+	const char *expected_name;
+	const char *error; /* why it did not answer, when served is NULL */
+} mon_serving;
+
 typedef struct mon_facts {
 	int64_t now;
 	bool primary;  /* cluster-wide conditions are the primary's alone */
@@ -80,6 +93,8 @@ typedef struct mon_facts {
 	size_t diverged; /* diverged changes not re-applied */
 	const mon_acme *acme;
 	size_t nacme;
+	const mon_serving *serving;
+	size_t nserving;
 } mon_facts;
 
 /* ---- conditions ----------------------------------------------------------- */
@@ -173,6 +188,7 @@ typedef struct mon_config {
 	int grace_s;              /* a change must hold this long (default 120) */
 	int interval_s;           /* evaluate at least this often (default 15) */
 	int timeout_ms;           /* one delivery attempt (default 10000) */
+	int serving_check_s;      /* the primary checks what nodes serve this often (300) */
 } mon_config;
 
 void mon_config_init(mon_config *c);
