@@ -226,9 +226,8 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 	if (!w->page) {
 		c = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", hex, "name", rec->name,
 		              "not_before", (json_int_t)rec->not_before, "not_after",
-		              (json_int_t)rec->not_after, "default", is_default, "ready",
-		              rec->sealed_key.len > 0 && w->now >= (time_t)rec->not_before &&
-		                  w->now < (time_t)rec->not_after);
+		              (json_int_t)rec->not_after, "default", is_default, "has_key",
+		              rec->sealed_key.len > 0);
 	} else {
 		sans = json_array();
 		for (size_t i = 0; i < rec->n_sans; i++)
@@ -273,22 +272,54 @@ static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 	return w.out;
 }
 
-/* The facts /metrics reports (mon_facts_json_fn). */
+/* Where the store stands now, replicated changes included ({0, 0} when
+ * it cannot be read: a generation no certificates have). */
+static cs_pos node_position(struct cs_node *node)
+{
+	cs_pos pos = {0};
+	cs_txn *txn;
+	cs_err err;
+
+	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
+		pos = cs_txn_applied(txn);
+		cs_txn_abort(txn);
+	}
+	return pos;
+}
+
+static json_t *position_json(cs_pos pos)
+{
+	return json_pack("{s:I, s:I}", "epoch", (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
+}
+
+/* The node's facts for /metrics, besides its certificates (mon_facts_json_fn). */
 static json_t *metrics_facts(void *ctx)
 {
 	struct cs_node *node = ctx;
-	cs_pos pos;
-	json_t *certs = walk_certs(node, false, &pos), *j;
+	json_t *j = json_pack("{s:o}", "position", position_json(node_position(node)));
 
-	if (certs == NULL)
-		return NULL;
-	j = json_pack("{s:o, s:{s:I, s:I}}", "certificates", certs, "position", "epoch",
-	              (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
 	if (j != NULL && node->tls != NULL)
 		json_object_set_new(j, "tls", tls_server_status(node->tls));
 	if (j != NULL && node->repl != NULL)
 		json_object_set_new(j, "replication", repl_status(node->repl));
 	return j;
+}
+
+/* The certificates for /metrics and their generation: the store's position
+ * when they were read. */
+static json_t *metrics_certs(void *ctx)
+{
+	cs_pos pos;
+	json_t *certs = walk_certs(ctx, false, &pos);
+
+	return certs != NULL ? json_pack("{s:o, s:o}", "generation", position_json(pos),
+	                                 "certificates", certs)
+	                     : NULL;
+}
+
+static json_t *metrics_generation(void *ctx)
+{
+	return position_json(node_position(ctx));
 }
 
 /* status --json, the identity certificates and what each node served at the
@@ -326,8 +357,10 @@ int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out,
 	    cs_secret_file_read("admin_token_file", cfg->admin_token_file, false, &token, &len,
 	                        err) < 0)
 		return -1;
-	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon,
-	                     &(mon_admin_source){metrics_facts, page_facts, node}, err);
+	rc = mon_admin_start(
+	    out, base, cfg->admin_listen, token, node->mon,
+	    &(mon_admin_source){metrics_facts, metrics_certs, metrics_generation, page_facts, node},
+	    err);
 	if (token != NULL)
 		cs_secret_free(token);
 	return rc;

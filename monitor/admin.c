@@ -23,7 +23,7 @@
 
 #include "../common/hostport.h"
 #include "../common/log.h"
-#include "monitor.h"
+#include "monitor_int.h"
 
 enum { MAX_HEADERS = 8192, MAX_BODY = 1024, REQUEST_TIMEOUT_S = 10 };
 
@@ -41,6 +41,7 @@ struct conns {
 struct mon_admin {
 	struct evhttp *http;
 	struct conns conns;
+	mon_metrics_cache *cache;
 	char *token;
 	mon_monitor *m;
 	mon_admin_source src;
@@ -67,18 +68,30 @@ static bool authorized(const struct mon_admin *a, struct evhttp_request *req)
 	return h != NULL && strncmp(h, "Bearer ", 7) == 0 && same_secret(h + 7, a->token);
 }
 
+static void send_body(struct evhttp_request *req, int code, const char *reason, const char *type,
+                      struct evbuffer *b)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, reason, b);
+}
+
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *type,
                   const char *body)
 {
 	struct evbuffer *b = evbuffer_new();
 
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
 	if (b != NULL)
 		evbuffer_add(b, body, strlen(body));
-	evhttp_send_reply(req, code, reason, b);
+	send_body(req, code, reason, type, b);
 	if (b != NULL)
 		evbuffer_free(b);
+}
+
+static void unavailable(struct evhttp_request *req)
+{
+	reply(req, 500, "Internal Server Error", "text/plain",
+	      "the node's facts are not available; see its log\n");
 }
 
 static void conn_gone(struct conns *c)
@@ -134,42 +147,57 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 	return b;
 }
 
-enum page { METRICS, PAGE, STATUS_JSON };
-
-static void answer(struct mon_admin *a, struct evhttp_request *req, enum page what)
+/* The certificate metrics (cached) and the node's own, written fresh. */
+static void answer_metrics(struct mon_admin *a, struct evhttp_request *req)
 {
-	json_t *facts = what == METRICS ? a->src.metrics(a->src.ctx) : a->src.status(a->src.ctx);
+	struct evbuffer *b = evbuffer_new();
+	json_t *facts = NULL;
 	char *text = NULL;
 	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	FILE *f = NULL;
 
-	if (f == NULL || facts == NULL) {
-		if (f != NULL)
-			fclose(f);
-		free(text);
+	if (b == NULL || mon_metrics_cache_add(a->cache, &a->src, (int64_t)time(NULL), b) < 0 ||
+	    (facts = a->src.metrics(a->src.ctx)) == NULL ||
+	    (f = open_memstream(&text, &len)) == NULL) {
 		json_decref(facts);
-		reply(req, 500, "Internal Server Error", "text/plain",
-		      "the node's facts are not "
-		      "available; see its log\n");
+		if (b != NULL)
+			evbuffer_free(b);
+		unavailable(req);
 		return;
 	}
-	if (what == METRICS)
-		mon_metrics_write(f, facts, a->m);
-	else if (what == PAGE)
+	mon_metrics_write(f, facts, a->m);
+	fclose(f);
+	json_decref(facts);
+	evbuffer_add(b, text, len);
+	free(text);
+	send_body(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+/* The status page, or what it is drawn from. */
+static void answer_status(struct mon_admin *a, struct evhttp_request *req, bool page)
+{
+	json_t *facts = a->src.status(a->src.ctx);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = facts != NULL ? open_memstream(&text, &len) : NULL;
+
+	if (f == NULL) {
+		json_decref(facts);
+		unavailable(req);
+		return;
+	}
+	if (page)
 		mon_page_write(f, facts, (int64_t)time(NULL));
 	else
 		json_dumpf(facts, f, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fclose(f);
 	json_decref(facts);
-	if (what == PAGE)
+	if (page)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Security-Policy",
 		                  "default-src 'none'; style-src 'unsafe-inline'; script-src "
 		                  "'unsafe-inline'; connect-src 'self'");
-	reply(req, 200, "OK",
-	      what == METRICS ? "text/plain; version=0.0.4; charset=utf-8"
-	      : what == PAGE  ? "text/html; charset=utf-8"
-	                      : "application/json",
-	      text);
+	reply(req, 200, "OK", page ? "text/html; charset=utf-8" : "application/json", text);
 	free(text);
 }
 
@@ -187,11 +215,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (path != NULL && strcmp(path, "/metrics") == 0)
-		answer(a, req, METRICS);
+		answer_metrics(a, req);
 	else if (path != NULL && strcmp(path, "/") == 0)
-		answer(a, req, PAGE);
+		answer_status(a, req, true);
 	else if (path != NULL && strcmp(path, "/status.json") == 0)
-		answer(a, req, STATUS_JSON);
+		answer_status(a, req, false);
 	else
 		reply(req, 404, "Not Found", "text/plain",
 		      "not found; this listener serves /, /status.json and /metrics\n");
@@ -211,7 +239,8 @@ int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen
 	a->src = *src;
 	a->http = evhttp_new(base);
 	a->conns.adopt = event_new(base, -1, 0, adopt, &a->conns);
-	if (a->http == NULL || a->conns.adopt == NULL ||
+	a->cache = mon_metrics_cache_new();
+	if (a->http == NULL || a->conns.adopt == NULL || a->cache == NULL ||
 	    (token != NULL && (a->token = strdup(token)) == NULL)) {
 		mon_admin_stop(a);
 		return cs_fail(err, CS_EIO, "out of memory");
@@ -250,6 +279,7 @@ void mon_admin_stop(mon_admin *a)
 		bufferevent_decref(a->conns.fresh[i]);
 	if (a->conns.adopt != NULL)
 		event_free(a->conns.adopt);
+	mon_metrics_cache_free(a->cache);
 	if (a->token != NULL) {
 		explicit_bzero(a->token, strlen(a->token));
 		free(a->token);

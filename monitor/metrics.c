@@ -3,6 +3,7 @@
  * prefix, so its dashboards and alert rules carry over; the rest are the
  * TLS endpoint's, replication's and the alerts' own counters.  Only ids,
  * names, times and counts appear: never a key, a token or a passphrase. */
+#include <stdint.h>
 #include <string.h>
 
 #include "monitor.h"
@@ -48,7 +49,19 @@ static json_int_t num(const json_t *o, const char *key)
 	return json_integer_value(json_object_get(o, key));
 }
 
-static void certificates(FILE *f, const json_t *certs)
+/* The next time after now at which not_before or not_after of c is. */
+static int64_t next_change(const json_t *c, int64_t now, int64_t next)
+{
+	int64_t nb = num(c, "not_before"), na = num(c, "not_after");
+
+	if (nb > now && nb < next)
+		next = nb;
+	if (na > now && na < next)
+		next = na;
+	return next;
+}
+
+int64_t mon_metrics_certificates(FILE *f, const json_t *certs, int64_t now)
 {
 	static const struct {
 		const char *name, *field, *text;
@@ -60,6 +73,7 @@ static void certificates(FILE *f, const json_t *certs)
 	};
 	const json_t *c;
 	size_t i;
+	int64_t next = INT64_MAX;
 
 	for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
 		help(f, times[t].name, "gauge", times[t].text);
@@ -74,8 +88,10 @@ static void certificates(FILE *f, const json_t *certs)
 	     "The ready status of the certificate: it holds its key and is valid now.");
 	json_array_foreach(certs, i, c)
 	{
-		bool ready = json_is_true(json_object_get(c, "ready"));
+		bool ready = json_is_true(json_object_get(c, "has_key")) &&
+		             now >= num(c, "not_before") && now < num(c, "not_after");
 
+		next = next_change(c, now, next);
 		for (int cond = 0; cond < 2; cond++) {
 			fputs("certsync_certificate_ready_status", f);
 			cert_labels(f, c);
@@ -83,6 +99,7 @@ static void certificates(FILE *f, const json_t *certs)
 			        cond ? !ready : ready);
 		}
 	}
+	return next;
 }
 
 static void tls(FILE *f, const json_t *t)
@@ -184,7 +201,6 @@ static void alerts(FILE *f, mon_monitor *m)
 
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m)
 {
-	certificates(f, json_object_get(facts, "certificates"));
 	tls(f, json_object_get(facts, "tls"));
 	replication(f, json_object_get(facts, "position"), json_object_get(facts, "replication"));
 	alerts(f, m);

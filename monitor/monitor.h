@@ -231,10 +231,9 @@ json_t *mon_status(mon_monitor *m);
 
 /* ---- metrics and the admin listener ---------------------------------------- */
 
-/* What the node reports for /metrics, as JSON the agent builds on request:
- *   {"certificates": [{"id", "name", "not_before", "not_after", "default",
- *                      "ready"}],
- *    "tls": tls_server_status() or absent,
+/* What the node reports for /metrics besides its certificates, as JSON the
+ * agent builds on request:
+ *   {"tls": tls_server_status() or absent,
  *    "replication": repl_status() or absent,
  *    "position": {"epoch", "seq"}}
  * The monitor adds its own alert figures. */
@@ -242,6 +241,13 @@ typedef json_t *(*mon_facts_json_fn)(void *ctx);
 
 /* Writes the Prometheus text exposition of facts and m's alerts to f. */
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m);
+
+/* Writes the certificate metrics of certs, [{"id", "name", "not_before",
+ * "not_after" (Unix seconds), "default", "has_key"}], as they stand at now
+ * (ready: it holds its key and is valid then).  Returns when that text
+ * goes stale by time alone: the next not_before or not_after after now
+ * (INT64_MAX: never). */
+int64_t mon_metrics_certificates(FILE *f, const json_t *certs, int64_t now);
 
 /* Checks [node] admin_listen (ADDR:PORT) and admin_token_file: a
  * non-loopback address needs the token, and the token file must exist and
@@ -257,6 +263,11 @@ typedef struct mon_admin mon_admin;
 /* Where the admin listener's answers come from. */
 typedef struct mon_admin_source {
 	mon_facts_json_fn metrics; /* the facts above, for /metrics */
+	/* the certificates for /metrics: {"generation": G, "certificates": [as
+	 * mon_metrics_certificates takes them]}, where G is any JSON value that
+	 * changes whenever they may (the store's position) */
+	mon_facts_json_fn certificates;
+	mon_facts_json_fn generation; /* G alone, cheaply */
 	/* what `status --json` prints, plus "certificates": the identity
 	 * certificates as `cert list --json` gives them, without their chain:
 	 * /status.json, and the page drawn from it */

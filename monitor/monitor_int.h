@@ -1,5 +1,6 @@
 /* monitor_int.h — inside the monitor module: the delivery targets, each one
- * attempt at handing one alert over, bounded in time. */
+ * attempt at handing one alert over, bounded in time; and the admin
+ * listener's cache of the certificate metrics. */
 #ifndef CS_MONITOR_INT_H
 #define CS_MONITOR_INT_H
 
@@ -20,5 +21,19 @@ int mon_deliver_webhook(const mon_config *cfg, const mon_secrets *sec, const cha
                         const char *subject, char *why, size_t whylen);
 int mon_deliver_smtp(const mon_config *cfg, const mon_secrets *sec, const char *json,
                      const char *subject, char *why, size_t whylen);
+
+/* The certificate part of /metrics as last rendered (metrics_cache.c). */
+typedef struct mon_metrics_cache mon_metrics_cache;
+
+struct evbuffer;
+
+mon_metrics_cache *mon_metrics_cache_new(void);
+void mon_metrics_cache_free(mon_metrics_cache *c);
+/* Adds the certificate metrics at now to out: the text last rendered, by
+ * reference, while src's generation is the same and time has not changed
+ * it; else rendered again from src.  -1 when src fails or memory runs
+ * out. */
+int mon_metrics_cache_add(mon_metrics_cache *c, const mon_admin_source *src, int64_t now,
+                          struct evbuffer *out);
 
 #endif

@@ -77,6 +77,39 @@ def test_metrics_follow_cert_manager_and_pass_promtool(admin_agent, pki, tmp_pat
     assert p.returncode == 0, p.stdout.decode()
 
 
+def ready(text, cid):
+    """certsync_certificate_ready_status{condition="True"} of certificate cid."""
+    values = [v for labels, v in samples(text, "certsync_certificate_ready_status").items()
+              if 'id="%s"' % cid in labels and 'condition="True"' in labels]
+    assert len(values) == 1, text[-3000:]
+    return values[0]
+
+
+def test_metrics_follow_changes_and_time(admin_agent, pki):
+    """The certificate metrics (rendered once per change of the store) show
+    an import and a deletion at the next scrape, and a certificate becoming
+    valid with time alone."""
+    port = helpers.free_port()
+    a = admin_agent("admin_listen = 127.0.0.1:%d\n" % port)
+    first = pki.make_leaf("i14-c1", "ec:p256", HOSTS, days=30)
+    a.import_(first.file("bundle.pem"), name="first")
+    assert ready(get(port)[1], first.id) == 1
+    start = time.time() + 8
+    later = pki.make_leaf("i14-c2", "ec:p256", HOSTS,
+                          startdate=time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
+                          enddate=time.strftime("%Y%m%d%H%M%SZ",
+                                                time.gmtime(start + 30 * 86400)))
+    a.import_(later.file("bundle.pem"), name="later")
+    assert ready(get(port)[1], later.id) == 0
+    helpers.wait_for("the later certificate to be valid", lambda: time.time() > start + 1,
+                     timeout=30)
+    assert ready(get(port)[1], later.id) == 1
+    a.cli("cert", "default", later.id[:12], check=0)
+    a.cli("cert", "delete", first.id[:12], check=0)
+    text = get(port)[1]
+    assert first.id not in text and later.id in text
+
+
 def test_admin_token_header_limit_and_unknown_path(admin_agent, tmp_path):
     port = helpers.free_port()
     token = str(tmp_path / "admin-token")
