@@ -32,8 +32,10 @@ void cs_node_set_control(cs_node *node, cs_control *ctl);
 /* The thread imports are decoded on (worker.h); NULL refuses imports. */
 struct cs_worker;
 void cs_node_set_worker(cs_node *node, struct cs_worker *worker);
-/* The thread the primary probes what nodes serve on; NULL stops it. */
-void cs_node_set_prober(cs_node *node, struct cs_worker *prober);
+/* The thread the monitor's slow work runs on (the primary's probes of what
+ * nodes serve, /metrics renders); NULL: none.  Stop it before the admin
+ * listener. */
+void cs_node_set_mon_worker(cs_node *node, struct cs_worker *worker);
 
 /* Runs one control request (a cs_control_fn; ctx is the node).  Changes
  * are answered later, by cs_node_flush. */

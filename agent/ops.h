@@ -30,11 +30,11 @@ struct cs_node {
 	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
-	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
-	struct cs_worker *prober; /* probes what the nodes serve (ops_serving.c) */
-	json_t *serving;          /* the last such check's results, or NULL */
-	time_t serving_started;   /* when the last check began; 0 never */
-	bool serving_busy;        /* a check is running */
+	struct cs_worker *worker;     /* decodes imports off the event loop (worker.h) */
+	struct cs_worker *mon_worker; /* the monitor's slow work: probes, /metrics */
+	json_t *serving;              /* the last such check's results, or NULL */
+	time_t serving_started;       /* when the last check began; 0 never */
+	bool serving_busy;            /* a check is running */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -125,7 +125,7 @@ json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err);
 
 /* ops_serving.c: the primary's check, every [alerts] serving_check seconds,
  * of the certificate each node's TLS endpoint serves (verify --cluster's
- * TLS check, run on the prober's thread).  ops_serving_tick starts one when
+ * TLS check, run on the monitor worker's thread).  ops_serving_tick starts one when
  * due (the monitor calls it at each evaluation); ops_serving_facts gives
  * the last results as facts, pointing into node->serving (valid until the
  * next tick); ops_serving_status gives them as JSON (a new reference, null

@@ -11,6 +11,7 @@
 #include "node.h"
 #include "ops.h"
 #include "records.h"
+#include "worker.h"
 
 enum { MAX_HOSTS = 256 };
 
@@ -343,6 +344,20 @@ static json_t *page_facts(void *ctx)
 	return st;
 }
 
+/* The admin listener's renders run on the monitor's thread. */
+static int offload(void *ctx, void (*work)(void *arg, const atomic_bool *stop),
+                   void (*done)(void *arg, bool cancelled), void *arg)
+{
+	struct cs_node *node = ctx;
+
+	return node->mon_worker != NULL ? cs_worker_submit(node->mon_worker, work, done, arg) : -1;
+}
+
+void cs_node_set_mon_worker(cs_node *node, struct cs_worker *worker)
+{
+	node->mon_worker = worker;
+}
+
 int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err)
 {
 	const cs_config *cfg = node->cfg;
@@ -357,10 +372,14 @@ int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out,
 	    cs_secret_file_read("admin_token_file", cfg->admin_token_file, false, &token, &len,
 	                        err) < 0)
 		return -1;
-	rc = mon_admin_start(
-	    out, base, cfg->admin_listen, token, node->mon,
-	    &(mon_admin_source){metrics_facts, metrics_certs, metrics_generation, page_facts, node},
-	    err);
+	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon,
+	                     &(mon_admin_source){.metrics = metrics_facts,
+	                                         .certificates = metrics_certs,
+	                                         .generation = metrics_generation,
+	                                         .offload = offload,
+	                                         .status = page_facts,
+	                                         .ctx = node},
+	                     err);
 	if (token != NULL)
 		cs_secret_free(token);
 	return rc;

@@ -1,7 +1,7 @@
 /* ops_serving.c — the primary's check of what every node serves: every
  * [alerts] serving_check seconds it asks itself what verify --cluster asks
  * (op_verify_cluster: each node's TLS endpoint and the ids its store says
- * it serves), probes each endpoint on the prober's thread with the same
+ * it serves), probes each endpoint on the monitor worker's thread with the same
  * check verify --cluster runs (tls_check.h), and keeps the results: facts
  * for the monitor (a node serving something else is an error alert) and
  * what the status page shows per node.  A node behind the primary is not
@@ -40,7 +40,7 @@ static bool same_position(json_t *a, json_t *b)
 	       json_equal(as, json_object_get(b, "seq"));
 }
 
-/* On the prober's thread: touches only the check. */
+/* On the monitor worker's thread: touches only the check. */
 static void check_work(void *arg, const atomic_bool *stop)
 {
 	struct check *c = arg;
@@ -145,7 +145,7 @@ void ops_serving_tick(struct cs_node *node)
 		node->serving = NULL;
 		return;
 	}
-	if (node->prober == NULL || node->serving_busy ||
+	if (node->mon_worker == NULL || node->serving_busy ||
 	    (node->serving_started != 0 &&
 	     now - node->serving_started < node->cfg->alerts.serving_check_s))
 		return;
@@ -157,7 +157,7 @@ void ops_serving_tick(struct cs_node *node)
 	if ((c->cluster = op_verify_cluster(node, NULL, &err)) == NULL)
 		cs_error("monitor: cannot check what the nodes serve: %s", err.msg);
 	if (c->cluster == NULL || c->results == NULL ||
-	    cs_worker_submit(node->prober, check_work, check_done, c) < 0) {
+	    cs_worker_submit(node->mon_worker, check_work, check_done, c) < 0) {
 		json_decref(c->cluster);
 		json_decref(c->results);
 		free(c);
@@ -204,9 +204,4 @@ json_t *ops_serving_status(struct cs_node *node)
 	mon_utc((int64_t)json_integer_value(json_object_get(j, "checked")), when);
 	json_object_set_new(j, "checked", json_string(when));
 	return j;
-}
-
-void cs_node_set_prober(cs_node *node, struct cs_worker *prober)
-{
-	node->prober = prober;
 }

@@ -147,16 +147,28 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 	return b;
 }
 
-/* The certificate metrics (cached) and the node's own, written fresh. */
-static void answer_metrics(struct mon_admin *a, struct evhttp_request *req)
+/* A scrape of /metrics waiting for the certificate metrics. */
+struct scrape {
+	struct mon_admin *a;
+	struct evhttp_request *req;
+};
+
+/* The certificate metrics (cached) and the node's own, written fresh.  A
+ * client that left meanwhile still has its request (libevent keeps it for
+ * the reply, which then frees it). */
+static void metrics_ready(void *arg, bool ok)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct scrape *s = arg;
+	struct mon_admin *a = s->a;
+	struct evhttp_request *req = s->req;
+	struct evbuffer *b = ok ? evbuffer_new() : NULL;
 	json_t *facts = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = NULL;
 
-	if (b == NULL || mon_metrics_cache_add(a->cache, &a->src, (int64_t)time(NULL), b) < 0 ||
+	free(s);
+	if (b == NULL || mon_metrics_cache_add(a->cache, b) < 0 ||
 	    (facts = a->src.metrics(a->src.ctx)) == NULL ||
 	    (f = open_memstream(&text, &len)) == NULL) {
 		json_decref(facts);
@@ -172,6 +184,22 @@ static void answer_metrics(struct mon_admin *a, struct evhttp_request *req)
 	free(text);
 	send_body(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
+}
+
+static void answer_metrics(struct mon_admin *a, struct evhttp_request *req)
+{
+	struct scrape *s = malloc(sizeof(*s));
+
+	if (s == NULL) {
+		unavailable(req);
+		return;
+	}
+	*s = (struct scrape){a, req};
+	if (mon_metrics_cache_when_ready(a->cache, &a->src, (int64_t)time(NULL), metrics_ready, s) <
+	    0) {
+		free(s);
+		unavailable(req);
+	}
 }
 
 /* The status page, or what it is drawn from. */

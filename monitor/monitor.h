@@ -13,6 +13,7 @@
 #ifndef CS_MONITOR_H
 #define CS_MONITOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -268,6 +269,11 @@ typedef struct mon_admin_source {
 	 * changes whenever they may (the store's position) */
 	mon_facts_json_fn certificates;
 	mon_facts_json_fn generation; /* G alone, cheaply */
+	/* runs work(arg, stop) on a thread off the loop, then done(arg,
+	 * cancelled) on the loop; -1 when it cannot (neither is called):
+	 * certificates is then called on the loop */
+	int (*offload)(void *ctx, void (*work)(void *arg, const atomic_bool *stop),
+	               void (*done)(void *arg, bool cancelled), void *arg);
 	/* what `status --json` prints, plus "certificates": the identity
 	 * certificates as `cert list --json` gives them, without their chain:
 	 * /status.json, and the page drawn from it */
@@ -279,7 +285,9 @@ typedef struct mon_admin_source {
  * base (the agent's loop); with token, every request needs
  * "Authorization: Bearer TOKEN" (401 otherwise).  Headers over 8 KiB are
  * refused; only GET is taken; any other path is 404; at most
- * MON_ADMIN_MAX_CONNS connections are open at once.  The token is copied. */
+ * MON_ADMIN_MAX_CONNS connections are open at once.  The token is copied.
+ * Stop src's offload thread (its jobs done or cancelled) before
+ * mon_admin_stop. */
 int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
                     mon_monitor *m, const mon_admin_source *src, cs_err *err);
 void mon_admin_stop(mon_admin *a);

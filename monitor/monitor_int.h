@@ -28,12 +28,17 @@ typedef struct mon_metrics_cache mon_metrics_cache;
 struct evbuffer;
 
 mon_metrics_cache *mon_metrics_cache_new(void);
+/* Call it with no render running (src's offload thread stopped). */
 void mon_metrics_cache_free(mon_metrics_cache *c);
-/* Adds the certificate metrics at now to out: the text last rendered, by
- * reference, while src's generation is the same and time has not changed
- * it; else rendered again from src.  -1 when src fails or memory runs
- * out. */
-int mon_metrics_cache_add(mon_metrics_cache *c, const mon_admin_source *src, int64_t now,
-                          struct evbuffer *out);
+/* Calls ready(arg, ok) on the loop once the certificate metrics at now are
+ * there to add: at once while src's generation is the same as the text
+ * last rendered and time has not changed it; else after a render off the
+ * loop (src's offload; one at a time, shared by every scrape waiting).  ok
+ * is false when src failed or the render was cancelled.  -1 (ready not
+ * called) when memory runs out. */
+int mon_metrics_cache_when_ready(mon_metrics_cache *c, const mon_admin_source *src, int64_t now,
+                                 void (*ready)(void *arg, bool ok), void *arg);
+/* Adds the text last rendered to out, by reference; -1 when out of memory. */
+int mon_metrics_cache_add(mon_metrics_cache *c, struct evbuffer *out);
 
 #endif
