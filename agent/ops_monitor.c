@@ -303,6 +303,8 @@ static json_t *metrics_facts(void *ctx)
 		json_object_set_new(j, "tls", tls_server_status(node->tls));
 	if (j != NULL && node->repl != NULL)
 		json_object_set_new(j, "replication", repl_status(node->repl));
+	if (j != NULL && node->serving != NULL)
+		json_object_set(j, "serving", node->serving);
 	return j;
 }
 

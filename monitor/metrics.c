@@ -173,6 +173,34 @@ static void replication(FILE *f, const json_t *pos, const json_t *r)
 	            (long long)json_integer_value(v));
 }
 
+/* The primary's last check of what each node serves: 1 when a node serves
+ * what its store says, 0 when it serves another certificate or does not
+ * answer; nodes not compared (behind, not heard) have no sample. */
+static void serving(FILE *f, const json_t *results)
+{
+	const json_t *r;
+	size_t i;
+
+	if (results == NULL)
+		return;
+	help(f, "certsync_node_serving_expected", "gauge",
+	     "Whether a node's TLS endpoint served what its store says at the primary's last "
+	     "check.");
+	json_array_foreach(results, i, r)
+	{
+		const char *status = json_string_value(json_object_get(r, "status"));
+
+		if (strcmp(status, "ok") != 0 && strcmp(status, "other") != 0 &&
+		    strcmp(status, "no answer") != 0)
+			continue;
+		fputs("certsync_node_serving_expected{node=", f);
+		label_value(f, json_string_value(json_object_get(r, "node")));
+		fputs(",host=", f);
+		label_value(f, json_string_value(json_object_get(r, "host")));
+		fprintf(f, "} %d\n", strcmp(status, "ok") == 0);
+	}
+}
+
 static void alerts(FILE *f, mon_monitor *m)
 {
 	static const char *const sev[] = {"warning", "error"};
@@ -203,5 +231,6 @@ void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m)
 {
 	tls(f, json_object_get(facts, "tls"));
 	replication(f, json_object_get(facts, "position"), json_object_get(facts, "replication"));
+	serving(f, json_object_get(json_object_get(facts, "serving"), "results"));
 	alerts(f, m);
 }

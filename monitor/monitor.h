@@ -236,7 +236,9 @@ json_t *mon_status(mon_monitor *m);
  * agent builds on request:
  *   {"tls": tls_server_status() or absent,
  *    "replication": repl_status() or absent,
- *    "position": {"epoch", "seq"}}
+ *    "position": {"epoch", "seq"},
+ *    "serving": the primary's last check of what nodes serve, or absent:
+ *               {"results": [{"node", "host", "status", ...}]}}
  * The monitor adds its own alert figures. */
 typedef json_t *(*mon_facts_json_fn)(void *ctx);
 

@@ -84,6 +84,13 @@ def test_a_node_serving_another_certificate(cluster, pki, tmp_path):
         row = re.search(r'<tr class="node">\s*<td>backup</td>.*?</tr>', page, re.S)
         assert row and other.id[:8] in row.group(0) and "expected" in row.group(0), page
         assert primary.cli("status", "--check").rc == 1
+        metrics = subprocess.run(["curl", "-s", "--max-time", "10",
+                                  "http://127.0.0.1:%d/metrics" % port],
+                                 stdout=subprocess.PIPE, timeout=20).stdout.decode()
+        assert ('certsync_node_serving_expected{node="backup",host="backup.example.test"} 0'
+                in metrics), metrics[-3000:]
+        assert ('certsync_node_serving_expected{node="primary",host="primary.example.test"} 1'
+                in metrics), metrics[-3000:]
     finally:
         impostor.stop()
 
