@@ -10,7 +10,6 @@ Run `python3 helpers.py [DIR]` to build the test PKI on its own and print it.
 
 import atexit
 import base64
-import contextlib
 import hashlib
 import json as jsonlib
 import os
@@ -883,31 +882,6 @@ def init_cluster(binary, nodes, site="support.example.test", folder=None):
     run(args)
     return [ClusterNode(binary, os.path.join(folder, name), name, role, name + ".example.test",
                         site, rp, tp) for (name, role), (rp, tp) in zip(nodes, ports)]
-
-
-@contextlib.contextmanager
-def admin_cluster(binary, site, alerts=None):
-    """A running primary + backup cluster whose primary serves admin_listen
-    and, with alerts, has those [alerts] lines: yields (nodes, admin port),
-    stops the nodes still running at the end."""
-    nodes = init_cluster(binary, (("primary", "primary"), ("backup", "backup")), site=site)
-    port = free_port()
-    primary = nodes[0]
-    primary.generated = primary.generated.replace(
-        "\n[cluster]", "admin_listen = 127.0.0.1:%d\n\n[cluster]" % port, 1)
-    if alerts is not None:
-        primary.generated += "\n[alerts]\n" + alerts
-    primary.write_config()
-    for n in nodes:
-        n.start(wait=False)
-    try:
-        for n in nodes:
-            n.wait_ready()
-        yield nodes, port
-    finally:
-        for n in nodes:
-            if n.running:
-                n.stop()
 
 
 class ConfiguredAgent(Agent):

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-import helpers
+from admin_cluster import admin_cluster
 from helpers import wait_for
 from test_acme_tlsalpn01 import SServer
 from test_alerts import received, recorder
@@ -24,7 +24,7 @@ HOSTS = [SITE, "primary.example.test", "backup.example.test"]
 @pytest.fixture
 def cluster(certsync_bin, tmp_path):
     script, out = recorder(tmp_path)
-    with helpers.admin_cluster(certsync_bin, SITE, "command = %s\ngrace = 0\ninterval = 1\n"
+    with admin_cluster(certsync_bin, SITE, "command = %s\ngrace = 0\ninterval = 1\n"
                                "serving_check = 5\n" % script) as (nodes, port):
         yield nodes, port, out
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-import helpers
+from admin_cluster import admin_cluster
 from helpers import wait_for
 
 SITE = "support.example.test"
@@ -30,7 +30,7 @@ def chromium(*args):
 
 @pytest.fixture
 def cluster(certsync_bin):
-    with helpers.admin_cluster(certsync_bin, SITE) as c:
+    with admin_cluster(certsync_bin, SITE) as c:
         yield c
 
 
