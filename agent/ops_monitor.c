@@ -203,12 +203,11 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 }
 
 /* The identity certificates, read straight from their records (no chain
- * is built, so 10,000 take milliseconds): for /metrics with times in Unix
- * seconds and "ready" (it holds its key and is valid now); for the page as
- * `cert list` shows them (names covered, issuer, key type, RFC 3339 times). */
+ * is built): for /metrics with times in Unix seconds and whether it holds
+ * its key (mon_metrics_certificates); for the page as `cert list` shows
+ * them (names covered, issuer, key type, RFC 3339 times).  Any thread. */
 struct cert_walk {
 	const uint8_t *default_id;
-	time_t now;
 	bool page;
 	json_t *out;
 };
@@ -249,7 +248,7 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 {
 	uint8_t def[PKI_ID_LEN];
-	struct cert_walk w = {.now = time(NULL), .page = page, .out = json_array()};
+	struct cert_walk w = {.page = page, .out = json_array()};
 	cs_txn *txn;
 	cs_err err;
 	int rc;
