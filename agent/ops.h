@@ -30,11 +30,12 @@ struct cs_node {
 	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
-	struct cs_worker *worker;     /* decodes imports off the event loop (worker.h) */
-	struct cs_worker *mon_worker; /* the monitor's slow work: probes, /metrics */
-	json_t *serving;              /* the last such check's results, or NULL */
-	time_t serving_started;       /* when the last check began; 0 never */
-	bool serving_busy;            /* a check is running */
+	struct cs_worker *worker;       /* decodes imports off the event loop (worker.h) */
+	struct cs_worker *mon_worker;   /* the primary's probes (ops_serving.c) */
+	struct cs_worker *admin_worker; /* renders of /metrics (ops_monitor.c) */
+	json_t *serving;                /* the last such check's results, or NULL */
+	time_t serving_started;         /* when the last check began; 0 never */
+	bool serving_busy;              /* a check is running */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);

@@ -345,18 +345,21 @@ static json_t *page_facts(void *ctx)
 	return st;
 }
 
-/* The admin listener's renders run on the monitor's thread. */
+/* The admin listener's renders run on a thread of their own: never behind
+ * a probe that waits for an endpoint. */
 static int offload(void *ctx, void (*work)(void *arg, const atomic_bool *stop),
                    void (*done)(void *arg, bool cancelled), void *arg)
 {
 	struct cs_node *node = ctx;
 
-	return node->mon_worker != NULL ? cs_worker_submit(node->mon_worker, work, done, arg) : -1;
+	return node->admin_worker != NULL ? cs_worker_submit(node->admin_worker, work, done, arg)
+	                                  : -1;
 }
 
-void cs_node_set_mon_worker(cs_node *node, struct cs_worker *worker)
+void cs_node_set_mon_worker(cs_node *node, struct cs_worker *probes, struct cs_worker *renders)
 {
-	node->mon_worker = worker;
+	node->mon_worker = probes;
+	node->admin_worker = renders;
 }
 
 int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err)
