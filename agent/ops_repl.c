@@ -19,13 +19,6 @@
 #define DEFAULT_LOG_RETAIN 10000
 #define DEFAULT_WAIT_MS    5000
 
-static repl_role repl_role_of(cs_role role)
-{
-	return role == CS_ROLE_PRIMARY  ? REPL_PRIMARY
-	       : role == CS_ROLE_BACKUP ? REPL_BACKUP
-	                                : REPL_TRAFFIC;
-}
-
 static void on_change(void *ctx, cs_pos pos)
 {
 	struct cs_node *node = ctx;
@@ -68,13 +61,13 @@ int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_er
 		return cs_fail(err, CS_EIO, "out of memory");
 	for (size_t i = 0; i < cfg->npeers; i++) {
 		peers[i].name = cfg->peers[i].name;
-		peers[i].role = repl_role_of(cfg->peers[i].role);
+		peers[i].role = cfg->peers[i].role;
 		peers[i].endpoint = cfg->peers[i].repl_endpoint;
 		/* config.c checked the key */
 		repl_key_parse(cfg->peers[i].curve_public_key, peers[i].public_key, NULL);
 	}
 	rc.name = cfg->name;
-	rc.role = repl_role_of(cfg->role);
+	rc.role = cfg->role;
 	rc.listen = cfg->repl_listen;
 	rc.peers = peers;
 	rc.npeers = cfg->npeers;

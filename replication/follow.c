@@ -54,7 +54,7 @@ static enum fstate restart(repl *r)
 	while (r->f.session == 0);
 	r->f.since = repl_now();
 	r->f.state = F_WAIT;
-	send_beat(r, r->f.leader, false);
+	repl_send_beat(r, r->f.leader, false);
 	return F_WAIT;
 }
 
@@ -118,7 +118,7 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 	pthread_mutex_lock(&r->mu);
 	r->newkey = key;
 	pthread_mutex_unlock(&r->mu);
-	notify_agent(r);
+	repl_notify_agent(r);
 	return 0;
 }
 
@@ -191,9 +191,9 @@ static enum fstate on_entries(repl *r, struct peer *p, const envelope *env)
 		cs_error("repl: applying entries from %s: %s", p->name, err.msg);
 		return F_STREAM;
 	}
-	local_reload(r);
-	announce_changed(r);
-	send_beat(r, p, false); /* the acknowledgement */
+	repl_local_reload(r);
+	repl_announce_changed(r);
+	repl_send_beat(r, p, false); /* the acknowledgement */
 	return F_STREAM;
 }
 
@@ -249,9 +249,9 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 		return restart(r);
 	}
 	cs_info("repl: loaded %s's snapshot at %" PRIu64 ".%" PRIu64, p->name, pos.epoch, pos.seq);
-	local_reload(r);
-	announce_changed(r);
-	send_beat(r, p, false);
+	repl_local_reload(r);
+	repl_announce_changed(r);
+	repl_send_beat(r, p, false);
 	report_diverged(r);
 	return F_STREAM;
 }
@@ -333,7 +333,7 @@ void follow_choose(repl *r)
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
-		if (p->role == REPL_TRAFFIC || !alive(r, p) || !p->s.leading)
+		if (p->role == CS_ROLE_TRAFFIC || !alive(r, p) || !p->s.leading)
 			continue;
 		if (p->s.epoch > r->loc.epoch && r->leading)
 			repl_higher_epoch(r, p->s.epoch);
@@ -402,7 +402,7 @@ static void report_diverged(repl *r)
 
 	/* The primary takes them only from the node that led their epoch: a
 	 * traffic node keeps its copies to itself. */
-	if (r->role == REPL_TRAFFIC)
+	if (r->role == CS_ROLE_TRAFFIC)
 		return;
 	if (cs_txn_begin(r->st, false, &txn, &err) != 0) {
 		cs_error("repl: %s", err.msg);

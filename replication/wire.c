@@ -97,7 +97,7 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	int threads = 1;
 
 	for (size_t i = 0; i < r->npeers; i++)
-		threads += r->peers[i].role != REPL_TRAFFIC;
+		threads += r->peers[i].role != CS_ROLE_TRAFFIC;
 	r->zctx = zmq_ctx_new();
 	if (r->zctx == NULL ||
 	    zmq_ctx_set(r->zctx, ZMQ_IO_THREADS, threads < 64 ? threads : 64) != 0)
@@ -132,7 +132,7 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
-		if (p->role == REPL_TRAFFIC)
+		if (p->role == CS_ROLE_TRAFFIC)
 			continue;
 		p->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
 		if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0 ||

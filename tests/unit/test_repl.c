@@ -33,7 +33,7 @@
 
 struct node {
 	char name[16];
-	repl_role role;
+	cs_role role;
 	char dir[64];
 	char endpoint[64];
 	uint8_t pub[REPL_KEY_LEN], sec[REPL_KEY_LEN];
@@ -82,7 +82,7 @@ static void on_key(void *ctx, cs_key *key)
 	n->key = key;
 }
 
-static void add_node(const char *name, repl_role role)
+static void add_node(const char *name, cs_role role)
 {
 	struct node *n = &nodes[nnodes];
 	char pz[41], sz[41];
@@ -323,9 +323,9 @@ static json_int_t peer_field(struct node *n, const char *peer, const char *key)
 
 static void three_nodes(void)
 {
-	add_node("p", REPL_PRIMARY);
-	add_node("b", REPL_BACKUP);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("b", CS_ROLE_BACKUP);
+	add_node("t", CS_ROLE_TRAFFIC);
 	open_store(&nodes[0]);
 	create_cluster(&nodes[0]);
 	for (int i = 0; i < 3; i++)
@@ -660,8 +660,8 @@ static void test_wrong_passphrase(void **state)
 	json_t *s;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	t = &nodes[1];
 	t->pass = "not the passphrase";
 	open_store(p);
@@ -703,11 +703,11 @@ static void test_unknown_key(void **state)
 	struct node *p = &nodes[0], *t;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	t = &nodes[1];
 	t->stranger = true;
-	add_node("b", REPL_BACKUP);
+	add_node("b", CS_ROLE_BACKUP);
 	open_store(p);
 	create_cluster(p);
 	start(p);
@@ -751,8 +751,8 @@ static void test_garbage(void **state)
 	void *ctx, *s;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	open_store(p);
 	create_cluster(p);
 	{
