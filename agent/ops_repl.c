@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
@@ -236,8 +237,8 @@ static int diverged_json(void *ctx, const cs_diverged *d)
 	if (e == NULL)
 		return 1;
 	cs_hex(d->id, CS_DIGEST_LEN, id);
-	rec_time((time_t)e->time, when);
-	rec_time((time_t)d->found, found);
+	cs_iso_time((time_t)e->time, when);
+	cs_iso_time((time_t)d->found, found);
 	item = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:o}", "id", id, "origin",
 	                 d->origin, "epoch", (json_int_t)e->epoch, "seq", (json_int_t)e->seq,
 	                 "time", when, "summary", e->summary, "found", found, "ops",

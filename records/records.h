@@ -116,9 +116,6 @@ CS_MUST_CHECK EVP_PKEY *rec_unseal_key(const cs_key *key, const ProtobufCBinaryD
 
 /* ---- text ---- */
 
-/* "2027-11-22T07:00:00Z" into out. */
-void rec_time(time_t t, char out[32]);
-
 /* 8-hex-digit prefix of an id, for messages. */
 void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9]);
 

@@ -19,7 +19,7 @@ static const Certsync__Role wire_role[] = {
 static size_t cluster_views(const repl *r, const struct peer *p, Certsync__NodeView *views,
                             Certsync__Position *pos, Certsync__NodeView **vp)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	size_t n = 0;
 
 	for (size_t i = 0; i < r->npeers; i++) {
@@ -97,7 +97,7 @@ void repl_beat_all(repl *r)
 
 bool repl_heard_recently(const repl *r, const struct peer *p)
 {
-	return p->s.heard != 0 && repl_now() - p->s.heard <= r->dead_ms;
+	return p->s.heard != 0 && cs_mono_ms() - p->s.heard <= r->dead_ms;
 }
 
 /* ---- a peer's beat ---- */
@@ -134,7 +134,7 @@ void repl_on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__Beat *b = env->beat;
 	cs_pos applied = {0, 0};
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 
 	/* A primary of an epoch we left is fenced: what it says of itself or
 	 * of the cluster is not taken, so it neither counts as heard nor

@@ -52,7 +52,7 @@ static enum fstate restart(repl *r)
 	do
 		randombytes_buf(&r->f.session, sizeof(r->f.session));
 	while (r->f.session == 0);
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	r->f.state = F_WAIT;
 	repl_send_beat(r, r->f.leader, false);
 	return F_WAIT;
@@ -139,7 +139,7 @@ static enum fstate on_welcome(repl *r, struct peer *p, const envelope *env)
 		cs_error("repl: refusing the cluster of %s: %s", p->name, r->refusal);
 		return F_REFUSED;
 	}
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	if (!w->snapshot) {
 		/* Our log agrees with the primary's up to the position our beat
 		 * gave; what we applied since came from it in this session. */
@@ -202,7 +202,7 @@ static enum fstate on_chunk(repl *r, struct peer *p, const envelope *env)
 	const Certsync__SnapshotChunk *c = env->chunk;
 	cs_err err;
 
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	r->f.chunks++;
 	for (size_t i = 0; i < c->n_pairs; i++) {
 		const Certsync__Pair *kv = c->pairs[i];
@@ -323,7 +323,7 @@ void follow_msg(repl *r, struct peer *p, const envelope *env)
 
 static bool alive(const repl *r, const struct peer *p)
 {
-	return p->s.heard != 0 && repl_now() - p->s.heard <= r->dead_ms;
+	return p->s.heard != 0 && cs_mono_ms() - p->s.heard <= r->dead_ms;
 }
 
 void follow_choose(repl *r)
@@ -359,7 +359,8 @@ void follow_tick(repl *r)
 	if (r->leading || r->f.leader == NULL)
 		return;
 	/* A lost welcome or chunk: the session starts over. */
-	if ((r->f.state == F_WAIT || r->f.state == F_SNAP) && repl_now() - r->f.since > r->dead_ms)
+	if ((r->f.state == F_WAIT || r->f.state == F_SNAP) &&
+	    cs_mono_ms() - r->f.since > r->dead_ms)
 		r->f.state = restart(r);
 }
 

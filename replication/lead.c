@@ -291,7 +291,7 @@ static void welcome(repl *r, struct peer *p, const Certsync__Beat *b)
 	        w.fork < fseq ? " (its later entries forked)" : "");
 	p->session = b->session;
 	p->sent = w.fork;
-	p->moved = repl_now();
+	p->moved = cs_mono_ms();
 	if (w.snapshot)
 		send_snapshot(r, p);
 }
@@ -320,7 +320,7 @@ void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b)
 
 void lead_tick(repl *r)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	bool resend = false;
 
 	if (!r->leading)
@@ -442,7 +442,7 @@ static void finish(repl *r, struct waiter *w)
 
 void repl_waiters_check(repl *r, bool all_expired)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	struct waiter **link = &r->waiters;
 	bool any = false;
 

@@ -25,14 +25,6 @@
 
 #define RECV_BURST 256 /* messages taken from one socket before looking at the others */
 
-int64_t repl_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int repl_wait_mode_parse(const char *s, repl_wait_mode *out)
 {
 	static const char *const names[] = {"none", "backup", "all"};
@@ -202,7 +194,7 @@ static void start_wait(repl *r, struct waiter *w)
 		else
 			w->missing |= bit;
 	}
-	w->deadline = repl_now() + w->timeout_ms;
+	w->deadline = cs_mono_ms() + w->timeout_ms;
 	w->next = r->waiters;
 	r->waiters = w;
 }
@@ -278,7 +270,7 @@ static void check_started(repl *r)
 	for (size_t i = 0; i < r->npeers; i++)
 		if (r->peers[i].role != CS_ROLE_TRAFFIC && r->peers[i].s.heard == 0)
 			heard = false;
-	if (!r->leading || heard || repl_now() >= r->starting_until) {
+	if (!r->leading || heard || cs_mono_ms() >= r->starting_until) {
 		if (r->leading)
 			cs_info("repl: %s accepts changes: %s", r->name,
 			        heard ? "every primary-capable peer was heard"
@@ -290,7 +282,7 @@ static void check_started(repl *r)
 
 static void tick(repl *r)
 {
-	r->next_beat = repl_now() + r->beat_ms;
+	r->next_beat = cs_mono_ms() + r->beat_ms;
 	follow_choose(r);
 	repl_beat_all(r);
 	lead_tick(r);
@@ -317,7 +309,7 @@ static void *run(void *arg)
 		items[n++] = (zmq_pollitem_t){.socket = r->peers[i].dealer, .events = ZMQ_POLLIN};
 	}
 	while (running) {
-		int64_t wait = r->next_beat - repl_now();
+		int64_t wait = r->next_beat - cs_mono_ms();
 
 		if (zmq_poll(items, (int)n, wait > 0 ? (long)wait : 0) < 0 &&
 		    zmq_errno() != EINTR) {
@@ -334,7 +326,7 @@ static void *run(void *arg)
 		for (size_t i = 3; i < n; i++)
 			if (items[i].revents & ZMQ_POLLIN)
 				recv_all(r, items[i].socket, owner[i]);
-		if (repl_now() >= r->next_beat)
+		if (cs_mono_ms() >= r->next_beat)
 			tick(r);
 		check_started(r);
 		publish(r);
@@ -429,7 +421,7 @@ static int initial_role(repl *r, cs_err *err)
 	r->leading = led != 0 && led == cs_txn_epoch(txn);
 	for (size_t i = 0; r->leading && i < r->npeers; i++)
 		if (r->peers[i].role != CS_ROLE_TRAFFIC)
-			r->starting_until = repl_now() + r->dead_ms;
+			r->starting_until = cs_mono_ms() + r->dead_ms;
 	return cs_txn_commit(txn, NULL, NULL, err);
 }
 

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 
+#include "../common/clock.h"
 #include "../records/records.h"
 #include "proto/replication.pb-c.h"
 #include "proto/store.pb-c.h"
@@ -192,8 +193,6 @@ struct repl {
 	cs_key *newkey;
 	struct view view;
 };
-
-int64_t repl_now(void);
 
 /* ---- wire.c: sockets, envelopes, ZAP ---- */
 int wire_open(repl *r, const char *listen, cs_err *err);

@@ -69,7 +69,7 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 
 static int promote(repl *r, uint64_t unused, cs_err *err)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 
 	if (refuse_traffic(r, err) != 0)
 		return -1;

@@ -86,7 +86,7 @@ json_t *repl_status(repl *r)
 {
 	const struct view *v = &r->view;
 	const struct counters *c = &v->cnt;
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	const cs_pos *head;
 	json_t *peers = json_array(), *j;
 

@@ -31,9 +31,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +46,7 @@
 #include <event2/event_struct.h>
 #include <openssl/err.h>
 
-#include "../common/hostport.h"
+#include "../common/net.h"
 #include "../common/log.h"
 
 #define ACCEPT_BATCH    64   /* accepts per wake-up, so handshakes in flight progress */
@@ -473,25 +471,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* Splits "1.2.3.4:443" or "[::1]:443" and resolves it, numerically only. */
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, cs_err *err)
 {
-	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-	                         .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res;
-	char host[INET6_ADDRSTRLEN], port[8];
-	unsigned pnum;
-
-	if (!cs_hostport_split(s, host, sizeof(host), &pnum, true))
-		goto bad;
-	snprintf(port, sizeof(port), "%u", pnum);
-	if (getaddrinfo(host, port, &hints, &res) != 0)
-		goto bad;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sslen = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-bad:
+	if (cs_net_addr(s, true, ss, sslen) == 0)
+		return 0;
 	return cs_fail(err, CS_EUSAGE,
 	               "tls_listen \"%s\": expected ADDRESS:PORT with a numeric address, "
 	               "as 127.0.0.1:8443 or [::1]:8443",
@@ -516,26 +499,11 @@ static const char *low_port_fix(const struct sockaddr_storage *ss)
 static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const char *what,
                          cs_err *err)
 {
-	int one = 1;
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = cs_net_listen(ss, len);
 
 	if (fd < 0)
-		return cs_fail(err, CS_EIO, "tls_listen %s: socket: %s", what, strerror(errno));
-	/* TCP_NODELAY is inherited by accepted sockets: a handshake flight is
-	 * written at once and must not wait for an ACK. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-	    (ss->ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
-		int e = errno;
-
-		cs_fail(err, CS_EIO, "tls_listen %s: %s%s", what, strerror(e),
-		        e == EACCES ? low_port_fix(ss) : "");
-		close(fd);
-		return -1;
-	}
+		cs_fail(err, CS_EIO, "tls_listen %s: %s%s", what, strerror(errno),
+		        errno == EACCES ? low_port_fix(ss) : "");
 	return fd;
 }
 

@@ -199,14 +199,14 @@ static int teardown(void **state)
 /* Runs every running node's dispatch until cond holds or ms pass. */
 static bool pump(bool (*cond)(void *), void *arg, int ms)
 {
-	int64_t end = repl_now() + (int64_t)ms * slow;
+	int64_t end = cs_mono_ms() + (int64_t)ms * slow;
 
 	while (!cond(arg)) {
 		struct pollfd pfd[MAXNODES];
 		struct node *who[MAXNODES];
 		int k = 0;
 
-		if (repl_now() > end)
+		if (cs_mono_ms() > end)
 			return false;
 		for (int i = 0; i < nnodes; i++) {
 			if (nodes[i].r == NULL)
