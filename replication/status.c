@@ -7,34 +7,34 @@
 
 #include "../common/hex.h"
 
-bool repl_starting(repl *r)
+/* What the view says now: its flags read under r->mu. */
+static struct view_flags {
+	bool starting, refusing, leading;
+} view_flags(repl *r)
 {
-	bool starting;
+	struct view_flags f;
 
 	pthread_mutex_lock(&r->mu);
-	starting = r->view.starting;
+	f.starting = r->view.starting;
+	f.refusing = r->view.refusal[0] != '\0';
+	f.leading = r->view.leading;
 	pthread_mutex_unlock(&r->mu);
-	return starting;
+	return f;
+}
+
+bool repl_starting(repl *r)
+{
+	return view_flags(r).starting;
 }
 
 bool repl_refusing(repl *r)
 {
-	bool refusing;
-
-	pthread_mutex_lock(&r->mu);
-	refusing = r->view.refusal[0] != '\0';
-	pthread_mutex_unlock(&r->mu);
-	return refusing;
+	return view_flags(r).refusing;
 }
 
 bool repl_leading(repl *r)
 {
-	bool leading;
-
-	pthread_mutex_lock(&r->mu);
-	leading = r->view.leading;
-	pthread_mutex_unlock(&r->mu);
-	return leading;
+	return view_flags(r).leading;
 }
 
 int repl_leader(repl *r, char *name, size_t len)

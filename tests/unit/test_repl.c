@@ -27,6 +27,7 @@
 #include "../../seal/seal.h"
 #include "proto/replication.pb-c.h"
 #include "../../records/records.h"
+#include "testlib.h"
 
 #define PASS     "correct horse battery staple"
 #define MAXNODES 4
@@ -58,14 +59,6 @@ static struct node nodes[MAXNODES];
 static int nnodes;
 static int port_base;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void on_changed(void *ctx, cs_pos pos)
 {
 	struct node *n = ctx;
@@ -95,8 +88,7 @@ static void add_node(const char *name, cs_role role)
 	assert_int_equal(zmq_curve_keypair(pz, sz), 0);
 	assert_non_null(zmq_z85_decode(n->pub, pz));
 	assert_non_null(zmq_z85_decode(n->sec, sz));
-	snprintf(n->dir, sizeof(n->dir), "/tmp/cs-repl-XXXXXX");
-	assert_non_null(mkdtemp(n->dir));
+	test_dir_make(n->dir, sizeof(n->dir), "cs-repl");
 	nnodes++;
 }
 
@@ -175,7 +167,7 @@ static void stop_all(void)
 		if (n->st != NULL)
 			cs_store_close(n->st);
 		cs_key_free(n->key);
-		nftw(n->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		test_dir_remove(n->dir);
 	}
 	nnodes = 0;
 }
