@@ -31,21 +31,25 @@ typedef struct cli_ctx {
 
 struct cli_command;
 /* Turns a command's flags into the control request's arguments. */
-typedef int cli_parse_fn(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                         cs_err *err);
+typedef int cli_parse_func(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                           cs_err *err);
 /* Prints the agent's answer; returns the exit status. */
-typedef int cli_print_fn(const cli_ctx *ctx, json_t *result, json_t *args);
+typedef int cli_print_func(const cli_ctx *ctx, json_t *result, json_t *args);
 /* A command that needs no agent; argv[0] is its last word. */
-typedef int cli_local_fn(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
+typedef int cli_local_func(const cli_ctx *ctx, const struct cli_command *cmd, int argc,
+                           char **argv);
+typedef cli_parse_func *cli_parse_fn;
+typedef cli_print_func *cli_print_fn;
+typedef cli_local_func *cli_local_fn;
 
 struct cli_command {
 	const char *words; /* "cert list" */
 	const char *request;
 	const char *usage; /* after "certsync " */
 	const char *help;
-	cli_parse_fn *parse;
-	cli_print_fn *print;
-	cli_local_fn *local; /* instead of request, parse and print */
+	cli_parse_fn parse;
+	cli_print_fn print;
+	cli_local_fn local; /* instead of request, parse and print */
 };
 
 /* Prints err on standard error (and as JSON with --json); the exit status. */
@@ -60,8 +64,8 @@ int cli_usage_error(const struct cli_command *cmd, cs_err *err, const char *what
 int cli_next_flag(const struct cli_command *cmd, int argc, char **argv, const char *shortopts,
                   const struct option *opts, cs_err *err);
 
-cli_parse_fn cli_parse_none, cli_parse_id, cli_parse_new, cli_parse_import, cli_parse_export,
-    cli_parse_prune, cli_parse_verify, cli_parse_promote, cli_parse_status,
+cli_parse_func cli_parse_none, cli_parse_id, cli_parse_new, cli_parse_import, cli_parse_export,
+    cli_parse_prune, cli_parse_verify, cli_parse_promote, cli_parse_cert_list, cli_parse_status,
     cli_parse_diverged_prune;
 
 /* ---- helpers every printer shares (cli_print.c) ---- */
@@ -79,11 +83,11 @@ const char *cli_day(json_t *obj, const char *key);
 
 /* ---- printers: the node (cli_print.c) ---- */
 
-cli_print_fn cli_print_status, cli_print_alerts, cli_print_alerts_test;
+cli_print_func cli_print_status, cli_print_alerts, cli_print_alerts_test;
 
 /* ---- printers: records and changes (cli_print_records.c) ---- */
 
-cli_print_fn cli_print_cert_list, cli_print_cert_show, cli_print_deleted, cli_print_message,
+cli_print_func cli_print_cert_list, cli_print_cert_show, cli_print_deleted, cli_print_message,
     cli_print_key_list, cli_print_prune, cli_print_default, cli_print_self_signed,
     cli_print_csr_created, cli_print_csr_list, cli_print_csr_show, cli_print_import,
     cli_print_export, cli_print_verify, cli_print_promote, cli_print_diverged,
@@ -97,6 +101,6 @@ int cli_verify_cluster(const cli_ctx *ctx, const char *path, cs_err *err);
 
 /* ---- commands that need no agent (cli_local.c) ---- */
 
-cli_local_fn cli_keygen, cli_cluster_init;
+cli_local_func cli_keygen, cli_cluster_init;
 
 #endif

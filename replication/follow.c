@@ -18,9 +18,6 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 
-/* Epochs of history a snapshot's end may carry: a longer one is refused as
- * malformed (and the snapshot started again). */
-#define SNAPSHOT_HISTORY_MAX 64
 /* Diverged entries one report to the primary carries at most (the first
  * of the table that are not applied yet). */
 #define DIVERGED_REPORT_MAX 64
@@ -219,14 +216,14 @@ static enum fstate on_chunk(repl *r, struct peer *p, const envelope *env)
 static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 {
 	const Certsync__SnapshotEnd *end = env->end;
-	cs_epoch_start hist[SNAPSHOT_HISTORY_MAX];
+	cs_epoch_start hist[SNAPSHOT_HISTORY];
 	uint8_t digest[CS_DIGEST_LEN];
 	cs_pos pos;
 	cs_err err;
 	int rc;
 
 	if (end->applied == NULL || end->chunks != r->f.chunks ||
-	    end->n_history > SNAPSHOT_HISTORY_MAX || end->digest.len != CS_DIGEST_LEN) {
+	    end->n_history > SNAPSHOT_HISTORY || end->digest.len != CS_DIGEST_LEN) {
 		wire_drop(r, p, &r->cnt.bad_entry, "a snapshot end that does not fit its chunks");
 		return restart(r);
 	}

@@ -28,6 +28,9 @@
  * missed, and is dropped. */
 #define EPOCH_JUMP_MAX 1000000
 #define LED_HISTORY    8 /* epochs remembered per peer as led by it */
+/* Epochs of history a snapshot carries at most: the newest, which is what
+ * a fork search compares (beats carry fewer).  A cluster may have led more. */
+#define SNAPSHOT_HISTORY 64
 /* The diverged table holds at most this many entries, and bytes: the lesser
  * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
 #define DIVERGED_MAX_ENTRIES 1000

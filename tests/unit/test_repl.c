@@ -494,6 +494,44 @@ static void test_catchup(void **state)
 	assert_true(pump(in_sync, p, 10000));
 }
 
+/* A cluster that has been through more epochs than a snapshot carries
+ * (SNAPSHOT_HISTORY) still takes new nodes: the snapshot carries the
+ * newest epochs of its history, and the node joins and streams on. */
+static void test_snapshot_long_history(void **state)
+{
+	struct node *p = &nodes[0];
+	cs_epoch_start hist[SNAPSHOT_HISTORY + 6];
+	const size_t n = sizeof(hist) / sizeof(hist[0]);
+	cs_txn *txn;
+	cs_err err;
+	cs_pos at;
+
+	(void)state;
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
+	open_store(p);
+	create_cluster(p);
+	/* as if each of these changes had been written by a primary of an
+	 * epoch of its own, one promotion after another */
+	changes(p, (int)n, "epoch");
+	at = applied(p, NULL);
+	for (size_t i = 0; i < n; i++)
+		hist[i] = (cs_epoch_start){i + 1, i + 2};
+	assert_int_equal(cs_txn_begin(p->st, true, &txn, &err), 0);
+	assert_int_equal(cs_txn_set_epoch(txn, n, true, &err), 0);
+	assert_int_equal(cs_txn_set_position(txn, (cs_pos){n, at.seq}, hist, n, &err), 0);
+	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
+	/* the log no longer reaches back: the new node needs a snapshot */
+	cs_store_set_log_retain(p->st, 10);
+	changes(p, 20, "pruned");
+	start(p);
+	start(&nodes[1]);
+	assert_true(pump(in_sync, p, 10000));
+	assert_int_equal(applied(&nodes[1], NULL).epoch, n);
+	changes(p, 5, "after");
+	assert_true(pump(in_sync, p, 10000));
+}
+
 static bool leader_is(void *arg)
 {
 	struct node *n = arg;
@@ -802,6 +840,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_catchup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_long_history, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_passphrase, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
