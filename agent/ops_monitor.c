@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
@@ -232,8 +233,8 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 		sans = json_array();
 		for (size_t i = 0; i < rec->n_sans; i++)
 			json_array_append_new(sans, json_string(rec->sans[i]));
-		rec_time((time_t)rec->not_before, nb);
-		rec_time((time_t)rec->not_after, na);
+		cs_iso_time((time_t)rec->not_before, nb);
+		cs_iso_time((time_t)rec->not_after, na);
 		c = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b}", "id", hex,
 		              "name", rec->name, "kind", "identity", "sans", sans, "issuer",
 		              rec->issuer, "not_before", nb, "not_after", na, "key_type",

@@ -29,9 +29,6 @@ typedef enum mon_severity { MON_OK = 0, MON_WARNING, MON_ERROR } mon_severity;
 
 const char *mon_severity_name(mon_severity s);
 
-/* t as RFC 3339 UTC ("2027-01-02T03:04:05Z"). */
-void mon_utc(int64_t t, char buf[32]);
-
 /* ---- facts: what the agent knows, with no judgement ----------------------- */
 
 /* A certificate the node uses: the default, or the one it serves for its
