@@ -109,8 +109,8 @@ static void put_ca(cs_store *st, uint8_t id_byte)
 	pki_subject subj = {
 	    .country = "GB", .common_name = "ca.example.test", .sans = sans, .nsans = 1};
 	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
-	uint8_t id[PKI_ID_LEN], *der;
-	size_t dlen;
+	uint8_t id[PKI_ID_LEN], *der = NULL;
+	size_t dlen = 0;
 	EVP_PKEY *key;
 	X509 *cert = NULL;
 	cs_txn *txn;
