@@ -242,12 +242,7 @@ static int to_peers(const struct cs_node *node, const rec_members *m, cs_peer **
 			return -1;
 		}
 		zmq_z85_encode(p->curve_public_key, x->key, REC_MEMBER_KEY_LEN);
-		rp[k - 1] = (repl_peer){p->name,
-		                        p->role == CS_ROLE_PRIMARY  ? REPL_PRIMARY
-		                        : p->role == CS_ROLE_BACKUP ? REPL_BACKUP
-		                                                    : REPL_TRAFFIC,
-		                        p->repl_endpoint,
-		                        {0}};
+		rp[k - 1] = (repl_peer){p->name, p->role, p->repl_endpoint, {0}};
 		memcpy(rp[k - 1].public_key, x->key, REC_MEMBER_KEY_LEN);
 	}
 	*out = peers;

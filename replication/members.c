@@ -121,7 +121,7 @@ static void admit(repl *r, const repl_peer *c)
 	free(p->endpoint);
 	p->endpoint = endpoint;
 	memcpy(p->pub, c->public_key, REPL_KEY_LEN);
-	if (c->role != REPL_TRAFFIC && p->endpoint != NULL) {
+	if (c->role != CS_ROLE_TRAFFIC && p->endpoint != NULL) {
 		if (wire_link(r, p, 0, &err) != 0)
 			cs_error("repl: member %s: %s", c->name, err.msg);
 		r->relink = true;
@@ -132,7 +132,7 @@ static void admit(repl *r, const repl_peer *c)
 	if (p == &r->peers[r->npeers])
 		r->npeers++;
 	pthread_mutex_unlock(&r->mu);
-	cs_info("repl: %s (%s) is a member: its key is admitted", c->name, repl_role_name(c->role));
+	cs_info("repl: %s (%s) is a member: its key is admitted", c->name, cs_role_name(c->role));
 }
 
 void members_take(repl *r)

@@ -48,9 +48,9 @@ static void new_key(uint8_t key[REPL_KEY_LEN])
 static int setup(void **state)
 {
 	struct fix *f = calloc(1, sizeof(*f));
-	repl_peer peers[2] = {{"backup", REPL_BACKUP, "tcp://127.0.0.1:7701", {0}},
-	                      {"tn1", REPL_TRAFFIC, "tcp://127.0.0.1:7702", {0}}};
-	repl_config cfg = {.name = "primary", .role = REPL_PRIMARY, .peers = peers, .npeers = 2};
+	repl_peer peers[2] = {{"backup", CS_ROLE_BACKUP, "tcp://127.0.0.1:7701", {0}},
+	                      {"tn1", CS_ROLE_TRAFFIC, "tcp://127.0.0.1:7702", {0}}};
+	repl_config cfg = {.name = "primary", .role = CS_ROLE_PRIMARY, .peers = peers, .npeers = 2};
 	repl_hooks hooks = {0};
 	cs_err err;
 
@@ -100,8 +100,8 @@ static void test_join_and_leave(void **state)
 	repl *r = f->r;
 	struct peer *backup = wire_peer_by_name(r, "backup"), *tn1 = wire_peer_by_name(r, "tn1");
 	struct waiter w = {.need = 3, .mode = REPL_WAIT_ALL};
-	repl_peer next[2] = {{"backup", REPL_BACKUP, "tcp://127.0.0.1:7701", {0}},
-	                     {"tn2", REPL_TRAFFIC, "tcp://127.0.0.1:7703", {0}}};
+	repl_peer next[2] = {{"backup", CS_ROLE_BACKUP, "tcp://127.0.0.1:7701", {0}},
+	                     {"tn2", CS_ROLE_TRAFFIC, "tcp://127.0.0.1:7703", {0}}};
 	uint8_t old_key[REPL_KEY_LEN];
 	char names[128];
 	cs_err err;
@@ -151,7 +151,7 @@ static void test_too_many(void **state)
 
 	for (size_t i = 0; i <= MAX_PEERS; i++) {
 		snprintf(names[i], sizeof(names[i]), "tn%zu", i);
-		many[i] = (repl_peer){names[i], REPL_TRAFFIC, NULL, {0}};
+		many[i] = (repl_peer){names[i], CS_ROLE_TRAFFIC, NULL, {0}};
 		many[i].public_key[0] = (uint8_t)i;
 	}
 	assert_int_equal(repl_set_peers(f->r, many, MAX_PEERS + 1, &err), -1);
