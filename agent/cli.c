@@ -22,6 +22,8 @@
 #include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../tls/tls.h"
+#include "cli.h"
+#include "cli_backup.h"
 #include "cluster_init.h"
 #include "config.h"
 #include "control.h"
@@ -1117,6 +1119,8 @@ static const struct command commands[] = {
     {"alerts", "alerts", "alerts",
      "Lists the active alerts (worst first) and what each target sent and failed.", parse_none,
      print_alerts},
+    {.words = "backup", .usage = CLI_BACKUP_USAGE, .help = CLI_BACKUP_HELP, .local = cli_backup},
+    {.words = "restore", .usage = CLI_RESTORE_USAGE, .help = CLI_RESTORE_HELP, .local = cli_restore},
     {.words = "keygen",
      .usage = "keygen -o FILE",
      .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "
@@ -1591,6 +1595,31 @@ static bool is_change(const struct command *cmd)
 	return strstr(cmd->usage, "--wait") != NULL;
 }
 
+/* -c and -S as given, for the commands of other files (cli.h). */
+static const char *given_config, *given_sock;
+
+bool cli_json(void)
+{
+	return json_output;
+}
+
+const char *cli_config(void)
+{
+	if (given_config != NULL)
+		return given_config;
+	return getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;
+}
+
+int cli_socket(char **out, cs_err *err)
+{
+	return socket_path(given_config, given_sock, out, err);
+}
+
+int cli_fail(cs_err *err)
+{
+	return fail(err);
+}
+
 int cs_cli_main(int argc, char **argv)
 {
 	const char *config = NULL, *sock = NULL;
@@ -1643,6 +1672,8 @@ int cs_cli_main(int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
+	given_config = config;
+	given_sock = sock;
 	if (cmd->local != NULL)
 		return cmd->local(cmd, argc, argv);
 	args = json_object();

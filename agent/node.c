@@ -365,6 +365,7 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"backup", op_backup, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -123,6 +123,9 @@ json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
 
+/* ops_backup.c: a copy of the store written to args.file, off the loop. */
+json_t *op_backup(struct cs_node *node, json_t *args, cs_err *err);
+
 /* ---- ops_store.c ---- */
 /* The store's map: its size, the bytes in use, the diverged table's share,
  * and a warning from STORE_WARN_PERCENT of the map on. */
