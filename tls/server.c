@@ -986,6 +986,19 @@ bool tls_server_healthy(tls_server *srv)
 	return ok;
 }
 
+int tls_server_set_max_per_source(tls_server *srv, int max)
+{
+	/* The table is made at start, and only when the cap is below the
+	 * connection cap: without it the cap cannot change live. */
+	if (srv->sources == NULL || max <= 0 || max >= srv->max_conns)
+		return -1;
+	tls_sources_set_max(srv->sources, (uint32_t)max);
+	pthread_mutex_lock(&srv->lock);
+	srv->max_per_source = max;
+	pthread_mutex_unlock(&srv->lock);
+	return 0;
+}
+
 json_t *tls_server_status(tls_server *srv)
 {
 	uint64_t done = 0, failed = 0, accepted = 0, refused = 0, timed_out = 0, evicted = 0,
@@ -996,6 +1009,7 @@ json_t *tls_server_status(tls_server *srv)
 	json_t *st;
 	uint64_t reloads;
 	double last_ms;
+	int max_per_source;
 
 	for (int k = 0; k < srv->nworkers; k++) {
 		struct tls_worker *w = &srv->workers[k];
@@ -1013,6 +1027,7 @@ json_t *tls_server_status(tls_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	reloads = srv->reloads;
 	last_ms = srv->last_reload_ms;
+	max_per_source = srv->sources != NULL ? srv->max_per_source : srv->max_conns;
 	pthread_mutex_unlock(&srv->lock);
 	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i, s:I, s:I, s:i}, s:b, "
 	               "s:o, s:{s:I, s:f}}",
@@ -1021,8 +1036,7 @@ json_t *tls_server_status(tls_server *srv)
 	               atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
 	               (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
 	               srv->max_conns, "evicted", (json_int_t)evicted, "refused_per_source",
-	               (json_int_t)per_source, "max_per_source",
-	               srv->sources != NULL ? srv->max_per_source : srv->max_conns, "healthy",
+	               (json_int_t)per_source, "max_per_source", max_per_source, "healthy",
 	               t != NULL && tls_table_healthy(t, now), "table",
 	               t != NULL ? tls_table_status(t, now) : json_null(), "reloads", "count",
 	               (json_int_t)reloads, "last_ms", last_ms);
