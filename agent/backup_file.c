@@ -22,8 +22,7 @@
 #include <sodium.h>
 
 #include "../common/hex.h"
-#include "../store/seal.h"
-#include "proto/store.pb-c.h"
+#include "../records/records.h"
 
 #define FORMAT     "certsync-backup"
 #define VERSION    1
@@ -141,8 +140,6 @@ static int read_store(const char *dir, bk_info *info, Certsync__KdfParams **kdf,
 	Certsync__KdfParams *k = NULL;
 	cs_store *st;
 	cs_txn *txn;
-	const void *val;
-	size_t vlen;
 	int rc;
 
 	if (cs_store_open(&st, dir, err) < 0)
@@ -156,17 +153,12 @@ static int read_store(const char *dir, bk_info *info, Certsync__KdfParams **kdf,
 	rc = cs_txn_digest_recompute(txn, again, err);
 	if (rc == 0 && sodium_memcmp(digest, again, CS_DIGEST_LEN) != 0)
 		rc = cs_fail(err, CS_EINPUT, "its store digest does not match its pairs");
-	if (rc == 0) {
-		rc = cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF),
-		                &val, &vlen, err);
-		if (rc == 1)
-			rc = cs_fail(err, CS_EREFUSED,
-			             "the store holds no cluster settings yet (the node has not "
-			             "joined a cluster)");
-	}
-	if (rc == 0 && ((k = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL ||
-	                k->cluster_id.len == 0 || k->cluster_id.len > 16))
-		rc = cs_fail(err, CS_EINPUT, "its cluster settings do not decode");
+	if (rc == 0 && (rc = rec_kdf_get(txn, &k, err)) == 1)
+		rc = cs_fail(err, CS_EREFUSED,
+		             "the store holds no cluster settings yet (the node has not joined a "
+		             "cluster)");
+	if (rc == 0 && (k->cluster_id.len == 0 || k->cluster_id.len > 16))
+		rc = cs_fail(err, CS_EINPUT, "its cluster settings are damaged");
 	cs_txn_abort(txn);
 	cs_store_close(st);
 	if (rc < 0) {
@@ -403,24 +395,19 @@ static int check_target(const char *dir, cs_err *err)
 static int check_cluster(const Certsync__KdfParams *kdf, const char *file, const bk_info *info,
                          const char *pass, size_t passlen, cs_err *err)
 {
-	uint8_t check[CS_KEYCHECK_LEN];
 	cs_key *key;
+	int rc = rec_cluster_key(kdf, pass, passlen, &key, err);
 
-	if (kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
-		return cs_fail(err, CS_EINPUT, "%s: its cluster settings are damaged", file);
-	if (cs_key_derive(&key, pass, passlen, kdf->salt.data, kdf->opslimit, kdf->memlimit, err) <
-	    0)
-		return -1;
-	cs_key_check(key, check);
-	cs_key_free(key);
-	if (sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) != 0)
+	if (rc == 0)
+		cs_key_free(key);
+	if (rc == 1)
 		return cs_fail(err, CS_EREFUSED,
 		               "%s is a backup of another cluster (id %s): cluster passphrase does "
 		               "not match this node's passphrase_file; restore a backup of this "
 		               "node's cluster, or give the node the configuration and passphrase "
 		               "of the backup's cluster",
 		               file, info->cluster);
-	return 0;
+	return rc < 0 ? cs_err_prefix(err, "%s: ", file) : 0;
 }
 
 /* The restored store leads nothing until an operator promotes it. */

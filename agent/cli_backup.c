@@ -2,160 +2,109 @@
  * its store (the agent writes FILE: it holds the store); `certsync restore
  * FILE --data-dir DIR` puts one into a stopped node's empty data_dir, with
  * no agent involved (backup_file.h does the work). */
-#include "cli_backup.h"
-
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "backup_file.h"
 #include "cli.h"
 #include "config.h"
-#include "control.h"
 
-static int usage(cs_err *err, const char *usage_line, const char *what)
-{
-	return cs_fail(err, CS_EUSAGE, "%s; usage: certsync %s", what, usage_line);
-}
-
-static void print_json(json_t *j)
-{
-	json_dumpf(j, stdout, JSON_INDENT(2));
-	putchar('\n');
-}
-
-/* The agent may run in another folder: it gets an absolute path. */
-static int absolute(const char *path, char *out, size_t len, cs_err *err)
-{
-	char cwd[PATH_MAX];
-
-	if (path[0] == '/')
-		return (size_t)snprintf(out, len, "%s", path) < len
-		           ? 0
-		           : cs_fail(err, CS_EUSAGE, "-o %s: the path is too long", path);
-	if (getcwd(cwd, sizeof(cwd)) == NULL)
-		return cs_fail(err, CS_EIO, "cannot read the current folder");
-	return (size_t)snprintf(out, len, "%s/%s", cwd, path) < len
-	           ? 0
-	           : cs_fail(err, CS_EUSAGE, "-o %s: the path is too long", path);
-}
-
-int cli_backup(const struct command *cmd, int argc, char **argv)
+int cli_parse_backup(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err)
 {
 	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *out = NULL;
-	char path[PATH_MAX], *sock = NULL;
-	json_t *args, *r = NULL;
-	cs_err err = {0};
-	int c, rc;
+	char path[PATH_MAX], cwd[PATH_MAX];
+	int c;
 
-	(void)cmd;
-	while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
-		if (c != 'o') {
-			usage(&err, CLI_BACKUP_USAGE,
-			      c == ':' ? "-o needs a value (FILE)" : "unknown flag");
-			return cli_fail(&err);
-		}
+	while ((c = cli_next_flag(cmd, argc, argv, "o:", opts, err)) > 0)
 		out = optarg;
-	}
-	if (out == NULL || optind != argc || strcmp(out, "-") == 0 || out[0] == '\0') {
-		usage(&err, CLI_BACKUP_USAGE,
-		      out == NULL ? "give -o FILE"
-		                  : "give one file to write (not standard output)");
-		return cli_fail(&err);
-	}
-	if (absolute(out, path, sizeof(path), &err) < 0 || cli_socket(&sock, &err) < 0)
-		return cli_fail(&err);
-	args = json_pack("{s:s}", "file", path);
-	rc = cs_control_call(sock, "backup", args, &r, &err);
-	json_decref(args);
-	free(sock);
-	if (rc < 0)
-		return cli_fail(&err);
-	if (cli_json()) {
-		print_json(r);
-	} else {
-		printf("wrote the backup of cluster %s at %lld.%lld (digest %.16s..., %lld bytes, "
-		       "taken on %s) to %s\n",
-		       json_string_value(json_object_get(r, "cluster")),
-		       (long long)json_integer_value(json_object_get(r, "epoch")),
-		       (long long)json_integer_value(json_object_get(r, "seq")),
-		       json_string_value(json_object_get(r, "digest")),
-		       (long long)json_integer_value(json_object_get(r, "bytes")),
-		       json_string_value(json_object_get(r, "node")), path);
-		printf("note: %s\n", json_string_value(json_object_get(r, "note")));
-	}
-	json_decref(r);
+	if (c == 0)
+		return -1;
+	if (out == NULL)
+		return cli_usage_error(cmd, err, "give -o FILE");
+	if (optind != argc || out[0] == '\0' || strcmp(out, "-") == 0)
+		return cli_usage_error(cmd, err, "give one file to write (not standard output)");
+	/* The agent runs in a folder of its own: it gets an absolute path. */
+	if (out[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
+		return cs_fail(err, CS_EIO, "cannot read the current folder");
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%s", out[0] == '/' ? "" : cwd,
+	                     out[0] == '/' ? "" : "/", out) >= sizeof(path))
+		return cli_usage_error(cmd, err, "the path of -o is too long");
+	return json_object_set_new(args, "file", json_string(path));
+}
+
+int cli_print_backup(const cli_ctx *ctx, json_t *r, json_t *args)
+{
+	(void)args;
+	hprintf(
+	    ctx,
+	    "wrote the backup of cluster %s at %lld.%lld (digest %.16s..., %lld bytes, taken on "
+	    "%s) to %s\nnote: %s\n",
+	    cli_str(r, "cluster"), (long long)cli_num(r, "epoch"), (long long)cli_num(r, "seq"),
+	    cli_str(r, "digest"), (long long)cli_num(r, "bytes"), cli_str(r, "node"),
+	    cli_str(r, "file"), cli_str(r, "note"));
 	return 0;
 }
 
-int cli_restore(const struct command *cmd, int argc, char **argv)
+int cli_restore(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *dir = NULL, *file;
+	const char *dir = NULL;
 	cs_config cfg;
 	cs_err err = {0};
 	bk_info info;
 	char *pass;
 	size_t passlen;
+	json_t *j;
 	int c, rc;
 
-	(void)cmd;
-	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-		if (c != 'd') {
-			usage(&err, CLI_RESTORE_USAGE,
-			      c == ':' ? "--data-dir needs a value (DIR)" : "unknown flag");
-			return cli_fail(&err);
-		}
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, &err)) > 0)
 		dir = optarg;
+	if (c == 0)
+		return cli_fail(ctx, &err);
+	if (dir == NULL || dir[0] == '\0' || optind != argc - 1) {
+		cli_usage_error(cmd, &err,
+		                dir == NULL ? "give --data-dir DIR"
+		                            : "give exactly one backup FILE");
+		return cli_fail(ctx, &err);
 	}
-	if (optind != argc - 1 || dir == NULL || dir[0] == '\0') {
-		usage(&err, CLI_RESTORE_USAGE,
-		      dir == NULL ? "give --data-dir DIR" : "give exactly one backup FILE");
-		return cli_fail(&err);
-	}
-	file = argv[optind];
 	/* The node's configuration names its passphrase: only a backup of the
 	 * cluster that passphrase opens is restored. */
-	if (cs_config_load(&cfg, cli_config(), &err) < 0)
-		return cli_fail(&err);
+	if (cs_config_load(&cfg, ctx->config, &err) < 0)
+		return cli_fail(ctx, &err);
 	if (cs_passphrase_file_read(&cfg, &pass, &passlen, &err) < 0) {
 		cs_config_free(&cfg);
-		return cli_fail(&err);
+		return cli_fail(ctx, &err);
 	}
-	rc = bk_restore(file, dir, pass, passlen, &info, &err);
+	rc = bk_restore(argv[optind], dir, pass, passlen, &info, &err);
 	cs_secret_free(pass);
 	if (rc < 0) {
 		cs_config_free(&cfg);
-		return cli_fail(&err);
+		return cli_fail(ctx, &err);
 	}
-	if (cli_json()) {
-		json_t *j = bk_info_json(&info);
-
-		json_object_set_new(j, "restored", json_string(file));
-		json_object_set_new(j, "data_dir", json_string(dir));
-		print_json(j);
-		json_decref(j);
-	} else {
-		printf("restored the backup of cluster %s (taken on %s at %s, position %llu.%llu) "
-		       "into %s\n",
-		       info.cluster, info.node, info.created, (unsigned long long)info.pos.epoch,
-		       (unsigned long long)info.pos.seq, dir);
-		printf("The node starts as a follower and catches up from the cluster's primary; "
-		       "if every node was lost, start it and run `certsync promote` on it.\n");
-	}
+	if (!ctx->json) /* a local command: ctx->human is standard output here */
+		printf(
+		    "restored the backup of cluster %s (taken on %s at %s, position %llu.%llu) "
+		    "into %s\nThe node starts as a follower and catches up from the cluster's "
+		    "primary; if every node was lost, start it and run `certsync promote` on it.\n",
+		    info.cluster, info.node, info.created, (unsigned long long)info.pos.epoch,
+		    (unsigned long long)info.pos.seq, dir);
 	if (strcmp(dir, cfg.data_dir) != 0)
-		fprintf(stderr,
-		        "certsync: note: %s names data_dir %s; the agent reads that one, not %s\n",
+		fprintf(stderr, "note: %s names data_dir %s; the agent reads that one, not %s\n",
 		        cfg.path, cfg.data_dir, dir);
+	if (ctx->json && (j = bk_info_json(&info)) != NULL) {
+		json_object_set_new(j, "restored", json_string(argv[optind]));
+		json_object_set_new(j, "data_dir", json_string(dir));
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	}
 	cs_config_free(&cfg);
 	return 0;
 }
