@@ -112,9 +112,10 @@ static void value(const cs_config *cfg, const struct field *f, char *out, size_t
 		snprintf(out, len, "%s", levels[*(const enum cs_log_level *)p & 3]);
 		break;
 	case STRS:
-		for (size_t i = 0; i < *(const size_t *)((const char *)cfg + f->count_off); i++)
-			used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s",
-			                         i ? ", " : "", (*(char *const *const *)p)[i]);
+		for (size_t i = 0;
+		     i < *(const size_t *)((const char *)cfg + f->count_off) && used < len; i++)
+			used += (size_t)snprintf(out + used, len - used, "%s%s", i ? ", " : "",
+			                         (*(char *const *const *)p)[i]);
 		break;
 	}
 }
