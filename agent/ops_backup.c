@@ -22,6 +22,7 @@ struct backup_job {
 	bk_info info;
 	cs_err err;
 	int rc;
+	bool ran; /* the work ran: the file is written (or the error said why not) */
 };
 
 static void backup_work(void *arg, const atomic_bool *stop)
@@ -38,7 +39,9 @@ static void backup_done(void *arg, bool cancelled)
 	struct backup_job *job = arg;
 	json_t *result = NULL;
 
-	if (cancelled)
+	/* A stop while the copy ran waits for it: that backup is answered as
+	 * it went, only one that never started is cancelled. */
+	if (cancelled && !job->ran)
 		cs_fail(&job->err, CS_EIO,
 		        "the agent stopped before the backup was written; nothing was written: "
 		        "take it again");
