@@ -22,6 +22,7 @@ enum effect {
 	LIVE_LOG,    /* log_level */
 	LIVE_ALERTS, /* the alert targets and their delivery */
 	LIVE_PER_IP, /* tls_max_connections_per_ip */
+	LIVE_HS,     /* tls_handshake_timeout */
 };
 
 enum kind { STR, INT, STRS, ROLE, LEVEL };
@@ -49,7 +50,7 @@ static const struct field {
     F("node", "log_level", LEVEL, log_level, LIVE_LOG),
     FS("node", "tls_listen", tls_listen, ntls_listen, RESTART),
     F("node", "tls_workers", INT, tls_workers, RESTART),
-    F("node", "tls_handshake_timeout", INT, tls_handshake_timeout_ms, RESTART),
+    F("node", "tls_handshake_timeout", INT, tls_handshake_timeout_ms, LIVE_HS),
     F("node", "tls_max_connections", INT, tls_max_connections, RESTART),
     F("node", "tls_max_connections_per_ip", INT, tls_max_connections_per_ip, LIVE_PER_IP),
     F("node", "repl_listen", STR, repl_listen, RESTART),
@@ -175,6 +176,23 @@ static size_t diff_peers(const cs_config *boot, const cs_config *cfg)
 	return n;
 }
 
+/* The TLS endpoint's limits that change live; -1 when this one cannot
+ * (no endpoint runs, or the per-source table was not made at start). */
+static int apply_tls(struct cs_reload *r, const struct field *f, const cs_config *cfg)
+{
+	tls_server *tls = r->node->tls;
+
+	if (tls == NULL)
+		return -1;
+	if (f->effect == LIVE_HS) {
+		tls_server_set_handshake_timeout(tls, cfg->tls_handshake_timeout_ms);
+		return 0;
+	}
+	return tls_server_set_max_per_source(tls, cfg->tls_max_connections_per_ip > 0
+	                                              ? cfg->tls_max_connections_per_ip
+	                                              : TLS_DEFAULT_MAX_PER_SOURCE);
+}
+
 /* Applies what changed between r->applied and cfg on the live keys; the
  * effects are or'ed into *effects. */
 static size_t diff_fields(struct cs_reload *r, const cs_config *cfg, unsigned *effects)
@@ -191,12 +209,8 @@ static size_t diff_fields(struct cs_reload *r, const cs_config *cfg, unsigned *e
 			continue;
 		n++;
 		snprintf(what, sizeof(what), "[%s] %s", f->section, f->key);
-		if (f->effect == LIVE_PER_IP &&
-		    (r->node->tls == NULL ||
-		     tls_server_set_max_per_source(r->node->tls,
-		                                   cfg->tls_max_connections_per_ip > 0
-		                                       ? cfg->tls_max_connections_per_ip
-		                                       : TLS_DEFAULT_MAX_PER_SOURCE) < 0)) {
+		if ((f->effect == LIVE_PER_IP || f->effect == LIVE_HS) &&
+		    apply_tls(r, f, cfg) < 0) {
 			restart_needed(what);
 			continue;
 		}

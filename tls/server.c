@@ -94,6 +94,7 @@ struct tls_worker {
 	int wake_fd;
 	struct event wake_ev, resume_ev;
 	const struct timeval *hs_tv, *ka_tv, *silent_tv; /* libevent common timeouts */
+	int hs_ms; /* the handshake timeout hs_tv and silent_tv stand for */
 	struct tls_conn *open, *spare;
 	struct tls_conn *oldest_hs, *newest_hs; /* connections in their handshake, by age */
 	size_t nspare;
@@ -106,7 +107,8 @@ struct tls_server {
 	void *unhealthy_ctx;
 	char **addrs; /* bound listen addresses, port resolved */
 	size_t naddrs;
-	int hs_timeout_ms, max_conns, max_per_source, nworkers;
+	_Atomic int hs_timeout_ms; /* SIGHUP may change it: each worker follows at its accept */
+	int max_conns, max_per_source, nworkers;
 	struct tls_worker *workers;
 	tls_sources *sources; /* NULL: no cap per source */
 	atomic_int open;
@@ -426,11 +428,35 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 	listeners_enable(arg, true);
 }
 
+/* The handshake and silence timeouts for ms as common timeouts of w's
+ * loop, made on w's thread (or before it runs): its loop has no locks. */
+static int worker_timeouts(struct tls_worker *w, int ms)
+{
+	int silent_ms = ms < TLS_SILENT_TIMEOUT_MS ? ms : TLS_SILENT_TIMEOUT_MS;
+	struct timeval hs = {ms / 1000, ms % 1000 * 1000};
+	struct timeval silent = {silent_ms / 1000, silent_ms % 1000 * 1000};
+	const struct timeval *h = event_base_init_common_timeout(w->base, &hs);
+	const struct timeval *q = event_base_init_common_timeout(w->base, &silent);
+
+	w->hs_ms = ms;
+	if (h == NULL || q == NULL)
+		return -1;
+	w->hs_tv = h;
+	w->silent_tv = q;
+	return 0;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct tls_worker *w = arg;
+	int hs_ms = atomic_load_explicit(&w->srv->hs_timeout_ms, memory_order_relaxed);
 
 	(void)what;
+	/* New connections take a handshake timeout SIGHUP changed; those in
+	 * their handshake keep theirs. */
+	if (hs_ms != w->hs_ms && worker_timeouts(w, hs_ms) < 0)
+		cs_warn("tls: cannot use a handshake timeout of %d ms; keeping the one before",
+		        hs_ms);
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);
@@ -594,12 +620,8 @@ static void *worker_main(void *arg)
 
 static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t master[32], cs_err *err)
 {
-	struct timeval hs = {srv->hs_timeout_ms / 1000, srv->hs_timeout_ms % 1000 * 1000};
 	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000,
 	                     TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
-	int silent_ms =
-	    srv->hs_timeout_ms < TLS_SILENT_TIMEOUT_MS ? srv->hs_timeout_ms : TLS_SILENT_TIMEOUT_MS;
-	struct timeval silent = {silent_ms / 1000, silent_ms % 1000 * 1000};
 
 	w->srv = srv;
 	w->wake_fd = -1;
@@ -613,10 +635,8 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 	event_assign(&w->wake_ev, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w->base);
 	evtimer_assign(&w->resume_ev, w->base, on_resume, w);
 	/* Common timeouts: O(1) queues instead of a heap of 5,000 timers. */
-	w->hs_tv = event_base_init_common_timeout(w->base, &hs);
 	w->ka_tv = event_base_init_common_timeout(w->base, &ka);
-	w->silent_tv = event_base_init_common_timeout(w->base, &silent);
-	if (w->hs_tv == NULL || w->ka_tv == NULL || w->silent_tv == NULL ||
+	if (worker_timeouts(w, srv->hs_timeout_ms) < 0 || w->ka_tv == NULL ||
 	    event_add(&w->wake_ev, NULL) < 0)
 		return cs_fail(err, CS_EIO, "cannot set up a TLS worker's events");
 	return 0;
@@ -984,6 +1004,11 @@ bool tls_server_healthy(tls_server *srv)
 
 	tls_table_free(t);
 	return ok;
+}
+
+void tls_server_set_handshake_timeout(tls_server *srv, int ms)
+{
+	atomic_store(&srv->hs_timeout_ms, ms > 0 ? ms : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS);
 }
 
 int tls_server_set_max_per_source(tls_server *srv, int max)

@@ -112,15 +112,48 @@ def test_tls_per_address_cap_changes_without_a_restart(configured_agent):
             s.close()
 
 
+def closed_within(port, seconds):
+    """Opens a connection, sends the start of a ClientHello record and
+    returns the seconds until the endpoint closes it (None: still open)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(b"\x16\x03\x01\x02\x00")  # a 512-byte handshake record, never sent
+        start = time.monotonic()
+        s.settimeout(seconds)
+        try:
+            while s.recv(1024):
+                pass
+        except socket.timeout:
+            return None
+        except ConnectionResetError:
+            pass
+        return time.monotonic() - start
+    finally:
+        s.close()
+
+
+def test_tls_handshake_timeout_changes_without_a_restart(configured_agent):
+    port = helpers.free_port()
+    a = configured_agent(node_extra="tls_listen = 127.0.0.1:%d\ntls_handshake_timeout = 60000\n"
+                         % port)
+    a.node_extra = "tls_listen = 127.0.0.1:%d\ntls_handshake_timeout = 1000\n" % port
+    a.write_config()
+    hup(a, "[node] tls_handshake_timeout: 60000 -> 1000 (applied)")
+    # a generous bound: the old timeout was a minute
+    took = closed_within(port, 20)
+    assert took is not None, "an unfinished handshake was not closed within 20 s"
+    assert a.status()["tls"]["connections"]["timed_out"] >= 1
+
+
 def test_keys_that_need_a_restart_are_named_and_keep_their_value(configured_agent):
     port, other = helpers.free_port(), helpers.free_port()
     a = configured_agent(node_extra="tls_listen = 127.0.0.1:%d\n" % port)
-    a.node_extra = "tls_listen = 127.0.0.1:%d\ntls_handshake_timeout = 5000\n" % other
+    a.node_extra = "tls_listen = 127.0.0.1:%d\ntls_max_connections = 500\n" % other
     a.site = "other.example.test"
     a.write_config()
     hup(a, "[node] tls_listen changed: it takes effect only when the agent restarts")
     log = a.stderr()
-    assert "[node] tls_handshake_timeout changed: it takes effect only when" in log
+    assert "[node] tls_max_connections changed: it takes effect only when" in log
     assert "[cluster] site_hostname changed: it takes effect only when" in log
     # still the values it started with
     st = a.status()
