@@ -23,6 +23,7 @@
 
 #include "../common/hex.h"
 #include "../records/records.h"
+#include "passphrases.h"
 
 #define FORMAT     "certsync-backup"
 #define VERSION    1
@@ -391,23 +392,29 @@ static int check_target(const char *dir, cs_err *err)
 	return 0;
 }
 
-/* The passphrase must give the key-check value of the backup's cluster. */
+/* One of the node's passphrases must give the key-check value of the
+ * backup's cluster (passphrase_file, or next_passphrase_file during a
+ * rekey). */
 static int check_cluster(const Certsync__KdfParams *kdf, const char *file, const bk_info *info,
-                         const char *pass, size_t passlen, cs_err *err)
+                         const cs_config *cfg, cs_err *err)
 {
+	const char *which;
 	cs_key *key;
-	int rc = rec_cluster_key(kdf, pass, passlen, &key, err);
+	int rc = cs_pass_find(cfg, kdf, &key, &which, err);
 
 	if (rc == 0)
 		cs_key_free(key);
 	if (rc == 1)
 		return cs_fail(err, CS_EREFUSED,
 		               "%s is a backup of another cluster (id %s): cluster passphrase does "
-		               "not match this node's passphrase_file; restore a backup of this "
-		               "node's cluster, or give the node the configuration and passphrase "
-		               "of the backup's cluster",
-		               file, info->cluster);
-	return rc < 0 ? cs_err_prefix(err, "%s: ", file) : 0;
+		               "not match: the passphrase in %s%s%s%s does not open it; restore a "
+		               "backup of this node's cluster, or give the node the configuration "
+		               "and passphrase of the backup's cluster",
+		               file, info->cluster, cfg->passphrase_file,
+		               cfg->next_passphrase_file ? " (nor the one in " : "",
+		               cfg->next_passphrase_file ? cfg->next_passphrase_file : "",
+		               cfg->next_passphrase_file ? ")" : "");
+	return rc < 0 ? -1 : 0;
 }
 
 /* The restored store leads nothing until an operator promotes it. */
@@ -430,8 +437,8 @@ static int mark_following(const char *dir, cs_err *err)
 	return rc;
 }
 
-int bk_restore(const char *file, const char *data_dir, const char *pass, size_t passlen,
-               bk_info *info, cs_err *err)
+int bk_restore(const char *file, const char *data_dir, const cs_config *cfg, bk_info *info,
+               cs_err *err)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX + 32], copy[PATH_MAX + 48], lock[PATH_MAX + 48];
 	Certsync__KdfParams *kdf = NULL;
@@ -488,7 +495,7 @@ int bk_restore(const char *file, const char *data_dir, const char *pass, size_t 
 		             "position or digest); nothing was restored: use another copy",
 		             file);
 	if (rc == 0)
-		rc = check_cluster(kdf, file, info, pass, passlen, err);
+		rc = check_cluster(kdf, file, info, cfg, err);
 	if (kdf != NULL)
 		certsync__kdf_params__free_unpacked(kdf, NULL);
 	if (rc == 0)

@@ -14,6 +14,7 @@
 
 #include "../common/err.h"
 #include "../store/store.h"
+#include "config.h"
 
 typedef struct bk_info {
 	char cluster[33];  /* the cluster id, hex */
@@ -37,11 +38,11 @@ int bk_write(cs_store *st, const char *path, const char *node, bk_info *info, cs
 /* Restores the backup in file into data_dir, which must be missing or an
  * empty folder no agent holds (CS_EREFUSED naming the fix otherwise).  The
  * file is checked whole (its checksum, and the copy against its header: a
- * truncated or altered file is CS_EINPUT) and the passphrase must open its
- * cluster settings (CS_EREFUSED: another cluster's backup) before anything
- * appears in data_dir; the store is marked as following.  On any failure
- * data_dir is left as it was. */
-int bk_restore(const char *file, const char *data_dir, const char *pass, size_t passlen,
-               bk_info *info, cs_err *err);
+ * truncated or altered file is CS_EINPUT) and one of cfg's passphrases
+ * must open its cluster settings (CS_EREFUSED: another cluster's backup)
+ * before anything appears in data_dir; the store is marked as following.
+ * On any failure data_dir is left as it was. */
+int bk_restore(const char *file, const char *data_dir, const cs_config *cfg, bk_info *info,
+               cs_err *err);
 
 #endif

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../seal/seal.h"
 #include "backup_file.h"
 #include "cli.h"
 #include "config.h"
@@ -59,10 +58,8 @@ int cli_restore(const cli_ctx *ctx, const struct cli_command *cmd, int argc, cha
 	cs_config cfg;
 	cs_err err = {0};
 	bk_info info;
-	char *pass;
-	size_t passlen;
 	json_t *j;
-	int c, rc;
+	int c;
 
 	while ((c = cli_next_flag(cmd, argc, argv, "", opts, &err)) > 0)
 		dir = optarg;
@@ -74,17 +71,11 @@ int cli_restore(const cli_ctx *ctx, const struct cli_command *cmd, int argc, cha
 		                            : "give exactly one backup FILE");
 		return cli_fail(ctx, &err);
 	}
-	/* The node's configuration names its passphrase: only a backup of the
-	 * cluster that passphrase opens is restored. */
+	/* The node's configuration names its passphrases: only a backup of
+	 * the cluster one of them opens is restored. */
 	if (cs_config_load(&cfg, ctx->config, &err) < 0)
 		return cli_fail(ctx, &err);
-	if (cs_passphrase_file_read(&cfg, &pass, &passlen, &err) < 0) {
-		cs_config_free(&cfg);
-		return cli_fail(ctx, &err);
-	}
-	rc = bk_restore(argv[optind], dir, pass, passlen, &info, &err);
-	cs_secret_free(pass);
-	if (rc < 0) {
+	if (bk_restore(argv[optind], dir, &cfg, &info, &err) < 0) {
 		cs_config_free(&cfg);
 		return cli_fail(ctx, &err);
 	}

@@ -60,6 +60,8 @@ static const struct field {
     F("node", "core_dumps", INT, core_dumps, RESTART),
     F("node", "admin_listen", STR, admin_listen, RESTART),
     F("node", "admin_token_file", STR, admin_token_file, RESTART),
+    /* read at start and when a rekey arrives, from the configuration loaded at start */
+    F("node", "next_passphrase_file", STR, next_passphrase_file, RESTART),
     F("cluster", "site_hostname", STR, site_hostname, RESTART),
     F("alerts", "command", STR, alerts.command, LIVE_ALERTS),
     F("alerts", "webhook", STR, alerts.webhook, LIVE_ALERTS),
