@@ -25,6 +25,8 @@ typedef struct cli_ctx {
 	 * CA) says to the operator: standard error, so `> file` holds the file
 	 * alone; nowhere with --json. */
 	FILE *aside;
+	/* The configuration: -c FILE, $CERTSYNC_CONFIG or the installed one. */
+	const char *config;
 } cli_ctx;
 
 #define hprintf(ctx, ...) fprintf((ctx)->human, __VA_ARGS__)
@@ -106,5 +108,14 @@ int cli_verify_cluster(const cli_ctx *ctx, const char *path, cs_err *err);
 /* ---- commands that need no agent (cli_local.c) ---- */
 
 cli_local_func cli_keygen, cli_cluster_init;
+
+/* ---- backup and restore (cli_backup.c) ---- */
+
+/* -o FILE, made absolute: the agent writes it, from its own folder. */
+int cli_parse_backup(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err);
+int cli_print_backup(const cli_ctx *ctx, json_t *r, json_t *args);
+/* Needs no agent: the node is stopped. */
+int cli_restore(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
 
 #endif

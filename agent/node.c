@@ -405,6 +405,7 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"backup", op_backup, false, false},
     {"cluster.rekey", op_cluster_rekey, true, true},
 };
 
