@@ -25,9 +25,11 @@ typedef struct cli_ctx {
 	 * CA) says to the operator: standard error, so `> file` holds the file
 	 * alone; nowhere with --json. */
 	FILE *aside;
-	/* -c FILE and -S SOCKET as given (NULL when not), for the local
-	 * commands that read the configuration or call the agent themselves */
-	const char *config, *socket;
+	/* The configuration: -c FILE, $CERTSYNC_CONFIG or the installed one. */
+	const char *config;
+	/* -S SOCKET as given, or NULL: for the local commands that call the
+	 * agent themselves */
+	const char *socket;
 } cli_ctx;
 
 #define hprintf(ctx, ...) fprintf((ctx)->human, __VA_ARGS__)
@@ -116,5 +118,14 @@ cli_local_func cli_keygen, cli_cluster_init;
 int cli_add_node(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
 int cli_print_nodes(const cli_ctx *ctx, json_t *r, json_t *args);
 int cli_print_removed(const cli_ctx *ctx, json_t *r, json_t *args);
+
+/* ---- backup and restore (cli_backup.c) ---- */
+
+/* -o FILE, made absolute: the agent writes it, from its own folder. */
+int cli_parse_backup(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err);
+int cli_print_backup(const cli_ctx *ctx, json_t *r, json_t *args);
+/* Needs no agent: the node is stopped. */
+int cli_restore(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
 
 #endif

@@ -19,8 +19,6 @@
 #include "config.h"
 #include "control.h"
 
-#define DEFAULT_CONFIG "/etc/certsync/certsync.conf"
-
 /* The passphrase file's first line, as `cluster init` writes it. */
 static int passphrase_line(const cs_config *cfg, char **line, cs_err *err)
 {
@@ -116,8 +114,6 @@ static json_t *add_node(const char *config, const char *sock, const char *spec_t
 
 	if (cs_cluster_joiner_parse(spec_text, &n, err) < 0 || cs_cluster_check_dir(dir, err) < 0)
 		return NULL;
-	if (config == NULL)
-		config = getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;
 	/* The configuration names the passphrase the new node needs. */
 	if (cs_config_load(&cfg, config, err) < 0)
 		return NULL;

@@ -422,6 +422,7 @@ static const struct command {
     {"cluster.nodes", op_cluster_nodes, false, false},
     {"cluster.add-node", op_cluster_add_node, true, false},
     {"cluster.remove-node", op_cluster_remove_node, true, false},
+    {"backup", op_backup, false, false},
     {"cluster.rekey", op_cluster_rekey, true, true},
 };
 

@@ -180,9 +180,10 @@ void cs_node_monitor_changed(cs_node *node)
 		cs_node_monitor(node);
 }
 
-int ops_monitor_start(struct cs_node *node, cs_err *err)
+/* Reads the secrets mc names, then runs start (mon_start or mon_retarget
+ * with them); the secrets are wiped afterwards, the monitor holds copies. */
+static int with_secrets(struct cs_node *node, const mon_config *mc, bool retarget, cs_err *err)
 {
-	const mon_config *mc = &node->cfg->alerts;
 	char *token = NULL, *password = NULL;
 	size_t len;
 	int rc = 0;
@@ -193,7 +194,9 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 	if (rc == 0 && mc->smtp_password_file != NULL)
 		rc = cs_secret_file_read("smtp_password_file", mc->smtp_password_file, false,
 		                         &password, &len, err);
-	if (rc == 0)
+	if (rc == 0 && retarget)
+		rc = mon_retarget(node->mon, mc, &(mon_secrets){token, password}, err);
+	else if (rc == 0)
 		rc = mon_start(&node->mon, mc, &(mon_secrets){token, password}, node->cfg->name,
 		               err);
 	if (token != NULL)
@@ -201,6 +204,16 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 	if (password != NULL)
 		cs_secret_free(password);
 	return rc;
+}
+
+int ops_monitor_start(struct cs_node *node, cs_err *err)
+{
+	return with_secrets(node, &node->cfg->alerts, false, err);
+}
+
+int ops_monitor_retarget(struct cs_node *node, const mon_config *mc, cs_err *err)
+{
+	return with_secrets(node, mc, true, err);
 }
 
 /* The identity certificates, read straight from their records (no chain

@@ -30,7 +30,8 @@ struct log_slot {
 	unsigned long suppressed;
 };
 
-static enum cs_log_level min_level = CS_LOG_INFO;
+/* Every thread reads it; SIGHUP may change it while they run. */
+static _Atomic int min_level = CS_LOG_INFO;
 static struct log_slot slots[LOG_SLOTS];
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -105,7 +106,7 @@ void cs_log(enum cs_log_level level, const char *fmt, ...)
 	unsigned long held = 0;
 	va_list ap;
 
-	if (level < min_level)
+	if ((int)level < min_level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);

@@ -316,8 +316,14 @@ void tls_conn_resume(evutil_socket_t fd, short what, void *arg)
 void tls_conn_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct tls_worker *w = arg;
+	int hs_ms = atomic_load_explicit(&w->srv->hs_timeout_ms, memory_order_relaxed);
 
 	(void)what;
+	/* New connections take a handshake timeout SIGHUP changed; those in
+	 * their handshake keep theirs. */
+	if (hs_ms != w->hs_ms && tls_worker_timeouts(w, hs_ms) < 0)
+		cs_warn("tls: cannot use a handshake timeout of %d ms; keeping the one before",
+		        hs_ms);
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);

@@ -149,14 +149,26 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+int tls_worker_timeouts(struct tls_worker *w, int ms)
+{
+	int silent_ms = ms < TLS_SILENT_TIMEOUT_MS ? ms : TLS_SILENT_TIMEOUT_MS;
+	struct timeval hs = {ms / 1000, ms % 1000 * 1000};
+	struct timeval silent = {silent_ms / 1000, silent_ms % 1000 * 1000};
+	const struct timeval *h = event_base_init_common_timeout(w->base, &hs);
+	const struct timeval *q = event_base_init_common_timeout(w->base, &silent);
+
+	w->hs_ms = ms;
+	if (h == NULL || q == NULL)
+		return -1;
+	w->hs_tv = h;
+	w->silent_tv = q;
+	return 0;
+}
+
 static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t master[32], cs_err *err)
 {
-	struct timeval hs = {srv->hs_timeout_ms / 1000, srv->hs_timeout_ms % 1000 * 1000};
 	struct timeval ka = {TLS_KEEPALIVE_TIMEOUT_MS / 1000,
 	                     TLS_KEEPALIVE_TIMEOUT_MS % 1000 * 1000};
-	int silent_ms =
-	    srv->hs_timeout_ms < TLS_SILENT_TIMEOUT_MS ? srv->hs_timeout_ms : TLS_SILENT_TIMEOUT_MS;
-	struct timeval silent = {silent_ms / 1000, silent_ms % 1000 * 1000};
 
 	w->srv = srv;
 	w->wake_fd = -1;
@@ -170,10 +182,8 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 	event_assign(&w->wake_ev, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w->base);
 	evtimer_assign(&w->resume_ev, w->base, tls_conn_resume, w);
 	/* Common timeouts: O(1) queues instead of a heap of 5,000 timers. */
-	w->hs_tv = event_base_init_common_timeout(w->base, &hs);
 	w->ka_tv = event_base_init_common_timeout(w->base, &ka);
-	w->silent_tv = event_base_init_common_timeout(w->base, &silent);
-	if (w->hs_tv == NULL || w->ka_tv == NULL || w->silent_tv == NULL ||
+	if (tls_worker_timeouts(w, srv->hs_timeout_ms) < 0 || w->ka_tv == NULL ||
 	    event_add(&w->wake_ev, NULL) < 0)
 		return cs_fail(err, CS_EIO, "cannot set up a TLS worker's events");
 	return 0;
@@ -361,6 +371,24 @@ bool tls_server_healthy(tls_server *srv)
 	return ok;
 }
 
+void tls_server_set_handshake_timeout(tls_server *srv, int ms)
+{
+	atomic_store(&srv->hs_timeout_ms, ms > 0 ? ms : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+}
+
+int tls_server_set_max_per_source(tls_server *srv, int max)
+{
+	/* The table is made at start, and only when the cap is below the
+	 * connection cap: without it the cap cannot change live. */
+	if (srv->sources == NULL || max <= 0 || max >= srv->max_conns)
+		return -1;
+	tls_sources_set_max(srv->sources, (uint32_t)max);
+	pthread_mutex_lock(&srv->lock);
+	srv->max_per_source = max;
+	pthread_mutex_unlock(&srv->lock);
+	return 0;
+}
+
 json_t *tls_server_status(tls_server *srv)
 {
 	uint64_t done = 0, failed = 0, accepted = 0, refused = 0, timed_out = 0, evicted = 0,
@@ -371,6 +399,7 @@ json_t *tls_server_status(tls_server *srv)
 	json_t *st;
 	uint64_t reloads;
 	double last_ms;
+	int max_per_source;
 
 	for (int k = 0; k < srv->nworkers; k++) {
 		struct tls_worker *w = &srv->workers[k];
@@ -388,6 +417,7 @@ json_t *tls_server_status(tls_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	reloads = srv->reloads;
 	last_ms = srv->last_reload_ms;
+	max_per_source = srv->sources != NULL ? srv->max_per_source : srv->max_conns;
 	pthread_mutex_unlock(&srv->lock);
 	st = json_pack("{s:o, s:i, s:{s:I, s:I}, s:{s:i, s:I, s:I, s:I, s:i, s:I, s:I, s:i}, s:b, "
 	               "s:o, s:{s:I, s:f}}",
@@ -396,8 +426,7 @@ json_t *tls_server_status(tls_server *srv)
 	               atomic_load(&srv->open), "accepted", (json_int_t)accepted, "refused",
 	               (json_int_t)refused, "timed_out", (json_int_t)timed_out, "max",
 	               srv->max_conns, "evicted", (json_int_t)evicted, "refused_per_source",
-	               (json_int_t)per_source, "max_per_source",
-	               srv->sources != NULL ? srv->max_per_source : srv->max_conns, "healthy",
+	               (json_int_t)per_source, "max_per_source", max_per_source, "healthy",
 	               t != NULL && tls_table_healthy(t, now), "table",
 	               t != NULL ? tls_table_status(t, now) : json_null(), "reloads", "count",
 	               (json_int_t)reloads, "last_ms", last_ms);

@@ -57,6 +57,7 @@ struct tls_worker {
 	int wake_fd;
 	struct event wake_ev, resume_ev;
 	const struct timeval *hs_tv, *ka_tv, *silent_tv; /* libevent common timeouts */
+	int hs_ms; /* the handshake timeout hs_tv and silent_tv stand for */
 	struct tls_conn *open, *spare;
 	struct tls_conn *oldest_hs, *newest_hs; /* connections in their handshake, by age */
 	size_t nspare;
@@ -69,7 +70,8 @@ struct tls_server {
 	void *unhealthy_ctx;
 	char **addrs; /* bound listen addresses, port resolved */
 	size_t naddrs;
-	int hs_timeout_ms, max_conns, max_per_source, nworkers;
+	_Atomic int hs_timeout_ms; /* SIGHUP may change it: each worker follows at its accept */
+	int max_conns, max_per_source, nworkers;
 	struct tls_worker *workers;
 	tls_sources *sources; /* NULL: no cap per source */
 	atomic_int open;
@@ -95,6 +97,9 @@ static inline void add_relaxed(atomic_uint_fast64_t *c)
 
 /* A listener's read event: accepts a batch of connections for worker arg. */
 void tls_conn_accept(evutil_socket_t lfd, short what, void *arg);
+/* server.c: the handshake and silence timeouts for ms as common timeouts of
+ * w's loop, made on w's thread (or before it runs): its loop has no locks. */
+int tls_worker_timeouts(struct tls_worker *w, int ms);
 /* The pause after running out of descriptors is over: accept again. */
 void tls_conn_resume(evutil_socket_t fd, short what, void *arg);
 /* Closes c (polite: with close_notify) and keeps its struct for reuse. */
