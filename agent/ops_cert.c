@@ -604,7 +604,7 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 	cs_txn_abort(txn);
 	job->result = json_pack("{s:s, s:o, s:o, s:o}", "site_hostname", cfg->site_hostname,
 	                        "default", dflt, "uncovered", uncovered, "nodes", nodes);
-	return 0;
+	return job->result != NULL ? 0 : cs_fail(err, CS_EIO, "out of memory");
 fail:
 	if (has_dflt)
 		unload(&l);
