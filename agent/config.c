@@ -64,6 +64,7 @@ static const struct key_slot string_keys[] = {
     {"node", "curve_secret_file", offsetof(cs_config, curve_secret_file), false},
     {"node", "admin_listen", offsetof(cs_config, admin_listen), false},
     {"node", "admin_token_file", offsetof(cs_config, admin_token_file), false},
+    {"node", "next_passphrase_file", offsetof(cs_config, next_passphrase_file), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -432,6 +433,7 @@ static int check_values(const cs_config *cfg, cs_err *err)
 	} paths[] = {{"data_dir", cfg->data_dir},
 	             {"control_socket", cfg->control_socket},
 	             {"passphrase_file", cfg->passphrase_file},
+	             {"next_passphrase_file", cfg->next_passphrase_file},
 	             {"curve_secret_file", cfg->curve_secret_file}};
 	const char *why;
 
@@ -570,6 +572,7 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->curve_secret_file);
 	free(cfg->admin_listen);
 	free(cfg->admin_token_file);
+	free(cfg->next_passphrase_file);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
@@ -688,4 +691,9 @@ int cs_secret_file_read(const char *what, const char *path, bool allow_empty, ch
 int cs_passphrase_file_read(const cs_config *cfg, char **secret, size_t *len, cs_err *err)
 {
 	return read_secret("passphrase_file", cfg->passphrase_file, false, true, secret, len, err);
+}
+
+int cs_passphrase_read(const char *what, const char *path, char **secret, size_t *len, cs_err *err)
+{
+	return read_secret(what, path, false, true, secret, len, err);
 }

@@ -396,8 +396,9 @@ static int intended_id(cs_txn *txn, const struct loaded *dl, const char *host, t
  * NULL.  *prev (a reference, or NULL) is the last table built: every
  * certificate is unsealed and parsed once, not once per node; a table
  * built here replaces it. */
-static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct loaded *dl,
-                            const char *hostname, tls_table **prev, time_t now, cs_err *err)
+static json_t *expected_ids(struct cs_node *node, const cs_key *key, cs_txn *txn,
+                            const struct loaded *dl, const char *hostname, tls_table **prev,
+                            time_t now, cs_err *err)
 {
 	const char *hosts[EXPECTED_HOSTS] = {hostname, node->cfg->site_hostname};
 	char ids[EXPECTED_HOSTS][2 * PKI_ID_LEN + 1] = {"", ""};
@@ -413,8 +414,8 @@ static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct load
 			id = ids[i];
 		} else {
 			if (t == NULL) {
-				if (tls_table_load(&t, txn, node->key, hostname, hosts[1], *prev,
-				                   now, err) < 0)
+				if (tls_table_load(&t, txn, key, hostname, hosts[1], *prev, now,
+				                   err) < 0)
 					goto fail;
 				tls_table_free(*prev);
 				*prev = t;
@@ -463,9 +464,10 @@ static json_t *peer_view(json_t *peers, const char *name)
 /* verify --cluster: its tables are built on the worker (a table of
  * thousands of certificates takes seconds to build from the store). */
 struct cluster_job {
-	ops_deferred d;  /* first: the job is run as one (ops_defer.c) */
-	json_t *rs;      /* replication's status, read on the loop; NULL without it */
-	tls_table *prev; /* the served table, then the last one built */
+	ops_deferred d;    /* first: the job is run as one (ops_defer.c) */
+	json_t *rs;        /* replication's status, read on the loop; NULL without it */
+	const cs_key *key; /* the node's when the command came (cluster rekey keeps it) */
+	tls_table *prev;   /* the served table, then the last one built */
 	json_t *result;
 };
 
@@ -513,8 +515,8 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 			if (!pki_covers(l.leaf, hosts[i]))
 				json_array_append_new(uncovered, json_string(hosts[i]));
 	}
-	if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, cfg->hostname, &job->prev,
-	                             now, err)) == NULL)
+	if ((expected = expected_ids(node, job->key, txn, has_dflt ? &l : NULL, cfg->hostname,
+	                             &job->prev, now, err)) == NULL)
 		goto fail;
 	json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:o, s:o}",
 	                                       "name", cfg->name, "role", cs_role_name(cfg->role),
@@ -530,7 +532,7 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 			cs_fail(err, CS_EIO, "the agent is stopping; run verify --cluster again");
 			goto fail;
 		}
-		if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, p->hostname,
+		if ((expected = expected_ids(node, job->key, txn, has_dflt ? &l : NULL, p->hostname,
 		                             &job->prev, now, err)) == NULL)
 			goto fail;
 		json_array_append_new(
@@ -584,6 +586,7 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	                      .finish = cluster_finish,
 	                      .free = cluster_free};
 	j->rs = node->repl ? repl_status(node->repl) : NULL;
+	j->key = node->key;
 	j->prev = node->tls ? tls_server_table(node->tls) : NULL;
 	return ops_defer(&j->d, err);
 }

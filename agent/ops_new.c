@@ -79,6 +79,9 @@ struct new_job {
 	json_t *args;   /* a reference: the strings of a point into it */
 	struct new_args a;
 	bool csr;
+	/* the cluster key when the command came: `cluster rekey` may replace
+	 * the node's meanwhile (the old one stays until the agent stops) */
+	const cs_key *seal_key;
 	/* made on the worker */
 	EVP_PKEY *key; /* freed (its secret numbers cleared) once sealed */
 	X509 *x;
@@ -134,10 +137,22 @@ static int new_work(ops_deferred *d, const atomic_bool *stop)
 			memcpy(j->id, j->info.id, PKI_ID_LEN);
 	}
 	if (rc == 0)
-		rc = rec_seal_key(d->node->key, j->key, j->id, PKI_ID_LEN, &j->sealed, err);
+		rc = rec_seal_key(j->seal_key, j->key, j->id, PKI_ID_LEN, &j->sealed, err);
 	EVP_PKEY_free(j->key); /* sealed or given up: the plaintext goes now */
 	j->key = NULL;
 	return rc;
+}
+
+/* A key sealed under a key the store is no longer sealed under would never
+ * open again. */
+static int still_sealed_under(const struct new_job *j, cs_err *err)
+{
+	if (j->seal_key == j->d.node->key)
+		return 0;
+	return cs_fail(err, CS_EREFUSED,
+	               "%s refused: the cluster passphrase changed (cluster rekey) while the key "
+	               "was made; nothing was stored: run it again",
+	               j->d.cmd);
 }
 
 static json_t *self_signed_finish(ops_deferred *d, cs_err *err)
@@ -156,7 +171,7 @@ static json_t *self_signed_finish(ops_deferred *d, cs_err *err)
 	rec.source = "self-signed";
 	rec.created = time(NULL);
 	rec.sealed_key = j->sealed;
-	if (cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
+	if (still_sealed_under(j, err) < 0 || cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
 	    rec_name_unused(txn, j->a.name, false, err) < 0)
 		goto fail;
 	/* The first identity with a key becomes the default: a node with one
@@ -200,7 +215,7 @@ static json_t *csr_finish(ops_deferred *d, cs_err *err)
 	rec.created = time(NULL);
 	rec.spki_sha256 = (ProtobufCBinaryData){PKI_ID_LEN, j->info.spki_sha256};
 	rec.sealed_key = j->sealed;
-	if (cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
+	if (still_sealed_under(j, err) < 0 || cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
 	    /* among certificates too: the one that fulfils it inherits the name */
 	    rec_name_unused(txn, j->a.name, true, err) < 0 ||
 	    rec_put(txn, CS_TBL_REQUESTS, j->id, PKI_ID_LEN, &rec.base, err) < 0) {
@@ -233,6 +248,7 @@ static json_t *new_key(struct cs_node *node, json_t *args, bool csr, cs_err *err
 	                      .finish = csr ? csr_finish : self_signed_finish,
 	                      .free = new_free};
 	j->csr = csr;
+	j->seal_key = node->key;
 	j->args = json_incref(args);
 	if (read_new_args(args, &j->a, err) < 0 || ops_wait_args(node, args, &j->d.wait, err) < 0) {
 		new_free(&j->d);
