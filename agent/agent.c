@@ -19,12 +19,13 @@
 #include "fdlimit.h"
 #include "node.h"
 #include "notify.h"
+#include "reload.h"
 #include "worker.h"
 
 static const char usage[] = "usage: certsync agent -c FILE\n"
                             "\n"
                             "Runs the node agent in the foreground, logging to stderr.\n"
-                            "Stops cleanly on SIGTERM or SIGINT.\n";
+                            "Stops cleanly on SIGTERM or SIGINT; on SIGHUP reads FILE again.\n";
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -49,7 +50,9 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 	cs_node_monitor(arg);
 }
 
-static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
+/* *reload outlives serve: the monitor may deliver by a configuration it
+ * loaded until the node is closed. */
+static int serve(const cs_config *cfg, cs_node *node, cs_reload **reload, cs_err *err)
 {
 	struct event_base *base = event_base_new();
 	struct event *sigterm = NULL, *sigint = NULL, *repl_ev = NULL, *mon_ev = NULL;
@@ -83,7 +86,8 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		cs_fail(err, CS_EIO, "cannot watch the replication thread");
 		goto out;
 	}
-	if (cs_node_admin_start(node, base, &admin, err) < 0)
+	if (cs_node_admin_start(node, base, &admin, err) < 0 ||
+	    cs_reload_start(reload, base, node, cfg, err) < 0)
 		goto out;
 	if ((mon_ev = event_new(base, -1, EV_PERSIST, on_monitor, node)) == NULL ||
 	    event_add(mon_ev, &mon_every) < 0) {
@@ -119,6 +123,7 @@ out:
 	mon_admin_stop(admin);
 	cs_node_set_control(node, NULL);
 	cs_control_close(ctl);
+	cs_reload_stop(*reload);
 	if (sigterm)
 		event_free(sigterm);
 	if (sigint)
@@ -152,6 +157,7 @@ int cs_agent_main(int argc, char **argv)
 	const char *path = NULL;
 	cs_config cfg;
 	cs_node *node;
+	cs_reload *reload = NULL;
 	cs_err err = {0};
 	int c, rc;
 
@@ -194,12 +200,13 @@ int cs_agent_main(int argc, char **argv)
 		cs_config_free(&cfg);
 		return cs_err_exit_status(err.code) == 2 ? 2 : 1;
 	}
-	rc = serve(&cfg, node, &err);
+	rc = serve(&cfg, node, &reload, &err);
 	if (rc < 0)
 		cs_error("%s", err.msg);
 	else
 		cs_info("stopped");
 	cs_node_close(node);
+	cs_reload_free(reload);
 	cs_config_free(&cfg);
 	/* A configured path that cannot be used is a configuration error. */
 	return rc < 0 ? (cs_err_exit_status(err.code) == 2 ? 2 : 1) : 0;

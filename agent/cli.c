@@ -119,6 +119,17 @@ static const struct cli_command commands[] = {
     {"alerts", "alerts", "alerts",
      "Lists the active alerts (worst first) and what each target sent and failed.", cli_parse_none,
      cli_print_alerts},
+    {"backup", "backup", "backup -o FILE",
+     "Writes a consistent, compacted copy of the running node's store to FILE (0600), with "
+     "the cluster, position and digest in its header; keys stay sealed, so it is useless "
+     "without the cluster passphrase.",
+     cli_parse_backup, cli_print_backup},
+    {.words = "restore",
+     .usage = "restore FILE --data-dir DIR",
+     .help = "Restores a backup into the empty data_dir of a stopped node, after checking its "
+             "digest and that this node's passphrase opens its cluster; the node starts as a "
+             "follower and catches up.  Needs no agent.",
+     .local = cli_restore},
     {.words = "keygen",
      .usage = "keygen -o FILE",
      .help = "Writes a new CURVE key pair for a node's replication socket (mode 0600) and "
@@ -183,6 +194,12 @@ int cli_fail(const cli_ctx *ctx, cs_err *err)
 	return cs_err_exit_status(err->code);
 }
 
+/* The configuration without -c: $CERTSYNC_CONFIG, else the installed one. */
+static const char *default_config(void)
+{
+	return getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;
+}
+
 static int socket_path(const char *config, const char *sock, char **out, cs_err *err)
 {
 	cs_config cfg;
@@ -192,7 +209,7 @@ static int socket_path(const char *config, const char *sock, char **out, cs_err 
 		return 0;
 	}
 	if (config == NULL)
-		config = getenv("CERTSYNC_CONFIG") ? getenv("CERTSYNC_CONFIG") : DEFAULT_CONFIG;
+		config = default_config();
 	if (cs_config_load(&cfg, config, err) < 0)
 		return -1;
 	*out = strdup(cfg.control_socket);
@@ -350,6 +367,7 @@ int cs_cli_main(int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
+	ctx.config = config != NULL ? config : default_config();
 	if (cmd->local != NULL)
 		return cmd->local(&ctx, cmd, argc, argv);
 	args = json_object();

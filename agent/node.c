@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "ops.h"
@@ -299,7 +300,7 @@ static json_t *default_json(cs_txn *txn, cs_err *err)
 	if (rec_cert_get(txn, CS_TBL_CERTS, id, &c, err) != 0)
 		return json_null();
 	cs_hex(id, PKI_ID_LEN, hex);
-	rec_time(c.rec->not_after, na);
+	cs_iso_time(c.rec->not_after, na);
 	j = json_pack("{s:s, s:s, s:s}", "id", hex, "name", c.rec->name, "not_after", na);
 	rec_cert_clear(&c);
 	return j;
@@ -404,6 +405,7 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"backup", op_backup, false, false},
     {"cluster.rekey", op_cluster_rekey, true, true},
 };
 

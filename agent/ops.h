@@ -128,6 +128,9 @@ void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, 
 
 /* ops_monitor.c: the monitor fed from the node's facts, and its commands. */
 int ops_monitor_start(struct cs_node *node, cs_err *err);
+/* Delivers alerts to the targets of mc from now on (SIGHUP); mc must stay
+ * until the next call or the node's end. */
+int ops_monitor_retarget(struct cs_node *node, const mon_config *mc, cs_err *err);
 /* The monitor's status (active alerts, delivery counts); a new reference. */
 json_t *ops_monitor_status(struct cs_node *node);
 json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err);
@@ -177,6 +180,8 @@ struct ops_deferred {
  * (or now, with err, when it cannot be queued; d is freed either way). */
 json_t *ops_defer(ops_deferred *d, cs_err *err);
 
+/* ops_backup.c: a copy of the store written to args.file, off the loop. */
+json_t *op_backup(struct cs_node *node, json_t *args, cs_err *err);
 /* ---- ops_rekey.c: changing the cluster passphrase ---- */
 json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err);
 /* -1 with a refusal that says to retry in the moment between a follower

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
@@ -179,9 +180,10 @@ void cs_node_monitor_changed(cs_node *node)
 		cs_node_monitor(node);
 }
 
-int ops_monitor_start(struct cs_node *node, cs_err *err)
+/* Reads the secrets mc names, then runs start (mon_start or mon_retarget
+ * with them); the secrets are wiped afterwards, the monitor holds copies. */
+static int with_secrets(struct cs_node *node, const mon_config *mc, bool retarget, cs_err *err)
 {
-	const mon_config *mc = &node->cfg->alerts;
 	char *token = NULL, *password = NULL;
 	size_t len;
 	int rc = 0;
@@ -192,7 +194,9 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 	if (rc == 0 && mc->smtp_password_file != NULL)
 		rc = cs_secret_file_read("smtp_password_file", mc->smtp_password_file, false,
 		                         &password, &len, err);
-	if (rc == 0)
+	if (rc == 0 && retarget)
+		rc = mon_retarget(node->mon, mc, &(mon_secrets){token, password}, err);
+	else if (rc == 0)
 		rc = mon_start(&node->mon, mc, &(mon_secrets){token, password}, node->cfg->name,
 		               err);
 	if (token != NULL)
@@ -200,6 +204,16 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 	if (password != NULL)
 		cs_secret_free(password);
 	return rc;
+}
+
+int ops_monitor_start(struct cs_node *node, cs_err *err)
+{
+	return with_secrets(node, &node->cfg->alerts, false, err);
+}
+
+int ops_monitor_retarget(struct cs_node *node, const mon_config *mc, cs_err *err)
+{
+	return with_secrets(node, mc, true, err);
 }
 
 /* The identity certificates, read straight from their records (no chain
@@ -232,8 +246,8 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 		sans = json_array();
 		for (size_t i = 0; i < rec->n_sans; i++)
 			json_array_append_new(sans, json_string(rec->sans[i]));
-		rec_time((time_t)rec->not_before, nb);
-		rec_time((time_t)rec->not_after, na);
+		cs_iso_time((time_t)rec->not_before, nb);
+		cs_iso_time((time_t)rec->not_after, na);
 		c = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b}", "id", hex,
 		              "name", rec->name, "kind", "identity", "sans", sans, "issuer",
 		              rec->issuer, "not_before", nb, "not_after", na, "key_type",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
@@ -195,13 +196,13 @@ size_t ops_serving_facts(struct cs_node *node, mon_serving *out, size_t max)
 
 json_t *ops_serving_status(struct cs_node *node)
 {
-	char when[32];
+	char when[CS_ISO_TIME_LEN];
 	json_t *j;
 
 	if (node->serving == NULL)
 		return json_null();
 	j = json_deep_copy(node->serving);
-	mon_utc((int64_t)json_integer_value(json_object_get(j, "checked")), when);
+	cs_iso_time((int64_t)json_integer_value(json_object_get(j, "checked")), when);
 	json_object_set_new(j, "checked", json_string(when));
 	return j;
 }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 #define LOG_SLOTS 256 /* formats tracked at once; a collision only resets a bucket */
 #define LOG_BURST 5   /* lines of one format let through at once */
 
@@ -28,7 +30,8 @@ struct log_slot {
 	unsigned long suppressed;
 };
 
-static enum cs_log_level min_level = CS_LOG_INFO;
+/* Every thread reads it; SIGHUP may change it while they run. */
+static _Atomic int min_level = CS_LOG_INFO;
 static struct log_slot slots[LOG_SLOTS];
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -99,13 +102,11 @@ static int log_allowed(uintptr_t key, unsigned long *held)
 void cs_log(enum cs_log_level level, const char *fmt, ...)
 {
 	static const char *const tags[] = {"debug", "info ", "warn ", "error"};
-	char when[32], line[2048], more[64] = "";
+	char when[CS_ISO_TIME_LEN], line[2048], more[64] = "";
 	unsigned long held = 0;
-	struct tm tm;
-	time_t now;
 	va_list ap;
 
-	if (level < min_level)
+	if ((int)level < min_level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -115,9 +116,7 @@ void cs_log(enum cs_log_level level, const char *fmt, ...)
 		return;
 	if (held > 0)
 		snprintf(more, sizeof(more), " (%lu similar lines suppressed)", held);
-	now = time(NULL);
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cs_iso_time(time(NULL), when);
 	/* One fprintf per line keeps lines whole when threads log at once. */
 	fprintf(stderr, "%s %s %s%s\n", when, tags[level], line, more);
 }

@@ -142,8 +142,25 @@ static void wipe_secret(char *s)
 	}
 }
 
-int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, const char *node,
-              cs_err *err)
+/* Frees the jobs queued to t. */
+static void drop_queue(struct target *t)
+{
+	while (t->head != NULL) {
+		struct job *j = t->head;
+
+		t->head = j->next_job;
+		free(j->json);
+		free(j);
+	}
+	t->tail = NULL;
+	t->queued = 0;
+}
+
+/* Starts a thread for every target cfg configures.  A target of the same
+ * kind among old (stopped) carries over its queue and counts; what stays in
+ * old is the caller's to drop. */
+static int start_targets(struct mon_monitor *m, const mon_config *cfg, struct target *old,
+                         size_t nold, cs_err *err)
 {
 	const struct {
 		const char *name;
@@ -152,6 +169,36 @@ int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, 
 	} kinds[] = {{"command", cfg->command != NULL, mon_deliver_command},
 	             {"webhook", cfg->webhook != NULL, mon_deliver_webhook},
 	             {"smtp", cfg->smtp_url != NULL, mon_deliver_smtp}};
+
+	m->ntargets = 0;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct target *t = &m->targets[m->ntargets];
+
+		if (!kinds[i].on)
+			continue;
+		memset(t, 0, sizeof(*t));
+		for (size_t j = 0; j < nold; j++) {
+			if (old[j].name == NULL || strcmp(old[j].name, kinds[i].name) != 0)
+				continue;
+			*t = old[j];
+			memset(&old[j], 0, sizeof(old[j]));
+		}
+		t->name = kinds[i].name;
+		t->deliver = kinds[i].fn;
+		t->m = m;
+		t->started = false;
+		m->ntargets++;
+		if (pthread_create(&t->thread, NULL, worker, t) != 0)
+			return cs_fail(err, CS_EIO, "alerts: cannot start the %s delivery thread",
+			               kinds[i].name);
+		t->started = true;
+	}
+	return 0;
+}
+
+int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, const char *node,
+              cs_err *err)
+{
 	struct mon_monitor *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
@@ -178,47 +225,66 @@ int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, 
 		mon_stop(m);
 		return cs_fail(err, CS_EIO, "alerts: libcurl does not initialise");
 	}
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		struct target *t = &m->targets[m->ntargets];
-
-		if (!kinds[i].on)
-			continue;
-		t->name = kinds[i].name;
-		t->deliver = kinds[i].fn;
-		t->m = m;
-		m->ntargets++;
-		if (pthread_create(&t->thread, NULL, worker, t) != 0) {
-			mon_stop(m);
-			return cs_fail(err, CS_EIO, "alerts: cannot start the %s delivery thread",
-			               kinds[i].name);
-		}
-		t->started = true;
+	if (start_targets(m, cfg, NULL, 0, err) < 0) {
+		mon_stop(m);
+		return -1;
 	}
 	*out = m;
 	return 0;
+}
+
+/* Stops every target's thread (an attempt in flight ends within its
+ * timeout); their queues stay. */
+static void stop_targets(struct mon_monitor *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->stopping = true;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < m->ntargets; i++)
+		if (m->targets[i].started)
+			pthread_join(m->targets[i].thread, NULL);
+}
+
+int mon_retarget(mon_monitor *m, const mon_config *cfg, const mon_secrets *sec, cs_err *err)
+{
+	struct target old[sizeof(m->targets) / sizeof(m->targets[0])];
+	size_t nold = m->ntargets;
+	char *token = dup_secret(sec->webhook_token), *password = dup_secret(sec->smtp_password);
+	int rc;
+
+	if ((sec->webhook_token && !token) || (sec->smtp_password && !password)) {
+		wipe_secret(token);
+		wipe_secret(password);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	stop_targets(m);
+	memcpy(old, m->targets, sizeof(old));
+	pthread_mutex_lock(&m->mu);
+	wipe_secret((char *)m->sec.webhook_token);
+	wipe_secret((char *)m->sec.smtp_password);
+	m->sec = (mon_secrets){token, password};
+	m->cfg = cfg;
+	m->stopping = false;
+	rc = start_targets(m, cfg, old, nold, err);
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < nold; i++) {
+		if (old[i].name != NULL && old[i].queued > 0)
+			cs_warn(
+			    "alerts: %s is no longer a target: %zu alerts queued to it are dropped",
+			    old[i].name, old[i].queued);
+		drop_queue(&old[i]);
+	}
+	return rc;
 }
 
 void mon_stop(mon_monitor *m)
 {
 	if (m == NULL)
 		return;
-	pthread_mutex_lock(&m->mu);
-	m->stopping = true;
-	pthread_cond_broadcast(&m->cv);
-	pthread_mutex_unlock(&m->mu);
-	for (size_t i = 0; i < m->ntargets; i++) {
-		struct target *t = &m->targets[i];
-
-		if (t->started)
-			pthread_join(t->thread, NULL);
-		while (t->head != NULL) {
-			struct job *j = t->head;
-
-			t->head = j->next_job;
-			free(j->json);
-			free(j);
-		}
-	}
+	stop_targets(m);
+	for (size_t i = 0; i < m->ntargets; i++)
+		drop_queue(&m->targets[i]);
 	curl_global_cleanup();
 	pthread_cond_destroy(&m->cv);
 	pthread_mutex_destroy(&m->mu);

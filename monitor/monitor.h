@@ -29,9 +29,6 @@ typedef enum mon_severity { MON_OK = 0, MON_WARNING, MON_ERROR } mon_severity;
 
 const char *mon_severity_name(mon_severity s);
 
-/* t as RFC 3339 UTC ("2027-01-02T03:04:05Z"). */
-void mon_utc(int64_t t, char buf[32]);
-
 /* ---- facts: what the agent knows, with no judgement ----------------------- */
 
 /* A certificate the node uses: the default, or the one it serves for its
@@ -217,6 +214,11 @@ typedef struct mon_secrets {
 /* Starts the delivery thread.  cfg must outlive the monitor. */
 int mon_start(mon_monitor **out, const mon_config *cfg, const mon_secrets *sec, const char *node,
               cs_err *err);
+/* Delivers to the targets cfg configures from now on (SIGHUP): a target
+ * kept keeps its queue and counts, one removed drops what it had queued.
+ * It waits for an attempt in flight to end (within its timeout).  cfg must
+ * outlive the monitor, or the next mon_retarget. */
+int mon_retarget(mon_monitor *m, const mon_config *cfg, const mon_secrets *sec, cs_err *err);
 /* Stops delivery (an attempt in flight ends within its timeout) and frees. */
 void mon_stop(mon_monitor *m);
 

@@ -11,6 +11,8 @@
 
 #include "monitor.h"
 
+#include "../common/clock.h"
+
 #define DAY       86400
 #define SPAN_DAYS 120
 
@@ -329,7 +331,7 @@ void mon_page_write(FILE *f, const json_t *st, int64_t now)
 	mon_rules r;
 
 	mon_rules_default(&r);
-	mon_utc(now, when);
+	cs_iso_time(now, when);
 	fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 	      "<meta name=\"viewport\" content=\"width=device-width\"><title>certsync ",
 	      f);

@@ -215,4 +215,14 @@ int cs_txn_diverged_prune(cs_txn *txn, bool all, size_t *removed, cs_err *err);
 /* How many entries the diverged table holds and the bytes of its pages. */
 int cs_txn_diverged_usage(cs_txn *txn, size_t *count, size_t *bytes, cs_err *err);
 
+/* ---- backup and restore (backup.c) ---------------------------------------- */
+
+/* Writes a compacted copy of the environment (an LMDB data file) to fd,
+ * from one read transaction: consistent while changes go on.  It takes as
+ * long as the store is large: run it off the event loop. */
+int cs_store_copy(cs_store *st, int fd, cs_err *err);
+/* Marks the store as following: it leads no epoch (not even the one it
+ * holds) until promoted, whatever the node's configured role. */
+int cs_txn_follow(cs_txn *txn, cs_err *err);
+
 #endif

@@ -41,6 +41,13 @@ tls_sources *tls_sources_new(uint32_t max_per_source, size_t max_conns)
 	return s;
 }
 
+void tls_sources_set_max(tls_sources *s, uint32_t max_per_source)
+{
+	pthread_mutex_lock(&s->lock);
+	s->max = max_per_source;
+	pthread_mutex_unlock(&s->lock);
+}
+
 void tls_sources_free(tls_sources *s)
 {
 	if (s == NULL)

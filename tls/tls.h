@@ -154,6 +154,12 @@ void tls_server_changed(tls_server *srv);
  *  tls_server_changed it holds, or the start of a tls_server_reload, to its
  *  swap)}.  Caller owns the result. */
 json_t *tls_server_status(tls_server *srv);
+/* Sets the connections one source may hold (SIGHUP): 0, or -1 when it can
+ * change only with a restart (no per-source cap at start, or a cap of the
+ * connection cap or more). */
+int tls_server_set_max_per_source(tls_server *srv, int max);
+/* Sets the handshake timeout of new connections (SIGHUP); 0: the default. */
+void tls_server_set_handshake_timeout(tls_server *srv, int ms);
 
 /* True while a certificate covering the node and site hostnames is served. */
 bool tls_server_healthy(tls_server *srv);

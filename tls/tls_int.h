@@ -199,6 +199,8 @@ typedef struct tls_sources tls_sources;
 struct sockaddr;
 tls_sources *tls_sources_new(uint32_t max_per_source, size_t max_conns);
 void tls_sources_free(tls_sources *s);
+/* A new cap for every source; connections over it stay, new ones wait. */
+void tls_sources_set_max(tls_sources *s, uint32_t max_per_source);
 void tls_source_key(const struct sockaddr *sa, uint8_t key[TLS_SRC_KEY_LEN]);
 /* Counts one more connection of key: false (nothing counted) at the cap. */
 bool tls_sources_take(tls_sources *s, const uint8_t key[TLS_SRC_KEY_LEN]);
