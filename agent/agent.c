@@ -105,6 +105,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_reload **reload, cs_err
 		rc = event_base_loop(base, EVLOOP_ONCE);
 		cs_node_flush(node, &ignored);
 		cs_node_monitor_changed(node);
+		cs_node_members_ensure(node);
 	} while (rc == 0 && !event_base_got_break(base));
 	cs_notify_stopping();
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;

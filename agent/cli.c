@@ -142,6 +142,20 @@ static const struct cli_command commands[] = {
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
              "--container names the image's paths in the configurations.",
      .local = cli_cluster_init},
+    {.words = "cluster add-node",
+     .usage = "cluster add-node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN -o DIR",
+     .help = "On the primary: makes the node's CURVE key pair, adds it to the cluster's "
+             "membership (every running node admits its key at once) and writes its folder "
+             "into DIR (certsync.conf, node.secret, passphrase); ROLE is backup or traffic.  "
+             "Warns when the default certificate does not cover HOSTNAME.",
+     .local = cli_add_node},
+    {"cluster remove-node", "cluster.remove-node", "cluster remove-node NAME" WAIT_FLAG,
+     "On the primary: removes the node from the membership; every node refuses its key from "
+     "then on and cuts its connection.  Refused for the primary and the last backup.",
+     cli_parse_id, cli_print_removed},
+    {"cluster nodes", "cluster.nodes", "cluster nodes",
+     "Lists the cluster's members (name, role, state, hostname, endpoints, public key).",
+     cli_parse_none, cli_print_nodes},
     {"cluster rekey", "cluster.rekey", "cluster rekey --new-passphrase-file F" WAIT_FLAG,
      "On the primary: seals every private key of the cluster under a key derived from the "
      "passphrase in F (a new salt), in one change the other nodes apply once one of their "
@@ -368,6 +382,7 @@ int cs_cli_main(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	ctx.config = config != NULL ? config : default_config();
+	ctx.socket = sock;
 	if (cmd->local != NULL)
 		return cmd->local(&ctx, cmd, argc, argv);
 	args = json_object();

@@ -27,6 +27,9 @@ typedef struct cli_ctx {
 	FILE *aside;
 	/* The configuration: -c FILE, $CERTSYNC_CONFIG or the installed one. */
 	const char *config;
+	/* -S SOCKET as given, or NULL: for the local commands that call the
+	 * agent themselves */
+	const char *socket;
 } cli_ctx;
 
 #define hprintf(ctx, ...) fprintf((ctx)->human, __VA_ARGS__)
@@ -108,6 +111,13 @@ int cli_verify_cluster(const cli_ctx *ctx, const char *path, cs_err *err);
 /* ---- commands that need no agent (cli_local.c) ---- */
 
 cli_local_func cli_keygen, cli_cluster_init;
+
+/* ---- the membership (cli_members.c) ---- */
+
+/* `cluster add-node`: the node's key pair, the agent's change, its folder. */
+int cli_add_node(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
+int cli_print_nodes(const cli_ctx *ctx, json_t *r, json_t *args);
+int cli_print_removed(const cli_ctx *ctx, json_t *r, json_t *args);
 
 /* ---- backup and restore (cli_backup.c) ---- */
 

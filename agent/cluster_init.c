@@ -22,8 +22,8 @@
 #include "../pki/pki.h"
 #include "../replication/repl.h"
 
-#define PASS_BYTES 32             /* 256 bits: the Argon2id input needs no more */
-#define ROOT_MAX   (PATH_MAX / 2) /* DIR, so that DIR/NAME/FILE always fits */
+#define PASS_BYTES 32 /* 256 bits: the Argon2id input needs no more */
+#define ROOT_MAX   CS_CLUSTER_ROOT_MAX
 
 /* ---- one --node ------------------------------------------------------------ */
 
@@ -54,6 +54,21 @@ static bool copy_field(char *dst, size_t cap, const char *src, size_t n)
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 	return true;
+}
+
+/* "HOST:PORT" with brackets for IPv6. */
+static void host_port(char *out, size_t cap, const char *host, unsigned port)
+{
+	snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+/* A peer's TLS endpoint as others reach it: its hostname when it listens on
+ * every address, else the address it listens on. */
+static void tls_endpoint(const cs_cluster_node *n, char *out, size_t cap)
+{
+	bool any = strcmp(n->tls_host, "0.0.0.0") == 0 || strcmp(n->tls_host, "::") == 0;
+
+	host_port(out, cap, any ? n->hostname : n->tls_host, n->tls_port);
 }
 
 int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
@@ -104,7 +119,22 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 		    err, spec,
 		    "TLS_LISTEN is ADDRESS:PORT with a numeric address, as 0.0.0.0:8443 "
 		    "or 127.0.0.1:8443, PORT 1 to 65535");
+	tls_endpoint(out, out->tls_endpoint, sizeof(out->tls_endpoint));
 	return 0;
+}
+
+int cs_cluster_joiner_parse(const char *spec, cs_cluster_node *out, cs_err *err)
+{
+	const char *eq = strchr(spec, '='), *comma = eq ? strchr(eq, ',') : NULL;
+	size_t n = comma ? (size_t)(comma - eq - 1) : 0;
+
+	if (comma != NULL && !(n == 6 && strncmp(eq + 1, "backup", n) == 0) &&
+	    !(n == 7 && strncmp(eq + 1, "traffic", n) == 0))
+		return cs_fail(err, CS_EUSAGE,
+		               "add-node %s: the role is backup or traffic; a cluster has one "
+		               "primary (`certsync promote` makes a backup the primary)",
+		               spec);
+	return cs_cluster_node_parse(spec, out, err);
 }
 
 /* ---- checks across nodes --------------------------------------------------- */
@@ -153,7 +183,7 @@ static int check_cluster(const cs_cluster_spec *spec, cs_err *err)
 
 /* DIR may be absent or an empty folder: a cluster is never written over
  * another's keys. */
-static int check_dir(const char *dir, cs_err *err)
+int cs_cluster_check_dir(const char *dir, cs_err *err)
 {
 	struct dirent *e;
 	DIR *d = opendir(dir);
@@ -197,8 +227,7 @@ struct node_paths {
 	char conf[PATH_MAX], key[PATH_MAX], pass[PATH_MAX], data[PATH_MAX], sock[PATH_MAX];
 };
 
-static void node_paths(const cs_cluster_spec *spec, const char root[ROOT_MAX],
-                       const char name[CS_NODE_NAME_MAX + 1], struct node_paths *p)
+static void node_paths(const cs_cluster_spec *spec, const char *folder, struct node_paths *p)
 {
 	if (spec->container) {
 		snprintf(p->conf, sizeof(p->conf), "%s", CS_CONTAINER_CONF);
@@ -208,32 +237,17 @@ static void node_paths(const cs_cluster_spec *spec, const char root[ROOT_MAX],
 		snprintf(p->sock, sizeof(p->sock), "%s", CS_CONTAINER_SOCKET);
 		return;
 	}
-	snprintf(p->conf, sizeof(p->conf), "%s/%s/" CS_CLUSTER_CONF, root, name);
-	snprintf(p->key, sizeof(p->key), "%s/%s/" CS_CLUSTER_KEY, root, name);
-	snprintf(p->pass, sizeof(p->pass), "%s/%s/" CS_CLUSTER_PASS, root, name);
-	snprintf(p->data, sizeof(p->data), "%s/%s/data", root, name);
-	snprintf(p->sock, sizeof(p->sock), "%s/%s/control.sock", root, name);
-}
-
-/* "HOST:PORT" with brackets for IPv6. */
-static void host_port(char *out, size_t cap, const char *host, unsigned port)
-{
-	snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
-}
-
-/* A peer's TLS endpoint as others reach it: its hostname when it listens on
- * every address, else the address it listens on. */
-static void tls_endpoint(const cs_cluster_node *n, char *out, size_t cap)
-{
-	bool any = strcmp(n->tls_host, "0.0.0.0") == 0 || strcmp(n->tls_host, "::") == 0;
-
-	host_port(out, cap, any ? n->hostname : n->tls_host, n->tls_port);
+	snprintf(p->conf, sizeof(p->conf), "%s/" CS_CLUSTER_CONF, folder);
+	snprintf(p->key, sizeof(p->key), "%s/" CS_CLUSTER_KEY, folder);
+	snprintf(p->pass, sizeof(p->pass), "%s/" CS_CLUSTER_PASS, folder);
+	snprintf(p->data, sizeof(p->data), "%s/data", folder);
+	snprintf(p->sock, sizeof(p->sock), "%s/control.sock", folder);
 }
 
 static char *config_text(const cs_cluster_spec *spec, const cs_cluster_node *n,
                          const struct node_paths *p)
 {
-	char listen[300], endpoint[300];
+	char listen[300];
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -247,23 +261,22 @@ static char *config_text(const cs_cluster_spec *spec, const cs_cluster_node *n,
 	else
 		snprintf(listen, sizeof(listen), "tcp://0.0.0.0:%u", n->repl_port);
 	fprintf(f,
-	        "# certsync configuration of node %s, written by `certsync cluster init`.\n"
+	        "# certsync configuration of node %s, written by `certsync cluster %s`.\n"
 	        "[node]\nname = %s\nrole = %s\nhostname = %s\ndata_dir = %s\n"
 	        "control_socket = %s\npassphrase_file = %s\nrepl_listen = %s\n"
 	        "curve_secret_file = %s\ntls_listen = %s\n\n[cluster]\nsite_hostname = %s\n",
-	        n->name, n->name, cs_role_name(n->role), n->hostname, p->data, p->sock, p->pass,
-	        listen, p->key, n->tls_listen, spec->site);
+	        n->name, spec->dir != NULL ? "init" : "add-node", n->name, cs_role_name(n->role),
+	        n->hostname, p->data, p->sock, p->pass, listen, p->key, n->tls_listen, spec->site);
 	for (size_t i = 0; i < spec->nnodes; i++) {
 		const cs_cluster_node *peer = &spec->nodes[i];
 
-		if (peer == n)
+		if (strcmp(peer->name, n->name) == 0)
 			continue;
-		tls_endpoint(peer, endpoint, sizeof(endpoint));
 		fprintf(f,
 		        "\n[peer %s]\nrole = %s\nhostname = %s\nrepl_endpoint = %s\n"
 		        "curve_public_key = %s\ntls_endpoint = %s\n",
 		        peer->name, cs_role_name(peer->role), peer->hostname, peer->repl_endpoint,
-		        peer->public_key, endpoint);
+		        peer->public_key, peer->tls_endpoint);
 	}
 	if (fclose(f) != 0) {
 		free(text);
@@ -280,6 +293,34 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 	return remove(path);
 }
 
+int cs_cluster_write_keys(const char *folder, cs_cluster_node *n, const char *pass, cs_err *err)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/" CS_CLUSTER_KEY, folder);
+	if (repl_keygen(path, n->public_key, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/" CS_CLUSTER_PASS, folder);
+	return write_file(path, 0600, pass, strlen(pass), err);
+}
+
+int cs_cluster_write_config(const cs_cluster_spec *spec, const cs_cluster_node *n,
+                            const char *folder, const char *final, cs_err *err)
+{
+	struct node_paths p;
+	char path[PATH_MAX];
+	char *text;
+	int rc;
+
+	node_paths(spec, final, &p);
+	if ((text = config_text(spec, n, &p)) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	snprintf(path, sizeof(path), "%s/" CS_CLUSTER_CONF, folder);
+	rc = write_file(path, 0644, text, strlen(text), err);
+	free(text);
+	return rc;
+}
+
 /* Every node folder with its key pair and a copy of the passphrase. */
 static int write_keys(const cs_cluster_spec *spec, const char tmp[ROOT_MAX + 16], const char *pass,
                       cs_err *err)
@@ -287,17 +328,11 @@ static int write_keys(const cs_cluster_spec *spec, const char tmp[ROOT_MAX + 16]
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < spec->nnodes; i++) {
-		cs_cluster_node *n = &spec->nodes[i];
-
-		snprintf(path, sizeof(path), "%s/%s", tmp, n->name);
+		snprintf(path, sizeof(path), "%s/%s", tmp, spec->nodes[i].name);
 		if (mkdir(path, 0700) != 0)
 			return cs_fail(err, CS_EIO, "%s: cannot create it: %s", path,
 			               strerror(errno));
-		snprintf(path, sizeof(path), "%s/%s/" CS_CLUSTER_KEY, tmp, n->name);
-		if (repl_keygen(path, n->public_key, err) < 0)
-			return -1;
-		snprintf(path, sizeof(path), "%s/%s/" CS_CLUSTER_PASS, tmp, n->name);
-		if (write_file(path, 0600, pass, strlen(pass), err) < 0)
+		if (cs_cluster_write_keys(path, &spec->nodes[i], pass, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -306,71 +341,83 @@ static int write_keys(const cs_cluster_spec *spec, const char tmp[ROOT_MAX + 16]
 static int write_configs(const cs_cluster_spec *spec, const char tmp[ROOT_MAX + 16],
                          const char root[ROOT_MAX], cs_err *err)
 {
-	struct node_paths p;
-	char path[PATH_MAX];
-	char *text;
-	int rc;
+	char folder[PATH_MAX], final[PATH_MAX];
 
 	for (size_t i = 0; i < spec->nnodes; i++) {
-		node_paths(spec, root, spec->nodes[i].name, &p);
-		if ((text = config_text(spec, &spec->nodes[i], &p)) == NULL)
-			return cs_fail(err, CS_EIO, "out of memory");
-		snprintf(path, sizeof(path), "%s/%s/" CS_CLUSTER_CONF, tmp, spec->nodes[i].name);
-		rc = write_file(path, 0644, text, strlen(text), err);
-		free(text);
-		if (rc < 0)
+		snprintf(folder, sizeof(folder), "%s/%s", tmp, spec->nodes[i].name);
+		snprintf(final, sizeof(final), "%s/%s", root, spec->nodes[i].name);
+		if (cs_cluster_write_config(spec, &spec->nodes[i], folder, final, err) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-int cs_cluster_init(const cs_cluster_spec *spec, cs_err *err)
+int cs_cluster_stage(const char *dir, char root[CS_CLUSTER_ROOT_MAX],
+                     char tmp[CS_CLUSTER_ROOT_MAX + 16], cs_err *err)
 {
-	uint8_t raw[PASS_BYTES];
-	char root[ROOT_MAX], tmp[ROOT_MAX + 16], cwd[PATH_MAX];
-	char *pass;
+	char cwd[PATH_MAX];
 	int rc;
 
-	if (check_cluster(spec, err) < 0 || check_dir(spec->dir, err) < 0)
-		return -1;
-	if (spec->dir[0] == '/')
-		rc = snprintf(root, sizeof(root), "%s", spec->dir);
+	if (dir[0] == '/')
+		rc = snprintf(root, CS_CLUSTER_ROOT_MAX, "%s", dir);
 	else if (getcwd(cwd, sizeof(cwd)) != NULL)
-		rc = snprintf(root, sizeof(root), "%s/%s", cwd, spec->dir);
+		rc = snprintf(root, CS_CLUSTER_ROOT_MAX, "%s/%s", cwd, dir);
 	else
 		return cs_fail(err, CS_EIO, "cannot tell the current folder: %s", strerror(errno));
-	if (rc < 0 || (size_t)rc >= sizeof(root))
-		return cs_fail(err, CS_EUSAGE, "%s: the path is too long", spec->dir);
+	if (rc < 0 || (size_t)rc >= CS_CLUSTER_ROOT_MAX)
+		return cs_fail(err, CS_EUSAGE, "%s: the path is too long", dir);
 	while (rc > 1 && root[rc - 1] == '/')
 		root[--rc] = '\0';
 	/* Beside DIR, so the final rename stays within one file system. */
-	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", root);
+	snprintf(tmp, CS_CLUSTER_ROOT_MAX + 16, "%s.tmp-XXXXXX", root);
 	if (mkdtemp(tmp) == NULL)
 		return cs_fail(err, CS_EUSAGE,
 		               "%s: cannot create a folder beside it: %s; check that "
 		               "its parent exists and is writable",
-		               spec->dir, strerror(errno));
-	/* The passphrase lives in wiped memory and only ever goes to the files. */
-	pass =
-	    sodium_malloc(sodium_base64_ENCODED_LEN(PASS_BYTES, sodium_base64_VARIANT_URLSAFE) + 1);
-	if (pass == NULL) {
-		rc = cs_fail(err, CS_EIO, "out of memory");
-	} else {
-		randombytes_buf(raw, sizeof(raw));
-		sodium_bin2base64(
-		    pass, sodium_base64_ENCODED_LEN(PASS_BYTES, sodium_base64_VARIANT_URLSAFE), raw,
-		    sizeof(raw), sodium_base64_VARIANT_URLSAFE);
-		sodium_memzero(raw, sizeof(raw));
-		strcat(pass, "\n");
-		rc = write_keys(spec, tmp, pass, err);
-		sodium_free(pass);
-	}
-	if (rc == 0)
-		rc = write_configs(spec, tmp, root, err);
+		               dir, strerror(errno));
+	return 0;
+}
+
+int cs_cluster_unstage(const char *tmp, const char *root, const char *dir, int rc, cs_err *err)
+{
+	/* rename(2) replaces an empty folder, which DIR may be. */
 	if (rc == 0 && rename(tmp, root) != 0)
-		rc = cs_fail(err, CS_EIO, "%s: cannot move the new cluster into place: %s",
-		             spec->dir, strerror(errno));
+		rc = cs_fail(err, CS_EIO, "%s: cannot move the new folder into place: %s", dir,
+		             strerror(errno));
 	if (rc != 0)
 		nftw(tmp, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;
+}
+
+int cs_cluster_new_passphrase(char **pass, cs_err *err)
+{
+	uint8_t raw[PASS_BYTES];
+	size_t len = sodium_base64_ENCODED_LEN(PASS_BYTES, sodium_base64_VARIANT_URLSAFE);
+
+	/* The passphrase lives in wiped memory and only ever goes to the files. */
+	if ((*pass = sodium_malloc(len + 1)) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2base64(*pass, len, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE);
+	sodium_memzero(raw, sizeof(raw));
+	strcat(*pass, "\n");
+	return 0;
+}
+
+int cs_cluster_init(const cs_cluster_spec *spec, cs_err *err)
+{
+	char root[CS_CLUSTER_ROOT_MAX], tmp[CS_CLUSTER_ROOT_MAX + 16];
+	char *pass = NULL;
+	int rc;
+
+	if (check_cluster(spec, err) < 0 || cs_cluster_check_dir(spec->dir, err) < 0 ||
+	    cs_cluster_stage(spec->dir, root, tmp, err) < 0)
+		return -1;
+	rc = cs_cluster_new_passphrase(&pass, err);
+	if (rc == 0)
+		rc = write_keys(spec, tmp, pass, err);
+	sodium_free(pass);
+	if (rc == 0)
+		rc = write_configs(spec, tmp, root, err);
+	return cs_cluster_unstage(tmp, root, spec->dir, rc, err);
 }

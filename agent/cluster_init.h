@@ -4,6 +4,7 @@
 #ifndef CS_CLUSTER_INIT_H
 #define CS_CLUSTER_INIT_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -24,13 +25,20 @@ typedef struct cs_cluster_node {
 	char tls_listen[300];
 	char tls_host[256];
 	unsigned tls_port;
-	char public_key[41]; /* filled by cs_cluster_init: its CURVE key in Z85 */
+	char tls_endpoint[300]; /* where others reach it: HOSTNAME:PORT when it listens
+	                           on every address, else TLS_LISTEN */
+	char public_key[41];    /* filled by cs_cluster_init: its CURVE key in Z85 */
 } cs_cluster_node;
 
 int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err);
+/* The same for a node that joins a running cluster (`cluster add-node`):
+ * its role is backup or traffic. */
+int cs_cluster_joiner_parse(const char *spec, cs_cluster_node *out, cs_err *err);
 
 typedef struct cs_cluster_spec {
-	const char *dir;  /* where DIR/NAME/ folders are written; absent or empty */
+	/* where DIR/NAME/ folders are written (absent or empty); NULL when
+	 * `cluster add-node` writes one node's folder */
+	const char *dir;
 	const char *site; /* the site hostname */
 	/* The folder the configurations name for a node's own files; NULL for
 	 * DIR/NAME itself.  With container, the fixed paths of the image
@@ -55,5 +63,25 @@ typedef struct cs_cluster_spec {
  * valid site), then writes every node's folder into a temporary folder
  * beside DIR and renames it into place: on any error nothing is left. */
 int cs_cluster_init(const cs_cluster_spec *spec, cs_err *err);
+
+/* The pieces of cs_cluster_init that `cluster add-node` shares. */
+#define CS_CLUSTER_ROOT_MAX (PATH_MAX / 2) /* DIR, so that DIR/NAME/FILE always fits */
+/* 0 when dir is absent or an empty folder. */
+int cs_cluster_check_dir(const char *dir, cs_err *err);
+/* root = dir made absolute; tmp = a new 0700 folder beside it. */
+int cs_cluster_stage(const char *dir, char root[CS_CLUSTER_ROOT_MAX],
+                     char tmp[CS_CLUSTER_ROOT_MAX + 16], cs_err *err);
+/* With rc 0 moves tmp into place as root, else (or when that fails)
+ * removes tmp and all it holds; returns the outcome. */
+int cs_cluster_unstage(const char *tmp, const char *root, const char *dir, int rc, cs_err *err);
+/* A new random passphrase line, sodium_malloc'd (sodium_free it). */
+int cs_cluster_new_passphrase(char **pass, cs_err *err);
+/* Into folder: n's new key pair (its public key into n->public_key) and the
+ * passphrase file (0600). */
+int cs_cluster_write_keys(const char *folder, cs_cluster_node *n, const char *pass, cs_err *err);
+/* folder/certsync.conf for node n, its peers the other nodes of spec, its
+ * own paths under final (where folder is moved to). */
+int cs_cluster_write_config(const cs_cluster_spec *spec, const cs_cluster_node *n,
+                            const char *folder, const char *final, cs_err *err);
 
 #endif

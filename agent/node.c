@@ -13,6 +13,7 @@
 #include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
+#include "members.h"
 #include "ops.h"
 #include "passphrases.h"
 #include "records.h"
@@ -74,7 +75,8 @@ static int create_settings(struct cs_node *node, const char *pass, size_t passle
 	cs_kdf_default_limits(&opslimit, &memlimit);
 	if (cs_txn_begin(node->store, true, &txn, err) < 0)
 		return -1;
-	if (rec_cluster_create(txn, pass, passlen, opslimit, memlimit, &node->key, err) < 0) {
+	if (rec_cluster_create(txn, pass, passlen, opslimit, memlimit, &node->key, err) < 0 ||
+	    ops_members_seed(node, txn, err) < 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}
@@ -107,7 +109,7 @@ static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_
 	return create_settings(node, pass, passlen, err);
 }
 
-int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
+int cs_node_open(cs_node **out, cs_config *cfg, cs_err *err)
 {
 	struct cs_node *node;
 	char *pass;
@@ -142,6 +144,10 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		pass = NULL;
 		passlen = 0;
 	}
+	/* The replication starts with the membership's peers, not the
+	 * configuration's, when the store holds one. */
+	if (rc == 0)
+		ops_members_sync(node);
 	if (rc == 0)
 		rc = ops_repl_start(node, pass, passlen, err);
 	cs_secret_free(pass);
@@ -163,12 +169,19 @@ void cs_node_set_worker(cs_node *node, struct cs_worker *worker)
 /* Tells the TLS endpoint the store changed; its reloader serves the change
  * shortly after, so neither a commit's answer nor the replication thread
  * waits for a table build.  Every change passes here, so the store's map is
- * checked here too. */
+ * checked here too, and the node follows the membership it may have
+ * changed. */
 void ops_reload_tls(struct cs_node *node)
 {
 	if (node->tls != NULL)
 		tls_server_changed(node->tls);
 	ops_store_check(node->store);
+	ops_members_sync(node);
+}
+
+void cs_node_members_ensure(cs_node *node)
+{
+	ops_members_ensure(node);
 }
 
 int cs_node_start_tls(cs_node *node, cs_err *err)
@@ -222,6 +235,7 @@ void cs_node_close(cs_node *node)
 	repl_stop(node->repl); /* before the store it writes */
 	node->repl = NULL;
 	mon_stop(node->mon);
+	ops_members_close(node);
 	json_decref(node->serving);
 	cs_key_free(node->key);
 	for (size_t i = 0; i < node->nretired; i++)
@@ -405,6 +419,9 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"cluster.nodes", op_cluster_nodes, false, false},
+    {"cluster.add-node", op_cluster_add_node, true, false},
+    {"cluster.remove-node", op_cluster_remove_node, true, false},
     {"backup", op_backup, false, false},
     {"cluster.rekey", op_cluster_rekey, true, true},
 };

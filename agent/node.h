@@ -15,7 +15,7 @@ typedef struct cs_node cs_node;
  * primary whose store is new, creates the cluster settings (salt, limits,
  * key-check value).  A passphrase that does not give the cluster's key-check
  * value fails with "cluster passphrase does not match" and nothing written. */
-int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err);
+int cs_node_open(cs_node **out, cs_config *cfg, cs_err *err);
 void cs_node_close(cs_node *node);
 
 /* Starts the SNI TLS endpoint on the configured tls_listen addresses, serving
@@ -54,6 +54,10 @@ int cs_node_flush(cs_node *node, cs_err *err);
 void cs_node_monitor(cs_node *node);
 /* The same, only when this node committed a change since the last time. */
 void cs_node_monitor_changed(cs_node *node);
+
+/* Seeds the cluster's membership on a primary whose store has none yet,
+ * once it accepts changes (members.c); after every pass of the loop. */
+void cs_node_members_ensure(cs_node *node);
 
 /* Starts the admin listener (admin_listen: /metrics) on base; *out stays
  * NULL without admin_listen.  Stop it with mon_admin_stop before base goes. */

@@ -17,7 +17,7 @@
 #include "control.h"
 
 struct cs_node {
-	const cs_config *cfg;
+	cs_config *cfg; /* its peers follow the cluster's membership (members.c) */
 	cs_store *store;
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;
@@ -37,6 +37,12 @@ struct cs_node {
 	json_t *serving;                /* the last probes' results, or NULL */
 	time_t serving_started;         /* when the last probes began; 0 never */
 	bool serving_busy;              /* probes are running */
+	bool members_known;             /* the membership record was read (members.c) */
+	uint8_t members_hash[32];       /* of the membership the node follows */
+	/* the configuration's [peer] sections, once the membership replaced
+	 * them: where this node reaches each peer (members.c) */
+	cs_peer *seed;
+	size_t nseed;
 	/* keys replaced by `cluster rekey`, freed when the node closes */
 	cs_key **retired;
 	size_t nretired;
@@ -179,6 +185,11 @@ struct ops_deferred {
 /* Queues d on the worker and returns NULL: the request is answered later
  * (or now, with err, when it cannot be queued; d is freed either way). */
 json_t *ops_defer(ops_deferred *d, cs_err *err);
+
+/* ops_members.c: the cluster's membership (members.h). */
+json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cluster_add_node(struct cs_node *node, json_t *args, cs_err *err);
+json_t *op_cluster_remove_node(struct cs_node *node, json_t *args, cs_err *err);
 
 /* ops_backup.c: a copy of the store written to args.file, off the loop. */
 json_t *op_backup(struct cs_node *node, json_t *args, cs_err *err);

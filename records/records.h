@@ -21,6 +21,34 @@
 /* Keys of the settings table. */
 #define REC_SETTINGS_KDF     "kdf"     /* Certsync__KdfParams: the cluster settings */
 #define REC_SETTINGS_DEFAULT "default" /* Certsync__DefaultCert */
+#define REC_SETTINGS_MEMBERS "members" /* Certsync__Members: the cluster's nodes */
+
+/* ---- the cluster's membership (members.c) ---- */
+
+#define REC_MEMBERS_MAX     65 /* a primary and the replication's 64 peers */
+#define REC_MEMBER_NAME_MAX 64
+#define REC_MEMBER_KEY_LEN  32 /* a CURVE public key */
+
+typedef struct rec_member {
+	char name[REC_MEMBER_NAME_MAX + 1];
+	char role[8]; /* "primary", "backup" or "traffic" */
+	char hostname[256];
+	char repl_endpoint[300]; /* tcp://HOST:PORT; "" when none */
+	char tls_endpoint[300];  /* HOST:PORT; "" when none */
+	uint8_t key[REC_MEMBER_KEY_LEN];
+} rec_member;
+
+typedef struct rec_members {
+	size_t n;
+	rec_member v[REC_MEMBERS_MAX];
+} rec_members;
+
+/* The membership: 0 read into *m, 1 absent, -1 when it does not decode, is
+ * damaged (a bad role, a key not of 32 bytes) or the store fails. */
+int rec_members_get(cs_txn *txn, rec_members *m, cs_err *err);
+int rec_members_put(cs_txn *txn, const rec_members *m, cs_err *err);
+/* The member named name, or NULL. */
+const rec_member *rec_members_find(const rec_members *m, const char *name);
 
 /* ---- the cluster settings ---- */
 

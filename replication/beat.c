@@ -25,7 +25,7 @@ static size_t cluster_views(const repl *r, const struct peer *p, Certsync__NodeV
 	for (size_t i = 0; i < r->npeers; i++) {
 		const struct peer *q = &r->peers[i];
 
-		if (q == p)
+		if (q == p || q->removed)
 			continue;
 		views[n] = (Certsync__NodeView)CERTSYNC__NODE_VIEW__INIT;
 		pos[n] = (Certsync__Position)CERTSYNC__POSITION__INIT;

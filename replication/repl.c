@@ -60,6 +60,11 @@ void repl_notify_agent(repl *r)
 	wake(r->notify_fd);
 }
 
+void wake_thread(repl *r)
+{
+	wake(r->wake_fd);
+}
+
 void repl_announce_changed(repl *r)
 {
 	pthread_mutex_lock(&r->mu);
@@ -194,7 +199,7 @@ static void start_wait(repl *r, struct waiter *w)
 		const struct peer *p = &r->peers[i];
 		uint64_t bit = (uint64_t)1 << i;
 
-		if (w->mode == REPL_WAIT_NONE ||
+		if (p->removed || w->mode == REPL_WAIT_NONE ||
 		    (w->mode == REPL_WAIT_BACKUP && p->role == CS_ROLE_TRAFFIC))
 			continue;
 		/* Waiting for a node that is down only delays the answer. */
@@ -245,6 +250,7 @@ static bool take_requests(repl *r)
 	force = r->promote.force;
 	r->promote.pending = false;
 	pthread_mutex_unlock(&r->mu);
+	members_take(r);
 	if (pushed && r->leading && repl_local_reload(r) == 0)
 		lead_push(r);
 	while (in != NULL) {
@@ -277,7 +283,8 @@ static void check_started(repl *r)
 	if (r->starting_until == 0)
 		return;
 	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].role != CS_ROLE_TRAFFIC && r->peers[i].s.heard == 0)
+		if (r->peers[i].role != CS_ROLE_TRAFFIC && !r->peers[i].removed &&
+		    r->peers[i].s.heard == 0)
 			heard = false;
 	if (!r->leading || heard || cs_mono_ms() >= r->starting_until) {
 		if (r->leading)
@@ -299,13 +306,11 @@ static void tick(repl *r)
 	repl_waiters_check(r, false);
 }
 
-static void *run(void *arg)
+/* The sockets the thread polls, with the peer each link leads to: built
+ * again whenever the membership opens or closes a link. */
+static size_t poll_items(repl *r, zmq_pollitem_t *items, struct peer **owner)
 {
-	repl *r = arg;
-	zmq_pollitem_t items[4 + MAX_PEERS];
-	struct peer *owner[4 + MAX_PEERS] = {NULL};
 	size_t n = 0;
-	bool running = true;
 
 	items[n++] = (zmq_pollitem_t){.fd = r->wake_fd, .events = ZMQ_POLLIN};
 	items[n++] = (zmq_pollitem_t){.socket = r->zap, .events = ZMQ_POLLIN};
@@ -317,8 +322,24 @@ static void *run(void *arg)
 		owner[n] = &r->peers[i];
 		items[n++] = (zmq_pollitem_t){.socket = r->peers[i].dealer, .events = ZMQ_POLLIN};
 	}
+	r->relink = false;
+	return n;
+}
+
+static void *run(void *arg)
+{
+	repl *r = arg;
+	zmq_pollitem_t items[4 + MAX_PEERS];
+	struct peer *owner[4 + MAX_PEERS] = {NULL};
+	size_t n = 0;
+	bool running = true;
+
+	r->relink = true;
 	while (running) {
 		int64_t wait = r->next_beat - cs_mono_ms();
+
+		if (r->relink)
+			n = poll_items(r, items, owner);
 
 		if (zmq_poll(items, (int)n, wait > 0 ? (long)wait : 0) < 0 &&
 		    zmq_errno() != EINTR) {
@@ -328,6 +349,8 @@ static void *run(void *arg)
 		}
 		if (items[0].revents & ZMQ_POLLIN)
 			running = take_requests(r);
+		if (r->relink)
+			continue; /* a closed link's item is stale: poll again first */
 		if (items[1].revents & ZMQ_POLLIN)
 			wire_zap(r);
 		if (items[2].revents & ZMQ_POLLIN)
@@ -377,8 +400,9 @@ static int copy_config(repl *r, const repl_config *cfg, cs_err *err)
 		return cs_fail(err, CS_EUSAGE, "%zu peers: a cluster has at most %d", cfg->npeers,
 		               MAX_PEERS);
 	r->name = strdup(cfg->name);
-	r->peers = calloc(cfg->npeers ? cfg->npeers : 1, sizeof(*r->peers));
-	r->view.peers = calloc(cfg->npeers ? cfg->npeers : 1, sizeof(*r->view.peers));
+	/* Room for every member the cluster may gain (members.c). */
+	r->peers = calloc(MAX_PEERS, sizeof(*r->peers));
+	r->view.peers = calloc(MAX_PEERS, sizeof(*r->view.peers));
 	if (r->name == NULL || r->peers == NULL || r->view.peers == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	r->role = cfg->role;
@@ -470,6 +494,7 @@ fail:
 
 void repl_discard(repl *r)
 {
+	members_discard(r);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free_repl(r);
@@ -507,7 +532,7 @@ static void run_done(repl *r, struct waiter *w)
 	json_t *names = json_array();
 
 	for (size_t i = 0; i < r->npeers; i++)
-		if (w->missing & ((uint64_t)1 << i))
+		if ((w->missing & ((uint64_t)1 << i)) && !r->peers[i].removed)
 			json_array_append_new(names, json_string(r->peers[i].name));
 	w->done(w->arg, names);
 	free(w);

@@ -90,6 +90,13 @@ typedef struct repl repl;
  * starts leading; everyone else follows. */
 int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hooks *hooks,
                cs_err *err);
+/* The cluster's membership changed: peers (every member but this node)
+ * replaces the peers from now on.  New members' keys are admitted and links
+ * to new primary-capable members opened; a peer no longer listed has its key
+ * refused and its connection cut.  Returns at once; the replication thread
+ * applies it. */
+int repl_set_peers(repl *r, const repl_peer *peers, size_t n, cs_err *err);
+
 /* Stops the thread; every pending wait completes first, unconfirmed. */
 void repl_stop(repl *r);
 

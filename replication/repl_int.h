@@ -74,6 +74,13 @@ struct peer {
 	 * ones whose diverged entries it may report */
 	uint64_t led[LED_HISTORY];
 	size_t nled;
+	/* no longer a member (members.c): its key is refused, its slot kept so
+	 * that indices and pointers to the others stay valid */
+	bool removed;
+	/* the descriptors its latest messages to our ROUTER came on (a peer
+	 * may hold more than one connection while an old one times out) */
+	int fds[4];
+	size_t nfds;
 };
 
 /* Messages dropped, by cause; published for status. */
@@ -202,6 +209,12 @@ struct repl {
 	cs_pos changed_pos;
 	cs_key *newkey;
 	struct view view;
+	/* the membership the agent handed over, for the thread to apply */
+	repl_peer *members;
+	size_t nmembers;
+	bool members_pending;
+	/* thread: the poll set must be rebuilt (a link was opened or closed) */
+	bool relink;
 };
 
 /* ---- wire.c: sockets, envelopes, ZAP ---- */
@@ -211,6 +224,11 @@ void wire_close(repl *r);
  * through our link to it.  Never blocks; 0 sent, -1 not. */
 int wire_send(repl *r, struct peer *p, envelope *env, bool via_router);
 void wire_zap(repl *r);
+/* Opens our link to primary-capable peer p (its own I/O thread when thread
+ * is above 0, else any); wire_unlink closes it and cuts p's connection to
+ * our ROUTER, so that a removed peer holds no session. */
+int wire_link(repl *r, struct peer *p, int thread, cs_err *err);
+void wire_unlink(repl *r, struct peer *p);
 /* Reads the ROUTER's connection events: a connection accepted while
  * REPL_MAX_UNAUTHENTICATED younger than the handshake interval are open is
  * shut down at once. */
@@ -277,6 +295,14 @@ int repl_local_reload(repl *r);
  * store moved to r->loc.applied. */
 void repl_notify_agent(repl *r);
 void repl_announce_changed(repl *r);
+/* Wakes the replication thread to look at what the agent queued. */
+void wake_thread(repl *r);
+
+/* ---- members.c: the peers follow the membership ---- */
+/* Applies the membership the agent handed over, if any (thread). */
+void members_take(repl *r);
+/* Frees a membership still queued (repl_discard). */
+void members_discard(repl *r);
 
 /* ---- beat.c ---- */
 /* Builds and sends our beat to p (session when we follow it). */

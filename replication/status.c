@@ -93,7 +93,8 @@ json_t *repl_status(repl *r)
 	pthread_mutex_lock(&r->mu);
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
-		json_array_append_new(peers, peer_json(r, i, now, head));
+		if (!r->peers[i].removed)
+			json_array_append_new(peers, peer_json(r, i, now, head));
 	j = json_pack(
 	    "{s:s, s:s, s:b, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
 	    "s:I, s:I, s:I}}",

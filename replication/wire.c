@@ -129,20 +129,23 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 		               zmq_strerror(zmq_errno()));
 	r->listen_port = bound_port(r->router);
 	threads = 1;
-	for (size_t i = 0; i < r->npeers; i++) {
-		struct peer *p = &r->peers[i];
+	for (size_t i = 0; i < r->npeers; i++)
+		if (r->peers[i].role != CS_ROLE_TRAFFIC &&
+		    wire_link(r, &r->peers[i], threads++, err) != 0)
+			return -1;
+	return 0;
+}
 
-		if (p->role == CS_ROLE_TRAFFIC)
-			continue;
-		p->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
-		if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0 ||
-		    own_io_thread(p->dealer, threads++) != 0)
-			return cs_fail(err, CS_EIO, "peer %s: cannot set up a socket: %s", p->name,
-			               zmq_strerror(zmq_errno()));
-		if (zmq_connect(p->dealer, p->endpoint) != 0)
-			return cs_fail(err, CS_EUSAGE, "peer %s: repl_endpoint %s: %s", p->name,
-			               p->endpoint, zmq_strerror(zmq_errno()));
-	}
+int wire_link(repl *r, struct peer *p, int thread, cs_err *err)
+{
+	p->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
+	if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0 ||
+	    (thread > 0 && own_io_thread(p->dealer, thread) != 0))
+		return cs_fail(err, CS_EIO, "peer %s: cannot set up a socket: %s", p->name,
+		               zmq_strerror(zmq_errno()));
+	if (zmq_connect(p->dealer, p->endpoint) != 0)
+		return cs_fail(err, CS_EUSAGE, "peer %s: repl_endpoint %s: %s", p->name,
+		               p->endpoint, zmq_strerror(zmq_errno()));
 	return 0;
 }
 
@@ -217,10 +220,12 @@ void wire_drop(repl *r, struct peer *p, uint64_t *counter, const char *fmt, ...)
 	        what);
 }
 
+/* Only members: a removed peer's key is refused, and what still arrives on
+ * a connection it opened before is dropped. */
 static struct peer *peer_by_key(repl *r, const uint8_t *key)
 {
 	for (size_t i = 0; i < r->npeers; i++)
-		if (memcmp(r->peers[i].pub, key, REPL_KEY_LEN) == 0)
+		if (!r->peers[i].removed && memcmp(r->peers[i].pub, key, REPL_KEY_LEN) == 0)
 			return &r->peers[i];
 	return NULL;
 }
@@ -228,7 +233,7 @@ static struct peer *peer_by_key(repl *r, const uint8_t *key)
 struct peer *wire_peer_by_name(repl *r, const char *name)
 {
 	for (size_t i = 0; name != NULL && i < r->npeers; i++)
-		if (strcmp(r->peers[i].name, name) == 0)
+		if (!r->peers[i].removed && strcmp(r->peers[i].name, name) == 0)
 			return &r->peers[i];
 	return NULL;
 }
@@ -311,6 +316,20 @@ envelope *wire_decode(repl *r, struct peer *p, const void *data, size_t len)
 	return env;
 }
 
+static void remember_fd(struct peer *p, int fd)
+{
+	size_t n = sizeof(p->fds) / sizeof(p->fds[0]);
+
+	for (size_t i = 0; i < p->nfds; i++)
+		if (p->fds[i] == fd)
+			return;
+	if (fd < 0)
+		return;
+	if (p->nfds == n)
+		memmove(p->fds, p->fds + 1, --p->nfds * sizeof(p->fds[0]));
+	p->fds[p->nfds++] = fd;
+}
+
 int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct peer **p)
 {
 	zmq_msg_t rid, body;
@@ -343,6 +362,7 @@ int wire_recv(repl *r, void *sock, struct peer *from, envelope **env, struct pee
 	    zmq_msg_size(&rid) <= sizeof((*p)->rid)) {
 		memcpy((*p)->rid, zmq_msg_data(&rid), zmq_msg_size(&rid));
 		(*p)->ridlen = zmq_msg_size(&rid);
+		remember_fd(*p, zmq_msg_get(&body, ZMQ_SRCFD));
 	}
 	*env = wire_decode(r, *p, zmq_msg_data(&body), zmq_msg_size(&body));
 out:
@@ -437,4 +457,28 @@ void wire_watch(repl *r)
 		zmq_msg_close(&addr);
 		zmq_msg_close(&head);
 	}
+}
+
+void wire_unlink(repl *r, struct peer *p)
+{
+	char addr[INET6_ADDRSTRLEN];
+
+	if (p->dealer != NULL) {
+		zmq_close(p->dealer);
+		p->dealer = NULL;
+		r->relink = true;
+	}
+	/* libzmq cannot close one connection of a ROUTER, but the descriptors
+	 * the peer's messages came on can be shut down, as wire_watch does: its
+	 * reconnect then meets the ZAP handler, which refuses it.  A descriptor
+	 * may have been reused since for another peer's connection: that peer
+	 * reconnects at once. */
+	for (size_t i = 0; i < p->nfds; i++) {
+		if (!ours(r, p->fds[i], addr, sizeof(addr)))
+			continue;
+		shutdown(p->fds[i], SHUT_RDWR);
+		cs_info("repl: connection of %s from %s cut", p->name, addr);
+	}
+	p->nfds = 0;
+	p->ridlen = 0;
 }

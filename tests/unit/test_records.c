@@ -1,7 +1,8 @@
 /* test_records.c — unit tests of the records module: the cluster settings
  * (made once, opened with the right passphrase, refused with another, a
  * damaged record named) and the CA pool's one failure policy (a CA record
- * that does not decode is left out, the ids hash still counts it). */
+ * that does not decode is left out, the ids hash still counts it), and the
+ * membership record (written and read back, a damaged one refused). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -251,11 +252,77 @@ static void test_find_by_id_prefix(void **state)
 	assert_string_equal(found(f->st, "three", &err), "three");
 }
 
+/* The membership: written and read back as it was; a record that does not
+ * decode, names a role no node has or holds a key of the wrong length is
+ * refused as damaged, never half read. */
+static void test_members(void **state)
+{
+	struct test_store *f = *state;
+	rec_members m = {0}, back = {0};
+	Certsync__Member bad = CERTSYNC__MEMBER__INIT, *badp = &bad;
+	Certsync__Members rec = CERTSYNC__MEMBERS__INIT;
+	uint8_t key[REC_MEMBER_KEY_LEN] = {1};
+	cs_err err;
+	cs_txn *txn = test_begin(f->st, false);
+
+	assert_int_equal(rec_members_get(txn, &back, &err), 1); /* absent */
+	cs_txn_abort(txn);
+	m.n = 2;
+	snprintf(m.v[0].name, sizeof(m.v[0].name), "primary");
+	snprintf(m.v[0].role, sizeof(m.v[0].role), "primary");
+	snprintf(m.v[1].name, sizeof(m.v[1].name), "tn1");
+	snprintf(m.v[1].role, sizeof(m.v[1].role), "traffic");
+	snprintf(m.v[1].hostname, sizeof(m.v[1].hostname), "tn1.example.test");
+	snprintf(m.v[1].repl_endpoint, sizeof(m.v[1].repl_endpoint), "tcp://127.0.0.1:7702");
+	m.v[1].key[0] = 7;
+	txn = test_begin(f->st, true);
+	assert_int_equal(rec_members_put(txn, &m, &err), 0);
+	commit(txn);
+	txn = test_begin(f->st, false);
+	assert_int_equal(rec_members_get(txn, &back, &err), 0);
+	cs_txn_abort(txn);
+	assert_memory_equal(&back, &m, sizeof(m));
+	assert_non_null(rec_members_find(&back, "tn1"));
+	assert_null(rec_members_find(&back, "tn2"));
+
+	/* a role no node has */
+	bad.name = "x";
+	bad.role = "witness";
+	bad.curve_public_key = (ProtobufCBinaryData){sizeof(key), key};
+	rec.n_nodes = 1;
+	rec.nodes = &badp;
+	for (int i = 0; i < 3; i++) {
+		if (i == 1) { /* a key of 31 bytes */
+			bad.role = "traffic";
+			bad.curve_public_key.len = sizeof(key) - 1;
+		}
+		txn = test_begin(f->st, true);
+		if (i < 2) {
+			assert_int_equal(rec_put(txn, CS_TBL_SETTINGS,
+			                         (const uint8_t *)REC_SETTINGS_MEMBERS,
+			                         strlen(REC_SETTINGS_MEMBERS), &rec.base, &err),
+			                 0);
+		} else { /* not a Members message */
+			assert_int_equal(cs_txn_put(txn, CS_TBL_SETTINGS, REC_SETTINGS_MEMBERS,
+			                            strlen(REC_SETTINGS_MEMBERS), "\xff\xff", 2,
+			                            &err),
+			                 0);
+		}
+		commit(txn);
+		txn = test_begin(f->st, false);
+		assert_int_equal(rec_members_get(txn, &back, &err), -1);
+		cs_txn_abort(txn);
+		assert_int_equal(err.code, CS_EIO);
+		assert_non_null(strstr(err.msg, "membership"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_cluster_settings, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_ca_pool, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_members, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_find_by_id_prefix, setup, test_store_teardown),
 	};
 
