@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 
 #define CLIENT_TIMEOUT_MS (300 * 1000) /* an RSA 4096 key can take a while */
 #define ACCEPT_PAUSE_MS   100          /* out of descriptors: stop accepting this long */
+#define SEND_NOW_IOV      16           /* an answer sent while stopping spans few chains */
 
 struct cs_control {
 	struct evconnlistener *listener;
@@ -526,6 +528,23 @@ int cs_control_listen(cs_control **out, struct event_base *base, const char *pat
 	return 0;
 }
 
+/* Writes what c's output holds, as far as the socket takes it without
+ * waiting.  The bufferevent keeps its output's start frozen for its own
+ * writes, so the bytes are read in place. */
+static void send_now(struct conn *c)
+{
+	struct evbuffer_iovec v[SEND_NOW_IOV];
+	struct iovec iov[SEND_NOW_IOV];
+	int n = evbuffer_peek(bufferevent_get_output(c->bev), -1, NULL, v, SEND_NOW_IOV);
+
+	if (n > SEND_NOW_IOV)
+		n = SEND_NOW_IOV;
+	for (int i = 0; i < n; i++)
+		iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+	if (n > 0 && writev(bufferevent_getfd(c->bev), iov, n) < 0)
+		cs_debug("control: an answer could not be sent while stopping");
+}
+
 void cs_control_close(cs_control *ctl)
 {
 	if (ctl == NULL)
@@ -534,10 +553,13 @@ void cs_control_close(cs_control *ctl)
 		event_free(ctl->resume);
 	if (ctl->listener != NULL)
 		evconnlistener_free(ctl->listener);
-	/* Open connections close unanswered; requests still waiting are later
-	 * answered to nobody. */
-	while (ctl->conns != NULL)
+	/* Answers the loop had no pass left to send (those of requests the
+	 * stopping worker gave up) go out now; other open connections close
+	 * unanswered, and requests still waiting are later answered to nobody. */
+	while (ctl->conns != NULL) {
+		send_now(ctl->conns);
 		conn_close(ctl->conns);
+	}
 	for (cs_control_pending *p = ctl->pending; p != NULL; p = p->next)
 		p->ctl = NULL;
 	unlink(ctl->path);

@@ -3,6 +3,7 @@
 #ifndef CS_OPS_H
 #define CS_OPS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -30,7 +31,7 @@ struct cs_node {
 	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
-	struct cs_worker *worker;       /* decodes imports off the event loop (worker.h) */
+	struct cs_worker *worker;       /* slow commands off the event loop (ops_defer.c) */
 	struct cs_worker *mon_worker;   /* the primary's probes (ops_serving.c) */
 	struct cs_worker *admin_worker; /* renders of /metrics (ops_monitor.c) */
 	json_t *serving;                /* the last probes' results, or NULL */
@@ -157,6 +158,33 @@ json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ---- ops_defer.c: commands whose slow part runs on the worker ---- */
+/* The first member of such a command's job.  work runs on the worker
+ * thread and touches only the job (and what is safe from any thread: the
+ * cluster key, a read transaction of its own); finish then runs on the
+ * loop once work returned 0, and gives the answer (a new reference) or
+ * NULL with err.  A change's finish writes the store in the pass's batch
+ * and is held for --wait like any change; a change is refused when the
+ * node stopped leading meanwhile. */
+typedef struct ops_deferred ops_deferred;
+struct ops_deferred {
+	struct cs_node *node;
+	const char *cmd;   /* names the command in messages: "cert self-signed" */
+	bool change;       /* writes the store: needs this node to lead at the end */
+	ops_wait_req wait; /* a change's --wait */
+	int (*work)(ops_deferred *d, const atomic_bool *stop);
+	json_t *(*finish)(ops_deferred *d, cs_err *err);
+	void (*free)(ops_deferred *d); /* frees the job, wiping what it holds */
+	/* set by the worker */
+	int rc;
+	cs_err err;
+	bool ran;
+	cs_control_pending *pending;
+};
+/* Queues d on the worker and returns NULL: the request is answered later
+ * (or now, with err, when it cannot be queued; d is freed either way). */
+json_t *ops_defer(ops_deferred *d, cs_err *err);
 
 /* ops_members.c: the cluster's membership (members.h). */
 json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err);

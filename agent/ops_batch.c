@@ -8,8 +8,9 @@
  * at once, or once the followers acknowledged them (--wait).  So a change is
  * never answered, pushed or served before it is on disk, and N clients that
  * write at once pay one sync instead of N.  A command that is not a change
- * flushes first: promote waits on the replication thread, which must be
- * able to write the store. */
+ * flushes first, so that it reads the changes before it as they are on
+ * disk (and promote's replication thread can write the store: the batch
+ * holds the store's write lock while it is open). */
 #include "ops.h"
 
 #include <stdlib.h>

@@ -394,9 +394,12 @@ static int intended_id(cs_txn *txn, const struct loaded *dl, const char *host, t
  * else, when the coverage check fails anyway, what the node's coverage
  * gate picks, as this node predicts it from its own store (the node's
  * table differs from ours only by its hostname).  dl: the default, or
- * NULL; prev (our served table, may be NULL) saves re-parsing. */
-static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct loaded *dl,
-                            const char *hostname, const tls_table *prev, time_t now, cs_err *err)
+ * NULL.  *prev (a reference, or NULL) is the last table built: every
+ * certificate is unsealed and parsed once, not once per node; a table
+ * built here replaces it. */
+static json_t *expected_ids(struct cs_node *node, const cs_key *key, cs_txn *txn,
+                            const struct loaded *dl, const char *hostname, tls_table **prev,
+                            time_t now, cs_err *err)
 {
 	const char *hosts[EXPECTED_HOSTS] = {hostname, node->cfg->site_hostname};
 	char ids[EXPECTED_HOSTS][2 * PKI_ID_LEN + 1] = {"", ""};
@@ -411,17 +414,19 @@ static json_t *expected_ids(struct cs_node *node, cs_txn *txn, const struct load
 		if (ids[i][0] != '\0') {
 			id = ids[i];
 		} else {
-			if (t == NULL && tls_table_load(&t, txn, node->key, hostname, hosts[1],
-			                                prev, now, err) < 0)
-				goto fail;
+			if (t == NULL) {
+				if (tls_table_load(&t, txn, key, hostname, hosts[1], *prev, now,
+				                   err) < 0)
+					goto fail;
+				tls_table_free(*prev);
+				*prev = t;
+			}
 			id = tls_table_served(t, hosts[i], now);
 		}
 		json_object_set_new(j, hosts[i], id != NULL ? json_string(id) : json_null());
 	}
-	tls_table_free(t);
 	return j;
 fail:
-	tls_table_free(t);
 	json_decref(j);
 	return NULL;
 }
@@ -457,15 +462,36 @@ static json_t *peer_view(json_t *peers, const char *name)
 	return NULL;
 }
 
-json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
+/* verify --cluster: its tables are built on the worker (a table of
+ * thousands of certificates takes seconds to build from the store). */
+struct cluster_job {
+	ops_deferred d;    /* first: the job is run as one (ops_defer.c) */
+	json_t *rs;        /* replication's status, read on the loop; NULL without it */
+	const cs_key *key; /* the node's when the command came (cluster rekey keeps it) */
+	tls_table *prev;   /* the served table, then the last one built */
+	json_t *result;
+};
+
+static void cluster_free(ops_deferred *d)
 {
+	struct cluster_job *j = (struct cluster_job *)d;
+
+	json_decref(j->rs);
+	tls_table_free(j->prev);
+	json_decref(j->result);
+	free(j);
+}
+
+static int cluster_work(ops_deferred *d, const atomic_bool *stop)
+{
+	struct cluster_job *job = (struct cluster_job *)d;
+	struct cs_node *node = d->node;
 	const cs_config *cfg = node->cfg;
+	cs_err *err = &d->err;
 	char digest[2 * CS_DIGEST_LEN + 1], hex[2 * PKI_ID_LEN + 1];
-	uint8_t d[CS_DIGEST_LEN];
-	json_t *rs = node->repl ? repl_status(node->repl) : NULL;
-	json_t *peers = json_object_get(rs, "peers"), *nodes = json_array(), *uncovered;
+	uint8_t dg[CS_DIGEST_LEN];
+	json_t *peers = json_object_get(job->rs, "peers"), *nodes = json_array(), *uncovered;
 	json_t *expected, *dflt = json_null();
-	tls_table *served = node->tls ? tls_server_table(node->tls) : NULL;
 	time_t now = time(NULL);
 	const char *hosts[HOSTS_MAX];
 	size_t nhosts = cs_config_hosts(cfg, hosts, HOSTS_MAX);
@@ -475,13 +501,12 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	bool has_dflt = false;
 	cs_pos at;
 
-	(void)args;
 	uncovered = json_array();
 	if (cs_txn_begin(node->store, false, &txn, err) < 0)
 		goto fail;
 	at = cs_txn_applied(txn);
-	cs_txn_digest(txn, d);
-	cs_hex(d, CS_DIGEST_LEN, digest);
+	cs_txn_digest(txn, dg);
+	cs_hex(dg, CS_DIGEST_LEN, digest);
 	/* No default is a finding of the check, not an error of the command. */
 	if (load(txn, NULL, &l, &lerr) == 0) {
 		has_dflt = true;
@@ -491,8 +516,8 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 			if (!pki_covers(l.leaf, hosts[i]))
 				json_array_append_new(uncovered, json_string(hosts[i]));
 	}
-	if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, cfg->hostname, served, now,
-	                             err)) == NULL)
+	if ((expected = expected_ids(node, job->key, txn, has_dflt ? &l : NULL, cfg->hostname,
+	                             &job->prev, now, err)) == NULL)
 		goto fail;
 	json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:o, s:o}",
 	                                       "name", cfg->name, "role", cs_role_name(cfg->role),
@@ -504,8 +529,12 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 		const cs_peer *p = &cfg->peers[i];
 		json_t *v = peer_view(peers, p->name);
 
-		if ((expected = expected_ids(node, txn, has_dflt ? &l : NULL, p->hostname, served,
-		                             now, err)) == NULL)
+		if (atomic_load(stop)) {
+			cs_fail(err, CS_EIO, "the agent is stopping; run verify --cluster again");
+			goto fail;
+		}
+		if ((expected = expected_ids(node, job->key, txn, has_dflt ? &l : NULL, p->hostname,
+		                             &job->prev, now, err)) == NULL)
 			goto fail;
 		json_array_append_new(
 		    nodes,
@@ -519,19 +548,46 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	if (has_dflt)
 		unload(&l);
 	cs_txn_abort(txn);
-	tls_table_free(served);
-	json_decref(rs);
-	return json_pack("{s:s, s:o, s:o, s:o}", "site_hostname", cfg->site_hostname, "default",
-	                 dflt, "uncovered", uncovered, "nodes", nodes);
+	job->result = json_pack("{s:s, s:o, s:o, s:o}", "site_hostname", cfg->site_hostname,
+	                        "default", dflt, "uncovered", uncovered, "nodes", nodes);
+	return job->result != NULL ? 0 : cs_fail(err, CS_EIO, "out of memory");
 fail:
 	if (has_dflt)
 		unload(&l);
 	if (txn != NULL)
 		cs_txn_abort(txn);
-	tls_table_free(served);
-	json_decref(rs);
 	json_decref(nodes);
 	json_decref(uncovered);
 	json_decref(dflt);
-	return NULL;
+	return -1;
+}
+
+static json_t *cluster_finish(ops_deferred *d, cs_err *err)
+{
+	struct cluster_job *j = (struct cluster_job *)d;
+	json_t *result = j->result;
+
+	(void)err;
+	j->result = NULL;
+	return result;
+}
+
+json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
+{
+	struct cluster_job *j = calloc(1, sizeof(*j));
+
+	(void)args;
+	if (j == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	j->d = (ops_deferred){.node = node,
+	                      .cmd = "verify --cluster",
+	                      .work = cluster_work,
+	                      .finish = cluster_finish,
+	                      .free = cluster_free};
+	j->rs = node->repl ? repl_status(node->repl) : NULL;
+	j->key = node->key;
+	j->prev = node->tls ? tls_server_table(node->tls) : NULL;
+	return ops_defer(&j->d, err);
 }

@@ -16,7 +16,6 @@
 #include "control.h"
 #include "import.h"
 #include "ops.h"
-#include "worker.h"
 
 void imp_add_item(struct import *im, const char *file, const char *action, const char *kind,
                   const uint8_t id[PKI_ID_LEN], const char *name, const char *fmt, ...)
@@ -39,22 +38,20 @@ void imp_add_item(struct import *im, const char *file, const char *action, const
  * request's files copied out of it (the request is gone once the worker
  * runs), then what the worker decoded from them. */
 struct import_job {
-	struct cs_node *node;
-	cs_control_pending *pending;
-	ops_wait_req wait;
+	ops_deferred d;           /* first: the job is run as one (ops_defer.c) */
 	char *password;           /* sodium_malloc'd, or NULL */
 	char *name;               /* --name, or NULL */
 	uint8_t *data[MAX_FILES]; /* sodium_malloc'd: a file may be a key */
 	size_t len[MAX_FILES];
 	char *files[MAX_FILES];
 	size_t nfiles;
-	int rc;
-	cs_err err;
 	struct import im;
 };
 
-static void job_free(struct import_job *job)
+static void job_free(ops_deferred *d)
 {
+	struct import_job *job = (struct import_job *)d;
+
 	for (size_t i = 0; i < job->nfiles; i++) {
 		sodium_free(job->data[i]);
 		free(job->files[i]);
@@ -91,7 +88,7 @@ static int read_request(struct import_job *job, json_t *args, cs_err *err)
 
 	if (ops_arg_string(args, "password", false, &password, err) < 0 ||
 	    ops_arg_string(args, "name", false, &name, err) < 0 ||
-	    ops_wait_args(job->node, args, &job->wait, err) < 0)
+	    ops_wait_args(job->d.node, args, &job->d.wait, err) < 0)
 		return -1;
 	if ((password != NULL && (job->password = secret_copy(password)) == NULL) ||
 	    (name != NULL && (job->name = strdup(name)) == NULL))
@@ -278,38 +275,17 @@ out:
 	return result;
 }
 
-static void import_work(void *arg, const atomic_bool *stop)
+static int import_work(ops_deferred *d, const atomic_bool *stop)
 {
-	struct import_job *job = arg;
+	struct import_job *job = (struct import_job *)d;
 
-	job->rc = decode_files(job, stop) < 0 || collect_keys(&job->im) < 0 ? -1 : 0;
+	return decode_files(job, stop) < 0 || collect_keys(&job->im) < 0 ? -1 : 0;
 }
 
-static void import_done(void *arg, bool cancelled)
+static json_t *import_finish(ops_deferred *d, cs_err *err)
 {
-	struct import_job *job = arg;
-	struct cs_node *node = job->node;
-	json_t *result = NULL;
-	cs_pos before = node->committed;
-
-	if (cancelled)
-		cs_fail(&job->err, CS_EIO,
-		        "the agent stopped before the import was done; nothing "
-		        "was stored: import again");
-	else if (job->rc == 0 && !ops_leading(node))
-		cs_fail(&job->err, CS_EREFUSED,
-		        "import refused: %s stopped being the primary while the files were read; "
-		        "run it on the primary",
-		        node->cfg->name);
-	else if (job->rc == 0 && ops_batch_begin(node, &job->err) == 0) {
-		before = node->committed; /* the store's position: the batch read it */
-		result = import_commit(&job->im);
-	}
-	if (result != NULL && !cs_pos_same(node->committed, before))
-		ops_hold_pending(node, job->pending, &job->wait, result);
-	else
-		cs_control_answer(job->pending, result, &job->err);
-	job_free(job);
+	(void)err; /* the import's rules fill d->err, which err is */
+	return import_commit(&((struct import_job *)d)->im);
 }
 
 json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
@@ -320,29 +296,20 @@ json_t *op_import(struct cs_node *node, json_t *args, cs_err *err)
 		cs_fail(err, CS_EIO, "out of memory");
 		return NULL;
 	}
-	job->node = node;
+	job->d = (ops_deferred){.node = node,
+	                        .cmd = "import",
+	                        .change = true,
+	                        .work = import_work,
+	                        .finish = import_finish,
+	                        .free = job_free};
 	job->im.node = node;
-	job->im.err = &job->err;
-	if (read_request(job, args, err) < 0)
-		goto fail;
+	job->im.err = &job->d.err;
+	if (read_request(job, args, err) < 0) {
+		job_free(&job->d);
+		return NULL;
+	}
 	job->im.name = job->name;
-	if (node->worker == NULL) {
-		cs_fail(err, CS_EIO, "the import worker is not running; restart the agent");
-		goto fail;
-	}
 	/* Decoding may take seconds: it runs on the worker, and the answer
-	 * comes from import_done, once the change is on disk. */
-	if ((job->pending = cs_control_defer(node->ctl)) == NULL) {
-		cs_fail(err, CS_EIO, "cannot answer the import later; try again");
-		goto fail;
-	}
-	if (cs_worker_submit(node->worker, import_work, import_done, job) < 0) {
-		cs_fail(&job->err, CS_EIO, "out of memory");
-		cs_control_answer(job->pending, NULL, &job->err);
-		job_free(job);
-	}
-	return NULL;
-fail:
-	job_free(job);
-	return NULL;
+	 * comes once the change is on disk. */
+	return ops_defer(&job->d, err);
 }

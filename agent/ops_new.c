@@ -1,6 +1,7 @@
 /* ops_new.c — new keys: self-signed certificates and certificate signing
- * requests, and the requests' listing.  The key is made, sealed and stored
- * in one transaction; its plaintext never leaves this process. */
+ * requests, and the requests' listing.  The key is made and sealed on the
+ * worker, then stored in one transaction on the loop; its plaintext never
+ * leaves this process. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,126 +71,200 @@ static int read_new_args(json_t *args, struct new_args *a, cs_err *err)
 	return 0;
 }
 
-json_t *op_self_signed(struct cs_node *node, json_t *args, cs_err *err)
-{
-	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
-	uint8_t def[PKI_ID_LEN], *der = NULL;
-	char summary[160], sid[9];
+/* One `cert self-signed` or `csr create`.  The key is made, the
+ * certificate or request signed and the key sealed on the worker (an
+ * RSA-4096 key takes seconds); the record is stored on the loop. */
+struct new_job {
+	ops_deferred d; /* first: the job is run as one (ops_defer.c) */
+	json_t *args;   /* a reference: the strings of a point into it */
 	struct new_args a;
-	pki_cert_info info = {0};
-	EVP_PKEY *key = NULL;
-	X509 *x = NULL;
-	json_t *result = NULL;
+	bool csr;
+	/* the cluster key when the command came: `cluster rekey` may replace
+	 * the node's meanwhile (the old one stays until the agent stops) */
+	const cs_key *seal_key;
+	/* made on the worker */
+	EVP_PKEY *key; /* freed (its secret numbers cleared) once sealed */
+	X509 *x;
+	X509_REQ *req;
+	pki_cert_info info;
+	uint8_t id[PKI_ID_LEN], *der;
+	size_t derlen;
+	char *pem;
+	ProtobufCBinaryData sealed;
+};
+
+static void new_free(ops_deferred *d)
+{
+	struct new_job *j = (struct new_job *)d;
+
+	EVP_PKEY_free(j->key);
+	X509_free(j->x);
+	X509_REQ_free(j->req);
+	pki_cert_info_free(&j->info);
+	free(j->der);
+	free(j->pem);
+	free(j->sealed.data);
+	json_decref(j->a.notes);
+	json_decref(j->args);
+	free(j);
+}
+
+static int new_work(ops_deferred *d, const atomic_bool *stop)
+{
+	struct new_job *j = (struct new_job *)d;
+	cs_err *err = &d->err;
+	int rc;
+
+	if ((j->key = pki_key_generate_until(j->a.spec, stop, err)) == NULL)
+		return -1;
+	if (j->csr) {
+		rc = (j->req = pki_csr(j->key, &j->a.subj, err)) == NULL ||
+		             pki_csr_inspect(j->req, &j->info, err) < 0 ||
+		             pki_csr_der(j->req, &j->der, &j->derlen, err) < 0 ||
+		             (j->pem = pki_csr_pem(j->req, err)) == NULL
+		         ? -1
+		         : 0;
+		/* A request's id is the SHA-256 of its DER, like a certificate's. */
+		if (rc == 0)
+			crypto_hash_sha256(j->id, j->der, j->derlen);
+	} else {
+		rc = (j->x = pki_self_signed(j->key, &j->a.subj, err)) == NULL ||
+		             pki_cert_inspect(j->x, &j->info, err) < 0 ||
+		             pki_cert_der(j->x, &j->der, &j->derlen, err) < 0
+		         ? -1
+		         : 0;
+		if (rc == 0)
+			memcpy(j->id, j->info.id, PKI_ID_LEN);
+	}
+	if (rc == 0)
+		rc = rec_seal_key(j->seal_key, j->key, j->id, PKI_ID_LEN, &j->sealed, err);
+	EVP_PKEY_free(j->key); /* sealed or given up: the plaintext goes now */
+	j->key = NULL;
+	return rc;
+}
+
+/* A key sealed under a key the store is no longer sealed under would never
+ * open again. */
+static int still_sealed_under(const struct new_job *j, cs_err *err)
+{
+	if (j->seal_key == j->d.node->key)
+		return 0;
+	return cs_fail(err, CS_EREFUSED,
+	               "%s refused: the cluster passphrase changed (cluster rekey) while the key "
+	               "was made; nothing was stored: run it again",
+	               j->d.cmd);
+}
+
+static json_t *self_signed_finish(ops_deferred *d, cs_err *err)
+{
+	struct new_job *j = (struct new_job *)d;
+	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
+	uint8_t def[PKI_ID_LEN];
+	char summary[160], sid[9];
 	rec_cert c = {0};
 	cs_txn *txn = NULL;
-	bool make_default = false;
-	size_t derlen;
+	bool make_default;
 
-	if (read_new_args(args, &a, err) < 0)
-		return NULL;
-	if ((key = pki_key_generate(a.spec, err)) == NULL ||
-	    (x = pki_self_signed(key, &a.subj, err)) == NULL ||
-	    pki_cert_inspect(x, &info, err) < 0 || pki_cert_der(x, &der, &derlen, err) < 0)
-		goto out;
-	rec_cert_describe(&rec, &info);
-	rec.der = (ProtobufCBinaryData){derlen, der};
-	rec.name = (char *)a.name;
+	rec_cert_describe(&rec, &j->info);
+	rec.der = (ProtobufCBinaryData){j->derlen, j->der};
+	rec.name = (char *)j->a.name;
 	rec.source = "self-signed";
 	rec.created = time(NULL);
-	if (rec_seal_key(node->key, key, info.id, PKI_ID_LEN, &rec.sealed_key, err) < 0 ||
-	    cs_txn_begin(node->store, true, &txn, err) < 0 ||
-	    rec_name_unused(txn, a.name, false, err) < 0)
-		goto out;
+	rec.sealed_key = j->sealed;
+	if (still_sealed_under(j, err) < 0 || cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
+	    rec_name_unused(txn, j->a.name, false, err) < 0)
+		goto fail;
 	/* The first identity with a key becomes the default: a node with one
 	 * certificate should serve it without a second command. */
 	make_default = rec_default(txn, def, err) == 1;
-	if (rec_put(txn, CS_TBL_CERTS, info.id, PKI_ID_LEN, &rec.base, err) < 0 ||
-	    (make_default && rec_set_default(txn, info.id, err) < 0))
-		goto out;
-	rec_short_id(info.id, sid);
-	snprintf(summary, sizeof(summary), "self-signed %s (%s)", sid, a.name);
-	if (ops_commit(node, txn, summary, err) < 0) {
-		txn = NULL;
-		goto out;
-	}
-	txn = NULL;
+	if (rec_put(txn, CS_TBL_CERTS, j->id, PKI_ID_LEN, &rec.base, err) < 0 ||
+	    (make_default && rec_set_default(txn, j->id, err) < 0))
+		goto fail;
+	rec_short_id(j->id, sid);
+	snprintf(summary, sizeof(summary), "self-signed %s (%s)", sid, j->a.name);
+	if (ops_commit(d->node, txn, summary, err) < 0)
+		return NULL;
 	c.table = CS_TBL_CERTS;
 	c.rec = &rec;
-	memcpy(c.id, info.id, PKI_ID_LEN);
+	memcpy(c.id, j->id, PKI_ID_LEN);
 	if (make_default)
-		json_array_append_new(a.notes, json_string("it is now the default certificate"));
-	result = json_pack("{s:o, s:O, s:b}", "certificate",
-	                   rec_cert_json(&c, make_default, NULL, time(NULL)), "notes", a.notes,
-	                   "default", make_default);
-out:
+		json_array_append_new(j->a.notes, json_string("it is now the default certificate"));
+	return json_pack("{s:o, s:O, s:b}", "certificate",
+	                 rec_cert_json(&c, make_default, NULL, time(NULL)), "notes", j->a.notes,
+	                 "default", make_default);
+fail:
 	if (txn != NULL)
 		cs_txn_abort(txn);
-	json_decref(a.notes);
-	free(rec.sealed_key.data);
-	free(der);
-	pki_cert_info_free(&info);
-	X509_free(x);
-	EVP_PKEY_free(key);
-	return result;
+	return NULL;
+}
+
+static json_t *csr_finish(ops_deferred *d, cs_err *err)
+{
+	struct new_job *j = (struct new_job *)d;
+	Certsync__RequestRecord rec = CERTSYNC__REQUEST_RECORD__INIT;
+	char summary[160], sid[9];
+	cs_txn *txn = NULL;
+
+	rec.csr_der = (ProtobufCBinaryData){j->derlen, j->der};
+	rec.name = (char *)j->a.name;
+	rec.key_type = j->info.key_type;
+	rec.subject = j->info.subject;
+	rec.subject_cn = j->info.subject_cn;
+	rec.n_sans = j->info.sans.n;
+	rec.sans = j->info.sans.names;
+	rec.created = time(NULL);
+	rec.spki_sha256 = (ProtobufCBinaryData){PKI_ID_LEN, j->info.spki_sha256};
+	rec.sealed_key = j->sealed;
+	if (still_sealed_under(j, err) < 0 || cs_txn_begin(d->node->store, true, &txn, err) < 0 ||
+	    /* among certificates too: the one that fulfils it inherits the name */
+	    rec_name_unused(txn, j->a.name, true, err) < 0 ||
+	    rec_put(txn, CS_TBL_REQUESTS, j->id, PKI_ID_LEN, &rec.base, err) < 0) {
+		if (txn != NULL)
+			cs_txn_abort(txn);
+		return NULL;
+	}
+	rec_short_id(j->id, sid);
+	snprintf(summary, sizeof(summary), "csr %s (%s)", sid, j->a.name);
+	if (ops_commit(d->node, txn, summary, err) < 0)
+		return NULL;
+	return json_pack("{s:o, s:s, s:O}", "request", rec_request_json(j->id, &rec), "pem", j->pem,
+	                 "notes", j->a.notes);
+}
+
+/* Checks the arguments on the loop (bad input is answered at once) and
+ * queues the rest. */
+static json_t *new_key(struct cs_node *node, json_t *args, bool csr, cs_err *err)
+{
+	struct new_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	j->d = (ops_deferred){.node = node,
+	                      .cmd = csr ? "csr create" : "cert self-signed",
+	                      .change = true,
+	                      .work = new_work,
+	                      .finish = csr ? csr_finish : self_signed_finish,
+	                      .free = new_free};
+	j->csr = csr;
+	j->seal_key = node->key;
+	j->args = json_incref(args);
+	if (read_new_args(args, &j->a, err) < 0 || ops_wait_args(node, args, &j->d.wait, err) < 0) {
+		new_free(&j->d);
+		return NULL;
+	}
+	return ops_defer(&j->d, err);
+}
+
+json_t *op_self_signed(struct cs_node *node, json_t *args, cs_err *err)
+{
+	return new_key(node, args, false, err);
 }
 
 json_t *op_csr_create(struct cs_node *node, json_t *args, cs_err *err)
 {
-	Certsync__RequestRecord rec = CERTSYNC__REQUEST_RECORD__INIT;
-	uint8_t id[PKI_ID_LEN], *der = NULL;
-	char summary[160], sid[9], *pem = NULL;
-	struct new_args a;
-	pki_cert_info info = {0};
-	EVP_PKEY *key = NULL;
-	X509_REQ *req = NULL;
-	json_t *result = NULL;
-	cs_txn *txn = NULL;
-	size_t derlen;
-
-	if (read_new_args(args, &a, err) < 0)
-		return NULL;
-	if ((key = pki_key_generate(a.spec, err)) == NULL ||
-	    (req = pki_csr(key, &a.subj, err)) == NULL || pki_csr_inspect(req, &info, err) < 0 ||
-	    pki_csr_der(req, &der, &derlen, err) < 0 || (pem = pki_csr_pem(req, err)) == NULL)
-		goto out;
-	/* A request's id is the SHA-256 of its DER, like a certificate's. */
-	crypto_hash_sha256(id, der, derlen);
-	rec.csr_der = (ProtobufCBinaryData){derlen, der};
-	rec.name = (char *)a.name;
-	rec.key_type = info.key_type;
-	rec.subject = info.subject;
-	rec.subject_cn = info.subject_cn;
-	rec.n_sans = info.sans.n;
-	rec.sans = info.sans.names;
-	rec.created = time(NULL);
-	rec.spki_sha256 = (ProtobufCBinaryData){PKI_ID_LEN, info.spki_sha256};
-	if (rec_seal_key(node->key, key, id, PKI_ID_LEN, &rec.sealed_key, err) < 0 ||
-	    cs_txn_begin(node->store, true, &txn, err) < 0 ||
-	    /* among certificates too: the one that fulfils it inherits the name */
-	    rec_name_unused(txn, a.name, true, err) < 0)
-		goto out;
-	rec_short_id(id, sid);
-	snprintf(summary, sizeof(summary), "csr %s (%s)", sid, a.name);
-	if (rec_put(txn, CS_TBL_REQUESTS, id, PKI_ID_LEN, &rec.base, err) < 0)
-		goto out;
-	if (ops_commit(node, txn, summary, err) < 0) {
-		txn = NULL;
-		goto out;
-	}
-	txn = NULL;
-	result = json_pack("{s:o, s:s, s:O}", "request", rec_request_json(id, &rec), "pem", pem,
-	                   "notes", a.notes);
-out:
-	if (txn != NULL)
-		cs_txn_abort(txn);
-	json_decref(a.notes);
-	free(rec.sealed_key.data);
-	free(der);
-	free(pem);
-	pki_cert_info_free(&info);
-	X509_REQ_free(req);
-	EVP_PKEY_free(key);
-	return result;
+	return new_key(node, args, true, err);
 }
 
 struct req_walk {

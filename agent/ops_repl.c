@@ -214,9 +214,33 @@ void ops_wait(struct cs_node *node, cs_control_pending *p, repl_wait_mode mode, 
 
 /* ---- commands ---- */
 
+/* promote waits for the replication thread, which may be busy (a
+ * snapshot, a slow disk): the wait is the worker's, not the loop's. */
+struct promote_job {
+	ops_deferred d; /* first: the job is run as one (ops_defer.c) */
+	bool force;
+};
+
+static int promote_work(ops_deferred *d, const atomic_bool *stop)
+{
+	(void)stop; /* the replication thread answers in bounded time */
+	return repl_promote(d->node->repl, ((struct promote_job *)d)->force, &d->err);
+}
+
+static json_t *promote_finish(ops_deferred *d, cs_err *err)
+{
+	(void)err;
+	return repl_status(d->node->repl);
+}
+
+static void promote_free(ops_deferred *d)
+{
+	free(d);
+}
+
 json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err)
 {
-	json_t *force = json_object_get(args, "force");
+	struct promote_job *j;
 
 	if (node->repl == NULL) {
 		cs_fail(err, CS_EREFUSED,
@@ -224,9 +248,17 @@ json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err)
 		        node->cfg->name);
 		return NULL;
 	}
-	if (repl_promote(node->repl, json_is_true(force), err) < 0)
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
 		return NULL;
-	return repl_status(node->repl);
+	}
+	j->d = (ops_deferred){.node = node,
+	                      .cmd = "promote",
+	                      .work = promote_work,
+	                      .finish = promote_finish,
+	                      .free = promote_free};
+	j->force = json_is_true(json_object_get(args, "force"));
+	return ops_defer(&j->d, err);
 }
 
 /* Returns 1 for an entry that does not decode or memory that ran out. */

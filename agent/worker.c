@@ -101,7 +101,7 @@ int cs_worker_start(cs_worker **out, struct event_base *base, cs_err *err)
 		pthread_mutex_destroy(&w->lock);
 		pthread_cond_destroy(&w->wake);
 		free(w);
-		return cs_fail(err, CS_EIO, "cannot start the import worker thread");
+		return cs_fail(err, CS_EIO, "cannot start the worker thread");
 	}
 	*out = w;
 	return 0;

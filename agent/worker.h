@@ -1,8 +1,9 @@
 /* worker.h — slow work off the agent's event loop.
  *
- * Decoding what an operator imports can take seconds (key derivation,
- * thousands of certificates); the event loop must keep answering `status`
- * and every other client meanwhile.  A job's work runs on the worker's
+ * Decoding what an operator imports, generating an RSA key, waiting for a
+ * promotion or building verify --cluster's tables can take seconds; the
+ * event loop must keep answering `status` and every other client meanwhile
+ * (ops_defer.c runs those commands here).  A job's work runs on the worker's
  * thread and touches only the job; its done callback then runs on the event
  * loop, where the store may be written.  Jobs run one at a time, in order. */
 #ifndef CS_WORKER_H

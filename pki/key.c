@@ -4,6 +4,7 @@
 #include "pki_internal.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,23 +62,53 @@ int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err)
 	return cs_fail(err, CS_EUSAGE, "unknown key type \"%.64s\"; use " KEYSPECS, s);
 }
 
+/* Called by OpenSSL between prime candidates: 0 stops the generation. */
+static int keygen_go_on(EVP_PKEY_CTX *ctx)
+{
+	const atomic_bool *stop = EVP_PKEY_CTX_get_app_data(ctx);
+
+	return !atomic_load(stop);
+}
+
+EVP_PKEY *pki_key_generate_until(pki_keyspec spec, const atomic_bool *stop, cs_err *err)
+{
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *key = NULL;
+	size_t i;
+	int ok;
+
+	for (i = 0; i < NKEYSPECS && keyspecs[i].spec != spec; i++)
+		;
+	if (i == NKEYSPECS) {
+		cs_fail(err, CS_EUSAGE, "unknown key type %d; use " KEYSPECS, (int)spec);
+		return NULL;
+	}
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, keyspecs[i].curve != NULL ? "EC" : "RSA", NULL);
+	ok = ctx != NULL && EVP_PKEY_keygen_init(ctx) == 1 &&
+	     (keyspecs[i].curve != NULL
+	          ? EVP_PKEY_CTX_set_group_name(ctx, keyspecs[i].curve) == 1
+	          : EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)keyspecs[i].bits) == 1);
+	if (ok && stop != NULL) {
+		EVP_PKEY_CTX_set_app_data(ctx, (void *)stop);
+		EVP_PKEY_CTX_set_cb(ctx, keygen_go_on);
+	}
+	if (ok && EVP_PKEY_generate(ctx, &key) != 1)
+		ok = 0;
+	EVP_PKEY_CTX_free(ctx);
+	if (ok)
+		return key;
+	if (stop != NULL && atomic_load(stop)) {
+		ERR_clear_error();
+		cs_fail(err, CS_EIO, "%s key generation stopped", keyspecs[i].name);
+	} else {
+		pki_fail_ssl(err, CS_EIO, "%s key generation failed", keyspecs[i].name);
+	}
+	return NULL;
+}
+
 EVP_PKEY *pki_key_generate(pki_keyspec spec, cs_err *err)
 {
-	EVP_PKEY *key = NULL;
-
-	for (size_t i = 0; i < NKEYSPECS; i++) {
-		if (keyspecs[i].spec != spec)
-			continue;
-		if (keyspecs[i].curve != NULL)
-			key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", keyspecs[i].curve);
-		else
-			key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", keyspecs[i].bits);
-		if (key == NULL)
-			pki_fail_ssl(err, CS_EIO, "%s key generation failed", keyspecs[i].name);
-		return key;
-	}
-	cs_fail(err, CS_EUSAGE, "unknown key type %d; use " KEYSPECS, (int)spec);
-	return NULL;
+	return pki_key_generate_until(spec, NULL, err);
 }
 
 /* The NID of an EC key's named curve (NID_undef for explicit parameters),

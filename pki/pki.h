@@ -9,6 +9,7 @@
 #ifndef CS_PKI_H
 #define CS_PKI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,10 @@ typedef enum pki_keyspec {
  * anything else names the list. */
 int pki_keyspec_parse(const char *s, pki_keyspec *out, cs_err *err);
 EVP_PKEY *pki_key_generate(pki_keyspec spec, cs_err *err);
+/* pki_key_generate that gives up (an error that says so) once *stop is
+ * true: an RSA key takes seconds, and a stopping agent must not wait for
+ * one.  stop may be NULL. */
+EVP_PKEY *pki_key_generate_until(pki_keyspec spec, const atomic_bool *stop, cs_err *err);
 
 /* Accepts RSA of 2048 to PKI_MAX_RSA_BITS bits and EC P-256/P-384; refuses DSA, Ed25519,
  * Ed448, other curves and short RSA, naming the key type. */

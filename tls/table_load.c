@@ -348,8 +348,11 @@ int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *
 	    tls_copy_host(ld.hosts[1], site_hostname) < 0)
 		ld.hosts[0][0] = ld.hosts[1][0] = '\0';
 	ld.hosts_key = tls_hosts_key(ld.hosts[0], ld.hosts[1]);
-	/* Entries found for other hostnames carry the wrong coverage. */
-	ld.prev = prev != NULL && prev->hosts_key == ld.hosts_key ? prev : NULL;
+	/* prev may have been built for other hostnames (verify --cluster
+	 * builds one table per node from the node's own): its entries are
+	 * reused all the same, as the gate finds again the coverage of every
+	 * entry whose covers_for is not this table's hostnames. */
+	ld.prev = prev;
 	if ((has_default = rec_default(txn, default_id, err)) < 0 ||
 	    read_delta(&ld, pos, &d, &delta) < 0 ||
 	    (delta ? load_delta(&ld, &d) : load_all(&ld)) < 0)

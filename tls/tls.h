@@ -73,12 +73,12 @@ typedef struct tls_table tls_table;
  * valid at the handshake's time are served.  Records whose key does not
  * open or parse are skipped with a warning in the log.
  *
- * prev (may be NULL) is a table built before: records unchanged since (same
- * id, same sealed key) reuse its parsed certificates and keys instead of
- * unsealing and parsing again.  When prev was built from this store and the
- * log still holds every entry since, only the records those entries touched
- * are read, so a change is served quickly however many certificates the
- * store holds; otherwise every record is.  *out holds one reference. */
+ * prev (may be NULL) is a table built before, for these hostnames or
+ * others: records unchanged since (same id, same sealed key) reuse its
+ * parsed certificates and keys instead of unsealing and parsing again.  When prev was built from
+ * this store and the log still holds every entry since, only the records those entries touched are
+ * read, so a change is served quickly however many certificates the store holds; otherwise every
+ * record is.  *out holds one reference. */
 int tls_table_load(tls_table **out, cs_txn *txn, const cs_key *key, const char *node_hostname,
                    const char *site_hostname, const tls_table *prev, time_t now, cs_err *err);
 

@@ -214,6 +214,25 @@ static void test_key_generate(void **state)
 	assert_int_equal(err.code, CS_EUSAGE);
 }
 
+/* A stopping agent does not wait for an RSA key: generation gives up at
+ * OpenSSL's next progress call once the flag is up, and says so. */
+static void test_key_generate_stops(void **state)
+{
+	atomic_bool stop = true, go = false;
+	EVP_PKEY *key;
+	cs_err err;
+
+	(void)state;
+	assert_null(pki_key_generate_until(PKI_KEY_RSA_4096, &stop, &err));
+	assert_int_equal(err.code, CS_EIO);
+	assert_non_null(strstr(err.msg, "rsa:4096 key generation stopped"));
+	assert_int_equal(ERR_peek_error(), 0);
+	key = pki_key_generate_until(PKI_KEY_EC_P256, &go, &err);
+	assert_non_null(key);
+	assert_string_equal(key_type(key), "ec:p256");
+	EVP_PKEY_free(key);
+}
+
 static void test_key_refused(void **state)
 {
 	const struct {
@@ -1120,6 +1139,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keyspec_parse),
 	    cmocka_unit_test(test_key_generate),
+	    cmocka_unit_test(test_key_generate_stops),
 	    cmocka_unit_test(test_key_refused),
 	    cmocka_unit_test(test_key_der),
 	    cmocka_unit_test(test_country),
