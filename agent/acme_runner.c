@@ -59,6 +59,7 @@ struct acme_runner {
 	struct change *inflight;
 	int acks_pending;
 	bool stopped;
+	cs_pos seen; /* the position of the node's last change at the last tick */
 };
 
 bool acme_runner_leading(acme_runner *r)
@@ -320,6 +321,11 @@ void acme_runner_tick(acme_runner *r)
 	if (r == NULL)
 		return;
 	leading = ops_leading(r->node) && r->node->key != NULL;
+	/* A change on disk (acme add, renew) may have made something due. */
+	if (!cs_pos_same(r->seen, r->node->committed)) {
+		r->seen = r->node->committed;
+		acme_runner_wake(r);
+	}
 	if (leading == atomic_load(&r->leading))
 		return;
 	r->key = r->node->key;
