@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "../acme/acme.h"
 #include "../common/hostport.h"
 #include "../pki/pki.h"
@@ -131,6 +133,10 @@ static int check_eab(const cs_acme_config *a, cs_err *err)
 		               "CA's key id and a file holding its HMAC key) or neither");
 	if (a->eab_hmac_file == NULL)
 		return 0;
+	/* the secret is read into sodium_malloc'd memory, before the node's
+	 * own start has set libsodium up */
+	if (sodium_init() < 0)
+		return cs_fail(err, CS_EIO, "libsodium cannot start");
 	if (cs_secret_file_read("[acme] eab_hmac_file", a->eab_hmac_file, false, &hmac, &len,
 	                        err) < 0)
 		return -1;
