@@ -248,6 +248,7 @@ static void *run(void *arg)
 {
 	acme_runner *r = arg;
 	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store};
+	time_t retired = 0; /* when acme_retire last ran */
 	struct due d;
 
 	while (!atomic_load(&r->stop)) {
@@ -260,6 +261,10 @@ static void *run(void *arg)
 		}
 		ctx.key = r->key;
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
+			if (time(NULL) >= retired + RUNNER_IDLE_S) {
+				acme_retire(&ctx);
+				retired = time(NULL);
+			}
 			sleep_until(r, d.first != 0 && d.first < idle ? d.first : idle);
 			continue;
 		}
@@ -267,6 +272,7 @@ static void *run(void *arg)
 		snprintf(r->working_on, sizeof(r->working_on), "%s", d.name);
 		pthread_mutex_unlock(&r->lock);
 		acme_obtain(&ctx, d.name);
+		retired = 0; /* what it replaced may go once it is served */
 		pthread_mutex_lock(&r->lock);
 		r->working_on[0] = '\0';
 		pthread_mutex_unlock(&r->lock);

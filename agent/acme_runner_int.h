@@ -53,6 +53,10 @@ void acme_obtain(acme_ctx *ctx, const char *name);
 int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
                  const char *pem, acme_err *e);
 
+/* Deletes the certificates a renewal replaced, once every node serves the
+ * new one or they have expired (acme_retire.c). */
+void acme_retire(acme_ctx *ctx);
+
 /* Removes the challenge records of name (and the dns-01 records when
  * published) in the change it is part of. */
 int ops_acme_drop_challenges(cs_txn *txn, const char *name, cs_err *err);

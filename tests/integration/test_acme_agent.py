@@ -170,6 +170,16 @@ def test_renew_now_replaces_default(agent, pebble, tmp_path):
     helpers.wait_for("renewed", renewed, timeout=120, step=0.5)
     m = managed(agent, "site")
     assert agent.status()["default"]["id"] == m["certificate"]["id"]
+    # the replaced certificate goes once the node serves the new one
+    old_id = first["certificate"]["id"]
+
+    def retired():
+        ids = [c["id"] for c in agent.cli("cert", "list", check=0).data["certificates"]]
+        return old_id not in ids and m["certificate"]["id"] in ids
+    helpers.wait_for("the replaced certificate deleted", retired, timeout=150, step=1)
+    root = str(tmp_path / "pebble-root.pem")
+    rc, verify, sans = s_client(agent.tls_port, SITE, root)
+    assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
 def test_failure_backs_off_and_says_why(certsync_bin, tmp_path, pebble, tls):
