@@ -272,3 +272,87 @@ int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key
 	pki_bundle_free(&b);
 	return rc;
 }
+
+/* ---- asking renewalInfo again ------------------------------------------------ */
+
+struct ari_poll {
+	acme_ctx *ctx;
+	time_t now;
+	char name[72];
+	Certsync__AcmeCert sched;
+	X509 *leaf;
+	cs_txn *txn;
+};
+
+static int ari_due(void *arg, const char *name, ProtobufCMessage *m)
+{
+	struct ari_poll *p = arg;
+	Certsync__AcmeCert *mc = (Certsync__AcmeCert *)m;
+	rec_cert cur = {0};
+	cs_err err;
+
+	if (strcmp(mc->window_source, "ari") != 0 || mc->ari_next_poll <= 0 ||
+	    mc->ari_next_poll > p->now || strcmp(mc->state, ACME_STATE_SCHEDULED) != 0 ||
+	    mc->current_id.len != PKI_ID_LEN ||
+	    rec_cert_get(p->txn, CS_TBL_CERTS, mc->current_id.data, &cur, &err) != 0)
+		return 0;
+	p->leaf = pki_cert_from_der(cur.rec->der.data, cur.rec->der.len, &err);
+	p->sched.window_start = cur.rec->not_before; /* borrowed: the lifetime */
+	p->sched.window_end = cur.rec->not_after;
+	rec_cert_clear(&cur);
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	return p->leaf != NULL ? 1 : 0;
+}
+
+static int edit_ari(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *err)
+{
+	struct ari_poll *p = arg;
+
+	(void)txn;
+	(void)err;
+	mc->next_attempt = p->sched.next_attempt;
+	mc->next_reason = p->sched.next_reason;
+	mc->window_start = p->sched.window_start;
+	mc->window_end = p->sched.window_end;
+	mc->window_source = p->sched.window_source;
+	mc->ari_next_poll = p->sched.ari_next_poll;
+	return 0;
+}
+
+static int change_ari(cs_txn *txn, void *arg, cs_err *err)
+{
+	struct ari_poll *p = arg;
+
+	return acme_cert_update(txn, p->name, edit_ari, p, err) < 0 ? -1 : 0;
+}
+
+void acme_ari_poll(acme_ctx *ctx)
+{
+	Certsync__AcmeCert init = CERTSYNC__ACME_CERT__INIT;
+	struct ari_poll p = {.ctx = ctx, .now = time(NULL), .sched = init};
+	char summary[160];
+	acme_err e;
+	cs_err err = {0};
+	cs_txn *txn;
+	int rc;
+
+	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
+		return;
+	p.txn = txn;
+	rc = acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, ari_due, &p,
+	                      &err);
+	cs_txn_abort(txn);
+	if (rc != 1)
+		return;
+	p.sched.name = p.name;
+	if (acme_ctx_ready(ctx, &e) == 0) {
+		acme_schedule(ctx, &p.sched, p.leaf, (time_t)p.sched.window_start,
+		              (time_t)p.sched.window_end);
+		snprintf(summary, sizeof(summary), "acme %s: renewalInfo asked again", p.name);
+		if (acme_runner_commit(ctx->r, summary, change_ari, &p, &err) < 0)
+			cs_warn("acme: %s", err.msg);
+	} else {
+		cs_warn("acme: %s: renewalInfo: %s", p.name, e.err.msg);
+	}
+	X509_free(p.leaf);
+}

@@ -262,6 +262,7 @@ static void *run(void *arg)
 		ctx.key = r->key;
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
 			if (time(NULL) >= retired + RUNNER_IDLE_S) {
+				acme_ari_poll(&ctx);
 				acme_retire(&ctx);
 				retired = time(NULL);
 			}

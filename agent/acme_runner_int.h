@@ -53,6 +53,11 @@ void acme_obtain(acme_ctx *ctx, const char *name);
 int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
                  const char *pem, acme_err *e);
 
+/* Asks the CA's renewalInfo again for the first managed certificate whose
+ * poll time has come (its Retry-After), and moves its next attempt to the
+ * window it gives now (acme_install.c). */
+void acme_ari_poll(acme_ctx *ctx);
+
 /* Deletes the certificates a renewal replaced, once every node serves the
  * new one or they have expired (acme_retire.c). */
 void acme_retire(acme_ctx *ctx);
