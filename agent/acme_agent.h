@@ -13,7 +13,7 @@
 
 #include "../acme/acme.h"
 #include "../store/store.h"
-#include "proto/store.pb-c.h"
+#include "proto/records.pb-c.h"
 
 struct cs_node;
 struct event_base;

@@ -8,7 +8,7 @@
 
 #include "acme_agent.h"
 
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 /* A change the runner makes: runs on the agent's loop inside a write
  * transaction; the loop commits it as any change (replicated, and

@@ -25,7 +25,7 @@
 #include "../common/hostport.h"
 #include "../pki/pki.h"
 #include "../replication/repl.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 const char *cs_role_name(cs_role role)
 {

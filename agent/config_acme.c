@@ -14,7 +14,7 @@
 #include "../acme/acme.h"
 #include "../common/hostport.h"
 #include "../pki/pki.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 #define ACME_CHECK_TIMEOUT_DEFAULT 30
 
