@@ -89,9 +89,9 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 	if (rc < 0)
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
 	if (a != NULL) {
-		ctx->account_key = rec_unseal_key(ctx->key, &a->sealed_key,
-		                                  (const uint8_t *)ACME_REC_ACCOUNT,
-		                                  strlen(ACME_REC_ACCOUNT), &err);
+		ctx->account_key =
+		    rec_unseal_key(ctx->key, &a->sealed_key, (const uint8_t *)ACME_REC_ACCOUNT,
+		                   strlen(ACME_REC_ACCOUNT), &err);
 	} else if ((ctx->account_key = pki_key_generate(PKI_KEY_EC_P256, &err)) != NULL) {
 		/* The key is in the store before the CA hears of it: whoever
 		 * leads next finds the same account. */
@@ -123,4 +123,3 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 		acme_ctx_clear(ctx);
 	return rc;
 }
-

@@ -41,11 +41,10 @@ static char *lookup(void *arg, const char *token)
 	return ka;
 }
 
-int acme_answer_start(acme_answer **out, struct cs_node *node, struct event_base *base,
-                      cs_err *err)
+int acme_answer_start(acme_answer **out, struct cs_node *node, struct event_base *base, cs_err *err)
 {
-	acme_http01_opts o = {.base = base, .listen = node->cfg->http_listen, .lookup = lookup,
-	                      .arg = node};
+	acme_http01_opts o = {
+	    .base = base, .listen = node->cfg->http_listen, .lookup = lookup, .arg = node};
 	acme_answer *a;
 	acme_err e;
 
@@ -107,7 +106,8 @@ static int add_alpn(void *ctx, const char *name, ProtobufCMessage *m)
 	}
 	acme_rec_key(ad, ACME_REC_ALPN, name);
 	x = pki_cert_from_der(rec->der.data, rec->der.len, &err);
-	k = x ? rec_unseal_key(w->node->key, &rec->sealed_key, (const uint8_t *)ad, strlen(ad), &err)
+	k = x ? rec_unseal_key(w->node->key, &rec->sealed_key, (const uint8_t *)ad, strlen(ad),
+	                       &err)
 	      : NULL;
 	if (k == NULL || (w->names[w->n] = strdup(name)) == NULL) {
 		cs_warn("tls-alpn-01: the challenge certificate for %s is not served: %s", name,

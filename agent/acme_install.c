@@ -81,10 +81,11 @@ static int verify(const Certsync__AcmeCert *mc, STACK_OF(X509) * certs, EVP_PKEY
 
 		if (X509_check_issued(issuer, c) != X509_V_OK ||
 		    X509_verify(c, X509_get0_pubkey(issuer)) != 1)
-			return refuse(e,
-			              "%s: the chain the CA sent does not verify (%s is not signed by "
-			              "the certificate after it); refused",
-			              mc->name, i == 0 ? "the leaf" : "an intermediate");
+			return refuse(
+			    e,
+			    "%s: the chain the CA sent does not verify (%s is not signed by "
+			    "the certificate after it); refused",
+			    mc->name, i == 0 ? "the leaf" : "an intermediate");
 	}
 	for (size_t i = 0; i < mc->n_domains; i++) {
 		const char *d = mc->domains[i];
@@ -93,7 +94,8 @@ static int verify(const Certsync__AcmeCert *mc, STACK_OF(X509) * certs, EVP_PKEY
 		snprintf(probe, sizeof(probe), strncmp(d, "*.", 2) == 0 ? "acme-check.%s" : "%s",
 		         strncmp(d, "*.", 2) == 0 ? d + 2 : d);
 		if (!pki_covers(leaf, probe))
-			return refuse(e, "%s: the certificate the CA sent does not cover %s; refused",
+			return refuse(e,
+			              "%s: the certificate the CA sent does not cover %s; refused",
 			              mc->name, d);
 	}
 	if (replaces_na != 0 && info->not_after <= replaces_na) {
@@ -130,7 +132,8 @@ static int put_cas(cs_txn *txn, struct install *in, cs_err *err)
 			return -1;
 		rc = cs_txn_get(txn, CS_TBL_CAS, info.id, PKI_ID_LEN, &(const void *){0},
 		                &(size_t){0}, err);
-		if (rc == 1 && (rc = pki_cert_der(sk_X509_value(in->certs, i), &der, &len, err)) == 0) {
+		if (rc == 1 &&
+		    (rc = pki_cert_der(sk_X509_value(in->certs, i), &der, &len, err)) == 0) {
 			rec_cert_describe(&rec, &info);
 			rec.der = (ProtobufCBinaryData){len, der};
 			rec.name = "";
@@ -231,8 +234,8 @@ static time_t current_not_after(acme_ctx *ctx, const Certsync__AcmeCert *mc)
 	return na;
 }
 
-int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
-                 const char *pem, acme_err *e)
+int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key, const char *pem,
+                 acme_err *e)
 {
 	Certsync__AcmeCert init = CERTSYNC__ACME_CERT__INIT;
 	struct install in = {.ctx = ctx, .name = mc->name, .key = cert_key, .sched = init};
@@ -261,7 +264,8 @@ int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key
 		acme_schedule(ctx, &in.sched, sk_X509_value(b.certs, 0), in.info.not_before,
 		              in.info.not_after);
 		rec_short_id(in.info.id, sid);
-		snprintf(summary, sizeof(summary), "acme %s: certificate %s obtained", mc->name, sid);
+		snprintf(summary, sizeof(summary), "acme %s: certificate %s obtained", mc->name,
+		         sid);
 		if (acme_runner_commit(ctx->r, summary, change_install, &in, &err) < 0)
 			rc = acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
 		else

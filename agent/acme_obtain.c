@@ -116,9 +116,9 @@ static int load(job *j, acme_err *e)
 /* ---- publishing and checking the challenges ----------------------------------- */
 
 /* The authorizations this order still has to answer, with their challenge. */
-#define EACH_PENDING(j, i, ch)                                                                  \
-	for (size_t i = 0; i < (j)->order.nauthzs; i++)                                          \
-		if (strcmp((j)->order.authzs[i].status, "pending") == 0 &&                       \
+#define EACH_PENDING(j, i, ch)                                                                     \
+	for (size_t i = 0; i < (j)->order.nauthzs; i++)                                            \
+		if (strcmp((j)->order.authzs[i].status, "pending") == 0 &&                         \
 		    ((ch) = acme_order_challenge(&(j)->order, i, (j)->type)) != NULL)
 
 static int publish_dns(job *j, bool add, const char *ident, const char *key_auth, acme_err *e)
@@ -176,8 +176,8 @@ static int change_publish(cs_txn *txn, void *ctx, cs_err *err)
 
 /* The tls-alpn-01 record of ident: a challenge certificate with a key of
  * its own, sealed under the record's key. */
-static int alpn_record(job *j, Certsync__AcmeAlpnCert *rec, const char *ident,
-                       const char *key_auth, acme_err *e)
+static int alpn_record(job *j, Certsync__AcmeAlpnCert *rec, const char *ident, const char *key_auth,
+                       acme_err *e)
 {
 	Certsync__AcmeAlpnCert init = CERTSYNC__ACME_ALPN_CERT__INIT;
 	char ad[ACME_KEY_MAX];
@@ -352,7 +352,8 @@ static void unpublish(job *j)
 
 			ch = acme_order_challenge(&j->order, i, j->type);
 			if (ch == NULL || !ch->responded ||
-			    (ka = acme_key_authorization(j->ctx->account_key, ch->token, &e)) == NULL)
+			    (ka = acme_key_authorization(j->ctx->account_key, ch->token, &e)) ==
+			        NULL)
 				continue;
 			if (publish_dns(j, false, j->order.authzs[i].identifier, ka, &e) != 0)
 				cs_warn("acme: %s: %s", j->name, e.err.msg);
@@ -510,8 +511,8 @@ static int steps(job *j, acme_err *e)
 				return -1;
 			break;
 		case ACME_NEXT_WAIT_CERT:
-			if (acme_order_wait_valid(j->ctx->client, &j->order, time(NULL) + WAIT_CERT_S,
-			                          e) != 0)
+			if (acme_order_wait_valid(j->ctx->client, &j->order,
+			                          time(NULL) + WAIT_CERT_S, e) != 0)
 				return -1;
 			break;
 		case ACME_NEXT_DOWNLOAD:
@@ -620,7 +621,7 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 	}
 	if (rc == 0 && acme_chal_parse(j.mc->challenge, &j.type) != 0)
 		rc = acme_local_fail(&e, ACME_ERR_OPERATOR,
-		                &(cs_err){CS_EINPUT, "the record names an unknown challenge"});
+		                     &(cs_err){CS_EINPUT, "the record names an unknown challenge"});
 	if (rc == 0)
 		rc = acme_ctx_ready(ctx, &e);
 	/* A stored order is asked about again: the CA may have moved on. */
@@ -636,9 +637,9 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 		cs_warn("acme: %s: %s (%s)", name, e.err.msg, acme_errclass_name(e.cls));
 		o.e = &e;
 		/* an order that cannot go on is started again next time */
-		o.drop_order = !j.have_order || e.cls != ACME_ERR_TRANSIENT ||
-		               (j.have_order && acme_order_next(&j.order, time(NULL)) ==
-		                                    ACME_NEXT_FAILED);
+		o.drop_order =
+		    !j.have_order || e.cls != ACME_ERR_TRANSIENT ||
+		    (j.have_order && acme_order_next(&j.order, time(NULL)) == ACME_NEXT_FAILED);
 		snprintf(summary, sizeof(summary), "acme %s: failed (%s)", name,
 		         acme_errclass_name(e.cls));
 		if (acme_runner_commit(ctx->r, summary, change_failed, &o, &err) < 0)

@@ -153,10 +153,10 @@ json_t *acme_cert_json(cs_txn *txn, const Certsync__AcmeCert *c, bool full)
 	             : json_pack("{s:o, s:o, s:s}", "start", time_or_null(c->window_start), "end",
 	                         time_or_null(c->window_end), "source", c->window_source);
 	j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:b, s:s, s:o, s:s, s:o, s:o, s:I, s:o}", "name",
-	              c->name, "domains", domains, "challenge", c->challenge, "profile",
-	              c->profile, "key_type", c->key_type, "default", c->make_default, "state",
-	              c->state, "next_attempt", time_or_null(c->next_attempt), "next_reason",
-	              c->next_reason, "renewal_window", window, "last_error", err, "failures",
+	              c->name, "domains", domains, "challenge", c->challenge, "profile", c->profile,
+	              "key_type", c->key_type, "default", c->make_default, "state", c->state,
+	              "next_attempt", time_or_null(c->next_attempt), "next_reason", c->next_reason,
+	              "renewal_window", window, "last_error", err, "failures",
 	              (json_int_t)c->failures, "certificate", current_json(txn, c));
 	if (j != NULL && full)
 		json_object_set_new(j, "order", order_json(txn, c->name));

@@ -22,7 +22,7 @@ struct retire {
 	uint8_t current[PKI_ID_LEN];
 	uint8_t (*ids)[PKI_ID_LEN]; /* replaced certificates that may go */
 	size_t n;
-	bool all; /* every replaced one goes: the new one is served everywhere */
+	bool all;     /* every replaced one goes: the new one is served everywhere */
 	bool expired; /* one of them has expired (or is gone already) */
 	cs_txn *txn;
 };
@@ -118,7 +118,8 @@ static int change_retire(cs_txn *txn, void *arg, cs_err *err)
 	if (rc < 0)
 		return -1;
 	for (size_t i = 0; i < r->n; i++) {
-		bool expired = false, is_default = rc == 0 && memcmp(def, r->ids[i], PKI_ID_LEN) == 0;
+		bool expired = false,
+		     is_default = rc == 0 && memcmp(def, r->ids[i], PKI_ID_LEN) == 0;
 		int got = rec_cert_get(txn, CS_TBL_CERTS, r->ids[i], &c, err);
 
 		if (got < 0)
@@ -156,8 +157,8 @@ void acme_retire(acme_ctx *ctx)
 			free(r.ids);
 			return; /* nothing goes yet */
 		}
-		snprintf(summary, sizeof(summary), "acme %s: replaced certificates deleted%s", r.name,
-		         r.all ? " (every node serves the new one)" : " (expired)");
+		snprintf(summary, sizeof(summary), "acme %s: replaced certificates deleted%s",
+		         r.name, r.all ? " (every node serves the new one)" : " (expired)");
 		if (acme_runner_commit(ctx->r, summary, change_retire, &r, &err) < 0)
 			cs_warn("acme: %s", err.msg);
 	}

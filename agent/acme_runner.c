@@ -47,12 +47,12 @@ struct acme_runner {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	atomic_bool leading, stop;
-	bool wake;               /* under lock */
-	struct change *change;   /* under lock: the one waiting for the loop */
-	char working_on[72];     /* under lock */
-	int pipe[2];             /* the thread writes a byte when change is set */
+	bool wake;             /* under lock */
+	struct change *change; /* under lock: the one waiting for the loop */
+	char working_on[72];   /* under lock */
+	int pipe[2];           /* the thread writes a byte when change is set */
 	struct event *ev;
-	const cs_key *key;       /* set by the loop before leading turns true */
+	const cs_key *key; /* set by the loop before leading turns true */
 	/* The loop's own: the change waiting for the backup's acknowledgement,
 	 * how many acknowledgements are pending, and whether the runner was
 	 * stopped (then the last acknowledgement frees it). */
@@ -120,7 +120,8 @@ static void apply(acme_runner *r, struct change *c)
 		               c->summary));
 		return;
 	}
-	if (ops_batch_begin(node, &c->err) < 0 || cs_txn_begin(node->store, true, &txn, &c->err) < 0) {
+	if (ops_batch_begin(node, &c->err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, &c->err) < 0) {
 		finish(r, c, -1);
 		return;
 	}
@@ -285,8 +286,7 @@ static void *run(void *arg)
 
 /* ---- the loop's side ----------------------------------------------------------- */
 
-int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base *base,
-                      cs_err *err)
+int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base *base, cs_err *err)
 {
 	acme_runner *r;
 

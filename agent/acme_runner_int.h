@@ -50,8 +50,8 @@ void acme_obtain(acme_ctx *ctx, const char *name);
  * and names and the certificate it replaces, and makes the change that
  * stores it like an import, moves the default when due and schedules the
  * renewal.  -1 with e (operator class: the CA issued something unusable). */
-int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
-                 const char *pem, acme_err *e);
+int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key, const char *pem,
+                 acme_err *e);
 
 /* Asks the CA's renewalInfo again for the first managed certificate whose
  * poll time has come (its Retry-After), and moves its next attempt to the
