@@ -149,6 +149,17 @@ static int put_cas(cs_txn *txn, struct install *in, cs_err *err)
 	return 0;
 }
 
+/* What acme_schedule put in sched, into the stored record mc. */
+static void take_schedule(Certsync__AcmeCert *mc, const Certsync__AcmeCert *sched)
+{
+	mc->next_attempt = sched->next_attempt;
+	mc->next_reason = sched->next_reason;
+	mc->window_start = sched->window_start;
+	mc->window_end = sched->window_end;
+	mc->window_source = sched->window_source;
+	mc->ari_next_poll = sched->ari_next_poll;
+}
+
 static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *err)
 {
 	struct install *in = arg;
@@ -181,12 +192,7 @@ static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err
 	mc->failures = 0;
 	mc->last_error = mc->last_error_type = mc->last_error_url = "";
 	mc->last_success = time(NULL);
-	mc->next_attempt = in->sched.next_attempt;
-	mc->next_reason = in->sched.next_reason;
-	mc->window_start = in->sched.window_start;
-	mc->window_end = in->sched.window_end;
-	mc->window_source = in->sched.window_source;
-	mc->ari_next_poll = in->sched.ari_next_poll;
+	take_schedule(mc, &in->sched);
 	return 0;
 }
 
@@ -314,12 +320,7 @@ static int edit_ari(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *err)
 
 	(void)txn;
 	(void)err;
-	mc->next_attempt = p->sched.next_attempt;
-	mc->next_reason = p->sched.next_reason;
-	mc->window_start = p->sched.window_start;
-	mc->window_end = p->sched.window_end;
-	mc->window_source = p->sched.window_source;
-	mc->ari_next_poll = p->sched.ari_next_poll;
+	take_schedule(mc, &p->sched);
 	return 0;
 }
 
