@@ -73,7 +73,8 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 {
 	const cs_acme_config *ac = &ctx->cfg->acme;
 	Certsync__AcmeAccount *a = NULL, fresh = CERTSYNC__ACME_ACCOUNT__INIT;
-	acme_client_opts o = {.directory = ac->directory, .ca_file = ac->ca_file};
+	acme_client_opts o = {
+	    .directory = ac->directory, .ca_file = ac->ca_file, .cancel = ctx->cancel};
 	bool known;
 	cs_err err = {0};
 	cs_txn *txn;

@@ -47,6 +47,7 @@ struct acme_runner {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	atomic_bool leading, stop;
+	atomic_bool cancel;    /* !leading || stop: the client's blocking calls give up */
 	bool wake;             /* under lock */
 	struct change *change; /* under lock: the one waiting for the loop */
 	char working_on[72];   /* under lock */
@@ -248,7 +249,7 @@ static void sleep_until(acme_runner *r, time_t until)
 static void *run(void *arg)
 {
 	acme_runner *r = arg;
-	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store};
+	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store, .cancel = &r->cancel};
 	time_t retired = 0; /* when acme_retire last ran */
 	struct due d;
 
@@ -297,6 +298,7 @@ int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base
 		return cs_fail(err, CS_EIO, "out of memory");
 	r->node = node;
 	r->pipe[0] = r->pipe[1] = -1;
+	atomic_store(&r->cancel, true); /* until the first tick finds it leading */
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	if (pipe2(r->pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
@@ -337,6 +339,7 @@ void acme_runner_tick(acme_runner *r)
 		return;
 	r->key = r->node->key;
 	atomic_store(&r->leading, leading);
+	atomic_store(&r->cancel, !leading);
 	cs_info("acme: %s", leading ? "this node is the primary: ACME work starts"
 	                            : "this node is no longer the primary: ACME work stops");
 	acme_runner_wake(r);
@@ -373,6 +376,7 @@ void acme_runner_stop(acme_runner *r)
 		return;
 	atomic_store(&r->stop, true);
 	atomic_store(&r->leading, false);
+	atomic_store(&r->cancel, true);
 	/* A change the loop will not take any more is refused, so the thread
 	 * sees the stop at its next step. */
 	for (;;) {

@@ -28,7 +28,8 @@ typedef struct acme_ctx {
 	const struct cs_config *cfg;
 	cs_store *store;
 	const cs_key *key;
-	acme_client *client; /* with the account's URL known */
+	acme_client *client;       /* with the account's URL known */
+	const atomic_bool *cancel; /* true once the node stops leading or the agent stops */
 	EVP_PKEY *account_key;
 	bool ari; /* the directory has renewalInfo */
 } acme_ctx;
