@@ -182,29 +182,52 @@ def test_renew_now_replaces_default(agent, pebble, tmp_path):
     assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
-def test_failure_backs_off_and_says_why(certsync_bin, tmp_path, pebble, tls):
-    """A name pebble cannot reach (challtestsrv resolves it nowhere
-    useful: the pre-validation check has no node to ask for it) fails, is
-    retried later, and `acme list` says why."""
-    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
-                  node_extra="").start()
+def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, tls):
+    """Pebble's validator cannot reach the node (http_listen is elsewhere
+    than pebble's httpPort): the CA's error needs the operator, so the
+    certificate is `failed`, with no next attempt, and `acme list` gives the
+    CA's words; `acme renew` schedules it again."""
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls)
+    a.http_port = helpers.free_port()
+    a.write_config()
+    a.start()
     try:
-        # stop answering http-01: the pre-validation check times out
-        a.stop()
-        a.http_port = helpers.free_port()
-        a.write_config()
-        a.start()
         a.cli("acme", "add", "site", "--domain", SITE, check=0)
 
-        def failed_once():
-            m = managed(a, "site")
-            return m["failures"] >= 1 and m["last_error"] is not None
-        helpers.wait_for("a failure recorded", failed_once, timeout=90, step=0.5)
+        def failed():
+            return managed(a, "site")["state"] == "failed"
+        helpers.wait_for("the order failed", failed, timeout=90, step=0.5)
         m = managed(a, "site")
-        assert m["state"] == "failed" or m["next_attempt"] is not None, m
-        assert m["certificate"] is None
+        assert m["next_attempt"] is None and m["failures"] == 1 and m["certificate"] is None
+        assert m["last_error"]["type"] == "urn:ietf:params:acme:error:connection", m
+        assert "connection refused" in m["last_error"]["message"], m
+        assert a.status()["acme"]["certificates"]["failed"] == 1
+        text = a.cli("acme", "list", json=False, check=0).stdout.decode()
+        assert "failed" in text and "connection refused" in text
+        assert a.cli("acme", "renew", "site", check=0).data["state"] == "scheduled"
     finally:
         a.stop()
+
+
+def test_ca_down_backs_off_and_keeps_serving(agent, pebble, tmp_path):
+    """The CA stops answering: the renewal fails as transient, is retried
+    after a backoff (state scheduled, a next attempt, the reason), and the
+    certificate obtained before stays served."""
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    pebble.stop()
+    agent.cli("acme", "renew", "site", check=0)
+
+    def backed_off():
+        m = managed(agent, "site")
+        return m["failures"] >= 1
+    helpers.wait_for("a failure recorded", backed_off, timeout=90, step=0.5)
+    m = managed(agent, "site")
+    assert m["state"] == "scheduled" and m["next_attempt"] is not None, m
+    assert "retry 1 after a transient error" == m["next_reason"], m
+    assert m["certificate"]["id"] == first["certificate"]["id"]
+    assert agent.running
+    rc, verify, sans = s_client(agent.tls_port, SITE, str(tmp_path / "pebble-root.pem"))
+    assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
 # ---- bad input ---------------------------------------------------------------------
