@@ -181,7 +181,8 @@ static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err
 		replaced = malloc((mc->n_replaced + 1) * sizeof(*replaced));
 		if (replaced == NULL)
 			return cs_fail(err, CS_EIO, "out of memory");
-		memcpy(replaced, mc->replaced, mc->n_replaced * sizeof(*replaced));
+		if (mc->n_replaced > 0)
+			memcpy(replaced, mc->replaced, mc->n_replaced * sizeof(*replaced));
 		replaced[mc->n_replaced] = mc->current_id;
 		in->sched.replaced = replaced; /* freed by acme_install */
 		mc->replaced = replaced;
