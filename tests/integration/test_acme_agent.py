@@ -156,8 +156,23 @@ def test_http01_issue_and_serve(agent, pebble, tmp_path):
     assert acct["status"] == "valid" and acct["contact"] == ["mailto:ops@example.test"]
 
 
+def alpn_handshake(port, name, alpn):
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", name, "-alpn", alpn], input=b"", capture_output=True,
+                       timeout=30)
+    ders = helpers.pem_cert_ders(p.stdout)
+    return p.returncode, helpers.cert_id(ders[0]) if ders else None
+
+
 def test_tlsalpn01_issue_and_serve(agent, pebble, tmp_path):
-    issue_and_serve(agent, pebble, tmp_path, "tls-alpn-01")
+    m = issue_and_serve(agent, pebble, tmp_path, "tls-alpn-01")
+    # once validated no challenge certificate is left: a client offering
+    # acme-tls/1 alone is refused; one that offers it among others is a
+    # normal client and gets the certificate the node serves
+    rc, served = alpn_handshake(agent.tls_port, SITE, "acme-tls/1")
+    assert rc != 0 and served is None
+    rc, served = alpn_handshake(agent.tls_port, SITE, "h2,acme-tls/1")
+    assert rc == 0 and served == m["certificate"]["id"]
 
 
 def test_renew_now_replaces_default(agent, pebble, tmp_path):
