@@ -329,7 +329,7 @@ int cs_cli_main(int argc, char **argv)
 	}
 	cmd = find_command(argc - i, argv + i, &nwords);
 	if (cmd == NULL && i < argc && strcmp(argv[i], "acme") == 0) {
-		if (i + 1 < argc && strcmp(argv[i + 1], "--help") != 0 &&
+		if (i + 1 < argc && !wants_help(argc - i, argv + i) &&
 		    socket_path(config, sock, &path, &err) < 0)
 			return cli_fail(&ctx, &err);
 		rc = cli_acme_main(argc - i, argv + i, path, ctx.json, wait_mode);

@@ -23,7 +23,7 @@ static const struct sub {
 } subs[] = {
     {"add", "acme.add",
      "acme add NAME --domain D [--domain D ...] [--challenge http-01|tls-alpn-01|dns-01] "
-     "[--profile P] [--key TYPE] [--default] [--wait MODE]",
+     "[--profile P] [--key TYPE] [--default] [--wait backup|all|none]",
      "Manages a certificate the cluster obtains at once from the [acme] CA and renews "
      "itself; --default makes it the default when it arrives.",
      true},
@@ -32,9 +32,9 @@ static const struct sub {
      "renewal window, last error.",
      false},
     {"show", "acme.show", "acme show NAME", "Shows one managed certificate and its order.", false},
-    {"renew", "acme.renew", "acme renew NAME [--wait MODE]",
+    {"renew", "acme.renew", "acme renew NAME [--wait backup|all|none]",
      "Renews now, whatever the schedule (and retries one that failed).", true},
-    {"remove", "acme.remove", "acme remove NAME [--wait MODE]",
+    {"remove", "acme.remove", "acme remove NAME [--wait backup|all|none]",
      "Stops managing it; its certificates stay.", true},
     {"account", "acme.account", "acme account", "Shows the ACME account: URL, status, contact.",
      false},
