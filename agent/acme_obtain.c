@@ -292,6 +292,18 @@ static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_e
 	return 0;
 }
 
+/* The check's error names an endpoint: say whose it is (eps[0] is this
+ * node, then the peers in order). */
+static void name_node(const cs_config *cfg, const char **eps, size_t n, acme_err *e)
+{
+	for (size_t k = 0; k < n; k++)
+		if (strstr(e->err.msg, eps[k]) != NULL) {
+			cs_err_prefix(&e->err, "node %s is not ready: ",
+			              k == 0 ? cfg->name : cfg->peers[k - 1].name);
+			return;
+		}
+}
+
 /* Before the CA is told: every node answers (or the DNS server does). */
 static int prevalidate(job *j, acme_err *e)
 {
@@ -325,6 +337,8 @@ static int prevalidate(job *j, acme_err *e)
 		if (rc != 0)
 			break;
 	}
+	if (rc != 0 && eps != NULL)
+		name_node(j->ctx->cfg, eps, n, e);
 	free(eps);
 	return rc;
 }
