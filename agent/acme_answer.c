@@ -32,7 +32,7 @@ static char *lookup(void *arg, const char *token)
 		cs_warn("http-01: %s", err.msg);
 		return NULL;
 	}
-	if (acme_rec_get(txn, ACME_REC_HTTP01, token, &certsync__acme_http_token__descriptor,
+	if (rec_acme_get(txn, REC_ACME_HTTP01, token, &certsync__acme_http_token__descriptor,
 	                 (ProtobufCMessage **)&t, &err) == 0) {
 		ka = strdup(t->key_authorization);
 		certsync__acme_http_token__free_unpacked(t, NULL);
@@ -84,7 +84,7 @@ static int add_alpn(void *ctx, const char *name, ProtobufCMessage *m)
 {
 	struct alpn_walk *w = ctx;
 	Certsync__AcmeAlpnCert *rec = (Certsync__AcmeAlpnCert *)m;
-	char ad[ACME_KEY_MAX];
+	char ad[REC_ACME_KEY_MAX];
 	cs_err err = {0};
 	X509 *x;
 	EVP_PKEY *k;
@@ -104,7 +104,7 @@ static int add_alpn(void *ctx, const char *name, ProtobufCMessage *m)
 		w->keys = keys;
 		w->cap = cap;
 	}
-	acme_rec_key(ad, ACME_REC_ALPN, name);
+	rec_acme_key(ad, REC_ACME_ALPN, name);
 	x = pki_cert_from_der(rec->der.data, rec->der.len, &err);
 	k = x ? rec_unseal_key(w->node->key, &rec->sealed_key, (const uint8_t *)ad, strlen(ad),
 	                       &err)
@@ -132,7 +132,7 @@ void acme_answer_changed(struct cs_node *node)
 	if (node->tls == NULL || node->key == NULL ||
 	    cs_txn_begin(node->store, false, &txn, &err) < 0)
 		return;
-	rc = acme_rec_foreach(txn, ACME_REC_ALPN, &certsync__acme_alpn_cert__descriptor, add_alpn,
+	rc = rec_acme_foreach(txn, REC_ACME_ALPN, &certsync__acme_alpn_cert__descriptor, add_alpn,
 	                      &w, &err);
 	cs_txn_abort(txn);
 	if (rc == 0 && tls_server_set_acme(node->tls, (const char *const *)w.names, w.certs, w.keys,

@@ -189,7 +189,7 @@ static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err
 		mc->n_replaced++;
 	}
 	mc->current_id = (ProtobufCBinaryData){PKI_ID_LEN, in->info.id};
-	mc->state = ACME_STATE_SCHEDULED;
+	mc->state = REC_ACME_STATE_SCHEDULED;
 	mc->failures = 0;
 	mc->last_error = mc->last_error_type = mc->last_error_url = "";
 	mc->last_success = time(NULL);
@@ -218,8 +218,8 @@ static int change_install(cs_txn *txn, void *ctx, cs_err *err)
 	free(der);
 	free(rec.sealed_key.data);
 	if (rc < 0 || put_cas(txn, in, err) < 0 ||
-	    acme_cert_update(txn, in->name, edit_installed, in, err) < 0 ||
-	    acme_rec_del(txn, ACME_REC_ORDER, in->name, err) < 0)
+	    rec_acme_cert_update(txn, in->name, edit_installed, in, err) < 0 ||
+	    rec_acme_del(txn, REC_ACME_ORDER, in->name, err) < 0)
 		return -1;
 	return 0;
 }
@@ -303,7 +303,7 @@ static int ari_due(void *arg, const char *name, ProtobufCMessage *m)
 	cs_err err;
 
 	if (strcmp(mc->window_source, "ari") != 0 || mc->ari_next_poll <= 0 ||
-	    mc->ari_next_poll > p->now || strcmp(mc->state, ACME_STATE_SCHEDULED) != 0 ||
+	    mc->ari_next_poll > p->now || strcmp(mc->state, REC_ACME_STATE_SCHEDULED) != 0 ||
 	    mc->current_id.len != PKI_ID_LEN ||
 	    rec_cert_get(p->txn, CS_TBL_CERTS, mc->current_id.data, &cur, &err) != 0)
 		return 0;
@@ -329,7 +329,7 @@ static int change_ari(cs_txn *txn, void *arg, cs_err *err)
 {
 	struct ari_poll *p = arg;
 
-	return acme_cert_update(txn, p->name, edit_ari, p, err) < 0 ? -1 : 0;
+	return rec_acme_cert_update(txn, p->name, edit_ari, p, err) < 0 ? -1 : 0;
 }
 
 void acme_ari_poll(acme_ctx *ctx)
@@ -345,7 +345,7 @@ void acme_ari_poll(acme_ctx *ctx)
 	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
 		return;
 	p.txn = txn;
-	rc = acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, ari_due, &p,
+	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, ari_due, &p,
 	                      &err);
 	cs_txn_abort(txn);
 	if (rc != 1)

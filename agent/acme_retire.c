@@ -135,7 +135,7 @@ static int change_retire(cs_txn *txn, void *arg, cs_err *err)
 		memcpy(r->ids[gone++], r->ids[i], PKI_ID_LEN);
 	}
 	r->n = gone;
-	return acme_cert_update(txn, r->name, edit_replaced, r, err) < 0 ? -1 : 0;
+	return rec_acme_cert_update(txn, r->name, edit_replaced, r, err) < 0 ? -1 : 0;
 }
 
 void acme_retire(acme_ctx *ctx)
@@ -149,7 +149,7 @@ void acme_retire(acme_ctx *ctx)
 	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
 		return;
 	r.txn = txn;
-	rc = acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, find, &r, &err);
+	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, find, &r, &err);
 	cs_txn_abort(txn);
 	if (rc == 1 && r.n > 0) {
 		r.all = served_everywhere(ctx->cfg, r.sni, r.current);

@@ -200,8 +200,8 @@ static int pick(void *ctx, const char *name, ProtobufCMessage *m)
 {
 	struct due *d = ctx;
 	Certsync__AcmeCert *c = (Certsync__AcmeCert *)m;
-	bool active = strcmp(c->state, ACME_STATE_SCHEDULED) == 0 ||
-	              strcmp(c->state, ACME_STATE_RUNNING) == 0;
+	bool active = strcmp(c->state, REC_ACME_STATE_SCHEDULED) == 0 ||
+	              strcmp(c->state, REC_ACME_STATE_RUNNING) == 0;
 
 	if (!active || c->next_attempt <= 0)
 		return 0;
@@ -228,7 +228,7 @@ static int due(acme_runner *r, struct due *d)
 		cs_error("acme: %s", err.msg);
 		return -1;
 	}
-	rc = acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, pick, d, &err);
+	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, pick, d, &err);
 	cs_txn_abort(txn);
 	if (rc < 0)
 		cs_error("acme: %s", err.msg);

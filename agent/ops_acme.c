@@ -180,7 +180,7 @@ static void add_done(void *arg, bool cancelled)
 	if (rc == 0 && ops_batch_begin(node, &j->err) == 0 &&
 	    cs_txn_begin(node->store, true, &txn, &j->err) == 0) {
 		before = node->committed;
-		rc = acme_rec_get(txn, ACME_REC_CERT, j->name, &certsync__acme_cert__descriptor,
+		rc = rec_acme_get(txn, REC_ACME_CERT, j->name, &certsync__acme_cert__descriptor,
 		                  &old, &j->err);
 		if (rc == 0) {
 			protobuf_c_message_free_unpacked(old, NULL);
@@ -190,7 +190,7 @@ static void add_done(void *arg, bool cancelled)
 			    "%s` first, or choose another NAME",
 			    j->name, j->name);
 		} else if (rc == 1) {
-			rc = acme_rec_put(txn, ACME_REC_CERT, j->name, &j->rec.base, &j->err);
+			rc = rec_acme_put(txn, REC_ACME_CERT, j->name, &j->rec.base, &j->err);
 		}
 		snprintf(summary, sizeof(summary), "acme add %s", j->name);
 		if (rc < 0)
@@ -269,7 +269,7 @@ static int read_add(struct cs_node *node, json_t *args, struct add_job *j, cs_er
 	j->rec.profile = j->profile;
 	j->rec.key_type = j->key_type;
 	j->rec.make_default = json_is_true(json_object_get(args, "default"));
-	j->rec.state = ACME_STATE_SCHEDULED;
+	j->rec.state = REC_ACME_STATE_SCHEDULED;
 	j->rec.next_attempt = j->rec.created = time(NULL);
 	j->rec.next_reason = "new: obtained at once";
 	j->uncovered = uncovered(node->cfg, domains);
@@ -326,7 +326,7 @@ json_t *op_acme_list(struct cs_node *node, json_t *args, cs_err *err)
 
 	(void)args;
 	if (cs_txn_begin(node->store, false, &w.txn, err) < 0 ||
-	    acme_rec_foreach(w.txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, list_one, &w,
+	    rec_acme_foreach(w.txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, list_one, &w,
 	                     err) != 0) {
 		if (w.txn != NULL)
 			cs_txn_abort(w.txn);
@@ -347,7 +347,7 @@ static int find_managed(cs_txn *txn, json_t *args, const char *cmd, Certsync__Ac
 
 	if (ops_arg_string(args, "name", true, &name, err) < 0)
 		return -1;
-	rc = acme_rec_get(txn, ACME_REC_CERT, name, &certsync__acme_cert__descriptor,
+	rc = rec_acme_get(txn, REC_ACME_CERT, name, &certsync__acme_cert__descriptor,
 	                  (ProtobufCMessage **)out, err);
 	if (rc == 1)
 		return cs_fail(err, CS_EREFUSED,
@@ -382,7 +382,7 @@ static int renew_now(cs_txn *txn, Certsync__AcmeCert *c, void *arg, cs_err *err)
 	(void)txn;
 	(void)arg;
 	(void)err;
-	c->state = ACME_STATE_SCHEDULED;
+	c->state = REC_ACME_STATE_SCHEDULED;
 	c->next_attempt = time(NULL);
 	c->next_reason = "acme renew: now";
 	c->failures = 0;
@@ -404,8 +404,8 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err)
 	}
 	snprintf(summary, sizeof(summary), "acme renew %s", c->name);
 	certsync__acme_cert__free_unpacked(c, NULL);
-	if (acme_cert_update(txn, json_string_value(json_object_get(args, "name")), renew_now, NULL,
-	                     err) < 0) {
+	if (rec_acme_cert_update(txn, json_string_value(json_object_get(args, "name")), renew_now,
+	                         NULL, err) < 0) {
 		cs_txn_abort(txn);
 		return NULL;
 	}
@@ -413,7 +413,7 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	acme_runner_wake(node->acme);
 	return json_pack("{s:s, s:s}", "name", json_string_value(json_object_get(args, "name")),
-	                 "state", ACME_STATE_SCHEDULED);
+	                 "state", REC_ACME_STATE_SCHEDULED);
 }
 
 struct del_walk {
@@ -444,13 +444,13 @@ static int drop_challenges(cs_txn *txn, const char *kind, const ProtobufCMessage
                            const char *name, cs_err *err)
 {
 	struct del_walk w = {txn, kind, name, NULL, 0};
-	int rc = acme_rec_foreach(txn, kind, d, collect, &w, err);
+	int rc = rec_acme_foreach(txn, kind, d, collect, &w, err);
 
 	if (rc > 0 || rc < 0)
 		rc = err->code != CS_OK ? -1 : cs_fail(err, CS_EIO, "out of memory");
 	for (size_t i = 0; i < w.n; i++) {
 		if (rc == 0)
-			rc = acme_rec_del(txn, kind, w.keys[i], err);
+			rc = rec_acme_del(txn, kind, w.keys[i], err);
 		free(w.keys[i]);
 	}
 	free(w.keys);
@@ -459,10 +459,10 @@ static int drop_challenges(cs_txn *txn, const char *kind, const ProtobufCMessage
 
 int ops_acme_drop_challenges(cs_txn *txn, const char *name, cs_err *err)
 {
-	if (drop_challenges(txn, ACME_REC_HTTP01, &certsync__acme_http_token__descriptor, name,
+	if (drop_challenges(txn, REC_ACME_HTTP01, &certsync__acme_http_token__descriptor, name,
 	                    err) < 0)
 		return -1;
-	return drop_challenges(txn, ACME_REC_ALPN, &certsync__acme_alpn_cert__descriptor, name,
+	return drop_challenges(txn, REC_ACME_ALPN, &certsync__acme_alpn_cert__descriptor, name,
 	                       err);
 }
 
@@ -482,8 +482,8 @@ json_t *op_acme_remove(struct cs_node *node, json_t *args, cs_err *err)
 	snprintf(summary, sizeof(summary), "acme remove %s", c->name);
 	j = json_pack("{s:s, s:s}", "name", c->name, "message",
 	              "no longer managed; its certificates stay in the store");
-	if (acme_rec_del(txn, ACME_REC_CERT, c->name, err) < 0 ||
-	    acme_rec_del(txn, ACME_REC_ORDER, c->name, err) < 0 ||
+	if (rec_acme_del(txn, REC_ACME_CERT, c->name, err) < 0 ||
+	    rec_acme_del(txn, REC_ACME_ORDER, c->name, err) < 0 ||
 	    ops_acme_drop_challenges(txn, c->name, err) < 0) {
 		certsync__acme_cert__free_unpacked(c, NULL);
 		json_decref(j);
@@ -505,7 +505,7 @@ static json_t *account_json(cs_txn *txn, cs_err *err)
 	Certsync__AcmeAccount *a;
 	json_t *contact = json_array(), *j;
 	char created[32];
-	int rc = acme_rec_get(txn, ACME_REC_ACCOUNT, NULL, &certsync__acme_account__descriptor,
+	int rc = rec_acme_get(txn, REC_ACME_ACCOUNT, NULL, &certsync__acme_account__descriptor,
 	                      (ProtobufCMessage **)&a, err);
 
 	if (rc != 0) {
@@ -561,16 +561,17 @@ static int count_one(void *ctx, const char *name, ProtobufCMessage *m)
 
 json_t *ops_acme_status(struct cs_node *node, cs_txn *txn)
 {
-	struct count_walk w = {.states = json_pack("{s:i, s:i, s:i, s:i}", ACME_STATE_SCHEDULED, 0,
-	                                           ACME_STATE_RUNNING, 0, ACME_STATE_FAILED, 0,
-	                                           ACME_STATE_PAUSED, 0)};
+	struct count_walk w = {.states =
+	                           json_pack("{s:i, s:i, s:i, s:i}", REC_ACME_STATE_SCHEDULED, 0,
+	                                     REC_ACME_STATE_RUNNING, 0, REC_ACME_STATE_FAILED, 0,
+	                                     REC_ACME_STATE_PAUSED, 0)};
 	json_t *account, *next = json_null();
 	char at[32];
 	cs_err err;
 
 	if ((account = account_json(txn, &err)) == NULL)
 		account = json_null();
-	acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, count_one, &w, &err);
+	rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, count_one, &w, &err);
 	if (w.next_name != NULL) {
 		rec_time((time_t)w.next, at);
 		json_decref(next);
