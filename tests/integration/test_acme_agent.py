@@ -368,3 +368,78 @@ def test_http01_bad_requests(agent):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + path, timeout=5)
         assert e.value.code == code, path
+
+
+# ---- two nodes: the CA asks the backup ----------------------------------------------
+
+class AcmeClusterNode(helpers.ClusterNode):
+    def __init__(self, *a, acme="", **kw):
+        self.acme = acme
+        super().__init__(*a, **kw)
+
+    def config_text(self):
+        return super().config_text() + self.acme
+
+
+def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
+    """`cluster init` with HTTP_LISTEN; the site hostname resolves to the
+    backup (challtestsrv's DNS), so pebble validates http-01 against the
+    backup, which answers from its replicated store; both nodes' TLS
+    endpoints then serve the certificate, verified against pebble's root."""
+    folder = os.path.join(helpers.short_tmpdir(), "cluster")
+    ips = {"primary": "127.0.0.11", "backup": "127.0.0.12"}
+    specs = []
+    for name, role in (("primary", "primary"), ("backup", "backup")):
+        specs += ["--node", "%s=%s,%s.example.test,tcp://%s:%d,%s:%d,%s:%d" % (
+            name, role, name, ips[name], helpers.free_port(), ips[name], pebble.tlsport,
+            ips[name], pebble.httpport)]
+    helpers.run([certsync_bin, "cluster", "init", folder, "--site", SITE] + specs)
+    acme = ("\n[acme]\ndirectory = %s\nagree_tos = yes\nca_file = %s\ncheck_timeout = 20\n"
+            % (pebble.dir_url, tls.ca))
+    nodes = [AcmeClusterNode(certsync_bin, os.path.join(folder, n), n, r, n + ".example.test",
+                             SITE, 0, pebble.tlsport, acme=acme)
+             for n, r in (("primary", "primary"), ("backup", "backup"))]
+    for host, ip in ((SITE, ips["backup"]), ("primary.example.test", ips["primary"]),
+                     ("backup.example.test", ips["backup"])):
+        pebble.challtest("add-a", {"host": host + ".", "addresses": [ip]})
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    for n in nodes:
+        n.write_config()
+        n.start(wait=False)
+    try:
+        for n in nodes:
+            n.wait_ready()
+        helpers.wait_for("the backup streams", lambda: nodes[1].status()["replication"]["sync"]
+                         == "streaming" and nodes[1].status()["cluster_key"], timeout=30)
+        primary, backup = nodes
+        primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "primary.example.test",
+                    "--domain", "backup.example.test", "--default", check=0)
+        m = wait_issued(primary, "site")
+        # the backup holds the same record and the certificate
+        helpers.wait_for("the backup has it", lambda: (managed(backup, "site") or {}).get(
+            "certificate") == m["certificate"], timeout=20, step=0.2)
+        for node, ip in ((primary, ips["primary"]), (backup, ips["backup"])):
+            for name in (SITE, node.hostname):
+                def served():
+                    p = subprocess.run(
+                        ["openssl", "s_client", "-connect", "%s:%d" % (ip, pebble.tlsport),
+                         "-servername", name, "-CAfile", root, "-verify_return_error",
+                         "-verify_hostname", name], input=b"", capture_output=True, timeout=30)
+                    return p.returncode == 0 and b"Verify return code: 0 (ok)" in p.stdout
+                helpers.wait_for("%s serves %s" % (node.name, name), served, timeout=20,
+                                 step=0.2)
+        # changes are the primary's: the backup refuses and names it
+        res = backup.cli("acme", "renew", "site", check=1)
+        assert "not the primary" in res.message
+        assert backup.status()["acme"]["certificates"]["scheduled"] == 1
+        # the acme table is in the replicated digest: equal at the same position
+
+        def same_store():
+            a, b = primary.status(), backup.status()
+            return a["seq"] == b["seq"] and a["digest"] == b["digest"] and b["digest_ok"]
+        helpers.wait_for("the same store on both nodes", same_store, timeout=20, step=0.2)
+    finally:
+        for n in nodes:
+            if n.running:
+                n.stop()
