@@ -381,11 +381,10 @@ class AcmeClusterNode(helpers.ClusterNode):
         return super().config_text() + self.acme
 
 
-def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
-    """`cluster init` with HTTP_LISTEN; the site hostname resolves to the
-    backup (challtestsrv's DNS), so pebble validates http-01 against the
-    backup, which answers from its replicated store; both nodes' TLS
-    endpoints then serve the certificate, verified against pebble's root."""
+def two_nodes(certsync_bin, pebble, tls):
+    """A primary on 127.0.0.11 and a backup on 127.0.0.12 from `cluster
+    init` with HTTP_LISTEN, both with [acme]; the site hostname resolves to
+    the backup in challtestsrv's DNS.  Started, streaming."""
     folder = os.path.join(helpers.short_tmpdir(), "cluster")
     ips = {"primary": "127.0.0.11", "backup": "127.0.0.12"}
     specs = []
@@ -399,19 +398,40 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
     nodes = [AcmeClusterNode(certsync_bin, os.path.join(folder, n), n, r, n + ".example.test",
                              SITE, 0, pebble.tlsport, acme=acme)
              for n, r in (("primary", "primary"), ("backup", "backup"))]
+    for n in nodes:
+        n.ip = ips[n.name]
     for host, ip in ((SITE, ips["backup"]), ("primary.example.test", ips["primary"]),
                      ("backup.example.test", ips["backup"])):
         pebble.challtest("add-a", {"host": host + ".", "addresses": [ip]})
-    root = str(tmp_path / "root.pem")
-    helpers.write(root, pebble.root_pem())
     for n in nodes:
         n.write_config()
         n.start(wait=False)
+    for n in nodes:
+        n.wait_ready()
+    helpers.wait_for("the backup streams", lambda: nodes[1].status()["replication"]["sync"]
+                     == "streaming" and nodes[1].status()["cluster_key"], timeout=30)
+    return nodes
+
+
+def serves_verified(node, port, name, root):
+    def served():
+        p = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (node.ip, port),
+                            "-servername", name, "-CAfile", root, "-verify_return_error",
+                            "-verify_hostname", name], input=b"", capture_output=True,
+                           timeout=30)
+        return p.returncode == 0 and b"Verify return code: 0 (ok)" in p.stdout
+    helpers.wait_for("%s serves %s" % (node.name, name), served, timeout=20, step=0.2)
+
+
+def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
+    """The site hostname resolves to the backup, so pebble validates http-01
+    against the backup, which answers from its replicated store; both
+    nodes' TLS endpoints then serve the certificate, verified against
+    pebble's root."""
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
     try:
-        for n in nodes:
-            n.wait_ready()
-        helpers.wait_for("the backup streams", lambda: nodes[1].status()["replication"]["sync"]
-                         == "streaming" and nodes[1].status()["cluster_key"], timeout=30)
         primary, backup = nodes
         primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "primary.example.test",
                     "--domain", "backup.example.test", "--default", check=0)
@@ -419,16 +439,9 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
         # the backup holds the same record and the certificate
         helpers.wait_for("the backup has it", lambda: (managed(backup, "site") or {}).get(
             "certificate") == m["certificate"], timeout=20, step=0.2)
-        for node, ip in ((primary, ips["primary"]), (backup, ips["backup"])):
+        for node in nodes:
             for name in (SITE, node.hostname):
-                def served():
-                    p = subprocess.run(
-                        ["openssl", "s_client", "-connect", "%s:%d" % (ip, pebble.tlsport),
-                         "-servername", name, "-CAfile", root, "-verify_return_error",
-                         "-verify_hostname", name], input=b"", capture_output=True, timeout=30)
-                    return p.returncode == 0 and b"Verify return code: 0 (ok)" in p.stdout
-                helpers.wait_for("%s serves %s" % (node.name, name), served, timeout=20,
-                                 step=0.2)
+                serves_verified(node, pebble.tlsport, name, root)
         # changes are the primary's: the backup refuses and names it
         res = backup.cli("acme", "renew", "site", check=1)
         assert "not the primary" in res.message
@@ -439,6 +452,47 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
             a, b = primary.status(), backup.status()
             return a["seq"] == b["seq"] and a["digest"] == b["digest"] and b["digest_ok"]
         helpers.wait_for("the same store on both nodes", same_store, timeout=20, step=0.2)
+    finally:
+        for n in nodes:
+            if n.running:
+                n.stop()
+
+
+@pytest.fixture
+def slow_pebble(tmp_path, tls):
+    """Pebble whose validator waits (0 to 15 s) before it validates."""
+    os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
+    pb = PebbleOnPorts(tmp_path / "pebble", tls, env={"PEBBLE_VA_NOSLEEP": "0"})
+    pb.start()
+    yield pb
+    pb.stop()
+
+
+def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
+    """The primary is killed once the CA was told to validate; the backup,
+    promoted, goes on with the order from its replicated record (same
+    account, same order), obtains the certificate and serves it."""
+    pebble = slow_pebble
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
+    try:
+        primary, backup = nodes
+        primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "backup.example.test",
+                    check=0)
+        helpers.wait_for("the CA validating", lambda: "acme site: the CA validates" in
+                         primary.stderr(), timeout=60, step=0.1)
+        order = managed(backup, "site")["order"]
+        assert order is not None and order["next"] == "wait-authz", order
+        primary.kill()
+        backup.cli("promote", "--force", check=0)
+        m = wait_issued(backup, "site", timeout=120)
+        assert m["state"] == "scheduled" and m["order"] is None
+        # it went on with the same order: the backup made none of its own
+        assert "acme site: order created" not in backup.stderr(), backup.stderr()[-3000:]
+        assert "acme site: finalized" in backup.stderr()
+        assert backup.cli("acme", "account", check=0).data["account"]["url"]
+        serves_verified(backup, pebble.tlsport, SITE, root)
     finally:
         for n in nodes:
             if n.running:
