@@ -8,6 +8,7 @@ configuration and of `acme add`, each refused with its message and nothing
 stored.  The three-node, failover and docker cases live in their own files.
 """
 
+import contextlib
 import os
 import subprocess
 import time
@@ -56,13 +57,17 @@ def tls(tmp_path_factory):
     return TLSFiles(str(tmp_path_factory.mktemp("tls")), "pebble")
 
 
-@pytest.fixture
-def pebble(tmp_path, tls):
+def running_pebble(tmp_path, tls, env=None):
     os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
-    pb = PebbleOnPorts(tmp_path / "pebble", tls)
+    pb = PebbleOnPorts(tmp_path / "pebble", tls, env=env)
     pb.start()
     yield pb
     pb.stop()
+
+
+@pytest.fixture
+def pebble(tmp_path, tls):
+    yield from running_pebble(tmp_path, tls)
 
 
 @pytest.fixture
@@ -424,6 +429,19 @@ def two_nodes(certsync_bin, pebble, tls):
     return nodes
 
 
+@contextlib.contextmanager
+def running_pair(certsync_bin, tmp_path, pebble, tls):
+    """two_nodes, and pebble's root in a file; each node must exit 0."""
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
+    try:
+        yield root, nodes
+    finally:
+        for n in nodes:
+            stop_clean(n)
+
+
 def serves_verified(node, port, name, root):
     def served():
         p = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (node.ip, port),
@@ -439,10 +457,7 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
     against the backup, which answers from its replicated store; both
     nodes' TLS endpoints then serve the certificate, verified against
     pebble's root."""
-    root = str(tmp_path / "root.pem")
-    helpers.write(root, pebble.root_pem())
-    nodes = two_nodes(certsync_bin, pebble, tls)
-    try:
+    with running_pair(certsync_bin, tmp_path, pebble, tls) as (root, nodes):
         primary, backup = nodes
         primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "primary.example.test",
                     "--domain", "backup.example.test", "--default", check=0)
@@ -463,19 +478,12 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
             a, b = primary.status(), backup.status()
             return a["seq"] == b["seq"] and a["digest"] == b["digest"] and b["digest_ok"]
         helpers.wait_for("the same store on both nodes", same_store, timeout=20, step=0.2)
-    finally:
-        for n in nodes:
-            stop_clean(n)
 
 
 @pytest.fixture
 def slow_pebble(tmp_path, tls):
     """Pebble whose validator waits (0 to 15 s) before it validates."""
-    os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
-    pb = PebbleOnPorts(tmp_path / "pebble", tls, env={"PEBBLE_VA_NOSLEEP": "0"})
-    pb.start()
-    yield pb
-    pb.stop()
+    yield from running_pebble(tmp_path, tls, env={"PEBBLE_VA_NOSLEEP": "0"})
 
 
 def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
@@ -483,10 +491,7 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
     promoted, goes on with the order from its replicated record (same
     account, same order), obtains the certificate and serves it."""
     pebble = slow_pebble
-    root = str(tmp_path / "root.pem")
-    helpers.write(root, pebble.root_pem())
-    nodes = two_nodes(certsync_bin, pebble, tls)
-    try:
+    with running_pair(certsync_bin, tmp_path, pebble, tls) as (root, nodes):
         primary, backup = nodes
         primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "backup.example.test",
                     check=0)
@@ -503,6 +508,3 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
         assert "acme site: finalized" in backup.stderr()
         assert backup.cli("acme", "account", check=0).data["account"]["url"]
         serves_verified(backup, pebble.tlsport, SITE, root)
-    finally:
-        for n in nodes:
-            stop_clean(n)
