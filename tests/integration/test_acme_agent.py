@@ -508,3 +508,23 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
         assert "acme site: finalized" in backup.stderr()
         assert backup.cli("acme", "account", check=0).data["account"]["url"]
         serves_verified(backup, pebble.tlsport, SITE, root)
+
+
+def test_restart_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
+    """SIGTERM while the CA validates: the agent stops (exit 0) without
+    waiting for the CA, the order stays in the store, and the agent started
+    again goes on with the same order."""
+    a = AcmeAgent(certsync_bin, tmp_path / "node", slow_pebble, tls).start()
+    try:
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+        helpers.wait_for("the CA validating", lambda: "acme site: the CA validates" in
+                         a.stderr(), timeout=60, step=0.1)
+        stop_clean(a)
+        a.start()
+        m = wait_issued(a, "site")
+        assert m["order"] is None and m["state"] == "scheduled"
+        # this run's log: it made no order of its own
+        assert "acme site: order created" not in a.stderr(), a.stderr()[-3000:]
+        assert "acme site: finalized" in a.stderr()
+    finally:
+        stop_clean(a)
