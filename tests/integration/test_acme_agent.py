@@ -528,3 +528,41 @@ def test_restart_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
         assert "acme site: finalized" in a.stderr()
     finally:
         stop_clean(a)
+
+
+def test_dns01_wildcard_through_a_hook(certsync_bin, tmp_path, pebble, tls):
+    """dns-01 through dns_hook (a program that sets the TXT record in
+    pebble-challtestsrv's DNS, which pebble asks): a wildcard and the site
+    hostname, served for any one-label name under the wildcard; the hook is
+    called to add and to remove each record."""
+    calls = str(tmp_path / "hook-calls")
+    hook = str(tmp_path / "hook")
+    helpers.write(hook, """#!/usr/bin/python3
+import json, sys, urllib.request
+op, name, value = sys.argv[1:4]
+with open(%r, "a") as f:
+    f.write("%%s %%s\\n" %% (op, name))
+path, body = ("set-txt", {"host": name + ".", "value": value}) if op == "add" else \\
+             ("clear-txt", {"host": name + "."})
+req = urllib.request.Request("http://127.0.0.1:%d/" + path, data=json.dumps(body).encode(),
+                             method="POST")
+urllib.request.urlopen(req, timeout=10).read()
+""" % (calls, pebble.chall_mgmt), mode=0o755)
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
+                  acme_extra="dns_hook = %s\n" % hook).start()
+    try:
+        root = str(tmp_path / "root.pem")
+        helpers.write(root, pebble.root_pem())
+        res = a.cli("acme", "add", "wild", "--domain", "*.example.test", "--domain", SITE,
+                    "--challenge", "dns-01", "--default", check=0)
+        assert res.data["uncovered"] == []  # primary.example.test is under the wildcard
+        m = wait_issued(a, "wild")
+        assert m["challenge"] == "dns-01" and m["domains"] == ["*.example.test", SITE]
+        for name in (SITE, "anything.example.test", HOST):
+            rc, verify, sans = s_client(a.tls_port, name, root)
+            assert rc == 0 and verify == ["Verify return code: 0 (ok)"], (name, verify)
+        lines = helpers.read(calls).decode().split("\n")
+        for name in ("_acme-challenge.example.test", "_acme-challenge." + SITE):
+            assert "add " + name in lines and "remove " + name in lines, lines
+    finally:
+        stop_clean(a)
