@@ -9,7 +9,9 @@ stored.  The three-node, failover and docker cases live in their own files.
 """
 
 import contextlib
+import json
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -18,7 +20,7 @@ import urllib.request
 import pytest
 
 import helpers
-from test_acme_client import Pebble, TLSFiles
+from test_acme_client import Pebble, Stub, TLSFiles
 
 SITE = "support.example.test"
 HOST = "primary.example.test"
@@ -566,3 +568,50 @@ urllib.request.urlopen(req, timeout=10).read()
             assert "add " + name in lines and "remove " + name in lines, lines
     finally:
         stop_clean(a)
+
+
+class PrefixRoutes(dict):
+    """Stub routes where a key ending in '/' answers every path under it."""
+
+    def get(self, path, default=None):
+        for k in self:
+            if k.endswith("/") and path.startswith(k):
+                return self[k]
+        return super().get(path, default)
+
+
+def test_ari_window_from_renewal_info(certsync_bin, tmp_path, pebble, tls):
+    """Debian's pebble predates ARI (RFC 9773): the agent's directory is a
+    stub that lists pebble's endpoints and a renewalInfo of its own.  After
+    issuance the renewal window is the one renewalInfo suggests, and the
+    next attempt falls inside it."""
+
+    ctx = ssl.create_default_context(cafile=tls.ca)
+    with urllib.request.urlopen(pebble.dir_url, context=ctx, timeout=10) as r:
+        directory = json.loads(r.read())
+    stub = Stub(tls)
+    stub.routes = PrefixRoutes(stub.routes)
+    directory["renewalInfo"] = stub.url + "/ari/"
+    stub.routes["/dir"] = (200, {"Content-Type": "application/json"},
+                           json.dumps(directory).encode())
+    now = int(time.time())
+    start, end = now + 3600, now + 7200
+    stub.routes["/ari/"] = (200, {"Content-Type": "application/json", "Retry-After": "21600"},
+                            json.dumps({"suggestedWindow": {
+                                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                                "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))}
+                            }).encode())
+    pebble.dir_url = stub.url + "/dir"
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls).start()
+    try:
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+        m = wait_issued(a, "site")
+        w = m["renewal_window"]
+        assert w["source"] == "ari", m
+        assert w["start"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+        assert w["end"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))
+        assert w["start"] <= m["next_attempt"] <= w["end"], m
+        assert any(p.startswith("/ari/") for _, p, _ in stub.requests)
+    finally:
+        stop_clean(a)
+        stub.stop()
