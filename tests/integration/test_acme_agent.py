@@ -585,7 +585,6 @@ def test_ari_window_from_renewal_info(certsync_bin, tmp_path, pebble, tls):
     stub that lists pebble's endpoints and a renewalInfo of its own.  After
     issuance the renewal window is the one renewalInfo suggests, and the
     next attempt falls inside it."""
-
     ctx = ssl.create_default_context(cafile=tls.ca)
     with urllib.request.urlopen(pebble.dir_url, context=ctx, timeout=10) as r:
         directory = json.loads(r.read())
