@@ -619,3 +619,24 @@ def test_ari_window_from_renewal_info(certsync_bin, tmp_path, pebble, tls):
     finally:
         stop_clean(a)
         stub.stop()
+
+
+def test_rekey_seals_the_acme_keys_again(agent, pebble, tmp_path):
+    """`cluster rekey` seals the ACME account and order keys again with the
+    rest: after it, and a restart with the new passphrase, the agent opens
+    its account from the store and renews."""
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    new = str(tmp_path / "new-passphrase")
+    helpers.write(new, "a brand new cluster passphrase\n", mode=0o600)
+    agent.cli("cluster", "rekey", "--new-passphrase-file", new, check=0)
+    stop_clean(agent)
+    agent.set_passphrase("a brand new cluster passphrase")
+    agent.start()
+    agent.cli("acme", "renew", "site", check=0)
+
+    def renewed():
+        m = managed(agent, "site")
+        assert m["state"] != "failed", m
+        return m["certificate"]["id"] != first["certificate"]["id"]
+    helpers.wait_for("renewed after the rekey", renewed, timeout=120, step=0.5)
+    assert "does not open" not in agent.stderr()
