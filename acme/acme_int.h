@@ -9,6 +9,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "../common/clock.h"
+
 struct acme_client {
 	CURL *curl;
 	char *ca_file;
@@ -97,9 +99,6 @@ json_t *acme_eab(const char *kid, const char *hmac_b64url, json_t *jwk, const ch
                  acme_err *e);
 
 /* ---- pre-validation checks ---------------------------------------------------- */
-
-/* Milliseconds on the monotonic clock. */
-long long acme_now_ms(void);
 
 /* One try at endpoint ("HOST:PORT"), bounded by timeout_ms: true when it
  * answers as the CA will need; otherwise what it answered goes into seen. */

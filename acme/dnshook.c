@@ -98,11 +98,11 @@ int acme_dns_hook(const char *hook, bool add, const char *name, const char *valu
 		exec_child(hook, argv, fds[1]);
 	setpgid(pid, pid); /* as the child does, so a kill at once reaches the group */
 	close(fds[1]);
-	deadline = acme_now_ms() + (timeout_ms > 0 ? timeout_ms : HOOK_TIMEOUT_MS);
+	deadline = cs_mono_ms() + (timeout_ms > 0 ? timeout_ms : HOOK_TIMEOUT_MS);
 	/* the hook may leave children holding the pipe open, so its own exit
 	 * ends the wait, not the pipe's end */
 	while ((w = waitpid(pid, &status, WNOHANG)) == 0 || (w < 0 && errno == EINTR)) {
-		long long left = deadline - acme_now_ms();
+		long long left = deadline - cs_mono_ms();
 		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
 		char sink[512];
 		ssize_t n;

@@ -17,19 +17,11 @@ typedef struct endpoint_state {
 	char seen[160]; /* what it answered last */
 } endpoint_state;
 
-long long acme_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int acme_probe_all(const char *what, const char *name, const char *const *endpoints, size_t n,
                    long wait_ms, acme_probe_fn fn, void *arg, acme_err *e)
 {
 	long wait = wait_ms > 0 ? wait_ms : PROBE_WAIT_DEFAULT;
-	long long deadline = acme_now_ms() + wait;
+	long long deadline = cs_mono_ms() + wait;
 	endpoint_state *st = calloc(n ? n : 1, sizeof(*st));
 	size_t left = n;
 	int rc = 0;
@@ -38,7 +30,7 @@ int acme_probe_all(const char *what, const char *name, const char *const *endpoi
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "out of memory");
 	for (;;) {
 		for (size_t i = 0; i < n; i++) {
-			long long remain = deadline - acme_now_ms();
+			long long remain = deadline - cs_mono_ms();
 
 			if (st[i].ready || remain <= 0)
 				continue;
@@ -47,7 +39,7 @@ int acme_probe_all(const char *what, const char *name, const char *const *endpoi
 			                 st[i].seen, sizeof(st[i].seen));
 			left -= st[i].ready;
 		}
-		if (left == 0 || acme_now_ms() >= deadline)
+		if (left == 0 || cs_mono_ms() >= deadline)
 			break;
 		poll(NULL, 0, PROBE_NAP);
 	}

@@ -6,10 +6,7 @@
  * checked for its content, not against a trust store. */
 #include "acme_int.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,7 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "../common/hostport.h"
+#include "../common/net.h"
 #include "../pki/pki.h"
 
 static const unsigned char ALPN[] = "\x0a"
@@ -34,57 +31,20 @@ typedef struct alpn_probe {
  * bounded by what is left; -1 with seen set when there is none. */
 static int connect_to(const char *endpoint, long timeout_ms, char *seen, size_t seenlen)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-	char host[256], port_s[8];
-	unsigned port;
-	long long deadline = acme_now_ms() + timeout_ms;
-	int fd = -1, gai;
+	int64_t deadline = cs_mono_ms() + timeout_ms;
+	cs_err err;
+	int fd = cs_net_connect(endpoint, deadline, &err);
 
-	if (!cs_hostport_split(endpoint, host, sizeof(host), &port, false)) {
-		snprintf(seen, seenlen, "not HOST:PORT");
-		return -1;
-	}
-	snprintf(port_s, sizeof(port_s), "%u", port);
-	if ((gai = getaddrinfo(host, port_s, &hints, &ai)) != 0) {
-		snprintf(seen, seenlen, "cannot resolve %s: %s", host, gai_strerror(gai));
-		return -1;
-	}
-	for (struct addrinfo *a = ai; a != NULL && fd < 0; a = a->ai_next) {
-		struct pollfd pfd;
-		int err = 0, c;
-		socklen_t len = sizeof(err);
-		long long left = deadline - acme_now_ms();
-
-		if (left <= 0 || (fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, 0)) < 0)
-			break;
-		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-		c = connect(fd, a->ai_addr, a->ai_addrlen);
-		if (c != 0 && errno == EINPROGRESS) {
-			c = poll(&pfd, 1, (int)left) == 1 ? 0 : -1;
-			if (c != 0)
-				errno = ETIMEDOUT;
-		}
-		if (c == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)) {
-			errno = err;
-			c = -1;
-		}
-		if (c != 0) {
-			snprintf(seen, seenlen, "cannot connect: %s", strerror(errno));
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(ai);
-	if (fd >= 0) {
-		long long left = deadline - acme_now_ms();
+	if (fd < 0) {
+		snprintf(seen, seenlen, "%s", err.msg);
+	} else {
+		int64_t left = deadline - cs_mono_ms();
 		struct timeval tv = {.tv_sec = left > 0 ? left / 1000 : 0,
 		                     .tv_usec = left > 0 ? (left % 1000) * 1000 : 1000};
 
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	} else if (seen[0] == '\0') {
-		snprintf(seen, seenlen, "cannot connect");
 	}
 	return fd;
 }

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "../pki/pki.h"
 #include "records.h"
@@ -99,8 +100,8 @@ static int verify(const Certsync__AcmeCert *mc, STACK_OF(X509) * certs, EVP_PKEY
 			              mc->name, d);
 	}
 	if (replaces_na != 0 && info->not_after <= replaces_na) {
-		rec_time(info->not_after, na);
-		rec_time(replaces_na, old);
+		cs_iso_time(info->not_after, na);
+		cs_iso_time(replaces_na, old);
 		return refuse(e,
 		              "%s: the new certificate expires %s, not later than the one it "
 		              "replaces (%s); refused",

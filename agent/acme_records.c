@@ -2,6 +2,7 @@
  * the `acme` commands show it, with its certificate and its order. */
 #include "acme_agent.h"
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "records.h"
 
@@ -11,7 +12,7 @@ static json_t *time_or_null(int64_t t)
 
 	if (t <= 0)
 		return json_null();
-	rec_time((time_t)t, s);
+	cs_iso_time((time_t)t, s);
 	return json_string(s);
 }
 
@@ -26,7 +27,7 @@ static json_t *current_json(cs_txn *txn, const Certsync__AcmeCert *c)
 	    rec_cert_get(txn, CS_TBL_CERTS, c->current_id.data, &cert, &err) != 0)
 		return json_null();
 	cs_hex(c->current_id.data, PKI_ID_LEN, hex);
-	rec_time(cert.rec->not_after, na);
+	cs_iso_time(cert.rec->not_after, na);
 	j = json_pack("{s:s, s:s}", "id", hex, "not_after", na);
 	rec_cert_clear(&cert);
 	return j;

@@ -31,13 +31,16 @@ typedef struct cli_ctx {
 
 struct cli_command;
 /* Turns a command's flags into the control request's arguments. */
-typedef int (*cli_parse_fn)(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                            cs_err *err);
+typedef int cli_parse_func(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                           cs_err *err);
 /* Prints the agent's answer; returns the exit status. */
-typedef int (*cli_print_fn)(const cli_ctx *ctx, json_t *result, json_t *args);
+typedef int cli_print_func(const cli_ctx *ctx, json_t *result, json_t *args);
 /* A command that needs no agent; argv[0] is its last word. */
-typedef int (*cli_local_fn)(const cli_ctx *ctx, const struct cli_command *cmd, int argc,
-                            char **argv);
+typedef int cli_local_func(const cli_ctx *ctx, const struct cli_command *cmd, int argc,
+                           char **argv);
+typedef cli_parse_func *cli_parse_fn;
+typedef cli_print_func *cli_print_fn;
+typedef cli_local_func *cli_local_fn;
 
 struct cli_command {
 	const char *words; /* "cert list" */
@@ -61,25 +64,9 @@ int cli_usage_error(const struct cli_command *cmd, cs_err *err, const char *what
 int cli_next_flag(const struct cli_command *cmd, int argc, char **argv, const char *shortopts,
                   const struct option *opts, cs_err *err);
 
-int cli_parse_none(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err);
-int cli_parse_id(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err);
-int cli_parse_new(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err);
-int cli_parse_import(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                     cs_err *err);
-int cli_parse_export(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                     cs_err *err);
-int cli_parse_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                    cs_err *err);
-int cli_parse_verify(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                     cs_err *err);
-int cli_parse_promote(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                      cs_err *err);
-int cli_parse_cert_list(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                        cs_err *err);
-int cli_parse_status(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                     cs_err *err);
-int cli_parse_diverged_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                             cs_err *err);
+cli_parse_func cli_parse_none, cli_parse_id, cli_parse_new, cli_parse_import, cli_parse_export,
+    cli_parse_prune, cli_parse_verify, cli_parse_promote, cli_parse_cert_list, cli_parse_status,
+    cli_parse_diverged_prune;
 
 /* cli_rekey.c */
 int cli_parse_rekey(const struct cli_command *cmd, int argc, char **argv, json_t *args,
@@ -100,31 +87,15 @@ const char *cli_day(json_t *obj, const char *key);
 
 /* ---- printers: the node (cli_print.c) ---- */
 
-int cli_print_status(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_alerts(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_alerts_test(const cli_ctx *ctx, json_t *r, json_t *args);
+cli_print_func cli_print_status, cli_print_alerts, cli_print_alerts_test;
 
 /* ---- printers: records and changes (cli_print_records.c) ---- */
 
-int cli_print_cert_list(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_cert_show(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_deleted(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_message(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_key_list(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_prune(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_default(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_self_signed(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_csr_created(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_csr_list(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_csr_show(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_import(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_export(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_verify(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_promote(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_diverged(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_diverged_apply(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_diverged_delete(const cli_ctx *ctx, json_t *r, json_t *args);
-int cli_print_diverged_prune(const cli_ctx *ctx, json_t *r, json_t *args);
+cli_print_func cli_print_cert_list, cli_print_cert_show, cli_print_deleted, cli_print_message,
+    cli_print_key_list, cli_print_prune, cli_print_default, cli_print_self_signed,
+    cli_print_csr_created, cli_print_csr_list, cli_print_csr_show, cli_print_import,
+    cli_print_export, cli_print_verify, cli_print_promote, cli_print_diverged,
+    cli_print_diverged_apply, cli_print_diverged_delete, cli_print_diverged_prune;
 
 /* ---- verify --cluster (cli_verify.c) ---- */
 
@@ -134,7 +105,6 @@ int cli_verify_cluster(const cli_ctx *ctx, const char *path, cs_err *err);
 
 /* ---- commands that need no agent (cli_local.c) ---- */
 
-int cli_keygen(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
-int cli_cluster_init(const cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv);
+cli_local_func cli_keygen, cli_cluster_init;
 
 #endif

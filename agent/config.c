@@ -27,24 +27,6 @@
 #include "../replication/repl.h"
 #include "../seal/seal.h"
 
-const char *cs_role_name(cs_role role)
-{
-	static const char *const names[] = {"primary", "backup", "traffic"};
-
-	return names[role];
-}
-
-int cs_role_parse(const char *s, cs_role *out)
-{
-	for (int r = CS_ROLE_PRIMARY; r <= CS_ROLE_TRAFFIC; r++) {
-		if (strcmp(s, cs_role_name((cs_role)r)) == 0) {
-			*out = (cs_role)r;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Where a required key of [node] or [cluster] is kept, so presence and
  * storage are checked from one table. */
 struct key_slot {

@@ -11,13 +11,8 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../common/role.h"
 #include "../monitor/monitor.h"
-
-typedef enum cs_role { CS_ROLE_PRIMARY, CS_ROLE_BACKUP, CS_ROLE_TRAFFIC } cs_role;
-
-const char *cs_role_name(cs_role role);
-/* 0 and *out set for "primary", "backup" or "traffic"; -1 otherwise. */
-int cs_role_parse(const char *s, cs_role *out);
 
 typedef struct cs_peer {
 	char *name;

@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "../common/log.h"
+#include "../common/net.h"
 
 #define CLIENT_TIMEOUT_MS (300 * 1000) /* an RSA 4096 key can take a while */
 #define ACCEPT_PAUSE_MS   100          /* out of descriptors: stop accepting this long */
@@ -434,14 +435,11 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
 {
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path))
+	if (cs_net_unix_addr(sun, path) < 0)
 		return cs_fail(err, CS_EUSAGE,
 		               "control_socket %s is longer than %zu characters; choose a shorter "
 		               "path",
 		               path, sizeof(sun->sun_path) - 1);
-	strcpy(sun->sun_path, path);
 	return 0;
 }
 
@@ -451,23 +449,25 @@ static int fill_addr(struct sockaddr_un *sun, const char *path, cs_err *err)
 static int claim_path(const struct sockaddr_un *sun, const char *path, cs_err *err)
 {
 	struct stat st;
-	int fd, alive;
+	int fd;
 
 	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
 		return cs_fail(err, CS_EUSAGE,
 		               "control_socket %s exists and is not a socket; certsync removes "
 		               "only a socket: choose another path, or move that file away",
 		               path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
-	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
-	close(fd);
-	if (alive)
+	if ((fd = cs_net_unix_connect(sun)) >= 0) {
+		close(fd);
 		return cs_fail(err, CS_EREFUSED,
 		               "control_socket %s is in use by another running agent; stop it or "
 		               "choose another path",
 		               path);
+	}
+	/* Only a socket nothing listens on is a dead agent's. */
+	if (errno != ECONNREFUSED && errno != ENOENT)
+		return cs_fail(err, CS_EIO,
+		               "control_socket %s: cannot tell whether an agent uses it: %s", path,
+		               strerror(errno));
 	if (unlink(path) < 0 && errno != ENOENT)
 		return cs_fail(err, CS_EIO, "control_socket %s: cannot remove the old socket: %s",
 		               path, strerror(errno));
@@ -635,16 +635,10 @@ int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **re
 
 	if (fill_addr(&sun, path, err) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return cs_fail(err, CS_EIO, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		rc = errno;
-		close(fd);
+	if ((fd = cs_net_unix_connect(&sun)) < 0)
 		return cs_fail(err, CS_EIO,
 		               "cannot reach the agent at %s: %s; is `certsync agent` running?",
-		               path, strerror(rc));
-	}
+		               path, strerror(errno));
 	req = json_pack("{s:s, s:O}", "cmd", cmd, "args", args);
 	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "acme_agent.h"
@@ -223,6 +224,7 @@ void cs_node_close(cs_node *node)
 	repl_stop(node->repl); /* before the store it writes */
 	node->repl = NULL;
 	mon_stop(node->mon);
+	json_decref(node->serving);
 	cs_key_free(node->key);
 	for (size_t i = 0; i < node->nretired; i++)
 		cs_key_free(node->retired[i]);
@@ -300,7 +302,7 @@ static json_t *default_json(cs_txn *txn, cs_err *err)
 	if (rec_cert_get(txn, CS_TBL_CERTS, id, &c, err) != 0)
 		return json_null();
 	cs_hex(id, PKI_ID_LEN, hex);
-	rec_time(c.rec->not_after, na);
+	cs_iso_time(c.rec->not_after, na);
 	j = json_pack("{s:s, s:s, s:s}", "id", hex, "name", c.rec->name, "not_after", na);
 	rec_cert_clear(&c);
 	return j;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/clock.h"
 #include "../common/hostport.h"
 #include "../pki/pki.h"
 #include "node.h"
@@ -514,7 +515,7 @@ static json_t *account_json(cs_txn *txn, cs_err *err)
 	}
 	for (size_t i = 0; i < a->n_contact; i++)
 		json_array_append_new(contact, json_string(a->contact[i]));
-	rec_time((time_t)a->created, created);
+	cs_iso_time((time_t)a->created, created);
 	j = json_pack("{s:s, s:s, s:o, s:s, s:s}", "url", a->url, "status", a->status, "contact",
 	              contact, "directory", a->directory, "created", created);
 	certsync__acme_account__free_unpacked(a, NULL);
@@ -573,7 +574,7 @@ json_t *ops_acme_status(struct cs_node *node, cs_txn *txn)
 		account = json_null();
 	rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, count_one, &w, &err);
 	if (w.next_name != NULL) {
-		rec_time((time_t)w.next, at);
+		cs_iso_time((time_t)w.next, at);
 		json_decref(next);
 		next = json_pack("{s:s, s:s}", "name", w.next_name, "at", at);
 	}

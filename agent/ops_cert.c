@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/hostport.h"
 #include "control.h"
@@ -191,8 +192,8 @@ json_t *op_cert_default(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	}
 	rec_short_id(c.id, sid);
-	rec_time(c.rec->not_before, nb);
-	rec_time(c.rec->not_after, na);
+	cs_iso_time(c.rec->not_before, nb);
+	cs_iso_time(c.rec->not_after, na);
 	if (c.table != CS_TBL_CERTS || c.rec->sealed_key.len == 0) {
 		cs_fail(err, CS_EREFUSED,
 		        c.table != CS_TBL_CERTS

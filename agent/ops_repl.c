@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
@@ -18,13 +19,6 @@
 
 #define DEFAULT_LOG_RETAIN 10000
 #define DEFAULT_WAIT_MS    5000
-
-static repl_role repl_role_of(cs_role role)
-{
-	return role == CS_ROLE_PRIMARY  ? REPL_PRIMARY
-	       : role == CS_ROLE_BACKUP ? REPL_BACKUP
-	                                : REPL_TRAFFIC;
-}
 
 static void on_change(void *ctx, cs_pos pos)
 {
@@ -68,13 +62,13 @@ int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_er
 		return cs_fail(err, CS_EIO, "out of memory");
 	for (size_t i = 0; i < cfg->npeers; i++) {
 		peers[i].name = cfg->peers[i].name;
-		peers[i].role = repl_role_of(cfg->peers[i].role);
+		peers[i].role = cfg->peers[i].role;
 		peers[i].endpoint = cfg->peers[i].repl_endpoint;
 		/* config.c checked the key */
 		repl_key_parse(cfg->peers[i].curve_public_key, peers[i].public_key, NULL);
 	}
 	rc.name = cfg->name;
-	rc.role = repl_role_of(cfg->role);
+	rc.role = cfg->role;
 	rc.listen = cfg->repl_listen;
 	rc.peers = peers;
 	rc.npeers = cfg->npeers;
@@ -245,8 +239,8 @@ static int diverged_json(void *ctx, const cs_diverged *d)
 	if (e == NULL)
 		return 1;
 	cs_hex(d->id, CS_DIGEST_LEN, id);
-	rec_time((time_t)e->time, when);
-	rec_time((time_t)d->found, found);
+	cs_iso_time((time_t)e->time, when);
+	cs_iso_time((time_t)d->found, found);
 	item = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:o}", "id", id, "origin",
 	                 d->origin, "epoch", (json_int_t)e->epoch, "seq", (json_int_t)e->seq,
 	                 "time", when, "summary", e->summary, "found", found, "ops",

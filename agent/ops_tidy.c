@@ -2,6 +2,7 @@
  * requests (`csr delete`) and expired certificates (`cert prune`). */
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "ops.h"
@@ -17,7 +18,7 @@ static int list_key(void *ctx, const void *key, size_t klen, const void *val, si
 
 	if (k != NULL && klen == PKI_ID_LEN) {
 		cs_hex(key, PKI_ID_LEN, hex);
-		rec_time(k->created, created);
+		cs_iso_time(k->created, created);
 		json_array_append_new(ctx,
 		                      json_pack("{s:s, s:s, s:s, s:s}", "id", hex, "name", k->name,
 		                                "key_type", k->key_type, "created", created));
@@ -137,7 +138,7 @@ static int prune_one(void *ctx, const void *key, size_t klen, const void *val, s
 	if (r != NULL && klen == PKI_ID_LEN && (time_t)r->not_after <= w->before &&
 	    (w->default_id == NULL || memcmp(w->default_id, key, PKI_ID_LEN) != 0)) {
 		cs_hex(key, PKI_ID_LEN, hex);
-		rec_time(r->not_after, na);
+		cs_iso_time(r->not_after, na);
 		json_array_append_new(w->found, json_pack("{s:s, s:s, s:s}", "id", hex, "name",
 		                                          r->name, "not_after", na));
 	}

@@ -2,6 +2,7 @@
  * CERT and REQUEST), with the warnings `cert list` shows. */
 #include "records.h"
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 
 #define WARN_DAYS 30
@@ -38,11 +39,11 @@ static json_t *warnings(const rec_cert *c, STACK_OF(X509) * pool, time_t now)
 	} else if (now < (time_t)r->not_before) {
 		rec_valid_at(r, now, text);
 		json_array_append_new(w, json_string(text));
-	} else if (pki_days_left((time_t)r->not_after, now) <= WARN_DAYS) {
+	} else if (cs_days_left((time_t)r->not_after, now) <= WARN_DAYS) {
 		char left[32];
 
 		snprintf(text, sizeof(text), "expires in %s",
-		         pki_days_text(pki_days_left((time_t)r->not_after, now), left));
+		         cs_days_text(cs_days_left((time_t)r->not_after, now), left));
 		json_array_append_new(w, json_string(text));
 	}
 	if (c->table != CS_TBL_CERTS) {
@@ -77,8 +78,8 @@ json_t *rec_cert_json(const rec_cert *c, bool is_default, STACK_OF(X509) * pool,
 	char id[2 * PKI_ID_LEN + 1], nb[32], na[32];
 
 	cs_hex(c->id, PKI_ID_LEN, id);
-	rec_time(r->not_before, nb);
-	rec_time(r->not_after, na);
+	cs_iso_time(r->not_before, nb);
+	cs_iso_time(r->not_after, na);
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:o}",
 	                 "id", id, "name", r->name, "kind", kind_name(r->kind), "subject",
 	                 r->subject, "subject_cn", r->subject_cn, "sans",
@@ -94,7 +95,7 @@ json_t *rec_request_json(const uint8_t id[PKI_ID_LEN], const Certsync__RequestRe
 	json_t *by = json_array();
 
 	cs_hex(id, PKI_ID_LEN, hex);
-	rec_time(r->created, created);
+	cs_iso_time(r->created, created);
 	for (size_t i = 0; i < r->n_fulfilled_by; i++) {
 		char fid[2 * PKI_ID_LEN + 1];
 

@@ -7,7 +7,7 @@
 
 Prints:
 - the floors measured here (repl-floors): durable LMDB commits/s of one 5 KB
-  record per write transaction (store/store.c's settings), at the start, at
+  record per write transaction (store/env.c's settings), at the start, at
   the end and right before each write run (whose /LMDB divides by it: the
   shared disk's rate drifts during a run), and a ZeroMQ CURVE DEALER/ROUTER round trip of a 5 KB
   message between two processes (p50/p99);

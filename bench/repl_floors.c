@@ -4,7 +4,7 @@
  *
  *   repl-floors lmdb  --dir D [--count N] [--size B]  durable LMDB commits/s,
  *                     one B-byte record per write transaction, with the
- *                     environment settings store/store.c uses
+ *                     environment settings store/env.c uses
  *   repl-floors curve [--count N] [--size B]  ZeroMQ CURVE DEALER/ROUTER round
  *                     trip of a B-byte message between two processes over
  *                     TCP on 127.0.0.1 (p50/p99)
@@ -35,7 +35,7 @@
 #include <openssl/x509v3.h>
 #include <zmq.h>
 
-/* As in store/store.c, so the floor is the store's own ceiling. */
+/* As in store/env.c, so the floor is the store's own ceiling. */
 #define MAPSIZE ((size_t)4 << 30)
 #define MAXDBS  16
 

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 #define LOG_SLOTS 256 /* formats tracked at once; a collision only resets a bucket */
 #define LOG_BURST 5   /* lines of one format let through at once */
 
@@ -99,10 +101,8 @@ static int log_allowed(uintptr_t key, unsigned long *held)
 void cs_log(enum cs_log_level level, const char *fmt, ...)
 {
 	static const char *const tags[] = {"debug", "info ", "warn ", "error"};
-	char when[32], line[2048], more[64] = "";
+	char when[CS_ISO_TIME_LEN], line[2048], more[64] = "";
 	unsigned long held = 0;
-	struct tm tm;
-	time_t now;
 	va_list ap;
 
 	if (level < min_level)
@@ -115,9 +115,7 @@ void cs_log(enum cs_log_level level, const char *fmt, ...)
 		return;
 	if (held > 0)
 		snprintf(more, sizeof(more), " (%lu similar lines suppressed)", held);
-	now = time(NULL);
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cs_iso_time(time(NULL), when);
 	/* One fprintf per line keeps lines whole when threads log at once. */
 	fprintf(stderr, "%s %s %s%s\n", when, tags[level], line, more);
 }

@@ -14,7 +14,7 @@
 
 #include "../tls/tls_int.h"
 
-#define SERVER_BUFFER 8192 /* HTTP_IN_MAX in tls/server.c */
+#define SERVER_BUFFER 8192 /* HTTP_IN_MAX in tls/server_int.h */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -174,7 +174,8 @@ void fixture_open(struct fixture *f, bool lead)
 static void start(struct fixture *f)
 {
 	static const char *const names[FIXTURE_PEERS] = {"primary", "backup", "traffic"};
-	static const repl_role roles[FIXTURE_PEERS] = {REPL_PRIMARY, REPL_BACKUP, REPL_TRAFFIC};
+	static const cs_role roles[FIXTURE_PEERS] = {CS_ROLE_PRIMARY, CS_ROLE_BACKUP,
+	                                             CS_ROLE_TRAFFIC};
 	repl_peer peers[FIXTURE_PEERS];
 	repl_config cfg = {0};
 	repl_hooks hooks = {0};
@@ -188,11 +189,11 @@ static void start(struct fixture *f)
 		fuzz_die("opening the store", err.msg);
 	for (size_t i = 0; i < FIXTURE_PEERS; i++) {
 		peers[i] = (repl_peer){names[i], roles[i],
-		                       roles[i] != REPL_TRAFFIC ? "tcp://127.0.0.1:9" : NULL};
+		                       roles[i] != CS_ROLE_TRAFFIC ? "tcp://127.0.0.1:9" : NULL};
 		memset(peers[i].public_key, (int)i + 1, REPL_KEY_LEN);
 	}
 	cfg.name = "self";
-	cfg.role = f->lead ? REPL_PRIMARY : REPL_BACKUP;
+	cfg.role = f->lead ? CS_ROLE_PRIMARY : CS_ROLE_BACKUP;
 	cfg.peers = peers;
 	cfg.npeers = FIXTURE_PEERS;
 	if (repl_prepare(&f->r, &cfg, f->st, &hooks, &err) != 0)
@@ -203,7 +204,7 @@ static void start(struct fixture *f)
 	for (size_t i = 0; i < FIXTURE_PEERS; i++) {
 		struct peer *p = &f->r->peers[i];
 
-		p->dealer = p->role != REPL_TRAFFIC ? f->dealer : NULL;
+		p->dealer = p->role != CS_ROLE_TRAFFIC ? f->dealer : NULL;
 		p->rid[0] = (uint8_t)i;
 		p->ridlen = 1;
 	}

@@ -1,7 +1,7 @@
 /* conditions.c — which facts are conditions, and how severe: the rules of
  * issue "nothing expires unnoticed".  A node judges its own certificates and
  * its own refusal; cluster-wide facts (coverage, peers, diverged changes,
- * ACME work) are judged on the primary alone, so one fault raises one alert
+ * what each node serves, ACME work) are judged on the primary alone, so one fault raises one alert
  * in the cluster. */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "monitor.h"
 
@@ -53,15 +54,6 @@ static void add(struct out *o, mon_severity sev, const char *key, const char *fm
 	va_end(ap);
 }
 
-void mon_utc(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, 32, "%" PRId64, t);
-}
-
 mon_severity mon_cert_severity(int64_t not_before, int64_t not_after, int64_t now,
                                const mon_rules *r)
 {
@@ -77,22 +69,22 @@ static void judge_cert(struct out *o, const mon_rules *r, const mon_cert *c, int
 {
 	mon_severity sev = mon_cert_severity(c->not_before, c->not_after, now, r);
 	char key[MON_KEY_LEN], when[32], sid[9];
-	int64_t days = (c->not_after - now + DAY - 1) / DAY;
+	int64_t days = cs_days_left((time_t)c->not_after, (time_t)now);
 
 	if (sev == MON_OK)
 		return;
 	snprintf(key, sizeof(key), "certificate:%s", c->id);
 	snprintf(sid, sizeof(sid), "%.8s", c->id);
 	if (now < c->not_before) {
-		mon_utc(c->not_before, when);
+		cs_iso_time(c->not_before, when);
 		add(o, sev, key, "%s %s (%s) is not valid until %s; choose a certificate valid now",
 		    c->use, sid, c->name, when);
 	} else if (now >= c->not_after) {
-		mon_utc(c->not_after, when);
+		cs_iso_time(c->not_after, when);
 		add(o, sev, key, "%s %s (%s) expired at %s; import its renewal", c->use, sid,
 		    c->name, when);
 	} else {
-		mon_utc(c->not_after, when);
+		cs_iso_time(c->not_after, when);
 		add(o, sev, key, "%s %s (%s) expires in %" PRId64 " %s (%s); renew it", c->use, sid,
 		    c->name, days, CS_PLURAL(days, "day", "days"), when);
 	}
@@ -133,6 +125,22 @@ static void judge_cluster(struct out *o, const mon_facts *f, const mon_rules *r)
 		add(o, MON_WARNING, "diverged",
 		    "%zu diverged %s waiting; see `certsync diverged list`", f->diverged,
 		    f->diverged == 1 ? "change is" : "changes are");
+	for (size_t i = 0; i < f->nserving; i++) {
+		const mon_serving *v = &f->serving[i];
+
+		snprintf(key, sizeof(key), "serving:%s:%s", v->node, v->host);
+		if (v->served == NULL)
+			add(o, MON_ERROR, key,
+			    "node %s does not serve %s: its TLS endpoint %s does not answer (%s); "
+			    "check that its agent serves there",
+			    v->node, v->host, v->endpoint, v->error ? v->error : "no reason given");
+		else if (strcmp(v->served, v->expected) != 0)
+			add(o, MON_ERROR, key,
+			    "node %s serves %.8s for %s at %s, but its store says %.8s (%s); check "
+			    "what answers on that address",
+			    v->node, v->served, v->host, v->endpoint, v->expected,
+			    v->expected_name ? v->expected_name : "unnamed");
+	}
 	for (size_t i = 0; i < f->nacme; i++) {
 		const mon_acme *a = &f->acme[i];
 

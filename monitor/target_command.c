@@ -15,15 +15,9 @@
 
 #include "monitor_int.h"
 
+#include "../common/clock.h"
+
 extern char **environ;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Writes all of json to fd before the deadline; a program that does not
  * read its input is not waited for beyond it. */
@@ -33,7 +27,7 @@ static int feed(int fd, const char *json, long long deadline)
 
 	while (off < len) {
 		struct pollfd p = {fd, POLLOUT, 0};
-		long long left = deadline - now_ms();
+		long long left = deadline - cs_mono_ms();
 		ssize_t w;
 
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
@@ -61,7 +55,7 @@ static int reap(pid_t pid, long long deadline, bool *timed_out)
 			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline) {
+		if (cs_mono_ms() >= deadline) {
 			*timed_out = true;
 			kill(-pid, SIGKILL); /* its group: what it started goes too */
 			waitpid(pid, &status, 0);
@@ -74,7 +68,7 @@ static int reap(pid_t pid, long long deadline, bool *timed_out)
 int mon_deliver_command(const mon_config *cfg, const mon_secrets *sec, const char *json,
                         const char *subject, char *why, size_t whylen)
 {
-	long long deadline = now_ms() + cfg->timeout_ms;
+	long long deadline = cs_mono_ms() + cfg->timeout_ms;
 	char *argv[] = {cfg->command, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;

@@ -11,6 +11,8 @@
 
 #include "monitor.h"
 
+#include "../common/clock.h"
+
 enum state {
 	PENDING,  /* seen, not yet sent */
 	ACTIVE,   /* sent, at the severity sent */
@@ -211,8 +213,8 @@ json_t *mon_tracker_active(const mon_tracker *t)
 
 		if (e->sent == MON_OK)
 			continue;
-		mon_utc(e->first_seen, since);
-		mon_utc(e->last_sent, sent);
+		cs_iso_time(e->first_seen, since);
+		cs_iso_time(e->last_sent, sent);
 		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", e->key,
 		                                   "severity", mon_severity_name(e->sent), "text",
 		                                   e->text, "since", since, "sent", sent));
@@ -234,8 +236,8 @@ json_t *mon_alert_json(const mon_alert *a, const char *node)
 {
 	char when[32], since[32];
 
-	mon_utc(a->time, when);
-	mon_utc(a->since, since);
+	cs_iso_time(a->time, when);
+	cs_iso_time(a->since, since);
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
 	                 mon_alert_kind_name(a->kind), "key", a->key, "severity",
 	                 mon_severity_name(a->severity), "previous", mon_severity_name(a->previous),

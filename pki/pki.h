@@ -232,13 +232,6 @@ typedef struct pki_check {
 
 #define PKI_NCHECKS 4
 
-/* Whole days from now until not_after, a part of a day counting as a day:
- * "expires in 1 day" until it has.  Every message that tells days left
- * uses it, with pki_days_text for the wording. */
-long long pki_days_left(time_t not_after, time_t now);
-/* "1 day" or "N days" into out. */
-const char *pki_days_text(long long days, char out[32]);
-
 /* The four checks of `certsync verify`, in this order:
  *  coverage — every host in hosts is covered (pki_covers); the detail names
  *             each uncovered host and lists the certificate's SANs;

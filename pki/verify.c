@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DAY       86400
+#include "../common/clock.h"
+
 #define FAIL_DAYS 25
 #define WARN_DAYS 30
 
@@ -117,17 +118,6 @@ static void day_text(time_t t, char out[16])
 		snprintf(out, 16, "?");
 }
 
-long long pki_days_left(time_t not_after, time_t now)
-{
-	return ((long long)not_after - (long long)now + DAY - 1) / DAY;
-}
-
-const char *pki_days_text(long long days, char out[32])
-{
-	snprintf(out, 32, "%lld day%s", days, days == 1 ? "" : "s");
-	return out;
-}
-
 static void check_validity(pki_check *c, const pki_cert_info *info, time_t now)
 {
 	char day[16], left[32];
@@ -145,8 +135,8 @@ static void check_validity(pki_check *c, const pki_cert_info *info, time_t now)
 		say(c, "expired on %s", day);
 		return;
 	}
-	days = pki_days_left(info->not_after, now);
-	pki_days_text(days, left);
+	days = cs_days_left(info->not_after, now);
+	cs_days_text(days, left);
 	if (days <= FAIL_DAYS) {
 		c->status = PKI_CHECK_FAIL;
 		say(c, "expires in %s (%s): renew now", left, day);

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 
 #define MIN_PREFIX  8
@@ -20,14 +21,6 @@ void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9])
 	cs_hex(id, 4, out);
 }
 
-void rec_time(time_t t, char out[32])
-{
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 bool rec_valid_at(const Certsync__CertRecord *r, time_t now, char why[48])
 {
 	char day[32];
@@ -35,8 +28,9 @@ bool rec_valid_at(const Certsync__CertRecord *r, time_t now, char why[48])
 	if ((time_t)r->not_before <= now && now < (time_t)r->not_after)
 		return true;
 	if (why != NULL) {
-		rec_time(now < (time_t)r->not_before ? (time_t)r->not_before : (time_t)r->not_after,
-		         day);
+		cs_iso_time(now < (time_t)r->not_before ? (time_t)r->not_before
+		                                        : (time_t)r->not_after,
+		            day);
 		snprintf(why, 48, "%s %.10s",
 		         now < (time_t)r->not_before ? "not valid until" : "expired on", day);
 	}

@@ -132,9 +132,6 @@ int rec_reseal_all(cs_txn *txn, const cs_key *from, const cs_key *to, size_t *co
 
 /* ---- text ---- */
 
-/* "2027-11-22T07:00:00Z" into out. */
-void rec_time(time_t t, char out[32]);
-
 /* 8-hex-digit prefix of an id, for messages. */
 void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9]);
 

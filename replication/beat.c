@@ -6,12 +6,20 @@
 #include <inttypes.h>
 #include <string.h>
 
+/* The wire's name for each role: its numbers are the protocol's, not the
+ * order of cs_role. */
+static const Certsync__Role wire_role[] = {
+    [CS_ROLE_PRIMARY] = CERTSYNC__ROLE__ROLE_PRIMARY,
+    [CS_ROLE_BACKUP] = CERTSYNC__ROLE__ROLE_BACKUP,
+    [CS_ROLE_TRAFFIC] = CERTSYNC__ROLE__ROLE_TRAFFIC,
+};
+
 /* What the leader relays of every node but p: views[i] and pos[i] are
  * filled for each; returns how many. */
 static size_t cluster_views(const repl *r, const struct peer *p, Certsync__NodeView *views,
                             Certsync__Position *pos, Certsync__NodeView **vp)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	size_t n = 0;
 
 	for (size_t i = 0; i < r->npeers; i++) {
@@ -34,7 +42,7 @@ static size_t cluster_views(const repl *r, const struct peer *p, Certsync__NodeV
 	return n;
 }
 
-void send_beat(repl *r, struct peer *p, bool via_router)
+void repl_send_beat(repl *r, struct peer *p, bool via_router)
 {
 	Certsync__Envelope env = CERTSYNC__ENVELOPE__INIT;
 	Certsync__Beat b = CERTSYNC__BEAT__INIT;
@@ -46,8 +54,7 @@ void send_beat(repl *r, struct peer *p, bool via_router)
 	bool follows =
 	    !via_router && p == r->f.leader && r->f.state != F_IDLE && r->f.state != F_REFUSED;
 
-	/* repl_role and the wire's Role list the roles in the same order. */
-	b.role = (Certsync__Role)r->role;
+	b.role = wire_role[r->role];
 	b.leading = r->leading;
 	pos.epoch = r->loc.applied.epoch;
 	pos.seq = r->loc.applied.seq;
@@ -82,15 +89,15 @@ void repl_beat_all(repl *r)
 		struct peer *p = &r->peers[i];
 
 		if (p->dealer != NULL)
-			send_beat(r, p, false);
+			repl_send_beat(r, p, false);
 		if (p->ridlen > 0)
-			send_beat(r, p, true);
+			repl_send_beat(r, p, true);
 	}
 }
 
 bool repl_heard_recently(const repl *r, const struct peer *p)
 {
-	return p->s.heard != 0 && repl_now() - p->s.heard <= r->dead_ms;
+	return p->s.heard != 0 && cs_mono_ms() - p->s.heard <= r->dead_ms;
 }
 
 /* ---- a peer's beat ---- */
@@ -127,7 +134,7 @@ void repl_on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 {
 	const Certsync__Beat *b = env->beat;
 	cs_pos applied = {0, 0};
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 
 	/* A primary of an epoch we left is fenced: what it says of itself or
 	 * of the cluster is not taken, so it neither counts as heard nor
@@ -139,7 +146,7 @@ void repl_on_beat(repl *r, struct peer *p, const envelope *env, bool router)
 		return;
 	}
 	/* A traffic node never leads: its claim could only block a promotion. */
-	if (b->leading && p->role == REPL_TRAFFIC) {
+	if (b->leading && p->role == CS_ROLE_TRAFFIC) {
 		wire_drop(r, p, &r->cnt.bad_epoch, "traffic node %s claims to lead epoch %" PRIu64,
 		          p->name, env->epoch);
 		return;

@@ -49,9 +49,9 @@ static enum fstate restart(repl *r)
 	do
 		randombytes_buf(&r->f.session, sizeof(r->f.session));
 	while (r->f.session == 0);
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	r->f.state = F_WAIT;
-	send_beat(r, r->f.leader, false);
+	repl_send_beat(r, r->f.leader, false);
 	return F_WAIT;
 }
 
@@ -114,7 +114,7 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 	pthread_mutex_lock(&r->mu);
 	r->newkey = key;
 	pthread_mutex_unlock(&r->mu);
-	notify_agent(r);
+	repl_notify_agent(r);
 	return 0;
 }
 
@@ -135,7 +135,7 @@ static enum fstate on_welcome(repl *r, struct peer *p, const envelope *env)
 		cs_error("repl: refusing the cluster of %s: %s", p->name, r->refusal);
 		return F_REFUSED;
 	}
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	if (!w->snapshot) {
 		/* Our log agrees with the primary's up to the position our beat
 		 * gave; what we applied since came from it in this session. */
@@ -202,10 +202,10 @@ static enum fstate on_entries(repl *r, struct peer *p, const envelope *env)
 		cs_error("repl: applying entries from %s: %s", p->name, err.msg);
 		return F_STREAM;
 	}
-	local_reload(r);
+	repl_local_reload(r);
 	rekey_handover(r);
-	announce_changed(r);
-	send_beat(r, p, false); /* the acknowledgement */
+	repl_announce_changed(r);
+	repl_send_beat(r, p, false); /* the acknowledgement */
 	return F_STREAM;
 }
 
@@ -214,7 +214,7 @@ static enum fstate on_chunk(repl *r, struct peer *p, const envelope *env)
 	const Certsync__SnapshotChunk *c = env->chunk;
 	cs_err err;
 
-	r->f.since = repl_now();
+	r->f.since = cs_mono_ms();
 	r->f.chunks++;
 	for (size_t i = 0; i < c->n_pairs; i++) {
 		const Certsync__Pair *kv = c->pairs[i];
@@ -271,10 +271,10 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 		return restart(r);
 	}
 	cs_info("repl: loaded %s's snapshot at %" PRIu64 ".%" PRIu64, p->name, pos.epoch, pos.seq);
-	local_reload(r);
+	repl_local_reload(r);
 	rekey_handover(r);
-	announce_changed(r);
-	send_beat(r, p, false);
+	repl_announce_changed(r);
+	repl_send_beat(r, p, false);
 	report_diverged(r);
 	return F_STREAM;
 }
@@ -346,7 +346,7 @@ void follow_msg(repl *r, struct peer *p, const envelope *env)
 
 static bool alive(const repl *r, const struct peer *p)
 {
-	return p->s.heard != 0 && repl_now() - p->s.heard <= r->dead_ms;
+	return p->s.heard != 0 && cs_mono_ms() - p->s.heard <= r->dead_ms;
 }
 
 void follow_choose(repl *r)
@@ -356,7 +356,7 @@ void follow_choose(repl *r)
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
-		if (p->role == REPL_TRAFFIC || !alive(r, p) || !p->s.leading)
+		if (p->role == CS_ROLE_TRAFFIC || !alive(r, p) || !p->s.leading)
 			continue;
 		if (p->s.epoch > r->loc.epoch && r->leading)
 			repl_higher_epoch(r, p->s.epoch);
@@ -382,7 +382,8 @@ void follow_tick(repl *r)
 	if (r->leading || r->f.leader == NULL)
 		return;
 	/* A lost welcome or chunk: the session starts over. */
-	if ((r->f.state == F_WAIT || r->f.state == F_SNAP) && repl_now() - r->f.since > r->dead_ms)
+	if ((r->f.state == F_WAIT || r->f.state == F_SNAP) &&
+	    cs_mono_ms() - r->f.since > r->dead_ms)
 		r->f.state = restart(r);
 }
 
@@ -425,7 +426,7 @@ static void report_diverged(repl *r)
 
 	/* The primary takes them only from the node that led their epoch: a
 	 * traffic node keeps its copies to itself. */
-	if (r->role == REPL_TRAFFIC)
+	if (r->role == CS_ROLE_TRAFFIC)
 		return;
 	if (cs_txn_begin(r->st, false, &txn, &err) != 0) {
 		cs_error("repl: %s", err.msg);

@@ -296,7 +296,7 @@ static void welcome(repl *r, struct peer *p, const Certsync__Beat *b)
 	        w.fork < fseq ? " (its later entries forked)" : "");
 	p->session = b->session;
 	p->sent = w.fork;
-	p->moved = repl_now();
+	p->moved = cs_mono_ms();
 	if (w.snapshot)
 		send_snapshot(r, p);
 }
@@ -310,7 +310,7 @@ void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b)
 		 * tick, tells it whom to follow, so a node that starts or comes
 		 * back is served one round trip later instead of up to a beat. */
 		p->session = 0;
-		send_beat(r, p, true);
+		repl_send_beat(r, p, true);
 		return;
 	}
 	if (b->session != p->session) {
@@ -319,13 +319,13 @@ void lead_beat(repl *r, struct peer *p, const Certsync__Beat *b)
 	}
 	if (p->sent < p->s.applied.seq)
 		p->sent = p->s.applied.seq;
-	waiters_check(r, false);
+	repl_waiters_check(r, false);
 	lead_push(r);
 }
 
 void lead_tick(repl *r)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	bool resend = false;
 
 	if (!r->leading)
@@ -395,7 +395,7 @@ void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d)
 
 	if (!r->leading || d->n_entries == 0)
 		return;
-	if (p->role == REPL_TRAFFIC) {
+	if (p->role == CS_ROLE_TRAFFIC) {
 		wire_drop(r, p, &r->cnt.bad_entry,
 		          "diverged entries from a traffic node, which never leads");
 		return;
@@ -445,9 +445,9 @@ static void finish(repl *r, struct waiter *w)
 	pthread_mutex_unlock(&r->mu);
 }
 
-void waiters_check(repl *r, bool all_expired)
+void repl_waiters_check(repl *r, bool all_expired)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	struct waiter **link = &r->waiters;
 	bool any = false;
 
@@ -474,12 +474,12 @@ void waiters_check(repl *r, bool all_expired)
 		any = true;
 	}
 	if (any)
-		notify_agent(r);
+		repl_notify_agent(r);
 }
 
 void lead_stop(repl *r)
 {
 	for (size_t i = 0; i < r->npeers; i++)
 		r->peers[i].session = 0;
-	waiters_check(r, true);
+	repl_waiters_check(r, true);
 }

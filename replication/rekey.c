@@ -79,5 +79,5 @@ void rekey_handover(repl *r)
 	r->newkey = r->nextkey;
 	pthread_mutex_unlock(&r->mu);
 	r->nextkey = NULL;
-	notify_agent(r);
+	repl_notify_agent(r);
 }

@@ -25,21 +25,6 @@
 
 #define RECV_BURST 256 /* messages taken from one socket before looking at the others */
 
-int64_t repl_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-const char *repl_role_name(repl_role role)
-{
-	static const char *const names[] = {"primary", "backup", "traffic"};
-
-	return names[role];
-}
-
 int repl_wait_mode_parse(const char *s, repl_wait_mode *out)
 {
 	static const char *const names[] = {"none", "backup", "all"};
@@ -70,12 +55,12 @@ static void drain_fd(int fd)
 		cs_error("repl: cannot read an eventfd: %s", strerror(errno));
 }
 
-void notify_agent(repl *r)
+void repl_notify_agent(repl *r)
 {
 	wake(r->notify_fd);
 }
 
-void announce_changed(repl *r)
+void repl_announce_changed(repl *r)
 {
 	pthread_mutex_lock(&r->mu);
 	r->changed = true;
@@ -86,7 +71,7 @@ void announce_changed(repl *r)
 
 /* ---- the store as the thread sees it ---- */
 
-int local_reload(repl *r)
+int repl_local_reload(repl *r)
 {
 	struct local *l = &r->loc;
 	cs_txn *txn;
@@ -210,7 +195,7 @@ static void start_wait(repl *r, struct waiter *w)
 		uint64_t bit = (uint64_t)1 << i;
 
 		if (w->mode == REPL_WAIT_NONE ||
-		    (w->mode == REPL_WAIT_BACKUP && p->role == REPL_TRAFFIC))
+		    (w->mode == REPL_WAIT_BACKUP && p->role == CS_ROLE_TRAFFIC))
 			continue;
 		/* Waiting for a node that is down only delays the answer. */
 		if (repl_heard_recently(r, p))
@@ -218,7 +203,7 @@ static void start_wait(repl *r, struct waiter *w)
 		else
 			w->missing |= bit;
 	}
-	w->deadline = repl_now() + w->timeout_ms;
+	w->deadline = cs_mono_ms() + w->timeout_ms;
 	w->next = r->waiters;
 	r->waiters = w;
 }
@@ -260,7 +245,7 @@ static bool take_requests(repl *r)
 	force = r->promote.force;
 	r->promote.pending = false;
 	pthread_mutex_unlock(&r->mu);
-	if (pushed && r->leading && local_reload(r) == 0)
+	if (pushed && r->leading && repl_local_reload(r) == 0)
 		lead_push(r);
 	while (in != NULL) {
 		struct waiter *w = in;
@@ -268,7 +253,7 @@ static bool take_requests(repl *r)
 		in = in->next;
 		start_wait(r, w);
 	}
-	waiters_check(r, false);
+	repl_waiters_check(r, false);
 	if (promoting) {
 		rc = repl_role_event(r, force ? REPL_EV_FORCE : REPL_EV_PROMOTE, 0, &err);
 		publish(r);
@@ -292,9 +277,9 @@ static void check_started(repl *r)
 	if (r->starting_until == 0)
 		return;
 	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].role != REPL_TRAFFIC && r->peers[i].s.heard == 0)
+		if (r->peers[i].role != CS_ROLE_TRAFFIC && r->peers[i].s.heard == 0)
 			heard = false;
-	if (!r->leading || heard || repl_now() >= r->starting_until) {
+	if (!r->leading || heard || cs_mono_ms() >= r->starting_until) {
 		if (r->leading)
 			cs_info("repl: %s accepts changes: %s", r->name,
 			        heard ? "every primary-capable peer was heard"
@@ -306,12 +291,12 @@ static void check_started(repl *r)
 
 static void tick(repl *r)
 {
-	r->next_beat = repl_now() + r->beat_ms;
+	r->next_beat = cs_mono_ms() + r->beat_ms;
 	follow_choose(r);
 	repl_beat_all(r);
 	lead_tick(r);
 	follow_tick(r);
-	waiters_check(r, false);
+	repl_waiters_check(r, false);
 }
 
 static void *run(void *arg)
@@ -333,7 +318,7 @@ static void *run(void *arg)
 		items[n++] = (zmq_pollitem_t){.socket = r->peers[i].dealer, .events = ZMQ_POLLIN};
 	}
 	while (running) {
-		int64_t wait = r->next_beat - repl_now();
+		int64_t wait = r->next_beat - cs_mono_ms();
 
 		if (zmq_poll(items, (int)n, wait > 0 ? (long)wait : 0) < 0 &&
 		    zmq_errno() != EINTR) {
@@ -350,7 +335,7 @@ static void *run(void *arg)
 		for (size_t i = 3; i < n; i++)
 			if (items[i].revents & ZMQ_POLLIN)
 				recv_all(r, items[i].socket, owner[i]);
-		if (repl_now() >= r->next_beat)
+		if (cs_mono_ms() >= r->next_beat)
 			tick(r);
 		check_started(r);
 		publish(r);
@@ -406,11 +391,11 @@ static int copy_config(repl *r, const repl_config *cfg, cs_err *err)
 		struct peer *p = &r->peers[i];
 
 		r->npeers = i + 1;
-		if (c->role != REPL_TRAFFIC && c->endpoint == NULL)
+		if (c->role != CS_ROLE_TRAFFIC && c->endpoint == NULL)
 			return cs_fail(err, CS_EUSAGE,
 			               "peer %s is a %s and needs repl_endpoint, where this node "
 			               "connects to it",
-			               c->name, repl_role_name(c->role));
+			               c->name, cs_role_name(c->role));
 		p->name = strdup(c->name);
 		p->endpoint = c->endpoint ? strdup(c->endpoint) : NULL;
 		if (p->name == NULL || (c->endpoint != NULL && p->endpoint == NULL))
@@ -440,15 +425,15 @@ static int initial_role(repl *r, cs_err *err)
 	if (cs_txn_begin(r->st, true, &txn, err) != 0)
 		return -1;
 	if (cs_txn_led(txn, &led) == 1 &&
-	    cs_txn_set_epoch(txn, cs_txn_epoch(txn), r->role == REPL_PRIMARY, err) != 0) {
+	    cs_txn_set_epoch(txn, cs_txn_epoch(txn), r->role == CS_ROLE_PRIMARY, err) != 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}
 	cs_txn_led(txn, &led);
 	r->leading = led != 0 && led == cs_txn_epoch(txn);
 	for (size_t i = 0; r->leading && i < r->npeers; i++)
-		if (r->peers[i].role != REPL_TRAFFIC)
-			r->starting_until = repl_now() + r->dead_ms;
+		if (r->peers[i].role != CS_ROLE_TRAFFIC)
+			r->starting_until = cs_mono_ms() + r->dead_ms;
 	return cs_txn_commit(txn, NULL, NULL, err);
 }
 
@@ -470,7 +455,7 @@ int repl_prepare(repl **out, const repl_config *cfg, cs_store *st, const repl_ho
 	}
 	if (copy_config(r, cfg, err) != 0 || initial_role(r, err) != 0)
 		goto fail;
-	if (local_reload(r) != 0) {
+	if (repl_local_reload(r) != 0) {
 		cs_fail(err, CS_EIO, "cannot read the store");
 		goto fail;
 	}

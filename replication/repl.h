@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "../common/err.h"
+#include "../common/role.h"
 #include "../seal/seal.h"
 #include "../store/store.h"
 
@@ -36,22 +37,18 @@
 #define REPL_MAX_UNAUTHENTICATED 32
 #define REPL_HANDSHAKE_MS        2000
 
-struct Certsync__KdfParams; /* proto/store.proto */
-
-typedef enum repl_role { REPL_PRIMARY, REPL_BACKUP, REPL_TRAFFIC } repl_role;
-
-const char *repl_role_name(repl_role role);
+struct Certsync__KdfParams; /* proto/records.proto */
 
 typedef struct repl_peer {
 	const char *name;
-	repl_role role;
+	cs_role role;
 	const char *endpoint; /* its replication socket; needed for primary and backup */
 	uint8_t public_key[REPL_KEY_LEN];
 } repl_peer;
 
 typedef struct repl_config {
 	const char *name;
-	repl_role role;
+	cs_role role;
 	const char *listen; /* ZeroMQ endpoint to bind, "tcp://0.0.0.0:7700" */
 	uint8_t public_key[REPL_KEY_LEN];
 	uint8_t secret_key[REPL_KEY_LEN];

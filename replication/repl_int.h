@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 
+#include "../common/clock.h"
 #include "../records/records.h"
 #include "proto/replication.pb-c.h"
 #include "proto/store.pb-c.h"
@@ -56,7 +57,7 @@ struct peer_state {
 
 struct peer {
 	char *name;
-	repl_role role;
+	cs_role role;
 	char *endpoint;
 	uint8_t pub[REPL_KEY_LEN];
 	void *dealer; /* our link to it; only to primary-capable peers */
@@ -129,7 +130,7 @@ struct view {
 struct repl {
 	/* configuration */
 	char *name;
-	repl_role role;
+	cs_role role;
 	uint8_t sec[REPL_KEY_LEN];
 	uint8_t pub[REPL_KEY_LEN];
 	char *pass; /* sodium_malloc'd; freed once the key is derived */
@@ -203,8 +204,6 @@ struct repl {
 	struct view view;
 };
 
-int64_t repl_now(void);
-
 /* ---- wire.c: sockets, envelopes, ZAP ---- */
 int wire_open(repl *r, const char *listen, cs_err *err);
 void wire_close(repl *r);
@@ -238,7 +237,7 @@ void lead_push(repl *r);
 void lead_tick(repl *r);
 void lead_diverged(repl *r, struct peer *p, const Certsync__Diverged *d);
 void lead_stop(repl *r);
-void waiters_check(repl *r, bool all_expired);
+void repl_waiters_check(repl *r, bool all_expired);
 
 /* ---- follow.c: the follower's side ---- */
 const char *follow_state_name(enum fstate s);
@@ -273,15 +272,15 @@ void repl_discard(repl *r);
 /* A message from p: through our ROUTER (router) or our link to p. */
 void repl_on_msg(repl *r, struct peer *p, const envelope *env, bool router);
 /* Rereads the store into r->loc; -1 logged. */
-int local_reload(repl *r);
-/* Wakes the agent for repl_dispatch; announce_changed also tells it the
+int repl_local_reload(repl *r);
+/* Wakes the agent for repl_dispatch; repl_announce_changed also tells it the
  * store moved to r->loc.applied. */
-void notify_agent(repl *r);
-void announce_changed(repl *r);
+void repl_notify_agent(repl *r);
+void repl_announce_changed(repl *r);
 
 /* ---- beat.c ---- */
 /* Builds and sends our beat to p (session when we follow it). */
-void send_beat(repl *r, struct peer *p, bool via_router);
+void repl_send_beat(repl *r, struct peer *p, bool via_router);
 /* What p's beat says of p (and, from the leader, of the cluster). */
 void repl_on_beat(repl *r, struct peer *p, const envelope *env, bool router);
 /* Sends our beat to every peer, on every link we have to it. */

@@ -20,13 +20,13 @@ static int persist_epoch(repl *r, uint64_t epoch, bool lead, cs_err *err)
 	}
 	if (cs_txn_commit(txn, NULL, NULL, err) != 0)
 		return -1;
-	return local_reload(r) == 0 ? 0 : cs_fail(err, CS_EIO, "cannot reread the store");
+	return repl_local_reload(r) == 0 ? 0 : cs_fail(err, CS_EIO, "cannot reread the store");
 }
 
 /* A traffic node is never promoted, whatever it hears of the primary. */
 static int refuse_traffic(const repl *r, cs_err *err)
 {
-	return r->role == REPL_TRAFFIC
+	return r->role == CS_ROLE_TRAFFIC
 	           ? cs_fail(err, CS_EREFUSED,
 	                     "promote refused: %s is a traffic node, and traffic nodes cannot be "
 	                     "promoted; promote the backup",
@@ -47,7 +47,7 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 		                                       : "has no cluster settings yet");
 	/* Only primary-capable nodes can have led an epoch. */
 	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].role != REPL_TRAFFIC && r->peers[i].s.epoch > epoch)
+		if (r->peers[i].role != CS_ROLE_TRAFFIC && r->peers[i].s.epoch > epoch)
 			epoch = r->peers[i].s.epoch;
 	if (epoch == UINT64_MAX)
 		return cs_fail(err, CS_EREFUSED,
@@ -69,7 +69,7 @@ static int take_epoch(repl *r, uint64_t unused, cs_err *err)
 
 static int promote(repl *r, uint64_t unused, cs_err *err)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 
 	if (refuse_traffic(r, err) != 0)
 		return -1;

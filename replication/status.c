@@ -7,34 +7,34 @@
 
 #include "../common/hex.h"
 
-bool repl_starting(repl *r)
+/* What the view says now: its flags read under r->mu. */
+static struct view_flags {
+	bool starting, refusing, leading;
+} view_flags(repl *r)
 {
-	bool starting;
+	struct view_flags f;
 
 	pthread_mutex_lock(&r->mu);
-	starting = r->view.starting;
+	f.starting = r->view.starting;
+	f.refusing = r->view.refusal[0] != '\0';
+	f.leading = r->view.leading;
 	pthread_mutex_unlock(&r->mu);
-	return starting;
+	return f;
+}
+
+bool repl_starting(repl *r)
+{
+	return view_flags(r).starting;
 }
 
 bool repl_refusing(repl *r)
 {
-	bool refusing;
-
-	pthread_mutex_lock(&r->mu);
-	refusing = r->view.refusal[0] != '\0';
-	pthread_mutex_unlock(&r->mu);
-	return refusing;
+	return view_flags(r).refusing;
 }
 
 bool repl_leading(repl *r)
 {
-	bool leading;
-
-	pthread_mutex_lock(&r->mu);
-	leading = r->view.leading;
-	pthread_mutex_unlock(&r->mu);
-	return leading;
+	return view_flags(r).leading;
 }
 
 int repl_leader(repl *r, char *name, size_t len)
@@ -67,7 +67,7 @@ static json_t *peer_json(const repl *r, size_t i, int64_t now, const cs_pos *hea
 	cs_hex(relayed ? s->relayed_digest : s->digest, CS_DIGEST_LEN, digest);
 	return json_pack(
 	    "{s:s, s:s, s:b, s:s?, s:o, s:b, s:I, s:o, s:I, s:o, s:o, s:b, s:o}", "name",
-	    r->peers[i].name, "role", repl_role_name(r->peers[i].role), "reachable",
+	    r->peers[i].name, "role", cs_role_name(r->peers[i].role), "reachable",
 	    direct || (relayed && s->relayed_reachable), "heard_via",
 	    direct    ? "direct"
 	    : relayed ? "leader"
@@ -86,7 +86,7 @@ json_t *repl_status(repl *r)
 {
 	const struct view *v = &r->view;
 	const struct counters *c = &v->cnt;
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	const cs_pos *head;
 	json_t *peers = json_array(), *j;
 
@@ -94,27 +94,27 @@ json_t *repl_status(repl *r)
 	head = v->leader == -2 ? &v->applied : v->leader >= 0 ? &v->peers[v->leader].applied : NULL;
 	for (size_t i = 0; i < r->npeers; i++)
 		json_array_append_new(peers, peer_json(r, i, now, head));
-	j = json_pack("{s:s, s:s, s:b, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
-	              "s:I, s:I, s:I}}",
-	              "role",
-	              v->leading ? "primary"
-	                         : repl_role_name(r->role == REPL_PRIMARY ? REPL_BACKUP : r->role),
-	              "configured_role", repl_role_name(r->role), "leading", v->leading, "starting",
-	              v->starting, "epoch", (json_int_t)v->epoch, "leader",
-	              v->leader == -2  ? json_string(r->name)
-	              : v->leader >= 0 ? json_string(r->peers[v->leader].name)
-	                               : json_null(),
-	              "sync",
-	              v->starting  ? "starting"
-	              : v->leading ? "leading"
-	                           : follow_state_name(v->fstate),
-	              "refusal", v->refusal[0] ? json_string(v->refusal) : json_null(), "peers",
-	              peers, "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
-	              (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key,
-	              "wrong_cluster", (json_int_t)c->wrong_cluster, "stale_epoch",
-	              (json_int_t)c->stale_epoch, "bad_entry", (json_int_t)c->bad_entry,
-	              "unauthenticated", (json_int_t)c->unauthed, "bad_epoch",
-	              (json_int_t)c->bad_epoch);
+	j = json_pack(
+	    "{s:s, s:s, s:b, s:b, s:I, s:o, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
+	    "s:I, s:I, s:I}}",
+	    "role",
+	    v->leading ? "primary"
+	               : cs_role_name(r->role == CS_ROLE_PRIMARY ? CS_ROLE_BACKUP : r->role),
+	    "configured_role", cs_role_name(r->role), "leading", v->leading, "starting",
+	    v->starting, "epoch", (json_int_t)v->epoch, "leader",
+	    v->leader == -2  ? json_string(r->name)
+	    : v->leader >= 0 ? json_string(r->peers[v->leader].name)
+	                     : json_null(),
+	    "sync",
+	    v->starting  ? "starting"
+	    : v->leading ? "leading"
+	                 : follow_state_name(v->fstate),
+	    "refusal", v->refusal[0] ? json_string(v->refusal) : json_null(), "peers", peers,
+	    "dropped", "undecodable", (json_int_t)c->undecodable, "oversized",
+	    (json_int_t)c->oversized, "unknown_key", (json_int_t)c->unknown_key, "wrong_cluster",
+	    (json_int_t)c->wrong_cluster, "stale_epoch", (json_int_t)c->stale_epoch, "bad_entry",
+	    (json_int_t)c->bad_entry, "unauthenticated", (json_int_t)c->unauthed, "bad_epoch",
+	    (json_int_t)c->bad_epoch);
 	pthread_mutex_unlock(&r->mu);
 	return j;
 }

@@ -97,7 +97,7 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	int threads = 1;
 
 	for (size_t i = 0; i < r->npeers; i++)
-		threads += r->peers[i].role != REPL_TRAFFIC;
+		threads += r->peers[i].role != CS_ROLE_TRAFFIC;
 	r->zctx = zmq_ctx_new();
 	if (r->zctx == NULL ||
 	    zmq_ctx_set(r->zctx, ZMQ_IO_THREADS, threads < 64 ? threads : 64) != 0)
@@ -132,7 +132,7 @@ int wire_open(repl *r, const char *listen, cs_err *err)
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
 
-		if (p->role == REPL_TRAFFIC)
+		if (p->role == CS_ROLE_TRAFFIC)
 			continue;
 		p->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
 		if (p->dealer == NULL || set_opts(p->dealer, r, false, p->pub) != 0 ||
@@ -201,7 +201,7 @@ int wire_send(repl *r, struct peer *p, envelope *env, bool via_router)
 
 void wire_drop(repl *r, struct peer *p, uint64_t *counter, const char *fmt, ...)
 {
-	int64_t now = repl_now();
+	int64_t now = cs_mono_ms();
 	int64_t *logged = p != NULL ? &p->logged : &r->zap_logged;
 	char what[256];
 	va_list ap;
@@ -430,9 +430,9 @@ void wire_watch(repl *r)
 			memcpy(&event, zmq_msg_data(&head), 2);
 			memcpy(&value, (uint8_t *)zmq_msg_data(&head) + 2, 4);
 			if (event == ZMQ_EVENT_ACCEPTED)
-				young_add(r, (int)value, repl_now());
+				young_add(r, (int)value, cs_mono_ms());
 			else if (event == ZMQ_EVENT_DISCONNECTED)
-				young_forget(r, (int)value, repl_now());
+				young_forget(r, (int)value, cs_mono_ms());
 		}
 		zmq_msg_close(&addr);
 		zmq_msg_close(&head);

@@ -51,7 +51,7 @@ void cs_secret_free(void *secret);
 
 /* Derives a 32-byte subkey for another purpose (the TLS ticket keys) with
  * crypto_kdf: context is exactly 8 characters.  The store digest is not one
- * of them: its key is a public constant (store/store.c), as every node must
+ * of them: its key is a public constant (store/digest.c), as every node must
  * compute the same digest, also before it holds the cluster key. */
 void cs_key_subkey(const cs_key *key, uint64_t id, const char context[8], uint8_t out[32]);
 

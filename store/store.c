@@ -1,6 +1,7 @@
-/* store.c — the certificate store on LMDB: the environment under data_dir, the
- * replicated tables, the log, the applied position, the store digest and the
- * lock that keeps a second agent off the same data_dir (see store.h). */
+/* store.c — the certificate store's transactions on LMDB: reading and
+ * writing the replicated tables, the log entry each change appends, the
+ * applied position and the store digest, group commit (see store.h).  The
+ * environment under data_dir and its lock are env.c. */
 #include "store.h"
 
 #include <errno.h>
@@ -18,19 +19,6 @@
 #include "../common/log.h"
 #include "store_int.h"
 
-/* Only a ceiling: the data file is sparse and grows as pages are used.  A full
- * map fails a write transaction cleanly (MDB_MAP_FULL), so err high. */
-#if SIZE_MAX > 0xffffffffu
-#define MAPSIZE ((size_t)4 << 30)
-#else
-#define MAPSIZE ((size_t)1 << 30)
-#endif
-#define MAXDBS 16 /* the ten tables here, and room for later local ones */
-
-/* The digest's BLAKE2b key is the hash of this public label: it only makes the
- * hash one of certsync's own; nothing about it is secret. */
-#define DIGEST_LABEL "certsync store digest v1"
-
 static const char *const tbl_names[CS_TBL_NREPL] = {
     [CS_TBL_CERTS] = "certs", [CS_TBL_CAS] = "cas",           [CS_TBL_REQUESTS] = "requests",
     [CS_TBL_KEYS] = "keys",   [CS_TBL_SETTINGS] = "settings",
@@ -39,12 +27,6 @@ static const char *const tbl_names[CS_TBL_NREPL] = {
 
 /* Stands in for a NULL pointer of length 0, so no NULL reaches memcpy. */
 static const uint8_t empty[1];
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
 
 void st_put_be64(uint8_t *p, uint64_t v)
 {
@@ -80,234 +62,7 @@ static int check_table(cs_table t, cs_err *err)
 	return 0;
 }
 
-/* ---- the lock ---- */
-
-/* Whoever may write data_dir may replace the store or plant links in it. */
-static int check_dir(const char *dir, cs_err *err)
-{
-	struct stat st;
-
-	if (stat(dir, &st) < 0)
-		return cs_fail(err, CS_EIO, "data_dir %s: %s", dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return cs_fail(err, CS_EUSAGE, "data_dir %s is not a folder; give a folder's path",
-		               dir);
-	if ((st.st_mode & 022) != 0)
-		return cs_fail(err, CS_EUSAGE,
-		               "data_dir %s can be written by group or others (mode %04o); make it "
-		               "writable by its owner alone: chmod go-w %s",
-		               dir, (unsigned)(st.st_mode & 07777), dir);
-	return 0;
-}
-
-static int lock_dir(cs_store *st, const char *dir, cs_err *err)
-{
-	char path[PATH_MAX];
-	char buf[32];
-	ssize_t n;
-	int len;
-	int fd;
-
-	if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path))
-		return cs_fail(err, CS_EUSAGE, "data_dir %s: path too long", dir);
-	/* O_NOFOLLOW: a symlink planted there must not make the agent
-	 * overwrite its target with a pid. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 && errno == ELOOP)
-		return cs_fail(err, CS_EUSAGE,
-		               "%s is a symbolic link; the agent writes its lock there and follows "
-		               "no link: remove it",
-		               path);
-	if (fd < 0)
-		return cs_fail(err, CS_EIO, "open %s: %s", path, strerror(errno));
-	/* flock belongs to the open file description, so this also catches a
-	 * second open in the same process, which LMDB itself does not allow. */
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		int e = errno;
-		long pid = 0;
-
-		if (e != EWOULDBLOCK) {
-			close(fd);
-			return cs_fail(err, CS_EIO, "lock %s: %s", path, strerror(e));
-		}
-		n = pread(fd, buf, sizeof(buf) - 1, 0);
-		close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			pid = strtol(buf, NULL, 10);
-		}
-		/* The holder writes its pid right after locking; in that window
-		 * the file may still be empty. */
-		if (pid > 0)
-			return cs_fail(err, CS_EREFUSED,
-			               "data_dir %s is in use by another certsync agent (pid %ld); "
-			               "stop it first or use another data_dir",
-			               dir, pid);
-		return cs_fail(err, CS_EREFUSED,
-		               "data_dir %s is in use by another certsync agent (pid unknown); "
-		               "stop it first or use another data_dir",
-		               dir);
-	}
-	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
-		int e = errno;
-
-		close(fd);
-		return cs_fail(err, CS_EIO, "write pid to %s: %s", path, strerror(e));
-	}
-	st->lockfd = fd;
-	return 0;
-}
-
-/* ---- opening ---- */
-
-/* Opens (creating) local table name into *dbi. */
-static int open_local(MDB_txn *txn, const char *name, MDB_dbi *dbi, cs_err *err)
-{
-	int rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
-
-	return rc == 0 ? 0 : st_mdb_fail(err, rc, "open table ", name);
-}
-
-static int open_tables(cs_store *st, cs_err *err)
-{
-	MDB_txn *txn;
-	MDB_val k = {sizeof("epoch") - 1, (void *)"epoch"};
-	MDB_val v;
-	MDB_stat es;
-	uint8_t one[8];
-	int rc;
-
-	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-	if (rc != 0)
-		return st_mdb_fail(err, rc, "begin transaction", "");
-	for (int t = 0; t < CS_TBL_NREPL; t++) {
-		if (open_local(txn, tbl_names[t], &st->tbl[t], err) != 0)
-			goto fail;
-	}
-	if (open_local(txn, "log", &st->log, err) != 0 ||
-	    open_local(txn, "meta", &st->meta, err) != 0 ||
-	    open_local(txn, "epochs", &st->epochs, err) != 0 ||
-	    open_local(txn, "diverged", &st->diverged, err) != 0)
-		goto fail;
-	/* A new store starts at epoch 1; applied and digest start absent,
-	 * which reads as position (0, 0) and the all-zero digest of no pairs. */
-	st_put_be64(one, 1);
-	rc = mdb_get(txn, st->meta, &k, &v);
-	if (rc == MDB_NOTFOUND) {
-		v.mv_size = sizeof(one);
-		v.mv_data = one;
-		rc = mdb_put(txn, st->meta, &k, &v, 0);
-	}
-	/* A store written before epochs were recorded holds entries of epoch 1
-	 * only, from seq 1: its history is that one epoch. */
-	k.mv_size = sizeof("applied") - 1;
-	k.mv_data = (void *)"applied";
-	if (rc == 0 && (rc = mdb_stat(txn, st->epochs, &es)) == 0 && es.ms_entries == 0 &&
-	    (rc = mdb_get(txn, st->meta, &k, &v)) == 0) {
-		k.mv_size = sizeof(one);
-		k.mv_data = one;
-		v.mv_size = sizeof(one);
-		v.mv_data = one;
-		rc = mdb_put(txn, st->epochs, &k, &v, 0);
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		st_mdb_fail(err, rc, "initialise ", "meta");
-		goto fail;
-	}
-	rc = mdb_txn_commit(txn);
-	if (rc != 0)
-		return st_mdb_fail(err, rc, "commit new tables", "");
-	return 0;
-fail:
-	mdb_txn_abort(txn);
-	return -1;
-}
-
-void cs_store_usage(cs_store *st, size_t *used, size_t *map)
-{
-	MDB_envinfo info;
-	MDB_stat ms;
-
-	mdb_env_info(st->env, &info);
-	mdb_env_stat(st->env, &ms);
-	*used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
-	*map = info.me_mapsize;
-}
-
-int cs_store_set_map_size(cs_store *st, size_t bytes, cs_err *err)
-{
-	size_t used, map;
-	int rc;
-
-	cs_store_usage(st, &used, &map);
-	if (bytes < used)
-		return cs_fail(err, CS_EUSAGE,
-		               "store_map_size %zu MiB is below the %zu MiB the store in "
-		               "data_dir already uses; give a larger size",
-		               bytes >> 20, (used + (1u << 20) - 1) >> 20);
-	rc = mdb_env_set_mapsize(st->env, bytes);
-	return rc == 0 ? 0 : st_mdb_fail(err, rc, "set the store's map size", "");
-}
-
-int cs_store_open(cs_store **out, const char *data_dir, cs_err *err)
-{
-	cs_store *st;
-	int dead;
-	int rc;
-
-	*out = NULL;
-	if (sodium_init() < 0)
-		return cs_fail(err, CS_EIO, "libsodium failed to initialise");
-	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
-		return cs_fail(err, CS_EIO, "create data_dir %s: %s", data_dir, strerror(errno));
-	if (check_dir(data_dir, err) < 0)
-		return -1;
-	st = calloc(1, sizeof(*st));
-	if (st == NULL)
-		return cs_fail(err, CS_EIO, "out of memory");
-	st->lockfd = -1;
-	/* The lock comes first: LMDB must not be opened twice in one process. */
-	if (lock_dir(st, data_dir, err) != 0)
-		goto fail;
-	rc = mdb_env_create(&st->env);
-	if (rc != 0) {
-		st->env = NULL;
-		st_mdb_fail(err, rc, "create LMDB environment", "");
-		goto fail;
-	}
-	rc = mdb_env_set_mapsize(st->env, MAPSIZE);
-	if (rc == 0)
-		rc = mdb_env_set_maxdbs(st->env, MAXDBS);
-	if (rc != 0) {
-		st_mdb_fail(err, rc, "configure LMDB environment", "");
-		goto fail;
-	}
-	/* No MDB_NOSYNC: a commit is on disk when it returns. */
-	rc = mdb_env_open(st->env, data_dir, 0, 0600);
-	if (rc != 0) {
-		st_mdb_fail(err, rc, "open LMDB environment in ", data_dir);
-		goto fail;
-	}
-	/* Reader slots of a crashed agent would pin old pages forever. */
-	rc = mdb_reader_check(st->env, &dead);
-	if (rc != 0) {
-		st_mdb_fail(err, rc, "clear stale readers in ", data_dir);
-		goto fail;
-	}
-	st->maxkey = (size_t)mdb_env_get_maxkeysize(st->env);
-	if (open_tables(st, err) != 0) {
-		cs_err_prefix(err, "data_dir %s: ", data_dir);
-		goto fail;
-	}
-	crypto_generichash(st->dkey, sizeof(st->dkey), (const unsigned char *)DIGEST_LABEL,
-	                   sizeof(DIGEST_LABEL) - 1, NULL, 0);
-	*out = st;
-	return 0;
-fail:
-	cs_store_close(st);
-	return -1;
-}
+/* ---- transactions ---- */
 
 /* The calling thread's batch (cs_store_batch_begin).  Only the thread that
  * opened it nests its transactions in it, so it lives in thread-local
@@ -333,8 +88,6 @@ void cs_store_close(cs_store *st)
 		close(st->lockfd); /* releases the flock */
 	free(st);
 }
-
-/* ---- transactions ---- */
 
 /* 0 and the value copied into out when present with exactly len bytes,
  * 1 when absent, -1 on error or a value of the wrong size. */
@@ -547,30 +300,6 @@ int cs_txn_get(cs_txn *txn, cs_table t, const void *key, size_t klen, const void
 
 /* Keyed BLAKE2b-256 of one pair; lengths are framed so no two different
  * pairs hash the same input. */
-static void pair_hash(const cs_store *st, cs_table t, const void *key, size_t klen, const void *val,
-                      size_t vlen, uint8_t out[CS_DIGEST_LEN])
-{
-	crypto_generichash_state s;
-	uint8_t tb = (uint8_t)t;
-	uint8_t len[4];
-
-	crypto_generichash_init(&s, st->dkey, sizeof(st->dkey), CS_DIGEST_LEN);
-	crypto_generichash_update(&s, &tb, 1);
-	put_be32(len, (uint32_t)klen);
-	crypto_generichash_update(&s, len, sizeof(len));
-	crypto_generichash_update(&s, key, klen);
-	put_be32(len, (uint32_t)vlen);
-	crypto_generichash_update(&s, len, sizeof(len));
-	crypto_generichash_update(&s, val, vlen);
-	crypto_generichash_final(&s, out, CS_DIGEST_LEN);
-}
-
-static void xor_into(uint8_t acc[CS_DIGEST_LEN], const uint8_t h[CS_DIGEST_LEN])
-{
-	for (int i = 0; i < CS_DIGEST_LEN; i++)
-		acc[i] ^= h[i];
-}
-
 int st_check_writable(cs_txn *txn, const char *what, cs_err *err)
 {
 	if (!txn->write)
@@ -651,7 +380,7 @@ int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *va
 	rc = mdb_get(txn->txn, txn->st->tbl[t], &k, &v);
 	if (rc == 0) {
 		had = true;
-		pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
+		st_pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
 	} else if (rc != MDB_NOTFOUND) {
 		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
 	}
@@ -666,10 +395,10 @@ int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *va
 		txn->failed = true;
 		return st_mdb_fail(err, rc, "write table ", tbl_names[t]);
 	}
-	pair_hash(txn->st, t, key, klen, val, vlen, hnew);
+	st_pair_hash(txn->st, t, key, klen, val, vlen, hnew);
 	if (had)
-		xor_into(txn->digest, hold);
-	xor_into(txn->digest, hnew);
+		st_xor_into(txn->digest, hold);
+	st_xor_into(txn->digest, hnew);
 	if (op != NULL)
 		txn->ops[txn->nops++] = op;
 	txn->dirty = true;
@@ -693,7 +422,7 @@ int st_del(cs_txn *txn, cs_table t, const void *key, size_t klen, bool log, cs_e
 		return 0;
 	if (rc != 0)
 		return st_mdb_fail(err, rc, "read table ", tbl_names[t]);
-	pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
+	st_pair_hash(txn->st, t, key, klen, v.mv_data, v.mv_size, hold);
 	if (log && (op = new_op(txn, CERTSYNC__OP__KIND__DEL, t, key, klen, NULL, 0, err)) == NULL)
 		return -1;
 	rc = mdb_del(txn->txn, txn->st->tbl[t], &k, NULL);
@@ -702,7 +431,7 @@ int st_del(cs_txn *txn, cs_table t, const void *key, size_t klen, bool log, cs_e
 		txn->failed = true;
 		return st_mdb_fail(err, rc, "delete from table ", tbl_names[t]);
 	}
-	xor_into(txn->digest, hold);
+	st_xor_into(txn->digest, hold);
 	if (op != NULL)
 		txn->ops[txn->nops++] = op;
 	txn->dirty = true;
@@ -938,40 +667,6 @@ fail:
 cs_pos cs_txn_applied(cs_txn *txn)
 {
 	return txn->applied;
-}
-
-void cs_txn_digest(cs_txn *txn, uint8_t out[CS_DIGEST_LEN])
-{
-	memcpy(out, txn->digest, CS_DIGEST_LEN);
-}
-
-struct recompute {
-	const cs_store *st;
-	cs_table t;
-	uint8_t acc[CS_DIGEST_LEN];
-};
-
-static int recompute_pair(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct recompute *r = ctx;
-	uint8_t h[CS_DIGEST_LEN];
-
-	pair_hash(r->st, r->t, key, klen, val, vlen, h);
-	xor_into(r->acc, h);
-	return 0;
-}
-
-int cs_txn_digest_recompute(cs_txn *txn, uint8_t out[CS_DIGEST_LEN], cs_err *err)
-{
-	struct recompute r = {.st = txn->st};
-
-	for (int t = 0; t < CS_TBL_NREPL; t++) {
-		r.t = (cs_table)t;
-		if (cs_txn_foreach(txn, r.t, recompute_pair, &r, err) != 0)
-			return -1;
-	}
-	memcpy(out, r.acc, CS_DIGEST_LEN);
-	return 0;
 }
 
 int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs_err *err)

@@ -78,4 +78,13 @@ int st_appended(cs_txn *txn, cs_pos pos, cs_err *err);
 /* Writes meta key name; marks the transaction dirty. */
 int st_meta_put(cs_txn *txn, const char *name, const void *val, size_t len, cs_err *err);
 
+/* ---- digest.c ---- */
+/* Sets st->dkey, the digest's hash key. */
+void st_digest_key(cs_store *st);
+/* The keyed hash of one replicated pair of table t. */
+void st_pair_hash(const cs_store *st, cs_table t, const void *key, size_t klen, const void *val,
+                  size_t vlen, uint8_t out[CS_DIGEST_LEN]);
+/* acc ^= h: adds a pair to the digest, or takes it away. */
+void st_xor_into(uint8_t acc[CS_DIGEST_LEN], const uint8_t h[CS_DIGEST_LEN]);
+
 #endif

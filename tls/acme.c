@@ -4,7 +4,7 @@
  * other client is untouched.  The certificates come from the agent, which
  * reads them from the replicated store; they change rarely, so one mutex
  * guards them, taken only by such handshakes and by a change. */
-#include "tls_int.h"
+#include "server_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -117,4 +117,9 @@ int tls_server_set_acme(tls_server *srv, const char *const *names, X509 *const *
 	pthread_mutex_unlock(&a->lock);
 	entries_free(old, oldn);
 	return 0;
+}
+
+tls_acme *tls_server_acme(tls_server *srv)
+{
+	return srv->acme;
 }

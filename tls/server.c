@@ -1,4 +1,5 @@
-/* server.c — listeners, worker threads and connections of the TLS endpoint.
+/* server.c — listeners, worker threads, start and stop, and the status of
+ * the TLS endpoint (connections: conn.c; the reloader: reload.c).
  *
  * Each worker owns an event loop, an SSL_CTX, its own SO_REUSEPORT socket on
  * every listen address (the kernel spreads connections over them) and its
@@ -27,13 +28,11 @@
  * the fd, with persistent read events: no bufferevents, no allocation per
  * handshake beyond OpenSSL's own (connection structs are recycled per
  * worker). */
-#include "tls_int.h"
+#include "server_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,422 +47,8 @@
 #include <event2/event_struct.h>
 #include <openssl/err.h>
 
-#include "../common/hostport.h"
+#include "../common/net.h"
 #include "../common/log.h"
-
-#define ACCEPT_BATCH    64   /* accepts per wake-up, so handshakes in flight progress */
-#define SPARE_CONNS     256  /* connection structs a worker keeps for reuse */
-#define HTTP_IN_MAX     8192 /* largest request head we read */
-#define EMFILE_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
-#define MAX_WORKERS     256
-#define RELOAD_REST     3   /* rest after a build, in builds: at most a quarter of a core */
-#define RELOAD_REST_MAX 200 /* ms: a long build (a node that caught up) rests no longer */
-#define RELOADER_NICE   10  /* the reloader yields the CPU to commits and replication */
-
-enum conn_state { CONN_NEW, CONN_HANDSHAKE, CONN_HTTP };
-
-struct tls_conn {
-	tls_hs hs; /* the SSL's app data */
-	struct tls_worker *w;
-	struct tls_conn *prev, *next;   /* the worker's open connections, or spares */
-	struct tls_conn *older, *newer; /* the worker's connections in their handshake */
-	bool in_handshake;              /* on that list */
-	uint8_t src[TLS_SRC_KEY_LEN];   /* its source address, counted in srv->sources */
-	int fd;
-	enum conn_state state;
-	SSL *ssl;
-	struct event rev, wev, timer;
-	char *in, *out; /* request bytes read; response not yet written */
-	size_t inlen, outlen;
-	bool keep, ticketed;
-};
-
-struct tls_listener {
-	int fd;
-	struct event ev;
-};
-
-struct tls_worker {
-	tls_server *srv;
-	pthread_t thread;
-	bool running;
-	struct event_base *base;
-	SSL_CTX *ctx;
-	struct tls_tickets tickets;
-	struct tls_listener *ls; /* one per listen address */
-	int wake_fd;
-	struct event wake_ev, resume_ev;
-	const struct timeval *hs_tv, *ka_tv, *silent_tv; /* libevent common timeouts */
-	struct tls_conn *open, *spare;
-	struct tls_conn *oldest_hs, *newest_hs; /* connections in their handshake, by age */
-	size_t nspare;
-	atomic_uint_fast64_t done, failed, accepted, refused, timed_out, evicted, per_source;
-};
-
-struct tls_server {
-	char *node_name, *role, *node_hostname, *site_hostname;
-	bool (*unhealthy)(void *ctx);
-	void *unhealthy_ctx;
-	char **addrs; /* bound listen addresses, port resolved */
-	size_t naddrs;
-	int hs_timeout_ms, max_conns, max_per_source, nworkers;
-	struct tls_worker *workers;
-	tls_sources *sources; /* NULL: no cap per source */
-	tls_acme *acme;       /* tls-alpn-01 challenge certificates */
-	atomic_int open;
-	pthread_mutex_t lock; /* guards table, the reload figures and the reloader's state */
-	tls_table *table;
-	uint64_t reloads;
-	double last_reload_ms; /* signal of a change to its swap: its wait until it is served */
-	/* The reloader, once tls_server_follow started it. */
-	cs_store *store;
-	const cs_key *key;
-	pthread_t reloader;
-	bool reloading, dirty, stopping;
-	struct timespec dirty_since; /* the first change not in a table yet */
-	pthread_cond_t wake;         /* dirty or stopping became true */
-};
-
-static void add_relaxed(atomic_uint_fast64_t *c)
-{
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
-
-/* ---- connections -------------------------------------------------------------- */
-
-static void handshake_done(struct tls_conn *c)
-{
-	struct tls_worker *w = c->w;
-
-	if (!c->in_handshake)
-		return;
-	c->in_handshake = false;
-	if (c->older != NULL)
-		c->older->newer = c->newer;
-	else
-		w->oldest_hs = c->newer;
-	if (c->newer != NULL)
-		c->newer->older = c->older;
-	else
-		w->newest_hs = c->older;
-}
-
-static void conn_close(struct tls_conn *c, bool polite)
-{
-	struct tls_worker *w = c->w;
-
-	handshake_done(c);
-	if (w->srv->sources != NULL)
-		tls_sources_release(w->srv->sources, c->src);
-
-	if (c->ssl != NULL) {
-		/* close_notify only where the peer is still listening.
-		 * Otherwise mark the SSL shut down anyway: sessions live in
-		 * tickets only, and SSL_free would lock the context to drop
-		 * an unfinished one from the cache we do not keep. */
-		if (polite)
-			SSL_shutdown(c->ssl);
-		else
-			SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-		SSL_free(c->ssl);
-	}
-	ERR_clear_error();
-	event_del(&c->rev);
-	event_del(&c->wev);
-	event_del(&c->timer);
-	close(c->fd);
-	tls_table_free(c->hs.table);
-	free(c->in);
-	free(c->out);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		w->open = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	atomic_fetch_sub_explicit(&w->srv->open, 1, memory_order_relaxed);
-	if (w->nspare < SPARE_CONNS) {
-		c->next = w->spare;
-		w->spare = c;
-		w->nspare++;
-	} else {
-		free(c);
-	}
-}
-
-/* After an SSL call that did not complete: wait for what it needs, or close
- * the connection (a handshake that ends so has failed). */
-static void conn_wait(struct tls_conn *c, int r)
-{
-	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-		return; /* the read event is persistent */
-	case SSL_ERROR_WANT_WRITE:
-		/* Reading waits too: a level-triggered read event on unread
-		 * bytes would spin until the socket drains. */
-		if (event_del(&c->rev) == 0 && event_add(&c->wev, NULL) == 0)
-			return;
-		break;
-	default:
-		break;
-	}
-	if (c->state == CONN_HANDSHAKE)
-		add_relaxed(&c->w->failed);
-	conn_close(c, false);
-}
-
-static void http_drive(struct tls_conn *c)
-{
-	tls_server *srv = c->w->srv;
-	tls_http_info info = {srv->node_name, srv->role, c->hs.sni, c->hs.cert_id, false};
-	long used;
-	int r;
-
-	for (;;) {
-		if (c->out != NULL) {
-			/* A client that asks for something will likely come
-			 * back: one TLS 1.3 ticket, ahead of the first answer. */
-			if (!c->ticketed && SSL_version(c->ssl) == TLS1_3_VERSION)
-				SSL_new_session_ticket(c->ssl);
-			c->ticketed = true;
-			if ((r = SSL_write(c->ssl, c->out, (int)c->outlen)) <= 0) {
-				conn_wait(c, r);
-				return;
-			}
-			free(c->out);
-			c->out = NULL;
-			if (!c->keep) {
-				conn_close(c, true);
-				return;
-			}
-			event_add(&c->timer, c->w->ka_tv);
-		}
-		if (c->inlen > 0) {
-			info.healthy = tls_server_healthy(srv);
-			used = tls_http_answer(c->in, c->inlen, HTTP_IN_MAX, &info, &c->out,
-			                       &c->outlen, &c->keep);
-			if (used < 0) {
-				conn_close(c, false);
-				return;
-			}
-			if (used > 0) {
-				c->inlen -= (size_t)used;
-				memmove(c->in, c->in + used, c->inlen);
-				continue;
-			}
-		}
-		if (c->in == NULL && (c->in = malloc(HTTP_IN_MAX)) == NULL) {
-			conn_close(c, false);
-			return;
-		}
-		if ((r = SSL_read(c->ssl, c->in + c->inlen, (int)(HTTP_IN_MAX - c->inlen))) <= 0) {
-			conn_wait(c, r);
-			return;
-		}
-		c->inlen += (size_t)r;
-	}
-}
-
-/* The first bytes arrived: only now does the connection cost an SSL. */
-static int conn_begin(struct tls_conn *c)
-{
-	struct tls_worker *w = c->w;
-
-	if ((c->ssl = SSL_new(w->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
-		add_relaxed(&w->failed);
-		conn_close(c, false);
-		return -1;
-	}
-	SSL_set_accept_state(c->ssl);
-	SSL_set_app_data(c->ssl, &c->hs);
-	c->hs.table = tls_server_table(w->srv);
-	c->state = CONN_HANDSHAKE;
-	/* It spoke: from now on it has the whole handshake timeout. */
-	if (event_add(&c->timer, w->hs_tv) < 0) {
-		conn_close(c, false);
-		return -1;
-	}
-	return 0;
-}
-
-static void conn_drive(struct tls_conn *c)
-{
-	int r;
-
-	if (c->state == CONN_NEW && conn_begin(c) < 0)
-		return;
-	if (c->state == CONN_HANDSHAKE) {
-		if ((r = SSL_do_handshake(c->ssl)) != 1) {
-			conn_wait(c, r);
-			return;
-		}
-		add_relaxed(&c->w->done);
-		handshake_done(c);
-		/* The certificate is the SSL's now; old tables need not wait
-		 * for keep-alive connections. */
-		tls_table_free(c->hs.table);
-		c->hs.table = NULL;
-		c->state = CONN_HTTP;
-		event_add(&c->timer, c->w->ka_tv);
-	}
-	http_drive(c);
-}
-
-static void on_io(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	conn_drive(arg);
-}
-
-static void on_writable(evutil_socket_t fd, short what, void *arg)
-{
-	struct tls_conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	if (event_add(&c->rev, NULL) < 0) {
-		conn_close(c, false);
-		return;
-	}
-	conn_drive(c);
-}
-
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct tls_conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	add_relaxed(&c->w->timed_out);
-	if (c->state == CONN_HANDSHAKE)
-		add_relaxed(&c->w->failed);
-	conn_close(c, false);
-}
-
-static void conn_start(struct tls_worker *w, int fd, const uint8_t src[TLS_SRC_KEY_LEN])
-{
-	struct tls_conn *c = w->spare;
-
-	if (c != NULL) {
-		w->spare = c->next;
-		w->nspare--;
-		memset(c, 0, sizeof(*c));
-	} else if ((c = calloc(1, sizeof(*c))) == NULL) {
-		close(fd);
-		atomic_fetch_sub_explicit(&w->srv->open, 1, memory_order_relaxed);
-		if (w->srv->sources != NULL)
-			tls_sources_release(w->srv->sources, src);
-		return;
-	}
-	c->w = w;
-	c->fd = fd;
-	memcpy(c->src, src, TLS_SRC_KEY_LEN);
-	c->hs.tickets = &w->tickets;
-	c->hs.acme = w->srv->acme;
-	c->next = w->open;
-	if (w->open != NULL)
-		w->open->prev = c;
-	w->open = c;
-	c->in_handshake = true;
-	c->older = w->newest_hs;
-	if (w->newest_hs != NULL)
-		w->newest_hs->newer = c;
-	else
-		w->oldest_hs = c;
-	w->newest_hs = c;
-	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_io, c);
-	event_assign(&c->wev, w->base, fd, EV_WRITE, on_writable, c);
-	evtimer_assign(&c->timer, w->base, on_timeout, c);
-	if (event_add(&c->rev, NULL) < 0 || event_add(&c->timer, w->silent_tv) < 0)
-		conn_close(c, false);
-}
-
-/* Whether a new connection from src may open: within its source's cap, and
- * within the global cap, if need be by closing this worker's oldest
- * connection still in its handshake.  Counts it when it may. */
-static bool admit(struct tls_worker *w, const uint8_t src[TLS_SRC_KEY_LEN])
-{
-	tls_server *srv = w->srv;
-
-	if (srv->sources != NULL && !tls_sources_take(srv->sources, src)) {
-		add_relaxed(&w->refused);
-		add_relaxed(&w->per_source);
-		return false;
-	}
-	/* Room is made before the new one counts, so open never shows more
-	 * than the cap for longer than a worker's check. */
-	if (atomic_load_explicit(&srv->open, memory_order_relaxed) >= srv->max_conns &&
-	    w->oldest_hs != NULL) {
-		add_relaxed(&w->evicted);
-		if (w->oldest_hs->state == CONN_HANDSHAKE)
-			add_relaxed(&w->failed);
-		conn_close(w->oldest_hs, false);
-	}
-	if (atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed) < srv->max_conns)
-		return true;
-	atomic_fetch_sub_explicit(&srv->open, 1, memory_order_relaxed);
-	if (srv->sources != NULL)
-		tls_sources_release(srv->sources, src);
-	add_relaxed(&w->refused);
-	return false;
-}
-
-/* ---- listeners -------------------------------------------------------------------- */
-
-static void listeners_enable(struct tls_worker *w, bool on)
-{
-	for (size_t i = 0; i < w->srv->naddrs; i++) {
-		if (on)
-			event_add(&w->ls[i].ev, NULL);
-		else
-			event_del(&w->ls[i].ev);
-	}
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	listeners_enable(arg, true);
-}
-
-static void on_accept(evutil_socket_t lfd, short what, void *arg)
-{
-	struct tls_worker *w = arg;
-
-	(void)what;
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
-		uint8_t src[TLS_SRC_KEY_LEN];
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* The backlog stays readable: without a pause
-				 * this loop would spin. */
-				struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
-
-				cs_warn("tls: cannot accept: %s; pausing %d ms", strerror(errno),
-				        EMFILE_PAUSE_MS);
-				listeners_enable(w, false);
-				evtimer_add(&w->resume_ev, &tv);
-			}
-			return;
-		}
-		add_relaxed(&w->accepted);
-		tls_source_key((struct sockaddr *)&ss, src);
-		if (!admit(w, src)) {
-			close(fd);
-			continue;
-		}
-		conn_start(w, fd, src);
-	}
-}
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
@@ -475,25 +60,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* Splits "1.2.3.4:443" or "[::1]:443" and resolves it, numerically only. */
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, cs_err *err)
 {
-	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-	                         .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res;
-	char host[INET6_ADDRSTRLEN], port[8];
-	unsigned pnum;
-
-	if (!cs_hostport_split(s, host, sizeof(host), &pnum, true))
-		goto bad;
-	snprintf(port, sizeof(port), "%u", pnum);
-	if (getaddrinfo(host, port, &hints, &res) != 0)
-		goto bad;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sslen = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-bad:
+	if (cs_net_addr(s, true, ss, sslen) == 0)
+		return 0;
 	return cs_fail(err, CS_EUSAGE,
 	               "tls_listen \"%s\": expected ADDRESS:PORT with a numeric address, "
 	               "as 127.0.0.1:8443 or [::1]:8443",
@@ -518,26 +88,11 @@ static const char *low_port_fix(const struct sockaddr_storage *ss)
 static int bind_listener(const struct sockaddr_storage *ss, socklen_t len, const char *what,
                          cs_err *err)
 {
-	int one = 1;
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = cs_net_listen(ss, len);
 
 	if (fd < 0)
-		return cs_fail(err, CS_EIO, "tls_listen %s: socket: %s", what, strerror(errno));
-	/* TCP_NODELAY is inherited by accepted sockets: a handshake flight is
-	 * written at once and must not wait for an ACK. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-	    (ss->ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
-		int e = errno;
-
-		cs_fail(err, CS_EIO, "tls_listen %s: %s%s", what, strerror(e),
-		        e == EACCES ? low_port_fix(ss) : "");
-		close(fd);
-		return -1;
-	}
+		cs_fail(err, CS_EIO, "tls_listen %s: %s%s", what, strerror(errno),
+		        errno == EACCES ? low_port_fix(ss) : "");
 	return fd;
 }
 
@@ -575,7 +130,7 @@ static int bind_address(tls_server *srv, size_t i, const char *spec, cs_err *err
 			return -1;
 		srv->workers[k].ls[i].fd = fd;
 		event_assign(&srv->workers[k].ls[i].ev, srv->workers[k].base, fd,
-		             EV_READ | EV_PERSIST, on_accept, &srv->workers[k]);
+		             EV_READ | EV_PERSIST, tls_conn_accept, &srv->workers[k]);
 		if (k == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 			return cs_fail(err, CS_EIO, "tls_listen %s: %s", spec, strerror(errno));
 	}
@@ -613,7 +168,7 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 	    (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		return cs_fail(err, CS_EIO, "cannot create a TLS worker's event loop");
 	event_assign(&w->wake_ev, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w->base);
-	evtimer_assign(&w->resume_ev, w->base, on_resume, w);
+	evtimer_assign(&w->resume_ev, w->base, tls_conn_resume, w);
 	/* Common timeouts: O(1) queues instead of a heap of 5,000 timers. */
 	w->hs_tv = event_base_init_common_timeout(w->base, &hs);
 	w->ka_tv = event_base_init_common_timeout(w->base, &ka);
@@ -627,7 +182,7 @@ static int worker_init(struct tls_worker *w, tls_server *srv, const uint8_t mast
 static void worker_free(struct tls_worker *w)
 {
 	while (w->open != NULL)
-		conn_close(w->open, false);
+		tls_conn_close(w->open, false);
 	while (w->spare != NULL) {
 		struct tls_conn *c = w->spare;
 
@@ -799,204 +354,6 @@ void tls_server_stop(tls_server *srv)
 	free(srv->node_hostname);
 	free(srv->site_hostname);
 	free(srv);
-}
-
-tls_acme *tls_server_acme(tls_server *srv)
-{
-	return srv->acme;
-}
-
-/* ---- tables ------------------------------------------------------------------------------ */
-
-tls_table *tls_server_table(tls_server *srv)
-{
-	tls_table *t;
-
-	pthread_mutex_lock(&srv->lock);
-	t = srv->table != NULL ? tls_table_ref(srv->table) : NULL;
-	pthread_mutex_unlock(&srv->lock);
-	return t;
-}
-
-static void log_coverage(const tls_table *t, time_t now)
-{
-	const tls_entry *served = tls_table_select(t, NULL, TLS_CAN_ANY, now);
-	char missing[2 * (TLS_NAME_MAX + 2)] = "";
-
-	for (size_t i = 0; i < t->nuncovered; i++) {
-		strcat(missing, i > 0 ? ", " : "");
-		strcat(missing, t->uncovered[i]);
-	}
-	if (t->nuncovered == 0)
-		cs_info("tls: serving %zu certificate%s, default %.8s", t->nentries,
-		        t->nentries == 1 ? "" : "s", served != NULL ? served->id_hex : "(none)");
-	else if (t->covered)
-		cs_warn("tls: the default certificate does not cover %s; serving %.8s instead",
-		        missing, served->id_hex);
-	else
-		cs_warn("tls: no certificate covers %s; clients without SNI or with an "
-		        "unknown name are refused, /healthz answers 503",
-		        missing);
-}
-
-/* The reload figures change with the table, under one lock, so whoever sees
- * the new table served sees its figures too. */
-static void swap_in(tls_server *srv, tls_table *table, const struct timespec *since)
-{
-	tls_table *old;
-
-	pthread_mutex_lock(&srv->lock);
-	old = srv->table;
-	srv->table = table;
-	if (since != NULL) {
-		struct timespec t1;
-
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		srv->reloads++;
-		srv->last_reload_ms = (double)(t1.tv_sec - since->tv_sec) * 1e3 +
-		                      (double)(t1.tv_nsec - since->tv_nsec) / 1e6;
-	}
-	pthread_mutex_unlock(&srv->lock);
-	log_coverage(table, time(NULL));
-	tls_table_free(old);
-}
-
-void tls_server_swap(tls_server *srv, tls_table *table)
-{
-	swap_in(srv, table, NULL);
-}
-
-/* Builds from txn with the served table as prev and swaps; the reload
- * figure is the time from since to the swap, measured here, where it
- * happens, so a test or an operator can see how long a change waits to be
- * served without timing it from outside. */
-static int reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now,
-                  const struct timespec *since, cs_err *err)
-{
-	tls_table *prev, *t;
-	int rc;
-
-	prev = tls_server_table(srv);
-	rc = tls_table_load(&t, txn, key, srv->node_hostname, srv->site_hostname, prev, now, err);
-	tls_table_free(prev);
-	if (rc != 0)
-		return rc;
-	swap_in(srv, t, since);
-	return 0;
-}
-
-int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t now, cs_err *err)
-{
-	struct timespec t0;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	return reload(srv, txn, key, now, &t0, err);
-}
-
-static void reload_from_store(tls_server *srv, const cs_key *key, const struct timespec *since)
-{
-	cs_err err = {0};
-	cs_txn *txn;
-
-	if (cs_txn_begin(srv->store, false, &txn, &err) == 0) {
-		if (tls_store_key_check(txn, key, &err) == 0)
-			reload(srv, txn, key, time(NULL), since, &err);
-		cs_txn_abort(txn);
-	}
-	if (err.code != CS_OK)
-		cs_warn("tls: still serving the previous certificates: %s", err.msg);
-}
-
-/* t + ns nanoseconds */
-static struct timespec ts_add(struct timespec t, int64_t ns)
-{
-	ns += t.tv_nsec;
-	t.tv_sec += (time_t)(ns / 1000000000);
-	t.tv_nsec = (long)(ns % 1000000000);
-	return t;
-}
-
-static int64_t ts_diff_ns(const struct timespec *a, const struct timespec *b)
-{
-	return (int64_t)(a->tv_sec - b->tv_sec) * 1000000000 + (a->tv_nsec - b->tv_nsec);
-}
-
-static void *reloader_main(void *arg)
-{
-	tls_server *srv = arg;
-	struct timespec since, t0, t1, rested;
-	const cs_key *key;
-	int64_t rest;
-
-	/* On Linux a thread's nice value is its own: only this thread yields,
-	 * so a build never delays the commit or the push of the next change.
-	 * Failing to lower it changes nothing but timing. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), RELOADER_NICE) != 0)
-		cs_debug("tls: the reloader keeps its priority: %s", strerror(errno));
-	pthread_mutex_lock(&srv->lock);
-	for (;;) {
-		while (!srv->dirty && !srv->stopping)
-			pthread_cond_wait(&srv->wake, &srv->lock);
-		if (srv->stopping)
-			break;
-		/* Cleared before the build reads the store: a change
-		 * committed from now on sets it again and gets a build of
-		 * its own, one for however many arrive meanwhile. */
-		srv->dirty = false;
-		since = srv->dirty_since;
-		key = srv->key;
-		pthread_mutex_unlock(&srv->lock);
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		reload_from_store(srv, key, &since);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		rest = RELOAD_REST * ts_diff_ns(&t1, &t0);
-		rested = ts_add(
-		    t1, rest < RELOAD_REST_MAX * 1000000LL ? rest : RELOAD_REST_MAX * 1000000LL);
-		pthread_mutex_lock(&srv->lock);
-		while (!srv->stopping &&
-		       pthread_cond_timedwait(&srv->wake, &srv->lock, &rested) != ETIMEDOUT)
-			;
-	}
-	pthread_mutex_unlock(&srv->lock);
-	return NULL;
-}
-
-int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_err *err)
-{
-	struct timespec now;
-	sigset_t all, old;
-
-	srv->store = store;
-	srv->key = key;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	reload_from_store(srv, key, &now);
-	/* Like the workers, the reloader takes no signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	errno = pthread_create(&srv->reloader, NULL, reloader_main, srv);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (errno != 0)
-		return cs_fail(err, CS_EIO, "cannot start the TLS reloader: %s", strerror(errno));
-	srv->reloading = true;
-	return 0;
-}
-
-void tls_server_set_key(tls_server *srv, const cs_key *key)
-{
-	pthread_mutex_lock(&srv->lock);
-	srv->key = key;
-	pthread_mutex_unlock(&srv->lock);
-	tls_server_changed(srv);
-}
-
-void tls_server_changed(tls_server *srv)
-{
-	pthread_mutex_lock(&srv->lock);
-	if (!srv->dirty)
-		clock_gettime(CLOCK_MONOTONIC, &srv->dirty_since);
-	srv->dirty = true;
-	pthread_cond_signal(&srv->wake);
-	pthread_mutex_unlock(&srv->lock);
 }
 
 bool tls_server_healthy(tls_server *srv)

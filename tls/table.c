@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/hex.h"
 
 /* ---- entries ------------------------------------------------------------- */
@@ -319,11 +320,9 @@ static json_t *id_json(const tls_entry *e)
 
 static json_t *time_json(time_t t)
 {
-	char buf[32];
-	struct tm tm;
+	char buf[CS_ISO_TIME_LEN];
 
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cs_iso_time(t, buf);
 	return json_string(buf);
 }
 

@@ -1,6 +1,6 @@
 /* test_agent_args.c — the agent's argument checks that stand alone: a
- * `cluster init --node` spec (agent/cluster_init.c), the role names
- * (agent/config.c) and a control request's string and --wait arguments
+ * `cluster init --node` spec (agent/cluster_init.c) and a control
+ * request's string and --wait arguments
  * (agent/node.c, agent/ops_repl.c). Each refusal names what is wrong, with
  * the usage exit code. */
 #include <setjmp.h>
@@ -78,22 +78,6 @@ static void test_node_spec_refused(void **state)
 	refused("p=primary,p.example.test,tcp://p:65536,0.0.0.0:1", "PORT 1 to 65535");
 	refused("p=primary,p.example.test,tcp://p:1,localhost:8443", "numeric address");
 	refused("p=primary,p.example.test,tcp://p:1,0.0.0.0", "numeric address");
-}
-
-static void test_roles(void **state)
-{
-	static const char *const names[] = {"primary", "backup", "traffic"};
-	cs_role r;
-
-	(void)state;
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(cs_role_parse(names[i], &r), 0);
-		assert_string_equal(cs_role_name(r), names[i]);
-	}
-	r = CS_ROLE_BACKUP;
-	assert_int_equal(cs_role_parse("Primary", &r), -1);
-	assert_int_equal(cs_role_parse("", &r), -1);
-	assert_int_equal(r, CS_ROLE_BACKUP); /* untouched when refused */
 }
 
 static void test_arg_string(void **state)
@@ -175,8 +159,9 @@ static void test_wait_args(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_node_spec), cmocka_unit_test(test_node_spec_refused),
-	    cmocka_unit_test(test_roles),     cmocka_unit_test(test_arg_string),
+	    cmocka_unit_test(test_node_spec),
+	    cmocka_unit_test(test_node_spec_refused),
+	    cmocka_unit_test(test_arg_string),
 	    cmocka_unit_test(test_wait_args),
 	};
 

@@ -1115,25 +1115,6 @@ static void test_verify_validity(void **state)
 	}
 }
 
-/* Days left round up, so a certificate still valid for a second is never
- * said to have 0 days left, and the wording agrees in number. */
-static void test_days_left(void **state)
-{
-	const time_t now = 1700000000, day = 86400;
-	char text[32];
-
-	(void)state;
-	assert_int_equal(pki_days_left(now, now), 0);
-	assert_int_equal(pki_days_left(now + 1, now), 1);
-	assert_int_equal(pki_days_left(now + day, now), 1);
-	assert_int_equal(pki_days_left(now + day + 1, now), 2);
-	assert_int_equal(pki_days_left(now + 30 * day - 1, now), 30);
-	assert_string_equal(pki_days_text(0, text), "0 days");
-	assert_string_equal(pki_days_text(1, text), "1 day");
-	assert_string_equal(pki_days_text(pki_days_left(now + 90, now), text), "1 day");
-	assert_string_equal(pki_days_text(30, text), "30 days");
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1158,7 +1139,6 @@ int main(void)
 	    cmocka_unit_test(test_verify_fails),
 	    cmocka_unit_test(test_verify_bad_signature),
 	    cmocka_unit_test(test_verify_validity),
-	    cmocka_unit_test(test_days_left),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "../../pki/pki.h"
+#include "testlib.h"
 
 #define PASSWORD "s3cret"
 
@@ -122,20 +123,10 @@ static void spill(const char *name, const void *data, size_t len)
 	assert_int_equal(fclose(f), 0);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/cs-pki-XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	test_dir_make(dir, sizeof(dir), "cs-pki");
 	spill("make.sh", make_files, strlen(make_files));
 	if (sh("sh make.sh") != 0)
 		fail_msg("making the test files failed; see %s/log", dir);
@@ -145,7 +136,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	test_dir_remove(dir);
 	return 0;
 }
 

@@ -18,55 +18,18 @@
 #include <sodium.h>
 
 #include "../../records/records.h"
+#include "testlib.h"
 
 #define PASS "correct horse battery staple"
 
-struct fix {
-	char dir[64];
-	cs_store *st;
-};
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
+/* A store, and the sealing the cluster settings need. */
 static int setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
 	cs_err err;
 
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "%s/cs-records-XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
-	if (cs_seal_init(&err) != 0 || cs_store_open(&f->st, f->dir, &err) != 0)
-		fail_msg("open: %s", err.msg);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fix *f = *state;
-
-	cs_store_close(f->st);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
-static cs_txn *begin(cs_store *st, bool write)
-{
-	cs_txn *txn;
-	cs_err err;
-
-	if (cs_txn_begin(st, write, &txn, &err) != 0)
-		fail_msg("begin: %s", err.msg);
-	return txn;
+	if (cs_seal_init(&err) != 0)
+		fail_msg("sodium: %s", err.msg);
+	return test_store_setup(state);
 }
 
 static void commit(cs_txn *txn)
@@ -79,19 +42,19 @@ static void commit(cs_txn *txn)
 
 static void test_cluster_settings(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	Certsync__KdfParams *kdf;
 	uint8_t made[CS_KEYCHECK_LEN], opened[CS_KEYCHECK_LEN];
 	cs_key *key, *again;
 	cs_txn *txn;
 	cs_err err;
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	assert_int_equal(rec_kdf_get(txn, &kdf, &err), 1); /* a new store has none */
 	assert_null(kdf);
 	cs_txn_abort(txn);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	assert_int_equal(rec_cluster_create(txn, PASS, strlen(PASS),
 	                                    crypto_pwhash_OPSLIMIT_INTERACTIVE,
 	                                    crypto_pwhash_MEMLIMIT_INTERACTIVE, &key, &err),
@@ -100,7 +63,7 @@ static void test_cluster_settings(void **state)
 	cs_key_check(key, made);
 	cs_key_free(key);
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	assert_int_equal(rec_kdf_get(txn, &kdf, &err), 0);
 	cs_txn_abort(txn);
 	assert_int_equal(kdf->salt.len, CS_SALT_LEN);
@@ -127,12 +90,12 @@ static void test_cluster_settings(void **state)
 	certsync__kdf_params__free_unpacked(kdf, NULL);
 
 	/* settings that do not decode */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	assert_int_equal(cs_txn_put(txn, CS_TBL_SETTINGS, REC_SETTINGS_KDF,
 	                            strlen(REC_SETTINGS_KDF), "\xff\xff\xff", 3, &err),
 	                 0);
 	commit(txn);
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	assert_int_equal(rec_kdf_get(txn, &kdf, &err), -1);
 	assert_null(kdf);
 	assert_non_null(strstr(err.msg, "cluster settings do not decode"));
@@ -160,7 +123,7 @@ static void put_ca(cs_store *st, uint8_t id_byte)
 		fail_msg("certificate: %s", err.msg);
 	rec.der = (ProtobufCBinaryData){dlen, der};
 	rec.kind = CERTSYNC__CERT_KIND__CERT_KIND_ROOT;
-	txn = begin(st, true);
+	txn = test_begin(st, true);
 	assert_int_equal(rec_put(txn, CS_TBL_CAS, id, sizeof(id), &rec.base, &err), 0);
 	commit(txn);
 	free(der);
@@ -168,45 +131,46 @@ static void put_ca(cs_store *st, uint8_t id_byte)
 	EVP_PKEY_free(key);
 }
 
+/* How many certificates the store's CA pool holds; its ids hash to hash
+ * (NULL: not wanted). */
+static int pool_size(cs_store *st, uint8_t hash[32])
+{
+	cs_txn *txn = test_begin(st, false);
+	STACK_OF(X509) * pool;
+	cs_err err;
+	int n;
+
+	pool = rec_ca_pool(txn, hash, &err);
+	cs_txn_abort(txn);
+	if (pool == NULL)
+		fail_msg("CA pool: %s", err.msg);
+	n = sk_X509_num(pool);
+	sk_X509_pop_free(pool, X509_free);
+	return n;
+}
+
 static void test_ca_pool(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint8_t before[32], after[32], bad_id[PKI_ID_LEN];
-	STACK_OF(X509) * pool;
 	cs_txn *txn;
 	cs_err err;
 
 	put_ca(f->st, 0x01);
 	put_ca(f->st, 0x02);
-	txn = begin(f->st, false);
-	pool = rec_ca_pool(txn, before, &err);
-	cs_txn_abort(txn);
-	assert_non_null(pool);
-	assert_int_equal(sk_X509_num(pool), 2);
-	sk_X509_pop_free(pool, X509_free);
+	assert_int_equal(pool_size(f->st, before), 2);
 
 	/* a CA record that does not decode: left out, the others still there,
 	 * and the ids hash tells the table changed */
 	memset(bad_id, 0x03, sizeof(bad_id));
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	assert_int_equal(cs_txn_put(txn, CS_TBL_CAS, bad_id, sizeof(bad_id), "\xff\x01", 2, &err),
 	                 0);
 	commit(txn);
-	txn = begin(f->st, false);
-	pool = rec_ca_pool(txn, after, &err);
-	cs_txn_abort(txn);
-	assert_non_null(pool);
-	assert_int_equal(sk_X509_num(pool), 2);
+	assert_int_equal(pool_size(f->st, after), 2);
 	assert_memory_not_equal(before, after, sizeof(before));
-	sk_X509_pop_free(pool, X509_free);
-
 	/* without a hash wanted, the same pool */
-	txn = begin(f->st, false);
-	pool = rec_ca_pool(txn, NULL, &err);
-	cs_txn_abort(txn);
-	assert_non_null(pool);
-	assert_int_equal(sk_X509_num(pool), 2);
-	sk_X509_pop_free(pool, X509_free);
+	assert_int_equal(pool_size(f->st, NULL), 2);
 }
 
 /* A certificate record under an id that starts with the given bytes (the
@@ -215,7 +179,7 @@ static void put_named(cs_store *st, const uint8_t *head, size_t n, const char *n
 {
 	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
 	uint8_t id[PKI_ID_LEN];
-	cs_txn *txn = begin(st, true);
+	cs_txn *txn = test_begin(st, true);
 	cs_err err;
 
 	memset(id, 0x11, sizeof(id));
@@ -229,7 +193,7 @@ static void put_named(cs_store *st, const uint8_t *head, size_t n, const char *n
 static const char *found(cs_store *st, const char *ref, cs_err *err)
 {
 	static char name[64];
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	rec_cert c;
 	int rc = rec_cert_find(txn, ref, &c, err);
 
@@ -246,7 +210,7 @@ static const char *found(cs_store *st, const char *ref, cs_err *err)
  * the walk over every record did. */
 static void test_find_by_id_prefix(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	cs_err err;
 
 	put_named(f->st, (const uint8_t *)"\x00\x00\x00\x01", 4, "first");
@@ -290,9 +254,9 @@ static void test_find_by_id_prefix(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_cluster_settings, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_ca_pool, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_find_by_id_prefix, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cluster_settings, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_ca_pool, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_find_by_id_prefix, setup, test_store_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

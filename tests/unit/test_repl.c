@@ -27,13 +27,14 @@
 #include "../../seal/seal.h"
 #include "proto/replication.pb-c.h"
 #include "../../records/records.h"
+#include "testlib.h"
 
 #define PASS     "correct horse battery staple"
 #define MAXNODES 4
 
 struct node {
 	char name[16];
-	repl_role role;
+	cs_role role;
 	char dir[64];
 	char endpoint[64];
 	uint8_t pub[REPL_KEY_LEN], sec[REPL_KEY_LEN];
@@ -58,14 +59,6 @@ static struct node nodes[MAXNODES];
 static int nnodes;
 static int port_base;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void on_changed(void *ctx, cs_pos pos)
 {
 	struct node *n = ctx;
@@ -82,7 +75,7 @@ static void on_key(void *ctx, cs_key *key)
 	n->key = key;
 }
 
-static void add_node(const char *name, repl_role role)
+static void add_node(const char *name, cs_role role)
 {
 	struct node *n = &nodes[nnodes];
 	char pz[41], sz[41];
@@ -95,8 +88,7 @@ static void add_node(const char *name, repl_role role)
 	assert_int_equal(zmq_curve_keypair(pz, sz), 0);
 	assert_non_null(zmq_z85_decode(n->pub, pz));
 	assert_non_null(zmq_z85_decode(n->sec, sz));
-	snprintf(n->dir, sizeof(n->dir), "/tmp/cs-repl-XXXXXX");
-	assert_non_null(mkdtemp(n->dir));
+	test_dir_make(n->dir, sizeof(n->dir), "cs-repl");
 	nnodes++;
 }
 
@@ -175,7 +167,7 @@ static void stop_all(void)
 		if (n->st != NULL)
 			cs_store_close(n->st);
 		cs_key_free(n->key);
-		nftw(n->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		test_dir_remove(n->dir);
 	}
 	nnodes = 0;
 }
@@ -199,14 +191,14 @@ static int teardown(void **state)
 /* Runs every running node's dispatch until cond holds or ms pass. */
 static bool pump(bool (*cond)(void *), void *arg, int ms)
 {
-	int64_t end = repl_now() + (int64_t)ms * slow;
+	int64_t end = cs_mono_ms() + (int64_t)ms * slow;
 
 	while (!cond(arg)) {
 		struct pollfd pfd[MAXNODES];
 		struct node *who[MAXNODES];
 		int k = 0;
 
-		if (repl_now() > end)
+		if (cs_mono_ms() > end)
 			return false;
 		for (int i = 0; i < nnodes; i++) {
 			if (nodes[i].r == NULL)
@@ -323,9 +315,9 @@ static json_int_t peer_field(struct node *n, const char *peer, const char *key)
 
 static void three_nodes(void)
 {
-	add_node("p", REPL_PRIMARY);
-	add_node("b", REPL_BACKUP);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("b", CS_ROLE_BACKUP);
+	add_node("t", CS_ROLE_TRAFFIC);
 	open_store(&nodes[0]);
 	create_cluster(&nodes[0]);
 	for (int i = 0; i < 3; i++)
@@ -515,8 +507,8 @@ static void test_snapshot_long_history(void **state)
 	cs_pos at;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	open_store(p);
 	create_cluster(p);
 	/* as if each of these changes had been written by a primary of an
@@ -698,8 +690,8 @@ static void test_wrong_passphrase(void **state)
 	json_t *s;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	t = &nodes[1];
 	t->pass = "not the passphrase";
 	open_store(p);
@@ -741,11 +733,11 @@ static void test_unknown_key(void **state)
 	struct node *p = &nodes[0], *t;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	t = &nodes[1];
 	t->stranger = true;
-	add_node("b", REPL_BACKUP);
+	add_node("b", CS_ROLE_BACKUP);
 	open_store(p);
 	create_cluster(p);
 	start(p);
@@ -789,8 +781,8 @@ static void test_garbage(void **state)
 	void *ctx, *s;
 
 	(void)state;
-	add_node("p", REPL_PRIMARY);
-	add_node("t", REPL_TRAFFIC);
+	add_node("p", CS_ROLE_PRIMARY);
+	add_node("t", CS_ROLE_TRAFFIC);
 	open_store(p);
 	create_cluster(p);
 	{

@@ -18,63 +18,7 @@
 
 #include "../../store/store.h"
 #include "proto/store.pb-c.h"
-
-struct fix {
-	char dir[64];
-	cs_store *st;
-};
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void make_dir(char *dir, size_t len)
-{
-	snprintf(dir, len, "%s/cs-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(dir));
-}
-
-static void rm_dir(const char *dir)
-{
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static int setup(void **state)
-{
-	struct fix *f = calloc(1, sizeof(*f));
-	cs_err err;
-
-	assert_non_null(f);
-	make_dir(f->dir, sizeof(f->dir));
-	if (cs_store_open(&f->st, f->dir, &err) != 0)
-		fail_msg("open: %s", err.msg);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fix *f = *state;
-
-	cs_store_close(f->st);
-	rm_dir(f->dir);
-	free(f);
-	return 0;
-}
-
-static cs_txn *begin(cs_store *st, bool write)
-{
-	cs_txn *txn;
-	cs_err err;
-
-	if (cs_txn_begin(st, write, &txn, &err) != 0)
-		fail_msg("begin: %s", err.msg);
-	return txn;
-}
+#include "testlib.h"
 
 static void put(cs_txn *txn, cs_table t, const char *k, const char *v)
 {
@@ -121,7 +65,7 @@ static void expect(cs_txn *txn, cs_table t, const char *k, const char *v)
 
 static void digest_of(cs_store *st, uint8_t d[CS_DIGEST_LEN], bool check)
 {
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	uint8_t r[CS_DIGEST_LEN];
 	cs_err err;
 
@@ -136,7 +80,7 @@ static void digest_of(cs_store *st, uint8_t d[CS_DIGEST_LEN], bool check)
 
 static cs_pos applied_of(cs_store *st)
 {
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	cs_pos pos = cs_txn_applied(txn);
 
 	cs_txn_abort(txn);
@@ -177,7 +121,7 @@ static void test_table_names(void **state)
 
 static void test_new_store(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint8_t d[CS_DIGEST_LEN];
 	uint8_t zero[CS_DIGEST_LEN] = {0};
 	cs_pos pos = applied_of(f->st);
@@ -190,8 +134,8 @@ static void test_new_store(void **state)
 
 static void test_put_get_del(void **state)
 {
-	struct fix *f = *state;
-	cs_txn *txn = begin(f->st, true);
+	struct test_store *f = *state;
+	cs_txn *txn = test_begin(f->st, true);
 	struct walk w = {0};
 	cs_err err;
 
@@ -206,7 +150,7 @@ static void test_put_get_del(void **state)
 	assert_int_equal(cs_txn_count(txn, CS_TBL_CERTS), 3);
 	commit(txn, "fill");
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	expect(txn, CS_TBL_CERTS, "a", "one");
 	expect(txn, CS_TBL_CERTS, "b", "2");
 	expect(txn, CS_TBL_CAS, "a", "ca");
@@ -233,12 +177,12 @@ static void test_put_get_del(void **state)
 	assert_int_equal(cs_txn_del(txn, CS_TBL_CERTS, "a", 1, &err), -1);
 	commit(txn, NULL);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	del(txn, CS_TBL_CERTS, "b");
 	del(txn, CS_TBL_CERTS, "nope");
 	expect(txn, CS_TBL_CERTS, "b", NULL);
 	commit(txn, "del");
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	expect(txn, CS_TBL_CERTS, "b", NULL);
 	expect(txn, CS_TBL_CERTS, "a", "one");
 	assert_int_equal(cs_txn_count(txn, CS_TBL_CERTS), 2);
@@ -247,8 +191,8 @@ static void test_put_get_del(void **state)
 
 static void test_bad_input(void **state)
 {
-	struct fix *f = *state;
-	cs_txn *txn = begin(f->st, true);
+	struct test_store *f = *state;
+	cs_txn *txn = test_begin(f->st, true);
 	char big[600];
 	uint8_t d[CS_DIGEST_LEN];
 	const void *val;
@@ -271,7 +215,7 @@ static void test_bad_input(void **state)
 	/* an empty value is a value */
 	assert_int_equal(cs_txn_put(txn, CS_TBL_KEYS, "e", 1, NULL, 0, &err), 0);
 	assert_int_equal(commit(txn, "after refusals").seq, 1);
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	expect(txn, CS_TBL_CERTS, "k", "v");
 	expect(txn, CS_TBL_KEYS, "e", "");
 	cs_txn_abort(txn);
@@ -280,7 +224,7 @@ static void test_bad_input(void **state)
 
 static Certsync__LogEntry *log_entry(cs_store *st, uint64_t seq)
 {
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	Certsync__LogEntry *e;
 	const void *val;
 	size_t vlen;
@@ -307,7 +251,7 @@ static void expect_op(const Certsync__Op *op, Certsync__Op__Kind kind, cs_table 
 
 static void test_commit_log(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	Certsync__LogEntry *e;
 	cs_txn *txn;
 	cs_pos pos;
@@ -316,7 +260,7 @@ static void test_commit_log(void **state)
 	cs_err err;
 	time_t before = time(NULL);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "va");
 	put(txn, CS_TBL_CAS, "b", "vb");
 	del(txn, CS_TBL_CERTS, "a");
@@ -338,7 +282,7 @@ static void test_commit_log(void **state)
 	expect_op(e->ops[3], CERTSYNC__OP__KIND__PUT, CS_TBL_SETTINGS, "default", "");
 	certsync__log_entry__free_unpacked(e, NULL);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_REQUESTS, "r", "csr");
 	pos = commit(txn, NULL);
 	assert_int_equal(pos.seq, 2);
@@ -349,7 +293,7 @@ static void test_commit_log(void **state)
 	expect_op(e->ops[0], CERTSYNC__OP__KIND__PUT, CS_TBL_REQUESTS, "r", "csr");
 	certsync__log_entry__free_unpacked(e, NULL);
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	pos = cs_txn_applied(txn);
 	assert_int_equal(pos.epoch, 1);
 	assert_int_equal(pos.seq, 2);
@@ -364,7 +308,7 @@ static void test_commit_log(void **state)
  * transaction, together, when it ends; one that failed is not in it. */
 static cs_pos applied_now(cs_store *st)
 {
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	cs_pos pos = cs_txn_applied(txn);
 
 	cs_txn_abort(txn);
@@ -373,7 +317,7 @@ static cs_pos applied_now(cs_store *st)
 
 static void test_batch(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	Certsync__LogEntry *e;
 	cs_txn *txn;
 	cs_pos pos;
@@ -383,13 +327,13 @@ static void test_batch(void **state)
 	assert_int_equal(cs_store_batch_begin(f->st, &err), 0);
 	assert_true(cs_store_batching(f->st));
 	assert_int_equal(cs_store_batch_begin(f->st, &err), -1); /* one at a time */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "va");
 	assert_int_equal(commit(txn, "first").seq, 1);
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "x", "vx");
 	cs_txn_abort(txn); /* a change that failed */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "b", "vb");
 	assert_int_equal(commit(txn, "second").seq, 2);
 	/* Nothing is visible before the batch ends, not even to this thread. */
@@ -402,7 +346,7 @@ static void test_batch(void **state)
 	assert_string_equal(e->summary, "second");
 	expect_op(e->ops[0], CERTSYNC__OP__KIND__PUT, CS_TBL_CERTS, "b", "vb");
 	certsync__log_entry__free_unpacked(e, NULL);
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	assert_int_equal(cs_txn_count(txn, CS_TBL_CERTS), 2);
 	cs_txn_abort(txn);
 
@@ -415,7 +359,7 @@ static void test_batch(void **state)
 
 	/* Closing the store with a batch open drops the batch. */
 	assert_int_equal(cs_store_batch_begin(f->st, &err), 0);
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "c", "vc");
 	commit(txn, "lost");
 	cs_store_close(f->st);
@@ -427,7 +371,7 @@ static void test_batch(void **state)
 
 static void test_empty_write(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint8_t d0[CS_DIGEST_LEN], d1[CS_DIGEST_LEN];
 	const void *val;
 	size_t vlen;
@@ -435,16 +379,16 @@ static void test_empty_write(void **state)
 	cs_pos pos;
 	cs_err err;
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "1");
 	commit(txn, "one");
 	digest_of(f->st, d0, true);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	pos = commit(txn, "nothing");
 	assert_int_equal(pos.epoch, 1);
 	assert_int_equal(pos.seq, 1);
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	del(txn, CS_TBL_CERTS, "absent");
 	pos = commit(txn, "nothing either");
 	assert_int_equal(pos.seq, 1);
@@ -452,26 +396,26 @@ static void test_empty_write(void **state)
 	assert_int_equal(applied_of(f->st).seq, 1);
 	digest_of(f->st, d1, true);
 	assert_memory_equal(d0, d1, CS_DIGEST_LEN);
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	assert_int_equal(cs_txn_log_get(txn, 2, &val, &vlen, &err), 1);
 	cs_txn_abort(txn);
 }
 
 static void test_abort(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint8_t d0[CS_DIGEST_LEN], d1[CS_DIGEST_LEN], dt[CS_DIGEST_LEN];
 	const void *val;
 	size_t vlen;
 	cs_txn *txn;
 	cs_err err;
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "1");
 	commit(txn, "one");
 	digest_of(f->st, d0, true);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "b", "2");
 	put(txn, CS_TBL_CERTS, "a", "changed");
 	del(txn, CS_TBL_CERTS, "a");
@@ -479,7 +423,7 @@ static void test_abort(void **state)
 	assert_memory_not_equal(dt, d0, CS_DIGEST_LEN); /* it moved inside */
 	cs_txn_abort(txn);
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	expect(txn, CS_TBL_CERTS, "a", "1");
 	expect(txn, CS_TBL_CERTS, "b", NULL);
 	assert_int_equal(cs_txn_applied(txn).seq, 1);
@@ -499,7 +443,7 @@ static uint32_t rnd(uint64_t *s)
 
 static void test_digest_random(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint64_t seed = 12345;
 	uint8_t d[CS_DIGEST_LEN], dt[CS_DIGEST_LEN], r[CS_DIGEST_LEN];
 	uint8_t zero[CS_DIGEST_LEN] = {0};
@@ -508,7 +452,7 @@ static void test_digest_random(void **state)
 	cs_err err;
 
 	for (int round = 0; round < 40; round++) {
-		txn = begin(f->st, true);
+		txn = test_begin(f->st, true);
 		for (int i = 0; i < 50; i++) {
 			cs_table t = (cs_table)(rnd(&seed) % CS_TBL_NREPL);
 			int klen = snprintf(key, sizeof(key), "k%u", rnd(&seed) % 64);
@@ -534,7 +478,7 @@ static void test_digest_random(void **state)
 	assert_memory_not_equal(d, zero, CS_DIGEST_LEN);
 
 	/* emptying the store brings the digest back to that of no pairs */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	for (int t = 0; t < CS_TBL_NREPL; t++)
 		for (int k = 0; k < 64; k++) {
 			int klen = snprintf(key, sizeof(key), "k%d", k);
@@ -548,32 +492,32 @@ static void test_digest_random(void **state)
 
 static void test_digest_order(void **state)
 {
-	struct fix *f = *state;
-	struct fix g = {0};
+	struct test_store *f = *state;
+	struct test_store g = {0};
 	uint8_t d1[CS_DIGEST_LEN], d2[CS_DIGEST_LEN];
 	cs_txn *txn;
 	cs_err err;
 
-	make_dir(g.dir, sizeof(g.dir));
+	test_dir_make(g.dir, sizeof(g.dir), "cs-store");
 	if (cs_store_open(&g.st, g.dir, &err) != 0)
 		fail_msg("open: %s", err.msg);
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "1");
 	put(txn, CS_TBL_CERTS, "b", "2");
 	commit(txn, "x");
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CAS, "c", "3");
 	put(txn, CS_TBL_KEYS, "d", "4");
 	commit(txn, "y");
 
 	/* the same final content reached another way, in another order */
-	txn = begin(g.st, true);
+	txn = test_begin(g.st, true);
 	put(txn, CS_TBL_KEYS, "d", "old");
 	put(txn, CS_TBL_CAS, "c", "3");
 	put(txn, CS_TBL_CERTS, "z", "gone soon");
 	commit(txn, "p");
-	txn = begin(g.st, true);
+	txn = test_begin(g.st, true);
 	put(txn, CS_TBL_CERTS, "b", "2");
 	del(txn, CS_TBL_CERTS, "z");
 	put(txn, CS_TBL_KEYS, "d", "4");
@@ -585,7 +529,7 @@ static void test_digest_order(void **state)
 	assert_memory_equal(d1, d2, CS_DIGEST_LEN);
 
 	/* the same pair in another table is another pair */
-	txn = begin(g.st, true);
+	txn = test_begin(g.st, true);
 	del(txn, CS_TBL_KEYS, "d");
 	put(txn, CS_TBL_REQUESTS, "d", "4");
 	commit(txn, "move");
@@ -593,7 +537,7 @@ static void test_digest_order(void **state)
 	assert_memory_not_equal(d1, d2, CS_DIGEST_LEN);
 
 	/* key and value boundaries are framed: ("ab","c") is not ("a","bc") */
-	txn = begin(g.st, true);
+	txn = test_begin(g.st, true);
 	del(txn, CS_TBL_REQUESTS, "d");
 	put(txn, CS_TBL_KEYS, "d", "4");
 	del(txn, CS_TBL_CERTS, "a");
@@ -603,23 +547,23 @@ static void test_digest_order(void **state)
 	assert_memory_not_equal(d1, d2, CS_DIGEST_LEN);
 
 	cs_store_close(g.st);
-	rm_dir(g.dir);
+	test_dir_remove(g.dir);
 }
 
 static void test_reopen(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	uint8_t d0[CS_DIGEST_LEN], d1[CS_DIGEST_LEN];
 	Certsync__LogEntry *e;
 	cs_txn *txn;
 	cs_pos pos;
 	cs_err err;
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "1");
 	put(txn, CS_TBL_SETTINGS, "kdf", "params");
 	commit(txn, "one");
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CAS, "r", "root");
 	commit(txn, "two");
 	digest_of(f->st, d0, true);
@@ -629,7 +573,7 @@ static void test_reopen(void **state)
 	if (cs_store_open(&f->st, f->dir, &err) != 0)
 		fail_msg("reopen: %s", err.msg);
 
-	txn = begin(f->st, false);
+	txn = test_begin(f->st, false);
 	expect(txn, CS_TBL_CERTS, "a", "1");
 	expect(txn, CS_TBL_SETTINGS, "kdf", "params");
 	expect(txn, CS_TBL_CAS, "r", "root");
@@ -644,7 +588,7 @@ static void test_reopen(void **state)
 	certsync__log_entry__free_unpacked(e, NULL);
 
 	/* and goes on from there */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	del(txn, CS_TBL_CERTS, "a");
 	pos = commit(txn, "three");
 	assert_int_equal(pos.seq, 3);
@@ -654,14 +598,14 @@ static void test_reopen(void **state)
  * split and reuse pages. */
 static void test_get_stable_in_write(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	char key[16], val[200];
 	const void *got;
 	size_t glen;
 	cs_txn *txn;
 	cs_err err;
 
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "keep", "the original value");
 	assert_int_equal(cs_txn_get(txn, CS_TBL_CERTS, "keep", 4, &got, &glen, &err), 0);
 	memset(val, 'x', sizeof(val));
@@ -694,14 +638,14 @@ static void expect_refused(const char *dir, long pid)
 
 static void test_lock_same_process(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	cs_txn *txn;
 
 	/* flock belongs to the open file description: a new open conflicts
 	 * even in the process holding the lock */
 	expect_refused(f->dir, (long)getpid());
 	/* and the refusal did not disturb the holder */
-	txn = begin(f->st, true);
+	txn = test_begin(f->st, true);
 	put(txn, CS_TBL_CERTS, "a", "1");
 	assert_int_equal(commit(txn, "still mine").seq, 1);
 }
@@ -751,7 +695,7 @@ static int child_open(const char *dir, long want)
 
 static void test_lock_other_process(void **state)
 {
-	struct fix *f = *state;
+	struct test_store *f = *state;
 	cs_err err;
 
 	assert_int_equal(run_child(f->dir, (long)getpid()), 0);
@@ -773,7 +717,7 @@ static void test_open_errors(void **state)
 	FILE *fp;
 
 	(void)state;
-	make_dir(dir, sizeof(dir));
+	test_dir_make(dir, sizeof(dir), "cs-store");
 	/* a data_dir is created 0700 when missing, but not its parents */
 	snprintf(path, sizeof(path), "%s/no/such", dir);
 	assert_int_equal(cs_store_open(&st, path, &err), -1);
@@ -792,26 +736,33 @@ static void test_open_errors(void **state)
 	fclose(fp);
 	assert_int_equal(cs_store_open(&st, path, &err), -1);
 	assert_null(st);
-	rm_dir(dir);
+	test_dir_remove(dir);
 }
 
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_table_names),
-	    cmocka_unit_test_setup_teardown(test_new_store, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_put_get_del, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_commit_log, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_empty_write, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_digest_random, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_digest_order, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_get_stable_in_write, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_lock_same_process, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_lock_other_process, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_new_store, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_put_get_del, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_input, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_log, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_write, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_abort, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_digest_random, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_digest_order, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen, test_store_setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_get_stable_in_write, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_same_process, test_store_setup,
+	                                    test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_other_process, test_store_setup,
+	                                    test_store_teardown),
 	    cmocka_unit_test(test_open_errors),
 	};
 

@@ -17,19 +17,12 @@
 #include "../../common/hex.h"
 #include "../../store/store.h"
 #include "proto/store.pb-c.h"
+#include "testlib.h"
 
 struct fix {
 	char dir[2][64];
 	cs_store *st[2]; /* a primary and a follower */
 };
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -38,8 +31,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	for (int i = 0; i < 2; i++) {
-		snprintf(f->dir[i], sizeof(f->dir[i]), "/tmp/cs-apply-XXXXXX");
-		assert_non_null(mkdtemp(f->dir[i]));
+		test_dir_make(f->dir[i], sizeof(f->dir[i]), "cs-apply");
 		if (cs_store_open(&f->st[i], f->dir[i], &err) != 0)
 			fail_msg("open: %s", err.msg);
 	}
@@ -53,25 +45,15 @@ static int teardown(void **state)
 
 	for (int i = 0; i < 2; i++) {
 		cs_store_close(f->st[i]);
-		nftw(f->dir[i], rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		test_dir_remove(f->dir[i]);
 	}
 	free(f);
 	return 0;
 }
 
-static cs_txn *begin(cs_store *st, bool write)
-{
-	cs_txn *txn;
-	cs_err err;
-
-	if (cs_txn_begin(st, write, &txn, &err) != 0)
-		fail_msg("begin: %s", err.msg);
-	return txn;
-}
-
 static cs_pos change(cs_store *st, const char *k, const char *v)
 {
-	cs_txn *txn = begin(st, true);
+	cs_txn *txn = test_begin(st, true);
 	cs_pos pos;
 	cs_err err;
 
@@ -88,7 +70,7 @@ static cs_pos change(cs_store *st, const char *k, const char *v)
 /* A copy of log entry seq of st. */
 static uint8_t *entry(cs_store *st, uint64_t seq, size_t *len)
 {
-	cs_txn *txn = begin(st, false);
+	cs_txn *txn = test_begin(st, false);
 	const void *val;
 	uint8_t *copy;
 	cs_err err;
@@ -104,7 +86,7 @@ static uint8_t *entry(cs_store *st, uint64_t seq, size_t *len)
 /* Applies entries from..to of src to dst in one transaction. */
 static int apply(cs_store *src, cs_store *dst, uint64_t from, uint64_t to, cs_err *err)
 {
-	cs_txn *txn = begin(dst, true);
+	cs_txn *txn = test_begin(dst, true);
 	int rc = 0;
 
 	for (uint64_t s = from; s <= to && rc == 0; s++) {
@@ -124,7 +106,7 @@ static int apply(cs_store *src, cs_store *dst, uint64_t from, uint64_t to, cs_er
 static void same(cs_store *a, cs_store *b)
 {
 	uint8_t da[CS_DIGEST_LEN], db[CS_DIGEST_LEN], again[CS_DIGEST_LEN];
-	cs_txn *ta = begin(a, false), *tb = begin(b, false);
+	cs_txn *ta = test_begin(a, false), *tb = test_begin(b, false);
 	cs_err err;
 
 	assert_int_equal(cs_txn_applied(ta).seq, cs_txn_applied(tb).seq);
@@ -168,7 +150,7 @@ static void test_apply(void **state)
 	assert_int_equal(apply(f->st[0], f->st[1], 5, 5, &err), -1);
 	assert_int_equal(err.code, CS_EINPUT);
 	assert_int_equal(apply(f->st[0], f->st[1], 3, 3, &err), -1);
-	txn = begin(f->st[1], true);
+	txn = test_begin(f->st[1], true);
 	assert_int_equal(cs_txn_apply(txn, "\xff\xff\xff", 3, &err), -1);
 	assert_int_equal(err.code, CS_EINPUT);
 	/* ... and the transaction stays usable */
@@ -190,19 +172,19 @@ static void test_epochs_and_fence(void **state)
 	cs_err err;
 
 	change(f->st[0], "a", "1");
-	txn = begin(f->st[0], true);
+	txn = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_led(txn, &led), 1); /* never joined a cluster */
 	assert_int_equal(cs_txn_set_epoch(txn, 1, true, &err), 0);
 	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
 	change(f->st[0], "b", "2");
 	/* promoted: epoch 2 begins at the next entry */
-	txn = begin(f->st[0], true);
+	txn = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_set_epoch(txn, 1, false, &err), 0); /* same epoch: no change */
 	assert_int_equal(cs_txn_set_epoch(txn, 2, true, &err), 0);
 	assert_int_equal(cs_txn_set_epoch(txn, 1, true, &err), -1); /* never back */
 	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
 	assert_int_equal(change(f->st[0], "c", "3").epoch, 2);
-	txn = begin(f->st[0], false);
+	txn = test_begin(f->st[0], false);
 	assert_int_equal(cs_txn_epochs(txn, &h, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(h[0].epoch, 1);
@@ -212,24 +194,24 @@ static void test_epochs_and_fence(void **state)
 	free(h);
 	cs_txn_abort(txn);
 	/* another node leads epoch 3: this one's changes are refused */
-	txn = begin(f->st[0], true);
+	txn = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_set_epoch(txn, 3, false, &err), 0);
 	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
-	txn = begin(f->st[0], true);
+	txn = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_put(txn, CS_TBL_CERTS, "x", 1, "y", 1, &err), 0);
 	assert_int_equal(cs_txn_commit(txn, "fenced", NULL, &err), -1);
 	assert_int_equal(err.code, CS_EREFUSED);
-	txn = begin(f->st[0], false);
+	txn = test_begin(f->st[0], false);
 	assert_int_equal(cs_txn_applied(txn).seq, 3);
 	assert_int_equal(cs_txn_epoch(txn), 3);
 	cs_txn_abort(txn);
 	/* an entry from an epoch above the follower's is refused */
 	assert_int_equal(apply(f->st[0], f->st[1], 1, 3, &err), -1);
-	txn = begin(f->st[1], true);
+	txn = test_begin(f->st[1], true);
 	assert_int_equal(cs_txn_set_epoch(txn, 3, false, &err), 0);
 	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
 	assert_int_equal(apply(f->st[0], f->st[1], 1, 3, &err), 0);
-	txn = begin(f->st[1], false);
+	txn = test_begin(f->st[1], false);
 	assert_int_equal(cs_txn_epochs(txn, &h, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(h[1].seq, 3);
@@ -250,11 +232,11 @@ static void test_retain(void **state)
 		snprintf(k, sizeof(k), "k%d", i);
 		change(f->st[0], k, "v");
 	}
-	txn = begin(f->st[0], false);
+	txn = test_begin(f->st[0], false);
 	assert_int_equal(cs_txn_log_first(txn, &first, &err), 0);
 	assert_int_equal(first, 8);
 	cs_txn_abort(txn);
-	txn = begin(f->st[1], false);
+	txn = test_begin(f->st[1], false);
 	assert_int_equal(cs_txn_log_first(txn, &first, &err), 0);
 	assert_int_equal(first, 0);
 	cs_txn_abort(txn);
@@ -307,8 +289,8 @@ static void test_snapshot_and_diverged(void **state)
 	change(f->st[1], "lost2", "y");
 	change(f->st[0], "c", "3");
 	/* the follower loads the primary's snapshot; its tail moves aside */
-	src = begin(f->st[0], false);
-	dst = begin(f->st[1], true);
+	src = test_begin(f->st[0], false);
+	dst = test_begin(f->st[1], true);
 	assert_int_equal(cs_txn_reset(dst, 2, "old", &moved, &err), 0);
 	assert_int_equal(moved, 2);
 	c.dst = dst;
@@ -331,7 +313,7 @@ static void test_snapshot_and_diverged(void **state)
 	same(f->st[0], f->st[1]);
 
 	/* the diverged entries, reported to the primary, are kept once */
-	dst = begin(f->st[1], false);
+	dst = test_begin(f->st[1], false);
 	assert_int_equal(cs_txn_diverged_foreach(dst, count, &nd, &err), 0);
 	assert_int_equal(nd, 2);
 	cs_txn_abort(dst);
@@ -339,7 +321,7 @@ static void test_snapshot_and_diverged(void **state)
 		size_t len;
 		uint8_t *e = entry(f->st[1], 4, &len); /* any valid entry */
 
-		src = begin(f->st[0], true);
+		src = test_begin(f->st[0], true);
 		assert_int_equal(cs_txn_diverged_add(src, "old", e, len, &err), 0);
 		assert_int_equal(cs_txn_diverged_add(src, "old", e, len, &err), 1);
 		assert_int_equal(cs_txn_diverged_add(src, "old", "junk", 4, &err), -1);
@@ -348,17 +330,17 @@ static void test_snapshot_and_diverged(void **state)
 		free(e);
 	}
 	/* re-applied as a new change, once */
-	src = begin(f->st[0], false);
+	src = test_begin(f->st[0], false);
 	assert_int_equal(cs_txn_diverged_foreach(src, first_id, id, &err), 1);
 	cs_txn_abort(src);
-	src = begin(f->st[0], true);
+	src = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_diverged_apply(src, "0000", digest, &err), -1);
 	assert_int_equal(err.code, CS_EINPUT);
 	assert_int_equal(cs_txn_diverged_apply(src, "zzzzzzzz", digest, &err), -1);
 	id[10] = '\0';
 	assert_int_equal(cs_txn_diverged_apply(src, id, digest, &err), 0);
 	assert_int_equal(cs_txn_commit(src, "diverged apply", NULL, &err), 0);
-	src = begin(f->st[0], true);
+	src = test_begin(f->st[0], true);
 	assert_int_equal(cs_txn_diverged_apply(src, id, digest, &err), -1);
 	assert_int_equal(err.code, CS_EEXIST);
 	cs_txn_abort(src);
