@@ -21,6 +21,7 @@ struct acme_client {
 	json_t *dir; /* the directory object */
 	char nonce[256];
 	char *account_url;
+	const atomic_bool *cancel; /* acme_client_opts.cancel */
 };
 
 /* ---- the HTTP seam ---------------------------------------------------------- */
@@ -69,6 +70,10 @@ int acme_problem_fail(const acme_problem *p, const char *what, const char *url, 
 /* Fills e with code, class and message; returns -1. */
 int acme_fail(acme_err *e, enum cs_errcode code, acme_errclass cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* json_dumps into memory the caller frees with free(), whatever allocator
+ * jansson was given (the agent gives it one that wipes). */
+char *acme_json_dumps(const json_t *j, size_t flags);
 
 /* Copies a string member of obj into out (truncation is an error); a
  * missing member gives "" when optional, else fails naming what. */

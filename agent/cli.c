@@ -15,6 +15,7 @@
 
 #include "../seal/seal.h"
 #include "cli.h"
+#include "cli_acme.h"
 #include "config.h"
 #include "control.h"
 
@@ -136,7 +137,8 @@ static const struct cli_command commands[] = {
              "prints its public key; needs no agent.",
      .local = cli_keygen},
     {.words = "cluster init",
-     .usage = "cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN "
+     .usage = "cluster init DIR --site HOST --node "
+              "NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN[,HTTP_LISTEN] "
               "[--node ...] [--container]",
      .help = "Writes, for every node, DIR/NAME/ with certsync.conf, node.secret (its CURVE key "
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
@@ -171,6 +173,7 @@ static void print_usage(FILE *out)
 	             "\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-18s %s\n", commands[i].words, commands[i].help);
+	cli_acme_usage(out);
 	fprintf(out, "\nEvery command takes --help.  Exit status: 0 ok, 1 a check failed or "
 	             "the request was refused, 2 usage or configuration error.\n");
 }
@@ -363,6 +366,14 @@ int cs_cli_main(int argc, char **argv)
 		}
 	}
 	cmd = find_command(argc - i, argv + i, &nwords);
+	if (cmd == NULL && i < argc && strcmp(argv[i], "acme") == 0) {
+		if (i + 1 < argc && !wants_help(argc - i, argv + i) &&
+		    socket_path(config, sock, &path, &err) < 0)
+			return cli_fail(&ctx, &err);
+		rc = cli_acme_main(argc - i, argv + i, path, ctx.json, wait_mode);
+		free(path);
+		return rc;
+	}
 	if (cmd == NULL)
 		return unknown_command(argc - i, argv + i);
 	argc -= i + nwords - 1;

@@ -3,6 +3,7 @@
  * the small helpers every printer shares.  They write through the run's
  * context (cli.h), never to a stream of their own choosing. */
 #include "cli.h"
+#include "cli_acme.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -288,6 +289,7 @@ int cli_print_status(const cli_ctx *ctx, json_t *r, json_t *args)
 	print_store(ctx, json_object_get(r, "store"));
 	print_tls(ctx, json_object_get(r, "tls"));
 	print_replication(ctx, json_object_get(r, "replication"));
+	cli_acme_print_status(ctx->human, json_object_get(r, "acme"));
 	rc = print_health(ctx, json_object_get(r, "health"), args);
 	return digest_ok != NULL && !json_is_true(digest_ok) ? 1 : rc;
 }

@@ -13,8 +13,8 @@
 
 #define CS_NODE_NAME_MAX 64
 
-/* One --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN, parsed and
- * checked: the endpoint is tcp://HOST:PORT, TLS_LISTEN is ADDR:PORT. */
+/* One --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN[,HTTP_LISTEN], parsed
+ * and checked: the endpoint is tcp://HOST:PORT, the listeners ADDR:PORT. */
 typedef struct cs_cluster_node {
 	char name[CS_NODE_NAME_MAX + 1];
 	cs_role role;
@@ -27,7 +27,10 @@ typedef struct cs_cluster_node {
 	unsigned tls_port;
 	char tls_endpoint[300]; /* where others reach it: HOSTNAME:PORT when it listens
 	                           on every address, else TLS_LISTEN */
-	char public_key[41];    /* filled by cs_cluster_init: its CURVE key in Z85 */
+	char http_listen[300];  /* the optional fifth field, HTTP_LISTEN; "" when not given */
+	char http_host[256];
+	unsigned http_port;
+	char public_key[41]; /* filled by cs_cluster_init: its CURVE key in Z85 */
 } cs_cluster_node;
 
 int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err);

@@ -43,6 +43,8 @@ struct cs_node {
 	 * them: where this node reaches each peer (members.c) */
 	cs_peer *seed;
 	size_t nseed;
+	struct acme_runner *acme; /* ACME on the primary (acme_agent.h); NULL without [acme] */
+	struct acme_answer *acme_answer; /* http-01 and tls-alpn-01 answers */
 	/* keys replaced by `cluster rekey`, freed when the node closes */
 	cs_key **retired;
 	size_t nretired;

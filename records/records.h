@@ -1,7 +1,8 @@
 /* records.h — the record format of the store, the whole API of the records/
  * module: the one place that reads and writes the records of the replicated
  * tables (proto/records.proto), the settings keys, the cluster settings, the
- * CA pool, and the sealing of a record's private key under its id.
+ * CA pool, the acme table's records, and the sealing of a record's private
+ * key under its id.
  *
  * It sits above store/ (the tables hold the packed bytes), seal/ (keys) and
  * pki/ (certificates); the agent, tls/ and replication/ use it. */
@@ -161,5 +162,46 @@ int rec_reseal_all(cs_txn *txn, const cs_key *from, const cs_key *to, size_t *co
 
 /* 8-hex-digit prefix of an id, for messages. */
 void rec_short_id(const uint8_t id[PKI_ID_LEN], char out[9]);
+
+/* ---- the acme table (acme.c) ---- */
+
+/* The kinds of key in the acme table: KIND/NAME ("account" alone). */
+#define REC_ACME_ACCOUNT "account"
+#define REC_ACME_CERT    "cert"
+#define REC_ACME_ORDER   "order"
+#define REC_ACME_HTTP01  "http01"
+#define REC_ACME_ALPN    "alpn"
+
+#define REC_ACME_KEY_MAX 320
+
+/* States of a managed certificate. */
+#define REC_ACME_STATE_SCHEDULED "scheduled"
+#define REC_ACME_STATE_RUNNING   "running"
+#define REC_ACME_STATE_FAILED    "failed" /* an operator error: no retry until `acme renew` */
+#define REC_ACME_STATE_PAUSED    "paused" /* the account is paused or the CA stops us */
+
+/* "KIND/NAME" (or KIND when name is NULL) into out; its length. */
+size_t rec_acme_key(char out[REC_ACME_KEY_MAX], const char *kind, const char *name);
+
+/* Reads and unpacks the record KIND/NAME of descriptor d: 0 found (*out to
+ * free with protobuf_c_message_free_unpacked), 1 absent, -1 error. */
+int rec_acme_get(cs_txn *txn, const char *kind, const char *name,
+                 const ProtobufCMessageDescriptor *d, ProtobufCMessage **out, cs_err *err);
+int rec_acme_put(cs_txn *txn, const char *kind, const char *name, const ProtobufCMessage *m,
+                 cs_err *err);
+int rec_acme_del(cs_txn *txn, const char *kind, const char *name, cs_err *err);
+
+/* Calls fn for every record of kind, unpacked with d (freed after the
+ * call); the name is what follows "KIND/".  A non-zero return stops. */
+typedef int (*rec_acme_fn)(void *ctx, const char *name, ProtobufCMessage *m);
+int rec_acme_foreach(cs_txn *txn, const char *kind, const ProtobufCMessageDescriptor *d,
+                     rec_acme_fn fn, void *ctx, cs_err *err);
+
+/* Reads managed certificate name, lets edit change a shallow copy of it
+ * (set fields to strings that outlive the call) and stores the copy: 0
+ * done, 1 absent, -1 error (edit's too). */
+typedef int (*rec_acme_cert_edit)(cs_txn *txn, Certsync__AcmeCert *c, void *arg, cs_err *err);
+int rec_acme_cert_update(cs_txn *txn, const char *name, rec_acme_cert_edit edit, void *arg,
+                         cs_err *err);
 
 #endif

@@ -15,13 +15,24 @@
 static const struct sealed_table {
 	cs_table table;
 	const ProtobufCMessageDescriptor *desc;
-	size_t field; /* offset of the ProtobufCBinaryData sealed_key */
+	size_t field;       /* offset of the ProtobufCBinaryData sealed_key */
+	const char *prefix; /* only the records whose key starts so (the acme table holds
+	                       several kinds); NULL: every record */
 } sealed_tables[] = {
-    {CS_TBL_CERTS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
-    {CS_TBL_CAS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key)},
+    {CS_TBL_CERTS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key),
+     NULL},
+    {CS_TBL_CAS, &certsync__cert_record__descriptor, offsetof(Certsync__CertRecord, sealed_key),
+     NULL},
     {CS_TBL_REQUESTS, &certsync__request_record__descriptor,
-     offsetof(Certsync__RequestRecord, sealed_key)},
-    {CS_TBL_KEYS, &certsync__pending_key__descriptor, offsetof(Certsync__PendingKey, sealed_key)},
+     offsetof(Certsync__RequestRecord, sealed_key), NULL},
+    {CS_TBL_KEYS, &certsync__pending_key__descriptor, offsetof(Certsync__PendingKey, sealed_key),
+     NULL},
+    {CS_TBL_ACME, &certsync__acme_account__descriptor, offsetof(Certsync__AcmeAccount, sealed_key),
+     REC_ACME_ACCOUNT},
+    {CS_TBL_ACME, &certsync__acme_order__descriptor, offsetof(Certsync__AcmeOrder, sealed_key),
+     REC_ACME_ORDER "/"},
+    {CS_TBL_ACME, &certsync__acme_alpn_cert__descriptor,
+     offsetof(Certsync__AcmeAlpnCert, sealed_key), REC_ACME_ALPN "/"},
 };
 
 /* One record re-sealed, put once the table's walk is over (a walk must not
@@ -108,7 +119,10 @@ out:
 static int visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct walk *w = ctx;
+	size_t plen = w->t->prefix != NULL ? strlen(w->t->prefix) : 0;
 
+	if (plen > 0 && (klen < plen || memcmp(key, w->t->prefix, plen) != 0))
+		return 0; /* another kind of record of the table */
 	if (reseal_one(w, key, klen, val, vlen) == 0)
 		return 0;
 	if (w->err->code == CS_ECRYPTO)

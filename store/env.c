@@ -23,7 +23,7 @@
 #else
 #define MAPSIZE ((size_t)1 << 30)
 #endif
-#define MAXDBS 16 /* the nine tables here, and room for later local ones */
+#define MAXDBS 16 /* the ten tables here, and room for later local ones */
 
 /* ---- the lock ---- */
 

@@ -22,6 +22,7 @@
 static const char *const tbl_names[CS_TBL_NREPL] = {
     [CS_TBL_CERTS] = "certs", [CS_TBL_CAS] = "cas",           [CS_TBL_REQUESTS] = "requests",
     [CS_TBL_KEYS] = "keys",   [CS_TBL_SETTINGS] = "settings",
+    [CS_TBL_ACME] = "acme",
 };
 
 /* Stands in for a NULL pointer of length 0, so no NULL reaches memcpy. */

@@ -246,6 +246,7 @@ static void conn_start(struct tls_worker *w, int fd, const uint8_t src[TLS_SRC_K
 	c->fd = fd;
 	memcpy(c->src, src, TLS_SRC_KEY_LEN);
 	c->hs.tickets = &w->tickets;
+	c->hs.acme = w->srv->acme;
 	c->next = w->open;
 	if (w->open != NULL)
 		w->open->prev = c;

@@ -277,6 +277,10 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 		cs_fail(err, CS_EIO, "out of memory");
 		goto fail;
 	}
+	if ((srv->acme = tls_acme_new()) == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		goto fail;
+	}
 	srv->naddrs = cfg->nlisten;
 	srv->node_name = dup_or_empty(cfg->node_name);
 	srv->role = dup_or_empty(cfg->role);
@@ -352,6 +356,7 @@ void tls_server_stop(tls_server *srv)
 	free(srv->workers);
 	tls_table_free(srv->table);
 	tls_sources_free(srv->sources);
+	tls_acme_free(srv->acme);
 	pthread_cond_destroy(&srv->wake);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->node_name);

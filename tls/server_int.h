@@ -74,6 +74,7 @@ struct tls_server {
 	int max_conns, max_per_source, nworkers;
 	struct tls_worker *workers;
 	tls_sources *sources; /* NULL: no cap per source */
+	tls_acme *acme;       /* tls-alpn-01 challenge certificates (acme.c) */
 	atomic_int open;
 	pthread_mutex_t lock; /* guards table, the reload figures and the reloader's state */
 	tls_table *table;
