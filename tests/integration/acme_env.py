@@ -1,11 +1,16 @@
 """The servers the ACME tests run on this machine, shared by the test files:
 pebble with pebble-challtestsrv (its DNS and challenge responder), BIND9's
-named holding a zone that takes RFC 2136 updates, and the HTTPS certificate
-pebble answers with, made with openssl.  Everything listens on 127.x
-addresses; pebble is always given -dnsserver on this machine, so it never
-asks a resolver elsewhere.  Every process is stopped by its PID.
+named holding a zone that takes RFC 2136 updates, the HTTPS certificate
+pebble answers with (made with openssl), AriFront (the renewalInfo resource
+Debian's pebble lacks), and AcmeCluster: three agents, each on its own
+loopback address, getting their certificates from that pebble.  Everything
+listens on 127.x addresses; pebble is always given -dnsserver on this
+machine, so it never asks a resolver elsewhere.  Every process is stopped by
+its PID.
 """
 
+import base64
+import http.client
 import json
 import os
 import re
@@ -13,7 +18,10 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
+import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -282,25 +290,13 @@ NOWHERE = "127.0.0.99"  # what challtestsrv answers for a name not published: no
 
 
 class AcmeNode(helpers.ClusterNode):
-    """A node of cluster init's configuration with what ACME needs added:
-    its http_listen, every peer's http_endpoint (on the peer's own address,
-    the same port everywhere) and an [acme] section (acme_conf)."""
+    """A node of cluster init's configuration (with its http_listen) and an
+    [acme] section (acme_conf)."""
 
-    http_port = None
     acme_conf = ""
 
     def config_text(self):
-        t = super().config_text()
-        if self.http_port:
-            t = t.replace("\n[cluster]", "http_listen = %s:%d\n\n[cluster]" % (
-                self.address, self.http_port), 1)
-            t = re.sub(r"(?m)^(tls_endpoint = ([0-9.]+):\d+\n)", lambda m: "%shttp_endpoint = %s:%d\n"
-                       % (m.group(1), m.group(2), self.http_port), t)
-        return t + self.acme_conf
-
-    @property
-    def http_endpoint(self):
-        return "%s:%d" % (self.address, self.http_port)
+        return super().config_text() + self.acme_conf
 
 
 class AcmeCluster:
@@ -323,7 +319,7 @@ class AcmeCluster:
         self.tls = tls
         self.nodes = helpers.init_cluster(binary, ACME_NODES, site=SITE,
                                           addresses=ACME_ADDRESSES, tls_port=self.tls_port,
-                                          cls=AcmeNode)
+                                          http_port=self.http_port, cls=AcmeNode)
         self.directory = directory
         self.acme_extra = acme_extra
         self.site_node = site_node
@@ -333,7 +329,6 @@ class AcmeCluster:
                 "ca_file = %s\n%s" % (self.directory or self.pebble.dir_url, self.tls.ca,
                                       self.acme_extra))
         for n in self.nodes:
-            n.http_port = self.http_port
             n.acme_conf = conf
             n.write_config()
 
@@ -387,3 +382,153 @@ def verified_id(address, port, name, root):
     if p.returncode != 0 or "Verify return code: 0 (ok)" not in out:
         return None
     return helpers.der_id(out)
+
+
+ISSUE_DEADLINE = 180  # s: an order, its validations and replication, ASan build included
+
+
+def domains(names):
+    return [a for n in names for a in ("--domain", n)]
+
+
+def served_everywhere(cluster, names, root=None, deadline=ISSUE_DEADLINE, not_id=None):
+    """Waits until every node's TLS endpoint serves, for each of names, one
+    and the same certificate that verifies against pebble's root and matches
+    the name (and is not not_id); returns its id."""
+    root = root or cluster.root
+    seen = {}
+
+    def check():
+        seen.clear()
+        for n in cluster.nodes:
+            if not n.running:
+                continue
+            for name in names:
+                seen[(n.name, name)] = verified_id(n.address, n.tls_port, name, root)
+        ids = set(seen.values())
+        return len(ids) == 1 and None not in ids and not_id not in ids
+
+    try:
+        helpers.wait_for("every node to serve a certificate from pebble for %s" % names, check,
+                         timeout=deadline, step=0.5)
+    except AssertionError as e:
+        raise AssertionError("%s\nserved: %s\nprimary's acme list: %s" % (
+            e, seen, cluster.node("primary").cli("acme", "list").describe()))
+    return next(iter(seen.values()))
+
+
+def add(node, name, names, challenge, *extra, check=0):
+    return node.cli("acme", "add", name, *domains(names), "--challenge", challenge, *extra,
+                    check=check)
+
+
+def show(node, name):
+    return node.cli("acme", "show", name, check=0).data
+
+
+# ---- ARI: Debian's pebble predates RFC 9773 ------------------------------------
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def b64url_json(s):
+    return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+
+
+class AriFront:
+    """An HTTPS server on 127.0.0.1 (the test certificate, like pebble's)
+    in front of pebble, adding the renewalInfo resource pebble lacks.  Its
+    /dir is pebble's directory plus renewalInfo; GET /ari/CERTID answers
+    self.window (start, end unix seconds) with Retry-After self.retry_after;
+    every other request goes to pebble unchanged, Host included, so every
+    URL pebble gives names this front and the client's JWS "url" still
+    matches.  The newOrder payloads are kept (self.orders), the CertIDs
+    asked (self.asked)."""
+
+    def __init__(self, pebble, tls):
+        self.pebble, self.tls = pebble, tls
+        self.window = None
+        self.retry_after = 2
+        self.orders, self.asked = [], []
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                if self.path.startswith("/ari/"):
+                    status, headers, data = front.renewal_info(self.path[len("/ari/"):])
+                else:
+                    status, headers, data = front.forward(self, body)
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", helpers.free_port()), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.netloc = "127.0.0.1:%d" % self.server.server_address[1]
+        self.dir_url = "https://%s/dir" % self.netloc
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def renewal_info(self, certid):
+        self.asked.append(certid)
+        if self.window is None:
+            return 404, [("Content-Type", "application/problem+json")], b'{"status": 404}'
+        doc = {"suggestedWindow": {"start": rfc3339(self.window[0]),
+                                   "end": rfc3339(self.window[1])}}
+        return 200, [("Content-Type", "application/json"),
+                     ("Retry-After", str(self.retry_after))], json.dumps(doc).encode()
+
+    def forward(self, req, body):
+        ctx = ssl.create_default_context(cafile=self.tls.ca)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.pebble.port, context=ctx,
+                                           timeout=30)
+        try:
+            headers = {k: v for k, v in req.headers.items()
+                       if k.lower() not in ("connection", "content-length")}
+            headers["Host"] = self.netloc
+            conn.request(req.command, req.path, body=body or None, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            out = [(k, v) for k, v in r.getheaders()
+                   if k.lower() not in ("connection", "content-length", "transfer-encoding")]
+        finally:
+            conn.close()
+        if req.path == "/dir" and r.status == 200:
+            d = json.loads(data)
+            d["renewalInfo"] = "https://%s/ari/" % self.netloc
+            data = json.dumps(d).encode()
+        elif req.command == "POST" and req.path == "/order-plz" and body:
+            self.orders.append(b64url_json(json.loads(body)["payload"]))
+        return r.status, out, data
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ari_certid(der):
+    """RFC 9773's CertID of a certificate (DER): base64url(AKI
+    keyIdentifier) "." base64url(serial's DER content octets)."""
+    text = helpers.openssl_text("x509", "-inform", "DER", "-noout", "-ext",
+                                "authorityKeyIdentifier", "-serial", input=der)
+    aki = bytes.fromhex(re.search(r"keyid:([0-9A-Fa-f:]+)", text).group(1).replace(":", ""))
+    serial = int(re.search(r"serial=([0-9A-Fa-f]+)", text).group(1), 16)
+    octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    return b64(aki) + "." + b64(octets)

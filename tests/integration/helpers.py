@@ -885,13 +885,14 @@ def free_port_on(hosts):
 
 
 def init_cluster(binary, nodes, site="support.example.test", folder=None, addresses=None,
-                 tls_port=None, cls=ClusterNode):
+                 tls_port=None, http_port=None, cls=ClusterNode):
     """Writes a cluster with `certsync cluster init`: nodes is [(name,
     role)], hostnames NAME.example.test.  Every node on 127.0.0.1 with free
     ports of its own, or, with addresses (one 127.x address per node), each
     node on its own address with the same ports (tls_port, or a free one):
-    what a CA that validates on a fixed port needs.  Returns the (not
-    started) nodes, of class cls, in the order given."""
+    what a CA that validates on a fixed port needs; http_port: each node's
+    http_listen on that port of its address.  Returns the (not started)
+    nodes, of class cls, in the order given."""
     folder = folder or os.path.join(short_tmpdir(), "cluster")
     if addresses:
         shared = (free_port_on(addresses), tls_port or free_port_on(addresses))
@@ -902,7 +903,8 @@ def init_cluster(binary, nodes, site="support.example.test", folder=None, addres
     args = [binary, "cluster", "init", folder, "--site", site]
     for (name, role), (rp, tp), a in zip(nodes, ports, addresses):
         args += ["--node", "%s=%s,%s.example.test,tcp://%s:%d,%s:%d"
-                 % (name, role, name, a, rp, a, tp)]
+                 % (name, role, name, a, rp, a, tp) + (",%s:%d" % (a, http_port) if http_port
+                                                       else "")]
     run(args)
     return [cls(binary, os.path.join(folder, name), name, role, name + ".example.test",
                 site, rp, tp, address=a)

@@ -9,54 +9,11 @@ every node's TLS endpoint with each name, verified against pebble's root.
 
 import pytest
 
-import helpers
-from acme_env import SITE, AcmeCluster, Named, TLSFiles, verified_id
-
-ISSUE_DEADLINE = 180  # s: an order, its validations and the replication, ASan build included
-
+from acme_env import SITE, AcmeCluster, Named, TLSFiles, add, served_everywhere, show
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     return TLSFiles(str(tmp_path_factory.mktemp("tls")), "pebble")
-
-
-def domains(names):
-    return [a for n in names for a in ("--domain", n)]
-
-
-def served_everywhere(cluster, names, root=None, deadline=ISSUE_DEADLINE, not_id=None):
-    """Waits until every node's TLS endpoint serves, for each of names, one
-    and the same certificate that verifies against pebble's root and matches
-    the name (and is not not_id); returns its id."""
-    root = root or cluster.root
-    seen = {}
-
-    def check():
-        seen.clear()
-        for n in cluster.nodes:
-            if not n.running:
-                continue
-            for name in names:
-                seen[(n.name, name)] = verified_id(n.address, n.tls_port, name, root)
-        ids = set(seen.values())
-        return len(ids) == 1 and None not in ids and not_id not in ids
-
-    try:
-        helpers.wait_for("every node to serve a certificate from pebble for %s" % names, check,
-                         timeout=deadline, step=0.5)
-    except AssertionError as e:
-        raise AssertionError("%s\nserved: %s\nprimary's acme list: %s" % (
-            e, seen, cluster.node("primary").cli("acme", "list").describe()))
-    return next(iter(seen.values()))
-
-
-def add(node, name, names, challenge, *extra, check=0):
-    return node.cli("acme", "add", name, *domains(names), "--challenge", challenge, *extra,
-                    check=check)
-
-
-def show(node, name):
-    return node.cli("acme", "show", name, check=0).data
 
 
 @pytest.fixture

@@ -1,0 +1,211 @@
+"""Managed certificates over time, in the three-node cluster of
+test_acme_cluster (pebble, every node on its own loopback address): renewal
+of short-lived certificates without a failed handshake, a failover in the
+middle of an order, the CA down and back, a CA that rejects half the nonces,
+and renewal windows from ARI (RFC 9773) -- Debian's pebble predates ARI, so
+AriFront, a small HTTPS front in the test, adds the renewalInfo resource.
+"""
+
+import os
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+import helpers
+from acme_env import (SITE, AcmeCluster, AriFront, TLSFiles, add, ari_certid, served_everywhere,
+                      show, verified_id)
+
+VALIDITY = 90  # s: renewal is due when a third remains, 60-63 s after issuance
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return TLSFiles(str(tmp_path_factory.mktemp("tls")), "pebble")
+
+
+def cluster_fixture(certsync_bin, tmp_path, tls, **kw):
+    yield from AcmeCluster(certsync_bin, tmp_path, tls, **kw).run()
+
+
+class HandshakeWatch:
+    """Handshakes with every node's TLS endpoint for every name, over and
+    over on a thread, each verified against pebble's root and the name (the
+    way a browser would): keeps every one that fails and every certificate
+    seen."""
+
+    def __init__(self, cluster, names):
+        self.targets = [(n.name, n.address, n.tls_port, name) for n in cluster.nodes
+                        for name in names]
+        self.ctx = ssl.create_default_context(cafile=cluster.root)
+        self.failures, self.seen, self.count = [], set(), 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            for node, addr, port, name in self.targets:
+                try:
+                    with socket.create_connection((addr, port), timeout=5) as s:
+                        with self.ctx.wrap_socket(s, server_hostname=name) as t:
+                            self.seen.add(helpers.cert_id(t.getpeercert(binary_form=True)))
+                except (OSError, ssl.SSLError) as e:
+                    self.failures.append((time.strftime("%H:%M:%S"), node, name, str(e)))
+                self.count += 1
+            self.done.wait(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=30)
+        return self.failures
+
+
+@pytest.fixture
+def short_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls, validity=VALIDITY)
+
+
+def test_renews_by_itself_served_everywhere_without_a_failed_handshake(short_cluster):
+    c = short_cluster
+    primary = c.node("primary")
+    names = c.hostnames()
+    add(primary, "site", names, "http-01", "--default")
+    first = served_everywhere(c, names)
+    watch = HandshakeWatch(c, names)
+    try:
+        # nothing asked for it: the schedule (a third of 90 s left) renews
+        second = served_everywhere(c, names, not_id=first, deadline=VALIDITY + 120)
+    finally:
+        failures = watch.stop()
+    assert not failures, "%d of %d handshakes failed: %s" % (len(failures), watch.count,
+                                                            failures[:10])
+    assert watch.seen == {first, second}, watch.seen
+    for n in c.nodes:
+        assert n.status()["default"] == second, n.name
+    st = show(primary, "site")
+    assert st["state"] == "scheduled", st
+    # the certificate it replaced goes once every node serves the new one
+    helpers.wait_for("the replaced certificate to be deleted", lambda: all(
+        first not in n.certs() for n in c.nodes), timeout=60, step=0.5)
+
+
+@pytest.fixture
+def slow_ca_cluster(certsync_bin, tmp_path, tls):
+    # pebble's validation waits 1-8 s before it looks: time to kill the
+    # primary while the order is pending
+    yield from cluster_fixture(certsync_bin, tmp_path, tls, env={
+        "PEBBLE_VA_NOSLEEP": "0", "PEBBLE_VA_SLEEPTIME": "8"})
+
+
+def test_failover_while_an_order_is_pending(slow_ca_cluster):
+    c = slow_ca_cluster
+    primary, backup, tn1 = (c.node(n) for n in ("primary", "backup", "tn1"))
+    # the primary's own hostname would resolve to a dead node after the kill
+    names = [SITE, backup.hostname, tn1.hostname]
+    add(primary, "site", names, "http-01", "--default")
+    helpers.wait_for("the backup to hold the order in flight", lambda: (
+        show(backup, "site").get("order") or {}).get("url"), timeout=60)
+    assert not show(backup, "site").get("current"), "issued before the kill: nothing pending"
+    primary.kill()
+    helpers.wait_for("the backup to be promoted", lambda: backup.cli("promote").rc == 0,
+                     timeout=60, step=0.5)
+    cid = served_everywhere(c, names)
+    for n in (backup, tn1):
+        assert n.status()["default"] == cid, n.name
+    assert show(backup, "site")["state"] == "scheduled"
+
+
+@pytest.fixture
+def http_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls)
+
+
+def test_ca_down_backs_off_and_recovers(http_cluster):
+    c = http_cluster
+    primary = c.node("primary")
+    names = c.hostnames()
+    add(primary, "site", names, "http-01", "--default")
+    first = served_everywhere(c, names)
+    old_root = os.path.join(c.d, "first-root.pem")
+    helpers.write(old_root, helpers.read(c.root))
+
+    c.pebble.stop_ca()
+    primary.cli("acme", "renew", "site", check=0)
+
+    def failed_once():
+        st = show(primary, "site")
+        return st if st.get("last_error") and st["state"] == "scheduled" else None
+
+    st = helpers.wait_for("the renewal to fail with the CA down", failed_once, timeout=120)
+    assert st["next_attempt"] > time.time() + 20, st   # backed off, a minute at first
+    listed = {m["name"]: m for m in primary.cli("acme", "list", check=0).data["certificates"]}
+    assert c.pebble.dir_url in listed["site"]["last_error"], listed["site"]
+    text = primary.cli("acme", "list", json=False, check=0).stdout.decode()
+    assert "site" in text and c.pebble.dir_url in text, text
+    for n in c.nodes:
+        assert n.running, n.name
+        for name in names:
+            assert verified_id(n.address, n.tls_port, name, old_root) == first, (n.name, name)
+
+    c.pebble.start_ca()   # a new pebble: new root, no accounts
+    c.refresh_root()
+    second = served_everywhere(c, names, not_id=first, deadline=300)
+    assert show(primary, "site")["state"] == "scheduled"
+    assert primary.status()["default"] == second
+
+
+@pytest.fixture
+def nonce_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls,
+                               env={"PEBBLE_WFE_NONCEREJECT": "50"})
+
+
+def test_issues_when_the_ca_rejects_half_the_nonces(nonce_cluster):
+    c = nonce_cluster
+    add(c.node("primary"), "site", c.hostnames(), "http-01", "--default")
+    served_everywhere(c, c.hostnames())
+    log = helpers.read(os.path.join(c.pebble.d, "pebble.log")).decode()
+    assert "Configured to reject 50% of good nonces" in log
+
+
+@pytest.fixture
+def ari_cluster(certsync_bin, tmp_path, tls):
+    # a day's lifetime: without ARI nothing would be due during the test
+    c = AcmeCluster(certsync_bin, tmp_path, tls, validity=86400)
+    front = AriFront(c.pebble, tls)
+    c.directory = front.dir_url
+    c.front = front
+    try:
+        yield from c.run()
+    finally:
+        front.stop()
+
+
+def test_ari_window_drives_the_renewal(ari_cluster):
+    c = ari_cluster
+    front = c.front
+    primary = c.node("primary")
+    names = c.hostnames()
+    now = int(time.time())
+    front.window = (now + 3600, now + 7200)
+    add(primary, "site", names, "http-01", "--default")
+    first = served_everywhere(c, names)
+    der = helpers.pem_cert_ders(helpers.s_client(primary.tls_port, SITE,
+                                                 host=primary.address))[0]
+    certid = ari_certid(der)
+    helpers.wait_for("the primary to ask renewalInfo", lambda: certid in front.asked,
+                     timeout=60)
+    st = helpers.wait_for("the window from ARI", lambda: (
+        lambda s: s if s.get("window_source") == "ari" else None)(show(primary, "site")),
+        timeout=30)
+    assert (st["window_start"], st["window_end"]) == front.window, st
+    assert all("replaces" not in o for o in front.orders), front.orders
+
+    # the CA moves the window to now: polled again after Retry-After (2 s)
+    front.window = (now - 60, int(time.time()) + 5)
+    second = served_everywhere(c, names, not_id=first, deadline=120)
+    assert front.orders[-1].get("replaces") == certid, front.orders[-1]
+    assert primary.status()["default"] == second
