@@ -1123,7 +1123,7 @@ static const struct command commands[] = {
              "prints its public key; needs no agent.",
      .local = keygen},
     {.words = "cluster init",
-     .usage = "cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN "
+     .usage = "cluster init DIR --site HOST --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN[,HTTP_LISTEN] "
               "[--node ...] [--container]",
      .help = "Writes, for every node, DIR/NAME/ with certsync.conf, node.secret (its CURVE key "
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "

@@ -58,7 +58,8 @@ static bool copy_field(char *dst, size_t cap, const char *src, size_t n)
 
 int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 {
-	const char *eq = strchr(spec, '='), *field[4], *end[4], *p;
+	const char *eq = strchr(spec, '='), *field[5], *end[5], *p;
+	int nfields = 4;
 	char role[16], msg[320];
 	const char *why = NULL;
 
@@ -68,11 +69,15 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 		                "the name before '=' needs 1 to 64 letters, digits, '-' or '_'");
 	memcpy(out->name, spec, (size_t)(eq - spec));
 	p = eq + 1;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < nfields; i++) {
 		field[i] = p;
-		end[i] = i < 3 ? strchr(p, ',') : p + strlen(p);
-		if (end[i] == NULL || (i == 3 && strchr(p, ',') != NULL))
-			return bad_node(err, spec, "it needs exactly four comma-separated fields");
+		end[i] = i < 3 ? strchr(p, ',') : p + strcspn(p, ",");
+		/* a fifth field, HTTP_LISTEN, is optional */
+		nfields += i == 3 && *end[i] == ',';
+		if (end[i] == NULL || (i == 4 && *end[i] == ','))
+			return bad_node(err, spec,
+			                "it needs exactly four comma-separated fields, or five with "
+			                "HTTP_LISTEN");
 		p = end[i] + 1;
 	}
 	if (!copy_field(role, sizeof(role), field[0], (size_t)(end[0] - field[0])) ||
@@ -104,6 +109,15 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 		    err, spec,
 		    "TLS_LISTEN is ADDRESS:PORT with a numeric address, as 0.0.0.0:8443 "
 		    "or 127.0.0.1:8443, PORT 1 to 65535");
+	if (nfields == 5 &&
+	    (!copy_field(out->http_listen, sizeof(out->http_listen), field[4],
+	                 (size_t)(end[4] - field[4])) ||
+	     !cs_hostport_split(out->http_listen, out->http_host, sizeof(out->http_host),
+	                        &out->http_port, false) ||
+	     !cs_host_is_ip(out->http_host)))
+		return bad_node(err, spec,
+		                "HTTP_LISTEN is ADDRESS:PORT with a numeric address, as 0.0.0.0:80 "
+		                "or 127.0.0.1:8080, PORT 1 to 65535");
 	return 0;
 }
 
@@ -223,11 +237,11 @@ static void host_port(char *out, size_t cap, const char *host, unsigned port)
 
 /* A peer's TLS endpoint as others reach it: its hostname when it listens on
  * every address, else the address it listens on. */
-static void tls_endpoint(const cs_cluster_node *n, char *out, size_t cap)
+static void reach(const cs_cluster_node *n, const char *host, unsigned port, char *out, size_t cap)
 {
-	bool any = strcmp(n->tls_host, "0.0.0.0") == 0 || strcmp(n->tls_host, "::") == 0;
+	bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
 
-	host_port(out, cap, any ? n->hostname : n->tls_host, n->tls_port);
+	host_port(out, cap, any ? n->hostname : host, port);
 }
 
 static char *config_text(const cs_cluster_spec *spec, const cs_cluster_node *n,
@@ -250,20 +264,27 @@ static char *config_text(const cs_cluster_spec *spec, const cs_cluster_node *n,
 	        "# certsync configuration of node %s, written by `certsync cluster init`.\n"
 	        "[node]\nname = %s\nrole = %s\nhostname = %s\ndata_dir = %s\n"
 	        "control_socket = %s\npassphrase_file = %s\nrepl_listen = %s\n"
-	        "curve_secret_file = %s\ntls_listen = %s\n\n[cluster]\nsite_hostname = %s\n",
+	        "curve_secret_file = %s\ntls_listen = %s\n",
 	        n->name, n->name, cs_role_name(n->role), n->hostname, p->data, p->sock, p->pass,
-	        listen, p->key, n->tls_listen, spec->site);
+	        listen, p->key, n->tls_listen);
+	if (n->http_listen[0] != '\0')
+		fprintf(f, "http_listen = %s\n", n->http_listen);
+	fprintf(f, "\n[cluster]\nsite_hostname = %s\n", spec->site);
 	for (size_t i = 0; i < spec->nnodes; i++) {
 		const cs_cluster_node *peer = &spec->nodes[i];
 
 		if (peer == n)
 			continue;
-		tls_endpoint(peer, endpoint, sizeof(endpoint));
+		reach(peer, peer->tls_host, peer->tls_port, endpoint, sizeof(endpoint));
 		fprintf(f,
 		        "\n[peer %s]\nrole = %s\nhostname = %s\nrepl_endpoint = %s\n"
 		        "curve_public_key = %s\ntls_endpoint = %s\n",
 		        peer->name, cs_role_name(peer->role), peer->hostname, peer->repl_endpoint,
 		        peer->public_key, endpoint);
+		if (peer->http_listen[0] != '\0') {
+			reach(peer, peer->http_host, peer->http_port, endpoint, sizeof(endpoint));
+			fprintf(f, "http_endpoint = %s\n", endpoint);
+		}
 	}
 	if (fclose(f) != 0) {
 		free(text);

@@ -12,8 +12,8 @@
 
 #define CS_NODE_NAME_MAX 64
 
-/* One --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN, parsed and
- * checked: the endpoint is tcp://HOST:PORT, TLS_LISTEN is ADDR:PORT. */
+/* One --node NAME=ROLE,HOSTNAME,REPL_ENDPOINT,TLS_LISTEN[,HTTP_LISTEN], parsed
+ * and checked: the endpoint is tcp://HOST:PORT, the listeners ADDR:PORT. */
 typedef struct cs_cluster_node {
 	char name[CS_NODE_NAME_MAX + 1];
 	cs_role role;
@@ -24,6 +24,9 @@ typedef struct cs_cluster_node {
 	char tls_listen[300];
 	char tls_host[256];
 	unsigned tls_port;
+	char http_listen[300]; /* the optional fifth field, HTTP_LISTEN; "" when not given */
+	char http_host[256];
+	unsigned http_port;
 	char public_key[41]; /* filled by cs_cluster_init: its CURVE key in Z85 */
 } cs_cluster_node;
 

@@ -64,6 +64,7 @@ static const struct key_slot string_keys[] = {
     {"node", "curve_secret_file", offsetof(cs_config, curve_secret_file), false},
     {"node", "admin_listen", offsetof(cs_config, admin_listen), false},
     {"node", "admin_token_file", offsetof(cs_config, admin_token_file), false},
+    {"node", "http_listen", offsetof(cs_config, http_listen), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -112,7 +113,7 @@ static int check_section(struct parse_state *ps, const char *section, const char
 {
 	*peer_name = NULL;
 	if (strcmp(section, "node") == 0 || strcmp(section, "cluster") == 0 ||
-	    strcmp(section, "alerts") == 0)
+	    strcmp(section, "alerts") == 0 || strcmp(section, "acme") == 0)
 		return 0;
 	if (strncmp(section, "peer ", 5) == 0) {
 		const char *name = section + 5;
@@ -128,8 +129,8 @@ static int check_section(struct parse_state *ps, const char *section, const char
 		return 0;
 	}
 	return fail_at(ps,
-	               "unknown section [%s]; sections are [node], [cluster], [alerts] and "
-	               "[peer NAME]",
+	               "unknown section [%s]; sections are [node], [cluster], [alerts], [acme] "
+	               "and [peer NAME]",
 	               section);
 }
 
@@ -248,16 +249,18 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 	}
 	if (strcmp(key, "repl_endpoint") == 0)
 		return set_string(ps, &peer->repl_endpoint, section, key, value);
-	if (strcmp(key, "tls_endpoint") == 0) {
+	if (strcmp(key, "tls_endpoint") == 0 || strcmp(key, "http_endpoint") == 0) {
+		bool tls = key[0] == 't';
 		char host[256];
 		unsigned port;
 
 		if (!cs_hostport_split(value, host, sizeof(host), &port, false))
 			return fail_at(ps,
-			               "[%s] tls_endpoint = %s: write HOST:PORT, as in "
-			               "backup.example.test:8443",
-			               section, value);
-		return set_string(ps, &peer->tls_endpoint, section, key, value);
+			               "[%s] %s = %s: write HOST:PORT, as in "
+			               "backup.example.test:%s",
+			               section, key, value, tls ? "8443" : "80");
+		return set_string(ps, tls ? &peer->tls_endpoint : &peer->http_endpoint, section,
+		                  key, value);
 	}
 	if (strcmp(key, "curve_public_key") == 0) {
 		uint8_t k[REPL_KEY_LEN];
@@ -271,7 +274,7 @@ static int peer_key(struct parse_state *ps, const char *section, const char *pee
 	}
 	return fail_at(ps,
 	               "unknown key '%s' in [%s]; a peer has role, hostname, repl_endpoint, "
-	               "curve_public_key and tls_endpoint",
+	               "curve_public_key, tls_endpoint and http_endpoint",
 	               key, section);
 }
 
@@ -282,7 +285,8 @@ static int once(struct parse_state *ps, const char *section, const char *key)
 	char id[512];
 
 	if (strcmp(key, "tls_listen") == 0 ||
-	    (strcmp(section, "alerts") == 0 && mon_config_repeatable(key)))
+	    (strcmp(section, "alerts") == 0 && mon_config_repeatable(key)) ||
+	    (strcmp(section, "acme") == 0 && strcmp(key, "contact") == 0))
 		return 0;
 	snprintf(id, sizeof(id), "%s\n%s", section, key);
 	for (size_t i = 0; i < ps->nseen; i++)
@@ -313,8 +317,9 @@ static int handle(void *user, const char *section, const char *key, const char *
 	}
 	if (once(ps, section, key) < 0)
 		return 0;
-	if (strcmp(section, "alerts") == 0) {
-		if (mon_config_set(&cfg->alerts, key, value, ps->err) < 0)
+	if (strcmp(section, "alerts") == 0 || strcmp(section, "acme") == 0) {
+		if ((section[1] == 'l' ? mon_config_set(&cfg->alerts, key, value, ps->err)
+		                       : cs_config_acme_set(&cfg->acme, key, value, ps->err)) < 0)
 			cs_err_prefix(ps->err, "%s:%d: ", cfg->path, ps->line);
 		return ps->err->code == CS_OK;
 	}
@@ -485,7 +490,8 @@ static int check_complete(struct parse_state *ps)
 	if (check_values(cfg, ps->err) < 0)
 		return -1;
 	if (mon_admin_config_check(cfg->admin_listen, cfg->admin_token_file, ps->err) < 0 ||
-	    mon_config_check(&cfg->alerts, ps->err) < 0)
+	    mon_config_check(&cfg->alerts, ps->err) < 0 ||
+	    cs_config_acme_check(cfg, ps->err) < 0)
 		return cs_err_prefix(ps->err, "%s: ", cfg->path);
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }
@@ -570,6 +576,8 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->curve_secret_file);
 	free(cfg->admin_listen);
 	free(cfg->admin_token_file);
+	free(cfg->http_listen);
+	cs_config_acme_free(&cfg->acme);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
@@ -579,6 +587,7 @@ void cs_config_free(cs_config *cfg)
 		free(cfg->peers[i].repl_endpoint);
 		free(cfg->peers[i].curve_public_key);
 		free(cfg->peers[i].tls_endpoint);
+		free(cfg->peers[i].http_endpoint);
 	}
 	free(cfg->peers);
 	mon_config_free(&cfg->alerts);

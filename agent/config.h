@@ -26,7 +26,33 @@ typedef struct cs_peer {
 	char *repl_endpoint;    /* where its replication socket listens */
 	char *curve_public_key; /* Z85; the replication allowlist */
 	char *tls_endpoint;     /* HOST:PORT of its TLS endpoint, for verify --cluster */
+	char *http_endpoint;    /* HOST:PORT where its http_listen is reached (http-01) */
 } cs_peer;
+
+/* [acme] (config_acme.c): the cluster's ACME client; directory NULL: none. */
+typedef struct cs_acme_config {
+	char *directory; /* https URL of the CA's directory */
+	char **contact;  /* "mailto:..." each; repeatable */
+	size_t ncontact;
+	bool agree_tos;
+	char *ca_file; /* trust anchors of the CA's HTTPS; NULL: the system's */
+	char *eab_kid, *eab_hmac_file;
+	char *profile;
+	char *key; /* the certificates' key type; "ec:p256" when not given */
+	char *dns_server, *dns_tsig_key_file, *dns_hook;
+	int check_timeout_s; /* the pre-validation wait; 30 when not given */
+} cs_acme_config;
+
+/* One key of [acme]; err's message says what is wrong and the fix. */
+int cs_config_acme_set(cs_acme_config *a, const char *key, const char *value, cs_err *err);
+/* Once the file is read: what the keys of [acme] need from each other and
+ * from the files they name (the EAB HMAC, the TSIG key), and http_listen. */
+struct cs_config;
+int cs_config_acme_check(const struct cs_config *cfg, cs_err *err);
+void cs_config_acme_free(cs_acme_config *a);
+/* The key type of new certificates, and the pre-validation wait (seconds). */
+const char *cs_config_acme_key(const cs_acme_config *a);
+int cs_config_acme_check_timeout(const cs_acme_config *a);
 
 typedef struct cs_config {
 	char *path;
@@ -54,10 +80,12 @@ typedef struct cs_config {
 	int core_dumps;         /* 1: leave core dumps on (debugging); 0: off (default) */
 	char *admin_listen;     /* ADDR:PORT of /metrics; NULL: none */
 	char *admin_token_file; /* bearer token the admin listener requires */
+	char *http_listen;      /* ADDR:PORT of the http-01 responder; NULL: none */
 	/* [cluster] */
 	char *site_hostname;
 	/* [alerts]: delivery targets and timing (the monitor checks the keys) */
 	mon_config alerts;
+	cs_acme_config acme;
 	/* [peer NAME] sections, in file order */
 	cs_peer *peers;
 	size_t npeers;

@@ -25,13 +25,14 @@
 #else
 #define MAPSIZE ((size_t)1 << 30)
 #endif
-#define MAXDBS 16 /* the nine tables here, and room for later local ones */
+#define MAXDBS 16 /* the ten tables here, and room for later local ones */
 
 #define DIGEST_LABEL "certsync store digest v1"
 
 static const char *const tbl_names[CS_TBL_NREPL] = {
     [CS_TBL_CERTS] = "certs", [CS_TBL_CAS] = "cas",           [CS_TBL_REQUESTS] = "requests",
     [CS_TBL_KEYS] = "keys",   [CS_TBL_SETTINGS] = "settings",
+    [CS_TBL_ACME] = "acme",
 };
 
 /* Stands in for a NULL pointer of length 0, so no NULL reaches memcpy. */

@@ -1,6 +1,6 @@
 /* store.h — the node's certificate store: one LMDB environment under data_dir.
  *
- * Replicated tables (certs, cas, requests, keys, settings) hold protobuf
+ * Replicated tables (certs, cas, requests, keys, settings, acme) hold protobuf
  * records (proto/store.proto).  Local tables hold the log, the applied
  * position and the digest.  Invariants:
  *  - every write transaction that changes a replicated table also appends one
@@ -27,6 +27,7 @@ typedef enum cs_table {
 	CS_TBL_REQUESTS, /* certificate signing requests: RequestRecord */
 	CS_TBL_KEYS,     /* imported keys no certificate claimed yet: PendingKey */
 	CS_TBL_SETTINGS, /* "kdf": KdfParams, "default": DefaultCert */
+	CS_TBL_ACME,     /* ACME account, managed certificates, orders, challenges */
 	CS_TBL_NREPL     /* number of replicated tables */
 } cs_table;
 

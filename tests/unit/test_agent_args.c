@@ -68,8 +68,9 @@ static void test_node_spec_refused(void **state)
 	refused("=primary,p.example.test,tcp://p:1,0.0.0.0:1", "the name before '='");
 	refused("a b=primary,p.example.test,tcp://p:1,0.0.0.0:1", "the name before '='");
 	refused("p=primary,p.example.test,tcp://p:1", "exactly four comma-separated fields");
-	refused("p=primary,p.example.test,tcp://p:1,0.0.0.0:1,x",
-	        "exactly four comma-separated fields");
+	refused("p=primary,p.example.test,tcp://p:1,0.0.0.0:1,x", "HTTP_LISTEN is ADDRESS:PORT");
+	refused("p=primary,p.example.test,tcp://p:1,0.0.0.0:1,0.0.0.0:80,x",
+	        "exactly four comma-separated fields, or five");
 	refused("p=leader,p.example.test,tcp://p:1,0.0.0.0:1", "the role is primary");
 	refused("p=primary,-p.example.test,tcp://p:1,0.0.0.0:1", "is not a DNS name");
 	refused("p=primary,p.example.test,udp://p:1,0.0.0.0:1", "tcp://HOST:PORT");
