@@ -68,6 +68,10 @@ int acme_problem_fail(const acme_problem *p, const char *what, const char *url, 
 int acme_fail(acme_err *e, enum cs_errcode code, acme_errclass cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* json_dumps into memory the caller frees with free(), whatever allocator
+ * jansson was given (the agent gives it one that wipes). */
+char *acme_json_dumps(const json_t *j, size_t flags);
+
 /* Copies a string member of obj into out (truncation is an error); a
  * missing member gives "" when optional, else fails naming what. */
 int acme_json_str(json_t *obj, const char *key, bool optional, char *out, size_t outlen,

@@ -302,7 +302,7 @@ static bool is_bad_nonce(const acme_err *e)
 int acme_post(acme_client *c, const char *what, const char *url, json_t *payload, bool use_jwk,
               const char *accept, acme_http_resp *r, acme_err *e)
 {
-	char *body = payload != NULL ? json_dumps(payload, JSON_COMPACT) : strdup("");
+	char *body = payload != NULL ? acme_json_dumps(payload, JSON_COMPACT) : strdup("");
 
 	if (body == NULL)
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "out of memory");
@@ -368,4 +368,18 @@ int acme_parse_time(const char *s, time_t *out)
 		return -1;
 	*out = timegm(&tm) - off;
 	return 0;
+}
+
+char *acme_json_dumps(const json_t *j, size_t flags)
+{
+	json_malloc_t jmalloc;
+	json_free_t jfree;
+	char *text = json_dumps(j, flags), *copy;
+
+	if (text == NULL)
+		return NULL;
+	copy = strdup(text);
+	json_get_alloc_funcs(&jmalloc, &jfree);
+	jfree(text);
+	return copy;
 }

@@ -82,7 +82,7 @@ int acme_jwk_thumbprint(EVP_PKEY *key, char *out, size_t outlen, acme_err *e)
 	if (jwk == NULL)
 		return -1;
 	/* RFC 7638 §3: the required members, sorted, no whitespace */
-	canon = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
+	canon = acme_json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(jwk);
 	if (canon != NULL &&
 	    EVP_Digest(canon, strlen(canon), digest, NULL, EVP_sha256(), NULL) == 1 &&
@@ -126,7 +126,7 @@ static json_t *jws_object(json_t *protected_hdr, const char *payload,
                                       size_t *siglen),
                           const void *ctx)
 {
-	char *hdr = json_dumps(protected_hdr, JSON_COMPACT);
+	char *hdr = acme_json_dumps(protected_hdr, JSON_COMPACT);
 	char *hdr64 = hdr ? acme_b64url((const uint8_t *)hdr, strlen(hdr)) : NULL;
 	char *pay64 = acme_b64url((const uint8_t *)payload, strlen(payload));
 	char *input = NULL;
@@ -179,7 +179,7 @@ char *acme_jws(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
 	jws = jws_object(hdr, payload, es256, key);
 	json_decref(hdr);
 	if (jws != NULL)
-		text = json_dumps(jws, JSON_COMPACT);
+		text = acme_json_dumps(jws, JSON_COMPACT);
 	json_decref(jws);
 	if (text != NULL)
 		return text;
@@ -232,7 +232,7 @@ json_t *acme_eab(const char *kid, const char *hmac_b64url, json_t *jwk, const ch
 		return NULL;
 	}
 	hdr = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "kid", kid, "url", url);
-	payload = json_dumps(jwk, JSON_COMPACT);
+	payload = acme_json_dumps(jwk, JSON_COMPACT);
 	if (hdr != NULL && payload != NULL)
 		eab = jws_object(hdr, payload, hs256, &k);
 	OPENSSL_cleanse(bytes, sizeof(bytes));

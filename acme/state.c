@@ -102,7 +102,7 @@ char *acme_order_to_json(const acme_order *o)
 	                "replaces", o->replaces, "finalize", o->finalize, "certificate",
 	                o->certificate, "csr_spki", spki, "finalized", o->finalized, "error",
 	                o->error, "authorizations", authzs);
-	text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	text = doc != NULL ? acme_json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(doc);
 	return text;
 }

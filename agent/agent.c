@@ -80,7 +80,8 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		cs_fail(err, CS_EIO, "cannot watch the replication thread");
 		goto out;
 	}
-	if (cs_node_admin_start(node, base, &admin, err) < 0)
+	if (cs_node_admin_start(node, base, &admin, err) < 0 ||
+	    cs_node_acme_start(node, base, err) < 0)
 		goto out;
 	if ((mon_ev = event_new(base, -1, EV_PERSIST, on_monitor, node)) == NULL ||
 	    event_add(mon_ev, &mon_every) < 0) {
@@ -98,10 +99,13 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		rc = event_base_loop(base, EVLOOP_ONCE);
 		cs_node_flush(node, &ignored);
 		cs_node_monitor_changed(node);
+		cs_node_acme_tick(node);
 	} while (rc == 0 && !event_base_got_break(base));
 	cs_notify_stopping();
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:
+	/* The runner's last change is answered before the loop goes. */
+	cs_node_acme_stop(node);
 	if (repl_ev)
 		event_free(repl_ev);
 	/* An import still decoding stops at its next file and is answered

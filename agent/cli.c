@@ -22,6 +22,7 @@
 #include "../replication/repl.h"
 #include "../store/seal.h"
 #include "../tls/tls.h"
+#include "cli_acme.h"
 #include "cluster_init.h"
 #include "config.h"
 #include "control.h"
@@ -676,6 +677,7 @@ static int print_status(json_t *r, json_t *args)
 	print_store(json_object_get(r, "store"));
 	print_tls(json_object_get(r, "tls"));
 	print_replication(json_object_get(r, "replication"));
+	cli_acme_print_status(human, json_object_get(r, "acme"));
 	return print_health(json_object_get(r, "health"), args);
 }
 
@@ -1139,6 +1141,7 @@ static void print_usage(FILE *out)
 	             "\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-18s %s\n", commands[i].words, commands[i].help);
+	cli_acme_usage(out);
 	fprintf(out, "\nEvery command takes --help.  Exit status: 0 ok, 1 a check failed or "
 	             "the request was refused, 2 usage or configuration error.\n");
 }
@@ -1625,6 +1628,14 @@ int cs_cli_main(int argc, char **argv)
 		}
 	}
 	cmd = find_command(argc - i, argv + i, &nwords);
+	if (cmd == NULL && i < argc && strcmp(argv[i], "acme") == 0) {
+		if (i + 1 < argc && strcmp(argv[i + 1], "--help") != 0 &&
+		    socket_path(config, sock, &path, &err) < 0)
+			return fail(&err);
+		rc = cli_acme_main(argc - i, argv + i, path, json_output, wait_mode);
+		free(path);
+		return rc;
+	}
 	if (cmd == NULL)
 		return unknown_command(argc - i, argv + i);
 	argc -= i + nwords - 1;

@@ -12,6 +12,7 @@
 
 #include "../common/hex.h"
 #include "../common/log.h"
+#include "acme_agent.h"
 #include "ops.h"
 #include "proto/store.pb-c.h"
 #include "records.h"
@@ -156,6 +157,7 @@ void ops_reload_tls(struct cs_node *node)
 {
 	if (node->tls != NULL)
 		tls_server_changed(node->tls);
+	acme_answer_changed(node);
 	ops_store_check(node->store);
 }
 
@@ -318,6 +320,10 @@ static json_t *op_status(struct cs_node *node, json_t *args, cs_err *err)
 		json_object_set_new(result, "health", health);
 		json_object_set_new(result, "store", ops_store_status(node->store));
 		json_object_set_new(result, "alerts", ops_monitor_status(node));
+		if (cs_txn_begin(node->store, false, &txn, err) == 0) {
+			json_object_set_new(result, "acme", ops_acme_status(node, txn));
+			cs_txn_abort(txn);
+		}
 	} else {
 		json_decref(health);
 	}
@@ -365,6 +371,12 @@ static const struct command {
     {"diverged.prune", op_diverged_prune, false, false},
     {"alerts", op_alerts, false, false},
     {"alerts.test", op_alerts_test, false, false},
+    {"acme.add", op_acme_add, true, false},
+    {"acme.list", op_acme_list, false, false},
+    {"acme.show", op_acme_show, false, false},
+    {"acme.renew", op_acme_renew, true, false},
+    {"acme.remove", op_acme_remove, true, false},
+    {"acme.account", op_acme_account, false, false},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)

@@ -56,4 +56,12 @@ void cs_node_monitor_changed(cs_node *node);
 struct event_base;
 int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err);
 
+/* ACME (acme_agent.h): every node's challenge answers (http_listen, the
+ * TLS endpoint's acme-tls/1) and, with [acme], the runner that obtains and
+ * renews certificates while the node is primary.  Tick after every pass of
+ * the loop; stop before base goes. */
+int cs_node_acme_start(cs_node *node, struct event_base *base, cs_err *err);
+void cs_node_acme_tick(cs_node *node);
+void cs_node_acme_stop(cs_node *node);
+
 #endif

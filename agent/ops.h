@@ -31,6 +31,8 @@ struct cs_node {
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
 	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
+	struct acme_runner *acme; /* ACME on the primary (acme_agent.h); NULL without [acme] */
+	struct acme_answer *acme_answer; /* http-01 and tls-alpn-01 answers */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);

@@ -75,6 +75,9 @@ typedef struct pki_subject {
 	const char *const *sans;                   /* DNS names, *.wildcards, IP addresses */
 	size_t nsans;
 	int days; /* self-signed validity; 0 means 365 */
+	/* A request for an ACME CA, which takes the names from the SANs and
+	 * ignores the rest of the subject: no country needed. */
+	bool names_only;
 } pki_subject;
 
 /* The SAN list a certificate or request will carry: the given SANs checked

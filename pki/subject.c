@@ -204,11 +204,11 @@ static int check_fields(const pki_subject *subj, cs_err *err)
 	};
 	const char *cc = subj->country;
 
-	if (cc == NULL || *cc == '\0')
+	if ((cc == NULL || *cc == '\0') && !subj->names_only)
 		return cs_fail(
 		    err, CS_EINPUT,
 		    "a country code is required (ISO 3166 alpha-2, for example US, GB, DE)");
-	if (!pki_country_valid(cc)) {
+	if (cc != NULL && *cc != '\0' && !pki_country_valid(cc)) {
 		if (strlen(cc) == 2) {
 			char upper[3] = {(char)toupper((unsigned char)cc[0]),
 			                 (char)toupper((unsigned char)cc[1]), '\0'};

@@ -128,6 +128,18 @@ static int on_client_hello(SSL *s, int *alert, void *arg)
 	const tls_entry *e;
 
 	(void)arg;
+	if (hs->acme != NULL && tls_acme_only(s)) {
+		/* An ACME server validating tls-alpn-01: the challenge
+		 * certificate, or no handshake at all (RFC 8737 section 3). */
+		if (n == 0 || !tls_acme_use(hs->acme, s, name)) {
+			*alert = SSL_AD_UNRECOGNIZED_NAME;
+			return SSL_CLIENT_HELLO_ERROR;
+		}
+		hs->acme_tls = true;
+		memcpy(hs->sni, name, n);
+		hs->sni[n] = '\0';
+		return SSL_CLIENT_HELLO_SUCCESS;
+	}
 	e = hs->table != NULL
 	        ? tls_table_select(hs->table, n > 0 ? name : NULL, hello_can(s), time(NULL))
 	        : NULL;
@@ -150,9 +162,11 @@ static int on_alpn(SSL *s, const unsigned char **out, unsigned char *outlen,
 {
 	static const unsigned char ours[] = "\x08http/1.1";
 	unsigned char *sel;
+	tls_hs *hs = SSL_get_app_data(s);
 
-	(void)s;
 	(void)arg;
+	if (hs->acme_tls)
+		return tls_acme_select(out, outlen, in, inlen);
 	/* A client that wants something else still gets HTTP/1.1, unannounced. */
 	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
 	    OPENSSL_NPN_NEGOTIATED)

@@ -109,6 +109,7 @@ struct tls_server {
 	int hs_timeout_ms, max_conns, max_per_source, nworkers;
 	struct tls_worker *workers;
 	tls_sources *sources; /* NULL: no cap per source */
+	tls_acme *acme;       /* tls-alpn-01 challenge certificates */
 	atomic_int open;
 	pthread_mutex_t lock; /* guards table, the reload figures and the reloader's state */
 	tls_table *table;
@@ -359,6 +360,7 @@ static void conn_start(struct tls_worker *w, int fd, const uint8_t src[TLS_SRC_K
 	c->fd = fd;
 	memcpy(c->src, src, TLS_SRC_KEY_LEN);
 	c->hs.tickets = &w->tickets;
+	c->hs.acme = w->srv->acme;
 	c->next = w->open;
 	if (w->open != NULL)
 		w->open->prev = c;
@@ -710,6 +712,10 @@ int tls_server_start(tls_server **out, const tls_config *cfg, const uint8_t tick
 		cs_fail(err, CS_EIO, "out of memory");
 		goto fail;
 	}
+	if ((srv->acme = tls_acme_new()) == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		goto fail;
+	}
 	srv->naddrs = cfg->nlisten;
 	srv->node_name = dup_or_empty(cfg->node_name);
 	srv->role = dup_or_empty(cfg->role);
@@ -785,6 +791,7 @@ void tls_server_stop(tls_server *srv)
 	free(srv->workers);
 	tls_table_free(srv->table);
 	tls_sources_free(srv->sources);
+	tls_acme_free(srv->acme);
 	pthread_cond_destroy(&srv->wake);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->node_name);
@@ -792,6 +799,11 @@ void tls_server_stop(tls_server *srv)
 	free(srv->node_hostname);
 	free(srv->site_hostname);
 	free(srv);
+}
+
+tls_acme *tls_server_acme(tls_server *srv)
+{
+	return srv->acme;
 }
 
 /* ---- tables ------------------------------------------------------------------------------ */

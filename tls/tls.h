@@ -151,6 +151,15 @@ json_t *tls_server_status(tls_server *srv);
 /* True while a certificate covering the node and site hostnames is served. */
 bool tls_server_healthy(tls_server *srv);
 
+/* The tls-alpn-01 challenge certificates (RFC 8737) the endpoint shows,
+ * for a handshake that offers ALPN acme-tls/1 alone, for names[i]: the
+ * whole set is replaced (each certificate and key gains a reference).  Any
+ * thread. */
+struct x509_st;
+struct evp_pkey_st;
+int tls_server_set_acme(tls_server *srv, const char *const *names, struct x509_st *const *certs,
+                        struct evp_pkey_st *const *keys, size_t n, cs_err *err);
+
 /* Stops the reloader (a build under way finishes first) and the workers,
  * closes every connection and listener and frees everything, the served
  * table included.  NULL is a no-op. */

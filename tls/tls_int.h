@@ -110,12 +110,28 @@ int tls_table_build(tls_table **out, tls_entry **entries, size_t n, const uint8_
                     const char *node_hostname, const char *site_hostname, time_t now, cs_err *err);
 
 /* Per-handshake state the OpenSSL callbacks reach with SSL_get_app_data. */
+typedef struct tls_acme tls_acme;
+
 typedef struct tls_hs {
 	tls_table *table; /* set before the handshake; NULL: nothing to serve */
 	struct tls_tickets *tickets;
+	tls_acme *acme; /* the tls-alpn-01 challenge certificates (acme.c) */
+	bool acme_tls;  /* this handshake answers one: ALPN acme-tls/1 */
 	char cert_id[2 * TLS_ID_LEN + 1];
 	char sni[TLS_NAME_MAX + 1]; /* normalized; "" for none or absurd */
 } tls_hs;
+
+/* ---- tls-alpn-01 (acme.c) ---- */
+tls_acme *tls_acme_new(void);
+void tls_acme_free(tls_acme *a);
+tls_acme *tls_server_acme(tls_server *srv);
+/* True when the ClientHello offers ALPN acme-tls/1 and nothing else. */
+bool tls_acme_only(SSL *s);
+/* Installs the challenge certificate for name; false when there is none. */
+bool tls_acme_use(tls_acme *a, SSL *s, const char *name);
+/* The ALPN answer of such a handshake: acme-tls/1. */
+int tls_acme_select(const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                    unsigned int inlen);
 
 /* What an HTTP answer tells about its connection. */
 typedef struct tls_http_info {

@@ -1,0 +1,126 @@
+/* acme_account.c — the runner's ACME client and account: the account key
+ * is made and sealed in the store before the CA hears of it, so whichever
+ * node leads next signs as the same account; registration is idempotent
+ * (the CA returns the key's existing account). */
+#include "acme_runner_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../pki/pki.h"
+#include "config.h"
+#include "records.h"
+
+void acme_ctx_clear(acme_ctx *ctx)
+{
+	acme_client_free(ctx->client);
+	EVP_PKEY_free(ctx->account_key);
+	ctx->client = NULL;
+	ctx->account_key = NULL;
+}
+
+int acme_local_fail(acme_err *e, acme_errclass cls, const cs_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	e->err = *err;
+	e->cls = cls;
+	e->problem.retry_after = -1;
+	return -1;
+}
+
+/* ---- the account --------------------------------------------------------------- */
+
+static int put_account(cs_txn *txn, void *ctx, cs_err *err)
+{
+	return acme_rec_put(txn, ACME_REC_ACCOUNT, NULL, ctx, err);
+}
+
+static int register_account(acme_ctx *ctx, Certsync__AcmeAccount *a, acme_err *e)
+{
+	const cs_acme_config *ac = &ctx->cfg->acme;
+	acme_account_req req = {.contact = (const char *const *)ac->contact,
+	                        .ncontact = ac->ncontact,
+	                        .agree_tos = ac->agree_tos,
+	                        .eab_kid = ac->eab_kid};
+	acme_account acct;
+	char *hmac = NULL;
+	size_t len;
+	cs_err err = {0};
+	int rc;
+
+	if (ac->eab_hmac_file != NULL &&
+	    cs_secret_file_read("[acme] eab_hmac_file", ac->eab_hmac_file, false, &hmac, &len,
+	                        &err) < 0)
+		return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
+	req.eab_hmac = hmac;
+	rc = acme_account_register(ctx->client, &req, &acct, e);
+	cs_secret_free(hmac);
+	if (rc != 0)
+		return -1;
+	a->url = acct.url;
+	a->status = acct.status;
+	a->directory = ac->directory;
+	a->contact = ac->contact;
+	a->n_contact = ac->ncontact;
+	if (acme_runner_commit(ctx->r, "acme account registered", put_account, a, &err) < 0)
+		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
+	cs_info("acme: account %s (%s)", acct.url, acct.created ? "new" : "already known");
+	return 0;
+}
+
+int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
+{
+	const cs_acme_config *ac = &ctx->cfg->acme;
+	Certsync__AcmeAccount *a = NULL, fresh = CERTSYNC__ACME_ACCOUNT__INIT;
+	acme_client_opts o = {.directory = ac->directory, .ca_file = ac->ca_file};
+	bool known;
+	cs_err err = {0};
+	cs_txn *txn;
+	int rc;
+
+	if (ctx->client != NULL)
+		return 0;
+	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
+		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
+	rc = acme_rec_get(txn, ACME_REC_ACCOUNT, NULL, &certsync__acme_account__descriptor,
+	                  (ProtobufCMessage **)&a, &err);
+	cs_txn_abort(txn);
+	if (rc < 0)
+		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
+	if (a != NULL) {
+		ctx->account_key = rec_unseal_key(ctx->key, &a->sealed_key,
+		                                  (const uint8_t *)ACME_REC_ACCOUNT,
+		                                  strlen(ACME_REC_ACCOUNT), &err);
+	} else if ((ctx->account_key = pki_key_generate(PKI_KEY_EC_P256, &err)) != NULL) {
+		/* The key is in the store before the CA hears of it: whoever
+		 * leads next finds the same account. */
+		a = &fresh;
+		fresh.created = time(NULL);
+		fresh.directory = ac->directory;
+		fresh.url = fresh.status = "";
+		if (rec_seal_key(ctx->key, ctx->account_key, (const uint8_t *)ACME_REC_ACCOUNT,
+		                 strlen(ACME_REC_ACCOUNT), &fresh.sealed_key, &err) < 0 ||
+		    acme_runner_commit(ctx->r, "acme account key", put_account, &fresh, &err) < 0) {
+			free(fresh.sealed_key.data);
+			acme_ctx_clear(ctx);
+			return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
+		}
+	}
+	if (ctx->account_key == NULL)
+		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
+	known = a->url[0] != '\0' && strcmp(a->directory, ac->directory) == 0;
+	o.account_key = ctx->account_key;
+	o.account_url = known ? a->url : NULL;
+	ctx->client = acme_client_new(&o, e);
+	rc = ctx->client == NULL ? -1 : known ? 0 : register_account(ctx, a, e);
+	ctx->ari = ctx->client != NULL && acme_directory_url(ctx->client, "renewalInfo") != NULL;
+	if (a == &fresh)
+		free(fresh.sealed_key.data);
+	else
+		certsync__acme_account__free_unpacked(a, NULL);
+	if (rc != 0)
+		acme_ctx_clear(ctx);
+	return rc;
+}
+

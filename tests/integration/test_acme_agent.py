@@ -1,0 +1,295 @@
+"""The agent's ACME (issue 13), one node against Debian's pebble with
+pebble-challtestsrv as its DNS (every name resolves to 127.0.0.1): `acme add`
+obtains a certificate through http-01 (the agent's http_listen answers
+pebble's validator) or tls-alpn-01 (the agent's own TLS endpoint answers
+acme-tls/1), stores it and serves it, and `openssl s_client` verifies what
+the endpoint serves against pebble's root.  Then the bad inputs of the
+configuration and of `acme add`, each refused with its message and nothing
+stored.  The three-node, failover and docker cases live in their own files.
+"""
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import helpers
+from test_acme_client import Pebble, TLSFiles
+
+SITE = "support.example.test"
+HOST = "primary.example.test"
+
+
+class AcmeAgent(helpers.Agent):
+    """A single node with a TLS endpoint, an http-01 listener and [acme]."""
+
+    def __init__(self, binary, workdir, pebble, tls, acme_extra="", node_extra=""):
+        self.tls_port = pebble.tlsport
+        self.http_port = pebble.httpport
+        self.pebble, self.tlsfiles = pebble, tls
+        self.acme_extra, self.node_extra = acme_extra, node_extra
+        super().__init__(binary, workdir, hostname=HOST, site=SITE, peers=())
+
+    def config_text(self):
+        t = super().config_text()
+        node = "tls_listen = 127.0.0.1:%d\nhttp_listen = 127.0.0.1:%d\n%s" % (
+            self.tls_port, self.http_port, self.node_extra)
+        t = t.replace("\n\n[cluster]", "\n" + node + "\n[cluster]", 1)
+        return t + ("\n[acme]\ndirectory = %s\ncontact = mailto:ops@example.test\n"
+                    "agree_tos = yes\nca_file = %s\ncheck_timeout = 10\n%s" % (
+                        self.pebble.dir_url, self.tlsfiles.ca, self.acme_extra))
+
+
+class PebbleOnPorts(Pebble):
+    """Pebble whose validator connects to the agent's ports."""
+
+    def __init__(self, d, tls, **kw):
+        self.httpport, self.tlsport = helpers.free_port(), helpers.free_port()
+        super().__init__(d, tls, httpport=self.httpport, tlsport=self.tlsport, **kw)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return TLSFiles(str(tmp_path_factory.mktemp("tls")), "pebble")
+
+
+@pytest.fixture
+def pebble(tmp_path, tls):
+    os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
+    pb = PebbleOnPorts(tmp_path / "pebble", tls)
+    pb.start()
+    yield pb
+    pb.stop()
+
+
+@pytest.fixture
+def agent(certsync_bin, tmp_path, pebble, tls):
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls).start()
+    yield a
+    a.stop()
+
+
+def managed(agent, name):
+    res = agent.cli("acme", "show", name, check=0)
+    return res.data
+
+
+def wait_issued(agent, name, timeout=120):
+    """Waits until the managed certificate holds a certificate; returns it."""
+    last = {}
+
+    def done():
+        last["m"] = managed(agent, name)
+        assert last["m"]["state"] != "failed", last["m"]
+        return last["m"]["certificate"] is not None
+
+    try:
+        helpers.wait_for("%s issued" % name, done, timeout=timeout, step=0.5)
+    except AssertionError:
+        raise AssertionError("not issued: %s\n%s" % (last.get("m"), agent.stderr()[-3000:]))
+    return last["m"]
+
+
+def s_client(port, name, root):
+    """openssl s_client with SNI name, verifying against root: (verify
+    result line, the served leaf's SANs)."""
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", name, "-CAfile", root, "-verify_return_error",
+                        "-verify_hostname", name, "-showcerts"],
+                       input=b"", capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    verify = [l.strip() for l in out.splitlines() if "Verify return code" in l]
+    ders = helpers.pem_cert_ders(p.stdout)
+    text = helpers.openssl_text("x509", "-inform", "DER", "-noout", "-ext", "subjectAltName",
+                                input=ders[0]) if ders else ""
+    return p.returncode, verify, text
+
+
+def issue_and_serve(agent, pebble, tmp_path, challenge):
+    root = str(tmp_path / "pebble-root.pem")
+    helpers.write(root, pebble.root_pem())
+    res = agent.cli("acme", "add", "site", "--domain", SITE, "--domain", HOST,
+                    "--challenge", challenge, "--default", check=0)
+    assert res.data["name"] == "site" and res.data["uncovered"] == []
+    m = wait_issued(agent, "site")
+    assert m["state"] == "scheduled" and m["failures"] == 0 and m["last_error"] is None
+    assert m["renewal_window"]["source"] == "lifetime", m
+    assert m["next_attempt"] is not None
+    st = agent.status()
+    assert st["default"]["id"] == m["certificate"]["id"]
+    assert st["acme"]["certificates"]["scheduled"] == 1
+    assert st["acme"]["account"]["status"] == "valid"
+    # the endpoint serves it to a real client, verified against pebble's root
+    for name in (SITE, HOST):
+        def served():
+            rc, verify, sans = s_client(agent.tls_port, name, root)
+            return rc == 0 and verify == ["Verify return code: 0 (ok)"] and name in sans
+        helpers.wait_for("%s served and verified" % name, served, timeout=20, step=0.2)
+    assert managed(agent, "site")["order"] is None  # done: the order's record is gone
+    return m
+
+
+def test_http01_issue_and_serve(agent, pebble, tmp_path):
+    issue_and_serve(agent, pebble, tmp_path, "http-01")
+    # http_listen: an unknown token is 404, any other path 301 to https
+    base = "http://127.0.0.1:%d" % agent.http_port
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(base + "/.well-known/acme-challenge/unknownToken1", timeout=5)
+    assert e.value.code == 404
+    req = urllib.request.Request(base + "/x", headers={"Host": SITE})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **kw):
+            return None
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.build_opener(NoRedirect).open(req, timeout=5)
+    assert e.value.code == 301 and e.value.headers["Location"] == "https://%s/x" % SITE
+    # acme list: the human form and the JSON agree
+    lst = agent.cli("acme", "list", check=0).data["certificates"]
+    assert [c["name"] for c in lst] == ["site"] and lst[0]["state"] == "scheduled"
+    text = agent.cli("acme", "list", json=False, check=0).stdout
+    assert "site" in text and "scheduled" in text and "renewal window" in text
+    acct = agent.cli("acme", "account", check=0).data["account"]
+    assert acct["status"] == "valid" and acct["contact"] == ["mailto:ops@example.test"]
+
+
+def test_tlsalpn01_issue_and_serve(agent, pebble, tmp_path):
+    issue_and_serve(agent, pebble, tmp_path, "tls-alpn-01")
+
+
+def test_renew_now_replaces_default(agent, pebble, tmp_path):
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    agent.cli("acme", "renew", "site", check=0)
+
+    def renewed():
+        m = managed(agent, "site")
+        return m["certificate"] and m["certificate"]["id"] != first["certificate"]["id"]
+    helpers.wait_for("renewed", renewed, timeout=120, step=0.5)
+    m = managed(agent, "site")
+    assert agent.status()["default"]["id"] == m["certificate"]["id"]
+
+
+def test_failure_backs_off_and_says_why(certsync_bin, tmp_path, pebble, tls):
+    """A name pebble cannot reach (challtestsrv resolves it nowhere
+    useful: the pre-validation check has no node to ask for it) fails, is
+    retried later, and `acme list` says why."""
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
+                  node_extra="").start()
+    try:
+        # stop answering http-01: the pre-validation check times out
+        a.stop()
+        a.http_port = helpers.free_port()
+        a.write_config()
+        a.start()
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+
+        def failed_once():
+            m = managed(a, "site")
+            return m["failures"] >= 1 and m["last_error"] is not None
+        helpers.wait_for("a failure recorded", failed_once, timeout=90, step=0.5)
+        m = managed(a, "site")
+        assert m["state"] == "failed" or m["next_attempt"] is not None, m
+        assert m["certificate"] is None
+    finally:
+        a.stop()
+
+
+# ---- bad input ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("acme,message", [
+    ("directory = http://ca.example.test/dir\ncontact = mailto:a@example.test\nagree_tos = yes\n",
+     "give the https:// URL"),
+    ("directory = https://ca.example.test/dir\ncontact = mailto:a@example.test\nagree_tos = no\n",
+     "agree_tos must be yes"),
+    ("directory = https://ca.example.test/dir\ncontact = a@example.test\nagree_tos = yes\n",
+     "give one mailto: address"),
+    ("directory = https://ca.example.test/dir\nagree_tos = maybe\n", "write yes"),
+    ("directory = https://ca.example.test/dir\nagree_tos = yes\nkey = dsa:1024\n", "[acme] key"),
+    ("directory = https://ca.example.test/dir\nagree_tos = yes\neab_kid = kid-1\n"
+     "eab_hmac_file = HMAC\n", "does not hold a base64url HMAC key"),
+    ("directory = https://ca.example.test/dir\nagree_tos = yes\ndns_server = 127.0.0.1:53\n"
+     "dns_tsig_key_file = TSIG\n", "dns_tsig_key_file"),
+    ("directory = https://ca.example.test/dir\nagree_tos = yes\ndns_server = nowhere\n",
+     "write HOST:PORT"),
+    ("directory = https://ca.example.test/dir\nagree_tos = yes\nbogus = 1\n",
+     "unknown key 'bogus' in [acme]"),
+    ("contact = mailto:a@example.test\n", "[acme] needs directory"),
+])
+def test_config_refused(certsync_bin, tmp_path, acme, message):
+    hmac = str(tmp_path / "hmac")
+    helpers.write(hmac, "not base64url!\n", mode=0o600)
+    tsig = str(tmp_path / "tsig.key")
+    helpers.write(tsig, "key \"k\" { algorithm hmac-sha256; secret ; };\n", mode=0o600)
+    a = helpers.Agent(certsync_bin, tmp_path / "node", peers=())
+    helpers.write(a.config, a.config_text() + "\n[acme]\n" +
+                  acme.replace("HMAC", hmac).replace("TSIG", tsig))
+    a.start(wait=False)
+    rc = a.wait_exit(timeout=30)
+    assert rc == 2, a.stderr()
+    assert message in a.stderr(), a.stderr()
+    assert not os.path.exists(os.path.join(a.data_dir, "data.mdb"))
+
+
+def test_http_listen_refused(certsync_bin, tmp_path):
+    a = helpers.Agent(certsync_bin, tmp_path / "node", peers=())
+    helpers.write(a.config, a.config_text().replace(
+        "\n\n[cluster]", "\nhttp_listen = port80\n\n[cluster]", 1))
+    a.start(wait=False)
+    assert a.wait_exit(timeout=30) == 2
+    assert "http_listen = port80: write ADDR:PORT" in a.stderr()
+
+
+@pytest.mark.parametrize("args,message,code", [
+    (["--domain", "*.example.test"], "is a wildcard, which CAs validate only with dns-01", 2),
+    (["--domain", "bad..name.example.test"], "is not a valid DNS name", 2),
+    (["--domain", "x.example.test", "--challenge", "dns-01"],
+     "--challenge dns-01 needs dns_server", 2),
+    (["--domain", "x.example.test", "--challenge", "http-02"], "use http-01", 2),
+    (["--domain", "x.example.test", "--key", "rsa:1024"], "--key rsa:1024", 2),
+    (["--domain", "127.0.0.1", "--challenge", "tls-alpn-01"], "is an IP address", 2),
+    (["--domain", "x.example.test", "--profile", "nosuchprofile"], "is not offered", 2),
+])
+def test_add_refused(agent, args, message, code):
+    before = agent.snapshot()
+    res = agent.cli("acme", "add", "bad", *args, check=code)
+    assert message in res.message, res.describe()
+    assert agent.cli("acme", "list", check=0).data["certificates"] == []
+    assert agent.snapshot() == before
+
+
+def test_add_refused_bad_directory(certsync_bin, tmp_path, pebble, tls):
+    """A directory that does not answer, and one whose HTTPS the ca_file
+    does not trust: refused at `acme add`, nothing stored."""
+    other = TLSFiles(str(tmp_path), "other")
+    for directory, ca, message in (
+            ("https://127.0.0.1:%d/dir" % helpers.free_port(), tls.ca, "[acme] directory"),
+            (pebble.dir_url, other.ca, "[acme] directory")):
+        a = AcmeAgent(certsync_bin, tmp_path / ("n%d" % helpers.free_port()), pebble, tls)
+        a.pebble = type("P", (), {"dir_url": directory})()
+        a.tlsfiles = type("T", (), {"ca": ca})()
+        a.write_config()
+        a.start()
+        try:
+            res = a.cli("acme", "add", "x", "--domain", SITE, check=1)
+            assert message in res.message, res.describe()
+            assert a.cli("acme", "list", check=0).data["certificates"] == []
+        finally:
+            a.stop()
+
+
+def test_commands_on_missing_name(agent):
+    for cmd in ("show", "renew", "remove"):
+        res = agent.cli("acme", cmd, "nosuch", check=1)
+        assert "no managed certificate is named nosuch" in res.message
+
+
+def test_http01_bad_requests(agent):
+    base = "http://127.0.0.1:%d/.well-known/acme-challenge/" % agent.http_port
+    for path, code in (("a" * 200, 400), ("..%2f..%2fetc%2fpasswd", 404),
+                       ("tok.en", 404)):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + path, timeout=5)
+        assert e.value.code == code, path
