@@ -30,11 +30,12 @@ def test_http01_site_on_the_backup(http_cluster):
     # the CA reached the backup for the site hostname: only it listens there
     assert c.node("backup").address != primary.address
     for n in c.nodes:
-        assert n.status()["default"] == cid, n.name
+        assert n.status()["default"]["id"] == cid, n.name
         assert cid in n.certs()
     st = show(primary, "site")
     assert st["state"] == "scheduled", st
     assert sorted(st["domains"]) == sorted(names)
+    assert st["certificate"]["id"] == cid and st["last_error"] is None, st
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_tlsalpn01_site_on_a_traffic_node(alpn_cluster):
     add(primary, "site", names, "tls-alpn-01", "--default")
     cid = served_everywhere(c, names)
     for n in c.nodes:
-        assert n.status()["default"] == cid, n.name
+        assert n.status()["default"]["id"] == cid, n.name
     assert show(primary, "site")["state"] == "scheduled"
 
 
@@ -76,7 +77,7 @@ def test_dns01_wildcard_and_site_verify_cluster(dns_cluster, named):
     cid = served_everywhere(c, c.hostnames())
     r = primary.cli("verify", "--cluster", check=0).data
     assert r["ok"] is True, r
-    assert primary.status()["default"] == cid
+    assert primary.status()["default"]["id"] == cid
     # every TXT record the order needed was added through RFC 2136 and removed
     journal = named.journal()
     adds = [l for l in journal.splitlines() if l.startswith("add _acme-challenge.")]
