@@ -1,10 +1,10 @@
 """The servers the ACME tests run on this machine, shared by the test files:
 pebble with pebble-challtestsrv (its DNS and challenge responder), BIND9's
 named holding a zone that takes RFC 2136 updates, the HTTPS certificate
-pebble answers with (made with openssl), AriFront (the renewalInfo resource
-Debian's pebble lacks), and AcmeCluster: three agents, each on its own
-loopback address, getting their certificates from that pebble.  Everything
-listens on 127.x addresses; pebble is always given -dnsserver on this
+pebble answers with (made with openssl), PebbleFront (pebble behind a front
+that can go down, with the renewalInfo resource Debian's pebble lacks), and
+AcmeCluster: three agents, each on its own loopback address, getting their
+certificates from that pebble.  Everything listens on 127.x addresses; pebble is always given -dnsserver on this
 machine, so it never asks a resolver elsewhere.  Every process is stopped by
 its PID.
 """
@@ -308,7 +308,7 @@ class AcmeCluster:
     hostname to site_node."""
 
     def __init__(self, binary, d, tls, site_node="backup", validity=None, env=None,
-                 dnsserver=None, directory=None, acme_extra=""):
+                 dnsserver=None, front=False, window_for=None, acme_extra=""):
         self.d = str(d)
         self.http_port = helpers.free_port_on(ACME_ADDRESSES)
         self.tls_port = helpers.free_port_on(ACME_ADDRESSES)
@@ -320,13 +320,15 @@ class AcmeCluster:
         self.nodes = helpers.init_cluster(binary, ACME_NODES, site=SITE,
                                           addresses=ACME_ADDRESSES, tls_port=self.tls_port,
                                           http_port=self.http_port, cls=AcmeNode)
-        self.directory = directory
+        # the nodes reach pebble through a PebbleFront (front or window_for)
+        self.front = (PebbleFront(self.pebble, tls, window_for=window_for)
+                      if front or window_for else None)
         self.acme_extra = acme_extra
         self.site_node = site_node
 
     def configure(self):
         conf = ("\n[acme]\ndirectory = %s\ncontact = mailto:ops@example.test\nagree_tos = yes\n"
-                "ca_file = %s\n%s" % (self.directory or self.pebble.dir_url, self.tls.ca,
+                "ca_file = %s\n%s" % ((self.front or self.pebble).dir_url, self.tls.ca,
                                       self.acme_extra))
         for n in self.nodes:
             n.acme_conf = conf
@@ -360,6 +362,8 @@ class AcmeCluster:
                 yield self
         finally:
             self.pebble.stop()
+            if self.front:
+                self.front.stop()
 
     def refresh_root(self):
         """Pebble's root again (a restarted pebble makes a new one)."""
@@ -436,21 +440,29 @@ def b64url_json(s):
     return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
 
 
-class AriFront:
+class PebbleFront:
     """An HTTPS server on 127.0.0.1 (the test certificate, like pebble's)
-    in front of pebble, adding the renewalInfo resource pebble lacks.  Its
-    /dir is pebble's directory plus renewalInfo; GET /ari/CERTID answers
-    self.window (start, end unix seconds) with Retry-After self.retry_after;
-    every other request goes to pebble unchanged, Host included, so every
-    URL pebble gives names this front and the client's JWS "url" still
-    matches.  The newOrder payloads are kept (self.orders), the CertIDs
-    asked (self.asked)."""
+    in front of pebble: every request goes to pebble unchanged, Host
+    included, so every URL pebble gives names this front and the client's
+    JWS "url" still matches.  It adds what Debian's pebble lacks: with
+    window_for (a function of a CertID returning (start, end) unix seconds),
+    /dir is pebble's directory plus renewalInfo (RFC 9773) and GET
+    /ari/CERTID answers that window with Retry-After self.retry_after.  It
+    keeps the newOrder payloads (self.orders) and the CertIDs asked
+    (self.asked).  down() and up() take the CA off the network and back,
+    pebble keeping its accounts and orders as a real CA would."""
 
-    def __init__(self, pebble, tls):
+    def __init__(self, pebble, tls, window_for=None):
         self.pebble, self.tls = pebble, tls
-        self.window = None
+        self.window_for = window_for
         self.retry_after = 2
         self.orders, self.asked = [], []
+        self.port = helpers.free_port()
+        self.netloc = "127.0.0.1:%d" % self.port
+        self.dir_url = "https://%s/dir" % self.netloc
+        self.up()
+
+    def up(self):
         front = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -459,7 +471,7 @@ class AriFront:
             def _answer(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                if self.path.startswith("/ari/"):
+                if self.path.startswith("/ari/") and front.window_for:
                     status, headers, data = front.renewal_info(self.path[len("/ari/"):])
                 else:
                     status, headers, data = front.forward(self, body)
@@ -473,24 +485,29 @@ class AriFront:
 
             do_GET = do_POST = do_HEAD = _answer
 
+            def setup(self):
+                super().setup()
+                front.conns.add(self.connection)
+
+            def finish(self):
+                front.conns.discard(self.connection)
+                super().finish()
+
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", helpers.free_port()), Handler)
+        self.conns = set()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(tls.cert, tls.key)
+        ctx.load_cert_chain(self.tls.cert, self.tls.key)
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.netloc = "127.0.0.1:%d" % self.server.server_address[1]
-        self.dir_url = "https://%s/dir" % self.netloc
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def renewal_info(self, certid):
         self.asked.append(certid)
-        if self.window is None:
-            return 404, [("Content-Type", "application/problem+json")], b'{"status": 404}'
-        doc = {"suggestedWindow": {"start": rfc3339(self.window[0]),
-                                   "end": rfc3339(self.window[1])}}
+        start, end = self.window_for(certid)
+        doc = {"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}
         return 200, [("Content-Type", "application/json"),
                      ("Retry-After", str(self.retry_after))], json.dumps(doc).encode()
 
@@ -509,7 +526,7 @@ class AriFront:
                    if k.lower() not in ("connection", "content-length", "transfer-encoding")]
         finally:
             conn.close()
-        if req.path == "/dir" and r.status == 200:
+        if req.path == "/dir" and r.status == 200 and self.window_for:
             d = json.loads(data)
             d["renewalInfo"] = "https://%s/ari/" % self.netloc
             data = json.dumps(d).encode()
@@ -517,9 +534,18 @@ class AriFront:
             self.orders.append(b64url_json(json.loads(body)["payload"]))
         return r.status, out, data
 
-    def stop(self):
+    def down(self):
+        """Stops answering: the connections open are cut, new ones refused."""
         self.server.shutdown()
         self.server.server_close()
+        self.thread.join(timeout=10)
+        for conn in list(self.conns):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    stop = down
 
 
 def ari_certid(der):
@@ -527,7 +553,7 @@ def ari_certid(der):
     keyIdentifier) "." base64url(serial's DER content octets)."""
     text = helpers.openssl_text("x509", "-inform", "DER", "-noout", "-ext",
                                 "authorityKeyIdentifier", "-serial", input=der)
-    aki = bytes.fromhex(re.search(r"keyid:([0-9A-Fa-f:]+)", text).group(1).replace(":", ""))
+    aki = bytes.fromhex(re.search(r"Authority Key Identifier:\s*(?:keyid:)?([0-9A-Fa-f:]+)", text).group(1).replace(":", ""))
     serial = int(re.search(r"serial=([0-9A-Fa-f]+)", text).group(1), 16)
     octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731

@@ -8,6 +8,7 @@ AriFront, a small HTTPS front in the test, adds the renewalInfo resource.
 
 import calendar
 import os
+import re
 import socket
 import ssl
 import threading
@@ -16,7 +17,7 @@ import time
 import pytest
 
 import helpers
-from acme_env import (SITE, AcmeCluster, AriFront, TLSFiles, add, ari_certid, rfc3339,
+from acme_env import (SITE, AcmeCluster, TLSFiles, add, ari_certid, rfc3339,
                       served_everywhere, show, verified_id)
 
 VALIDITY = 90  # s: renewal is due when a third remains, 60-63 s after issuance
@@ -113,7 +114,10 @@ def test_failover_while_an_order_is_pending(slow_ca_cluster):
     add(primary, "site", names, "http-01", "--default")
     helpers.wait_for("the backup to hold the order in flight", lambda: (
         show(backup, "site").get("order") or {}).get("url"), timeout=60, step=0.02)
-    assert not show(backup, "site")["certificate"], "issued before the kill: nothing pending"
+    st = show(backup, "site")
+    assert not st["certificate"], "issued before the kill: nothing pending"
+    order = st["order"]["url"].rsplit("/", 1)[1]
+    killed = int(time.time())
     primary.kill()
     helpers.wait_for("the backup to be promoted", lambda: backup.cli("promote").rc == 0,
                      timeout=60, step=0.5)
@@ -121,15 +125,31 @@ def test_failover_while_an_order_is_pending(slow_ca_cluster):
     for n in (backup, tn1):
         assert n.status()["default"]["id"] == cid, n.name
     assert show(backup, "site")["state"] == "scheduled"
+    # the order the primary started is the one the backup finalized, after the kill
+    log = helpers.read(os.path.join(c.pebble.d, "pebble.log")).decode()
+    finalized = [epoch(m.group(1).replace("/", "-").replace(" ", "T") + "Z") for m in
+                 re.finditer(r"Pebble (\S+ \S+) Order %s is fully authorized" % order, log)]
+    assert finalized and min(finalized) >= killed, (order, killed, finalized)
+    assert "Issued certificate serial" in log and " for order %s" % order in log
 
 
-@pytest.fixture
-def http_cluster(certsync_bin, tmp_path, tls):
-    yield from cluster_fixture(certsync_bin, tmp_path, tls)
+def wait_failed_attempt(node, name):
+    """Waits for a failed attempt that left a backed-off schedule; returns
+    the managed certificate as `acme show` gives it."""
+    def failed():
+        st = show(node, name)
+        return st if st["last_error"] and st["state"] == "scheduled" else None
+    try:
+        return helpers.wait_for("an attempt to fail with the CA down", failed, timeout=120)
+    except AssertionError as e:
+        raise AssertionError("%s: %s" % (e, show(node, name)))
 
 
-def test_ca_down_backs_off_and_recovers(http_cluster):
-    c = http_cluster
+def ca_down_then_up(c, down, up):
+    """A certificate served everywhere; the CA down (down()): `acme renew`
+    fails, the schedule backs off, `acme list` says why, every node still
+    serves the old certificate; the CA back (up()): the next attempt, the
+    schedule's own, succeeds.  Returns (old, new) ids."""
     primary = c.node("primary")
     names = c.hostnames()
     add(primary, "site", names, "http-01", "--default")
@@ -137,30 +157,55 @@ def test_ca_down_backs_off_and_recovers(http_cluster):
     old_root = os.path.join(c.d, "first-root.pem")
     helpers.write(old_root, helpers.read(c.root))
 
-    c.pebble.stop_ca()
+    down()
     primary.cli("acme", "renew", "site", check=0)
-
-    def failed_once():
-        st = show(primary, "site")
-        return st if st.get("last_error") and st["state"] == "scheduled" else None
-
-    st = helpers.wait_for("the renewal to fail with the CA down", failed_once, timeout=120)
-    # backed off, a minute at first
-    assert epoch(st["next_attempt"]) > time.time() + 20, st
+    st = wait_failed_attempt(primary, "site")
+    assert epoch(st["next_attempt"]) > time.time() + 20, st   # backed off, a minute at first
     listed = {m["name"]: m for m in primary.cli("acme", "list", check=0).data["certificates"]}
-    assert c.pebble.dir_url in listed["site"]["last_error"]["message"], listed["site"]
+    ca = (c.front or c.pebble).dir_url.split("/")[2]   # the CA that does not answer
+    assert ca in listed["site"]["last_error"]["message"], listed["site"]
     text = primary.cli("acme", "list", json=False, check=0).stdout.decode()
-    assert "site" in text and c.pebble.dir_url in text, text
+    assert "site" in text and ca in text, text
     for n in c.nodes:
         assert n.running, n.name
         for name in names:
             assert verified_id(n.address, n.tls_port, name, old_root) == first, (n.name, name)
 
-    c.pebble.start_ca()   # a new pebble: new root, no accounts
-    c.refresh_root()
+    up()
     second = served_everywhere(c, names, not_id=first, deadline=300)
-    assert show(primary, "site")["state"] == "scheduled"
+    st = show(primary, "site")
+    assert st["state"] == "scheduled" and st["last_error"] is None, st
     assert primary.status()["default"]["id"] == second
+    return first, second
+
+
+@pytest.fixture
+def fronted_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls, front=True)
+
+
+def test_ca_unreachable_backs_off_and_recovers(fronted_cluster):
+    """The CA's address refuses connections, then answers again with its
+    state (accounts, orders) intact: what an outage of a real CA is."""
+    c = fronted_cluster
+    ca_down_then_up(c, c.front.down, c.front.up)
+
+
+@pytest.fixture
+def http_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls)
+
+
+def test_ca_stopped_and_restarted(http_cluster):
+    """pebble itself stopped and started: it comes back as a new CA, with a
+    new root and without the account, which is registered again."""
+    c = http_cluster
+
+    def up():
+        c.pebble.start_ca()
+        c.refresh_root()
+
+    ca_down_then_up(c, c.pebble.stop_ca, up)
 
 
 @pytest.fixture
@@ -177,41 +222,51 @@ def test_issues_when_the_ca_rejects_half_the_nonces(nonce_cluster):
     assert "Configured to reject 50% of good nonces" in log
 
 
+class Windows:
+    """renewalInfo's windows: open now for the first certificate asked
+    about, an hour from now for any later one."""
+
+    def __init__(self):
+        now = int(time.time())
+        self.open, self.later = (now - 60, now + 5), (now + 3600, now + 7200)
+        self.certids = []
+
+    def __call__(self, certid):
+        if certid not in self.certids:
+            self.certids.append(certid)
+        return self.open if self.certids.index(certid) == 0 else self.later
+
+
 @pytest.fixture
 def ari_cluster(certsync_bin, tmp_path, tls):
-    # a day's lifetime: without ARI nothing would be due during the test
-    c = AcmeCluster(certsync_bin, tmp_path, tls, validity=86400)
-    front = AriFront(c.pebble, tls)
-    c.directory = front.dir_url
-    c.front = front
-    try:
-        yield from c.run()
-    finally:
-        front.stop()
+    # a day's lifetime: by the lifetime, nothing would be due during the test
+    yield from cluster_fixture(certsync_bin, tmp_path, tls, validity=86400,
+                               window_for=Windows())
 
 
 def test_ari_window_drives_the_renewal(ari_cluster):
     c = ari_cluster
-    front = c.front
+    front, windows = c.front, c.front.window_for
     primary = c.node("primary")
     names = c.hostnames()
-    now = int(time.time())
-    front.window = (now + 3600, now + 7200)
     add(primary, "site", names, "http-01", "--default")
+    # the first certificate's window is open: renewed at once, replacing it
     first = served_everywhere(c, names)
+    second = served_everywhere(c, names, not_id=first)
     der = helpers.pem_cert_ders(helpers.s_client(primary.tls_port, SITE,
                                                  host=primary.address))[0]
-    certid = ari_certid(der)
-    helpers.wait_for("the primary to ask renewalInfo", lambda: certid in front.asked,
-                     timeout=60)
+    assert helpers.cert_id(der) == second
+    assert len(front.orders) == 2, front.orders
+    assert "replaces" not in front.orders[0]
+    assert front.orders[1].get("replaces") == windows.certids[0], front.orders[1]
+    # the second's window is an hour away: scheduled inside it, from ARI
+    helpers.wait_for("the primary to ask renewalInfo about the new certificate",
+                     lambda: ari_certid(der) in front.asked, timeout=60)
     st = helpers.wait_for("the window from ARI", lambda: (
-        lambda w: w if w and w["source"] == "ari" else None)(show(primary, "site")[
-            "renewal_window"]), timeout=30)
-    assert (st["start"], st["end"]) == tuple(rfc3339(t) for t in front.window), st
-    assert all("replaces" not in o for o in front.orders), front.orders
-
-    # the CA moves the window to now: polled again after Retry-After (2 s)
-    front.window = (now - 60, int(time.time()) + 5)
-    second = served_everywhere(c, names, not_id=first, deadline=120)
-    assert front.orders[-1].get("replaces") == certid, front.orders[-1]
+        lambda s: s if (s["renewal_window"] or {}).get("source") == "ari" and
+        s["certificate"]["id"] == second else None)(show(primary, "site")), timeout=30)
+    w = st["renewal_window"]
+    assert (w["start"], w["end"]) == tuple(rfc3339(t) for t in windows.later), st
+    assert windows.later[0] <= epoch(st["next_attempt"]) <= windows.later[1], st
+    assert windows.certids[1:] == [ari_certid(der)], windows.certids
     assert primary.status()["default"]["id"] == second
