@@ -22,6 +22,7 @@
 #ifndef CS_ACME_H
 #define CS_ACME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,6 +81,10 @@ typedef struct acme_client_opts {
 	long timeout_ms;         /* one request, connect to last byte; 0: 30 s */
 	int nonce_retries;       /* badNonce retries of one request; 0: 15, enough for a CA that
 	                            rejects half of all nonces (pebble's test mode) */
+	/* When it becomes true the client's blocking calls (a request, a poll's
+	 * wait) stop within about a second and fail (transient, "cancelled"):
+	 * a node that stops leading stops its ACME work at once.  NULL: never. */
+	const atomic_bool *cancel;
 } acme_client_opts;
 
 /* Fetches and checks the directory: a URL that does not answer, answers

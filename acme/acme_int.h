@@ -19,6 +19,7 @@ struct acme_client {
 	json_t *dir; /* the directory object */
 	char nonce[256];
 	char *account_url;
+	const atomic_bool *cancel; /* acme_client_opts.cancel */
 };
 
 /* ---- the HTTP seam ---------------------------------------------------------- */

@@ -225,6 +225,7 @@ acme_client *acme_client_new(const acme_client_opts *opts, acme_err *e)
 		return NULL;
 	}
 	c->key = opts->account_key;
+	c->cancel = opts->cancel;
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
 	c->nonce_retries = opts->nonce_retries > 0 ? opts->nonce_retries : 15;
 	if (fetch_directory(c, e) != 0) {

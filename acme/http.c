@@ -96,6 +96,19 @@ void acme_http_resp_free(acme_http_resp *r)
 	r->retry_after = -1;
 }
 
+/* libcurl asks about once a second: a non-zero answer aborts the transfer. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	const atomic_bool *cancel = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load(cancel) ? 1 : 0;
+}
+
 int acme_http(acme_client *c, const char *method, const char *url, const char *body,
               const char *accept, acme_http_resp *r, acme_err *e)
 {
@@ -122,6 +135,11 @@ int acme_http(acme_client *c, const char *method, const char *url, const char *b
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &s);
+	if (c->cancel != NULL) {
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, (void *)c->cancel);
+	}
 	if (c->ca_file != NULL)
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
 	if (accept != NULL) {

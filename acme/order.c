@@ -361,7 +361,8 @@ int acme_challenge_respond(acme_client *c, acme_challenge *ch, acme_err *e)
 /* Sleeps before the next poll: Retry-After when given, bounded by POLL_MAX
  * and the deadline; past the deadline, fails (transient: the order is still
  * there to resume). */
-static int pause_poll(long retry_after, time_t deadline, const char *what, acme_err *e)
+static int pause_poll(acme_client *c, long retry_after, time_t deadline, const char *what,
+                      acme_err *e)
 {
 	long wait = retry_after > 0 ? retry_after : POLL_DEFAULT;
 	time_t now = time(NULL);
@@ -373,7 +374,12 @@ static int pause_poll(long retry_after, time_t deadline, const char *what, acme_
 		    e, CS_EIO, ACME_ERR_TRANSIENT,
 		    "%s: still not done at the deadline; the CA asked to wait %ld s more", what,
 		    wait);
-	sleep((unsigned)wait);
+	/* a second at a time, so a cancelled client stops soon */
+	for (long i = 0; i < wait; i++) {
+		if (c->cancel != NULL && atomic_load(c->cancel))
+			return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "%s: cancelled", what);
+		sleep(1);
+	}
 	return 0;
 }
 
@@ -424,7 +430,7 @@ int acme_order_wait_authorized(acme_client *c, acme_order *o, time_t deadline, a
 		}
 		if (!busy)
 			return refresh(c, o, false, NULL, e);
-		if (pause_poll(retry_after, deadline, "waiting for the CA to validate", e) != 0)
+		if (pause_poll(c, retry_after, deadline, "waiting for the CA to validate", e) != 0)
 			return -1;
 	}
 }
@@ -482,7 +488,7 @@ int acme_order_wait_valid(acme_client *c, acme_order *o, time_t deadline, acme_e
 			                 "order %s is %s; finalize it before waiting for the "
 			                 "certificate",
 			                 o->url, o->status);
-		if (pause_poll(retry_after, deadline, "waiting for the certificate", e) != 0 ||
+		if (pause_poll(c, retry_after, deadline, "waiting for the certificate", e) != 0 ||
 		    refresh(c, o, false, &retry_after, e) != 0)
 			return -1;
 	}

@@ -33,7 +33,7 @@ int acme_local_fail(acme_err *e, acme_errclass cls, const cs_err *err)
 
 static int put_account(cs_txn *txn, void *ctx, cs_err *err)
 {
-	return acme_rec_put(txn, ACME_REC_ACCOUNT, NULL, ctx, err);
+	return rec_acme_put(txn, REC_ACME_ACCOUNT, NULL, ctx, err);
 }
 
 static int register_account(acme_ctx *ctx, Certsync__AcmeAccount *a, acme_err *e)
@@ -73,7 +73,8 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 {
 	const cs_acme_config *ac = &ctx->cfg->acme;
 	Certsync__AcmeAccount *a = NULL, fresh = CERTSYNC__ACME_ACCOUNT__INIT;
-	acme_client_opts o = {.directory = ac->directory, .ca_file = ac->ca_file};
+	acme_client_opts o = {
+	    .directory = ac->directory, .ca_file = ac->ca_file, .cancel = ctx->cancel};
 	bool known;
 	cs_err err = {0};
 	cs_txn *txn;
@@ -83,15 +84,15 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 		return 0;
 	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
-	rc = acme_rec_get(txn, ACME_REC_ACCOUNT, NULL, &certsync__acme_account__descriptor,
+	rc = rec_acme_get(txn, REC_ACME_ACCOUNT, NULL, &certsync__acme_account__descriptor,
 	                  (ProtobufCMessage **)&a, &err);
 	cs_txn_abort(txn);
 	if (rc < 0)
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
 	if (a != NULL) {
-		ctx->account_key = rec_unseal_key(ctx->key, &a->sealed_key,
-		                                  (const uint8_t *)ACME_REC_ACCOUNT,
-		                                  strlen(ACME_REC_ACCOUNT), &err);
+		ctx->account_key =
+		    rec_unseal_key(ctx->key, &a->sealed_key, (const uint8_t *)REC_ACME_ACCOUNT,
+		                   strlen(REC_ACME_ACCOUNT), &err);
 	} else if ((ctx->account_key = pki_key_generate(PKI_KEY_EC_P256, &err)) != NULL) {
 		/* The key is in the store before the CA hears of it: whoever
 		 * leads next finds the same account. */
@@ -99,8 +100,8 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 		fresh.created = time(NULL);
 		fresh.directory = ac->directory;
 		fresh.url = fresh.status = "";
-		if (rec_seal_key(ctx->key, ctx->account_key, (const uint8_t *)ACME_REC_ACCOUNT,
-		                 strlen(ACME_REC_ACCOUNT), &fresh.sealed_key, &err) < 0 ||
+		if (rec_seal_key(ctx->key, ctx->account_key, (const uint8_t *)REC_ACME_ACCOUNT,
+		                 strlen(REC_ACME_ACCOUNT), &fresh.sealed_key, &err) < 0 ||
 		    acme_runner_commit(ctx->r, "acme account key", put_account, &fresh, &err) < 0) {
 			free(fresh.sealed_key.data);
 			acme_ctx_clear(ctx);
@@ -123,4 +124,3 @@ int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 		acme_ctx_clear(ctx);
 	return rc;
 }
-

@@ -12,51 +12,12 @@
 #include <jansson.h>
 
 #include "../acme/acme.h"
-#include "../store/store.h"
-#include "proto/store.pb-c.h"
+#include "../records/records.h"
 
 struct cs_node;
 struct event_base;
 
-/* ---- records (acme_records.c) ------------------------------------------- */
-
-/* The kinds of key in the acme table: KIND/NAME ("account" alone). */
-#define ACME_REC_ACCOUNT "account"
-#define ACME_REC_CERT    "cert"
-#define ACME_REC_ORDER   "order"
-#define ACME_REC_HTTP01  "http01"
-#define ACME_REC_ALPN    "alpn"
-
-#define ACME_KEY_MAX 320
-
-/* States of a managed certificate. */
-#define ACME_STATE_SCHEDULED "scheduled"
-#define ACME_STATE_RUNNING   "running"
-#define ACME_STATE_FAILED    "failed" /* an operator error: no retry until `acme renew` */
-#define ACME_STATE_PAUSED    "paused" /* the account is paused or the CA stops us */
-
-/* "KIND/NAME" (or KIND when name is NULL) into out; its length. */
-size_t acme_rec_key(char out[ACME_KEY_MAX], const char *kind, const char *name);
-
-/* Reads and unpacks the record KIND/NAME of descriptor d: 0 found (*out to
- * free with protobuf_c_message_free_unpacked), 1 absent, -1 error. */
-int acme_rec_get(cs_txn *txn, const char *kind, const char *name,
-                 const ProtobufCMessageDescriptor *d, ProtobufCMessage **out, cs_err *err);
-int acme_rec_put(cs_txn *txn, const char *kind, const char *name, const ProtobufCMessage *m,
-                 cs_err *err);
-int acme_rec_del(cs_txn *txn, const char *kind, const char *name, cs_err *err);
-
-/* Calls fn for every record of kind, unpacked with d (freed after the
- * call); the name is what follows "KIND/".  A non-zero return stops. */
-typedef int (*acme_rec_fn)(void *ctx, const char *name, ProtobufCMessage *m);
-int acme_rec_foreach(cs_txn *txn, const char *kind, const ProtobufCMessageDescriptor *d,
-                     acme_rec_fn fn, void *ctx, cs_err *err);
-
-/* Reads managed certificate name, lets edit change a shallow copy of it
- * (set fields to strings that outlive the call) and stores the copy: 0
- * done, 1 absent, -1 error (edit's too). */
-typedef int (*acme_cert_edit)(cs_txn *txn, Certsync__AcmeCert *c, void *arg, cs_err *err);
-int acme_cert_update(cs_txn *txn, const char *name, acme_cert_edit edit, void *arg, cs_err *err);
+/* ---- records (the acme table: records/records.h) -------------------------- */
 
 /* The managed certificate as `acme list --json` shows it (README). */
 json_t *acme_cert_json(cs_txn *txn, const Certsync__AcmeCert *c, bool full);

@@ -32,7 +32,7 @@ static char *lookup(void *arg, const char *token)
 		cs_warn("http-01: %s", err.msg);
 		return NULL;
 	}
-	if (acme_rec_get(txn, ACME_REC_HTTP01, token, &certsync__acme_http_token__descriptor,
+	if (rec_acme_get(txn, REC_ACME_HTTP01, token, &certsync__acme_http_token__descriptor,
 	                 (ProtobufCMessage **)&t, &err) == 0) {
 		ka = strdup(t->key_authorization);
 		certsync__acme_http_token__free_unpacked(t, NULL);
@@ -41,11 +41,10 @@ static char *lookup(void *arg, const char *token)
 	return ka;
 }
 
-int acme_answer_start(acme_answer **out, struct cs_node *node, struct event_base *base,
-                      cs_err *err)
+int acme_answer_start(acme_answer **out, struct cs_node *node, struct event_base *base, cs_err *err)
 {
-	acme_http01_opts o = {.base = base, .listen = node->cfg->http_listen, .lookup = lookup,
-	                      .arg = node};
+	acme_http01_opts o = {
+	    .base = base, .listen = node->cfg->http_listen, .lookup = lookup, .arg = node};
 	acme_answer *a;
 	acme_err e;
 
@@ -85,7 +84,7 @@ static int add_alpn(void *ctx, const char *name, ProtobufCMessage *m)
 {
 	struct alpn_walk *w = ctx;
 	Certsync__AcmeAlpnCert *rec = (Certsync__AcmeAlpnCert *)m;
-	char ad[ACME_KEY_MAX];
+	char ad[REC_ACME_KEY_MAX];
 	cs_err err = {0};
 	X509 *x;
 	EVP_PKEY *k;
@@ -105,9 +104,10 @@ static int add_alpn(void *ctx, const char *name, ProtobufCMessage *m)
 		w->keys = keys;
 		w->cap = cap;
 	}
-	acme_rec_key(ad, ACME_REC_ALPN, name);
+	rec_acme_key(ad, REC_ACME_ALPN, name);
 	x = pki_cert_from_der(rec->der.data, rec->der.len, &err);
-	k = x ? rec_unseal_key(w->node->key, &rec->sealed_key, (const uint8_t *)ad, strlen(ad), &err)
+	k = x ? rec_unseal_key(w->node->key, &rec->sealed_key, (const uint8_t *)ad, strlen(ad),
+	                       &err)
 	      : NULL;
 	if (k == NULL || (w->names[w->n] = strdup(name)) == NULL) {
 		cs_warn("tls-alpn-01: the challenge certificate for %s is not served: %s", name,
@@ -132,7 +132,7 @@ void acme_answer_changed(struct cs_node *node)
 	if (node->tls == NULL || node->key == NULL ||
 	    cs_txn_begin(node->store, false, &txn, &err) < 0)
 		return;
-	rc = acme_rec_foreach(txn, ACME_REC_ALPN, &certsync__acme_alpn_cert__descriptor, add_alpn,
+	rc = rec_acme_foreach(txn, REC_ACME_ALPN, &certsync__acme_alpn_cert__descriptor, add_alpn,
 	                      &w, &err);
 	cs_txn_abort(txn);
 	if (rc == 0 && tls_server_set_acme(node->tls, (const char *const *)w.names, w.certs, w.keys,

@@ -81,10 +81,11 @@ static int verify(const Certsync__AcmeCert *mc, STACK_OF(X509) * certs, EVP_PKEY
 
 		if (X509_check_issued(issuer, c) != X509_V_OK ||
 		    X509_verify(c, X509_get0_pubkey(issuer)) != 1)
-			return refuse(e,
-			              "%s: the chain the CA sent does not verify (%s is not signed by "
-			              "the certificate after it); refused",
-			              mc->name, i == 0 ? "the leaf" : "an intermediate");
+			return refuse(
+			    e,
+			    "%s: the chain the CA sent does not verify (%s is not signed by "
+			    "the certificate after it); refused",
+			    mc->name, i == 0 ? "the leaf" : "an intermediate");
 	}
 	for (size_t i = 0; i < mc->n_domains; i++) {
 		const char *d = mc->domains[i];
@@ -93,7 +94,8 @@ static int verify(const Certsync__AcmeCert *mc, STACK_OF(X509) * certs, EVP_PKEY
 		snprintf(probe, sizeof(probe), strncmp(d, "*.", 2) == 0 ? "acme-check.%s" : "%s",
 		         strncmp(d, "*.", 2) == 0 ? d + 2 : d);
 		if (!pki_covers(leaf, probe))
-			return refuse(e, "%s: the certificate the CA sent does not cover %s; refused",
+			return refuse(e,
+			              "%s: the certificate the CA sent does not cover %s; refused",
 			              mc->name, d);
 	}
 	if (replaces_na != 0 && info->not_after <= replaces_na) {
@@ -130,7 +132,8 @@ static int put_cas(cs_txn *txn, struct install *in, cs_err *err)
 			return -1;
 		rc = cs_txn_get(txn, CS_TBL_CAS, info.id, PKI_ID_LEN, &(const void *){0},
 		                &(size_t){0}, err);
-		if (rc == 1 && (rc = pki_cert_der(sk_X509_value(in->certs, i), &der, &len, err)) == 0) {
+		if (rc == 1 &&
+		    (rc = pki_cert_der(sk_X509_value(in->certs, i), &der, &len, err)) == 0) {
 			rec_cert_describe(&rec, &info);
 			rec.der = (ProtobufCBinaryData){len, der};
 			rec.name = "";
@@ -144,6 +147,17 @@ static int put_cas(cs_txn *txn, struct install *in, cs_err *err)
 			return -1;
 	}
 	return 0;
+}
+
+/* What acme_schedule put in sched, into the stored record mc. */
+static void take_schedule(Certsync__AcmeCert *mc, const Certsync__AcmeCert *sched)
+{
+	mc->next_attempt = sched->next_attempt;
+	mc->next_reason = sched->next_reason;
+	mc->window_start = sched->window_start;
+	mc->window_end = sched->window_end;
+	mc->window_source = sched->window_source;
+	mc->ari_next_poll = sched->ari_next_poll;
 }
 
 static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *err)
@@ -167,23 +181,19 @@ static int edit_installed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err
 		replaced = malloc((mc->n_replaced + 1) * sizeof(*replaced));
 		if (replaced == NULL)
 			return cs_fail(err, CS_EIO, "out of memory");
-		memcpy(replaced, mc->replaced, mc->n_replaced * sizeof(*replaced));
+		if (mc->n_replaced > 0)
+			memcpy(replaced, mc->replaced, mc->n_replaced * sizeof(*replaced));
 		replaced[mc->n_replaced] = mc->current_id;
 		in->sched.replaced = replaced; /* freed by acme_install */
 		mc->replaced = replaced;
 		mc->n_replaced++;
 	}
 	mc->current_id = (ProtobufCBinaryData){PKI_ID_LEN, in->info.id};
-	mc->state = ACME_STATE_SCHEDULED;
+	mc->state = REC_ACME_STATE_SCHEDULED;
 	mc->failures = 0;
 	mc->last_error = mc->last_error_type = mc->last_error_url = "";
 	mc->last_success = time(NULL);
-	mc->next_attempt = in->sched.next_attempt;
-	mc->next_reason = in->sched.next_reason;
-	mc->window_start = in->sched.window_start;
-	mc->window_end = in->sched.window_end;
-	mc->window_source = in->sched.window_source;
-	mc->ari_next_poll = in->sched.ari_next_poll;
+	take_schedule(mc, &in->sched);
 	return 0;
 }
 
@@ -208,8 +218,8 @@ static int change_install(cs_txn *txn, void *ctx, cs_err *err)
 	free(der);
 	free(rec.sealed_key.data);
 	if (rc < 0 || put_cas(txn, in, err) < 0 ||
-	    acme_cert_update(txn, in->name, edit_installed, in, err) < 0 ||
-	    acme_rec_del(txn, ACME_REC_ORDER, in->name, err) < 0)
+	    rec_acme_cert_update(txn, in->name, edit_installed, in, err) < 0 ||
+	    rec_acme_del(txn, REC_ACME_ORDER, in->name, err) < 0)
 		return -1;
 	return 0;
 }
@@ -231,8 +241,8 @@ static time_t current_not_after(acme_ctx *ctx, const Certsync__AcmeCert *mc)
 	return na;
 }
 
-int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
-                 const char *pem, acme_err *e)
+int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key, const char *pem,
+                 acme_err *e)
 {
 	Certsync__AcmeCert init = CERTSYNC__ACME_CERT__INIT;
 	struct install in = {.ctx = ctx, .name = mc->name, .key = cert_key, .sched = init};
@@ -261,7 +271,8 @@ int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key
 		acme_schedule(ctx, &in.sched, sk_X509_value(b.certs, 0), in.info.not_before,
 		              in.info.not_after);
 		rec_short_id(in.info.id, sid);
-		snprintf(summary, sizeof(summary), "acme %s: certificate %s obtained", mc->name, sid);
+		snprintf(summary, sizeof(summary), "acme %s: certificate %s obtained", mc->name,
+		         sid);
 		if (acme_runner_commit(ctx->r, summary, change_install, &in, &err) < 0)
 			rc = acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
 		else
@@ -271,4 +282,83 @@ int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key
 	pki_cert_info_free(&in.info);
 	pki_bundle_free(&b);
 	return rc;
+}
+
+/* ---- asking renewalInfo again ------------------------------------------------ */
+
+struct ari_poll {
+	acme_ctx *ctx;
+	time_t now;
+	char name[72];
+	Certsync__AcmeCert sched;
+	X509 *leaf;
+	cs_txn *txn;
+};
+
+static int ari_due(void *arg, const char *name, ProtobufCMessage *m)
+{
+	struct ari_poll *p = arg;
+	Certsync__AcmeCert *mc = (Certsync__AcmeCert *)m;
+	rec_cert cur = {0};
+	cs_err err;
+
+	if (strcmp(mc->window_source, "ari") != 0 || mc->ari_next_poll <= 0 ||
+	    mc->ari_next_poll > p->now || strcmp(mc->state, REC_ACME_STATE_SCHEDULED) != 0 ||
+	    mc->current_id.len != PKI_ID_LEN ||
+	    rec_cert_get(p->txn, CS_TBL_CERTS, mc->current_id.data, &cur, &err) != 0)
+		return 0;
+	p->leaf = pki_cert_from_der(cur.rec->der.data, cur.rec->der.len, &err);
+	p->sched.window_start = cur.rec->not_before; /* borrowed: the lifetime */
+	p->sched.window_end = cur.rec->not_after;
+	rec_cert_clear(&cur);
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	return p->leaf != NULL ? 1 : 0;
+}
+
+static int edit_ari(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *err)
+{
+	struct ari_poll *p = arg;
+
+	(void)txn;
+	(void)err;
+	take_schedule(mc, &p->sched);
+	return 0;
+}
+
+static int change_ari(cs_txn *txn, void *arg, cs_err *err)
+{
+	struct ari_poll *p = arg;
+
+	return rec_acme_cert_update(txn, p->name, edit_ari, p, err) < 0 ? -1 : 0;
+}
+
+void acme_ari_poll(acme_ctx *ctx)
+{
+	Certsync__AcmeCert init = CERTSYNC__ACME_CERT__INIT;
+	struct ari_poll p = {.ctx = ctx, .now = time(NULL), .sched = init};
+	char summary[160];
+	acme_err e;
+	cs_err err = {0};
+	cs_txn *txn;
+	int rc;
+
+	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
+		return;
+	p.txn = txn;
+	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, ari_due, &p,
+	                      &err);
+	cs_txn_abort(txn);
+	if (rc != 1)
+		return;
+	p.sched.name = p.name;
+	if (acme_ctx_ready(ctx, &e) == 0) {
+		acme_schedule(ctx, &p.sched, p.leaf, (time_t)p.sched.window_start,
+		              (time_t)p.sched.window_end);
+		snprintf(summary, sizeof(summary), "acme %s: renewalInfo asked again", p.name);
+		if (acme_runner_commit(ctx->r, summary, change_ari, &p, &err) < 0)
+			cs_warn("acme: %s", err.msg);
+	} else {
+		cs_warn("acme: %s: renewalInfo: %s", p.name, e.err.msg);
+	}
+	X509_free(p.leaf);
 }

@@ -54,7 +54,7 @@ static int put_order(cs_txn *txn, const job *j, cs_err *err)
 	rec.started = j->started;
 	if (j->mc->current_id.len > 0)
 		rec.replaces_id = j->mc->current_id;
-	rc = acme_rec_put(txn, ACME_REC_ORDER, j->name, &rec.base, err);
+	rc = rec_acme_put(txn, REC_ACME_ORDER, j->name, &rec.base, err);
 	free(json);
 	return rc;
 }
@@ -79,16 +79,16 @@ static int load(job *j, acme_err *e)
 {
 	Certsync__AcmeOrder *o = NULL;
 	cs_err err = {0};
-	char ad[ACME_KEY_MAX];
+	char ad[REC_ACME_KEY_MAX];
 	cs_txn *txn;
 	int rc;
 
 	if (cs_txn_begin(j->ctx->store, false, &txn, &err) < 0)
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
-	rc = acme_rec_get(txn, ACME_REC_CERT, j->name, &certsync__acme_cert__descriptor,
+	rc = rec_acme_get(txn, REC_ACME_CERT, j->name, &certsync__acme_cert__descriptor,
 	                  (ProtobufCMessage **)&j->mc, &err);
 	if (rc == 0)
-		rc = acme_rec_get(txn, ACME_REC_ORDER, j->name, &certsync__acme_order__descriptor,
+		rc = rec_acme_get(txn, REC_ACME_ORDER, j->name, &certsync__acme_order__descriptor,
 		                  (ProtobufCMessage **)&o, &err);
 	cs_txn_abort(txn);
 	if (rc < 0 || j->mc == NULL)
@@ -97,7 +97,7 @@ static int load(job *j, acme_err *e)
 		return 0;
 	j->started = o->started;
 	if (o->sealed_key.len > 0) {
-		acme_rec_key(ad, ACME_REC_ORDER, j->name);
+		rec_acme_key(ad, REC_ACME_ORDER, j->name);
 		j->cert_key = rec_unseal_key(j->ctx->key, &o->sealed_key, (const uint8_t *)ad,
 		                             strlen(ad), &err);
 		j->sealed = malloc(o->sealed_key.len);
@@ -116,9 +116,9 @@ static int load(job *j, acme_err *e)
 /* ---- publishing and checking the challenges ----------------------------------- */
 
 /* The authorizations this order still has to answer, with their challenge. */
-#define EACH_PENDING(j, i, ch)                                                                  \
-	for (size_t i = 0; i < (j)->order.nauthzs; i++)                                          \
-		if (strcmp((j)->order.authzs[i].status, "pending") == 0 &&                       \
+#define EACH_PENDING(j, i, ch)                                                                     \
+	for (size_t i = 0; i < (j)->order.nauthzs; i++)                                            \
+		if (strcmp((j)->order.authzs[i].status, "pending") == 0 &&                         \
 		    ((ch) = acme_order_challenge(&(j)->order, i, (j)->type)) != NULL)
 
 static int publish_dns(job *j, bool add, const char *ident, const char *key_auth, acme_err *e)
@@ -167,7 +167,7 @@ static int change_publish(cs_txn *txn, void *ctx, cs_err *err)
 		const ProtobufCMessage *m =
 		    j->tokens != NULL ? &j->tokens[i].base : &j->alpn[i].base;
 
-		if (acme_rec_put(txn, j->tokens != NULL ? ACME_REC_HTTP01 : ACME_REC_ALPN,
+		if (rec_acme_put(txn, j->tokens != NULL ? REC_ACME_HTTP01 : REC_ACME_ALPN,
 		                 j->keys[i], m, err) < 0)
 			return -1;
 	}
@@ -176,11 +176,11 @@ static int change_publish(cs_txn *txn, void *ctx, cs_err *err)
 
 /* The tls-alpn-01 record of ident: a challenge certificate with a key of
  * its own, sealed under the record's key. */
-static int alpn_record(job *j, Certsync__AcmeAlpnCert *rec, const char *ident,
-                       const char *key_auth, acme_err *e)
+static int alpn_record(job *j, Certsync__AcmeAlpnCert *rec, const char *ident, const char *key_auth,
+                       acme_err *e)
 {
 	Certsync__AcmeAlpnCert init = CERTSYNC__ACME_ALPN_CERT__INIT;
-	char ad[ACME_KEY_MAX];
+	char ad[REC_ACME_KEY_MAX];
 	uint8_t digest[32];
 	EVP_PKEY *k = NULL;
 	X509 *x = NULL;
@@ -190,7 +190,7 @@ static int alpn_record(job *j, Certsync__AcmeAlpnCert *rec, const char *ident,
 	*rec = init;
 	rec->name = (char *)j->name;
 	rec->created = time(NULL);
-	acme_rec_key(ad, ACME_REC_ALPN, ident);
+	rec_acme_key(ad, REC_ACME_ALPN, ident);
 	if (acme_tlsalpn01_digest(key_auth, digest, e) != 0)
 		return -1;
 	if ((k = pki_key_generate(PKI_KEY_EC_P256, &err)) != NULL &&
@@ -292,6 +292,18 @@ static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_e
 	return 0;
 }
 
+/* The check's error names an endpoint: say whose it is (eps[0] is this
+ * node, then the peers in order). */
+static void name_node(const cs_config *cfg, const char **eps, size_t n, acme_err *e)
+{
+	for (size_t k = 0; k < n; k++)
+		if (strstr(e->err.msg, eps[k]) != NULL) {
+			cs_err_prefix(&e->err, "node %s is not ready: ",
+			              k == 0 ? cfg->name : cfg->peers[k - 1].name);
+			return;
+		}
+}
+
 /* Before the CA is told: every node answers (or the DNS server does). */
 static int prevalidate(job *j, acme_err *e)
 {
@@ -325,6 +337,8 @@ static int prevalidate(job *j, acme_err *e)
 		if (rc != 0)
 			break;
 	}
+	if (rc != 0 && eps != NULL)
+		name_node(j->ctx->cfg, eps, n, e);
 	free(eps);
 	return rc;
 }
@@ -352,7 +366,8 @@ static void unpublish(job *j)
 
 			ch = acme_order_challenge(&j->order, i, j->type);
 			if (ch == NULL || !ch->responded ||
-			    (ka = acme_key_authorization(j->ctx->account_key, ch->token, &e)) == NULL)
+			    (ka = acme_key_authorization(j->ctx->account_key, ch->token, &e)) ==
+			        NULL)
 				continue;
 			if (publish_dns(j, false, j->order.authzs[i].identifier, ka, &e) != 0)
 				cs_warn("acme: %s: %s", j->name, e.err.msg);
@@ -431,7 +446,7 @@ static int create(job *j, acme_err *e)
 static int finalize(job *j, acme_err *e)
 {
 	pki_subject subj = {.common_name = NULL, .names_only = true};
-	char ad[ACME_KEY_MAX];
+	char ad[REC_ACME_KEY_MAX];
 	pki_keyspec spec;
 	X509_REQ *csr;
 	cs_err err = {0};
@@ -446,7 +461,7 @@ static int finalize(job *j, acme_err *e)
 	if (j->cert_key == NULL) {
 		/* The key is sealed in the order's record before the CA sees its
 		 * request, so whoever finishes the order holds the key. */
-		acme_rec_key(ad, ACME_REC_ORDER, j->name);
+		rec_acme_key(ad, REC_ACME_ORDER, j->name);
 		if (pki_keyspec_parse(j->mc->key_type, &spec, &err) < 0 ||
 		    (j->cert_key = pki_key_generate(spec, &err)) == NULL)
 			return acme_local_fail(e, ACME_ERR_FATAL, &err);
@@ -510,8 +525,8 @@ static int steps(job *j, acme_err *e)
 				return -1;
 			break;
 		case ACME_NEXT_WAIT_CERT:
-			if (acme_order_wait_valid(j->ctx->client, &j->order, time(NULL) + WAIT_CERT_S,
-			                          e) != 0)
+			if (acme_order_wait_valid(j->ctx->client, &j->order,
+			                          time(NULL) + WAIT_CERT_S, e) != 0)
 				return -1;
 			break;
 		case ACME_NEXT_DOWNLOAD:
@@ -562,12 +577,12 @@ static int edit_failed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *e
 	mc->last_error_type = (char *)e->problem.type;
 	mc->last_error_url = (char *)e->problem.instance;
 	if (e->cls == ACME_ERR_OPERATOR) {
-		mc->state = paused(e) ? ACME_STATE_PAUSED : ACME_STATE_FAILED;
+		mc->state = paused(e) ? REC_ACME_STATE_PAUSED : REC_ACME_STATE_FAILED;
 		mc->next_attempt = 0;
 		mc->next_reason = "stopped: the error needs the operator; fix it, then `certsync "
 		                  "acme renew NAME`";
 	} else {
-		mc->state = ACME_STATE_SCHEDULED;
+		mc->state = REC_ACME_STATE_SCHEDULED;
 		mc->next_attempt = acme_retry_time(mc->failures, now, e->problem.retry_after, line);
 		snprintf(o->reason, sizeof(o->reason), "retry %u after a %s error", mc->failures,
 		         acme_errclass_name(e->cls));
@@ -579,10 +594,10 @@ static int edit_failed(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *e
 static int change_failed(cs_txn *txn, void *ctx, cs_err *err)
 {
 	struct outcome *o = ctx;
-	int rc = acme_cert_update(txn, o->j->name, edit_failed, o, err);
+	int rc = rec_acme_cert_update(txn, o->j->name, edit_failed, o, err);
 
 	if (rc == 0 && o->drop_order)
-		rc = acme_rec_del(txn, ACME_REC_ORDER, o->j->name, err);
+		rc = rec_acme_del(txn, REC_ACME_ORDER, o->j->name, err);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -591,14 +606,14 @@ static int edit_running(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err *
 	(void)txn;
 	(void)arg;
 	(void)err;
-	mc->state = ACME_STATE_RUNNING;
+	mc->state = REC_ACME_STATE_RUNNING;
 	mc->next_reason = "order in progress";
 	return 0;
 }
 
 static int change_running(cs_txn *txn, void *ctx, cs_err *err)
 {
-	return acme_cert_update(txn, ctx, edit_running, NULL, err) < 0 ? -1 : 0;
+	return rec_acme_cert_update(txn, ctx, edit_running, NULL, err) < 0 ? -1 : 0;
 }
 
 void acme_obtain(acme_ctx *ctx, const char *name)
@@ -612,7 +627,7 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 
 	if (rc == 1)
 		return; /* removed meanwhile */
-	if (rc == 0 && strcmp(j.mc->state, ACME_STATE_RUNNING) != 0) {
+	if (rc == 0 && strcmp(j.mc->state, REC_ACME_STATE_RUNNING) != 0) {
 		snprintf(summary, sizeof(summary), "acme %s: running", name);
 		rc = acme_runner_commit(ctx->r, summary, change_running, (void *)name, &err) < 0
 		         ? acme_local_fail(&e, ACME_ERR_TRANSIENT, &err)
@@ -620,7 +635,7 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 	}
 	if (rc == 0 && acme_chal_parse(j.mc->challenge, &j.type) != 0)
 		rc = acme_local_fail(&e, ACME_ERR_OPERATOR,
-		                &(cs_err){CS_EINPUT, "the record names an unknown challenge"});
+		                     &(cs_err){CS_EINPUT, "the record names an unknown challenge"});
 	if (rc == 0)
 		rc = acme_ctx_ready(ctx, &e);
 	/* A stored order is asked about again: the CA may have moved on. */
@@ -636,9 +651,9 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 		cs_warn("acme: %s: %s (%s)", name, e.err.msg, acme_errclass_name(e.cls));
 		o.e = &e;
 		/* an order that cannot go on is started again next time */
-		o.drop_order = !j.have_order || e.cls != ACME_ERR_TRANSIENT ||
-		               (j.have_order && acme_order_next(&j.order, time(NULL)) ==
-		                                    ACME_NEXT_FAILED);
+		o.drop_order =
+		    !j.have_order || e.cls != ACME_ERR_TRANSIENT ||
+		    (j.have_order && acme_order_next(&j.order, time(NULL)) == ACME_NEXT_FAILED);
 		snprintf(summary, sizeof(summary), "acme %s: failed (%s)", name,
 		         acme_errclass_name(e.cls));
 		if (acme_runner_commit(ctx->r, summary, change_failed, &o, &err) < 0)

@@ -47,12 +47,13 @@ struct acme_runner {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	atomic_bool leading, stop;
-	bool wake;               /* under lock */
-	struct change *change;   /* under lock: the one waiting for the loop */
-	char working_on[72];     /* under lock */
-	int pipe[2];             /* the thread writes a byte when change is set */
+	atomic_bool cancel;    /* !leading || stop: the client's blocking calls give up */
+	bool wake;             /* under lock */
+	struct change *change; /* under lock: the one waiting for the loop */
+	char working_on[72];   /* under lock */
+	int pipe[2];           /* the thread writes a byte when change is set */
 	struct event *ev;
-	const cs_key *key;       /* set by the loop before leading turns true */
+	const cs_key *key; /* set by the loop before leading turns true */
 	/* The loop's own: the change waiting for the backup's acknowledgement,
 	 * how many acknowledgements are pending, and whether the runner was
 	 * stopped (then the last acknowledgement frees it). */
@@ -120,7 +121,8 @@ static void apply(acme_runner *r, struct change *c)
 		               c->summary));
 		return;
 	}
-	if (ops_batch_begin(node, &c->err) < 0 || cs_txn_begin(node->store, true, &txn, &c->err) < 0) {
+	if (ops_batch_begin(node, &c->err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, &c->err) < 0) {
 		finish(r, c, -1);
 		return;
 	}
@@ -198,8 +200,8 @@ static int pick(void *ctx, const char *name, ProtobufCMessage *m)
 {
 	struct due *d = ctx;
 	Certsync__AcmeCert *c = (Certsync__AcmeCert *)m;
-	bool active = strcmp(c->state, ACME_STATE_SCHEDULED) == 0 ||
-	              strcmp(c->state, ACME_STATE_RUNNING) == 0;
+	bool active = strcmp(c->state, REC_ACME_STATE_SCHEDULED) == 0 ||
+	              strcmp(c->state, REC_ACME_STATE_RUNNING) == 0;
 
 	if (!active || c->next_attempt <= 0)
 		return 0;
@@ -226,7 +228,7 @@ static int due(acme_runner *r, struct due *d)
 		cs_error("acme: %s", err.msg);
 		return -1;
 	}
-	rc = acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, pick, d, &err);
+	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, pick, d, &err);
 	cs_txn_abort(txn);
 	if (rc < 0)
 		cs_error("acme: %s", err.msg);
@@ -247,7 +249,8 @@ static void sleep_until(acme_runner *r, time_t until)
 static void *run(void *arg)
 {
 	acme_runner *r = arg;
-	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store};
+	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store, .cancel = &r->cancel};
+	time_t retired = 0; /* when acme_retire last ran */
 	struct due d;
 
 	while (!atomic_load(&r->stop)) {
@@ -260,6 +263,11 @@ static void *run(void *arg)
 		}
 		ctx.key = r->key;
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
+			if (time(NULL) >= retired + RUNNER_IDLE_S) {
+				acme_ari_poll(&ctx);
+				acme_retire(&ctx);
+				retired = time(NULL);
+			}
 			sleep_until(r, d.first != 0 && d.first < idle ? d.first : idle);
 			continue;
 		}
@@ -267,6 +275,7 @@ static void *run(void *arg)
 		snprintf(r->working_on, sizeof(r->working_on), "%s", d.name);
 		pthread_mutex_unlock(&r->lock);
 		acme_obtain(&ctx, d.name);
+		retired = 0; /* what it replaced may go once it is served */
 		pthread_mutex_lock(&r->lock);
 		r->working_on[0] = '\0';
 		pthread_mutex_unlock(&r->lock);
@@ -278,8 +287,7 @@ static void *run(void *arg)
 
 /* ---- the loop's side ----------------------------------------------------------- */
 
-int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base *base,
-                      cs_err *err)
+int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base *base, cs_err *err)
 {
 	acme_runner *r;
 
@@ -290,6 +298,7 @@ int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base
 		return cs_fail(err, CS_EIO, "out of memory");
 	r->node = node;
 	r->pipe[0] = r->pipe[1] = -1;
+	atomic_store(&r->cancel, true); /* until the first tick finds it leading */
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	if (pipe2(r->pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
@@ -330,6 +339,7 @@ void acme_runner_tick(acme_runner *r)
 		return;
 	r->key = r->node->key;
 	atomic_store(&r->leading, leading);
+	atomic_store(&r->cancel, !leading);
 	cs_info("acme: %s", leading ? "this node is the primary: ACME work starts"
 	                            : "this node is no longer the primary: ACME work stops");
 	acme_runner_wake(r);
@@ -366,6 +376,7 @@ void acme_runner_stop(acme_runner *r)
 		return;
 	atomic_store(&r->stop, true);
 	atomic_store(&r->leading, false);
+	atomic_store(&r->cancel, true);
 	/* A change the loop will not take any more is refused, so the thread
 	 * sees the stop at its next step. */
 	for (;;) {

@@ -8,7 +8,7 @@
 
 #include "acme_agent.h"
 
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 /* A change the runner makes: runs on the agent's loop inside a write
  * transaction; the loop commits it as any change (replicated, and
@@ -28,7 +28,8 @@ typedef struct acme_ctx {
 	const struct cs_config *cfg;
 	cs_store *store;
 	const cs_key *key;
-	acme_client *client; /* with the account's URL known */
+	acme_client *client;       /* with the account's URL known */
+	const atomic_bool *cancel; /* true once the node stops leading or the agent stops */
 	EVP_PKEY *account_key;
 	bool ari; /* the directory has renewalInfo */
 } acme_ctx;
@@ -50,8 +51,17 @@ void acme_obtain(acme_ctx *ctx, const char *name);
  * and names and the certificate it replaces, and makes the change that
  * stores it like an import, moves the default when due and schedules the
  * renewal.  -1 with e (operator class: the CA issued something unusable). */
-int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key,
-                 const char *pem, acme_err *e);
+int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key, const char *pem,
+                 acme_err *e);
+
+/* Asks the CA's renewalInfo again for the first managed certificate whose
+ * poll time has come (its Retry-After), and moves its next attempt to the
+ * window it gives now (acme_install.c). */
+void acme_ari_poll(acme_ctx *ctx);
+
+/* Deletes the certificates a renewal replaced, once every node serves the
+ * new one or they have expired (acme_retire.c). */
+void acme_retire(acme_ctx *ctx);
 
 /* Removes the challenge records of name (and the dns-01 records when
  * published) in the change it is part of. */

@@ -23,7 +23,7 @@ static const struct sub {
 } subs[] = {
     {"add", "acme.add",
      "acme add NAME --domain D [--domain D ...] [--challenge http-01|tls-alpn-01|dns-01] "
-     "[--profile P] [--key TYPE] [--default] [--wait MODE]",
+     "[--profile P] [--key TYPE] [--default] [--wait backup|all|none]",
      "Manages a certificate the cluster obtains at once from the [acme] CA and renews "
      "itself; --default makes it the default when it arrives.",
      true},
@@ -31,11 +31,10 @@ static const struct sub {
      "Lists managed certificates: state, certificate and expiry, next attempt and why, "
      "renewal window, last error.",
      false},
-    {"show", "acme.show", "acme show NAME", "Shows one managed certificate and its order.",
-     false},
-    {"renew", "acme.renew", "acme renew NAME [--wait MODE]",
+    {"show", "acme.show", "acme show NAME", "Shows one managed certificate and its order.", false},
+    {"renew", "acme.renew", "acme renew NAME [--wait backup|all|none]",
      "Renews now, whatever the schedule (and retries one that failed).", true},
-    {"remove", "acme.remove", "acme remove NAME [--wait MODE]",
+    {"remove", "acme.remove", "acme remove NAME [--wait backup|all|none]",
      "Stops managing it; its certificates stay.", true},
     {"account", "acme.account", "acme account", "Shows the ACME account: URL, status, contact.",
      false},
@@ -63,9 +62,9 @@ static int usage(const struct sub *s, const char *what)
 static int parse_add(const struct sub *s, int argc, char **argv, json_t *args)
 {
 	static const struct option opts[] = {
-	    {"domain", required_argument, NULL, 'd'},   {"challenge", required_argument, NULL, 'c'},
-	    {"profile", required_argument, NULL, 'p'},  {"key", required_argument, NULL, 'k'},
-	    {"default", no_argument, NULL, 'D'},        {NULL, 0, NULL, 0},
+	    {"domain", required_argument, NULL, 'd'},  {"challenge", required_argument, NULL, 'c'},
+	    {"profile", required_argument, NULL, 'p'}, {"key", required_argument, NULL, 'k'},
+	    {"default", no_argument, NULL, 'D'},       {NULL, 0, NULL, 0},
 	};
 	json_t *domains = json_array();
 	char what[160];
@@ -135,8 +134,8 @@ static void print_cert(json_t *c, bool full)
 	printf("%-20s %-9s %s%s\n", str(c, "name"), str(c, "state"), str(c, "challenge"),
 	       json_is_true(json_object_get(c, "default")) ? ", default" : "");
 	printf("  domains:      ");
-	json_array_foreach(json_object_get(c, "domains"), i, d) printf("%s%s", i ? ", " : "",
-	                                                             json_string_value(d));
+	json_array_foreach(json_object_get(c, "domains"), i, d)
+	    printf("%s%s", i ? ", " : "", json_string_value(d));
 	printf("\n");
 	if (json_is_object(cur))
 		printf("  certificate:  %.8s, expires %s\n", str(cur, "id"), str(cur, "not_after"));
@@ -150,8 +149,8 @@ static void print_cert(json_t *c, bool full)
 		printf("  renewal window: %s to %s (%s)\n", str(w, "start"), str(w, "end"),
 		       str(w, "source"));
 	if (json_is_object(e))
-		printf("  last error:   %s%s%s\n", str(e, "message"), str(e, "url")[0] ? " — see " : "",
-		       str(e, "url"));
+		printf("  last error:   %s%s%s\n", str(e, "message"),
+		       str(e, "url")[0] ? " — see " : "", str(e, "url"));
 	if (full && json_is_object(o))
 		printf("  order:        %s (%s, next: %s)\n", str(o, "url"), str(o, "status"),
 		       str(o, "next"));
@@ -171,9 +170,10 @@ static void print(const struct sub *s, json_t *r)
 	} else if (strcmp(s->word, "account") == 0) {
 		a = json_object_get(r, "account");
 		if (!json_is_object(a)) {
-			printf("no ACME account yet (directory %s); it is registered with the first "
-			       "order\n",
-			       str(r, "directory")[0] ? str(r, "directory") : "not configured");
+			printf(
+			    "no ACME account yet (directory %s); it is registered with the first "
+			    "order\n",
+			    str(r, "directory")[0] ? str(r, "directory") : "not configured");
 			return;
 		}
 		printf("account   %s\nstatus    %s\ndirectory %s\ncontact   ", str(a, "url"),
@@ -187,7 +187,8 @@ static void print(const struct sub *s, json_t *r)
 		m = json_object_get(r, "uncovered");
 		if (json_array_size(m) > 0) {
 			printf("warning: it does not cover ");
-			json_array_foreach(m, i, c) printf("%s%s", i ? ", " : "", json_string_value(c));
+			json_array_foreach(m, i, c)
+			    printf("%s%s", i ? ", " : "", json_string_value(c));
 			printf("; `certsync verify` will fail until a certificate covers them\n");
 		}
 	} else if (strcmp(s->word, "renew") == 0) {
@@ -211,7 +212,8 @@ int cli_acme_main(int argc, char **argv, const char *socket, bool json, const ch
 		return argc > 1 && strcmp(argv[1], "--help") == 0
 		           ? (printf("usage: certsync acme COMMAND [ARGS]\n\ncommands:\n"),
 		              cli_acme_usage(stdout), 0)
-		           : usage(NULL, argc > 1 ? "unknown acme command" : "acme needs a command");
+		           : usage(NULL,
+		                   argc > 1 ? "unknown acme command" : "acme needs a command");
 	for (int i = 2; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0) {
 			printf("usage: certsync %s\n\n%s\n", s->usage, s->help);
@@ -250,8 +252,9 @@ int cli_acme_main(int argc, char **argv, const char *socket, bool json, const ch
 	unconfirmed = json_object_get(json_object_get(result, "replication"), "unconfirmed");
 	rc = json_array_size(unconfirmed) > 0 ? UNCONFIRMED_EXIT : 0;
 	if (rc != 0)
-		fprintf(stderr, "certsync: the change is committed, but not confirmed by every node "
-		                "of --wait; it reaches them when they catch up\n");
+		fprintf(stderr,
+		        "certsync: the change is committed, but not confirmed by every node "
+		        "of --wait; it reaches them when they catch up\n");
 	json_decref(result);
 	return rc;
 }

@@ -75,9 +75,10 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 		/* a fifth field, HTTP_LISTEN, is optional */
 		nfields += i == 3 && *end[i] == ',';
 		if (end[i] == NULL || (i == 4 && *end[i] == ','))
-			return bad_node(err, spec,
-			                "it needs exactly four comma-separated fields, or five with "
-			                "HTTP_LISTEN");
+			return bad_node(
+			    err, spec,
+			    "it needs exactly four comma-separated fields, or five with "
+			    "HTTP_LISTEN");
 		p = end[i] + 1;
 	}
 	if (!copy_field(role, sizeof(role), field[0], (size_t)(end[0] - field[0])) ||
@@ -109,12 +110,11 @@ int cs_cluster_node_parse(const char *spec, cs_cluster_node *out, cs_err *err)
 		    err, spec,
 		    "TLS_LISTEN is ADDRESS:PORT with a numeric address, as 0.0.0.0:8443 "
 		    "or 127.0.0.1:8443, PORT 1 to 65535");
-	if (nfields == 5 &&
-	    (!copy_field(out->http_listen, sizeof(out->http_listen), field[4],
-	                 (size_t)(end[4] - field[4])) ||
-	     !cs_hostport_split(out->http_listen, out->http_host, sizeof(out->http_host),
-	                        &out->http_port, false) ||
-	     !cs_host_is_ip(out->http_host)))
+	if (nfields == 5 && (!copy_field(out->http_listen, sizeof(out->http_listen), field[4],
+	                                 (size_t)(end[4] - field[4])) ||
+	                     !cs_hostport_split(out->http_listen, out->http_host,
+	                                        sizeof(out->http_host), &out->http_port, false) ||
+	                     !cs_host_is_ip(out->http_host)))
 		return bad_node(err, spec,
 		                "HTTP_LISTEN is ADDRESS:PORT with a numeric address, as 0.0.0.0:80 "
 		                "or 127.0.0.1:8080, PORT 1 to 65535");

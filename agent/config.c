@@ -25,7 +25,7 @@
 #include "../common/hostport.h"
 #include "../pki/pki.h"
 #include "../replication/repl.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 const char *cs_role_name(cs_role role)
 {
@@ -490,8 +490,7 @@ static int check_complete(struct parse_state *ps)
 	if (check_values(cfg, ps->err) < 0)
 		return -1;
 	if (mon_admin_config_check(cfg->admin_listen, cfg->admin_token_file, ps->err) < 0 ||
-	    mon_config_check(&cfg->alerts, ps->err) < 0 ||
-	    cs_config_acme_check(cfg, ps->err) < 0)
+	    mon_config_check(&cfg->alerts, ps->err) < 0 || cs_config_acme_check(cfg, ps->err) < 0)
 		return cs_err_prefix(ps->err, "%s: ", cfg->path);
 	return cfg->repl_listen != NULL ? check_replication(cfg, ps->err) : 0;
 }

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "../acme/acme.h"
 #include "../common/hostport.h"
 #include "../pki/pki.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 
 #define ACME_CHECK_TIMEOUT_DEFAULT 30
 
@@ -89,10 +91,11 @@ int cs_config_acme_set(cs_acme_config *a, const char *key, const char *value, cs
 	}
 	if (strcmp(key, "dns_server") == 0) {
 		if (!cs_hostport_split(value, host, sizeof(host), &port, false))
-			return cs_fail(err, CS_EUSAGE,
-			               "[acme] dns_server = %s: write HOST:PORT of the authoritative "
-			               "server that takes RFC 2136 updates, as in 192.0.2.53:53",
-			               value);
+			return cs_fail(
+			    err, CS_EUSAGE,
+			    "[acme] dns_server = %s: write HOST:PORT of the authoritative "
+			    "server that takes RFC 2136 updates, as in 192.0.2.53:53",
+			    value);
 		return set_str(&a->dns_server, key, value, err);
 	}
 	if (strcmp(key, "check_timeout") == 0) {
@@ -131,11 +134,14 @@ static int check_eab(const cs_acme_config *a, cs_err *err)
 		               "CA's key id and a file holding its HMAC key) or neither");
 	if (a->eab_hmac_file == NULL)
 		return 0;
-	if (cs_secret_file_read("[acme] eab_hmac_file", a->eab_hmac_file, false, &hmac, &len,
-	                        err) < 0)
+	/* the secret is read into sodium_malloc'd memory, before the node's
+	 * own start has set libsodium up */
+	if (sodium_init() < 0)
+		return cs_fail(err, CS_EIO, "libsodium cannot start");
+	if (cs_secret_file_read("[acme] eab_hmac_file", a->eab_hmac_file, false, &hmac, &len, err) <
+	    0)
 		return -1;
-	if (strspn(hmac, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-	    len)
+	if (strspn(hmac, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != len)
 		rc = cs_fail(err, CS_EUSAGE,
 		             "[acme] eab_hmac_file %s does not hold a base64url HMAC key (letters, "
 		             "digits, '-' and '_', no padding); copy the key the CA gave",
@@ -154,9 +160,10 @@ static int check_dns(const cs_acme_config *a, cs_err *err)
 		               "[acme] dns_tsig_key_file needs dns_server, the server that takes "
 		               "the updates it signs");
 	if (a->dns_server != NULL && a->dns_tsig_key_file == NULL)
-		return cs_fail(err, CS_EUSAGE,
-		               "[acme] dns_server needs dns_tsig_key_file, the TSIG key (HMAC-SHA256) "
-		               "the server accepts updates with; make one with tsig-keygen");
+		return cs_fail(
+		    err, CS_EUSAGE,
+		    "[acme] dns_server needs dns_tsig_key_file, the TSIG key (HMAC-SHA256) "
+		    "the server accepts updates with; make one with tsig-keygen");
 	if (a->dns_tsig_key_file != NULL) {
 		if (acme_tsig_key_load(a->dns_tsig_key_file, &key, &e) != 0) {
 			*err = e.err;
@@ -200,7 +207,8 @@ int cs_config_acme_check(const struct cs_config *cfg, cs_err *err)
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (paths[i] != NULL && paths[i][0] != '/')
 			return cs_fail(err, CS_EUSAGE,
-			               "[acme] %s is a relative path; give an absolute one", paths[i]);
+			               "[acme] %s is a relative path; give an absolute one",
+			               paths[i]);
 	if (a->ca_file != NULL && access(a->ca_file, R_OK) != 0)
 		return cs_fail(err, CS_EUSAGE,
 		               "[acme] ca_file = %s cannot be read; give the PEM file of the CA "

@@ -14,56 +14,19 @@
 #include "../common/log.h"
 #include "acme_agent.h"
 #include "ops.h"
-#include "proto/store.pb-c.h"
 #include "records.h"
-
-static const char KDF_KEY[] = "kdf";
-
-/* Derives the key from the stored settings and checks it against their
- * key-check value. */
-static int key_from_settings(struct cs_node *node, const Certsync__KdfParams *kdf, const char *pass,
-                             size_t passlen, cs_err *err)
-{
-	uint8_t check[CS_KEYCHECK_LEN];
-
-	if (kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
-		return cs_fail(err, CS_EIO, "the store's cluster settings are damaged (kdf)");
-	if (cs_key_derive(&node->key, pass, passlen, kdf->salt.data, kdf->opslimit, kdf->memlimit,
-	                  err) < 0)
-		return -1;
-	cs_key_check(node->key, check);
-	if (sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) != 0) {
-		cs_key_free(node->key);
-		node->key = NULL;
-		return cs_fail(err, CS_EUSAGE,
-		               "cluster passphrase does not match: the passphrase in %s does not "
-		               "open this store; give the passphrase the cluster was created with",
-		               node->cfg->passphrase_file);
-	}
-	return 0;
-}
 
 /* A new cluster: random salt and id, MODERATE limits, and the key-check
  * value, written as the store's first change. */
 static int create_settings(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
 {
-	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
-	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], cluster_id[16];
+	uint64_t opslimit, memlimit;
 	cs_txn *txn;
 
-	cs_kdf_new_salt(salt);
-	randombytes_buf(cluster_id, sizeof(cluster_id));
-	cs_kdf_default_limits(&kdf.opslimit, &kdf.memlimit);
-	if (cs_key_derive(&node->key, pass, passlen, salt, kdf.opslimit, kdf.memlimit, err) < 0)
-		return -1;
-	cs_key_check(node->key, check);
-	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
-	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
-	kdf.cluster_id = (ProtobufCBinaryData){sizeof(cluster_id), cluster_id};
+	cs_kdf_default_limits(&opslimit, &memlimit);
 	if (cs_txn_begin(node->store, true, &txn, err) < 0)
 		return -1;
-	if (rec_put(txn, CS_TBL_SETTINGS, (const uint8_t *)KDF_KEY, strlen(KDF_KEY), &kdf.base,
-	            err) < 0) {
+	if (rec_cluster_create(txn, pass, passlen, opslimit, memlimit, &node->key, err) < 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}
@@ -72,23 +35,25 @@ static int create_settings(struct cs_node *node, const char *pass, size_t passle
 
 static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_err *err)
 {
-	Certsync__KdfParams *kdf = NULL;
-	const void *val;
-	size_t vlen;
+	Certsync__KdfParams *kdf;
 	cs_txn *txn;
 	int rc;
 
 	if (cs_txn_begin(node->store, false, &txn, err) < 0)
 		return -1;
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &val, &vlen, err);
-	if (rc == 0 && (kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
-		rc = cs_fail(err, CS_EIO, "the store's cluster settings do not decode");
+	rc = rec_kdf_get(txn, &kdf, err);
 	cs_txn_abort(txn);
 	if (rc < 0)
 		return -1;
 	if (kdf != NULL) {
-		rc = key_from_settings(node, kdf, pass, passlen, err);
+		rc = rec_cluster_key(kdf, pass, passlen, &node->key, err);
 		certsync__kdf_params__free_unpacked(kdf, NULL);
+		if (rc > 0)
+			return cs_fail(
+			    err, CS_EUSAGE,
+			    "cluster passphrase does not match: the passphrase in %s does not "
+			    "open this store; give the passphrase the cluster was created with",
+			    node->cfg->passphrase_file);
 		return rc;
 	}
 	if (node->cfg->role != CS_ROLE_PRIMARY) {

@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "../replication/repl.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 #include "../tls/tls.h"
 #include "config.h"
@@ -87,6 +87,9 @@ bool ops_leading(struct cs_node *node);
 /* -1 with a refusal that says to retry while this primary is starting
  * (it has not heard its peers yet); 0 otherwise. */
 int ops_refuse_starting(struct cs_node *node, const char *cmd, cs_err *err);
+/* The diverged table as JSON: [{"id","origin","epoch","seq","time",
+ * "summary","found","ops","applied_seq"}]. */
+json_t *ops_diverged_list(cs_store *st, cs_err *err);
 
 /* ops_health.c: {"ok", "problems": [text]} as txn sees the store. */
 json_t *ops_health(struct cs_node *node, cs_txn *txn, cs_err *err);

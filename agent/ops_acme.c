@@ -63,7 +63,8 @@ static int check_domain(const char *d, const char *ch, const cs_acme_config *a, 
 		return cs_fail(err, CS_EUSAGE,
 		               "acme add: --domain %.255s is not a valid DNS name: %s; give a name "
 		               "like www.example.com or *.example.com",
-		               d, why != NULL ? why : "a wildcard is only the whole left-most label");
+		               d,
+		               why != NULL ? why : "a wildcard is only the whole left-most label");
 	if (wild && strcmp(ch, "dns-01") != 0)
 		return cs_fail(err, CS_EUSAGE,
 		               "acme add: --domain %s is a wildcard, which CAs validate only "
@@ -93,8 +94,9 @@ static json_t *uncovered(const cs_config *cfg, json_t *domains)
 		{
 			const char *s = json_string_value(d);
 
-			covered = covered || strcasecmp(s, hosts[i]) == 0 ||
-			          (strncmp(s, "*.", 2) == 0 && dot && strcasecmp(s + 2, dot + 1) == 0);
+			covered =
+			    covered || strcasecmp(s, hosts[i]) == 0 ||
+			    (strncmp(s, "*.", 2) == 0 && dot && strcasecmp(s + 2, dot + 1) == 0);
 		}
 		if (!covered)
 			json_array_append_new(missing, json_string(hosts[i]));
@@ -133,7 +135,8 @@ static void add_work(void *arg, const atomic_bool *stop)
 {
 	struct add_job *j = arg;
 	const cs_acme_config *a = &j->node->cfg->acme;
-	acme_client_opts o = {.directory = a->directory, .ca_file = a->ca_file, .timeout_ms = 15000};
+	acme_client_opts o = {
+	    .directory = a->directory, .ca_file = a->ca_file, .timeout_ms = 15000};
 	acme_client *c;
 	acme_err e;
 
@@ -167,7 +170,8 @@ static void add_done(void *arg, bool cancelled)
 	int rc = j->rc;
 
 	if (cancelled)
-		rc = cs_fail(&j->err, CS_EIO, "the agent stopped; nothing was stored: add it again");
+		rc =
+		    cs_fail(&j->err, CS_EIO, "the agent stopped; nothing was stored: add it again");
 	else if (rc == 0 && !ops_leading(node))
 		rc = cs_fail(&j->err, CS_EREFUSED,
 		             "acme add refused: %s stopped being the primary meanwhile; run it on "
@@ -176,22 +180,24 @@ static void add_done(void *arg, bool cancelled)
 	if (rc == 0 && ops_batch_begin(node, &j->err) == 0 &&
 	    cs_txn_begin(node->store, true, &txn, &j->err) == 0) {
 		before = node->committed;
-		rc = acme_rec_get(txn, ACME_REC_CERT, j->name, &certsync__acme_cert__descriptor, &old,
-		                  &j->err);
+		rc = rec_acme_get(txn, REC_ACME_CERT, j->name, &certsync__acme_cert__descriptor,
+		                  &old, &j->err);
 		if (rc == 0) {
 			protobuf_c_message_free_unpacked(old, NULL);
-			rc = cs_fail(&j->err, CS_EREFUSED,
-			             "acme add refused: %s is already managed; `certsync acme remove "
-			             "%s` first, or choose another NAME",
-			             j->name, j->name);
+			rc = cs_fail(
+			    &j->err, CS_EREFUSED,
+			    "acme add refused: %s is already managed; `certsync acme remove "
+			    "%s` first, or choose another NAME",
+			    j->name, j->name);
 		} else if (rc == 1) {
-			rc = acme_rec_put(txn, ACME_REC_CERT, j->name, &j->rec.base, &j->err);
+			rc = rec_acme_put(txn, REC_ACME_CERT, j->name, &j->rec.base, &j->err);
 		}
 		snprintf(summary, sizeof(summary), "acme add %s", j->name);
 		if (rc < 0)
 			cs_txn_abort(txn);
 		else if ((rc = ops_commit(node, txn, summary, &j->err)) == 0)
-			result = json_pack("{s:s, s:O}", "name", j->name, "uncovered", j->uncovered);
+			result =
+			    json_pack("{s:s, s:O}", "name", j->name, "uncovered", j->uncovered);
 	} else {
 		rc = -1;
 	}
@@ -222,25 +228,28 @@ static int read_add(struct cs_node *node, json_t *args, struct add_job *j, cs_er
 	profile = profile != NULL ? profile : a->profile != NULL ? a->profile : "";
 	if (acme_chal_parse(ch, &(acme_chal_type){0}) != 0)
 		return cs_fail(err, CS_EUSAGE,
-		               "acme add: --challenge %.40s: use http-01, tls-alpn-01 or dns-01", ch);
+		               "acme add: --challenge %.40s: use http-01, tls-alpn-01 or dns-01",
+		               ch);
 	if (pki_keyspec_parse(key, &spec, err) < 0)
 		return cs_err_prefix(err, "acme add: --key %.40s: ", key);
 	if (!json_is_array(domains) || json_array_size(domains) == 0 ||
 	    json_array_size(domains) > ACME_MAX_IDENTIFIERS)
-		return cs_fail(err, CS_EUSAGE,
-		               "acme add: give 1 to %d --domain names", ACME_MAX_IDENTIFIERS);
+		return cs_fail(err, CS_EUSAGE, "acme add: give 1 to %d --domain names",
+		               ACME_MAX_IDENTIFIERS);
 	j->domains = calloc(json_array_size(domains), sizeof(char *));
 	if (j->domains == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	json_array_foreach(domains, i, d)
 	{
 		if (!json_is_string(d))
-			return cs_fail(err, CS_EUSAGE, "control request: args.domains holds strings");
+			return cs_fail(err, CS_EUSAGE,
+			               "control request: args.domains holds strings");
 		if (check_domain(json_string_value(d), ch, a, err) < 0)
 			return -1;
 		for (size_t k = 0; k < j->rec.n_domains; k++)
 			if (strcasecmp(j->domains[k], json_string_value(d)) == 0)
-				return cs_fail(err, CS_EUSAGE, "acme add: --domain %s is given twice",
+				return cs_fail(err, CS_EUSAGE,
+				               "acme add: --domain %s is given twice",
 				               j->domains[k]);
 		if ((j->domains[j->rec.n_domains] = strdup(json_string_value(d))) == NULL)
 			return cs_fail(err, CS_EIO, "out of memory");
@@ -260,7 +269,7 @@ static int read_add(struct cs_node *node, json_t *args, struct add_job *j, cs_er
 	j->rec.profile = j->profile;
 	j->rec.key_type = j->key_type;
 	j->rec.make_default = json_is_true(json_object_get(args, "default"));
-	j->rec.state = ACME_STATE_SCHEDULED;
+	j->rec.state = REC_ACME_STATE_SCHEDULED;
 	j->rec.next_attempt = j->rec.created = time(NULL);
 	j->rec.next_reason = "new: obtained at once";
 	j->uncovered = uncovered(node->cfg, domains);
@@ -317,7 +326,7 @@ json_t *op_acme_list(struct cs_node *node, json_t *args, cs_err *err)
 
 	(void)args;
 	if (cs_txn_begin(node->store, false, &w.txn, err) < 0 ||
-	    acme_rec_foreach(w.txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, list_one, &w,
+	    rec_acme_foreach(w.txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, list_one, &w,
 	                     err) != 0) {
 		if (w.txn != NULL)
 			cs_txn_abort(w.txn);
@@ -338,7 +347,7 @@ static int find_managed(cs_txn *txn, json_t *args, const char *cmd, Certsync__Ac
 
 	if (ops_arg_string(args, "name", true, &name, err) < 0)
 		return -1;
-	rc = acme_rec_get(txn, ACME_REC_CERT, name, &certsync__acme_cert__descriptor,
+	rc = rec_acme_get(txn, REC_ACME_CERT, name, &certsync__acme_cert__descriptor,
 	                  (ProtobufCMessage **)out, err);
 	if (rc == 1)
 		return cs_fail(err, CS_EREFUSED,
@@ -373,7 +382,7 @@ static int renew_now(cs_txn *txn, Certsync__AcmeCert *c, void *arg, cs_err *err)
 	(void)txn;
 	(void)arg;
 	(void)err;
-	c->state = ACME_STATE_SCHEDULED;
+	c->state = REC_ACME_STATE_SCHEDULED;
 	c->next_attempt = time(NULL);
 	c->next_reason = "acme renew: now";
 	c->failures = 0;
@@ -386,7 +395,8 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err)
 	char summary[160];
 	cs_txn *txn;
 
-	if (need_acme(node, "acme renew", err) < 0 || cs_txn_begin(node->store, true, &txn, err) < 0)
+	if (need_acme(node, "acme renew", err) < 0 ||
+	    cs_txn_begin(node->store, true, &txn, err) < 0)
 		return NULL;
 	if (find_managed(txn, args, "acme renew", &c, err) < 0) {
 		cs_txn_abort(txn);
@@ -394,8 +404,8 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err)
 	}
 	snprintf(summary, sizeof(summary), "acme renew %s", c->name);
 	certsync__acme_cert__free_unpacked(c, NULL);
-	if (acme_cert_update(txn, json_string_value(json_object_get(args, "name")), renew_now, NULL,
-	                     err) < 0) {
+	if (rec_acme_cert_update(txn, json_string_value(json_object_get(args, "name")), renew_now,
+	                         NULL, err) < 0) {
 		cs_txn_abort(txn);
 		return NULL;
 	}
@@ -403,7 +413,7 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	acme_runner_wake(node->acme);
 	return json_pack("{s:s, s:s}", "name", json_string_value(json_object_get(args, "name")),
-	                 "state", ACME_STATE_SCHEDULED);
+	                 "state", REC_ACME_STATE_SCHEDULED);
 }
 
 struct del_walk {
@@ -434,13 +444,13 @@ static int drop_challenges(cs_txn *txn, const char *kind, const ProtobufCMessage
                            const char *name, cs_err *err)
 {
 	struct del_walk w = {txn, kind, name, NULL, 0};
-	int rc = acme_rec_foreach(txn, kind, d, collect, &w, err);
+	int rc = rec_acme_foreach(txn, kind, d, collect, &w, err);
 
 	if (rc > 0 || rc < 0)
 		rc = err->code != CS_OK ? -1 : cs_fail(err, CS_EIO, "out of memory");
 	for (size_t i = 0; i < w.n; i++) {
 		if (rc == 0)
-			rc = acme_rec_del(txn, kind, w.keys[i], err);
+			rc = rec_acme_del(txn, kind, w.keys[i], err);
 		free(w.keys[i]);
 	}
 	free(w.keys);
@@ -449,10 +459,10 @@ static int drop_challenges(cs_txn *txn, const char *kind, const ProtobufCMessage
 
 int ops_acme_drop_challenges(cs_txn *txn, const char *name, cs_err *err)
 {
-	if (drop_challenges(txn, ACME_REC_HTTP01, &certsync__acme_http_token__descriptor, name,
+	if (drop_challenges(txn, REC_ACME_HTTP01, &certsync__acme_http_token__descriptor, name,
 	                    err) < 0)
 		return -1;
-	return drop_challenges(txn, ACME_REC_ALPN, &certsync__acme_alpn_cert__descriptor, name,
+	return drop_challenges(txn, REC_ACME_ALPN, &certsync__acme_alpn_cert__descriptor, name,
 	                       err);
 }
 
@@ -472,8 +482,8 @@ json_t *op_acme_remove(struct cs_node *node, json_t *args, cs_err *err)
 	snprintf(summary, sizeof(summary), "acme remove %s", c->name);
 	j = json_pack("{s:s, s:s}", "name", c->name, "message",
 	              "no longer managed; its certificates stay in the store");
-	if (acme_rec_del(txn, ACME_REC_CERT, c->name, err) < 0 ||
-	    acme_rec_del(txn, ACME_REC_ORDER, c->name, err) < 0 ||
+	if (rec_acme_del(txn, REC_ACME_CERT, c->name, err) < 0 ||
+	    rec_acme_del(txn, REC_ACME_ORDER, c->name, err) < 0 ||
 	    ops_acme_drop_challenges(txn, c->name, err) < 0) {
 		certsync__acme_cert__free_unpacked(c, NULL);
 		json_decref(j);
@@ -495,7 +505,7 @@ static json_t *account_json(cs_txn *txn, cs_err *err)
 	Certsync__AcmeAccount *a;
 	json_t *contact = json_array(), *j;
 	char created[32];
-	int rc = acme_rec_get(txn, ACME_REC_ACCOUNT, NULL, &certsync__acme_account__descriptor,
+	int rc = rec_acme_get(txn, REC_ACME_ACCOUNT, NULL, &certsync__acme_account__descriptor,
 	                      (ProtobufCMessage **)&a, err);
 
 	if (rc != 0) {
@@ -551,16 +561,17 @@ static int count_one(void *ctx, const char *name, ProtobufCMessage *m)
 
 json_t *ops_acme_status(struct cs_node *node, cs_txn *txn)
 {
-	struct count_walk w = {.states = json_pack("{s:i, s:i, s:i, s:i}", ACME_STATE_SCHEDULED, 0,
-	                                            ACME_STATE_RUNNING, 0, ACME_STATE_FAILED, 0,
-	                                            ACME_STATE_PAUSED, 0)};
+	struct count_walk w = {.states =
+	                           json_pack("{s:i, s:i, s:i, s:i}", REC_ACME_STATE_SCHEDULED, 0,
+	                                     REC_ACME_STATE_RUNNING, 0, REC_ACME_STATE_FAILED, 0,
+	                                     REC_ACME_STATE_PAUSED, 0)};
 	json_t *account, *next = json_null();
 	char at[32];
 	cs_err err;
 
 	if ((account = account_json(txn, &err)) == NULL)
 		account = json_null();
-	acme_rec_foreach(txn, ACME_REC_CERT, &certsync__acme_cert__descriptor, count_one, &w, &err);
+	rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, count_one, &w, &err);
 	if (w.next_name != NULL) {
 		rec_time((time_t)w.next, at);
 		json_decref(next);

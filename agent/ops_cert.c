@@ -60,7 +60,7 @@ json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err)
 		return NULL;
 	rc = rec_default(txn, def, err);
 	w.default_id = rc == 0 ? def : NULL;
-	w.pool = rc < 0 ? NULL : rec_ca_pool(txn, err);
+	w.pool = rc < 0 ? NULL : rec_ca_pool(txn, NULL, err);
 	for (cs_table t = CS_TBL_CERTS; w.pool != NULL && t <= CS_TBL_CAS; t++) {
 		w.table = t;
 		if (cs_txn_foreach(txn, t, list_one, &w, err) != 0)
@@ -115,7 +115,7 @@ static int load(cs_txn *txn, const char *ref, struct loaded *l, cs_err *err)
 	}
 	l->is_default = has_default == 0 && memcmp(def, l->c.id, PKI_ID_LEN) == 0;
 	l->leaf = pki_cert_from_der(l->c.rec->der.data, l->c.rec->der.len, err);
-	l->pool = l->leaf ? rec_ca_pool(txn, err) : NULL;
+	l->pool = l->leaf ? rec_ca_pool(txn, NULL, err) : NULL;
 	if (l->pool == NULL ||
 	    pki_chain_build(l->leaf, l->pool, true, &l->chain, &l->complete, err) < 0) {
 		unload(l);

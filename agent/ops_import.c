@@ -671,7 +671,7 @@ static int check_ca_signature(struct import *im, const char *file, X509 *x,
 	char sid[9];
 
 	if (im->issuers == NULL) {
-		if ((im->issuers = rec_ca_pool(im->txn, im->err)) == NULL)
+		if ((im->issuers = rec_ca_pool(im->txn, NULL, im->err)) == NULL)
 			return -1;
 		for (size_t f = 0; f < im->nfiles; f++)
 			for (int i = 0; i < sk_X509_num(im->bundles[f].certs); i++) {
@@ -911,7 +911,7 @@ static int renew_default(struct import *im)
 	if (im->nkeyed == 0 || (rc = rec_default(im->txn, def, im->err)) != 0 ||
 	    (rc = rec_cert_get(im->txn, CS_TBL_CERTS, def, &d, im->err)) != 0)
 		return rc < 0 ? -1 : 0;
-	if ((pool = rec_ca_pool(im->txn, im->err)) == NULL)
+	if ((pool = rec_ca_pool(im->txn, NULL, im->err)) == NULL)
 		rc = -1;
 	for (size_t i = 0; rc == 0 && i < im->nkeyed; i++) {
 		rec_cert c = {0};

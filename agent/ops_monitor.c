@@ -9,7 +9,6 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
-#include "proto/store.pb-c.h"
 #include "ops.h"
 #include "records.h"
 
@@ -121,7 +120,7 @@ static int repl_facts(struct cs_node *node, struct snapshot *s, cs_err *err)
 	}
 	s->f.peers = s->peers;
 	s->f.npeers = json_array_size(peers);
-	if ((div = repl_diverged_list(node->store, err)) == NULL)
+	if ((div = ops_diverged_list(node->store, err)) == NULL)
 		return -1;
 	json_array_foreach(div, i, d) if (json_is_null(json_object_get(d, "applied_seq")))
 	    s->f.diverged++;

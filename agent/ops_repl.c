@@ -13,6 +13,8 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 #include "node.h"
+#include "proto/store.pb-c.h"
+#include "records.h"
 
 #define DEFAULT_LOG_RETAIN 10000
 #define DEFAULT_WAIT_MS    5000
@@ -231,12 +233,58 @@ json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err)
 	return repl_status(node->repl);
 }
 
+/* Returns 1 for an entry that does not decode or memory that ran out. */
+static int diverged_json(void *ctx, const cs_diverged *d)
+{
+	Certsync__LogEntry *e = certsync__log_entry__unpack(NULL, d->entry_len, d->entry);
+	char id[2 * CS_DIGEST_LEN + 1], when[32], found[32];
+	json_t *item;
+
+	if (e == NULL)
+		return 1;
+	cs_hex(d->id, CS_DIGEST_LEN, id);
+	rec_time((time_t)e->time, when);
+	rec_time((time_t)d->found, found);
+	item = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:o}", "id", id, "origin",
+	                 d->origin, "epoch", (json_int_t)e->epoch, "seq", (json_int_t)e->seq,
+	                 "time", when, "summary", e->summary, "found", found, "ops",
+	                 (json_int_t)e->n_ops, "applied_seq",
+	                 d->applied_seq ? json_integer((json_int_t)d->applied_seq) : json_null());
+	certsync__log_entry__free_unpacked(e, NULL);
+	return item != NULL && json_array_append_new(ctx, item) == 0 ? 0 : 1;
+}
+
+json_t *ops_diverged_list(cs_store *st, cs_err *err)
+{
+	json_t *list = json_array();
+	cs_txn *txn;
+	int rc;
+
+	if (list == NULL) {
+		cs_fail(err, CS_EIO, "out of memory");
+		return NULL;
+	}
+	if (cs_txn_begin(st, false, &txn, err) != 0) {
+		json_decref(list);
+		return NULL;
+	}
+	rc = cs_txn_diverged_foreach(txn, diverged_json, list, err);
+	cs_txn_abort(txn);
+	if (rc > 0)
+		cs_fail(err, CS_EIO, "a diverged entry does not decode, or memory ran out");
+	if (rc != 0) {
+		json_decref(list);
+		return NULL;
+	}
+	return list;
+}
+
 json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err)
 {
 	json_t *list;
 
 	(void)args;
-	list = repl_diverged_list(node->store, err);
+	list = ops_diverged_list(node->store, err);
 	return list ? json_pack("{s:o}", "diverged", list) : NULL;
 }
 

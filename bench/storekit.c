@@ -12,73 +12,12 @@
 #include <sodium.h>
 
 #include "../pki/pki.h"
-#include "proto/store.pb-c.h"
-
-static const char KDF_KEY[] = "kdf";
-static const char DEFAULT_KEY[] = "default";
-
-static int put_msg(cs_txn *txn, cs_table t, const void *key, size_t klen,
-                   const ProtobufCMessage *msg, cs_err *err)
-{
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = malloc(len ? len : 1);
-	int rc;
-
-	if (buf == NULL)
-		return cs_fail(err, CS_EIO, "out of memory");
-	protobuf_c_message_pack(msg, buf);
-	rc = cs_txn_put(txn, t, key, klen, buf, len, err);
-	free(buf);
-	return rc;
-}
-
-static int new_cluster(cs_txn *txn, const char *pass, cs_key **key, cs_err *err)
-{
-	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
-	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], cluster_id[16];
-
-	cs_kdf_new_salt(salt);
-	randombytes_buf(cluster_id, sizeof(cluster_id));
-	/* INTERACTIVE: the lowest the store accepts, so tests start fast. */
-	kdf.opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-	kdf.memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
-	if (cs_key_derive(key, pass, strlen(pass), salt, kdf.opslimit, kdf.memlimit, err) < 0)
-		return -1;
-	cs_key_check(*key, check);
-	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
-	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
-	kdf.cluster_id = (ProtobufCBinaryData){sizeof(cluster_id), cluster_id};
-	return put_msg(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &kdf.base, err);
-}
-
-static int old_cluster(const void *val, size_t vlen, const char *pass, cs_key **key, cs_err *err)
-{
-	Certsync__KdfParams *kdf = certsync__kdf_params__unpack(NULL, vlen, val);
-	uint8_t check[CS_KEYCHECK_LEN];
-	int rc = -1;
-
-	if (kdf == NULL || kdf->salt.len != CS_SALT_LEN || kdf->key_check.len != CS_KEYCHECK_LEN)
-		rc = cs_fail(err, CS_EIO, "the store's cluster settings are damaged");
-	else if (cs_key_derive(key, pass, strlen(pass), kdf->salt.data, kdf->opslimit,
-	                       kdf->memlimit, err) == 0) {
-		cs_key_check(*key, check);
-		rc = memcmp(check, kdf->key_check.data, sizeof(check)) == 0
-		         ? 0
-		         : cs_fail(err, CS_ECRYPTO, "cluster passphrase does not match");
-		if (rc < 0) {
-			cs_key_free(*key);
-			*key = NULL;
-		}
-	}
-	certsync__kdf_params__free_unpacked(kdf, NULL);
-	return rc;
-}
+#include "../records/records.h"
 
 int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key **key, cs_err *err)
 {
+	Certsync__KdfParams *kdf;
 	cs_txn *txn = NULL;
-	const void *val;
-	size_t vlen;
 	int rc;
 
 	*key = NULL;
@@ -86,9 +25,15 @@ int storekit_open(const char *data_dir, const char *pass, cs_store **st, cs_key 
 		return -1;
 	if (cs_txn_begin(*st, true, &txn, err) < 0)
 		goto fail;
-	rc = cs_txn_get(txn, CS_TBL_SETTINGS, KDF_KEY, strlen(KDF_KEY), &val, &vlen, err);
-	if (rc < 0 || (rc == 1 ? new_cluster(txn, pass, key, err)
-	                       : old_cluster(val, vlen, pass, key, err)) < 0)
+	rc = rec_kdf_get(txn, &kdf, err);
+	/* INTERACTIVE: the lowest the store accepts, so tests start fast. */
+	if (rc == 1)
+		rc = rec_cluster_create(txn, pass, strlen(pass), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+		                        crypto_pwhash_MEMLIMIT_INTERACTIVE, key, err);
+	else if (rc == 0)
+		rc = rec_cluster_key(kdf, pass, strlen(pass), key, err) == 0 ? 0 : -1;
+	certsync__kdf_params__free_unpacked(kdf, NULL);
+	if (rc < 0)
 		goto fail;
 	if (cs_txn_commit(txn, "storekit: cluster settings", NULL, err) < 0) {
 		txn = NULL;
@@ -142,8 +87,8 @@ static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey,
 {
 	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
 	pki_cert_info info;
-	uint8_t *der = NULL, *plain = NULL, *sealed = NULL;
-	size_t dlen, plen = 0, slen = 0;
+	uint8_t *der = NULL;
+	size_t dlen;
 	int rc = -1;
 
 	if (pki_cert_inspect(cert, &info, err) < 0)
@@ -151,40 +96,19 @@ static int put_cert(cs_txn *txn, const cs_key *ckey, X509 *cert, EVP_PKEY *pkey,
 	memcpy(id, info.id, 32);
 	if (pki_cert_der(cert, &der, &dlen, err) < 0)
 		goto out;
-	if (pkey != NULL && (pki_key_to_der(pkey, &plain, &plen, err) < 0 ||
-	                     cs_seal(ckey, plain, plen, id, 32, &sealed, &slen, err) < 0))
+	if (pkey != NULL && rec_seal_key(ckey, pkey, id, 32, &rec.sealed_key, err) < 0)
 		goto out;
 	rec.der = (ProtobufCBinaryData){dlen, der};
 	rec.source = "import";
-	rec.kind = (Certsync__CertKind)info.kind;
-	rec.sealed_key = (ProtobufCBinaryData){slen, sealed};
 	rec.created = time(NULL);
-	rec.subject = info.subject;
-	rec.subject_cn = info.subject_cn;
-	rec.issuer = info.issuer;
-	rec.sans = info.sans.names;
-	rec.n_sans = info.sans.n;
-	rec.not_before = info.not_before;
-	rec.not_after = info.not_after;
-	rec.key_type = info.key_type;
-	rec.spki_sha256 = (ProtobufCBinaryData){32, info.spki_sha256};
-	rc = put_msg(txn, info.kind == PKI_KIND_IDENTITY ? CS_TBL_CERTS : CS_TBL_CAS, id, 32,
+	rec_cert_describe(&rec, &info);
+	rc = rec_put(txn, info.kind == PKI_KIND_IDENTITY ? CS_TBL_CERTS : CS_TBL_CAS, id, 32,
 	             &rec.base, err);
 out:
-	if (plain != NULL)
-		OPENSSL_secure_clear_free(plain, plen);
-	free(sealed);
+	free(rec.sealed_key.data);
 	free(der);
 	pki_cert_info_free(&info);
 	return rc;
-}
-
-static int put_default(cs_txn *txn, const uint8_t id[32], cs_err *err)
-{
-	Certsync__DefaultCert d = CERTSYNC__DEFAULT_CERT__INIT;
-
-	d.id = (ProtobufCBinaryData){32, (uint8_t *)id};
-	return put_msg(txn, CS_TBL_SETTINGS, DEFAULT_KEY, strlen(DEFAULT_KEY), &d.base, err);
 }
 
 int storekit_import(cs_store *st, const cs_key *key, const char *cert_path, const char *key_path,
@@ -216,7 +140,7 @@ int storekit_import(cs_store *st, const cs_key *key, const char *cert_path, cons
 		if (put_cert(txn, key, sk_X509_value(certs.certs, i), NULL, ca_id, err) < 0)
 			goto out;
 	}
-	if (make_default && put_default(txn, id, err) < 0)
+	if (make_default && rec_set_default(txn, id, err) < 0)
 		goto out;
 	rc = cs_txn_commit(txn, "storekit: import", NULL, err);
 	txn = NULL;
@@ -235,7 +159,7 @@ int storekit_delete(cs_store *st, const uint8_t id[32], const uint8_t *new_defau
 	if (cs_txn_begin(st, true, &txn, err) < 0)
 		return -1;
 	if (cs_txn_del(txn, CS_TBL_CERTS, id, 32, err) < 0 ||
-	    (new_default != NULL && put_default(txn, new_default, err) < 0)) {
+	    (new_default != NULL && rec_set_default(txn, new_default, err) < 0)) {
 		cs_txn_abort(txn);
 		return -1;
 	}
@@ -248,7 +172,7 @@ int storekit_set_default(cs_store *st, const uint8_t id[32], cs_err *err)
 
 	if (cs_txn_begin(st, true, &txn, err) < 0)
 		return -1;
-	if (put_default(txn, id, err) < 0) {
+	if (rec_set_default(txn, id, err) < 0) {
 		cs_txn_abort(txn);
 		return -1;
 	}

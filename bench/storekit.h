@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "../common/err.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 
 /* Opens (creating when new) the store in data_dir and derives the cluster

@@ -6,9 +6,9 @@
  *
  * The input is what arrives on a connection; like the agent, only the bytes
  * before the first newline are a request.  Each input starts from the same
- * store: the cluster settings and one imported certificate with its key
- * (FIXTURE below, made for this target and valid until 2126), so requests
- * can name an existing id.  When an input changed the store, the store file
+ * store: the cluster settings and one certificate with its key (FIXTURE
+ * below, made at start and valid for ten years), so requests can name an existing
+ * certificate.  When an input changed the store, the store file
  * is put back from a copy before the next one; the node and its cluster key
  * stay, which keeps the passphrase's key derivation out of every input.
  * Besides the sanitizers it checks what a client relies on: every request
@@ -36,24 +36,13 @@
 #include "../common/log.h"
 #include "fuzz_files.h"
 
-/* fixture.example.com (and www.example.com), self-signed EC P-256, with its
- * PKCS#8 key: PEM, base64-encoded as `certsync import` sends files. */
+/* The certificate every input starts with: made by the node itself, as
+ * `certsync cert self-signed` does, so no key is kept in the tree.  Seeds
+ * name it by its friendly name, which stays the same from run to run. */
 static const char FIXTURE[] =
-    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJ6VENDQVhPZ0F3SUJBZ0lCQVRBS0JnZ3Foa2pPUFFRREFq"
-    "QXJNUXN3Q1FZRFZRUUdFd0pIUWpFY01Cb0cKQTFVRUF3d1RabWw0ZEhWeVpTNWxlR0Z0Y0d4bExtTnZiVEFnRncw"
-    "eU5qRXlNRGN4TXpRNE16aGFHQTh5TVRJMgpNVEV4TXpFek5EZ3pPRm93S3pFTE1Ba0dBMVVFQmhNQ1IwSXhIREFh"
-    "QmdOVkJBTU1FMlpwZUhSMWNtVXVaWGhoCmJYQnNaUzVqYjIwd1dUQVRCZ2NxaGtqT1BRSUJCZ2dxaGtqT1BRTUJC"
-    "d05DQUFUMlJBbjhneW5UN3JRVE42NysKL3F5ekJKamtFajF2MnZLbkxxdzVmZ1pVWjBXb1lIVGVBanZHTWc4SW5l"
-    "Mmw3RmFTYXNpZ1JxaUpGZ2xjV24yMQp5K2pMbzRHRk1JR0NNQjBHQTFVZERnUVdCQlJVQWVPbVllL0JoS3kwelgv"
-    "L1czbVJjQzRCQ3pBZkJnTlZIU01FCkdEQVdnQlJVQWVPbVllL0JoS3kwelgvL1czbVJjQzRCQ3pBUEJnTlZIUk1C"
-    "QWY4RUJUQURBUUgvTUM4R0ExVWQKRVFRb01DYUNFMlpwZUhSMWNtVXVaWGhoYlhCc1pTNWpiMjJDRDNkM2R5NWxl"
-    "R0Z0Y0d4bExtTnZiVEFLQmdncQpoa2pPUFFRREFnTklBREJGQWlBOVhSWXlmOEpRNkxFVjhuU3JFT1IxY0pLa3hL"
-    "NXpPQTNYRkxUVitvRThjQUloCkFQdUxXMUptN1IzK3drekdYWmlDN2tremUrbGxJa2JGZFBmTVhTcUxtcktjCi0t"
-    "LS0tRU5EIENFUlRJRklDQVRFLS0tLS0KLS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JR0hBZ0VBTUJNR0J5"
-    "cUdTTTQ5QWdFR0NDcUdTTTQ5QXdFSEJHMHdhd0lCQVFRZ1FOOEN4K0o5SjZJeXBsRkQKMDZWMlNrMUlMK3Fyankr"
-    "Ukk3bkZ6NzhHN3VXaFJBTkNBQVQyUkFuOGd5blQ3clFUTjY3Ky9xeXpCSmprRWoxdgoydktuTHF3NWZnWlVaMFdv"
-    "WUhUZUFqdkdNZzhJbmUybDdGYVNhc2lnUnFpSkZnbGNXbjIxeStqTAotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0t"
-    "Cg==";
+    "{\"cmd\":\"cert.self-signed\",\"args\":{\"name\":\"fixture\",\"key\":\"ec:p256\","
+    "\"common_name\":\"fixture.example.com\",\"sans\":[\"www.example.com\"],"
+    "\"country\":\"GB\",\"days\":3650}}";
 
 static char dir[64];
 static cs_config cfg;
@@ -98,10 +87,10 @@ static void restore_store(void)
 	node->committed = node->durable = pristine;
 }
 
-/* The fixture goes in as the command sends it: over the control socket,
- * decoded on the import worker and answered once committed, with the loop
- * run here (at most about 20 s) until the answer line arrives. */
-static bool import_fixture(const char *line)
+/* The fixture is made as the command asks for it: over the control socket,
+ * answered once committed (on the worker, when the node uses one), with the
+ * loop run here (at most about 20 s) until the answer line arrives. */
+static bool make_fixture(const char *line)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char answer[4096];
@@ -113,7 +102,7 @@ static bool import_fixture(const char *line)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
 	    write(fd, line, strlen(line)) != (ssize_t)strlen(line) || write(fd, "\n", 1) != 1 ||
 	    fcntl(fd, F_SETFL, O_NONBLOCK) != 0)
-		fuzz_die("importing the fixture", "cannot send the request");
+		fuzz_die("making the fixture", "cannot send the request");
 	for (int i = 0; i < 20000 && memchr(answer, '\n', got) == NULL; i++) {
 		ssize_t n;
 
@@ -137,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char text[1024], path[128], line[sizeof(FIXTURE) + 256];
+	char text[1024], path[128];
 	cs_worker *worker;
 	cs_txn *txn;
 	cs_err err;
@@ -167,12 +156,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (cs_worker_start(&worker, loop, &err) != 0)
 		fuzz_die("starting the import worker", err.msg);
 	cs_node_set_worker(node, worker);
-	snprintf(line, sizeof(line),
-	         "{\"cmd\":\"import\",\"args\":{\"files\":[{\"name\":\"fixture.pem\","
-	         "\"data\":\"%s\"}]}}",
-	         FIXTURE);
-	if (!import_fixture(line))
-		fuzz_die("importing the fixture", "refused");
+	if (!make_fixture(FIXTURE))
+		fuzz_die("making the fixture", "refused");
 	/* Inputs run without a connection, so an import they ask for is
 	 * refused before it reaches the worker: it is stopped here, and its
 	 * thread's OpenSSL state goes with it before the leak check. */

@@ -11,7 +11,6 @@
 
 #include "../common/log.h"
 #include "fuzz_files.h"
-#include "proto/store.pb-c.h"
 
 const uint8_t fixture_cluster_id[16] = "fuzz cluster id";
 
@@ -104,8 +103,8 @@ static char *leader_store(void)
 	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
 	kdf.cluster_id =
 	    (ProtobufCBinaryData){sizeof(fixture_cluster_id), (uint8_t *)fixture_cluster_id};
-	commit_put(st, CS_TBL_SETTINGS, CS_SETTINGS_KDF, buf, certsync__kdf_params__pack(&kdf, buf),
-	           "cluster created");
+	commit_put(st, CS_TBL_SETTINGS, REC_SETTINGS_KDF, buf,
+	           certsync__kdf_params__pack(&kdf, buf), "cluster created");
 	commit_put(st, CS_TBL_SETTINGS, "fuzz-a", "first change", 12, "a change");
 	commit_put(st, CS_TBL_SETTINGS, "fuzz-b", "second change", 13, "another change");
 	cs_store_close(st);

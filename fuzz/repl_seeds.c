@@ -11,7 +11,6 @@
 
 #include "../common/log.h"
 #include "fuzz_files.h"
-#include "proto/store.pb-c.h"
 #include "repl_fixture.h"
 
 #define MAXPAIRS 16
@@ -62,8 +61,8 @@ static void read_primary(void)
 	cs_err err;
 
 	if (cs_store_open(&st, dir, &err) != 0 || cs_txn_begin(st, false, &txn, &err) != 0 ||
-	    cs_txn_get(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, strlen(CS_SETTINGS_KDF), &val, &vlen,
-	               &err) != 0 ||
+	    cs_txn_get(txn, CS_TBL_SETTINGS, REC_SETTINGS_KDF, strlen(REC_SETTINGS_KDF), &val,
+	               &vlen, &err) != 0 ||
 	    (primary.kdf = certsync__kdf_params__unpack(NULL, vlen, val)) == NULL)
 		fuzz_die("reading the primary's store", err.msg);
 	for (uint64_t seq = 1; seq <= 3; seq++) {

@@ -18,9 +18,6 @@
 #include "../common/hex.h"
 #include "../common/log.h"
 
-/* Epochs of history a snapshot's end may carry: a longer one is refused as
- * malformed (and the snapshot started again). */
-#define SNAPSHOT_HISTORY_MAX 64
 /* Diverged entries one report to the primary carries at most (the first
  * of the table that are not applied yet). */
 #define DIVERGED_REPORT_MAX 64
@@ -70,9 +67,9 @@ static void report_diverged(repl *r);
 static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 {
 	const Certsync__KdfParams *own = r->loc.kdf;
-	uint8_t check[CS_KEYCHECK_LEN];
 	cs_key *key;
 	cs_err err;
+	int rc;
 
 	if (kdf->key_check.len != CS_KEYCHECK_LEN || kdf->salt.len != CS_SALT_LEN ||
 	    kdf->cluster_id.len == 0) {
@@ -101,18 +98,16 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		         "cluster passphrase does not match the primary's");
 		return -1;
 	}
-	if (r->pass == NULL || cs_key_derive(&key, r->pass, r->passlen, kdf->salt.data,
-	                                     kdf->opslimit, kdf->memlimit, &err) != 0) {
+	rc = r->pass == NULL ? -1 : rec_cluster_key(kdf, r->pass, r->passlen, &key, &err);
+	if (rc < 0) {
 		snprintf(r->refusal, sizeof(r->refusal), "cannot derive the cluster key: %.150s",
 		         r->pass == NULL ? "no passphrase was given" : err.msg);
 		return -1;
 	}
-	cs_key_check(key, check);
-	r->keycheck = sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) == 0 ? 1 : -1;
+	r->keycheck = rc == 0 ? 1 : -1;
 	cs_secret_free(r->pass);
 	r->pass = NULL;
 	if (r->keycheck < 0) {
-		cs_key_free(key);
 		snprintf(r->refusal, sizeof(r->refusal),
 		         "cluster passphrase does not match the primary's");
 		return -1;
@@ -221,14 +216,14 @@ static enum fstate on_chunk(repl *r, struct peer *p, const envelope *env)
 static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 {
 	const Certsync__SnapshotEnd *end = env->end;
-	cs_epoch_start hist[SNAPSHOT_HISTORY_MAX];
+	cs_epoch_start hist[SNAPSHOT_HISTORY];
 	uint8_t digest[CS_DIGEST_LEN];
 	cs_pos pos;
 	cs_err err;
 	int rc;
 
 	if (end->applied == NULL || end->chunks != r->f.chunks ||
-	    end->n_history > SNAPSHOT_HISTORY_MAX || end->digest.len != CS_DIGEST_LEN) {
+	    end->n_history > SNAPSHOT_HISTORY || end->digest.len != CS_DIGEST_LEN) {
 		wire_drop(r, p, &r->cnt.bad_entry, "a snapshot end that does not fit its chunks");
 		return restart(r);
 	}

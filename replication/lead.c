@@ -195,7 +195,7 @@ static void send_snapshot(repl *r, struct peer *p)
 	Certsync__EpochStart *hist = NULL, **hptr = NULL;
 	cs_epoch_start *h = NULL;
 	uint8_t digest[CS_DIGEST_LEN];
-	size_t nh = 0;
+	size_t nh = 0, skip = 0;
 	cs_txn *txn;
 	cs_err err;
 	int rc;
@@ -215,6 +215,11 @@ static void send_snapshot(repl *r, struct peer *p)
 		rc = flush_chunk(&c);
 	if (rc == 0)
 		rc = cs_txn_epochs(txn, &h, &nh, &err);
+	/* The newest epochs are the ones a fork search compares: older ones
+	 * would only make the message refused once a cluster has led more. */
+	if (rc == 0 && nh > SNAPSHOT_HISTORY)
+		skip = nh - SNAPSHOT_HISTORY;
+	nh -= skip;
 	if (rc == 0 && nh > 0) {
 		hist = calloc(nh, sizeof(*hist));
 		hptr = calloc(nh, sizeof(*hptr));
@@ -223,8 +228,8 @@ static void send_snapshot(repl *r, struct peer *p)
 	if (rc == 0) {
 		for (size_t i = 0; i < nh; i++) {
 			hist[i] = (Certsync__EpochStart)CERTSYNC__EPOCH_START__INIT;
-			hist[i].epoch = h[i].epoch;
-			hist[i].seq = h[i].seq;
+			hist[i].epoch = h[skip + i].epoch;
+			hist[i].seq = h[skip + i].seq;
 			hptr[i] = &hist[i];
 		}
 		pos.epoch = cs_txn_applied(txn).epoch;

@@ -26,7 +26,7 @@
 #include <jansson.h>
 
 #include "../common/err.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 
 #define REPL_KEY_LEN 32 /* a CURVE public or secret key */
@@ -129,10 +129,6 @@ bool repl_starting(repl *r);
 /* True while this node refuses the cluster (its passphrase does not match
  * the primary's); the reason is in repl_status. */
 bool repl_refusing(repl *r);
-
-/* The diverged table as JSON: [{"id","origin","epoch","seq","time",
- * "summary","found","applied_seq"}]. */
-json_t *repl_diverged_list(cs_store *st, cs_err *err);
 
 /* Key pairs: a file of two lines "public = Z85" and "secret = Z85", 0600.
  * repl_keygen writes a new one (refusing to overwrite) and gives the public

@@ -10,7 +10,9 @@
 
 #include <pthread.h>
 
+#include "../records/records.h"
 #include "proto/replication.pb-c.h"
+#include "proto/store.pb-c.h"
 #include "repl.h"
 
 #define MAX_PEERS     64                  /* waiters track peers in a 64-bit mask */
@@ -25,6 +27,9 @@
  * missed, and is dropped. */
 #define EPOCH_JUMP_MAX 1000000
 #define LED_HISTORY    8 /* epochs remembered per peer as led by it */
+/* Epochs of history a snapshot carries at most: the newest, which is what
+ * a fork search compares (beats carry fewer).  A cluster may have led more. */
+#define SNAPSHOT_HISTORY 64
 /* The diverged table holds at most this many entries, and bytes: the lesser
  * of DIVERGED_MAX_BYTES and an eighth of the store's map. */
 #define DIVERGED_MAX_ENTRIES 1000
@@ -246,13 +251,32 @@ void repl_discard(repl *r);
 void repl_on_msg(repl *r, struct peer *p, const envelope *env, bool router);
 /* Rereads the store into r->loc; -1 logged. */
 int local_reload(repl *r);
-/* Builds and sends our beat to p (session when we follow it). */
-void send_beat(repl *r, struct peer *p, bool via_router);
-/* A peer leads a higher epoch: step down, persist it. */
-void repl_higher_epoch(repl *r, uint64_t epoch);
 /* Wakes the agent for repl_dispatch; announce_changed also tells it the
  * store moved to r->loc.applied. */
 void notify_agent(repl *r);
 void announce_changed(repl *r);
+
+/* ---- beat.c ---- */
+/* Builds and sends our beat to p (session when we follow it). */
+void send_beat(repl *r, struct peer *p, bool via_router);
+/* What p's beat says of p (and, from the leader, of the cluster). */
+void repl_on_beat(repl *r, struct peer *p, const envelope *env, bool router);
+/* Sends our beat to every peer, on every link we have to it. */
+void repl_beat_all(repl *r);
+/* Whether p was heard within the failure timeout. */
+bool repl_heard_recently(const repl *r, const struct peer *p);
+
+/* ---- role.c ---- */
+/* What moves the role state machine. */
+enum repl_event {
+	REPL_EV_PROMOTE, /* the operator's promote */
+	REPL_EV_FORCE,   /* promote --force */
+	REPL_EV_HIGHER,  /* a peer leads a higher epoch */
+};
+/* Acts on ev in the current role (epoch: REPL_EV_HIGHER's); -1 with err
+ * when the act is refused or fails. */
+int repl_role_event(repl *r, enum repl_event ev, uint64_t epoch, cs_err *err);
+/* A peer leads a higher epoch: step down, persist it. */
+void repl_higher_epoch(repl *r, uint64_t epoch);
 
 #endif

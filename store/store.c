@@ -27,6 +27,8 @@
 #endif
 #define MAXDBS 16 /* the ten tables here, and room for later local ones */
 
+/* The digest's BLAKE2b key is the hash of this public label: it only makes the
+ * hash one of certsync's own; nothing about it is secret. */
 #define DIGEST_LABEL "certsync store digest v1"
 
 static const char *const tbl_names[CS_TBL_NREPL] = {

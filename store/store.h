@@ -7,7 +7,8 @@
  *    log entry holding exactly those ops and moves the applied position to it;
  *    LMDB commits all of it or none, so a crash leaves a consistent store;
  *  - the digest is the XOR over every replicated (table, key, value) of a keyed
- *    BLAKE2b-256 hash, updated in the same transaction, so two stores at the
+ *    BLAKE2b-256 hash (the key is a public constant, not a secret: every node
+ *    must compute the same digest), updated in the same transaction, so two stores at the
  *    same position compare in O(1); cs_txn_digest_recompute checks it;
  *  - one process owns a data_dir at a time (an flock on data_dir/lock);
  *  - entries carry (epoch, seq); only the node that leads the store's epoch
@@ -132,9 +133,6 @@ int cs_txn_log_get(cs_txn *txn, uint64_t seq, const void **val, size_t *vlen, cs
  * The epoch history records the first seq of every epoch that wrote entries,
  * so two nodes find where their logs fork.  Received entries are stored
  * byte for byte as the primary packed them, so the logs of all nodes agree. */
-
-/* The settings key of the cluster's KdfParams. */
-#define CS_SETTINGS_KDF "kdf"
 
 typedef struct cs_epoch_start {
 	uint64_t epoch;

@@ -23,7 +23,8 @@ struct tls_acme {
 	size_t n;
 };
 
-static const unsigned char ACME_TLS_1[] = "\x0a" "acme-tls/1";
+static const unsigned char ACME_TLS_1[] = "\x0a"
+                                          "acme-tls/1";
 
 tls_acme *tls_acme_new(void)
 {

@@ -31,7 +31,7 @@
 #include <jansson.h>
 
 #include "../common/err.h"
-#include "../store/seal.h"
+#include "../seal/seal.h"
 #include "../store/store.h"
 
 typedef struct tls_config {

@@ -58,6 +58,48 @@ typedef struct tls_map {
 	size_t cap, n; /* cap is a power of two, at least twice n */
 } tls_map;
 
+struct tls_slot {
+	const void *key; /* owned by an entry of the table; NULL for an empty slot */
+	size_t klen;
+	uint64_t hash;
+	tls_cands cands;
+};
+
+/* ---- the map and candidate lists (table.c), filled by the build ---- */
+
+/* FNV-1a: the keys come from the operator's certificates, not from
+ * clients, so a keyed hash buys nothing here. */
+uint64_t tls_hash_bytes(const void *p, size_t n);
+/* The candidates of key; NULL when it has none. */
+const tls_cands *tls_map_get(const tls_map *m, const void *key, size_t klen);
+/* Room for n keys without growing: a build sizes its maps once, for every
+ * name it will index, so no insert pays for a rehash.  -1: out of memory. */
+int tls_map_reserve(tls_map *m, size_t n);
+/* The candidates of key, an empty list when it is new. */
+tls_cands *tls_map_slot(tls_map *m, const void *key, size_t klen);
+void tls_map_free(tls_map *m);
+/* -1: out of memory. */
+int tls_cands_push(tls_cands *c, const tls_entry *e);
+/* Latest expiry first; the id breaks ties so every node orders alike. */
+void tls_cands_sort(tls_cands *c);
+/* The first candidate valid at now, or NULL. */
+const tls_entry *tls_cands_first_valid(const tls_cands *c, time_t now);
+
+/* Takes one more reference to e. */
+tls_entry *tls_entry_ref(tls_entry *e);
+/* Frees t and drops its references to the entries (the last reference). */
+void tls_table_destroy(tls_table *t);
+
+/* ---- building (table_build.c) ---- */
+
+/* A hash of the two hostnames coverage is found for; never 0, which marks
+ * an entry whose coverage was not found. */
+uint64_t tls_hosts_key(const char *node_hostname, const char *site_hostname);
+/* The hostname as tables keep it, in TLS_NAME_MAX + 1 bytes: normalized, or
+ * as given when it is not a DNS name (an IP literal is a legitimate
+ * hostname to cover); "" for none.  -1 when it does not fit. */
+int tls_copy_host(char *dst, const char *host);
+
 struct tls_table {
 	atomic_uint refs;
 	tls_entry **entries; /* one reference each */

@@ -150,14 +150,29 @@ def test_http01_issue_and_serve(agent, pebble, tmp_path):
     # acme list: the human form and the JSON agree
     lst = agent.cli("acme", "list", check=0).data["certificates"]
     assert [c["name"] for c in lst] == ["site"] and lst[0]["state"] == "scheduled"
-    text = agent.cli("acme", "list", json=False, check=0).stdout
+    text = agent.cli("acme", "list", json=False, check=0).stdout.decode()
     assert "site" in text and "scheduled" in text and "renewal window" in text
     acct = agent.cli("acme", "account", check=0).data["account"]
     assert acct["status"] == "valid" and acct["contact"] == ["mailto:ops@example.test"]
 
 
+def alpn_handshake(port, name, alpn):
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", name, "-alpn", alpn], input=b"", capture_output=True,
+                       timeout=30)
+    ders = helpers.pem_cert_ders(p.stdout)
+    return p.returncode, helpers.cert_id(ders[0]) if ders else None
+
+
 def test_tlsalpn01_issue_and_serve(agent, pebble, tmp_path):
-    issue_and_serve(agent, pebble, tmp_path, "tls-alpn-01")
+    m = issue_and_serve(agent, pebble, tmp_path, "tls-alpn-01")
+    # once validated no challenge certificate is left: a client offering
+    # acme-tls/1 alone is refused; one that offers it among others is a
+    # normal client and gets the certificate the node serves
+    rc, served = alpn_handshake(agent.tls_port, SITE, "acme-tls/1")
+    assert rc != 0 and served is None
+    rc, served = alpn_handshake(agent.tls_port, SITE, "h2,acme-tls/1")
+    assert rc == 0 and served == m["certificate"]["id"]
 
 
 def test_renew_now_replaces_default(agent, pebble, tmp_path):
@@ -170,31 +185,91 @@ def test_renew_now_replaces_default(agent, pebble, tmp_path):
     helpers.wait_for("renewed", renewed, timeout=120, step=0.5)
     m = managed(agent, "site")
     assert agent.status()["default"]["id"] == m["certificate"]["id"]
+    # the replaced certificate goes once the node serves the new one
+    old_id = first["certificate"]["id"]
+
+    def retired():
+        ids = [c["id"] for c in agent.cli("cert", "list", check=0).data["certificates"]]
+        return old_id not in ids and m["certificate"]["id"] in ids
+    helpers.wait_for("the replaced certificate deleted", retired, timeout=150, step=1)
+    root = str(tmp_path / "pebble-root.pem")
+    rc, verify, sans = s_client(agent.tls_port, SITE, root)
+    assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
-def test_failure_backs_off_and_says_why(certsync_bin, tmp_path, pebble, tls):
-    """A name pebble cannot reach (challtestsrv resolves it nowhere
-    useful: the pre-validation check has no node to ask for it) fails, is
-    retried later, and `acme list` says why."""
-    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
-                  node_extra="").start()
+def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, tls):
+    """Pebble's validator cannot reach the node (http_listen is elsewhere
+    than pebble's httpPort): the CA's error needs the operator, so the
+    certificate is `failed`, with no next attempt, and `acme list` gives the
+    CA's words; `acme renew` schedules it again."""
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls)
+    a.http_port = helpers.free_port()
+    a.write_config()
+    a.start()
     try:
-        # stop answering http-01: the pre-validation check times out
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+
+        def failed():
+            return managed(a, "site")["state"] == "failed"
+        helpers.wait_for("the order failed", failed, timeout=90, step=0.5)
+        m = managed(a, "site")
+        assert m["next_attempt"] is None and m["failures"] == 1 and m["certificate"] is None
+        assert m["last_error"]["type"] == "urn:ietf:params:acme:error:connection", m
+        assert "connection refused" in m["last_error"]["message"], m
+        assert a.status()["acme"]["certificates"]["failed"] == 1
+        text = a.cli("acme", "list", json=False, check=0).stdout.decode()
+        assert "failed" in text and "connection refused" in text
+        assert a.cli("acme", "renew", "site", check=0).data["state"] == "scheduled"
+    finally:
         a.stop()
-        a.http_port = helpers.free_port()
-        a.write_config()
-        a.start()
+
+
+def test_prevalidation_names_the_node_not_ready(certsync_bin, tmp_path, pebble, tls):
+    """A peer whose http_endpoint does not answer the token: the CA is not
+    told to validate; after check_timeout the error names that node, and
+    the attempt is retried later (transient)."""
+    dead = helpers.free_port()
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls)
+    a.acme_extra = "check_timeout = 2\n"
+    a.peers = [("tn1", "traffic", "tn1.example.test")]
+    text = a.config_text().replace("check_timeout = 10\n", "")
+    text = text.replace("hostname = tn1.example.test\n",
+                        "hostname = tn1.example.test\nhttp_endpoint = 127.0.0.1:%d\n" % dead)
+    helpers.write(a.config, text)
+    a.start()
+    try:
         a.cli("acme", "add", "site", "--domain", SITE, check=0)
 
         def failed_once():
-            m = managed(a, "site")
-            return m["failures"] >= 1 and m["last_error"] is not None
-        helpers.wait_for("a failure recorded", failed_once, timeout=90, step=0.5)
+            return managed(a, "site")["failures"] >= 1
+        helpers.wait_for("the check failed", failed_once, timeout=60, step=0.5)
         m = managed(a, "site")
-        assert m["state"] == "failed" or m["next_attempt"] is not None, m
-        assert m["certificate"] is None
+        assert m["last_error"]["message"].startswith("node tn1 is not ready: "), m
+        assert "127.0.0.1:%d" % dead in m["last_error"]["message"]
+        assert m["state"] == "scheduled" and m["next_reason"] == "retry 1 after a transient error"
     finally:
         a.stop()
+
+
+def test_ca_down_backs_off_and_keeps_serving(agent, pebble, tmp_path):
+    """The CA stops answering: the renewal fails as transient, is retried
+    after a backoff (state scheduled, a next attempt, the reason), and the
+    certificate obtained before stays served."""
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    pebble.stop()
+    agent.cli("acme", "renew", "site", check=0)
+
+    def backed_off():
+        m = managed(agent, "site")
+        return m["failures"] >= 1
+    helpers.wait_for("a failure recorded", backed_off, timeout=90, step=0.5)
+    m = managed(agent, "site")
+    assert m["state"] == "scheduled" and m["next_attempt"] is not None, m
+    assert "retry 1 after a transient error" == m["next_reason"], m
+    assert m["certificate"]["id"] == first["certificate"]["id"]
+    assert agent.running
+    rc, verify, sans = s_client(agent.tls_port, SITE, str(tmp_path / "pebble-root.pem"))
+    assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
 # ---- bad input ---------------------------------------------------------------------
@@ -248,7 +323,7 @@ def test_http_listen_refused(certsync_bin, tmp_path):
     (["--domain", "x.example.test", "--challenge", "dns-01"],
      "--challenge dns-01 needs dns_server", 2),
     (["--domain", "x.example.test", "--challenge", "http-02"], "use http-01", 2),
-    (["--domain", "x.example.test", "--key", "rsa:1024"], "--key rsa:1024", 2),
+    (["--domain", "x.example.test", "--key", "rsa:1024"], "--key rsa:1024", 1),
     (["--domain", "127.0.0.1", "--challenge", "tls-alpn-01"], "is an IP address", 2),
     (["--domain", "x.example.test", "--profile", "nosuchprofile"], "is not offered", 2),
 ])
@@ -293,3 +368,132 @@ def test_http01_bad_requests(agent):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + path, timeout=5)
         assert e.value.code == code, path
+
+
+# ---- two nodes: the CA asks the backup ----------------------------------------------
+
+class AcmeClusterNode(helpers.ClusterNode):
+    def __init__(self, *a, acme="", **kw):
+        self.acme = acme
+        super().__init__(*a, **kw)
+
+    def config_text(self):
+        return super().config_text() + self.acme
+
+
+def two_nodes(certsync_bin, pebble, tls):
+    """A primary on 127.0.0.11 and a backup on 127.0.0.12 from `cluster
+    init` with HTTP_LISTEN, both with [acme]; the site hostname resolves to
+    the backup in challtestsrv's DNS.  Started, streaming."""
+    folder = os.path.join(helpers.short_tmpdir(), "cluster")
+    ips = {"primary": "127.0.0.11", "backup": "127.0.0.12"}
+    specs = []
+    for name, role in (("primary", "primary"), ("backup", "backup")):
+        specs += ["--node", "%s=%s,%s.example.test,tcp://%s:%d,%s:%d,%s:%d" % (
+            name, role, name, ips[name], helpers.free_port(), ips[name], pebble.tlsport,
+            ips[name], pebble.httpport)]
+    helpers.run([certsync_bin, "cluster", "init", folder, "--site", SITE] + specs)
+    acme = ("\n[acme]\ndirectory = %s\nagree_tos = yes\nca_file = %s\ncheck_timeout = 20\n"
+            % (pebble.dir_url, tls.ca))
+    nodes = [AcmeClusterNode(certsync_bin, os.path.join(folder, n), n, r, n + ".example.test",
+                             SITE, 0, pebble.tlsport, acme=acme)
+             for n, r in (("primary", "primary"), ("backup", "backup"))]
+    for n in nodes:
+        n.ip = ips[n.name]
+    for host, ip in ((SITE, ips["backup"]), ("primary.example.test", ips["primary"]),
+                     ("backup.example.test", ips["backup"])):
+        pebble.challtest("add-a", {"host": host + ".", "addresses": [ip]})
+    for n in nodes:
+        n.write_config()
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_ready()
+    helpers.wait_for("the backup streams", lambda: nodes[1].status()["replication"]["sync"]
+                     == "streaming" and nodes[1].status()["cluster_key"], timeout=30)
+    return nodes
+
+
+def serves_verified(node, port, name, root):
+    def served():
+        p = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (node.ip, port),
+                            "-servername", name, "-CAfile", root, "-verify_return_error",
+                            "-verify_hostname", name], input=b"", capture_output=True,
+                           timeout=30)
+        return p.returncode == 0 and b"Verify return code: 0 (ok)" in p.stdout
+    helpers.wait_for("%s serves %s" % (node.name, name), served, timeout=20, step=0.2)
+
+
+def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
+    """The site hostname resolves to the backup, so pebble validates http-01
+    against the backup, which answers from its replicated store; both
+    nodes' TLS endpoints then serve the certificate, verified against
+    pebble's root."""
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
+    try:
+        primary, backup = nodes
+        primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "primary.example.test",
+                    "--domain", "backup.example.test", "--default", check=0)
+        m = wait_issued(primary, "site")
+        # the backup holds the same record and the certificate
+        helpers.wait_for("the backup has it", lambda: (managed(backup, "site") or {}).get(
+            "certificate") == m["certificate"], timeout=20, step=0.2)
+        for node in nodes:
+            for name in (SITE, node.hostname):
+                serves_verified(node, pebble.tlsport, name, root)
+        # changes are the primary's: the backup refuses and names it
+        res = backup.cli("acme", "renew", "site", check=1)
+        assert "not the primary" in res.message
+        assert backup.status()["acme"]["certificates"]["scheduled"] == 1
+        # the acme table is in the replicated digest: equal at the same position
+
+        def same_store():
+            a, b = primary.status(), backup.status()
+            return a["seq"] == b["seq"] and a["digest"] == b["digest"] and b["digest_ok"]
+        helpers.wait_for("the same store on both nodes", same_store, timeout=20, step=0.2)
+    finally:
+        for n in nodes:
+            if n.running:
+                n.stop()
+
+
+@pytest.fixture
+def slow_pebble(tmp_path, tls):
+    """Pebble whose validator waits (0 to 15 s) before it validates."""
+    os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
+    pb = PebbleOnPorts(tmp_path / "pebble", tls, env={"PEBBLE_VA_NOSLEEP": "0"})
+    pb.start()
+    yield pb
+    pb.stop()
+
+
+def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
+    """The primary is killed once the CA was told to validate; the backup,
+    promoted, goes on with the order from its replicated record (same
+    account, same order), obtains the certificate and serves it."""
+    pebble = slow_pebble
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
+    try:
+        primary, backup = nodes
+        primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "backup.example.test",
+                    check=0)
+        helpers.wait_for("the CA validating", lambda: "acme site: the CA validates" in
+                         primary.stderr(), timeout=60, step=0.1)
+        order = managed(backup, "site")["order"]
+        assert order is not None and order["next"] == "wait-authz", order
+        primary.kill()
+        backup.cli("promote", "--force", check=0)
+        m = wait_issued(backup, "site", timeout=120)
+        assert m["state"] == "scheduled" and m["order"] is None
+        # it went on with the same order: the backup made none of its own
+        assert "acme site: order created" not in backup.stderr(), backup.stderr()[-3000:]
+        assert "acme site: finalized" in backup.stderr()
+        assert backup.cli("acme", "account", check=0).data["account"]["url"]
+        serves_verified(backup, pebble.tlsport, SITE, root)
+    finally:
+        for n in nodes:
+            if n.running:
+                n.stop()

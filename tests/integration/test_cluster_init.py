@@ -81,6 +81,27 @@ def test_every_node_gets_a_complete_configuration(certsync_bin, tmp_path):
     assert pw not in p.stdout.decode() and pw not in p.stderr.decode()
 
 
+def test_http_listener_gives_http_endpoints(certsync_bin, tmp_path):
+    """A fifth field, HTTP_LISTEN, becomes the node's http_listen and every
+    other node's http_endpoint for it (ACME http-01); the written
+    configurations load (the agent reads them as they are)."""
+    folder = tmp_path / "cluster"
+    nodes = [GOOD[0] + ",0.0.0.0:8080", GOOD[1] + ",127.0.0.12:80", GOOD[2]]
+    p = init(certsync_bin, folder, nodes=nodes)
+    assert p.returncode == 0, p.stderr
+    c = {n: read_conf(folder / n / "certsync.conf") for n in ("primary", "backup", "tn1")}
+    assert c["primary"]["node"]["http_listen"] == "0.0.0.0:8080"
+    assert c["backup"]["node"]["http_listen"] == "127.0.0.12:80"
+    assert "http_listen" not in c["tn1"]["node"]
+    assert c["tn1"]["peer primary"]["http_endpoint"] == "primary.example.test:8080"
+    assert c["tn1"]["peer backup"]["http_endpoint"] == "127.0.0.12:80"
+    assert "http_endpoint" not in c["primary"]["peer tn1"]
+    for n in c:
+        res = helpers.run([certsync_bin, "-c", str(folder / n / "certsync.conf"), "acme",
+                           "list"], check=False)
+        assert b"configuration" not in res.stderr and b".conf:" not in res.stderr, res.stderr
+
+
 def test_second_cluster_has_other_secrets(certsync_bin, tmp_path):
     for f in ("a", "b"):
         assert init(certsync_bin, tmp_path / f).returncode == 0
@@ -125,6 +146,10 @@ BAD = {
                           [], SITE, ["PORT 1 to 65535"], 2),
     "bad-tls-listen": (GOOD + ["tn2=traffic,tn2.example.test,tcp://tn2.example.test:1,tn2:8443"],
                        [], SITE, ["TLS_LISTEN", "numeric address"], 2),
+    "bad-http-listen": (GOOD + ["tn2=traffic,tn2.example.test,tcp://tn2.example.test:1,0.0.0.0:2,"
+                                "tn2:80"], [], SITE, ["HTTP_LISTEN", "numeric address"], 2),
+    "six-fields": (GOOD + ["tn2=traffic,tn2.example.test,tcp://tn2.example.test:1,0.0.0.0:2,"
+                           "0.0.0.0:80,x"], [], SITE, ["or five with HTTP_LISTEN"], 2),
     "bad-hostname": (GOOD + ["tn2=traffic,tn_2!,tcp://tn2.example.test:1,0.0.0.0:2"], [], SITE,
                      ["tn_2!", "not a DNS name"], 2),
     "unknown-option": (GOOD, ["--colour"], SITE, ["--colour"], 2),

@@ -20,12 +20,13 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "../../common/hex.h"
 #include "../../common/log.h"
 #include "../../replication/repl.h"
 #include "../../replication/repl_int.h"
-#include "../../store/seal.h"
+#include "../../seal/seal.h"
 #include "proto/replication.pb-c.h"
-#include "proto/store.pb-c.h"
+#include "../../records/records.h"
 
 #define PASS     "correct horse battery staple"
 #define MAXNODES 4
@@ -111,28 +112,15 @@ static void open_store(struct node *n)
  * enough for tests. */
 static void create_cluster(struct node *n)
 {
-	Certsync__KdfParams kdf = CERTSYNC__KDF_PARAMS__INIT;
-	uint8_t salt[CS_SALT_LEN], check[CS_KEYCHECK_LEN], id[16], buf[256];
 	cs_key *key;
 	cs_txn *txn;
 	cs_err err;
 
-	randombytes_buf(salt, sizeof(salt));
-	randombytes_buf(id, sizeof(id));
-	kdf.opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-	kdf.memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
-	if (cs_key_derive(&key, PASS, strlen(PASS), salt, kdf.opslimit, kdf.memlimit, &err) != 0)
-		fail_msg("derive: %s", err.msg);
-	cs_key_check(key, check);
-	cs_key_free(key);
-	kdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
-	kdf.key_check = (ProtobufCBinaryData){sizeof(check), check};
-	kdf.cluster_id = (ProtobufCBinaryData){sizeof(id), id};
-	assert_true(certsync__kdf_params__get_packed_size(&kdf) < sizeof(buf));
 	assert_int_equal(cs_txn_begin(n->st, true, &txn, &err), 0);
-	assert_int_equal(cs_txn_put(txn, CS_TBL_SETTINGS, CS_SETTINGS_KDF, 3, buf,
-	                            certsync__kdf_params__pack(&kdf, buf), &err),
-	                 0);
+	if (rec_cluster_create(txn, PASS, strlen(PASS), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	                       crypto_pwhash_MEMLIMIT_INTERACTIVE, &key, &err) != 0)
+		fail_msg("cluster settings: %s", err.msg);
+	cs_key_free(key);
 	assert_int_equal(cs_txn_commit(txn, "cluster created", NULL, &err), 0);
 }
 
@@ -514,6 +502,44 @@ static void test_catchup(void **state)
 	assert_true(pump(in_sync, p, 10000));
 }
 
+/* A cluster that has been through more epochs than a snapshot carries
+ * (SNAPSHOT_HISTORY) still takes new nodes: the snapshot carries the
+ * newest epochs of its history, and the node joins and streams on. */
+static void test_snapshot_long_history(void **state)
+{
+	struct node *p = &nodes[0];
+	cs_epoch_start hist[SNAPSHOT_HISTORY + 6];
+	const size_t n = sizeof(hist) / sizeof(hist[0]);
+	cs_txn *txn;
+	cs_err err;
+	cs_pos at;
+
+	(void)state;
+	add_node("p", REPL_PRIMARY);
+	add_node("t", REPL_TRAFFIC);
+	open_store(p);
+	create_cluster(p);
+	/* as if each of these changes had been written by a primary of an
+	 * epoch of its own, one promotion after another */
+	changes(p, (int)n, "epoch");
+	at = applied(p, NULL);
+	for (size_t i = 0; i < n; i++)
+		hist[i] = (cs_epoch_start){i + 1, i + 2};
+	assert_int_equal(cs_txn_begin(p->st, true, &txn, &err), 0);
+	assert_int_equal(cs_txn_set_epoch(txn, n, true, &err), 0);
+	assert_int_equal(cs_txn_set_position(txn, (cs_pos){n, at.seq}, hist, n, &err), 0);
+	assert_int_equal(cs_txn_commit(txn, NULL, NULL, &err), 0);
+	/* the log no longer reaches back: the new node needs a snapshot */
+	cs_store_set_log_retain(p->st, 10);
+	changes(p, 20, "pruned");
+	start(p);
+	start(&nodes[1]);
+	assert_true(pump(in_sync, p, 10000));
+	assert_int_equal(applied(&nodes[1], NULL).epoch, n);
+	changes(p, 5, "after");
+	assert_true(pump(in_sync, p, 10000));
+}
+
 static bool leader_is(void *arg)
 {
 	struct node *n = arg;
@@ -546,12 +572,34 @@ static int count_diverged(void *ctx, const cs_diverged *d)
 	return 0;
 }
 
+/* The first diverged entry a table holds: its id, origin and summary. */
+struct diverged_seen {
+	int n;
+	char id[2 * CS_DIGEST_LEN + 1], origin[32], summary[64];
+};
+
+static int see_diverged(void *ctx, const cs_diverged *d)
+{
+	struct diverged_seen *seen = ctx;
+	Certsync__LogEntry *e;
+
+	if (seen->n++ > 0)
+		return 0;
+	e = certsync__log_entry__unpack(NULL, d->entry_len, d->entry);
+	assert_non_null(e);
+	cs_hex(d->id, CS_DIGEST_LEN, seen->id);
+	snprintf(seen->origin, sizeof(seen->origin), "%s", d->origin);
+	snprintf(seen->summary, sizeof(seen->summary), "%s", e->summary);
+	certsync__log_entry__free_unpacked(e, NULL);
+	return 0;
+}
+
 static void test_failover(void **state)
 {
 	struct node *p = &nodes[0], *b = &nodes[1], *t = &nodes[2];
 	uint8_t id[CS_DIGEST_LEN];
+	struct diverged_seen seen;
 	cs_txn *txn;
-	json_t *list;
 	cs_err err;
 	int n = 0;
 
@@ -599,29 +647,23 @@ static void test_failover(void **state)
 	cs_txn_abort(txn);
 	assert_int_equal(n, 1);
 	for (int i = 0; i < 100; i++) {
-		list = repl_diverged_list(b->st, &err);
-		if (list == NULL)
+		memset(&seen, 0, sizeof(seen));
+		assert_int_equal(cs_txn_begin(b->st, false, &txn, &err), 0);
+		if (cs_txn_diverged_foreach(txn, see_diverged, &seen, &err) != 0)
 			fail_msg("diverged list: %s", err.msg);
-		if (json_array_size(list) == 1)
+		cs_txn_abort(txn);
+		if (seen.n == 1)
 			break;
-		json_decref(list);
-		list = NULL;
 		usleep(20000 * slow);
 	}
-	assert_non_null(list);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "origin")),
-	                    "p");
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "summary")),
-	                    "lost");
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.origin, "p");
+	assert_string_equal(seen.summary, "lost");
 	/* re-applied through the new primary, it reaches everyone */
 	assert_int_equal(cs_txn_begin(b->st, true, &txn, &err), 0);
-	assert_int_equal(
-	    cs_txn_diverged_apply(
-	        txn, json_string_value(json_object_get(json_array_get(list, 0), "id")), id, &err),
-	    0);
+	assert_int_equal(cs_txn_diverged_apply(txn, seen.id, id, &err), 0);
 	assert_int_equal(cs_txn_commit(txn, "diverged apply", NULL, &err), 0);
 	repl_committed(b->r);
-	json_decref(list);
 	assert_true(pump(in_sync, b, 10000));
 	assert_int_equal(applied(p, NULL).seq, 10);
 	/* the old primary cannot write any more */
@@ -806,6 +848,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_catchup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_long_history, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_passphrase, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),

@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "../../store/seal.h"
+#include "../../seal/seal.h"
 
 /* Argon2id is slow on purpose; derive each key once, with INTERACTIVE
  * limits, and share them. */

@@ -171,6 +171,7 @@ static void test_table_names(void **state)
 	assert_string_equal(cs_table_name(CS_TBL_REQUESTS), "requests");
 	assert_string_equal(cs_table_name(CS_TBL_KEYS), "keys");
 	assert_string_equal(cs_table_name(CS_TBL_SETTINGS), "settings");
+	assert_string_equal(cs_table_name(CS_TBL_ACME), "acme");
 	assert_string_equal(cs_table_name(CS_TBL_NREPL), "?");
 }
 

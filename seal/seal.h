@@ -1,4 +1,5 @@
-/* seal.h — the cluster key and the sealing of private keys.
+/* seal.h — the cluster key and the sealing of private keys, the whole API
+ * of the seal/ module.  The store never sees a key: it holds sealed bytes.
  *
  * The cluster key is 32 bytes derived from the cluster passphrase with
  * Argon2id (crypto_pwhash) and the cluster's salt; it lives in
@@ -48,8 +49,10 @@ CS_MUST_CHECK int cs_unseal(const cs_key *key, const void *sealed, size_t slen, 
                             size_t adlen, uint8_t **plain, size_t *plen, cs_err *err);
 void cs_secret_free(void *secret);
 
-/* Derives a 32-byte subkey for another purpose (TLS ticket keys, the
- * store digest key) with crypto_kdf: context is exactly 8 characters. */
+/* Derives a 32-byte subkey for another purpose (the TLS ticket keys) with
+ * crypto_kdf: context is exactly 8 characters.  The store digest is not one
+ * of them: its key is a public constant (store/store.c), as every node must
+ * compute the same digest, also before it holds the cluster key. */
 void cs_key_subkey(const cs_key *key, uint64_t id, const char context[8], uint8_t out[32]);
 
 #endif

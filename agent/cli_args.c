@@ -1,0 +1,367 @@
+/* cli_args.c — the operator command's flags: each command's parser turns
+ * its flags into the control request's arguments, and says what is wrong
+ * with a flag in words, with the usage. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "../seal/seal.h"
+#include "config.h"
+#include "control.h"
+
+#define MAX_IMPORT_BYTES (32u << 20)
+
+static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t n = 0;
+
+	/* The file is the command's input, not its usage: one that cannot be
+	 * read is refused like one that cannot be decoded (exit 1). */
+	if (fd < 0)
+		return cs_fail(err, CS_EINPUT, "%s: cannot read it: %s; give a readable file", path,
+		               strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_IMPORT_BYTES) {
+		close(fd);
+		return cs_fail(err, CS_EINPUT, "%s: not a regular file of at most %u MiB", path,
+		               MAX_IMPORT_BYTES >> 20);
+	}
+	/* It may hold a private key: keep it in memory that is wiped. */
+	buf = sodium_malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	while (n < (size_t)st.st_size) {
+		ssize_t got = read(fd, buf + n, (size_t)st.st_size - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+/* Reads a secret file into args[key]; allow_empty for PKCS#12 passwords,
+ * which may be empty. */
+static int secret_arg(json_t *args, const char *key, const char *flag, const char *path,
+                      bool allow_empty, cs_err *err)
+{
+	char *secret;
+	size_t len;
+	int rc;
+
+	if (cs_secret_file_read(flag, path, allow_empty, &secret, &len, err) < 0) {
+		/* For the agent an unreadable passphrase_file is a configuration
+		 * error; here the file is the command's input, refused like an
+		 * unreadable import file (exit 1). */
+		if (err->code == CS_EUSAGE)
+			err->code = CS_EINPUT;
+		return -1;
+	}
+	rc = json_object_set_new(args, key, json_string(secret));
+	cs_secret_free(secret);
+	return rc == 0 ? 0 : cs_fail(err, CS_EIO, "out of memory");
+}
+
+int cli_usage_error(const struct cli_command *cmd, cs_err *err, const char *what)
+{
+	return cs_fail(err, CS_EUSAGE, "%s; usage: certsync %s", what, cmd->usage);
+}
+
+/* What the usage calls flag's value ("ID" for "--cert ID"), into out; ""
+ * when the usage does not show it (an abbreviated flag). */
+static void value_name(const char *usage, const char *flag, char *out, size_t len)
+{
+	size_t n = strlen(flag);
+	const char *p;
+
+	*out = '\0';
+	for (p = strstr(usage, flag); p != NULL; p = strstr(p + 1, flag)) {
+		if ((p == usage || p[-1] == ' ' || p[-1] == '[') && p[n] == ' ') {
+			p += n + 1;
+			snprintf(out, len, "%.*s", (int)strcspn(p, " ]"), p);
+			return;
+		}
+	}
+}
+
+/* getopt_long, with flag errors said in words: returns the flag's value
+ * char, -1 after the last flag, or 0 with err set.  A flag followed by
+ * another flag has no value either, though getopt would take the next flag
+ * as one ("--name --country GB"). */
+int cli_next_flag(const struct cli_command *cmd, int argc, char **argv, const char *shortopts,
+                  const struct option *opts, cs_err *err)
+{
+	char colon[16], what[160], value[96];
+	int c;
+	bool took_flag;
+
+	/* A leading ':' makes getopt tell a missing value (':') from an
+	 * unknown flag ('?'). */
+	snprintf(colon, sizeof(colon), ":%s", shortopts);
+	c = getopt_long(argc, argv, colon, opts, NULL);
+	if (c == -1)
+		return -1;
+	took_flag = optarg != NULL && optarg == argv[optind - 1] && strncmp(optarg, "--", 2) == 0;
+	if (c != '?' && c != ':' && !took_flag)
+		return c;
+	if (c == '?') {
+		snprintf(what, sizeof(what), "unknown flag %s", argv[optind - 1]);
+	} else {
+		const char *flag = argv[optind - (took_flag ? 2 : 1)];
+
+		value_name(cmd->usage, flag, value, sizeof(value));
+		snprintf(what, sizeof(what), "%s needs a value%s%s%s", flag, *value ? " (" : "",
+		         value, *value ? ")" : "");
+	}
+	cli_usage_error(cmd, err, what);
+	return 0;
+}
+
+/* Commands with no flags, or one positional ID. */
+int cli_parse_none(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	(void)argv;
+	(void)args;
+	return argc == 1 ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
+}
+
+int cli_parse_id(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	if (argc != 2 || argv[1][0] == '-')
+		return cli_usage_error(cmd, err, "give exactly one ID");
+	return json_object_set_new(args, "id", json_string(argv[1]));
+}
+
+int cli_parse_new(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"name", required_argument, NULL, 'n'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"country", required_argument, NULL, 'C'},
+	    {"state", required_argument, NULL, 'S'},
+	    {"locality", required_argument, NULL, 'L'},
+	    {"org", required_argument, NULL, 'O'},
+	    {"unit", required_argument, NULL, 'U'},
+	    {"common-name", required_argument, NULL, 'N'},
+	    {"san", required_argument, NULL, 's'},
+	    {"days", required_argument, NULL, 'd'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const char *const keys[] = {
+	    ['n'] = "name",     ['k'] = "key", ['C'] = "country", ['S'] = "state",
+	    ['L'] = "locality", ['O'] = "org", ['U'] = "unit",    ['N'] = "common_name",
+	};
+	bool self_signed = strcmp(cmd->request, "cert.self-signed") == 0;
+	json_t *sans = json_array();
+	char *end;
+	int c;
+
+	json_object_set_new(args, "sans", sans);
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 's') {
+			json_array_append_new(sans, json_string(optarg));
+		} else if (c == 'd' && self_signed) {
+			long days = strtol(optarg, &end, 10);
+
+			if (*end != '\0' || days < 1 || days > 3650)
+				return cli_usage_error(cmd, err,
+				                       "--days takes a number from 1 to 3650");
+			json_object_set_new(args, "days", json_integer(days));
+		} else if (c != 'd' && (size_t)c < sizeof(keys) / sizeof(keys[0]) &&
+		           keys[c] != NULL) {
+			json_object_set_new(args, keys[c], json_string(optarg));
+		} else {
+			return cli_usage_error(cmd, err, "--days applies to cert self-signed only");
+		}
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc)
+		return cli_usage_error(cmd, err, "unexpected arguments");
+	if (json_object_get(args, "name") == NULL || json_object_get(args, "country") == NULL ||
+	    json_object_get(args, "common_name") == NULL)
+		return cli_usage_error(cmd, err,
+		                       "--name, --country and --common-name are required");
+	return 0;
+}
+
+int cli_parse_import(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"password-file", required_argument, NULL, 'p'},
+	    {"name", required_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *files = json_array();
+	int c;
+
+	json_object_set_new(args, "files", files);
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'p') {
+			if (secret_arg(args, "password", "--password-file", optarg, true, err) < 0)
+				return -1;
+		} else {
+			json_object_set_new(args, "name", json_string(optarg));
+		}
+	}
+	if (c == 0)
+		return -1;
+	if (optind == argc)
+		return cli_usage_error(cmd, err, "give at least one FILE");
+	for (int i = optind; i < argc; i++) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+		json_t *b64;
+
+		if (read_file(argv[i], &data, &len, err) < 0)
+			return -1;
+		b64 = cs_control_base64(data, len);
+		sodium_free(data);
+		if (b64 == NULL)
+			return cs_fail(err, CS_EIO, "out of memory");
+		json_array_append_new(files, json_pack("{s:s, s:o}", "name", argv[i], "data", b64));
+	}
+	return 0;
+}
+
+int cli_parse_export(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"format", required_argument, NULL, 'f'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"output", required_argument, NULL, 'o'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = cli_next_flag(cmd, argc, argv, "o:", opts, err)) > 0) {
+		if (c == 'f')
+			json_object_set_new(args, "format", json_string(optarg));
+		else if (c == 'o')
+			json_object_set_new(args, "output", json_string(optarg));
+		else if (secret_arg(args, "passphrase", "--passphrase-file", optarg, false, err) <
+		         0)
+			return -1;
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc - 1)
+		return cli_usage_error(cmd, err, "give exactly one ID");
+	return json_object_set_new(args, "id", json_string(argv[optind]));
+}
+
+int cli_parse_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"expired", no_argument, NULL, 'e'},
+	    {"older-than", required_argument, NULL, 'o'},
+	    {"yes", no_argument, NULL, 'y'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *end;
+	long days;
+	int c;
+
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'e') {
+			json_object_set_new(args, "expired", json_true());
+		} else if (c == 'y') {
+			json_object_set_new(args, "yes", json_true());
+		} else {
+			days = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || days < 0 || days > 36500)
+				return cli_usage_error(
+				    cmd, err,
+				    "--older-than takes a number of days from 0 to 36500");
+			json_object_set_new(args, "older_than", json_integer(days));
+		}
+	}
+	if (c == 0)
+		return -1;
+	if (optind != argc)
+		return cli_usage_error(cmd, err, "unexpected arguments");
+	if (!json_is_true(json_object_get(args, "expired")))
+		return cli_usage_error(cmd, err,
+		                       "cert prune removes expired certificates only: say "
+		                       "--expired");
+	return 0;
+}
+
+int cli_parse_verify(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"cert", required_argument, NULL, 'c'},
+	    {"cluster", no_argument, NULL, 'C'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'c')
+			json_object_set_new(args, "cert", json_string(optarg));
+		else
+			json_object_set_new(args, "cluster", json_true());
+	}
+	if (c == 0)
+		return -1;
+	if (json_object_get(args, "cert") != NULL && json_object_get(args, "cluster") != NULL)
+		return cli_usage_error(cmd, err,
+		                       "--cluster checks the default certificate; drop --cert");
+	return optind == argc ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
+}
+
+/* A command whose one flag is --NAME with no value: args.NAME = true. */
+static int parse_switch(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                        const char *name, cs_err *err)
+{
+	const struct option opts[] = {
+	    {name, no_argument, NULL, 's'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0)
+		json_object_set_new(args, name, json_true());
+	if (c == 0)
+		return -1;
+	return optind == argc ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
+}
+
+int cli_parse_promote(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                      cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "force", err);
+}
+
+int cli_parse_status(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                     cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "check", err);
+}
+
+int cli_parse_diverged_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                             cs_err *err)
+{
+	return parse_switch(cmd, argc, argv, args, "all", err);
+}
