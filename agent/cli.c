@@ -37,17 +37,19 @@
 #define WAIT_FLAG " [--wait backup|all|none]"
 
 static const struct cli_command commands[] = {
-    {"status", "status", "status [--check]",
+    {"status", "status", "status [--check] [--recompute]",
      "Shows the node, its store position and digest, the "
      "default certificate and counts; --check exits 1 unless the node is healthy (serves a "
      "valid certificate covering its hostname and the site hostname, its default has not "
      "expired, it does not refuse the cluster passphrase, no alert of error severity is "
-     "active).",
+     "active); --recompute also recomputes the digest from every record (exit 1 when it "
+     "differs: the store is damaged).",
      cli_parse_status, cli_print_status},
-    {"cert list", "cert.list", "cert list",
-     "Lists identity and CA certificates with their "
-     "warnings.",
-     cli_parse_none, cli_print_cert_list},
+    {"cert list", "cert.list", "cert list [--name GLOB] [--expiring DAYS] [--limit N] [--after ID]",
+     "Lists identity and CA certificates with their warnings; --name: those whose name, "
+     "CN or a SAN matches GLOB; --expiring: those that expire within DAYS days (or have); "
+     "--limit: at most N, then the ID to give --after for the next page.",
+     cli_parse_cert_list, cli_print_cert_list},
     {"cert show", "cert.show", "cert show ID",
      "Shows one certificate, its chain and its "
      "PEM.",

@@ -74,6 +74,8 @@ int cli_parse_verify(const struct cli_command *cmd, int argc, char **argv, json_
                      cs_err *err);
 int cli_parse_promote(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                       cs_err *err);
+int cli_parse_cert_list(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                        cs_err *err);
 int cli_parse_status(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                      cs_err *err);
 int cli_parse_diverged_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,

@@ -270,6 +270,21 @@ int cli_parse_export(const struct cli_command *cmd, int argc, char **argv, json_
 	return json_object_set_new(args, "id", json_string(argv[optind]));
 }
 
+/* The value of a numeric flag into args[key]: "--limit takes a number from
+ * 1 to 1000000" otherwise (what names the number: "a number of days"). */
+static int number_flag(const struct cli_command *cmd, const char *flag, const char *what, long min,
+                       long max, json_t *args, const char *key, cs_err *err)
+{
+	char *end, msg[128];
+	long n = strtol(optarg, &end, 10);
+
+	if (*optarg == '\0' || *end != '\0' || n < min || n > max) {
+		snprintf(msg, sizeof(msg), "%s takes %s from %ld to %ld", flag, what, min, max);
+		return cli_usage_error(cmd, err, msg);
+	}
+	return json_object_set_new(args, key, json_integer(n));
+}
+
 int cli_parse_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args, cs_err *err)
 {
 	static const struct option opts[] = {
@@ -278,23 +293,16 @@ int cli_parse_prune(const struct cli_command *cmd, int argc, char **argv, json_t
 	    {"yes", no_argument, NULL, 'y'},
 	    {NULL, 0, NULL, 0},
 	};
-	char *end;
-	long days;
 	int c;
 
 	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
-		if (c == 'e') {
+		if (c == 'e')
 			json_object_set_new(args, "expired", json_true());
-		} else if (c == 'y') {
+		else if (c == 'y')
 			json_object_set_new(args, "yes", json_true());
-		} else {
-			days = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || days < 0 || days > 36500)
-				return cli_usage_error(
-				    cmd, err,
-				    "--older-than takes a number of days from 0 to 36500");
-			json_object_set_new(args, "older_than", json_integer(days));
-		}
+		else if (number_flag(cmd, "--older-than", "a number of days", 0, 36500, args,
+		                     "older_than", err) < 0)
+			return -1;
 	}
 	if (c == 0)
 		return -1;
@@ -331,21 +339,29 @@ int cli_parse_verify(const struct cli_command *cmd, int argc, char **argv, json_
 	return optind == argc ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
 }
 
-/* A command whose one flag is --NAME with no value: args.NAME = true. */
-static int parse_switch(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                        const char *name, cs_err *err)
+/* A command whose flags are switches --NAME with no value (at most two):
+ * args.NAME = true for each one given. */
+static int parse_switches(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                          const char *name, const char *other, cs_err *err)
 {
 	const struct option opts[] = {
-	    {name, no_argument, NULL, 's'},
+	    {name, no_argument, NULL, 1},
+	    {other != NULL ? other : name, no_argument, NULL, 2},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0)
-		json_object_set_new(args, name, json_true());
+		json_object_set_new(args, opts[c - 1].name, json_true());
 	if (c == 0)
 		return -1;
 	return optind == argc ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
+}
+
+static int parse_switch(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                        const char *name, cs_err *err)
+{
+	return parse_switches(cmd, argc, argv, args, name, NULL, err);
 }
 
 int cli_parse_promote(const struct cli_command *cmd, int argc, char **argv, json_t *args,
@@ -357,11 +373,39 @@ int cli_parse_promote(const struct cli_command *cmd, int argc, char **argv, json
 int cli_parse_status(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                      cs_err *err)
 {
-	return parse_switch(cmd, argc, argv, args, "check", err);
+	return parse_switches(cmd, argc, argv, args, "check", "recompute", err);
 }
 
 int cli_parse_diverged_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                              cs_err *err)
 {
 	return parse_switch(cmd, argc, argv, args, "all", err);
+}
+
+int cli_parse_cert_list(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                        cs_err *err)
+{
+	static const struct option opts[] = {
+	    {"limit", required_argument, NULL, 'l'},
+	    {"after", required_argument, NULL, 'a'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"expiring", required_argument, NULL, 'e'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c, rc = 0;
+
+	while (rc == 0 && (c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
+		if (c == 'a' || c == 'n')
+			rc = json_object_set_new(args, c == 'a' ? "after" : "name",
+			                         json_string(optarg));
+		else if (c == 'l')
+			rc =
+			    number_flag(cmd, "--limit", "a number", 1, 1000000, args, "limit", err);
+		else
+			rc = number_flag(cmd, "--expiring", "a number of days", 0, 36500, args,
+			                 "expiring", err);
+	}
+	if (rc != 0 || c == 0)
+		return -1;
+	return optind == argc ? 0 : cli_usage_error(cmd, err, "unexpected arguments");
 }

@@ -257,9 +257,10 @@ int cli_print_alerts_test(const cli_ctx *ctx, json_t *r, json_t *args)
 int cli_print_status(const cli_ctx *ctx, json_t *r, json_t *args)
 {
 	json_t *def = json_object_get(r, "default"), *counts = json_object_get(r, "counts");
+	json_t *digest_ok = json_object_get(r, "digest_ok");
 	char a[64], b[64], c[64], d[64];
+	int rc;
 
-	(void)args;
 	print_active_alerts(ctx, json_object_get(r, "alerts"), false);
 	hprintf(ctx, "node       %s (%s)\n", cli_str(r, "node"), cli_str(r, "role"));
 	hprintf(ctx, "hostname   %s\n", cli_str(r, "hostname"));
@@ -270,10 +271,11 @@ int cli_print_status(const cli_ctx *ctx, json_t *r, json_t *args)
 	hprintf(ctx, "position   epoch %lld, seq %lld\n",
 	        (long long)json_integer_value(json_object_get(r, "epoch")),
 	        (long long)json_integer_value(json_object_get(r, "seq")));
-	hprintf(ctx, "digest     %s (%s)\n", cli_str(r, "digest"),
-	        json_is_true(json_object_get(r, "digest_ok"))
-	            ? "recomputed: equal"
-	            : "RECOMPUTED DIGEST DIFFERS: the store is damaged");
+	/* Recomputed only with --recompute: it reads every record. */
+	hprintf(ctx, "digest     %s%s\n", cli_str(r, "digest"),
+	        digest_ok == NULL         ? ""
+	        : json_is_true(digest_ok) ? " (recomputed: equal)"
+	                                  : " (RECOMPUTED DIGEST DIFFERS: the store is damaged)");
 	if (json_is_object(def))
 		hprintf(ctx, "default    %.8s %s (expires %s)\n", cli_str(def, "id"),
 		        cli_str(def, "name"), cli_day(def, "not_after"));
@@ -288,5 +290,6 @@ int cli_print_status(const cli_ctx *ctx, json_t *r, json_t *args)
 	print_tls(ctx, json_object_get(r, "tls"));
 	print_replication(ctx, json_object_get(r, "replication"));
 	cli_acme_print_status(ctx->human, json_object_get(r, "acme"));
-	return print_health(ctx, json_object_get(r, "health"), args);
+	rc = print_health(ctx, json_object_get(r, "health"), args);
+	return digest_ok != NULL && !json_is_true(digest_ok) ? 1 : rc;
 }

@@ -41,7 +41,10 @@ int cli_print_cert_list(const cli_ctx *ctx, json_t *r, json_t *args)
 	json_t *certs = json_object_get(r, "certificates"), *c;
 	size_t i;
 
-	(void)args;
+	if (json_array_size(certs) == 0 && json_object_size(args) > 0) {
+		hprintf(ctx, "no certificate matches\n");
+		return 0;
+	}
 	if (json_array_size(certs) == 0) {
 		hprintf(ctx,
 		        "no certificates; create one with `certsync cert self-signed` or import "
@@ -51,6 +54,9 @@ int cli_print_cert_list(const cli_ctx *ctx, json_t *r, json_t *args)
 	hprintf(ctx, "ID        %-20s %-12s %-28s %-10s %-8s %-3s %s\n", "NAME", "KIND",
 	        "SUBJECT CN", "NOT AFTER", "KEY TYPE", "KEY", "DEFAULT");
 	json_array_foreach(certs, i, c) print_cert_line(ctx, c);
+	if (json_object_get(r, "next_after") != NULL)
+		hprintf(ctx, "more: the next page starts with --after %.16s\n",
+		        cli_str(r, "next_after"));
 	return 0;
 }
 

@@ -40,6 +40,10 @@ typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
 /* Reads string argument name: 0 and *out set (NULL when absent and not
  * required), -1 with a usage error otherwise. */
 int ops_arg_string(json_t *args, const char *name, bool required, const char **out, cs_err *err);
+/* Reads optional integer argument name, from min to max: 1 and *out set,
+ * 0 when absent, -1 with a usage error naming what it counts otherwise. */
+int ops_arg_int(json_t *args, const char *name, json_int_t min, json_int_t max, const char *what,
+                json_int_t *out, cs_err *err);
 
 /* Commits txn and logs the change; txn has ended either way.  Inside a
  * batch (ops_batch.c) the change reaches the disk, the followers and the TLS

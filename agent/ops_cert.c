@@ -19,63 +19,6 @@
  * and for the site hostname. */
 #define EXPECTED_HOSTS 2
 
-struct list_walk {
-	cs_table table;
-	STACK_OF(X509) * pool;
-	const uint8_t *default_id; /* NULL when none */
-	time_t now;
-	json_t *out;
-	cs_err *err;
-};
-
-static int list_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	struct list_walk *w = ctx;
-	rec_cert c = {.table = w->table};
-
-	if (klen != PKI_ID_LEN)
-		return 0;
-	c.rec = certsync__cert_record__unpack(NULL, vlen, val);
-	if (c.rec == NULL)
-		return cs_fail(w->err, CS_EIO, "a record in table %s does not decode",
-		               cs_table_name(w->table));
-	memcpy(c.id, key, PKI_ID_LEN);
-	json_array_append_new(
-	    w->out,
-	    rec_cert_json(&c, w->default_id != NULL && memcmp(w->default_id, key, PKI_ID_LEN) == 0,
-	                  w->pool, w->now));
-	rec_cert_clear(&c);
-	return 0;
-}
-
-json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err)
-{
-	uint8_t def[PKI_ID_LEN];
-	struct list_walk w = {.now = time(NULL), .out = json_array(), .err = err};
-	cs_txn *txn;
-	int rc;
-
-	(void)args;
-	if (cs_txn_begin(node->store, false, &txn, err) < 0)
-		return NULL;
-	rc = rec_default(txn, def, err);
-	w.default_id = rc == 0 ? def : NULL;
-	w.pool = rc < 0 ? NULL : rec_ca_pool(txn, NULL, err);
-	for (cs_table t = CS_TBL_CERTS; w.pool != NULL && t <= CS_TBL_CAS; t++) {
-		w.table = t;
-		if (cs_txn_foreach(txn, t, list_one, &w, err) != 0)
-			break;
-	}
-	cs_txn_abort(txn);
-	if (w.pool == NULL || err->code != CS_OK) {
-		sk_X509_pop_free(w.pool, X509_free);
-		json_decref(w.out);
-		return NULL;
-	}
-	sk_X509_pop_free(w.pool, X509_free);
-	return json_pack("{s:o}", "certificates", w.out);
-}
-
 /* The certificate an operation names, parsed, with its chain from the pool. */
 struct loaded {
 	rec_cert c;

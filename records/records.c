@@ -116,6 +116,8 @@ static char *request_name(const void *val, size_t vlen)
 struct match_walk {
 	const char *ref;
 	bool by_prefix;
+	uint8_t start[PKI_ID_LEN]; /* by_prefix: the whole bytes of the prefix */
+	size_t nstart;
 	name_fn name_of;
 	cs_table table;
 	size_t n;
@@ -131,6 +133,10 @@ static int match_one(void *ctx, const void *key, size_t klen, const void *val, s
 
 	if (klen != PKI_ID_LEN)
 		return 0;
+	/* Ids are the keys, in order: past the prefix's bytes, nothing more
+	 * can match. */
+	if (w->by_prefix && memcmp(key, w->start, w->nstart) != 0)
+		return 1;
 	cs_hex(key, PKI_ID_LEN, hex);
 	if (w->by_prefix) {
 		hit = strncasecmp(hex, w->ref, strlen(w->ref)) == 0;
@@ -162,9 +168,22 @@ static int find_ref(cs_txn *txn, const cs_table *tables, size_t ntables, name_fn
 		w.by_prefix = pass == 0;
 		if (w.by_prefix && !is_hex_prefix(ref))
 			continue;
+		if (w.by_prefix) {
+			char whole[2 * PKI_ID_LEN + 1];
+
+			/* Seek to the prefix's whole bytes rather than read every
+			 * record: at most PKI_ID_LEN - 1 of them, since the walk
+			 * starts above the seek key, and a full id is that key. */
+			w.nstart = strlen(ref) / 2 < PKI_ID_LEN ? strlen(ref) / 2 : PKI_ID_LEN - 1;
+			snprintf(whole, sizeof(whole), "%.*s", (int)(2 * w.nstart), ref);
+			if (cs_unhex(whole, w.start, w.nstart) < 0)
+				continue;
+		}
 		for (size_t i = 0; i < ntables; i++) {
 			w.table = tables[i];
-			if (cs_txn_foreach(txn, tables[i], match_one, &w, err) < 0)
+			if ((w.by_prefix ? cs_txn_foreach_after(txn, tables[i], w.start, w.nstart,
+			                                        match_one, &w, err)
+			                 : cs_txn_foreach(txn, tables[i], match_one, &w, err)) < 0)
 				return -1;
 		}
 	}

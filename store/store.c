@@ -726,8 +726,14 @@ int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *er
 
 int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err)
 {
+	return cs_txn_foreach_after(txn, t, NULL, 0, fn, ctx, err);
+}
+
+int cs_txn_foreach_after(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_visit_fn fn,
+                         void *ctx, cs_err *err)
+{
 	MDB_cursor *cur;
-	MDB_val k;
+	MDB_val k = {klen, (void *)key};
 	MDB_val v;
 	int ret = 0;
 	int rc;
@@ -737,8 +743,11 @@ int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *e
 	rc = mdb_cursor_open(txn->txn, txn->st->tbl[t], &cur);
 	if (rc != 0)
 		return st_mdb_fail(err, rc, "walk table ", tbl_names[t]);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	/* SET_RANGE lands on key itself when it is there: step past it. */
+	rc = mdb_cursor_get(cur, &k, &v, key == NULL ? MDB_FIRST : MDB_SET_RANGE);
+	if (rc == 0 && key != NULL && k.mv_size == klen && memcmp(k.mv_data, key, klen) == 0)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		ret = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 		if (ret != 0)
 			break;

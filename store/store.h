@@ -85,6 +85,10 @@ int cs_txn_del(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_err *er
  * and fn must not change table t. */
 typedef int (*cs_visit_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
 int cs_txn_foreach(cs_txn *txn, cs_table t, cs_visit_fn fn, void *ctx, cs_err *err);
+/* The same from the first key above key: where a listing in pages left off,
+ * found by a seek rather than a walk from the start. */
+int cs_txn_foreach_after(cs_txn *txn, cs_table t, const void *key, size_t klen, cs_visit_fn fn,
+                         void *ctx, cs_err *err);
 
 /* Number of pairs in table t. */
 size_t cs_txn_count(cs_txn *txn, cs_table t);

@@ -432,7 +432,7 @@ class Campaign:
     def states(self):
         out = {}
         for n in self.nodes.values():
-            r = n.cli("status", timeout=30)
+            r = n.cli("status", "--recompute", timeout=30)
             out[n.name] = r.data if r.rc == 0 else None
         return out
 

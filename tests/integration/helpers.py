@@ -732,7 +732,7 @@ class Agent:
         return res
 
     def status(self):
-        return self.cli("status", check=0).data
+        return self.cli("status", "--recompute", check=0).data
 
     def snapshot(self):
         """What must not change after a refused command: position, digest,

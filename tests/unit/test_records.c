@@ -209,11 +209,90 @@ static void test_ca_pool(void **state)
 	sk_X509_pop_free(pool, X509_free);
 }
 
+/* A certificate record under an id that starts with the given bytes (the
+ * rest 0x11), with a friendly name. */
+static void put_named(cs_store *st, const uint8_t *head, size_t n, const char *name)
+{
+	Certsync__CertRecord rec = CERTSYNC__CERT_RECORD__INIT;
+	uint8_t id[PKI_ID_LEN];
+	cs_txn *txn = begin(st, true);
+	cs_err err;
+
+	memset(id, 0x11, sizeof(id));
+	memcpy(id, head, n);
+	rec.name = (char *)name;
+	if (rec_put(txn, CS_TBL_CERTS, id, sizeof(id), &rec.base, &err) != 0)
+		fail_msg("put: %s", err.msg);
+	commit(txn);
+}
+
+static const char *found(cs_store *st, const char *ref, cs_err *err)
+{
+	static char name[64];
+	cs_txn *txn = begin(st, false);
+	rec_cert c;
+	int rc = rec_cert_find(txn, ref, &c, err);
+
+	cs_txn_abort(txn);
+	if (rc != 0)
+		return NULL;
+	snprintf(name, sizeof(name), "%s", c.rec->name);
+	rec_cert_clear(&c);
+	return name;
+}
+
+/* An id prefix is found by a seek to its bytes: odd lengths, either case,
+ * the full id, an ambiguous prefix and one between two ids all answer as
+ * the walk over every record did. */
+static void test_find_by_id_prefix(void **state)
+{
+	struct fix *f = *state;
+	cs_err err;
+
+	put_named(f->st, (const uint8_t *)"\x00\x00\x00\x01", 4, "first");
+	put_named(f->st, (const uint8_t *)"\xab\xcd\x01\x00", 4, "one");
+	put_named(f->st, (const uint8_t *)"\xab\xcd\x01\x20", 4, "two");
+	put_named(f->st, (const uint8_t *)"\xab\xcd\x02\x00", 4, "three");
+	put_named(f->st, (const uint8_t *)"\xff\xff\xff\xff", 4, "last");
+	assert_string_equal(found(f->st, "abcd0100", &err), "one");
+	assert_string_equal(found(f->st, "ABCD0120", &err), "two");
+	assert_string_equal(found(f->st, "abcd01001", &err), "one");
+	assert_string_equal(found(f->st, "abcd0200", &err), "three");
+	assert_string_equal(found(f->st, "00000001", &err), "first");
+	assert_string_equal(found(f->st, "ffffffff11111111", &err), "last");
+	assert_string_equal(
+	    found(f->st, "abcd012011111111111111111111111111111111111111111111111111111111", &err),
+	    "two");
+	/* fewer than 8 digits is no id prefix (and no name here); a prefix
+	 * no id starts with is not found, whatever sorts next to it */
+	assert_null(found(f->st, "abcd01", &err));
+	assert_int_equal(err.code, CS_ENOTFOUND);
+	assert_null(found(f->st, "abcd0101", &err));
+	assert_int_equal(err.code, CS_ENOTFOUND);
+	assert_null(found(f->st, "abcd01xx", &err));
+	assert_int_equal(err.code, CS_ENOTFOUND);
+	/* 8 digits shared by two ids: ambiguous, both named */
+	put_named(f->st, (const uint8_t *)"\xab\xcd\x01\x00\x22", 5, "one-bis");
+	assert_null(found(f->st, "abcd0100", &err));
+	assert_int_equal(err.code, CS_EINPUT);
+	assert_non_null(strstr(err.msg, "matches 2"));
+	assert_string_equal(found(f->st, "abcd010011", &err), "one");
+	assert_string_equal(found(f->st, "abcd010022", &err), "one-bis");
+	/* between two ids, and past the last */
+	assert_null(found(f->st, "abcd0150", &err));
+	assert_int_equal(err.code, CS_ENOTFOUND);
+	assert_null(found(f->st, "fffffffff0", &err));
+	assert_int_equal(err.code, CS_ENOTFOUND);
+	/* a name that looks like no id is found by name */
+	assert_string_equal(found(f->st, "three", &err), "three");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_cluster_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ca_pool, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_find_by_id_prefix, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
