@@ -416,8 +416,9 @@ def served_everywhere(cluster, names, root=None, deadline=ISSUE_DEADLINE, not_id
         helpers.wait_for("every node to serve a certificate from pebble for %s" % names, check,
                          timeout=deadline, step=0.5)
     except AssertionError as e:
-        raise AssertionError("%s\nserved: %s\nprimary's acme list: %s" % (
-            e, seen, cluster.node("primary").cli("acme", "list").describe()))
+        at = next(n for n in cluster.nodes if n.running)
+        raise AssertionError("%s\nserved: %s\n%s's acme list: %s\nits log's end:\n%s" % (
+            e, seen, at.name, at.cli("acme", "list").describe(), at.stderr()[-3000:]))
     return next(iter(seen.values()))
 
 
