@@ -8,7 +8,10 @@ configuration and of `acme add`, each refused with its message and nothing
 stored.  The three-node, failover and docker cases live in their own files.
 """
 
+import contextlib
+import json
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -17,7 +20,7 @@ import urllib.request
 import pytest
 
 import helpers
-from test_acme_client import Pebble, TLSFiles
+from test_acme_client import Pebble, Stub, TLSFiles
 
 SITE = "support.example.test"
 HOST = "primary.example.test"
@@ -56,20 +59,32 @@ def tls(tmp_path_factory):
     return TLSFiles(str(tmp_path_factory.mktemp("tls")), "pebble")
 
 
-@pytest.fixture
-def pebble(tmp_path, tls):
+def running_pebble(tmp_path, tls, env=None):
     os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
-    pb = PebbleOnPorts(tmp_path / "pebble", tls)
+    pb = PebbleOnPorts(tmp_path / "pebble", tls, env=env)
     pb.start()
     yield pb
     pb.stop()
 
 
 @pytest.fixture
+def pebble(tmp_path, tls):
+    yield from running_pebble(tmp_path, tls)
+
+
+@pytest.fixture
 def agent(certsync_bin, tmp_path, pebble, tls):
     a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls).start()
     yield a
-    a.stop()
+    stop_clean(a)
+
+
+def stop_clean(a):
+    """SIGTERM by PID; the agent must exit 0 (the sanitizer build exits
+    otherwise on a leak or an error)."""
+    if a.running:
+        rc = a.stop()
+        assert rc == 0, "%s exited %s:\n%s" % (a.name, rc, a.stderr()[-3000:])
 
 
 def managed(agent, name):
@@ -207,7 +222,10 @@ def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, t
     a.write_config()
     a.start()
     try:
-        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+        # accepted with the coverage warning `cert default` gives
+        assert a.cli("acme", "add", "site", "--domain", SITE, check=0).data["uncovered"] == [HOST]
+        text = a.cli("acme", "show", "site", json=False, check=0).stdout.decode()
+        assert "site" in text
 
         def failed():
             return managed(a, "site")["state"] == "failed"
@@ -221,7 +239,7 @@ def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, t
         assert "failed" in text and "connection refused" in text
         assert a.cli("acme", "renew", "site", check=0).data["state"] == "scheduled"
     finally:
-        a.stop()
+        stop_clean(a)
 
 
 def test_prevalidation_names_the_node_not_ready(certsync_bin, tmp_path, pebble, tls):
@@ -248,7 +266,7 @@ def test_prevalidation_names_the_node_not_ready(certsync_bin, tmp_path, pebble, 
         assert "127.0.0.1:%d" % dead in m["last_error"]["message"]
         assert m["state"] == "scheduled" and m["next_reason"] == "retry 1 after a transient error"
     finally:
-        a.stop()
+        stop_clean(a)
 
 
 def test_ca_down_backs_off_and_keeps_serving(agent, pebble, tmp_path):
@@ -352,7 +370,7 @@ def test_add_refused_bad_directory(certsync_bin, tmp_path, pebble, tls):
             assert message in res.message, res.describe()
             assert a.cli("acme", "list", check=0).data["certificates"] == []
         finally:
-            a.stop()
+            stop_clean(a)
 
 
 def test_commands_on_missing_name(agent):
@@ -413,6 +431,19 @@ def two_nodes(certsync_bin, pebble, tls):
     return nodes
 
 
+@contextlib.contextmanager
+def running_pair(certsync_bin, tmp_path, pebble, tls):
+    """two_nodes, and pebble's root in a file; each node must exit 0."""
+    root = str(tmp_path / "root.pem")
+    helpers.write(root, pebble.root_pem())
+    nodes = two_nodes(certsync_bin, pebble, tls)
+    try:
+        yield root, nodes
+    finally:
+        for n in nodes:
+            stop_clean(n)
+
+
 def serves_verified(node, port, name, root):
     def served():
         p = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (node.ip, port),
@@ -428,10 +459,7 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
     against the backup, which answers from its replicated store; both
     nodes' TLS endpoints then serve the certificate, verified against
     pebble's root."""
-    root = str(tmp_path / "root.pem")
-    helpers.write(root, pebble.root_pem())
-    nodes = two_nodes(certsync_bin, pebble, tls)
-    try:
+    with running_pair(certsync_bin, tmp_path, pebble, tls) as (root, nodes):
         primary, backup = nodes
         primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "primary.example.test",
                     "--domain", "backup.example.test", "--default", check=0)
@@ -452,20 +480,12 @@ def test_two_nodes_the_backup_answers(certsync_bin, tmp_path, pebble, tls):
             a, b = primary.status(), backup.status()
             return a["seq"] == b["seq"] and a["digest"] == b["digest"] and b["digest_ok"]
         helpers.wait_for("the same store on both nodes", same_store, timeout=20, step=0.2)
-    finally:
-        for n in nodes:
-            if n.running:
-                n.stop()
 
 
 @pytest.fixture
 def slow_pebble(tmp_path, tls):
     """Pebble whose validator waits (0 to 15 s) before it validates."""
-    os.makedirs(str(tmp_path / "pebble"), exist_ok=True)
-    pb = PebbleOnPorts(tmp_path / "pebble", tls, env={"PEBBLE_VA_NOSLEEP": "0"})
-    pb.start()
-    yield pb
-    pb.stop()
+    yield from running_pebble(tmp_path, tls, env={"PEBBLE_VA_NOSLEEP": "0"})
 
 
 def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
@@ -473,10 +493,7 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
     promoted, goes on with the order from its replicated record (same
     account, same order), obtains the certificate and serves it."""
     pebble = slow_pebble
-    root = str(tmp_path / "root.pem")
-    helpers.write(root, pebble.root_pem())
-    nodes = two_nodes(certsync_bin, pebble, tls)
-    try:
+    with running_pair(certsync_bin, tmp_path, pebble, tls) as (root, nodes):
         primary, backup = nodes
         primary.cli("acme", "add", "site", "--domain", SITE, "--domain", "backup.example.test",
                     check=0)
@@ -493,7 +510,107 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
         assert "acme site: finalized" in backup.stderr()
         assert backup.cli("acme", "account", check=0).data["account"]["url"]
         serves_verified(backup, pebble.tlsport, SITE, root)
+
+
+def test_restart_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
+    """SIGTERM while the CA validates: the agent stops (exit 0) without
+    waiting for the CA, the order stays in the store, and the agent started
+    again goes on with the same order."""
+    a = AcmeAgent(certsync_bin, tmp_path / "node", slow_pebble, tls).start()
+    try:
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+        helpers.wait_for("the CA validating", lambda: "acme site: the CA validates" in
+                         a.stderr(), timeout=60, step=0.1)
+        stop_clean(a)
+        a.start()
+        m = wait_issued(a, "site")
+        assert m["order"] is None and m["state"] == "scheduled"
+        # this run's log: it made no order of its own
+        assert "acme site: order created" not in a.stderr(), a.stderr()[-3000:]
+        assert "acme site: finalized" in a.stderr()
     finally:
-        for n in nodes:
-            if n.running:
-                n.stop()
+        stop_clean(a)
+
+
+def test_dns01_wildcard_through_a_hook(certsync_bin, tmp_path, pebble, tls):
+    """dns-01 through dns_hook (a program that sets the TXT record in
+    pebble-challtestsrv's DNS, which pebble asks): a wildcard and the site
+    hostname, served for any one-label name under the wildcard; the hook is
+    called to add and to remove each record."""
+    calls = str(tmp_path / "hook-calls")
+    hook = str(tmp_path / "hook")
+    helpers.write(hook, """#!/usr/bin/python3
+import json, sys, urllib.request
+op, name, value = sys.argv[1:4]
+with open(%r, "a") as f:
+    f.write("%%s %%s\\n" %% (op, name))
+path, body = ("set-txt", {"host": name + ".", "value": value}) if op == "add" else \\
+             ("clear-txt", {"host": name + "."})
+req = urllib.request.Request("http://127.0.0.1:%d/" + path, data=json.dumps(body).encode(),
+                             method="POST")
+urllib.request.urlopen(req, timeout=10).read()
+""" % (calls, pebble.chall_mgmt), mode=0o755)
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
+                  acme_extra="dns_hook = %s\n" % hook).start()
+    try:
+        root = str(tmp_path / "root.pem")
+        helpers.write(root, pebble.root_pem())
+        res = a.cli("acme", "add", "wild", "--domain", "*.example.test", "--domain", SITE,
+                    "--challenge", "dns-01", "--default", check=0)
+        assert res.data["uncovered"] == []  # primary.example.test is under the wildcard
+        m = wait_issued(a, "wild")
+        assert m["challenge"] == "dns-01" and m["domains"] == ["*.example.test", SITE]
+        for name in (SITE, "anything.example.test", HOST):
+            rc, verify, sans = s_client(a.tls_port, name, root)
+            assert rc == 0 and verify == ["Verify return code: 0 (ok)"], (name, verify)
+        lines = helpers.read(calls).decode().split("\n")
+        for name in ("_acme-challenge.example.test", "_acme-challenge." + SITE):
+            assert "add " + name in lines and "remove " + name in lines, lines
+    finally:
+        stop_clean(a)
+
+
+class PrefixRoutes(dict):
+    """Stub routes where a key ending in '/' answers every path under it."""
+
+    def get(self, path, default=None):
+        for k in self:
+            if k.endswith("/") and path.startswith(k):
+                return self[k]
+        return super().get(path, default)
+
+
+def test_ari_window_from_renewal_info(certsync_bin, tmp_path, pebble, tls):
+    """Debian's pebble predates ARI (RFC 9773): the agent's directory is a
+    stub that lists pebble's endpoints and a renewalInfo of its own.  After
+    issuance the renewal window is the one renewalInfo suggests, and the
+    next attempt falls inside it."""
+    ctx = ssl.create_default_context(cafile=tls.ca)
+    with urllib.request.urlopen(pebble.dir_url, context=ctx, timeout=10) as r:
+        directory = json.loads(r.read())
+    stub = Stub(tls)
+    stub.routes = PrefixRoutes(stub.routes)
+    directory["renewalInfo"] = stub.url + "/ari/"
+    stub.routes["/dir"] = (200, {"Content-Type": "application/json"},
+                           json.dumps(directory).encode())
+    now = int(time.time())
+    start, end = now + 3600, now + 7200
+    stub.routes["/ari/"] = (200, {"Content-Type": "application/json", "Retry-After": "21600"},
+                            json.dumps({"suggestedWindow": {
+                                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                                "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))}
+                            }).encode())
+    pebble.dir_url = stub.url + "/dir"
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls).start()
+    try:
+        a.cli("acme", "add", "site", "--domain", SITE, check=0)
+        m = wait_issued(a, "site")
+        w = m["renewal_window"]
+        assert w["source"] == "ari", m
+        assert w["start"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+        assert w["end"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))
+        assert w["start"] <= m["next_attempt"] <= w["end"], m
+        assert any(p.startswith("/ari/") for _, p, _ in stub.requests)
+    finally:
+        stop_clean(a)
+        stub.stop()
