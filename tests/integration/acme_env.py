@@ -143,18 +143,9 @@ class Pebble:
         return self
 
     def start_ca(self):
-        """Starts pebble alone (again after stop_ca: a new pebble, with a new
-        root and no accounts, orders or certificates, on the same ports)."""
-        self.starts = getattr(self, "starts", 0) + 1
-        self.ca = self._spawn("pebble" if self.starts == 1 else "pebble-%d" % self.starts, [
-            PEBBLE, "-config", self.config, "-dnsserver",
-            self.dnsserver or "127.0.0.1:%d" % self.dns], env=self.env)
+        self._spawn("pebble", [PEBBLE, "-config", self.config, "-dnsserver",
+                               self.dnsserver or "127.0.0.1:%d" % self.dns], env=self.env)
         helpers.wait_for("pebble's directory", self._dir_answers, timeout=30)
-
-    def stop_ca(self):
-        """Stops pebble alone (by PID): the CA is down, its DNS stays."""
-        stop_proc(self.ca)
-        self.procs.remove(self.ca)
 
     def _accepts(self, port):
         try:
@@ -364,10 +355,6 @@ class AcmeCluster:
             self.pebble.stop()
             if self.front:
                 self.front.stop()
-
-    def refresh_root(self):
-        """Pebble's root again (a restarted pebble makes a new one)."""
-        helpers.write(self.root, self.pebble.root_pem())
 
 
 def verified_id(address, port, name, root):

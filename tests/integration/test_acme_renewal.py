@@ -3,7 +3,7 @@ test_acme_cluster (pebble, every node on its own loopback address): renewal
 of short-lived certificates without a failed handshake, a failover in the
 middle of an order, the CA down and back, a CA that rejects half the nonces,
 and renewal windows from ARI (RFC 9773) -- Debian's pebble predates ARI, so
-AriFront, a small HTTPS front in the test, adds the renewalInfo resource.
+PebbleFront, a small HTTPS front in the test, adds the renewalInfo resource.
 """
 
 import calendar
@@ -189,23 +189,6 @@ def test_ca_unreachable_backs_off_and_recovers(fronted_cluster):
     state (accounts, orders) intact: what an outage of a real CA is."""
     c = fronted_cluster
     ca_down_then_up(c, c.front.down, c.front.up)
-
-
-@pytest.fixture
-def http_cluster(certsync_bin, tmp_path, tls):
-    yield from cluster_fixture(certsync_bin, tmp_path, tls)
-
-
-def test_ca_stopped_and_restarted(http_cluster):
-    """pebble itself stopped and started: it comes back as a new CA, with a
-    new root and without the account, which is registered again."""
-    c = http_cluster
-
-    def up():
-        c.pebble.start_ca()
-        c.refresh_root()
-
-    ca_down_then_up(c, c.pebble.stop_ca, up)
 
 
 @pytest.fixture
