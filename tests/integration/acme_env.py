@@ -414,6 +414,18 @@ def add(node, name, names, challenge, *extra, check=0):
                     check=check)
 
 
+def obtain_default(cluster, challenge, names=None):
+    """`acme add site --default` on the primary for names (the cluster's
+    hostnames); waits until every node serves the result and holds it as
+    the default; returns its id."""
+    names = names or cluster.hostnames()
+    add(cluster.node("primary"), "site", names, challenge, "--default")
+    cid = served_everywhere(cluster, names)
+    for n in cluster.nodes:
+        assert n.status()["default"]["id"] == cid, n.name
+    return cid
+
+
 def show(node, name):
     return node.cli("acme", "show", name, check=0).data
 

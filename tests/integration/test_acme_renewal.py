@@ -17,7 +17,7 @@ import time
 import pytest
 
 import helpers
-from acme_env import (SITE, AcmeCluster, TLSFiles, add, ari_certid, rfc3339,
+from acme_env import (SITE, AcmeCluster, TLSFiles, add, ari_certid, obtain_default, rfc3339,
                       served_everywhere, show, verified_id)
 
 VALIDITY = 90  # s: renewal is due when a third remains, 60-63 s after issuance
@@ -78,8 +78,7 @@ def test_renews_by_itself_served_everywhere_without_a_failed_handshake(short_clu
     c = short_cluster
     primary = c.node("primary")
     names = c.hostnames()
-    add(primary, "site", names, "http-01", "--default")
-    first = served_everywhere(c, names)
+    first = obtain_default(c, "http-01")
     watch = HandshakeWatch(c, names)
     try:
         # nothing asked for it: the schedule (a third of 90 s left) renews
@@ -152,8 +151,7 @@ def ca_down_then_up(c, down, up):
     schedule's own, succeeds.  Returns (old, new) ids."""
     primary = c.node("primary")
     names = c.hostnames()
-    add(primary, "site", names, "http-01", "--default")
-    first = served_everywhere(c, names)
+    first = obtain_default(c, "http-01")
     old_root = os.path.join(c.d, "first-root.pem")
     helpers.write(old_root, helpers.read(c.root))
 
@@ -199,8 +197,7 @@ def nonce_cluster(certsync_bin, tmp_path, tls):
 
 def test_issues_when_the_ca_rejects_half_the_nonces(nonce_cluster):
     c = nonce_cluster
-    add(c.node("primary"), "site", c.hostnames(), "http-01", "--default")
-    served_everywhere(c, c.hostnames())
+    obtain_default(c, "http-01")
     log = helpers.read(os.path.join(c.pebble.d, "pebble.log")).decode()
     assert "Configured to reject 50% of good nonces" in log
 
