@@ -261,7 +261,9 @@ static void *run(void *arg)
 			sleep_until(r, idle);
 			continue;
 		}
+		pthread_mutex_lock(&r->lock);
 		ctx.key = r->key;
+		pthread_mutex_unlock(&r->lock);
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
 			if (time(NULL) >= retired + RUNNER_IDLE_S) {
 				acme_ari_poll(&ctx);
@@ -330,6 +332,13 @@ void acme_runner_tick(acme_runner *r)
 	if (r == NULL)
 		return;
 	leading = ops_leading(r->node) && r->node->key != NULL;
+	/* `cluster rekey` gives the node a new key: what the runner seals from
+	 * now on is sealed under it */
+	if (r->key != r->node->key) {
+		pthread_mutex_lock(&r->lock);
+		r->key = r->node->key;
+		pthread_mutex_unlock(&r->lock);
+	}
 	/* A change on disk (acme add, renew) may have made something due. */
 	if (!cs_pos_same(r->seen, r->node->committed)) {
 		r->seen = r->node->committed;
@@ -337,7 +346,6 @@ void acme_runner_tick(acme_runner *r)
 	}
 	if (leading == atomic_load(&r->leading))
 		return;
-	r->key = r->node->key;
 	atomic_store(&r->leading, leading);
 	atomic_store(&r->cancel, !leading);
 	cs_info("acme: %s", leading ? "this node is the primary: ACME work starts"

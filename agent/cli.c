@@ -133,6 +133,11 @@ static const struct cli_command commands[] = {
              "pair) and passphrase (the cluster's, random, 0600); needs no agent.  "
              "--container names the image's paths in the configurations.",
      .local = cli_cluster_init},
+    {"cluster rekey", "cluster.rekey", "cluster rekey --new-passphrase-file F" WAIT_FLAG,
+     "On the primary: seals every private key of the cluster under a key derived from the "
+     "passphrase in F (a new salt), in one change the other nodes apply once one of their "
+     "passphrase files (passphrase_file, next_passphrase_file) holds it.",
+     cli_parse_rekey, cli_print_message},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -81,6 +81,10 @@ int cli_parse_status(const struct cli_command *cmd, int argc, char **argv, json_
 int cli_parse_diverged_prune(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                              cs_err *err);
 
+/* cli_rekey.c */
+int cli_parse_rekey(const struct cli_command *cmd, int argc, char **argv, json_t *args,
+                    cs_err *err);
+
 /* ---- helpers every printer shares (cli_print.c) ---- */
 
 /* "1 certificate", "2 certificates": n of key in obj with its word. */

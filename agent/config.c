@@ -65,6 +65,7 @@ static const struct key_slot string_keys[] = {
     {"node", "admin_listen", offsetof(cs_config, admin_listen), false},
     {"node", "admin_token_file", offsetof(cs_config, admin_token_file), false},
     {"node", "http_listen", offsetof(cs_config, http_listen), false},
+    {"node", "next_passphrase_file", offsetof(cs_config, next_passphrase_file), false},
 };
 #define NSTRING_KEYS (sizeof(string_keys) / sizeof(string_keys[0]))
 
@@ -437,6 +438,7 @@ static int check_values(const cs_config *cfg, cs_err *err)
 	} paths[] = {{"data_dir", cfg->data_dir},
 	             {"control_socket", cfg->control_socket},
 	             {"passphrase_file", cfg->passphrase_file},
+	             {"next_passphrase_file", cfg->next_passphrase_file},
 	             {"curve_secret_file", cfg->curve_secret_file}};
 	const char *why;
 
@@ -577,6 +579,7 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->admin_token_file);
 	free(cfg->http_listen);
 	cs_config_acme_free(&cfg->acme);
+	free(cfg->next_passphrase_file);
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
@@ -591,37 +594,6 @@ void cs_config_free(cs_config *cfg)
 	free(cfg->peers);
 	mon_config_free(&cfg->alerts);
 	memset(cfg, 0, sizeof(*cfg));
-}
-
-const char *cs_config_primary(const cs_config *cfg)
-{
-	if (cfg->role == CS_ROLE_PRIMARY)
-		return cfg->name;
-	for (size_t i = 0; i < cfg->npeers; i++)
-		if (cfg->peers[i].role == CS_ROLE_PRIMARY)
-			return cfg->peers[i].name;
-	return NULL;
-}
-
-static size_t add_host(const char **hosts, size_t n, size_t max, const char *h)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(hosts[i], h) == 0)
-			return n;
-	if (n < max)
-		hosts[n++] = h;
-	return n;
-}
-
-size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max)
-{
-	size_t n = 0;
-
-	n = add_host(hosts, n, max, cfg->site_hostname);
-	n = add_host(hosts, n, max, cfg->hostname);
-	for (size_t i = 0; i < cfg->npeers; i++)
-		n = add_host(hosts, n, max, cfg->peers[i].hostname);
-	return n;
 }
 
 /* owner_only: a file group or others may read is refused, as ssh refuses
@@ -696,4 +668,9 @@ int cs_secret_file_read(const char *what, const char *path, bool allow_empty, ch
 int cs_passphrase_file_read(const cs_config *cfg, char **secret, size_t *len, cs_err *err)
 {
 	return read_secret("passphrase_file", cfg->passphrase_file, false, true, secret, len, err);
+}
+
+int cs_passphrase_read(const char *what, const char *path, char **secret, size_t *len, cs_err *err)
+{
+	return read_secret(what, path, false, true, secret, len, err);
 }

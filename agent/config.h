@@ -81,6 +81,8 @@ typedef struct cs_config {
 	char *admin_listen;     /* ADDR:PORT of /metrics; NULL: none */
 	char *admin_token_file; /* bearer token the admin listener requires */
 	char *http_listen;      /* ADDR:PORT of the http-01 responder; NULL: none */
+	/* the passphrase a `cluster rekey` changes to; NULL: none expected */
+	char *next_passphrase_file;
 	/* [cluster] */
 	char *site_hostname;
 	/* [alerts]: delivery targets and timing (the monitor checks the keys) */
@@ -115,5 +117,8 @@ int cs_secret_file_read(const char *what, const char *path, bool allow_empty, ch
  * file must be a regular file only its owner can read (a symlink to one is
  * followed).  A NUL byte in the first line is refused by both. */
 int cs_passphrase_file_read(const cs_config *cfg, char **secret, size_t *len, cs_err *err);
+/* The same checks for any file holding a cluster passphrase (what names it
+ * in messages: "next_passphrase_file", "--new-passphrase-file"). */
+int cs_passphrase_read(const char *what, const char *path, char **secret, size_t *len, cs_err *err);
 
 #endif

@@ -14,7 +14,55 @@
 #include "../common/log.h"
 #include "acme_agent.h"
 #include "ops.h"
+#include "passphrases.h"
 #include "records.h"
+
+/* Derives the key from the stored settings with the passphrase, or with
+ * next_passphrase_file's when the cluster's passphrase was changed (a node
+ * restarted after a `cluster rekey`, or one that died during it). */
+static int key_from_settings(struct cs_node *node, const Certsync__KdfParams *kdf, const char *pass,
+                             size_t passlen, cs_err *err)
+{
+	const cs_config *cfg = node->cfg;
+	int rc = rec_cluster_key(kdf, pass, passlen, &node->key, err);
+
+	if (rc == 1 && cfg->next_passphrase_file != NULL) {
+		rc = cs_pass_try_file("next_passphrase_file", cfg->next_passphrase_file, kdf,
+		                      &node->key, err);
+		if (rc == 0)
+			cs_warn(
+			    "the store opens with next_passphrase_file %s, not passphrase_file: "
+			    "the cluster passphrase was changed; put the new passphrase in "
+			    "passphrase_file",
+			    cfg->next_passphrase_file);
+	}
+	if (rc == 1)
+		return cs_fail(
+		    err, CS_EUSAGE,
+		    "cluster passphrase does not match: the passphrase in %s%s%s does not "
+		    "open this store; give the passphrase the cluster was created with "
+		    "(or last changed to with `cluster rekey`)",
+		    cfg->passphrase_file,
+		    cfg->next_passphrase_file != NULL ? " nor the one in " : "",
+		    cfg->next_passphrase_file != NULL ? cfg->next_passphrase_file : "");
+	return rc;
+}
+
+/* A next_passphrase_file is read when a rekey arrives: a file that cannot
+ * be read is said now, at start, not then. */
+static int check_next(const cs_config *cfg, cs_err *err)
+{
+	char *pass;
+	size_t passlen;
+
+	if (cfg->next_passphrase_file == NULL)
+		return 0;
+	if (cs_passphrase_read("next_passphrase_file", cfg->next_passphrase_file, &pass, &passlen,
+	                       err) < 0)
+		return cs_err_prefix(err, "%s: ", cfg->path);
+	cs_secret_free(pass);
+	return 0;
+}
 
 /* A new cluster: random salt and id, MODERATE limits, and the key-check
  * value, written as the store's first change. */
@@ -46,14 +94,8 @@ static int setup_key(struct cs_node *node, const char *pass, size_t passlen, cs_
 	if (rc < 0)
 		return -1;
 	if (kdf != NULL) {
-		rc = rec_cluster_key(kdf, pass, passlen, &node->key, err);
+		rc = key_from_settings(node, kdf, pass, passlen, err);
 		certsync__kdf_params__free_unpacked(kdf, NULL);
-		if (rc > 0)
-			return cs_fail(
-			    err, CS_EUSAGE,
-			    "cluster passphrase does not match: the passphrase in %s does not "
-			    "open this store; give the passphrase the cluster was created with",
-			    node->cfg->passphrase_file);
 		return rc;
 	}
 	if (node->cfg->role != CS_ROLE_PRIMARY) {
@@ -76,6 +118,10 @@ int cs_node_open(cs_node **out, const cs_config *cfg, cs_err *err)
 		return -1;
 	if (cs_passphrase_file_read(cfg, &pass, &passlen, err) < 0)
 		return cs_err_prefix(err, "%s:%d: ", cfg->path, cfg->passphrase_file_line);
+	if (check_next(cfg, err) < 0) {
+		cs_secret_free(pass);
+		return -1;
+	}
 	node = calloc(1, sizeof(*node));
 	if (node == NULL) {
 		cs_secret_free(pass);
@@ -178,6 +224,9 @@ void cs_node_close(cs_node *node)
 	node->repl = NULL;
 	mon_stop(node->mon);
 	cs_key_free(node->key);
+	for (size_t i = 0; i < node->nretired; i++)
+		cs_key_free(node->retired[i]);
+	free(node->retired);
 	if (node->store != NULL)
 		cs_store_close(node->store);
 	free(node);
@@ -351,7 +400,7 @@ static const struct command {
     {"verify.cluster", op_verify_cluster, false, true},
     {"promote", op_promote, false, false},
     {"diverged.list", op_diverged_list, false, false},
-    {"diverged.apply", op_diverged_apply, true, false},
+    {"diverged.apply", op_diverged_apply, true, true},
     {"key.list", op_key_list, false, false},
     {"key.delete", op_key_delete, true, false},
     {"csr.delete", op_csr_delete, true, false},
@@ -366,6 +415,7 @@ static const struct command {
     {"acme.renew", op_acme_renew, true, false},
     {"acme.remove", op_acme_remove, true, false},
     {"acme.account", op_acme_account, false, false},
+    {"cluster.rekey", op_cluster_rekey, true, true},
 };
 
 json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
@@ -400,6 +450,8 @@ json_t *cs_node_handle(void *ctx, const char *cmd, json_t *args, cs_err *err)
 			        cmd, cfg->name);
 			return NULL;
 		}
+		if (c->needs_key && ops_rekey_settled(node, cmd, err) < 0)
+			return NULL;
 		if (!c->change) {
 			cs_node_flush(node, err); /* a failure was answered to its changes */
 			return c->run(node, args, err);

@@ -33,6 +33,9 @@ struct cs_node {
 	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
 	struct acme_runner *acme; /* ACME on the primary (acme_agent.h); NULL without [acme] */
 	struct acme_answer *acme_answer; /* http-01 and tls-alpn-01 answers */
+	/* keys replaced by `cluster rekey`, freed when the node closes */
+	cs_key **retired;
+	size_t nretired;
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -131,6 +134,22 @@ json_t *op_diverged_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_delete(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_diverged_prune(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ---- ops_rekey.c: changing the cluster passphrase ---- */
+json_t *op_cluster_rekey(struct cs_node *node, json_t *args, cs_err *err);
+/* -1 with a refusal that says to retry in the moment between a follower
+ * applying a rekey and its agent taking the new key (the store is sealed
+ * under a key the node does not hold yet); 0 otherwise. */
+int ops_rekey_settled(struct cs_node *node, const char *cmd, cs_err *err);
+/* The store is now sealed under key (a rekey committed here or applied
+ * from the primary): the node and its TLS endpoint use it from now on. */
+void ops_rekey_take(struct cs_node *node, cs_key *key);
+/* Opens every sealed key of txn with key: -1 (CS_EREFUSED, the refusal
+ * naming cmd and the table) when one does not open; a change re-applied
+ * from before a rekey would hold such a key. */
+int ops_sealed_check(const char *cmd, cs_txn *txn, const cs_key *key, cs_err *err);
+/* repl_config's find_key: ctx is the node's cs_config. */
+int ops_rekey_find_key(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out, cs_err *err);
 
 /* ---- ops_store.c ---- */
 /* The store's map: its size, the bytes in use, the diverged table's share,

@@ -44,7 +44,7 @@ static void on_key(void *ctx, cs_key *key)
 	cs_err err = {0};
 
 	if (node->key != NULL) {
-		cs_key_free(key);
+		ops_rekey_take(node, key); /* the cluster passphrase changed */
 		return;
 	}
 	node->key = key;
@@ -80,6 +80,8 @@ int ops_repl_start(struct cs_node *node, const char *pass, size_t passlen, cs_er
 	rc.npeers = cfg->npeers;
 	rc.pass = pass;
 	rc.passlen = passlen;
+	rc.find_key = ops_rekey_find_key;
+	rc.find_key_ctx = (void *)cfg;
 	ret = repl_key_load(cfg->curve_secret_file, rc.public_key, rc.secret_key, err);
 	if (ret == 0) {
 		cs_store_set_log_retain(node->store, cfg->log_retain > 0 ? (uint64_t)cfg->log_retain
@@ -298,7 +300,10 @@ json_t *op_diverged_apply(struct cs_node *node, json_t *args, cs_err *err)
 	if (ops_arg_string(args, "id", true, &ref, err) < 0 ||
 	    cs_txn_begin(node->store, true, &txn, err) < 0)
 		return NULL;
-	if (cs_txn_diverged_apply(txn, ref, id, err) < 0) {
+	/* A change written before a cluster rekey holds keys that the
+	 * current key does not open: refused rather than stored unreadable. */
+	if (cs_txn_diverged_apply(txn, ref, id, err) < 0 ||
+	    ops_sealed_check("diverged apply", txn, node->key, err) < 0) {
 		cs_txn_abort(txn);
 		return NULL;
 	}

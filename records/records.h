@@ -44,6 +44,13 @@ CS_MUST_CHECK int rec_cluster_create(cs_txn *txn, const char *pass, size_t passl
 CS_MUST_CHECK int rec_cluster_key(const Certsync__KdfParams *kdf, const char *pass, size_t passlen,
                                   cs_key **key, cs_err *err);
 
+/* Whether kdf's key-check value is key's (false for a NULL key). */
+bool rec_kdf_names(const Certsync__KdfParams *kdf, const cs_key *key);
+/* Whether the store in txn is sealed under key: 0 when it is (or has no
+ * cluster settings yet), 1 when under another key (`cluster rekey`
+ * changed it), -1 on error. */
+int rec_sealed_under(cs_txn *txn, const cs_key *key, cs_err *err);
+
 /* The default certificate's id: 0 when one is set, 1 when none, -1 error. */
 int rec_default(cs_txn *txn, uint8_t id[PKI_ID_LEN], cs_err *err);
 int rec_set_default(cs_txn *txn, const uint8_t id[PKI_ID_LEN], cs_err *err);
@@ -114,6 +121,14 @@ int rec_seal_key(const cs_key *key, EVP_PKEY *pkey, const uint8_t *ad, size_t ad
                  ProtobufCBinaryData *out, cs_err *err);
 CS_MUST_CHECK EVP_PKEY *rec_unseal_key(const cs_key *key, const ProtobufCBinaryData *sealed,
                                        const uint8_t *ad, size_t adlen, cs_err *err);
+
+/* Opens the sealed key of every record that holds one (certificates, CA
+ * certificates, requests, pending keys) with from and seals it again under
+ * to, in txn: the store's part of `cluster rekey`.  With to NULL it only
+ * checks that each opens.  *count receives how many keys.  A key that does
+ * not open fails with CS_ECRYPTO naming its table (txn must then be
+ * aborted); the plaintext of a key lives only in wiped memory. */
+int rec_reseal_all(cs_txn *txn, const cs_key *from, const cs_key *to, size_t *count, cs_err *err);
 
 /* ---- text ---- */
 

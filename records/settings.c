@@ -69,6 +69,28 @@ int rec_cluster_key(const Certsync__KdfParams *kdf, const char *pass, size_t pas
 	return 1;
 }
 
+bool rec_kdf_names(const Certsync__KdfParams *kdf, const cs_key *key)
+{
+	uint8_t check[CS_KEYCHECK_LEN];
+
+	if (key == NULL || kdf->key_check.len != CS_KEYCHECK_LEN)
+		return false;
+	cs_key_check(key, check);
+	return sodium_memcmp(check, kdf->key_check.data, CS_KEYCHECK_LEN) == 0;
+}
+
+int rec_sealed_under(cs_txn *txn, const cs_key *key, cs_err *err)
+{
+	Certsync__KdfParams *kdf;
+	int rc = rec_kdf_get(txn, &kdf, err);
+
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	rc = rec_kdf_names(kdf, key) ? 0 : 1;
+	certsync__kdf_params__free_unpacked(kdf, NULL);
+	return rc;
+}
+
 int rec_default(cs_txn *txn, uint8_t id[PKI_ID_LEN], cs_err *err)
 {
 	Certsync__DefaultCert *d;

@@ -82,13 +82,8 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		    memcmp(own->cluster_id.data, kdf->cluster_id.data, kdf->cluster_id.len) != 0)
 			snprintf(r->refusal, sizeof(r->refusal),
 			         "this node's store belongs to another cluster than the primary's");
-		else if (own->key_check.len != CS_KEYCHECK_LEN ||
-		         sodium_memcmp(own->key_check.data, kdf->key_check.data, CS_KEYCHECK_LEN) !=
-		             0)
-			snprintf(r->refusal, sizeof(r->refusal),
-			         "cluster passphrase does not match the primary's");
 		else
-			return 0;
+			return rekey_find(r, kdf); /* the same key, or a rekey */
 		return -1;
 	}
 	if (r->keycheck > 0)
@@ -104,6 +99,10 @@ static int check_cluster(repl *r, const Certsync__KdfParams *kdf)
 		         r->pass == NULL ? "no passphrase was given" : err.msg);
 		return -1;
 	}
+	/* The cluster's passphrase may have changed since this node was set
+	 * up (`cluster rekey`): its other passphrases may give the key. */
+	if (rc == 1 && r->find_key != NULL && r->find_key(r->find_key_ctx, kdf, &key, &err) == 0)
+		rc = 0;
 	r->keycheck = rc == 0 ? 1 : -1;
 	cs_secret_free(r->pass);
 	r->pass = NULL;
@@ -164,10 +163,12 @@ static enum fstate on_entries(repl *r, struct peer *p, const envelope *env)
 {
 	const Certsync__Entries *e = env->entries;
 	uint64_t next = r->loc.applied.seq + 1;
+	Certsync__KdfParams *kdf;
 	size_t skip;
 	cs_txn *txn;
 	cs_err err;
 	cs_pos pos;
+	int rc;
 
 	/* Entries we hold already were resent; a gap waits for the resend. */
 	if (e->first > next || e->first + e->n_entries <= next)
@@ -184,11 +185,25 @@ static enum fstate on_entries(repl *r, struct peer *p, const envelope *env)
 			return restart(r);
 		}
 	}
+	/* A change of the cluster passphrase: its key is found with no
+	 * write transaction open (Argon2id takes a while), then applied
+	 * again; without it nothing is applied. */
+	if ((rc = rekey_check(r, txn, &kdf)) != 0) {
+		cs_txn_abort(txn);
+		if (rc < 0)
+			return restart(r);
+		rc = rekey_find(r, kdf);
+		certsync__kdf_params__free_unpacked(kdf, NULL);
+		if (rc != 0)
+			return F_REFUSED;
+		return on_entries(r, p, env);
+	}
 	if (cs_txn_commit(txn, NULL, &pos, &err) != 0) {
 		cs_error("repl: applying entries from %s: %s", p->name, err.msg);
 		return F_STREAM;
 	}
 	local_reload(r);
+	rekey_handover(r);
 	announce_changed(r);
 	send_beat(r, p, false); /* the acknowledgement */
 	return F_STREAM;
@@ -217,6 +232,7 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 {
 	const Certsync__SnapshotEnd *end = env->end;
 	cs_epoch_start hist[SNAPSHOT_HISTORY];
+	Certsync__KdfParams *kdf;
 	uint8_t digest[CS_DIGEST_LEN];
 	cs_pos pos;
 	cs_err err;
@@ -239,6 +255,15 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 		          err.msg);
 		return restart(r);
 	}
+	/* The welcome found the key of the primary's settings; a snapshot
+	 * sealed under yet another (a rekey since) starts over. */
+	if ((rc = rekey_check(r, r->f.snap, &kdf)) != 0) {
+		certsync__kdf_params__free_unpacked(kdf, NULL);
+		cs_warn("repl: %s's snapshot names another cluster key than its welcome; "
+		        "starting over",
+		        p->name);
+		return restart(r);
+	}
 	rc = cs_txn_commit(r->f.snap, NULL, NULL, &err);
 	r->f.snap = NULL;
 	if (rc != 0) {
@@ -247,6 +272,7 @@ static enum fstate on_end(repl *r, struct peer *p, const envelope *env)
 	}
 	cs_info("repl: loaded %s's snapshot at %" PRIu64 ".%" PRIu64, p->name, pos.epoch, pos.seq);
 	local_reload(r);
+	rekey_handover(r);
 	announce_changed(r);
 	send_beat(r, p, false);
 	report_diverged(r);

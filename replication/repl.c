@@ -102,8 +102,17 @@ int local_reload(repl *r)
 	rc = cs_txn_epochs(txn, &l->hist, &l->nhist, &err);
 	if (rc == 0)
 		rc = cs_txn_log_first(txn, &l->log_first, &err);
-	if (rc == 0 && l->kdf == NULL)
-		rc = rec_kdf_get(txn, &l->kdf, &err) < 0 ? -1 : 0;
+	/* Read every time: `cluster rekey` changes them. */
+	if (rc == 0) {
+		Certsync__KdfParams *kdf;
+
+		rc = rec_kdf_get(txn, &kdf, &err) < 0 ? -1 : 0;
+		if (kdf != NULL) {
+			if (l->kdf != NULL)
+				certsync__kdf_params__free_unpacked(l->kdf, NULL);
+			l->kdf = kdf;
+		}
+	}
 	cs_txn_abort(txn);
 	if (rc == 0)
 		return 0;
@@ -368,6 +377,7 @@ static void free_repl(repl *r)
 	if (r->pass != NULL)
 		cs_secret_free(r->pass);
 	cs_key_free(r->newkey);
+	cs_key_free(r->nextkey);
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	if (r->notify_fd >= 0)
@@ -416,6 +426,8 @@ static int copy_config(repl *r, const repl_config *cfg, cs_err *err)
 		r->pass[cfg->passlen] = '\0';
 		r->passlen = cfg->passlen;
 	}
+	r->find_key = cfg->find_key;
+	r->find_key_ctx = cfg->find_key_ctx;
 	return 0;
 }
 

@@ -36,6 +36,8 @@
 #define REPL_MAX_UNAUTHENTICATED 32
 #define REPL_HANDSHAKE_MS        2000
 
+struct Certsync__KdfParams; /* proto/store.proto */
+
 typedef enum repl_role { REPL_PRIMARY, REPL_BACKUP, REPL_TRAFFIC } repl_role;
 
 const char *repl_role_name(repl_role role);
@@ -59,6 +61,14 @@ typedef struct repl_config {
 	 * derives the key from it to check the primary's key-check value. */
 	const char *pass;
 	size_t passlen;
+	/* Finds the key of the primary's cluster settings when they name
+	 * another key than the store's (the passphrase was changed with
+	 * `cluster rekey`) among this node's passphrases.  Runs on the
+	 * replication thread; 0 and *out, or -1 with err saying why.  NULL:
+	 * such a change is refused. */
+	int (*find_key)(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out,
+	                cs_err *err);
+	void *find_key_ctx;
 	int heartbeat_ms; /* 0 for 1000 */
 	int dead_beats;   /* beats missed before a peer is down; 0 for 3 */
 } repl_config;
@@ -67,7 +77,9 @@ typedef struct repl_hooks {
 	/* Entries or a snapshot were applied: the store is now at pos. */
 	void (*changed)(void *ctx, cs_pos pos);
 	/* The cluster key, derived by a node that had no cluster settings once
-	 * the primary's key-check value matched; the callee owns it. */
+	 * the primary's key-check value matched, or the new key once a change
+	 * of the cluster passphrase is applied (the store is already sealed
+	 * under it); the callee owns it. */
 	void (*key)(void *ctx, cs_key *key);
 	void *ctx;
 } repl_hooks;

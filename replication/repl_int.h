@@ -164,6 +164,13 @@ struct repl {
 	} f;
 	char refusal[REFUSAL_LEN];
 	int keycheck; /* the passphrase against the primary's settings: 0 unknown, 1 ok, -1 not */
+	/* The key of the primary's settings when they changed (rekey.c):
+	 * found at the welcome or when the change arrives, handed to the agent
+	 * once the change is applied. */
+	int (*find_key)(void *ctx, const struct Certsync__KdfParams *kdf, cs_key **out,
+	                cs_err *err);
+	void *find_key_ctx;
+	cs_key *nextkey;
 	struct counters cnt;
 	int64_t next_beat;
 	int64_t zap_logged;
@@ -239,6 +246,22 @@ void follow_msg(repl *r, struct peer *p, const envelope *env);
 void follow_choose(repl *r);
 void follow_tick(repl *r);
 void follow_stop(repl *r);
+
+/* ---- rekey.c: a change of the cluster passphrase, on a follower ---- */
+/* Whether kdf (the primary's settings, or the store's after applying what
+ * it sent) names the store's key: 0 when it does, or when it names another
+ * and this node's passphrases give it (r->nextkey holds that key); -1 with
+ * r->refusal set when none does.  May run Argon2id: never with a write
+ * transaction open. */
+int rekey_find(repl *r, const Certsync__KdfParams *kdf);
+/* After applying into txn (not committed): 0 when the settings in txn name
+ * the store's key or r->nextkey; 1 when they name another key, to find
+ * with rekey_find once txn is gone (*kdf, to free, holds them); -1 on
+ * error. */
+int rekey_check(repl *r, cs_txn *txn, Certsync__KdfParams **kdf);
+/* After the commit: hands r->nextkey to the agent when the store now
+ * names it. */
+void rekey_handover(repl *r);
 
 /* ---- repl.c ---- */
 /* repl_start without the sockets and the thread: the configuration copied

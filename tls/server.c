@@ -893,13 +893,14 @@ int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t no
 	return reload(srv, txn, key, now, &t0, err);
 }
 
-static void reload_from_store(tls_server *srv, const struct timespec *since)
+static void reload_from_store(tls_server *srv, const cs_key *key, const struct timespec *since)
 {
 	cs_err err = {0};
 	cs_txn *txn;
 
 	if (cs_txn_begin(srv->store, false, &txn, &err) == 0) {
-		reload(srv, txn, srv->key, time(NULL), since, &err);
+		if (tls_store_key_check(txn, key, &err) == 0)
+			reload(srv, txn, key, time(NULL), since, &err);
 		cs_txn_abort(txn);
 	}
 	if (err.code != CS_OK)
@@ -924,6 +925,7 @@ static void *reloader_main(void *arg)
 {
 	tls_server *srv = arg;
 	struct timespec since, t0, t1, rested;
+	const cs_key *key;
 	int64_t rest;
 
 	/* On Linux a thread's nice value is its own: only this thread yields,
@@ -942,9 +944,10 @@ static void *reloader_main(void *arg)
 		 * its own, one for however many arrive meanwhile. */
 		srv->dirty = false;
 		since = srv->dirty_since;
+		key = srv->key;
 		pthread_mutex_unlock(&srv->lock);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		reload_from_store(srv, &since);
+		reload_from_store(srv, key, &since);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		rest = RELOAD_REST * ts_diff_ns(&t1, &t0);
 		rested = ts_add(
@@ -966,7 +969,7 @@ int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_er
 	srv->store = store;
 	srv->key = key;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	reload_from_store(srv, &now);
+	reload_from_store(srv, key, &now);
 	/* Like the workers, the reloader takes no signals. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -976,6 +979,14 @@ int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_er
 		return cs_fail(err, CS_EIO, "cannot start the TLS reloader: %s", strerror(errno));
 	srv->reloading = true;
 	return 0;
+}
+
+void tls_server_set_key(tls_server *srv, const cs_key *key)
+{
+	pthread_mutex_lock(&srv->lock);
+	srv->key = key;
+	pthread_mutex_unlock(&srv->lock);
+	tls_server_changed(srv);
 }
 
 void tls_server_changed(tls_server *srv)

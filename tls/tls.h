@@ -133,6 +133,13 @@ int tls_server_reload(tls_server *srv, cs_txn *txn, const cs_key *key, time_t no
  * from the thread that owns srv. */
 int tls_server_follow(tls_server *srv, cs_store *store, const cs_key *key, cs_err *err);
 
+/* The cluster key changed (`cluster rekey`): builds from now on unseal
+ * with key, and one starts.  A build meets the store and the key in step or
+ * keeps the served table: the store is re-sealed and the key handed over
+ * one after the other.  The old key must outlive the server (a build may
+ * still hold it).  Any thread. */
+void tls_server_set_key(tls_server *srv, const cs_key *key);
+
 /* The store changed: returns at once, and the reloader builds and swaps in a
  * table that holds the change.  Changes signalled while a build runs are
  * served by one build after it.  Any thread; a no-op before

@@ -192,6 +192,10 @@ long tls_http_answer(const char *in, size_t len, size_t cap, const tls_http_info
  * the node and site hostnames, and the default has not expired (/healthz). */
 bool tls_table_healthy(const tls_table *t, time_t now);
 
+/* store_key.c: 0 when key is the one the store is sealed under (or the
+ * store has no cluster settings), -1 (CS_ECRYPTO) when not. */
+int tls_store_key_check(cs_txn *txn, const cs_key *key, cs_err *err);
+
 /* Ticket keys derived from the cluster's ticket secret, one set per hour;
  * each worker holds its own copy so the callback takes no lock. */
 struct tls_tickets {

@@ -515,7 +515,10 @@ def test_failover_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
 def test_restart_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
     """SIGTERM while the CA validates: the agent stops (exit 0) without
     waiting for the CA, the order stays in the store, and the agent started
-    again goes on with the same order."""
+    again goes on with the same order -- unless pebble's validator came
+    while the single node was down, which makes that order invalid: then a
+    new one is made, and the certificate is obtained all the same.  (The
+    two-node failover test resumes without that race: the backup answers.)"""
     a = AcmeAgent(certsync_bin, tmp_path / "node", slow_pebble, tls).start()
     try:
         a.cli("acme", "add", "site", "--domain", SITE, check=0)
@@ -525,9 +528,11 @@ def test_restart_resumes_the_order(certsync_bin, tmp_path, slow_pebble, tls):
         a.start()
         m = wait_issued(a, "site")
         assert m["order"] is None and m["state"] == "scheduled"
-        # this run's log: it made no order of its own
-        assert "acme site: order created" not in a.stderr(), a.stderr()[-3000:]
-        assert "acme site: finalized" in a.stderr()
+        log = a.stderr()
+        assert "acme site: finalized" in log
+        if " is invalid: " not in log:
+            # this run's log: it made no order of its own
+            assert "acme site: order created" not in log, log[-3000:]
     finally:
         stop_clean(a)
 
@@ -614,3 +619,24 @@ def test_ari_window_from_renewal_info(certsync_bin, tmp_path, pebble, tls):
     finally:
         stop_clean(a)
         stub.stop()
+
+
+def test_rekey_seals_the_acme_keys_again(agent, pebble, tmp_path):
+    """`cluster rekey` seals the ACME account and order keys again with the
+    rest: after it, and a restart with the new passphrase, the agent opens
+    its account from the store and renews."""
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    new = str(tmp_path / "new-passphrase")
+    helpers.write(new, "a brand new cluster passphrase\n", mode=0o600)
+    agent.cli("cluster", "rekey", "--new-passphrase-file", new, check=0)
+    stop_clean(agent)
+    agent.set_passphrase("a brand new cluster passphrase")
+    agent.start()
+    agent.cli("acme", "renew", "site", check=0)
+
+    def renewed():
+        m = managed(agent, "site")
+        assert m["state"] != "failed", m
+        return m["certificate"]["id"] != first["certificate"]["id"]
+    helpers.wait_for("renewed after the rekey", renewed, timeout=120, step=0.5)
+    assert "does not open" not in agent.stderr()
