@@ -56,7 +56,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 	struct timeval mon_every = {cfg->alerts.interval_s, 0};
 	mon_admin *admin = NULL;
 	cs_control *ctl = NULL;
-	cs_worker *worker = NULL;
+	cs_worker *worker = NULL, *mon_worker = NULL, *admin_worker = NULL;
 	int rc = -1;
 
 	if (base == NULL)
@@ -69,10 +69,13 @@ static int serve(const cs_config *cfg, cs_node *node, cs_err *err)
 		goto out;
 	}
 	if (cs_control_listen(&ctl, base, cfg->control_socket, cs_node_handle, node, err) < 0 ||
-	    cs_worker_start(&worker, base, err) < 0 || cs_node_start_tls(node, err) < 0)
+	    cs_worker_start(&worker, base, err) < 0 ||
+	    cs_worker_start(&mon_worker, base, err) < 0 ||
+	    cs_worker_start(&admin_worker, base, err) < 0 || cs_node_start_tls(node, err) < 0)
 		goto out;
 	cs_node_set_control(node, ctl);
 	cs_node_set_worker(node, worker);
+	cs_node_set_mon_worker(node, mon_worker, admin_worker);
 	if (cs_node_repl_fd(node) >= 0 &&
 	    ((repl_ev = event_new(base, cs_node_repl_fd(node), EV_READ | EV_PERSIST, on_repl,
 	                          node)) == NULL ||
@@ -112,6 +115,9 @@ out:
 	 * while the control socket is still open. */
 	cs_node_set_worker(node, NULL);
 	cs_worker_stop(worker);
+	cs_node_set_mon_worker(node, NULL, NULL);
+	cs_worker_stop(mon_worker);
+	cs_worker_stop(admin_worker);
 	if (mon_ev)
 		event_free(mon_ev);
 	mon_admin_stop(admin);

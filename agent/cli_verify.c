@@ -10,17 +10,11 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "../tls/tls.h"
 #include "control.h"
+#include "tls_check.h"
 
-#define PROBE_TIMEOUT_MS 5000
-#define SETTLE_TRIES     12 /* a relayed position is at most a beat old: 3 s */
-#define SETTLE_STEP_US   250000
-/* An endpoint swaps in a change shortly after its commit (within 100 ms is
- * the goal): a mismatch is probed again, 50 ms later, then 100, 200 and
- * 400 ms later, before it counts. */
-#define SWAP_TRIES   5
-#define SWAP_STEP_US 50000
+#define SETTLE_TRIES   12 /* a relayed position is at most a beat old: 3 s */
+#define SETTLE_STEP_US 250000
 
 /* True when every node is reachable and at one position. */
 static bool settled(json_t *nodes)
@@ -128,43 +122,12 @@ static void check_coverage(json_t *checks, json_t *n, json_t *r)
 		          host, site);
 }
 
-/* Probes endpoint until it serves want or SWAP_TRIES probes saw something
- * else; got is the last certificate served. */
-static int probe_until(const char *endpoint, const char *sni, const char *want, char got[65],
-                       cs_err *err)
-{
-	for (int t = 0;; t++) {
-		if (tls_probe(endpoint, sni, PROBE_TIMEOUT_MS, got, err) < 0)
-			return -1;
-		if (strcmp(got, want) == 0 || t + 1 >= SWAP_TRIES)
-			return 0;
-		usleep((useconds_t)SWAP_STEP_US << t);
-	}
-}
-
 static void check_tls(json_t *checks, json_t *n, const char *sni)
 {
-	const char *endpoint = json_string_value(json_object_get(n, "tls_endpoint"));
-	const char *want = json_string_value(json_object_get(json_object_get(n, "expected"), sni));
-	char got[65];
-	cs_err err = {0};
+	cs_tls_check r;
 
-	if (endpoint == NULL)
-		add_check(
-		    checks, n, "tls", false,
-		    "%s: no TLS endpoint is known; add tls_endpoint = HOST:PORT to its [peer] "
-		    "section (or tls_listen on the node itself)",
-		    sni);
-	else if (want == NULL)
-		add_check(checks, n, "tls", false, "%s: no valid certificate with a key answers it",
-		          sni);
-	else if (probe_until(endpoint, sni, want, got, &err) < 0)
-		add_check(checks, n, "tls", false, "%s", err.msg);
-	else if (strcmp(got, want) != 0)
-		add_check(checks, n, "tls", false, "%s at %s serves %.8s, expected %.8s", sni,
-		          endpoint, got, want);
-	else
-		add_check(checks, n, "tls", true, "%s at %s serves %.8s", sni, endpoint, got);
+	cs_tls_check_node(n, sni, &r);
+	add_check(checks, n, "tls", r.outcome == CS_TLS_SERVES_EXPECTED, "%s", r.detail);
 }
 
 /* `verify --cluster`: asks this node's agent what it knows of every node,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../monitor/monitor.h"
 #include "../replication/repl.h"
 #include "../tls/tls.h"
 #include "control.h"
@@ -28,6 +29,8 @@ static long others(const cs_config *cfg)
 	n += (workers > 0 ? workers : 1) * (long)cfg->ntls_listen; /* a listener per worker */
 	if (cfg->repl_listen != NULL)
 		n += REPL_MAX_UNAUTHENTICATED + 2 * (long)cfg->npeers;
+	if (cfg->admin_listen != NULL)
+		n += 1 + MON_ADMIN_MAX_CONNS; /* its listener and connections */
 	return n;
 }
 

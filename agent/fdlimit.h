@@ -4,8 +4,9 @@
  * endpoint alone may hold tls_max_connections sockets.  At start the agent
  * raises the soft limit to the hard one and checks that its bounded users
  * of descriptors (TLS connections, control connections, unauthenticated
- * replication connections, and a reserve for the store, event loops and
- * links) fit in it, so that accept never runs out in normal operation. */
+ * replication connections, the admin listener's connections, and a reserve
+ * for the store, event loops and links) fit in it, so that accept never
+ * runs out in normal operation. */
 #ifndef CS_FDLIMIT_H
 #define CS_FDLIMIT_H
 

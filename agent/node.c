@@ -223,6 +223,7 @@ void cs_node_close(cs_node *node)
 	repl_stop(node->repl); /* before the store it writes */
 	node->repl = NULL;
 	mon_stop(node->mon);
+	json_decref(node->serving);
 	cs_key_free(node->key);
 	for (size_t i = 0; i < node->nretired; i++)
 		cs_key_free(node->retired[i]);

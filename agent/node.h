@@ -32,6 +32,10 @@ void cs_node_set_control(cs_node *node, cs_control *ctl);
 /* The thread imports are decoded on (worker.h); NULL refuses imports. */
 struct cs_worker;
 void cs_node_set_worker(cs_node *node, struct cs_worker *worker);
+/* The threads the monitor's slow work runs on: probes (the primary's checks
+ * of what nodes serve, which may wait seconds for an endpoint) and renders
+ * (/metrics); NULL: none.  Stop them before the admin listener. */
+void cs_node_set_mon_worker(cs_node *node, struct cs_worker *probes, struct cs_worker *renders);
 
 /* Runs one control request (a cs_control_fn; ctx is the node).  Changes
  * are answered later, by cs_node_flush. */

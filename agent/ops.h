@@ -30,7 +30,12 @@ struct cs_node {
 	                      batch opens) */
 	cs_pos durable;    /* where the store stood when the open batch began */
 	struct held *held; /* changes of the open batch, to answer once it is on disk */
-	struct cs_worker *worker; /* decodes imports off the event loop (worker.h) */
+	struct cs_worker *worker;       /* decodes imports off the event loop (worker.h) */
+	struct cs_worker *mon_worker;   /* the primary's probes (ops_serving.c) */
+	struct cs_worker *admin_worker; /* renders of /metrics (ops_monitor.c) */
+	json_t *serving;                /* the last probes' results, or NULL */
+	time_t serving_started;         /* when the last probes began; 0 never */
+	bool serving_busy;              /* probes are running */
 	struct acme_runner *acme; /* ACME on the primary (acme_agent.h); NULL without [acme] */
 	struct acme_answer *acme_answer; /* http-01 and tls-alpn-01 answers */
 	/* keys replaced by `cluster rekey`, freed when the node closes */
@@ -127,6 +132,17 @@ int ops_monitor_start(struct cs_node *node, cs_err *err);
 /* The monitor's status (active alerts, delivery counts); a new reference. */
 json_t *ops_monitor_status(struct cs_node *node);
 json_t *op_alerts(struct cs_node *node, json_t *args, cs_err *err);
+
+/* ops_serving.c: the primary's check, every [alerts] serving_check seconds,
+ * of the certificate each node's TLS endpoint serves (verify --cluster's
+ * TLS check, run on the monitor worker's thread).  ops_serving_tick starts one when
+ * due (the monitor calls it at each evaluation); ops_serving_facts gives
+ * the last results as facts, pointing into node->serving (valid until the
+ * next tick); ops_serving_status gives them as JSON (a new reference, null
+ * before the first check or off the primary). */
+void ops_serving_tick(struct cs_node *node);
+size_t ops_serving_facts(struct cs_node *node, mon_serving *out, size_t max);
+json_t *ops_serving_status(struct cs_node *node);
 json_t *op_alerts_test(struct cs_node *node, json_t *args, cs_err *err);
 
 json_t *op_promote(struct cs_node *node, json_t *args, cs_err *err);

@@ -11,6 +11,7 @@
 #include "node.h"
 #include "ops.h"
 #include "records.h"
+#include "worker.h"
 
 enum { MAX_HOSTS = 256 };
 
@@ -28,6 +29,7 @@ struct snapshot {
 	mon_host hosts[MAX_HOSTS];
 	mon_peer *peers;
 	json_t *repl; /* owns the peers' strings */
+	mon_serving *serving;
 };
 
 static void add_use(struct snapshot *s, const Certsync__CertRecord *rec, const char *id,
@@ -131,6 +133,7 @@ static int repl_facts(struct cs_node *node, struct snapshot *s, cs_err *err)
 static void snapshot_clear(struct snapshot *s)
 {
 	free(s->peers);
+	free(s->serving);
 	json_decref(s->repl);
 }
 
@@ -150,6 +153,13 @@ void cs_node_monitor(cs_node *node)
 	s.f.certs = s.certs;
 	s.f.hosts = s.hosts;
 	/* ACME is not wired into the agent yet: no mon_acme facts to pass. */
+	ops_serving_tick(node);
+	s.serving = calloc(json_array_size(json_object_get(node->serving, "results")) + 1,
+	                   sizeof(*s.serving));
+	if (s.serving != NULL)
+		s.f.nserving = ops_serving_facts(
+		    node, s.serving, json_array_size(json_object_get(node->serving, "results")));
+	s.f.serving = s.serving;
 	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
 		rc = certs_facts(node, txn, &s, &err);
 		cs_txn_abort(txn);
@@ -193,12 +203,11 @@ int ops_monitor_start(struct cs_node *node, cs_err *err)
 }
 
 /* The identity certificates, read straight from their records (no chain
- * is built, so 10,000 take milliseconds): for /metrics with times in Unix
- * seconds and "ready" (it holds its key and is valid now); for the page as
- * `cert list` shows them (names covered, issuer, key type, RFC 3339 times). */
+ * is built): for /metrics with times in Unix seconds and whether it holds
+ * its key (mon_metrics_certificates); for the page as `cert list` shows
+ * them (names covered, issuer, key type, RFC 3339 times).  Any thread. */
 struct cert_walk {
 	const uint8_t *default_id;
-	time_t now;
 	bool page;
 	json_t *out;
 };
@@ -217,9 +226,8 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 	if (!w->page) {
 		c = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", hex, "name", rec->name,
 		              "not_before", (json_int_t)rec->not_before, "not_after",
-		              (json_int_t)rec->not_after, "default", is_default, "ready",
-		              rec->sealed_key.len > 0 && w->now >= (time_t)rec->not_before &&
-		                  w->now < (time_t)rec->not_after);
+		              (json_int_t)rec->not_after, "default", is_default, "has_key",
+		              rec->sealed_key.len > 0);
 	} else {
 		sans = json_array();
 		for (size_t i = 0; i < rec->n_sans; i++)
@@ -240,7 +248,7 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 {
 	uint8_t def[PKI_ID_LEN];
-	struct cert_walk w = {.now = time(NULL), .page = page, .out = json_array()};
+	struct cert_walk w = {.page = page, .out = json_array()};
 	cs_txn *txn;
 	cs_err err;
 	int rc;
@@ -264,25 +272,60 @@ static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 	return w.out;
 }
 
-/* The facts /metrics reports (mon_facts_json_fn). */
+/* Where the store stands now, replicated changes included ({0, 0} when
+ * it cannot be read: a generation no certificates have). */
+static cs_pos node_position(struct cs_node *node)
+{
+	cs_pos pos = {0};
+	cs_txn *txn;
+	cs_err err;
+
+	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
+		pos = cs_txn_applied(txn);
+		cs_txn_abort(txn);
+	}
+	return pos;
+}
+
+static json_t *position_json(cs_pos pos)
+{
+	return json_pack("{s:I, s:I}", "epoch", (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
+}
+
+/* The node's facts for /metrics, besides its certificates (mon_facts_json_fn). */
 static json_t *metrics_facts(void *ctx)
 {
 	struct cs_node *node = ctx;
-	cs_pos pos;
-	json_t *certs = walk_certs(node, false, &pos), *j;
+	json_t *j = json_pack("{s:o}", "position", position_json(node_position(node)));
 
-	if (certs == NULL)
-		return NULL;
-	j = json_pack("{s:o, s:{s:I, s:I}}", "certificates", certs, "position", "epoch",
-	              (json_int_t)pos.epoch, "seq", (json_int_t)pos.seq);
 	if (j != NULL && node->tls != NULL)
 		json_object_set_new(j, "tls", tls_server_status(node->tls));
 	if (j != NULL && node->repl != NULL)
 		json_object_set_new(j, "replication", repl_status(node->repl));
+	if (j != NULL && node->serving != NULL)
+		json_object_set(j, "serving", node->serving);
 	return j;
 }
 
-/* status --json and the identity certificates, for /status.json and the page. */
+/* The certificates for /metrics and their generation: the store's position
+ * when they were read. */
+static json_t *metrics_certs(void *ctx)
+{
+	cs_pos pos;
+	json_t *certs = walk_certs(ctx, false, &pos);
+
+	return certs != NULL ? json_pack("{s:o, s:o}", "generation", position_json(pos),
+	                                 "certificates", certs)
+	                     : NULL;
+}
+
+static json_t *metrics_generation(void *ctx)
+{
+	return position_json(node_position(ctx));
+}
+
+/* status --json, the identity certificates and what each node served at the
+ * primary's last check, for /status.json and the page. */
 static json_t *page_facts(void *ctx)
 {
 	cs_err err = {0};
@@ -298,7 +341,25 @@ static json_t *page_facts(void *ctx)
 		return NULL;
 	}
 	json_object_set_new(st, "certificates", certs);
+	json_object_set_new(st, "serving", ops_serving_status(ctx));
 	return st;
+}
+
+/* The admin listener's renders run on a thread of their own: never behind
+ * a probe that waits for an endpoint. */
+static int offload(void *ctx, void (*work)(void *arg, const atomic_bool *stop),
+                   void (*done)(void *arg, bool cancelled), void *arg)
+{
+	struct cs_node *node = ctx;
+
+	return node->admin_worker != NULL ? cs_worker_submit(node->admin_worker, work, done, arg)
+	                                  : -1;
+}
+
+void cs_node_set_mon_worker(cs_node *node, struct cs_worker *probes, struct cs_worker *renders)
+{
+	node->mon_worker = probes;
+	node->admin_worker = renders;
 }
 
 int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out, cs_err *err)
@@ -316,7 +377,13 @@ int cs_node_admin_start(cs_node *node, struct event_base *base, mon_admin **out,
 	                        err) < 0)
 		return -1;
 	rc = mon_admin_start(out, base, cfg->admin_listen, token, node->mon,
-	                     &(mon_admin_source){metrics_facts, page_facts, node}, err);
+	                     &(mon_admin_source){.metrics = metrics_facts,
+	                                         .certificates = metrics_certs,
+	                                         .generation = metrics_generation,
+	                                         .offload = offload,
+	                                         .status = page_facts,
+	                                         .ctx = node},
+	                     err);
 	if (token != NULL)
 		cs_secret_free(token);
 	return rc;

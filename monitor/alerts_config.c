@@ -22,6 +22,7 @@ void mon_config_init(mon_config *c)
 	c->grace_s = 120;
 	c->interval_s = 15;
 	c->timeout_ms = 10000;
+	c->serving_check_s = 300;
 }
 
 void mon_config_free(mon_config *c)
@@ -268,10 +269,13 @@ int mon_config_set(mon_config *c, const char *key, const char *value, cs_err *er
 		return set_int(&c->interval_s, key, value, 1, 60, "seconds", err);
 	if (strcmp(key, "timeout") == 0)
 		return set_int(&c->timeout_ms, key, value, 100, 120000, "milliseconds", err);
+	if (strcmp(key, "serving_check") == 0)
+		return set_int(&c->serving_check_s, key, value, 5, 86400, "seconds", err);
 	return cs_fail(err, CS_EUSAGE,
 	               "unknown key '%s' in [alerts]; the keys are command, webhook, "
 	               "webhook_ca_file, webhook_token_file, smtp_url, smtp_from, smtp_to, "
-	               "smtp_ca_file, smtp_user, smtp_password_file, grace, interval and timeout",
+	               "smtp_ca_file, smtp_user, smtp_password_file, grace, interval, timeout and "
+	               "serving_check",
 	               key);
 }
 

@@ -1,7 +1,7 @@
 /* conditions.c — which facts are conditions, and how severe: the rules of
  * issue "nothing expires unnoticed".  A node judges its own certificates and
  * its own refusal; cluster-wide facts (coverage, peers, diverged changes,
- * ACME work) are judged on the primary alone, so one fault raises one alert
+ * what each node serves, ACME work) are judged on the primary alone, so one fault raises one alert
  * in the cluster. */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -133,6 +133,22 @@ static void judge_cluster(struct out *o, const mon_facts *f, const mon_rules *r)
 		add(o, MON_WARNING, "diverged",
 		    "%zu diverged %s waiting; see `certsync diverged list`", f->diverged,
 		    f->diverged == 1 ? "change is" : "changes are");
+	for (size_t i = 0; i < f->nserving; i++) {
+		const mon_serving *v = &f->serving[i];
+
+		snprintf(key, sizeof(key), "serving:%s:%s", v->node, v->host);
+		if (v->served == NULL)
+			add(o, MON_ERROR, key,
+			    "node %s does not serve %s: its TLS endpoint %s does not answer (%s); "
+			    "check that its agent serves there",
+			    v->node, v->host, v->endpoint, v->error ? v->error : "no reason given");
+		else if (strcmp(v->served, v->expected) != 0)
+			add(o, MON_ERROR, key,
+			    "node %s serves %.8s for %s at %s, but its store says %.8s (%s); check "
+			    "what answers on that address",
+			    v->node, v->served, v->host, v->endpoint, v->expected,
+			    v->expected_name ? v->expected_name : "unnamed");
+	}
 	for (size_t i = 0; i < f->nacme; i++) {
 		const mon_acme *a = &f->acme[i];
 

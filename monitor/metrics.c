@@ -3,6 +3,7 @@
  * prefix, so its dashboards and alert rules carry over; the rest are the
  * TLS endpoint's, replication's and the alerts' own counters.  Only ids,
  * names, times and counts appear: never a key, a token or a passphrase. */
+#include <stdint.h>
 #include <string.h>
 
 #include "monitor.h"
@@ -48,7 +49,19 @@ static json_int_t num(const json_t *o, const char *key)
 	return json_integer_value(json_object_get(o, key));
 }
 
-static void certificates(FILE *f, const json_t *certs)
+/* The next time after now at which not_before or not_after of c is. */
+static int64_t next_change(const json_t *c, int64_t now, int64_t next)
+{
+	int64_t nb = num(c, "not_before"), na = num(c, "not_after");
+
+	if (nb > now && nb < next)
+		next = nb;
+	if (na > now && na < next)
+		next = na;
+	return next;
+}
+
+int64_t mon_metrics_certificates(FILE *f, const json_t *certs, int64_t now)
 {
 	static const struct {
 		const char *name, *field, *text;
@@ -60,6 +73,7 @@ static void certificates(FILE *f, const json_t *certs)
 	};
 	const json_t *c;
 	size_t i;
+	int64_t next = INT64_MAX;
 
 	for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
 		help(f, times[t].name, "gauge", times[t].text);
@@ -74,8 +88,10 @@ static void certificates(FILE *f, const json_t *certs)
 	     "The ready status of the certificate: it holds its key and is valid now.");
 	json_array_foreach(certs, i, c)
 	{
-		bool ready = json_is_true(json_object_get(c, "ready"));
+		bool ready = json_is_true(json_object_get(c, "has_key")) &&
+		             now >= num(c, "not_before") && now < num(c, "not_after");
 
+		next = next_change(c, now, next);
 		for (int cond = 0; cond < 2; cond++) {
 			fputs("certsync_certificate_ready_status", f);
 			cert_labels(f, c);
@@ -83,6 +99,7 @@ static void certificates(FILE *f, const json_t *certs)
 			        cond ? !ready : ready);
 		}
 	}
+	return next;
 }
 
 static void tls(FILE *f, const json_t *t)
@@ -156,6 +173,34 @@ static void replication(FILE *f, const json_t *pos, const json_t *r)
 	            (long long)json_integer_value(v));
 }
 
+/* The primary's last check of what each node serves: 1 when a node serves
+ * what its store says, 0 when it serves another certificate or does not
+ * answer; nodes not compared (behind, not heard) have no sample. */
+static void serving(FILE *f, const json_t *results)
+{
+	const json_t *r;
+	size_t i;
+
+	if (results == NULL)
+		return;
+	help(f, "certsync_node_serving_expected", "gauge",
+	     "Whether a node's TLS endpoint served what its store says at the primary's last "
+	     "check.");
+	json_array_foreach(results, i, r)
+	{
+		const char *status = json_string_value(json_object_get(r, "status"));
+
+		if (strcmp(status, "ok") != 0 && strcmp(status, "other") != 0 &&
+		    strcmp(status, "no answer") != 0)
+			continue;
+		fputs("certsync_node_serving_expected{node=", f);
+		label_value(f, json_string_value(json_object_get(r, "node")));
+		fputs(",host=", f);
+		label_value(f, json_string_value(json_object_get(r, "host")));
+		fprintf(f, "} %d\n", strcmp(status, "ok") == 0);
+	}
+}
+
 static void alerts(FILE *f, mon_monitor *m)
 {
 	static const char *const sev[] = {"warning", "error"};
@@ -184,8 +229,8 @@ static void alerts(FILE *f, mon_monitor *m)
 
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m)
 {
-	certificates(f, json_object_get(facts, "certificates"));
 	tls(f, json_object_get(facts, "tls"));
 	replication(f, json_object_get(facts, "position"), json_object_get(facts, "replication"));
+	serving(f, json_object_get(json_object_get(facts, "serving"), "results"));
 	alerts(f, m);
 }

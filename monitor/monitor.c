@@ -306,7 +306,7 @@ static void emit(void *arg, const mon_alert *a)
 
 int mon_observe(mon_monitor *m, const mon_facts *f)
 {
-	size_t max = f->ncerts + f->nhosts + f->npeers + f->nacme + 2, n;
+	size_t max = f->ncerts + f->nhosts + f->npeers + f->nacme + f->nserving + 2, n;
 	mon_condition *c = calloc(max, sizeof(*c));
 	int rc;
 

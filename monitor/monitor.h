@@ -13,6 +13,7 @@
 #ifndef CS_MONITOR_H
 #define CS_MONITOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,19 @@ typedef struct mon_acme {
 	const char *stopped; /* an error that needs the operator; NULL none */
 } mon_acme;
 
+/* What a node's TLS endpoint served for a hostname at the primary's last
+ * check (the TLS check of verify --cluster), for nodes at the primary's
+ * position. */
+typedef struct mon_serving {
+	const char *node;
+	const char *host;
+	const char *endpoint;
+	const char *served;   /* id (hex) of the leaf served; NULL: no answer */
+	const char *expected; /* id (hex) its store says it serves */
+	const char *expected_name;
+	const char *error; /* why it did not answer, when served is NULL */
+} mon_serving;
+
 typedef struct mon_facts {
 	int64_t now;
 	bool primary;  /* cluster-wide conditions are the primary's alone */
@@ -80,6 +94,8 @@ typedef struct mon_facts {
 	size_t diverged; /* diverged changes not re-applied */
 	const mon_acme *acme;
 	size_t nacme;
+	const mon_serving *serving;
+	size_t nserving;
 } mon_facts;
 
 /* ---- conditions ----------------------------------------------------------- */
@@ -173,6 +189,7 @@ typedef struct mon_config {
 	int grace_s;              /* a change must hold this long (default 120) */
 	int interval_s;           /* evaluate at least this often (default 15) */
 	int timeout_ms;           /* one delivery attempt (default 10000) */
+	int serving_check_s;      /* the primary checks what nodes serve this often (300) */
 } mon_config;
 
 void mon_config_init(mon_config *c);
@@ -215,17 +232,25 @@ json_t *mon_status(mon_monitor *m);
 
 /* ---- metrics and the admin listener ---------------------------------------- */
 
-/* What the node reports for /metrics, as JSON the agent builds on request:
- *   {"certificates": [{"id", "name", "not_before", "not_after", "default",
- *                      "ready"}],
- *    "tls": tls_server_status() or absent,
+/* What the node reports for /metrics besides its certificates, as JSON the
+ * agent builds on request:
+ *   {"tls": tls_server_status() or absent,
  *    "replication": repl_status() or absent,
- *    "position": {"epoch", "seq"}}
+ *    "position": {"epoch", "seq"},
+ *    "serving": the primary's last check of what nodes serve, or absent:
+ *               {"results": [{"node", "host", "status", ...}]}}
  * The monitor adds its own alert figures. */
 typedef json_t *(*mon_facts_json_fn)(void *ctx);
 
 /* Writes the Prometheus text exposition of facts and m's alerts to f. */
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m);
+
+/* Writes the certificate metrics of certs, [{"id", "name", "not_before",
+ * "not_after" (Unix seconds), "default", "has_key"}], as they stand at now
+ * (ready: it holds its key and is valid then).  Returns when that text
+ * goes stale by time alone: the next not_before or not_after after now
+ * (INT64_MAX: never). */
+int64_t mon_metrics_certificates(FILE *f, const json_t *certs, int64_t now);
 
 /* Checks [node] admin_listen (ADDR:PORT) and admin_token_file: a
  * non-loopback address needs the token, and the token file must exist and
@@ -234,9 +259,23 @@ int mon_admin_config_check(const char *listen, const char *token_file, cs_err *e
 
 typedef struct mon_admin mon_admin;
 
+/* Connections the admin listener holds at most; more wait until one ends
+ * (the agent's descriptor budget counts them). */
+#define MON_ADMIN_MAX_CONNS 16
+
 /* Where the admin listener's answers come from. */
 typedef struct mon_admin_source {
 	mon_facts_json_fn metrics; /* the facts above, for /metrics */
+	/* the certificates for /metrics: {"generation": G, "certificates": [as
+	 * mon_metrics_certificates takes them]}, where G is any JSON value that
+	 * changes whenever they may (the store's position) */
+	mon_facts_json_fn certificates;
+	mon_facts_json_fn generation; /* G alone, cheaply */
+	/* runs work(arg, stop) on a thread off the loop, then done(arg,
+	 * cancelled) on the loop; -1 when it cannot (neither is called):
+	 * certificates is then called on the loop */
+	int (*offload)(void *ctx, void (*work)(void *arg, const atomic_bool *stop),
+	               void (*done)(void *arg, bool cancelled), void *arg);
 	/* what `status --json` prints, plus "certificates": the identity
 	 * certificates as `cert list --json` gives them, without their chain:
 	 * /status.json, and the page drawn from it */
@@ -247,7 +286,10 @@ typedef struct mon_admin_source {
 /* Serves /metrics, the status page (/) and /status.json on listen from
  * base (the agent's loop); with token, every request needs
  * "Authorization: Bearer TOKEN" (401 otherwise).  Headers over 8 KiB are
- * refused; only GET is taken; any other path is 404.  The token is copied. */
+ * refused; only GET is taken; any other path is 404; at most
+ * MON_ADMIN_MAX_CONNS connections are open at once.  The token is copied.
+ * Stop src's offload thread (its jobs done or cancelled) before
+ * mon_admin_stop. */
 int mon_admin_start(mon_admin **out, struct event_base *base, const char *listen, const char *token,
                     mon_monitor *m, const mon_admin_source *src, cs_err *err);
 void mon_admin_stop(mon_admin *a);

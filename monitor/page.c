@@ -1,6 +1,7 @@
 /* page.c — the status page of the admin listener: one self-contained HTML
  * document (inline style and script, no external asset), drawn by the
- * server from the node's status: the active alerts, the cluster, the
+ * server from the node's status: the active alerts, the cluster (with what
+ * each node served at the primary's last check), the
  * certificates with an expiry bar coloured by the alert thresholds, and an
  * SVG timeline of every identity certificate's validity over the next 120
  * days.  A small script polls /status.json and redraws (reloads) the page
@@ -74,7 +75,8 @@ static const char SCRIPT[] =
     "var p=(s.replication&&s.replication.peers)||[];var c=s.certificates||[];"
     "return JSON.stringify([s.epoch,s.seq,a.map(function(x){return x.key+x.severity}),"
     "p.map(function(x){return [x.name,x.reachable,x.seq]}),"
-    "c.map(function(x){return x.id})]);}"
+    "c.map(function(x){return x.id}),"
+    "((s.serving&&s.serving.results)||[]).map(function(x){return x.status+x.served})]);}"
     "function poll(){fetch('/status.json',{cache:'no-store'}).then(function(r){"
     "return r.ok?r.json():null}).then(function(s){if(!s)return;var k=key(s);"
     "if(seen!==null&&k!==seen){location.reload();return;}seen=k;"
@@ -102,8 +104,47 @@ static void alerts(FILE *f, const json_t *st)
 	fputs("</div>\n", f);
 }
 
+/* What node served for each hostname at the primary's last check. */
+static void served_cell(FILE *f, const json_t *serving, const char *node)
+{
+	const json_t *r;
+	size_t i;
+	bool any = false;
+
+	json_array_foreach(json_object_get(serving, "results"), i, r)
+	{
+		const char *status = s_of(r, "status");
+		bool ok = strcmp(status, "ok") == 0, other = strcmp(status, "other") == 0;
+
+		if (strcmp(s_of(r, "node"), node) != 0)
+			continue;
+		fprintf(f, "%s<span class=\"%s\">", any ? "<br>" : "", ok ? "" : "dead");
+		any = true;
+		h(f, s_of(r, "host"));
+		fputs(": ", f);
+		if (ok || other) {
+			fprintf(f, "%.8s", s_of(r, "served"));
+			if (json_is_string(json_object_get(r, "served_name"))) {
+				fputs(" (", f);
+				h(f, s_of(r, "served_name"));
+				fputs(")", f);
+			}
+		}
+		if (other) {
+			fprintf(f, ", expected %.8s (", s_of(r, "expected"));
+			h(f, s_of(r, "expected_name"));
+			fputs(")", f);
+		} else if (!ok) {
+			h(f, status);
+		}
+		fputs("</span>", f);
+	}
+	if (!any)
+		fputs("<span class=\"muted\">not checked</span>", f);
+}
+
 static void node_row(FILE *f, const char *name, const char *role, bool up, json_int_t epoch,
-                     json_int_t seq, const json_t *lag, const json_t *heard)
+                     json_int_t seq, const json_t *lag, const json_t *heard, const json_t *serving)
 {
 	fputs("<tr class=\"node\"><td>", f);
 	h(f, name);
@@ -116,26 +157,35 @@ static void node_row(FILE *f, const char *name, const char *role, bool up, json_
 	fputs("</td><td>", f);
 	if (json_is_integer(heard))
 		fprintf(f, "%.1f s ago", (double)json_integer_value(heard) / 1000.0);
+	fputs("</td><td>", f);
+	served_cell(f, serving, name);
 	fputs("</td></tr>\n", f);
 }
 
 static void cluster(FILE *f, const json_t *st)
 {
 	const json_t *rep = json_object_get(st, "replication"), *p,
-	             *def = json_object_get(st, "default");
+	             *def = json_object_get(st, "default"),
+	             *serving = json_object_get(st, "serving");
 	size_t i;
 
 	fputs("<h2>Cluster</h2>\n<table id=\"cluster\"><tr><th>node</th><th>role</th><th>state</th>"
-	      "<th>position</th><th>lag</th><th>last heard</th></tr>\n",
+	      "<th>position</th><th>lag</th><th>last heard</th><th>serves",
 	      f);
+	if (json_is_object(serving)) {
+		fputs(" <span class=\"muted\">(checked ", f);
+		h(f, s_of(serving, "checked"));
+		fputs(")</span>", f);
+	}
+	fputs("</th></tr>\n", f);
 	node_row(f, s_of(st, "node"), s_of(st, "role"), true,
 	         json_integer_value(json_object_get(st, "epoch")),
-	         json_integer_value(json_object_get(st, "seq")), NULL, NULL);
+	         json_integer_value(json_object_get(st, "seq")), NULL, NULL, serving);
 	json_array_foreach(json_object_get(rep, "peers"), i, p) node_row(
 	    f, s_of(p, "name"), s_of(p, "role"), json_is_true(json_object_get(p, "reachable")),
 	    json_integer_value(json_object_get(p, "epoch")),
 	    json_integer_value(json_object_get(p, "seq")), json_object_get(p, "lag"),
-	    json_object_get(p, "last_heard_ms"));
+	    json_object_get(p, "last_heard_ms"), serving);
 	fputs("</table>\n<p>Site ", f);
 	h(f, s_of(st, "site_hostname"));
 	fputs(", this node ", f);

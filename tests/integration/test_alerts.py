@@ -88,6 +88,7 @@ def bad_alerts(tmp_path):
         ("smtp_url = smtp://127.0.0.1:2525\nsmtp_to = a@example.test, b@example.test\n", 2,
          "give one address"),
         ("grace = soon\n", 1, "give a whole number of seconds"),
+        ("serving_check = 1\n", 1, "serving_check = 1: give a whole number of seconds from 5"),
     ]
 
 

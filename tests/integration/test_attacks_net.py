@@ -7,6 +7,7 @@ operator would see: `status` answers quickly, the log stays small, and real
 clients are served.  Every wait is bounded; processes are stopped by PID."""
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -395,3 +396,18 @@ def test_control_requests_bounded_in_memory(node_factory):
     assert timed_status(node) <= 1.0
     lines = [ln for ln in node.stderr().splitlines() if "control request" in ln]
     assert 1 <= len(lines) <= 10, lines
+
+
+def test_descriptor_budget_counts_the_admin_listener(node_factory):
+    """With admin_listen, the descriptors the agent keeps aside grow by the
+    admin listener and its connection cap (16)."""
+    kept = []
+    for extra in ("", "admin_listen = 127.0.0.1:%d\n" % helpers.free_port()):
+        node = node_factory(extra="tls_max_connections = 5000\n" + extra, nofile=512,
+                            start=False)
+        node.start(wait=False)
+        assert node.wait_exit(timeout=30) == 2
+        m = re.search(r"of which the agent keeps (\d+)", node.stderr())
+        assert m, node.stderr()
+        kept.append(int(m.group(1)))
+    assert kept[1] - kept[0] == 1 + 16, kept

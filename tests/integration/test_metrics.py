@@ -1,9 +1,10 @@
 """The admin listener (admin_listen): /metrics in the Prometheus text format
 with cert-manager's certificate metrics under the certsync_ prefix, checked
 by `promtool check metrics`; the bearer token rule (401), bounded headers,
-unknown paths (404), and the configuration refusing a non-loopback address
+unknown paths (404), the connection cap, and the configuration refusing a non-loopback address
 without a token or a token file every user can read."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -75,6 +76,42 @@ def test_metrics_follow_cert_manager_and_pass_promtool(admin_agent, pki, tmp_pat
     p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode == 0, p.stdout.decode()
+
+
+def ready(text, cid):
+    """certsync_certificate_ready_status{condition="True"} of certificate cid."""
+    values = [v for labels, v in samples(text, "certsync_certificate_ready_status").items()
+              if 'id="%s"' % cid in labels and 'condition="True"' in labels]
+    assert len(values) == 1, text[-3000:]
+    return values[0]
+
+
+def test_metrics_follow_changes_and_time(admin_agent, pki):
+    """The certificate metrics (rendered once per change of the store) show
+    an import and a deletion at the next scrape, and a certificate becoming
+    valid with time alone."""
+    port = helpers.free_port()
+    a = admin_agent("admin_listen = 127.0.0.1:%d\n" % port)
+    first = pki.make_leaf("i14-c1", "ec:p256", HOSTS, days=30)
+    a.import_(first.file("bundle.pem"), name="first")
+    assert ready(get(port)[1], first.id) == 1
+    start = time.time() + 8
+    later = pki.make_leaf("i14-c2", "ec:p256", HOSTS,
+                          startdate=time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
+                          enddate=time.strftime("%Y%m%d%H%M%SZ",
+                                                time.gmtime(start + 30 * 86400)))
+    a.import_(later.file("bundle.pem"), name="later")
+    # scrapes at once after a change wait for one render and all see it
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        for code, text in ex.map(lambda _: get(port), range(4)):
+            assert code == "200" and ready(text, later.id) == 0
+    helpers.wait_for("the later certificate to be valid", lambda: time.time() > start + 1,
+                     timeout=30)
+    assert ready(get(port)[1], later.id) == 1
+    a.cli("cert", "default", later.id[:12], check=0)
+    a.cli("cert", "delete", first.id[:12], check=0)
+    text = get(port)[1]
+    assert first.id not in text and later.id in text
 
 
 def test_admin_token_header_limit_and_unknown_path(admin_agent, tmp_path):
@@ -166,3 +203,30 @@ def test_a_real_prometheus_scrapes_it(admin_agent, pki, tmp_path):
             prom.kill()
             prom.wait()
         log.close()
+
+
+def test_admin_connection_cap(admin_agent):
+    """Connections that end are counted out; 16 idle ones fill the admin
+    listener: a 17th client is not served while they stay (it waits in the
+    backlog, holding none of the agent's descriptors) and is answered once
+    they go; the agent logs the cap."""
+    port = helpers.free_port()
+    a = admin_agent("admin_listen = 127.0.0.1:%d\n" % port)
+    for _ in range(20):  # connections that end are counted out
+        assert get(port, "/nothing")[0] == "404"
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
+    try:
+        late = socket.create_connection(("127.0.0.1", port), timeout=5)
+        late.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        late.settimeout(2)
+        with pytest.raises(socket.timeout):
+            late.recv(100)  # not accepted while the cap is reached
+    finally:
+        for s in held:
+            s.close()
+    late.settimeout(15)
+    answer = late.recv(100)
+    late.close()
+    assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n")[0], answer
+    assert get(port)[0] == "200"
+    assert "at most 16 connections" in a.stderr()

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-import helpers
+from admin_cluster import admin_cluster
 from helpers import wait_for
 
 SITE = "support.example.test"
@@ -30,23 +30,8 @@ def chromium(*args):
 
 @pytest.fixture
 def cluster(certsync_bin):
-    nodes = helpers.init_cluster(certsync_bin, (("primary", "primary"), ("backup", "backup")),
-                                 site=SITE)
-    port = helpers.free_port()
-    primary = nodes[0]
-    primary.generated = primary.generated.replace(
-        "\n[cluster]", "admin_listen = 127.0.0.1:%d\n\n[cluster]" % port, 1)
-    primary.write_config()
-    for n in nodes:
-        n.start(wait=False)
-    try:
-        for n in nodes:
-            n.wait_ready()
-        yield nodes, port
-    finally:
-        for n in nodes:
-            if n.running:
-                n.stop()
+    with admin_cluster(certsync_bin, SITE) as c:
+        yield c
 
 
 def test_page_in_headless_chromium(cluster, pki):

@@ -1,6 +1,7 @@
 /* test_monitor.c — unit tests of the monitor module with injected time: the
  * condition rules (expiry thresholds relative to 25 days and the lifetime,
- * not yet valid, coverage, peers, diverged changes, ACME, primary-only
+ * not yet valid, coverage, peers, diverged changes, ACME, a node serving
+ * another certificate than its store says, primary-only
  * cluster conditions) and the alert state machine (start, change, daily
  * repeat, recovery, flapping inside the grace period sends nothing). */
 #include <setjmp.h>
@@ -130,6 +131,31 @@ static void test_cluster_conditions_on_the_primary_alone(void **state)
 	assert_non_null(strstr(c[6].text, "stopped: badCSR"));
 	/* max bounds what is written */
 	assert_int_equal(eval(&f, c, 3), 3);
+}
+
+static void test_a_node_serving_another_certificate(void **state)
+{
+	mon_serving v[] = {
+	    {"primary", "primary.example.test", "127.0.0.1:8443", "aa11", "aa11", "web", NULL},
+	    {"backup", "backup.example.test", "127.0.0.1:9443", "bb22bb22bb", "aa11", "web", NULL},
+	    {"tn1", "tn1.example.test", "127.0.0.1:7443", NULL, "aa11", "web",
+	     "127.0.0.1:7443: connection refused"},
+	};
+	mon_facts f = {.now = t0, .serving = v, .nserving = 3};
+	mon_condition c[4];
+
+	(void)state;
+	assert_int_equal(eval(&f, c, 4), 0); /* the primary's check alone */
+	f.primary = true;
+	assert_int_equal(eval(&f, c, 4), 2);
+	assert_string_equal(c[0].key, "serving:backup:backup.example.test");
+	assert_int_equal(c[0].severity, MON_ERROR);
+	assert_string_equal(c[0].text, "node backup serves bb22bb22 for backup.example.test at "
+	                               "127.0.0.1:9443, but its store says aa11 (web); check what "
+	                               "answers on that address");
+	assert_string_equal(c[1].key, "serving:tn1:tn1.example.test");
+	assert_int_equal(c[1].severity, MON_ERROR);
+	assert_non_null(strstr(c[1].text, "does not answer (127.0.0.1:7443: connection refused)"));
 }
 
 static void test_own_refusal_on_any_node(void **state)
@@ -298,6 +324,7 @@ int main(void)
 	    cmocka_unit_test(test_not_yet_valid),
 	    cmocka_unit_test(test_same_certificate_in_two_uses_is_one_condition),
 	    cmocka_unit_test(test_cluster_conditions_on_the_primary_alone),
+	    cmocka_unit_test(test_a_node_serving_another_certificate),
 	    cmocka_unit_test(test_own_refusal_on_any_node),
 	    cmocka_unit_test(test_start_repeat_change_recovery),
 	    cmocka_unit_test(test_flapping_inside_the_grace_period_sends_nothing),
