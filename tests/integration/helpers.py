@@ -848,9 +848,10 @@ class ClusterNode(Agent):
     """A node whose configuration, key pair and passphrase `certsync cluster
     init` wrote; tests may add [node] keys (log_retain) or move data_dir."""
 
-    def __init__(self, binary, folder, name, role, hostname, site, repl_port, tls_port):
+    def __init__(self, binary, folder, name, role, hostname, site, repl_port, tls_port,
+                 address="127.0.0.1"):
         self.generated = open(os.path.join(folder, "certsync.conf")).read()
-        self.repl_port, self.tls_port = repl_port, tls_port
+        self.repl_port, self.tls_port, self.address = repl_port, tls_port, address
         self.log_retain = None
         with open(os.path.join(folder, "passphrase")) as f:
             passphrase = f.read().strip()
@@ -866,22 +867,48 @@ class ClusterNode(Agent):
         return t.replace("\n[cluster]", extra + "\n[cluster]", 1)
 
     def served_id(self, sni):
-        return s_client_id(self.tls_port, sni)
+        return s_client_id(self.tls_port, sni, host=self.address)
 
 
-def init_cluster(binary, nodes, site="support.example.test", folder=None):
-    """Writes a cluster on 127.0.0.1 with `certsync cluster init`: nodes is
-    [(name, role)], hostnames NAME.example.test, free ports.  Returns the
-    (not started) ClusterNodes in the order given."""
+def free_port_on(hosts):
+    """A port free now on every address of hosts (127.x addresses)."""
+    for _ in range(50):
+        port = free_port(host=hosts[0])
+        try:
+            for h in hosts[1:]:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((h, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on all of %s" % ", ".join(hosts))
+
+
+def init_cluster(binary, nodes, site="support.example.test", folder=None, addresses=None,
+                 tls_port=None, http_port=None, cls=ClusterNode):
+    """Writes a cluster with `certsync cluster init`: nodes is [(name,
+    role)], hostnames NAME.example.test.  Every node on 127.0.0.1 with free
+    ports of its own, or, with addresses (one 127.x address per node), each
+    node on its own address with the same ports (tls_port, or a free one):
+    what a CA that validates on a fixed port needs; http_port: each node's
+    http_listen on that port of its address.  Returns the (not started)
+    nodes, of class cls, in the order given."""
     folder = folder or os.path.join(short_tmpdir(), "cluster")
-    ports = [(free_port(), free_port()) for _ in nodes]
+    if addresses:
+        shared = (free_port_on(addresses), tls_port or free_port_on(addresses))
+        ports = [shared] * len(nodes)
+    else:
+        addresses = ["127.0.0.1"] * len(nodes)
+        ports = [(free_port(), free_port()) for _ in nodes]
     args = [binary, "cluster", "init", folder, "--site", site]
-    for (name, role), (rp, tp) in zip(nodes, ports):
-        args += ["--node", "%s=%s,%s.example.test,tcp://127.0.0.1:%d,127.0.0.1:%d"
-                 % (name, role, name, rp, tp)]
+    for (name, role), (rp, tp), a in zip(nodes, ports, addresses):
+        args += ["--node", "%s=%s,%s.example.test,tcp://%s:%d,%s:%d"
+                 % (name, role, name, a, rp, a, tp) + (",%s:%d" % (a, http_port) if http_port
+                                                       else "")]
     run(args)
-    return [ClusterNode(binary, os.path.join(folder, name), name, role, name + ".example.test",
-                        site, rp, tp) for (name, role), (rp, tp) in zip(nodes, ports)]
+    return [cls(binary, os.path.join(folder, name), name, role, name + ".example.test",
+                site, rp, tp, address=a)
+            for (name, role), (rp, tp), a in zip(nodes, ports, addresses)]
 
 
 class ConfiguredAgent(Agent):

@@ -16,21 +16,16 @@ import calendar
 import hashlib
 import json
 import os
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import helpers
-
-PEBBLE = "/usr/bin/pebble"
-CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
+from acme_env import Pebble, TLSFiles
 
 
 def driver_bin():
@@ -50,149 +45,6 @@ def driver(*args, check=True):
             " ".join(map(str, args)), p.returncode, out, p.stderr.decode()))
     return p.returncode, doc, p.stderr.decode()
 
-
-def stop_proc(p, timeout=10):
-    """SIGTERM to a process this test started (by PID), SIGKILL after
-    timeout; returns its exit status."""
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
-    return p.returncode
-
-
-class TLSFiles:
-    """A CA made with openssl and a server certificate for 127.0.0.1 /
-    localhost, for pebble's (or a stub's) HTTPS listener."""
-
-    def __init__(self, d, name):
-        self.ca = os.path.join(d, name + "-ca.pem")
-        self.cert = os.path.join(d, name + "-server.pem")
-        self.key = os.path.join(d, name + "-server.key")
-        ca_key = os.path.join(d, name + "-ca.key")
-        csr = os.path.join(d, name + "-server.csr")
-        ext = os.path.join(d, name + "-server.ext")
-        helpers.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", ca_key, "-out", self.ca, "-days", "2",
-                        "-subj", "/CN=%s test HTTPS CA" % name,
-                        "-addext", "basicConstraints=critical,CA:TRUE",
-                        "-addext", "keyUsage=critical,keyCertSign")
-        helpers.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", self.key, "-out", csr, "-subj", "/CN=localhost")
-        helpers.write(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                           "extendedKeyUsage=serverAuth\n")
-        helpers.openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key,
-                        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.cert)
-
-
-class Pebble:
-    """pebble + pebble-challtestsrv on 127.0.0.1, each on its own free port;
-    stopped by PID."""
-
-    def __init__(self, d, tls, env=None, eab_keys=None, dnsserver=None, httpport=None,
-                 tlsport=None):
-        self.d = str(d)
-        self.dnsserver = dnsserver  # "127.0.0.1:PORT" instead of challtestsrv's DNS
-        self.tls = tls
-        self.port = helpers.free_port()
-        self.mgmt = helpers.free_port()
-        self.http01 = helpers.free_port()
-        self.tlsalpn = helpers.free_port()
-        self.dns = helpers.free_port()
-        self.chall_mgmt = helpers.free_port()
-        self.procs = []
-        cfg = {"pebble": {
-            "listenAddress": "127.0.0.1:%d" % self.port,
-            "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
-            "certificate": tls.cert, "privateKey": tls.key,
-            "httpPort": httpport or self.http01, "tlsPort": tlsport or self.tlsalpn,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": bool(eab_keys),
-        }}
-        if eab_keys:
-            cfg["pebble"]["externalAccountMACKeys"] = eab_keys
-        self.config = os.path.join(self.d, "pebble.json")
-        helpers.write(self.config, json.dumps(cfg))
-        self.env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
-                        PEBBLE_AUTHZREUSE="0")
-        self.env.update(env or {})
-        self.dir_url = "https://127.0.0.1:%d/dir" % self.port
-
-    def _spawn(self, name, args, env=None):
-        log = open(os.path.join(self.d, name + ".log"), "wb")
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                             cwd=self.d)
-        log.close()
-        self.procs.append(p)
-        return p
-
-    def start(self):
-        for b in (PEBBLE, CHALLTESTSRV):
-            if not os.access(b, os.X_OK):
-                pytest.fail("%s is missing: scripts/install-deps installs Debian's pebble" % b,
-                            pytrace=False)
-        self._spawn("challtestsrv", [
-            CHALLTESTSRV, "-management", "127.0.0.1:%d" % self.chall_mgmt,
-            "-dns01", "127.0.0.1:%d" % self.dns, "-http01", "127.0.0.1:%d" % self.http01,
-            "-https01", "", "-tlsalpn01", "127.0.0.1:%d" % self.tlsalpn,
-            "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-        helpers.wait_for("challtestsrv's management port", lambda: self._accepts(self.chall_mgmt))
-        self._spawn("pebble", [PEBBLE, "-config", self.config, "-dnsserver",
-                               self.dnsserver or "127.0.0.1:%d" % self.dns], env=self.env)
-        helpers.wait_for("pebble's directory", self._dir_answers, timeout=30)
-        for p in self.procs:
-            # challtestsrv's DNS port is UDP, which free_port does not try
-            assert p.poll() is None, "%s exited: see %s" % (p.args[0], self.d)
-        return self
-
-    def _accepts(self, port):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def _dir_answers(self):
-        try:
-            ctx = ssl.create_default_context(cafile=self.tls.ca)
-            with urllib.request.urlopen(self.dir_url, context=ctx, timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def challtest(self, path, body):
-        req = urllib.request.Request("http://127.0.0.1:%d/%s" % (self.chall_mgmt, path),
-                                     data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200, (path, r.status)
-
-    def publish(self, challenge):
-        """Has challtestsrv answer challenge (as acme_driver's order printed it)."""
-        if challenge["type"] == "http-01":
-            self.challtest("add-http01", {"token": challenge["token"],
-                                          "content": challenge["key_authorization"]})
-        elif challenge["type"] == "tls-alpn-01":
-            self.challtest("add-tlsalpn01", {"host": challenge["identifier"],
-                                             "content": challenge["key_authorization"]})
-        else:
-            self.challtest("set-txt", {"host": "_acme-challenge.%s." % challenge["identifier"],
-                                       "value": challenge["dns01"]})
-
-    def root_pem(self):
-        """Pebble's current root, from its management port (HTTPS with the
-        same test certificate)."""
-        ctx = ssl.create_default_context(cafile=self.tls.ca)
-        with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.mgmt, context=ctx,
-                                    timeout=10) as r:
-            return r.read().decode()
-
-    def stop(self):
-        for p in reversed(self.procs):
-            stop_proc(p)
-        self.procs = []
 
 
 @pytest.fixture(scope="module")

@@ -11,93 +11,14 @@ acme_driver's dns-* and hook-* steps call the module.
 """
 
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 import helpers
-from test_acme_client import Pebble, TLSFiles, driver, issue_and_check, stop_proc
-
-NAMED = "/usr/sbin/named"
-ZONE = """$TTL 60
-@ IN SOA ns.example.test. hostmaster.example.test. 1 60 60 600 60
-@ IN NS ns.example.test.
-ns IN A 127.0.0.1
-"""
-
-
-class Named:
-    """named -g (foreground, logging to stderr) on a free port of 127.0.0.1,
-    as the user running the test, everything in its own folder; stopped by
-    PID."""
-
-    def __init__(self, d):
-        self.d = str(d)
-        self.port = helpers.free_port()
-        self.key = os.path.join(self.d, "certsync-test.key")
-        self.other = os.path.join(self.d, "other.key")
-        self.proc = None
-
-    def start(self):
-        for b in (NAMED, "/usr/sbin/tsig-keygen", "/usr/bin/named-journalprint"):
-            if not os.access(b, os.X_OK):
-                pytest.fail("%s is missing: scripts/install-deps installs Debian's bind9" % b,
-                            pytrace=False)
-        for path, name in ((self.key, "certsync-test"), (self.other, "other")):
-            out = helpers.run(["tsig-keygen", "-a", "hmac-sha256", name]).stdout
-            helpers.write(path, out, mode=0o600)
-        helpers.write(os.path.join(self.d, "example.test.zone"), ZONE)
-        d = self.d
-        conf = """options {
-  directory "%(d)s"; pid-file "%(d)s/named.pid"; session-keyfile "%(d)s/session.key";
-  managed-keys-directory "%(d)s";
-  listen-on port %(port)d { 127.0.0.1; }; listen-on-v6 { none; };
-  recursion no; dnssec-validation no; allow-query { any; }; notify no;
-};
-controls { };
-include "%(key)s";
-include "%(other)s";
-zone "example.test" {
-  type primary; file "%(d)s/example.test.zone";
-  update-policy { grant certsync-test subdomain example.test. TXT; };
-};
-""" % {"d": d, "port": self.port, "key": self.key, "other": self.other}
-        self.conf = os.path.join(d, "named.conf")
-        helpers.write(self.conf, conf)
-        log = open(os.path.join(d, "named.log"), "wb")
-        # as root named keeps running as root unless -u is given: fine for a
-        # test whose files are all in its own temporary folder
-        self.proc = subprocess.Popen([NAMED, "-g", "-c", self.conf, "-p", str(self.port)],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=d)
-        log.close()
-        helpers.wait_for("named's zone example.test", self._loaded, timeout=30)
-        return self
-
-    def _loaded(self):
-        assert self.proc.poll() is None, "named exited: see %s/named.log" % self.d
-        return b"all zones loaded" in helpers.read(os.path.join(self.d, "named.log"))
-
-    @property
-    def server(self):
-        return "127.0.0.1:%d" % self.port
-
-    def journal(self):
-        """named's applied changes to the zone, as named-journalprint prints
-        them, white space made single ("add NAME TTL IN TXT ..." / "del ...")."""
-        jnl = os.path.join(self.d, "example.test.zone.jnl")
-        if not os.path.exists(jnl):
-            return ""
-        out = helpers.run(["named-journalprint", jnl]).stdout.decode()
-        return "\n".join(" ".join(line.split()) for line in out.splitlines())
-
-    def log(self):
-        return helpers.read(os.path.join(self.d, "named.log")).decode()
-
-    def stop(self):
-        if self.proc is not None:
-            stop_proc(self.proc, timeout=15)
+from acme_env import Named, Pebble, TLSFiles
+from test_acme_client import driver, issue_and_check
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import helpers
-from test_acme_client import Pebble, TLSFiles, driver, driver_bin, issue_and_check, stop_proc
+from acme_env import Pebble, TLSFiles, stop_proc
+from test_acme_client import driver, driver_bin, issue_and_check
 
 TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
 KEYAUTH = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"

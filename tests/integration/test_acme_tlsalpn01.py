@@ -12,7 +12,8 @@ import socket
 import subprocess
 
 import helpers
-from test_acme_client import Pebble, TLSFiles, driver, issue_and_check, stop_proc
+from acme_env import Pebble, TLSFiles, stop_proc
+from test_acme_client import driver, issue_and_check
 
 KEYAUTH = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 
