@@ -123,11 +123,11 @@ static void value(const cs_config *cfg, const struct field *f, char *out, size_t
 	}
 }
 
-static const cs_peer *find_peer(const cs_config *cfg, const char *name)
+static const cs_peer *find_peer(const cs_peer *peers, size_t n, const char *name)
 {
-	for (size_t i = 0; i < cfg->npeers; i++)
-		if (strcmp(cfg->peers[i].name, name) == 0)
-			return &cfg->peers[i];
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(peers[i].name, name) == 0)
+			return &peers[i];
 	return NULL;
 }
 
@@ -152,14 +152,19 @@ static void restart_needed(const char *what)
 }
 
 /* [peer NAME] sections added, removed or changed: replication reads them
- * at start. */
-static size_t diff_peers(const cs_config *boot, const cs_config *cfg)
+ * at start.  They are compared with the sections the agent started with:
+ * once the node follows the replicated membership, its peers are the
+ * membership's, and the file's sections are its seed (members.c). */
+static size_t diff_peers(const struct cs_reload *r, const cs_config *cfg)
 {
+	const struct cs_node *node = r->node;
+	const cs_peer *boot = node->seed != NULL ? node->seed : r->boot->peers;
+	size_t nboot = node->seed != NULL ? node->nseed : r->boot->npeers;
 	char what[160];
 	size_t n = 0;
 
 	for (size_t i = 0; i < cfg->npeers; i++) {
-		const cs_peer *was = find_peer(boot, cfg->peers[i].name);
+		const cs_peer *was = find_peer(boot, nboot, cfg->peers[i].name);
 
 		if (was != NULL && same_peer(was, &cfg->peers[i]))
 			continue;
@@ -168,10 +173,10 @@ static size_t diff_peers(const cs_config *boot, const cs_config *cfg)
 		restart_needed(what);
 		n++;
 	}
-	for (size_t i = 0; i < boot->npeers; i++) {
-		if (find_peer(cfg, boot->peers[i].name) != NULL)
+	for (size_t i = 0; i < nboot; i++) {
+		if (find_peer(cfg->peers, cfg->npeers, boot[i].name) != NULL)
 			continue;
-		snprintf(what, sizeof(what), "[peer %s] (removed)", boot->peers[i].name);
+		snprintf(what, sizeof(what), "[peer %s] (removed)", boot[i].name);
 		restart_needed(what);
 		n++;
 	}
@@ -240,7 +245,7 @@ static void reload(struct cs_reload *r)
 		free(cfg);
 		return;
 	}
-	changed = diff_fields(r, cfg, &effects) + diff_peers(r->boot, cfg);
+	changed = diff_fields(r, cfg, &effects) + diff_peers(r, cfg);
 	if (effects & (1u << LIVE_LOG))
 		cs_log_set_level(cfg->log_level);
 	/* A token or password file may hold a new secret under the same name. */

@@ -6,6 +6,7 @@ nothing.  Real agents on 127.0.0.1; every wait is bounded; every process
 is stopped by its PID."""
 
 import os
+import signal
 import stat
 import time
 
@@ -171,6 +172,21 @@ def test_default_not_covering_the_new_hostname_warns(cluster):
     # verify checks the new hostname too, and fails on it
     v = primary.cli("verify", check=1).data
     assert "edge.other.test" in v["hosts"]
+
+
+def test_sighup_after_add_node_names_no_peer_change(cluster):
+    """The configuration file did not change: SIGHUP after an add-node must
+    not take the membership's new node for an added [peer] section."""
+    primary, backup = cluster[0], cluster[1]
+    folder = os.path.join(helpers.short_tmpdir(), "hup")
+    primary.cli("cluster", "add-node", spec("hup"), "-o", folder, check=0)
+    wait_for("the backup to follow the new membership", lambda: "hup" in members(backup),
+             timeout=30)
+    for node in (primary, backup):
+        os.kill(node.pid, signal.SIGHUP)
+        wait_for("%s to read its configuration again" % node.name,
+                 lambda: "read again: nothing changed" in node.stderr(), timeout=30)
+        assert "[peer" not in node.stderr(), node.stderr()[-3000:]
 
 
 def test_membership_wins_over_peer_sections(cluster):
