@@ -36,8 +36,9 @@ static int put_account(cs_txn *txn, void *ctx, cs_err *err)
 	return rec_acme_put(txn, REC_ACME_ACCOUNT, NULL, ctx, err);
 }
 
-static int register_account(acme_ctx *ctx, Certsync__AcmeAccount *a, acme_err *e)
+static int register_account(acme_ctx *ctx, const Certsync__AcmeAccount *a, acme_err *e)
 {
+	Certsync__AcmeAccount reg;
 	const cs_acme_config *ac = &ctx->cfg->acme;
 	acme_account_req req = {.contact = (const char *const *)ac->contact,
 	                        .ncontact = ac->ncontact,
@@ -58,15 +59,43 @@ static int register_account(acme_ctx *ctx, Certsync__AcmeAccount *a, acme_err *e
 	cs_secret_free(hmac);
 	if (rc != 0)
 		return -1;
-	a->url = acct.url;
-	a->status = acct.status;
-	a->directory = ac->directory;
-	a->contact = ac->contact;
-	a->n_contact = ac->ncontact;
-	if (acme_runner_commit(ctx->r, "acme account registered", put_account, a, &err) < 0)
+	/* A copy that borrows the new strings: a may be a decoded record,
+	 * whose own strings its free releases. */
+	reg = *a;
+	reg.url = acct.url;
+	reg.status = acct.status;
+	reg.directory = ac->directory;
+	reg.contact = ac->contact;
+	reg.n_contact = ac->ncontact;
+	if (acme_runner_commit(ctx->r, "acme account registered", put_account, &reg, &err) < 0)
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &err);
 	cs_info("acme: account %s (%s)", acct.url, acct.created ? "new" : "already known");
 	return 0;
+}
+
+int acme_ctx_forget_account(acme_ctx *ctx, cs_err *err)
+{
+	Certsync__AcmeAccount *a = NULL;
+	char *url, *status;
+	cs_txn *txn;
+	int rc;
+
+	acme_ctx_clear(ctx);
+	if (cs_txn_begin(ctx->store, false, &txn, err) < 0)
+		return -1;
+	rc = rec_acme_get(txn, REC_ACME_ACCOUNT, NULL, &certsync__acme_account__descriptor,
+	                  (ProtobufCMessage **)&a, err);
+	cs_txn_abort(txn);
+	if (rc < 0 || a == NULL)
+		return rc < 0 ? -1 : 0;
+	url = a->url;
+	status = a->status;
+	a->url = a->status = "";
+	rc = acme_runner_commit(ctx->r, "acme account unknown to the CA", put_account, a, err);
+	a->url = url;
+	a->status = status;
+	certsync__acme_account__free_unpacked(a, NULL);
+	return rc < 0 ? -1 : 0;
 }
 
 int acme_ctx_ready(acme_ctx *ctx, acme_err *e)

@@ -647,6 +647,21 @@ void acme_obtain(acme_ctx *ctx, const char *name)
 	}
 	if (rc == 0)
 		rc = steps(&j, &e);
+	/* A CA that lost the account (its state reset) takes the same key
+	 * again as a new account: once, at once, with a new order. */
+	if (rc < 0 && strstr(e.problem.type, ":accountDoesNotExist") != NULL &&
+	    acme_runner_leading(ctx->r) && acme_ctx_forget_account(ctx, &err) == 0) {
+		cs_warn("acme: %s: the CA no longer knows the cluster's account; registering its "
+		        "key again",
+		        name);
+		if (j.have_order)
+			acme_order_free(&j.order);
+		j.have_order = false;
+		e = (acme_err){0};
+		rc = acme_ctx_ready(ctx, &e);
+		if (rc == 0)
+			rc = steps(&j, &e);
+	}
 	if (rc < 0 && acme_runner_leading(ctx->r)) {
 		cs_warn("acme: %s: %s (%s)", name, e.err.msg, acme_errclass_name(e.cls));
 		o.e = &e;

@@ -38,6 +38,10 @@ typedef struct acme_ctx {
  * stored the first time).  Errors as the CA or the network gave them. */
 int acme_ctx_ready(acme_ctx *ctx, acme_err *e);
 void acme_ctx_clear(acme_ctx *ctx);
+/* The CA no longer knows the stored account (accountDoesNotExist: its state
+ * was reset, or it let the account go): its URL is forgotten and the key
+ * kept, so the next acme_ctx_ready registers the same key again. */
+int acme_ctx_forget_account(acme_ctx *ctx, cs_err *err);
 
 /* e from a local error err of class cls (no problem document); -1. */
 int acme_local_fail(acme_err *e, acme_errclass cls, const cs_err *err);

@@ -183,6 +183,7 @@ static void free_peers(cs_peer *peers, size_t n)
 		free(peers[i].repl_endpoint);
 		free(peers[i].curve_public_key);
 		free(peers[i].tls_endpoint);
+		free(peers[i].http_endpoint);
 	}
 	free(peers);
 }
@@ -235,9 +236,14 @@ static int to_peers(const struct cs_node *node, const rec_members *m, cs_peer **
 		                            x->name, "repl_endpoint");
 		p->tls_endpoint = endpoint(own ? own->tls_endpoint : NULL, x->tls_endpoint, x->name,
 		                           "tls_endpoint");
+		/* The membership knows no HTTP listener: this node's [peer]
+		 * section says where it reaches the member's (ACME http-01). */
+		p->http_endpoint =
+		    own != NULL && own->http_endpoint != NULL ? strdup(own->http_endpoint) : NULL;
 		p->curve_public_key = malloc(REPL_Z85_LEN + 1);
 		k++;
-		if (p->name == NULL || p->hostname == NULL || p->curve_public_key == NULL) {
+		if (p->name == NULL || p->hostname == NULL || p->curve_public_key == NULL ||
+		    (own != NULL && own->http_endpoint != NULL && p->http_endpoint == NULL)) {
 			free_peers(peers, k);
 			return -1;
 		}

@@ -290,6 +290,27 @@ def test_ca_down_backs_off_and_keeps_serving(agent, pebble, tmp_path):
     assert rc == 0 and verify == ["Verify return code: 0 (ok)"]
 
 
+def test_ca_that_lost_the_account_gets_the_key_again(agent, pebble, tmp_path):
+    """Pebble keeps its accounts in memory: started again, it no longer knows
+    the cluster's.  The next renewal registers the same key again and goes
+    on with a new order, rather than stopping until the operator acts."""
+    first = issue_and_serve(agent, pebble, tmp_path, "http-01")
+    before = agent.cli("acme", "account", check=0).data["account"]["url"]
+    pebble.stop()
+    pebble.start()
+    agent.cli("acme", "renew", "site", check=0)
+
+    def renewed():
+        m = managed(agent, "site")
+        assert m["state"] != "failed", m
+        return m["certificate"] and m["certificate"]["id"] != first["certificate"]["id"]
+    helpers.wait_for("renewed under the account registered again", renewed, timeout=120,
+                     step=0.5)
+    after = agent.cli("acme", "account", check=0).data["account"]["url"]
+    assert after and after != before
+    assert "no longer knows the cluster's account" in agent.stderr()
+
+
 # ---- bad input ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("acme,message", [
