@@ -25,7 +25,7 @@ enum effect {
 	LIVE_HS,     /* tls_handshake_timeout */
 };
 
-enum kind { STR, INT, STRS, ROLE, LEVEL };
+enum kind { STR, INT, STRS, ROLE, LEVEL, BOOL };
 
 static const struct field {
 	const char *section, *key;
@@ -77,6 +77,20 @@ static const struct field {
     /* the tracker's grace and the loop's timer are set up once */
     F("alerts", "grace", INT, alerts.grace_s, RESTART),
     F("alerts", "interval", INT, alerts.interval_s, RESTART),
+    /* the ACME runner and the http-01 listener take them when they start */
+    F("node", "http_listen", STR, http_listen, RESTART),
+    F("acme", "directory", STR, acme.directory, RESTART),
+    FS("acme", "contact", acme.contact, acme.ncontact, RESTART),
+    F("acme", "agree_tos", BOOL, acme.agree_tos, RESTART),
+    F("acme", "ca_file", STR, acme.ca_file, RESTART),
+    F("acme", "eab_kid", STR, acme.eab_kid, RESTART),
+    F("acme", "eab_hmac_file", STR, acme.eab_hmac_file, RESTART),
+    F("acme", "profile", STR, acme.profile, RESTART),
+    F("acme", "key", STR, acme.key, RESTART),
+    F("acme", "dns_server", STR, acme.dns_server, RESTART),
+    F("acme", "dns_tsig_key_file", STR, acme.dns_tsig_key_file, RESTART),
+    F("acme", "dns_hook", STR, acme.dns_hook, RESTART),
+    F("acme", "check_timeout", INT, acme.check_timeout_s, RESTART),
 #undef F
 #undef FS
 };
@@ -111,6 +125,9 @@ static void value(const cs_config *cfg, const struct field *f, char *out, size_t
 	case ROLE:
 		snprintf(out, len, "%s", cs_role_name(*(const cs_role *)p));
 		break;
+	case BOOL:
+		snprintf(out, len, "%s", *(const bool *)p ? "yes" : "no");
+		break;
 	case LEVEL:
 		snprintf(out, len, "%s", levels[*(const enum cs_log_level *)p & 3]);
 		break;
@@ -141,7 +158,8 @@ static bool same_peer(const cs_peer *a, const cs_peer *b)
 	return a->role == b->role && same_str(a->hostname, b->hostname) &&
 	       same_str(a->repl_endpoint, b->repl_endpoint) &&
 	       same_str(a->curve_public_key, b->curve_public_key) &&
-	       same_str(a->tls_endpoint, b->tls_endpoint);
+	       same_str(a->tls_endpoint, b->tls_endpoint) &&
+	       same_str(a->http_endpoint, b->http_endpoint);
 }
 
 static void restart_needed(const char *what)

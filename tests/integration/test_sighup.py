@@ -162,6 +162,21 @@ def test_keys_that_need_a_restart_are_named_and_keep_their_value(configured_agen
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
+def test_acme_keys_are_named_as_needing_a_restart(configured_agent):
+    """The ACME runner takes [acme] when it starts: a changed key is named,
+    not silently ignored, and `acme account` still names the old directory."""
+    acme = ("\n[acme]\ndirectory = https://ca.example.test/dir\n"
+            "contact = mailto:ops@example.test\nagree_tos = yes\n")
+    a = configured_agent(sections=acme)
+    a.sections = acme.replace("ca.example.test/dir", "ca2.example.test/dir") + \
+        "check_timeout = 5\n"
+    a.write_config()
+    hup(a, "[acme] directory changed: it takes effect only when the agent restarts")
+    assert "[acme] check_timeout changed: it takes effect only when" in a.stderr()
+    assert a.cli("acme", "account", check=0).data["directory"] == \
+        "https://ca.example.test/dir"
+
+
 def test_a_configuration_that_no_longer_loads_changes_nothing(configured_agent):
     a = configured_agent()
     good = a.config_text()
