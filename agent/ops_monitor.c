@@ -31,6 +31,8 @@ struct snapshot {
 	mon_peer *peers;
 	json_t *repl; /* owns the peers' strings */
 	mon_serving *serving;
+	mon_acme *acme;
+	json_t *acme_text; /* owns the managed certificates' strings */
 };
 
 static void add_use(struct snapshot *s, const Certsync__CertRecord *rec, const char *id,
@@ -131,8 +133,43 @@ static int repl_facts(struct cs_node *node, struct snapshot *s, cs_err *err)
 	return 0;
 }
 
+/* The managed certificates' renewals (the monitor judges them overdue or
+ * stopped): one fact each, with the error that stopped it. */
+static int acme_one(void *ctx, const char *name, ProtobufCMessage *m)
+{
+	struct snapshot *s = ctx;
+	const Certsync__AcmeCert *mc = (const Certsync__AcmeCert *)m;
+	bool stopped = strcmp(mc->state, REC_ACME_STATE_FAILED) == 0 ||
+	               strcmp(mc->state, REC_ACME_STATE_PAUSED) == 0;
+	json_t *j = json_pack("{s:s, s:s}", "name", name, "stopped",
+	                      mc->last_error[0] != '\0' ? mc->last_error : mc->state);
+	mon_acme *grown = realloc(s->acme, (s->f.nacme + 1) * sizeof(*s->acme));
+
+	if (grown != NULL)
+		s->acme = grown;
+	if (j == NULL || grown == NULL || json_array_append_new(s->acme_text, j) < 0)
+		return -1;
+	s->acme[s->f.nacme++] =
+	    (mon_acme){json_string_value(json_object_get(j, "name")), mc->window_end,
+	               stopped ? json_string_value(json_object_get(j, "stopped")) : NULL};
+	return 0;
+}
+
+static int acme_facts(cs_txn *txn, struct snapshot *s, cs_err *err)
+{
+	if ((s->acme_text = json_array()) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
+	if (rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, acme_one, s,
+	                     err) != 0)
+		return err->code != CS_OK ? -1 : cs_fail(err, CS_EIO, "out of memory");
+	s->f.acme = s->acme;
+	return 0;
+}
+
 static void snapshot_clear(struct snapshot *s)
 {
+	free(s->acme);
+	json_decref(s->acme_text);
 	free(s->peers);
 	free(s->serving);
 	json_decref(s->repl);
@@ -141,7 +178,7 @@ static void snapshot_clear(struct snapshot *s)
 void cs_node_monitor(cs_node *node)
 {
 	struct snapshot s = {.f = {.now = time(NULL)}};
-	cs_err err;
+	cs_err err = {0};
 	cs_txn *txn;
 	int rc = -1;
 
@@ -153,7 +190,6 @@ void cs_node_monitor(cs_node *node)
 	s.f.refusing = ops_refusing(node);
 	s.f.certs = s.certs;
 	s.f.hosts = s.hosts;
-	/* ACME is not wired into the agent yet: no mon_acme facts to pass. */
 	ops_serving_tick(node);
 	s.serving = calloc(json_array_size(json_object_get(node->serving, "results")) + 1,
 	                   sizeof(*s.serving));
@@ -163,6 +199,8 @@ void cs_node_monitor(cs_node *node)
 	s.f.serving = s.serving;
 	if (cs_txn_begin(node->store, false, &txn, &err) == 0) {
 		rc = certs_facts(node, txn, &s, &err);
+		if (rc == 0)
+			rc = acme_facts(txn, &s, &err);
 		cs_txn_abort(txn);
 	}
 	if (rc == 0)

@@ -217,7 +217,9 @@ def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, t
     than pebble's httpPort): the CA's error needs the operator, so the
     certificate is `failed`, with no next attempt, and `acme list` gives the
     CA's words; `acme renew` schedules it again."""
-    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls)
+    # the monitor evaluates every second and alerts at once
+    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls,
+                  acme_extra="\n[alerts]\ngrace = 0\ninterval = 1\n")
     a.http_port = helpers.free_port()
     a.write_config()
     a.start()
@@ -235,6 +237,17 @@ def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, t
         assert m["last_error"]["type"] == "urn:ietf:params:acme:error:connection", m
         assert "connection refused" in m["last_error"]["message"], m
         assert a.status()["acme"]["certificates"]["failed"] == 1
+
+        # the primary raises it as an error condition (issue 14), with the CA's words
+        def alerted():
+            return [x for x in a.cli("alerts", check=0).data["active"]
+                    if x["key"] == "acme:site"]
+        helpers.wait_for("the stopped renewal alerted", alerted, timeout=30, step=0.5)
+        alert = alerted()[0]
+        assert alert["severity"] == "error", alert
+        assert "the ACME renewal of site stopped" in alert["text"], alert
+        assert "connection refused" in alert["text"], alert
+        assert a.cli("status", "--check", check=None).rc == 1
         text = a.cli("acme", "list", json=False, check=0).stdout.decode()
         assert "failed" in text and "connection refused" in text
         assert a.cli("acme", "renew", "site", check=0).data["state"] == "scheduled"
