@@ -188,6 +188,13 @@ struct ops_deferred {
  * (or now, with err, when it cannot be queued; d is freed either way). */
 json_t *ops_defer(ops_deferred *d, cs_err *err);
 
+/* verify --cluster's view of every node (what its store says each serves,
+ * and where): taken on the loop by ops_cluster_view_new, built by
+ * ops_cluster_view_build on whichever thread runs it (the command's worker,
+ * or the primary's serving check on the monitor's), freed with d->free. */
+ops_deferred *ops_cluster_view_new(struct cs_node *node, cs_err *err);
+json_t *ops_cluster_view_build(ops_deferred *d, const atomic_bool *stop, cs_err *err);
+
 /* ops_members.c: the cluster's membership (members.h). */
 json_t *op_cluster_nodes(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_cluster_add_node(struct cs_node *node, json_t *args, cs_err *err);

@@ -572,11 +572,10 @@ static json_t *cluster_finish(ops_deferred *d, cs_err *err)
 	return result;
 }
 
-json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
+ops_deferred *ops_cluster_view_new(struct cs_node *node, cs_err *err)
 {
 	struct cluster_job *j = calloc(1, sizeof(*j));
 
-	(void)args;
 	if (j == NULL) {
 		cs_fail(err, CS_EIO, "out of memory");
 		return NULL;
@@ -589,5 +588,22 @@ json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
 	j->rs = node->repl ? repl_status(node->repl) : NULL;
 	j->key = node->key;
 	j->prev = node->tls ? tls_server_table(node->tls) : NULL;
-	return ops_defer(&j->d, err);
+	return &j->d;
+}
+
+json_t *ops_cluster_view_build(ops_deferred *d, const atomic_bool *stop, cs_err *err)
+{
+	if (cluster_work(d, stop) < 0) {
+		*err = d->err;
+		return NULL;
+	}
+	return cluster_finish(d, err);
+}
+
+json_t *op_verify_cluster(struct cs_node *node, json_t *args, cs_err *err)
+{
+	ops_deferred *d = ops_cluster_view_new(node, err);
+
+	(void)args;
+	return d != NULL ? ops_defer(d, err) : NULL;
 }

@@ -1,7 +1,7 @@
 /* ops_serving.c — the primary's check of what every node serves: every
  * [alerts] serving_check seconds it asks itself what verify --cluster asks
- * (op_verify_cluster: each node's TLS endpoint and the ids its store says
- * it serves), probes each endpoint on the monitor worker's thread with the same
+ * (ops_cluster_view: each node's TLS endpoint and the ids its store says
+ * it serves), builds that and probes each endpoint on the monitor worker's thread with the same
  * check verify --cluster runs (tls_check.h), and keeps the results: facts
  * for the monitor (a node serving something else is an error alert) and
  * what the status page shows per node.  A node behind the primary is not
@@ -21,8 +21,9 @@
 
 struct check {
 	struct cs_node *node;
-	json_t *cluster; /* op_verify_cluster's answer */
-	json_t *results; /* [{node, host, endpoint, status, served, expected, detail}] */
+	ops_deferred *view; /* taken on the loop, built on the worker */
+	json_t *cluster;    /* the view: verify --cluster's answer */
+	json_t *results;    /* [{node, host, endpoint, status, served, expected, detail}] */
 };
 
 static const char *const status_names[] = {
@@ -45,9 +46,18 @@ static bool same_position(json_t *a, json_t *b)
 static void check_work(void *arg, const atomic_bool *stop)
 {
 	struct check *c = arg;
-	json_t *nodes = json_object_get(c->cluster, "nodes"), *self = json_array_get(nodes, 0), *n;
-	const char *site = json_string_value(json_object_get(c->cluster, "site_hostname"));
+	json_t *nodes, *self, *n;
+	const char *site;
+	cs_err err = {0};
 	size_t i;
+
+	if ((c->cluster = ops_cluster_view_build(c->view, stop, &err)) == NULL) {
+		cs_error("monitor: cannot check what the nodes serve: %s", err.msg);
+		return;
+	}
+	nodes = json_object_get(c->cluster, "nodes");
+	self = json_array_get(nodes, 0);
+	site = json_string_value(json_object_get(c->cluster, "site_hostname"));
 
 	json_array_foreach(nodes, i, n)
 	{
@@ -130,6 +140,7 @@ static void check_done(void *arg, bool cancelled)
 		                          (json_int_t)node->serving_started, "results", c->results);
 		node->mon_stale = true; /* evaluated after this pass */
 	}
+	c->view->free(c->view);
 	json_decref(c->cluster);
 	json_decref(c->results);
 	free(c);
@@ -155,11 +166,12 @@ void ops_serving_tick(struct cs_node *node)
 		return;
 	c->node = node;
 	c->results = json_array();
-	if ((c->cluster = op_verify_cluster(node, NULL, &err)) == NULL)
+	if ((c->view = ops_cluster_view_new(node, &err)) == NULL)
 		cs_error("monitor: cannot check what the nodes serve: %s", err.msg);
-	if (c->cluster == NULL || c->results == NULL ||
+	if (c->view == NULL || c->results == NULL ||
 	    cs_worker_submit(node->mon_worker, check_work, check_done, c) < 0) {
-		json_decref(c->cluster);
+		if (c->view != NULL)
+			c->view->free(c->view);
 		json_decref(c->results);
 		free(c);
 		return;
