@@ -109,7 +109,14 @@ def test_traffic_node_joins_and_leaves_a_running_cluster(cluster, certsync_bin):
     assert {n.name: n.pid for n in cluster} == before
     assert "tn2.example.test" in primary.cli("verify", check=0).data["hosts"]
 
+    # a client holding tn2's key is answered once tn2 is a member, by the
+    # primary and by the backup, which admitted the key on its own.  Asked
+    # before tn2 runs: a node answers the connection a key last spoke from,
+    # and tn2's own beats would compete with this client's.
     tn2 = Joined(certsync_bin, folder, "tn2", "traffic", rp, tp)
+    assert answers(tn2, primary, 10)
+    assert answers(tn2, backup, 10)
+
     tn2.start()
     try:
         wait_for("tn2 to stream", lambda: tn2.status()["replication"]["sync"] == "streaming",
@@ -123,10 +130,6 @@ def test_traffic_node_joins_and_leaves_a_running_cluster(cluster, certsync_bin):
         assert members(primary)["tn2"]["state"] == "up"
         text = primary.cli("cluster", "nodes", json=False, check=0).data.decode()
         assert any(line.split()[:3] == ["tn2", "traffic", "up"] for line in text.splitlines()), text
-        # a client holding tn2's key is answered while tn2 is a member, by
-        # the primary and by the backup, which admitted the key on its own
-        assert answers(tn2, primary, 10)
-        assert answers(tn2, backup, 10)
 
         res = primary.cli("cluster", "remove-node", "tn2", check=0)
         assert res.data["removed"] == "tn2"
