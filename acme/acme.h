@@ -276,9 +276,11 @@ int acme_dns01_check(const char *server, const char *name, const char *value, lo
                      acme_err *e);
 /* The same, polled until the server answers the value or wait_ms (0: 30 s)
  * has passed; then the error (transient) names the server and what it
- * answered last. */
+ * answered last.  Like every pre-validation check it gives up (transient,
+ * "cancelled") soon after *cancel (NULL: never) turns true: a node that
+ * stops leading stops its ACME work. */
 int acme_dns01_wait(const char *server, const char *name, const char *value, long wait_ms,
-                    acme_err *e);
+                    const atomic_bool *cancel, acme_err *e);
 
 /* Runs the hook program (an absolute path to an executable, run directly,
  * no shell) with argv "add"|"remove", _acme-challenge.NAME and the value,
@@ -321,7 +323,8 @@ void acme_http01_free(acme_http01 *h);
  * 30 s) has passed.  On timeout the error (transient) names the first
  * endpoint that does not answer yet and what it answered. */
 int acme_http01_check(const char *const *endpoints, size_t nendpoints, const char *name,
-                      const char *token, const char *key_auth, long wait_ms, acme_err *e);
+                      const char *token, const char *key_auth, long wait_ms,
+                      const atomic_bool *cancel, acme_err *e);
 
 /* ---- tls-alpn-01 ------------------------------------------------------------
  * The challenge certificate itself is pki_tlsalpn01_cert (pki/pki.h), so the
@@ -334,7 +337,8 @@ int acme_http01_check(const char *const *endpoints, size_t nendpoints, const cha
  * has passed; then the error (transient) names the first endpoint not
  * ready and what it showed. */
 int acme_tlsalpn01_check(const char *const *endpoints, size_t nendpoints, const char *name,
-                         const char *key_auth, long wait_ms, acme_err *e);
+                         const char *key_auth, long wait_ms, const atomic_bool *cancel,
+                         acme_err *e);
 
 /* ---- renewal information (RFC 9773) --------------------------------------- */
 

@@ -108,8 +108,11 @@ typedef bool (*acme_probe_fn)(void *arg, const char *endpoint, long timeout_ms, 
 /* Tries every endpoint, again and again with short naps, until each has
  * answered or wait_ms (0: 30 s) has passed; then fails (transient) naming
  * the first endpoint not ready and what it last answered.  what and name
- * ("http-01", the identifier) start the message. */
+ * ("http-01", the identifier) start the message.  Once *cancel (NULL: never)
+ * turns true it stops within a nap and a try, failing (transient,
+ * "cancelled"). */
 int acme_probe_all(const char *what, const char *name, const char *const *endpoints, size_t n,
-                   long wait_ms, acme_probe_fn fn, void *arg, acme_err *e);
+                   long wait_ms, const atomic_bool *cancel, acme_probe_fn fn, void *arg,
+                   acme_err *e);
 
 #endif

@@ -333,12 +333,12 @@ static bool query_once(void *arg, const char *server, long timeout_ms, char *see
 }
 
 int acme_dns01_wait(const char *server, const char *name, const char *value, long wait_ms,
-                    acme_err *e)
+                    const atomic_bool *cancel, acme_err *e)
 {
 	dns01_probe pr = {.name = name, .value = value};
 	char owner[300];
 
 	snprintf(owner, sizeof(owner), "_acme-challenge.%s",
 	         strncmp(name, "*.", 2) == 0 ? name + 2 : name);
-	return acme_probe_all("dns-01", owner, &server, 1, wait_ms, query_once, &pr, e);
+	return acme_probe_all("dns-01", owner, &server, 1, wait_ms, cancel, query_once, &pr, e);
 }

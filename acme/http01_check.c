@@ -78,7 +78,8 @@ static bool fetch(void *arg, const char *endpoint, long timeout_ms, char *seen, 
 }
 
 int acme_http01_check(const char *const *endpoints, size_t nendpoints, const char *name,
-                      const char *token, const char *key_auth, long wait_ms, acme_err *e)
+                      const char *token, const char *key_auth, long wait_ms,
+                      const atomic_bool *cancel, acme_err *e)
 {
 	http01_probe pr = {.curl = curl_easy_init(), .key_auth = key_auth};
 	bool v6 = strchr(name, ':') != NULL;
@@ -88,7 +89,7 @@ int acme_http01_check(const char *const *endpoints, size_t nendpoints, const cha
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "out of memory");
 	snprintf(pr.url, sizeof(pr.url), "http://%s%s%s/.well-known/acme-challenge/%s",
 	         v6 ? "[" : "", name, v6 ? "]" : "", token);
-	rc = acme_probe_all("http-01", name, endpoints, nendpoints, wait_ms, fetch, &pr, e);
+	rc = acme_probe_all("http-01", name, endpoints, nendpoints, wait_ms, cancel, fetch, &pr, e);
 	curl_easy_cleanup(pr.curl);
 	return rc;
 }

@@ -92,7 +92,7 @@ out:
 }
 
 int acme_tlsalpn01_check(const char *const *endpoints, size_t nendpoints, const char *name,
-                         const char *key_auth, long wait_ms, acme_err *e)
+                         const char *key_auth, long wait_ms, const atomic_bool *cancel, acme_err *e)
 {
 	alpn_probe pr = {.name = name};
 	int rc;
@@ -108,7 +108,8 @@ int acme_tlsalpn01_check(const char *const *endpoints, size_t nendpoints, const 
 	}
 	/* the challenge certificate is self-signed: its content is what counts */
 	SSL_CTX_set_verify(pr.ctx, SSL_VERIFY_NONE, NULL);
-	rc = acme_probe_all("tls-alpn-01", name, endpoints, nendpoints, wait_ms, handshake, &pr, e);
+	rc = acme_probe_all("tls-alpn-01", name, endpoints, nendpoints, wait_ms, cancel, handshake,
+	                    &pr, e);
 	SSL_CTX_free(pr.ctx);
 	return rc;
 }

@@ -249,73 +249,18 @@ static int publish(job *j, acme_err *e)
 	return 0;
 }
 
-/* Every node's address for the check: this node's listener (an address
- * of any is reached on loopback) and each peer's configured endpoint. */
-static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_err *e)
-{
-	const cs_config *cfg = j->ctx->cfg;
-	bool http = j->type == ACME_CHAL_HTTP01;
-	const char *mine = http ? cfg->http_listen : cfg->ntls_listen ? cfg->tls_listen[0] : NULL;
-	const char **list = calloc(cfg->npeers + 1, sizeof(char *));
-	cs_err err = {0};
-
-	if (list == NULL)
-		return acme_local_fail(e, ACME_ERR_TRANSIENT, &(cs_err){CS_EIO, "out of memory"});
-	if (mine == NULL) {
-		free(list);
-		cs_fail(&err, CS_EUSAGE, "%s cannot answer %s: it has no %s; add it to [node]",
-		        cfg->name, acme_chal_name(j->type), http ? "http_listen" : "tls_listen");
-		return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
-	}
-	if (strncmp(mine, "0.0.0.0:", 8) == 0)
-		snprintf(own, 300, "127.0.0.1:%s", mine + 8);
-	else if (strncmp(mine, "[::]:", 5) == 0)
-		snprintf(own, 300, "[::1]:%s", mine + 5);
-	else
-		snprintf(own, 300, "%s", mine);
-	list[0] = own;
-	*n = 1;
-	for (size_t i = 0; i < cfg->npeers; i++) {
-		const char *ep = http ? cfg->peers[i].http_endpoint : cfg->peers[i].tls_endpoint;
-
-		if (ep == NULL) {
-			free(list);
-			cs_fail(&err, CS_EUSAGE,
-			        "node %s cannot be checked for %s: [peer %s] has no %s; add it",
-			        cfg->peers[i].name, acme_chal_name(j->type), cfg->peers[i].name,
-			        http ? "http_endpoint" : "tls_endpoint");
-			return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
-		}
-		list[(*n)++] = ep;
-	}
-	*out = list;
-	return 0;
-}
-
-/* The check's error names an endpoint: say whose it is (eps[0] is this
- * node, then the peers in order). */
-static void name_node(const cs_config *cfg, const char **eps, size_t n, acme_err *e)
-{
-	for (size_t k = 0; k < n; k++)
-		if (strstr(e->err.msg, eps[k]) != NULL) {
-			cs_err_prefix(&e->err, "node %s is not ready: ",
-			              k == 0 ? cfg->name : cfg->peers[k - 1].name);
-			return;
-		}
-}
-
 /* Before the CA is told: every node answers (or the DNS server does). */
 static int prevalidate(job *j, acme_err *e)
 {
 	long wait_ms = 1000L * cs_config_acme_check_timeout(&j->ctx->cfg->acme);
+	const atomic_bool *cancel = j->ctx->cancel;
 	const char *dns = j->ctx->cfg->acme.dns_server;
-	const char **eps = NULL;
-	char own[300], value[44];
-	size_t n = 0;
+	acme_endpoints ep = {0};
+	char value[44];
 	acme_challenge *ch;
 	int rc = 0;
 
-	if (j->type != ACME_CHAL_DNS01 && endpoints(j, &eps, &n, own, e) < 0)
+	if (j->type != ACME_CHAL_DNS01 && acme_check_endpoints(j->ctx, j->type, &ep, e) < 0)
 		return -1;
 	EACH_PENDING(j, i, ch)
 	{
@@ -325,21 +270,22 @@ static int prevalidate(job *j, acme_err *e)
 		if (ka == NULL || ch->responded) {
 			rc = ka == NULL ? -1 : 0;
 		} else if (j->type == ACME_CHAL_HTTP01) {
-			rc = acme_http01_check(eps, n, ident, ch->token, ka, wait_ms, e);
+			rc = acme_http01_check(ep.eps, ep.n, ident, ch->token, ka, wait_ms, cancel,
+			                       e);
 		} else if (j->type == ACME_CHAL_TLSALPN01) {
-			rc = acme_tlsalpn01_check(eps, n, ident, ka, wait_ms, e);
+			rc = acme_tlsalpn01_check(ep.eps, ep.n, ident, ka, wait_ms, cancel, e);
 		} else if (dns != NULL) {
 			rc = acme_dns01_value(ka, value, e) != 0
 			         ? -1
-			         : acme_dns01_wait(dns, ident, value, wait_ms, e);
+			         : acme_dns01_wait(dns, ident, value, wait_ms, cancel, e);
 		}
 		free(ka);
 		if (rc != 0)
 			break;
 	}
-	if (rc != 0 && eps != NULL)
-		name_node(j->ctx->cfg, eps, n, e);
-	free(eps);
+	if (rc != 0 && ep.n > 0)
+		acme_endpoints_name(&ep, e);
+	acme_endpoints_free(&ep);
 	return rc;
 }
 

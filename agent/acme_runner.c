@@ -68,6 +68,25 @@ bool acme_runner_leading(acme_runner *r)
 	return atomic_load(&r->leading) && !atomic_load(&r->stop);
 }
 
+bool acme_runner_heard(acme_runner *r, const char *peer)
+{
+	json_t *st, *p;
+	size_t i;
+	bool heard = true; /* without replication there is no view to doubt it */
+
+	if (r->node->repl == NULL || (st = repl_status(r->node->repl)) == NULL)
+		return true;
+	json_array_foreach(json_object_get(st, "peers"), i, p)
+	{
+		const char *name = json_string_value(json_object_get(p, "name"));
+
+		if (name != NULL && strcmp(name, peer) == 0)
+			heard = json_is_true(json_object_get(p, "reachable"));
+	}
+	json_decref(st);
+	return heard;
+}
+
 static void finish(acme_runner *r, struct change *c, int rc)
 {
 	pthread_mutex_lock(&r->lock);

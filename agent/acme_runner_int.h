@@ -21,6 +21,11 @@ int acme_runner_commit(acme_runner *r, const char *summary, acme_change_fn fn, v
                        cs_err *err);
 /* Whether the node still leads; the runner's work checks it between steps. */
 bool acme_runner_leading(acme_runner *r);
+/* Whether the replication hears peer now (within the failure timeout; any
+ * thread may ask).  A peer it does not hear is down or cut off: the CA
+ * cannot reach it either, so the pre-validation check leaves it out rather
+ * than stall every order until it is back. */
+bool acme_runner_heard(acme_runner *r, const char *peer);
 
 /* What one pass over a managed certificate needs. */
 typedef struct acme_ctx {
@@ -70,6 +75,23 @@ void acme_retire(acme_ctx *ctx);
 /* Removes the challenge records of name (and the dns-01 records when
  * published) in the change it is part of. */
 int ops_acme_drop_challenges(cs_txn *txn, const char *name, cs_err *err);
+
+/* The nodes the pre-validation check asks (acme_endpoints.c): eps[0] is
+ * this node's own listener (own), then each peer the replication hears;
+ * names[k] is whose eps[k] is. */
+typedef struct acme_endpoints {
+	const char **eps;
+	const char **names;
+	size_t n;
+	char own[300];
+} acme_endpoints;
+
+/* Fills out for a challenge of type; -1 with e (operator class) when this
+ * node or a peer has no endpoint for it configured. */
+int acme_check_endpoints(acme_ctx *ctx, acme_chal_type type, acme_endpoints *out, acme_err *e);
+/* Prefixes e, whose message names an endpoint, with that node's name. */
+void acme_endpoints_name(const acme_endpoints *ep, acme_err *e);
+void acme_endpoints_free(acme_endpoints *ep);
 
 /* The renewal schedule of a certificate valid from nb to na: the window
  * and the next attempt into mc (ARI when ctx->ari). */

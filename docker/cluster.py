@@ -15,6 +15,7 @@ import hashlib
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
@@ -68,7 +69,7 @@ class Cluster:
     """docker/env with a project, folders and ports of its own; start() and
     stop() bring up and remove everything it made."""
 
-    def __init__(self, binary, large=False, prefix="certsync-test"):
+    def __init__(self, binary, large=False, prefix="certsync-test", acme_validity=None):
         # Unix socket paths are short: the engine's folder lives under /tmp.
         self.work = tempfile.mkdtemp(prefix="cs-dock-", dir="/tmp")
         self.nodes = LARGE if large else SMALL
@@ -78,9 +79,16 @@ class Cluster:
         self.vars = dict(os.environ, CERTSYNC=binary, CERTSYNC_PROJECT=self.project,
                          CERTSYNC_GENERATED=self.generated, CERTSYNC_LARGE="1" if large else "0",
                          CERTSYNC_ENGINE_DIR=os.path.join(self.work, "engine"),
-                         CERTSYNC_IMAGE="certsync:%s-%d" % (prefix, os.getpid()))
+                         CERTSYNC_IMAGE="certsync:%s-%d" % (prefix, os.getpid()),
+                         CERTSYNC_PEBBLE_IMAGE="certsync-pebble:%s-%d" % (prefix, os.getpid()))
         for n, p in self.ports.items():
             self.vars["CERTSYNC_PORT_" + n.upper()] = str(p)
+        # the test CA's management ports: pebble's roots, challtestsrv's records
+        self.pebble_port, self.challtestsrv_port = free_port(), free_port()
+        self.vars["CERTSYNC_PORT_PEBBLE"] = str(self.pebble_port)
+        self.vars["CERTSYNC_PORT_CHALLTESTSRV"] = str(self.challtestsrv_port)
+        if acme_validity:
+            self.vars["CERTSYNC_ACME_VALIDITY"] = str(int(acme_validity))
         self.started_engine = False
 
     def start(self):
@@ -96,7 +104,8 @@ class Cluster:
         engine if start() started it; returns the containers left behind."""
         try:
             self.run("down", check=False, timeout=300)
-            self.docker("image", "rm", "-f", self.vars["CERTSYNC_IMAGE"], check=False)
+            self.docker("image", "rm", "-f", self.vars["CERTSYNC_IMAGE"],
+                        self.vars["CERTSYNC_PEBBLE_IMAGE"], check=False)
             return self.docker("ps", "-a", "-q", "--filter", "label=com.docker.compose.project="
                                + self.project, check=False).split()
         finally:
@@ -170,3 +179,29 @@ class Cluster:
     def logs(self):
         return self.compose("logs", "--no-color", "--tail", "60", check=False).stdout.decode(
             errors="replace")
+
+    def address(self, node, network="cluster"):
+        """node's address on one of the project's networks."""
+        return self.docker("inspect", "-f", '{{(index .NetworkSettings.Networks "%s_%s").IPAddress}}'
+                           % (self.project, network), self.container(node)).strip()
+
+    def challtest(self, path, body):
+        """A request to challtestsrv's management API (its DNS records)."""
+        req = urllib.request.Request("http://127.0.0.1:%d/%s" % (self.challtestsrv_port, path),
+                                     data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            if r.status != 200:
+                raise AssertionError("challtestsrv %s: HTTP %d" % (path, r.status))
+
+    def add_a(self, host, address):
+        """challtestsrv's DNS, pebble's only resolver, answers address for host."""
+        self.challtest("clear-a", {"host": host})
+        self.challtest("add-a", {"host": host, "addresses": [address]})
+
+    def pebble_root(self):
+        """The root pebble issues under now, from its management port (HTTPS
+        with the certificate docker/env made: its CA is in the generated folder)."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.generated, "pebble", "ca.pem"))
+        with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.pebble_port,
+                                    context=ctx, timeout=10) as r:
+            return r.read().decode()

@@ -527,7 +527,7 @@ static int step_dns(const args *a, acme_err *e)
 	if (a->server == NULL)
 		return local_fail(e, "%s needs --server", a->step);
 	if (strcmp(a->step, "dns-wait") == 0)
-		return acme_dns01_wait(a->server, a->name, a->value, a->timeout_ms, e) != 0
+		return acme_dns01_wait(a->server, a->name, a->value, a->timeout_ms, NULL, e) != 0
 		           ? -1
 		           : print(json_pack("{s:b}", "found", true));
 	if (strcmp(a->step, "dns-check") == 0) {
@@ -595,7 +595,7 @@ static int step_http01_check(const args *a, acme_err *e)
 	if (a->nendpoints == 0 || a->name == NULL || a->token == NULL || a->value == NULL)
 		return local_fail(e, "http01-check needs --endpoint, --name, --token and --value");
 	if (acme_http01_check(a->endpoints, a->nendpoints, a->name, a->token, a->value,
-	                      a->timeout_ms, e) != 0)
+	                      a->timeout_ms, NULL, e) != 0)
 		return -1;
 	return print(json_pack("{s:b}", "ready", true));
 }
@@ -638,7 +638,7 @@ static int step_tlsalpn01_check(const args *a, acme_err *e)
 	if (a->nendpoints == 0 || a->name == NULL || a->value == NULL)
 		return local_fail(e, "tlsalpn01-check needs --endpoint, --name and --value");
 	if (acme_tlsalpn01_check(a->endpoints, a->nendpoints, a->name, a->value, a->timeout_ms,
-	                         e) != 0)
+	                         NULL, e) != 0)
 		return -1;
 	return print(json_pack("{s:b}", "ready", true));
 }

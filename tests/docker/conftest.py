@@ -20,6 +20,9 @@ import helpers  # noqa: E402
 
 SITE = cluster.SITE
 NODES = cluster.SMALL
+# s: the lifetime of what the test CA issues (pebble's certificateValidityPeriod);
+# renewal is due when a third remains, 60-63 s after issuance
+ACME_VALIDITY = 90
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +35,7 @@ def certsync_bin():
 
 @pytest.fixture(scope="session")
 def env(certsync_bin):
-    c = cluster.Cluster(certsync_bin)
+    c = cluster.Cluster(certsync_bin, acme_validity=ACME_VALIDITY)
     left = []
     try:
         c.start()

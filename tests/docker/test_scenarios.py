@@ -1,16 +1,21 @@
-"""The docker-compose scenarios (issue 5), in order, on one cluster of four
-containers (docker/compose.yml): bootstrap, coverage, failover, partition,
-restart.  Each asserts with real clients from the host (`openssl s_client
--servername` to the ports published on 127.0.0.1) and `certsync verify
---cluster` inside the containers.  Later scenarios start from the state
-the earlier ones left, as an operator's cluster would."""
+"""The docker-compose scenarios (issues 5 and 13), in order, on one cluster
+of four containers (docker/compose.yml) and the test CA: bootstrap,
+coverage, failover, partition, restart, and ACME (a certificate from the
+test CA renewed across a failover).  Each asserts with real clients from
+the host (`openssl s_client -servername` to the ports published on
+127.0.0.1) and `certsync verify --cluster` inside the containers.  Later
+scenarios start from the state the earlier ones left, as an operator's
+cluster would."""
 
+import calendar
 import os
+import time
 
 import pytest
 
 import helpers
-from conftest import NODES, SITE
+from acme_env import verified_id
+from conftest import ACME_VALIDITY, NODES, SITE
 from helpers import wait_for
 
 TRAFFIC = ("tn1", "tn2")
@@ -198,3 +203,62 @@ def test_5_restart(env, state):
     assert env.status(primary)["default"]["id"] == state["site"].id
     for n in NODES:
         assert serves(env, n, state["site"].id), n
+
+
+def pebble_served(env, root, node, name):
+    """The id of what node's published TLS port serves for name, when it
+    verifies against pebble's root and matches name; else None."""
+    return verified_id("127.0.0.1", env.ports[node], name, root)
+
+
+def test_6_acme_renewed_across_a_failover(env, tmp_path):
+    """The cluster obtains its default certificate from the test CA
+    (pebble, http-01) with every name resolving to a traffic node, not the
+    primary: all four nodes serve it.  The primary is killed, the backup
+    promoted, and the renewal (a third of a 90 s lifetime left) completes
+    from the backup: every remaining node serves the new certificate."""
+    primary = next(n for n in NODES if env.status(n)["role"] == "primary")
+    backup = next(n for n in NODES if n not in TRAFFIC and n != primary)
+    names = [SITE] + [hostname(n) for n in NODES]
+    # pebble resolves every name through challtestsrv: to tn1, on the cluster network
+    tn1 = env.address("tn1")
+    for name in names:
+        env.add_a(name, tn1)
+    root = str(tmp_path / "pebble-root.pem")
+    helpers.write(root, env.pebble_root())
+    env.certsync(primary, "acme", "add", "docker", *[a for n in names for a in ("--domain", n)],
+                 "--challenge", "http-01", "--default")
+
+    def everywhere(nodes, not_id=None):
+        ids = {pebble_served(env, root, n, name) for n in nodes for name in names}
+        return ids.pop() if len(ids) == 1 and None not in ids and not_id not in ids else None
+
+    try:
+        first = wait_for("all four nodes to serve the certificate from pebble",
+                         lambda: everywhere(NODES), timeout=60, step=1)
+    except AssertionError as e:
+        raise AssertionError("%s\n%s" % (e, env.certsync(primary, "acme", "show", "docker",
+                                                         want=None)))
+    shown = env.certsync(primary, "acme", "show", "docker")[1]
+    assert shown["state"] == "scheduled" and shown["certificate"]["id"] == first, shown
+    assert env.status(primary)["default"]["id"] == first
+
+    env.compose("kill", primary)
+    killed = time.time()
+    wait_for("the backup to accept promotion", lambda: env.certsync(
+        backup, "promote", want=None)[0] == 0, timeout=30, step=1)
+    remaining = [n for n in NODES if n != primary]
+    try:
+        second = wait_for("the renewal from the promoted backup to be served everywhere",
+                          lambda: everywhere(remaining, not_id=first), timeout=120, step=1)
+    except AssertionError as e:
+        raise AssertionError("%s\n%s" % (e, env.certsync(backup, "acme", "show", "docker",
+                                                         want=None)))
+    # the backup ordered it, after the kill
+    shown = env.certsync(backup, "acme", "show", "docker")[1]
+    assert shown["certificate"]["id"] == second and shown["state"] == "scheduled", shown
+    not_after = calendar.timegm(time.strptime(shown["certificate"]["not_after"],
+                                              "%Y-%m-%dT%H:%M:%SZ"))
+    assert not_after - ACME_VALIDITY >= int(killed) - 2, (killed, shown)
+    for n in remaining:
+        assert env.status(n)["default"]["id"] == second, n

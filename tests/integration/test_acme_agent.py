@@ -255,33 +255,6 @@ def test_validation_failure_stops_and_says_why(certsync_bin, tmp_path, pebble, t
         stop_clean(a)
 
 
-def test_prevalidation_names_the_node_not_ready(certsync_bin, tmp_path, pebble, tls):
-    """A peer whose http_endpoint does not answer the token: the CA is not
-    told to validate; after check_timeout the error names that node, and
-    the attempt is retried later (transient)."""
-    dead = helpers.free_port()
-    a = AcmeAgent(certsync_bin, tmp_path / "node", pebble, tls)
-    a.acme_extra = "check_timeout = 2\n"
-    a.peers = [("tn1", "traffic", "tn1.example.test")]
-    text = a.config_text().replace("check_timeout = 10\n", "")
-    text = text.replace("hostname = tn1.example.test\n",
-                        "hostname = tn1.example.test\nhttp_endpoint = 127.0.0.1:%d\n" % dead)
-    helpers.write(a.config, text)
-    a.start()
-    try:
-        a.cli("acme", "add", "site", "--domain", SITE, check=0)
-
-        def failed_once():
-            return managed(a, "site")["failures"] >= 1
-        helpers.wait_for("the check failed", failed_once, timeout=60, step=0.5)
-        m = managed(a, "site")
-        assert m["last_error"]["message"].startswith("node tn1 is not ready: "), m
-        assert "127.0.0.1:%d" % dead in m["last_error"]["message"]
-        assert m["state"] == "scheduled" and m["next_reason"] == "retry 1 after a transient error"
-    finally:
-        stop_clean(a)
-
-
 def test_ca_down_backs_off_and_keeps_serving(agent, pebble, tmp_path):
     """The CA stops answering: the renewal fails as transient, is retried
     after a backoff (state scheduled, a next attempt, the reason), and the

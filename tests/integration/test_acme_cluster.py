@@ -7,8 +7,12 @@ CA asks of it.  What a user checks is checked: `openssl s_client` against
 every node's TLS endpoint with each name, verified against pebble's root.
 """
 
+import re
+import time
+
 import pytest
 
+import helpers
 from acme_env import (SITE, AcmeCluster, Named, TLSFiles, add, obtain_default, served_everywhere,
                       show)
 
@@ -78,3 +82,84 @@ def test_dns01_wildcard_and_site_verify_cluster(dns_cluster, named):
     adds = [l for l in journal.splitlines() if l.startswith("add _acme-challenge.")]
     dels = [l for l in journal.splitlines() if l.startswith("del _acme-challenge.")]
     assert adds and sorted(a[4:] for a in adds) == sorted(d[4:] for d in dels), journal
+
+
+# ---- which nodes the pre-validation check waits for ------------------------------
+
+def silent_tn1(c):
+    """The primary's [peer tn1] says tn1's http_listen is reached at a port
+    of tn1's address where nothing listens: tn1 is heard (replication) but
+    never answers the http-01 check.  Returns that endpoint."""
+    primary, tn1 = c.node("primary"), c.node("tn1")
+    dead = "%s:%d" % (tn1.address, helpers.free_port_on([tn1.address]))
+    head, sep, section = primary.generated.partition("\n[peer tn1]\n")
+    section, n = re.subn(r"(?m)^http_endpoint = \S+$", lambda _: "http_endpoint = " + dead,
+                         section, count=1)
+    assert sep and n == 1, primary.generated
+    primary.generated = head + sep + section
+    return dead
+
+
+@pytest.fixture
+def silent_cluster(request, certsync_bin, tmp_path, tls):
+    c = AcmeCluster(certsync_bin, tmp_path, tls,
+                    acme_extra="check_timeout = %d\n" % request.param)
+    c.dead = silent_tn1(c)
+    yield from c.run()
+
+
+@pytest.mark.parametrize("silent_cluster", [2], indirect=True)
+def test_prevalidation_names_the_node_not_ready(silent_cluster):
+    """tn1 is up but does not answer the token: the CA is not told to
+    validate; after check_timeout the error names tn1 and its endpoint, and
+    the attempt is retried later (transient)."""
+    c = silent_cluster
+    primary = c.node("primary")
+    add(primary, "site", [SITE], "http-01")
+    m = helpers.wait_for("the check to fail", lambda: (
+        lambda m: m if m["failures"] >= 1 else None)(show(primary, "site")), timeout=60)
+    assert m["last_error"]["message"].startswith("node tn1 is not ready: "), m
+    assert c.dead in m["last_error"]["message"], m
+    assert m["state"] == "scheduled" and m["next_reason"] == "retry 1 after a transient error"
+
+
+@pytest.mark.parametrize("silent_cluster", [120], indirect=True)
+def test_stopping_the_primary_ends_a_prevalidation_at_once(silent_cluster):
+    """A pre-validation that cannot succeed (tn1 never answers, a 120 s
+    check_timeout): the primary stopped in the middle of it exits cleanly
+    within seconds, not when the check gives up."""
+    c = silent_cluster
+    primary = c.node("primary")
+    add(primary, "site", [SITE], "http-01")
+    helpers.wait_for("the challenges to be published", lambda: "http-01 challenges published"
+                     in primary.stderr(), timeout=60)
+    time.sleep(1)  # into the check's wait
+    started = time.monotonic()
+    rc = primary.stop(timeout=20)
+    took = time.monotonic() - started
+    assert rc == 0, "%s\n%s" % (rc, primary.stderr()[-3000:])
+    assert took < 20, took
+    # it stopped the check; it did not wait for it to time out
+    assert "does not answer yet" not in primary.stderr(), primary.stderr()[-3000:]
+
+
+@pytest.fixture
+def http_cluster_tn1_down(certsync_bin, tmp_path, tls):
+    yield from AcmeCluster(certsync_bin, tmp_path, tls, site_node="backup").run()
+
+
+def test_a_node_not_heard_is_left_out_of_the_check(http_cluster_tn1_down):
+    """tn1 is down (its agent stopped): the replication does not hear it,
+    the CA cannot reach it either, so the check goes on without it and the
+    certificate is obtained and served by the nodes that are up."""
+    c = http_cluster_tn1_down
+    primary, tn1 = c.node("primary"), c.node("tn1")
+    assert tn1.stop() == 0
+    helpers.wait_for("the primary to stop hearing tn1", lambda: not {
+        p["name"]: p for p in primary.status()["replication"]["peers"]}["tn1"]["reachable"],
+        timeout=30)
+    names = [SITE, primary.hostname, c.node("backup").hostname]
+    add(primary, "site", names, "http-01", "--default")
+    cid = served_everywhere(c, names)
+    assert show(primary, "site")["certificate"]["id"] == cid
+    assert "node tn1 is not heard: the http-01 check leaves it out" in primary.stderr()
