@@ -333,7 +333,7 @@ static int change_ari(cs_txn *txn, void *arg, cs_err *err)
 	return rec_acme_cert_update(txn, p->name, edit_ari, p, err) < 0 ? -1 : 0;
 }
 
-void acme_ari_poll(acme_ctx *ctx)
+int acme_ari_poll(acme_ctx *ctx)
 {
 	Certsync__AcmeCert init = CERTSYNC__ACME_CERT__INIT;
 	struct ari_poll p = {.ctx = ctx, .now = time(NULL), .sched = init};
@@ -343,23 +343,29 @@ void acme_ari_poll(acme_ctx *ctx)
 	cs_txn *txn;
 	int rc;
 
-	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0)
-		return;
+	if (cs_txn_begin(ctx->store, false, &txn, &err) < 0) {
+		cs_warn("acme: %s", err.msg);
+		return -1;
+	}
 	p.txn = txn;
 	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, ari_due, &p,
 	                      &err);
 	cs_txn_abort(txn);
 	if (rc != 1)
-		return;
+		return rc < 0 ? -1 : 0;
 	p.sched.name = p.name;
+	rc = -1;
 	if (acme_ctx_ready(ctx, &e) == 0) {
 		acme_schedule(ctx, &p.sched, p.leaf, (time_t)p.sched.window_start,
 		              (time_t)p.sched.window_end);
 		snprintf(summary, sizeof(summary), "acme %s: renewalInfo asked again", p.name);
 		if (acme_runner_commit(ctx->r, summary, change_ari, &p, &err) < 0)
 			cs_warn("acme: %s", err.msg);
+		else
+			rc = 1;
 	} else {
 		cs_warn("acme: %s: renewalInfo: %s", p.name, e.err.msg);
 	}
 	X509_free(p.leaf);
+	return rc;
 }

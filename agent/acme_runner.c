@@ -211,6 +211,7 @@ int acme_runner_commit(acme_runner *r, const char *summary, acme_change_fn fn, v
 
 struct due {
 	time_t now, first; /* first: the earliest future attempt */
+	time_t poll;       /* the earliest time renewalInfo is to be asked again; 0 none */
 	char name[72];
 	int64_t at;
 };
@@ -224,6 +225,9 @@ static int pick(void *ctx, const char *name, ProtobufCMessage *m)
 
 	if (!active || c->next_attempt <= 0)
 		return 0;
+	if (c->ari_next_poll > 0 && strcmp(c->window_source, "ari") == 0 &&
+	    (d->poll == 0 || c->ari_next_poll < d->poll))
+		d->poll = (time_t)c->ari_next_poll;
 	if (c->next_attempt <= d->now && (d->name[0] == '\0' || c->next_attempt < d->at)) {
 		snprintf(d->name, sizeof(d->name), "%s", name);
 		d->at = c->next_attempt;
@@ -269,7 +273,8 @@ static void *run(void *arg)
 {
 	acme_runner *r = arg;
 	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store, .cancel = &r->cancel};
-	time_t retired = 0; /* when acme_retire last ran */
+	time_t retired = 0;    /* when acme_retire last ran */
+	time_t ari_failed = 0; /* when asking renewalInfo again last failed */
 	struct due d;
 
 	while (!atomic_load(&r->stop)) {
@@ -284,12 +289,22 @@ static void *run(void *arg)
 		ctx.key = r->key;
 		pthread_mutex_unlock(&r->lock);
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
-			if (time(NULL) >= retired + RUNNER_IDLE_S) {
-				acme_ari_poll(&ctx);
+			time_t now = time(NULL), until = idle;
+
+			/* renewalInfo is asked again when its Retry-After has
+			 * passed; after a failure, not before the next idle round */
+			if (d.poll != 0 && d.poll <= now && now >= ari_failed + RUNNER_IDLE_S &&
+			    acme_ari_poll(&ctx) < 0)
+				ari_failed = now;
+			if (now >= retired + RUNNER_IDLE_S) {
 				acme_retire(&ctx);
-				retired = time(NULL);
+				retired = now;
 			}
-			sleep_until(r, d.first != 0 && d.first < idle ? d.first : idle);
+			if (d.first != 0 && d.first < until)
+				until = d.first;
+			if (d.poll > now && d.poll < until)
+				until = d.poll;
+			sleep_until(r, until);
 			continue;
 		}
 		pthread_mutex_lock(&r->lock);

@@ -65,8 +65,9 @@ int acme_install(acme_ctx *ctx, const Certsync__AcmeCert *mc, EVP_PKEY *cert_key
 
 /* Asks the CA's renewalInfo again for the first managed certificate whose
  * poll time has come (its Retry-After), and moves its next attempt to the
- * window it gives now (acme_install.c). */
-void acme_ari_poll(acme_ctx *ctx);
+ * window it gives now (acme_install.c).  1 when it did, 0 when none was
+ * due, -1 when the CA or the change failed (logged). */
+int acme_ari_poll(acme_ctx *ctx);
 
 /* Deletes the certificates a renewal replaced, once every node serves the
  * new one or they have expired (acme_retire.c). */

@@ -250,3 +250,55 @@ def test_ari_window_drives_the_renewal(ari_cluster):
     assert windows.later[0] <= epoch(st["next_attempt"]) <= windows.later[1], st
     assert windows.certids[1:] == [ari_certid(der)], windows.certids
     assert primary.status()["default"]["id"] == second
+
+
+class MovingWindows:
+    """renewalInfo whose window moves: every certificate's window is two
+    hours away when first asked, and three hours away from the second ask
+    on; each ask is kept with its time."""
+
+    def __init__(self):
+        now = int(time.time())
+        self.first, self.moved = (now + 7200, now + 10800), (now + 10800, now + 14400)
+        self.asks = []
+
+    def __call__(self, certid):
+        seen = any(c == certid for c, _ in self.asks)
+        self.asks.append((certid, time.time()))
+        return self.moved if seen else self.first
+
+
+@pytest.fixture
+def moving_ari_cluster(certsync_bin, tmp_path, tls):
+    yield from cluster_fixture(certsync_bin, tmp_path, tls, validity=86400,
+                               window_for=MovingWindows())
+
+
+def test_ari_window_asked_again_after_retry_after(moving_ari_cluster):
+    """The CA moves its window between two asks: once the Retry-After it
+    gave has passed the primary asks again, and the schedule `acme show`
+    gives follows the new window."""
+    c = moving_ari_cluster
+    front, windows = c.front, c.front.window_for
+    front.retry_after = 61   # just above the one-minute floor of the poll interval
+    primary = c.node("primary")
+    add(primary, "site", c.hostnames(), "http-01", "--default")
+    cid = served_everywhere(c, c.hostnames())
+
+    def window_is(w):
+        st = show(primary, "site")
+        win = st["renewal_window"] or {}
+        ok = (st["certificate"] or {}).get("id") == cid and win.get("source") == "ari" and \
+            (win["start"], win["end"]) == tuple(rfc3339(t) for t in w)
+        return st if ok else None
+
+    st = helpers.wait_for("the first window from ARI", lambda: window_is(windows.first),
+                          timeout=30)
+    assert windows.first[0] <= epoch(st["next_attempt"]) <= windows.first[1], st
+    st = helpers.wait_for("the moved window after the Retry-After",
+                          lambda: window_is(windows.moved), timeout=front.retry_after + 90)
+    assert windows.moved[0] <= epoch(st["next_attempt"]) <= windows.moved[1], st
+    # asked again once the Retry-After had passed, not before
+    times = [t for certid, t in windows.asks if certid == windows.asks[0][0]]
+    assert len(times) >= 2 and times[1] - times[0] >= front.retry_after - 1, windows.asks
+    assert show(primary, "site")["certificate"]["id"] == cid
