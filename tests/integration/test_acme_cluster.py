@@ -163,3 +163,23 @@ def test_a_node_not_heard_is_left_out_of_the_check(http_cluster_tn1_down):
     cid = served_everywhere(c, names)
     assert show(primary, "site")["certificate"]["id"] == cid
     assert "node tn1 is not heard: the http-01 check leaves it out" in primary.stderr()
+
+
+@pytest.mark.parametrize("silent_cluster", [120], indirect=True)
+def test_a_primary_that_steps_down_ends_its_prevalidation(silent_cluster):
+    """The same check that cannot succeed; the backup is promoted by force,
+    the primary steps down and its ACME work (status's acme runner) ends
+    within seconds, not when the check gives up; every node exits cleanly
+    at the end (the fixture's check)."""
+    c = silent_cluster
+    primary, backup = c.node("primary"), c.node("backup")
+    add(primary, "site", [SITE], "http-01")
+    helpers.wait_for("the primary to be in the check", lambda: "http-01 challenges published"
+                     in primary.stderr() and primary.status()["acme"]["runner"].get(
+                         "working_on") == "site", timeout=60)
+    backup.cli("promote", "--force", check=0)
+    helpers.wait_for("the primary to step down", lambda: primary.status()["role"] != "primary",
+                     timeout=30)
+    helpers.wait_for("the old primary's ACME work to end", lambda: primary.status()["acme"][
+        "runner"].get("working_on") is None, timeout=15)
+    assert "does not answer yet" not in primary.stderr(), primary.stderr()[-3000:]
