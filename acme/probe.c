@@ -31,14 +31,13 @@ int acme_probe_all(const char *what, const char *name, const char *const *endpoi
 {
 	long wait = wait_ms > 0 ? wait_ms : PROBE_WAIT_DEFAULT;
 	long long deadline = cs_mono_ms() + wait;
+	long try_max = cancel != NULL ? PROBE_TRY_CANCEL : PROBE_TRY_MAX;
 	endpoint_state *st = calloc(n ? n : 1, sizeof(*st));
 	size_t left = n;
 	int rc = 0;
 
 	if (st == NULL)
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "out of memory");
-	long try_max = cancel != NULL ? PROBE_TRY_CANCEL : PROBE_TRY_MAX;
-
 	for (;;) {
 		for (size_t i = 0; i < n && !cancelled(cancel); i++) {
 			long long remain = deadline - cs_mono_ms();
