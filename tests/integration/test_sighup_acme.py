@@ -16,11 +16,15 @@ from test_sighup import hup
 
 class ReloadAgent(AcmeAgent):
     """AcmeAgent whose configuration text gets edits (old, new) applied, so
-    a test can break or change [acme] and send SIGHUP."""
+    a test can break or change [acme] and send SIGHUP; without_acme: no
+    [acme] section at all."""
     edits = ()
+    without_acme = False
 
     def config_text(self):
         t = super().config_text()
+        if self.without_acme:
+            t = t[:t.index("\n[acme]\n")] + "\n"
         for old, new in self.edits:
             assert old in t, old
             t = t.replace(old, new)
@@ -143,6 +147,27 @@ def test_a_bad_acme_section_keeps_the_old_one(certsync_bin, tmp_path, pebble, tl
         hup(a, "SIGHUP: [acme] applied")
         assert "[acme] directory: %s -> %s (applied)" % (pebble.dir_url, other) in a.stderr()
         assert a.status()["acme"]["directory"] == other
+        assert a.pid == pid and a.running
+    finally:
+        stop_clean(a)
+
+
+def test_acme_section_added_by_sighup_starts_the_runner(certsync_bin, tmp_path, pebble, tls):
+    a = ReloadAgent(certsync_bin, tmp_path / "node", pebble, tls)
+    a.without_acme = True
+    a.write_config()
+    a.start()
+    try:
+        pid = a.pid
+        res = a.cli("acme", "add", "site", "--domain", SITE, check=None)
+        assert res.rc != 0 and "has no [acme] directory" in res.message, res.describe()
+        assert a.status()["acme"]["runner"]["running"] is False
+        a.without_acme = False
+        a.write_config()
+        hup(a, "SIGHUP: [acme] applied")
+        assert "[acme] directory: (unset) -> %s (applied)" % pebble.dir_url in a.stderr()
+        assert a.status()["acme"]["runner"]["running"] is True
+        issue_and_serve(a, pebble, tmp_path, "http-01")
         assert a.pid == pid and a.running
     finally:
         stop_clean(a)
