@@ -9,7 +9,7 @@ import os
 
 import helpers
 from test_acme_agent import (HOST, SITE, AcmeAgent, issue_and_serve, managed,  # noqa: F401
-                             pebble, s_client, stop_clean, tls)
+                             pebble, s_client, slow_pebble, stop_clean, tls, wait_issued)
 from acme_env import Pebble
 from test_sighup import hup
 
@@ -170,4 +170,42 @@ def test_acme_section_added_by_sighup_starts_the_runner(certsync_bin, tmp_path, 
         issue_and_serve(a, pebble, tmp_path, "http-01")
         assert a.pid == pid and a.running
     finally:
+        stop_clean(a)
+
+
+def test_order_of_the_old_ca_is_made_again_with_the_new_one(certsync_bin, tmp_path,
+                                                            slow_pebble, tls):
+    """The CA goes away while it validates: the order stays stored (a
+    transient failure).  After SIGHUP points [acme] at another CA, that
+    order (the old CA's URLs) is not resumed there: a new order is made with
+    the new CA, which issues the certificate the endpoint then serves."""
+    old = slow_pebble
+    a = ReloadAgent(certsync_bin, tmp_path / "node", old, tls).start()
+    os.makedirs(str(tmp_path / "pebble2"))
+    new = Pebble(tmp_path / "pebble2", tls, httpport=old.httpport, tlsport=old.tlsport)
+    try:
+        a.cli("acme", "add", "site", "--domain", SITE, "--default", check=0)
+        helpers.wait_for("the CA validating", lambda: "acme site: the CA validates" in
+                         a.stderr(), timeout=60, step=0.1)
+        old.stop()
+        helpers.wait_for("the order failed", lambda: managed(a, "site")["failures"] >= 1,
+                         timeout=120, step=0.5)
+        assert managed(a, "site")["order"] is not None  # kept, to be resumed
+        new.start()
+        reconfigure(a, (old.dir_url, new.dir_url))
+        hup(a, "SIGHUP: [acme] applied")
+        a.cli("acme", "renew", "site", check=0)
+        m = wait_issued(a, "site")
+        assert m["order"] is None
+        assert "acme site: the order in progress (https://127.0.0.1:%d/" % old.port in \
+            a.stderr()
+        root2 = str(tmp_path / "pebble2-root.pem")
+        helpers.write(root2, new.root_pem())
+
+        def served():
+            rc, verify, sans = s_client(a.tls_port, SITE, root2)
+            return rc == 0 and verify == ["Verify return code: 0 (ok)"] and SITE in sans
+        helpers.wait_for("the new CA's certificate served", served, timeout=20, step=0.2)
+    finally:
+        new.stop()
         stop_clean(a)
