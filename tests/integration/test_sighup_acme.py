@@ -45,6 +45,19 @@ def served_id(agent):
     return (m["certificate"] or {}).get("id")
 
 
+def served_from(agent, ca, tmp_path):
+    """Waits until openssl s_client, trusting only ca's root, verifies what
+    the endpoint serves for SITE; returns the root's file."""
+    root = str(tmp_path / "pebble2-root.pem")
+    helpers.write(root, ca.root_pem())
+
+    def served():
+        rc, verify, sans = s_client(agent.tls_port, SITE, root)
+        return rc == 0 and verify == ["Verify return code: 0 (ok)"] and SITE in sans
+    helpers.wait_for("the new CA's certificate served", served, timeout=20, step=0.2)
+    return root
+
+
 def reconfigure(agent, *edits):
     agent.edits = edits
     agent.write_config()
@@ -109,13 +122,7 @@ def test_renewal_goes_to_the_new_ca_after_sighup(certsync_bin, tmp_path, pebble,
         assert acct["account"]["url"].startswith("https://127.0.0.1:%d/" % other.port), acct
         # a real client: the new CA's certificate, which the old CA's root
         # does not verify
-        root2 = str(tmp_path / "pebble2-root.pem")
-        helpers.write(root2, other.root_pem())
-
-        def served():
-            rc, verify, sans = s_client(a.tls_port, SITE, root2)
-            return rc == 0 and verify == ["Verify return code: 0 (ok)"] and SITE in sans
-        helpers.wait_for("the new CA's certificate served", served, timeout=20, step=0.2)
+        served_from(a, other, tmp_path)
         rc, verify, _ = s_client(a.tls_port, SITE, str(tmp_path / "pebble-root.pem"))
         assert rc != 0 and verify != ["Verify return code: 0 (ok)"]
         assert a.pid == pid and a.running
@@ -199,13 +206,7 @@ def test_order_of_the_old_ca_is_made_again_with_the_new_one(certsync_bin, tmp_pa
         assert m["order"] is None
         assert "acme site: the order in progress (https://127.0.0.1:%d/" % old.port in \
             a.stderr()
-        root2 = str(tmp_path / "pebble2-root.pem")
-        helpers.write(root2, new.root_pem())
-
-        def served():
-            rc, verify, sans = s_client(a.tls_port, SITE, root2)
-            return rc == 0 and verify == ["Verify return code: 0 (ok)"] and SITE in sans
-        helpers.wait_for("the new CA's certificate served", served, timeout=20, step=0.2)
+        served_from(a, new, tmp_path)
     finally:
         new.stop()
         stop_clean(a)
