@@ -28,6 +28,7 @@ static void own_address(const char *listen, char own[300])
 int acme_check_endpoints(acme_ctx *ctx, acme_chal_type type, acme_endpoints *out, acme_err *e)
 {
 	const cs_config *cfg = ctx->cfg;
+	const cs_peers_snap *ps = ctx->peers;
 	bool http = type == ACME_CHAL_HTTP01;
 	const char *mine = http ? cfg->http_listen : cfg->ntls_listen ? cfg->tls_listen[0] : NULL;
 	cs_err err = {0};
@@ -38,8 +39,8 @@ int acme_check_endpoints(acme_ctx *ctx, acme_chal_type type, acme_endpoints *out
 		        cfg->name, acme_chal_name(type), http ? "http_listen" : "tls_listen");
 		return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
 	}
-	out->eps = calloc(cfg->npeers + 1, sizeof(char *));
-	out->names = calloc(cfg->npeers + 1, sizeof(char *));
+	out->eps = calloc(ps->n + 1, sizeof(char *));
+	out->names = calloc(ps->n + 1, sizeof(char *));
 	if (out->eps == NULL || out->names == NULL) {
 		acme_endpoints_free(out);
 		return acme_local_fail(e, ACME_ERR_TRANSIENT, &(cs_err){CS_EIO, "out of memory"});
@@ -48,23 +49,23 @@ int acme_check_endpoints(acme_ctx *ctx, acme_chal_type type, acme_endpoints *out
 	out->eps[0] = out->own;
 	out->names[0] = cfg->name;
 	out->n = 1;
-	for (size_t i = 0; i < cfg->npeers; i++) {
-		const char *ep = http ? cfg->peers[i].http_endpoint : cfg->peers[i].tls_endpoint;
+	for (size_t i = 0; i < ps->n; i++) {
+		const char *ep = http ? ps->v[i].http_endpoint : ps->v[i].tls_endpoint;
 
 		if (ep == NULL) {
 			acme_endpoints_free(out);
 			cs_fail(&err, CS_EUSAGE,
 			        "node %s cannot be checked for %s: [peer %s] has no %s; add it",
-			        cfg->peers[i].name, acme_chal_name(type), cfg->peers[i].name,
+			        ps->v[i].name, acme_chal_name(type), ps->v[i].name,
 			        http ? "http_endpoint" : "tls_endpoint");
 			return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
 		}
-		if (!acme_runner_heard(ctx->r, cfg->peers[i].name)) {
+		if (!acme_runner_heard(ctx->r, ps->v[i].name)) {
 			cs_warn("acme: node %s is not heard: the %s check leaves it out",
-			        cfg->peers[i].name, acme_chal_name(type));
+			        ps->v[i].name, acme_chal_name(type));
 			continue;
 		}
-		out->names[out->n] = cfg->peers[i].name;
+		out->names[out->n] = ps->v[i].name;
 		out->eps[out->n++] = ep;
 	}
 	return 0;

@@ -109,6 +109,10 @@ static int load(job *j, acme_err *e)
 		j->sealed_len = o->sealed_key.len;
 	}
 	j->have_order = acme_order_from_json(o->order_json, &j->order, e) == 0;
+	if (j->have_order && acme_ctx_other_ca(j->ctx, j->name, j->order.url)) {
+		acme_order_free(&j->order);
+		j->have_order = false;
+	}
 	certsync__acme_order__free_unpacked(o, NULL);
 	return 0;
 }
@@ -123,7 +127,7 @@ static int load(job *j, acme_err *e)
 
 static int publish_dns(job *j, bool add, const char *ident, const char *key_auth, acme_err *e)
 {
-	const cs_acme_config *ac = &j->ctx->cfg->acme;
+	const cs_acme_config *ac = &j->ctx->acme->a;
 	acme_tsig_key key;
 	char value[44];
 	int rc;
@@ -252,9 +256,9 @@ static int publish(job *j, acme_err *e)
 /* Before the CA is told: every node answers (or the DNS server does). */
 static int prevalidate(job *j, acme_err *e)
 {
-	long wait_ms = 1000L * cs_config_acme_check_timeout(&j->ctx->cfg->acme);
+	long wait_ms = 1000L * cs_config_acme_check_timeout(&j->ctx->acme->a);
 	const atomic_bool *cancel = j->ctx->cancel;
-	const char *dns = j->ctx->cfg->acme.dns_server;
+	const char *dns = j->ctx->acme->a.dns_server;
 	acme_endpoints ep = {0};
 	char value[44];
 	acme_challenge *ch;
