@@ -29,6 +29,10 @@
 
 /* The runner looks at the schedule at least this often. */
 #define RUNNER_IDLE_S 60
+/* In the minute after an order, whether what it replaced may go is looked
+ * at this often: the new certificate reaches every node within seconds,
+ * and a short lifetime renews again within the minute. */
+#define RUNNER_RETIRE_SOON_S 5
 /* How long a change waits for the backup's acknowledgement. */
 #define RUNNER_ACK_MS 10000
 
@@ -293,6 +297,7 @@ static void *run(void *arg)
 	acme_runner *r = arg;
 	acme_ctx ctx = {.r = r, .cfg = r->node->cfg, .store = r->node->store, .cancel = &r->cancel};
 	time_t retired = 0;    /* when acme_retire last ran */
+	time_t obtained = 0;   /* when acme_obtain last returned */
 	time_t ari_failed = 0; /* when asking renewalInfo again last failed */
 	struct due d;
 
@@ -314,16 +319,20 @@ static void *run(void *arg)
 		}
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
 			time_t now = time(NULL), until = idle;
+			time_t every =
+			    now < obtained + RUNNER_IDLE_S ? RUNNER_RETIRE_SOON_S : RUNNER_IDLE_S;
 
 			/* renewalInfo is asked again when its Retry-After has
 			 * passed; after a failure, not before the next idle round */
 			if (d.poll != 0 && d.poll <= now && now >= ari_failed + RUNNER_IDLE_S &&
 			    acme_ari_poll(&ctx) < 0)
 				ari_failed = now;
-			if (now >= retired + RUNNER_IDLE_S) {
+			if (now >= retired + every) {
 				acme_retire(&ctx);
 				retired = now;
 			}
+			if (retired + every < until)
+				until = retired + every;
 			if (d.first != 0 && d.first < until)
 				until = d.first;
 			if (d.poll > now && d.poll < until)
@@ -336,6 +345,7 @@ static void *run(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		acme_obtain(&ctx, d.name);
 		retired = 0; /* what it replaced may go once it is served */
+		obtained = time(NULL);
 		pthread_mutex_lock(&r->lock);
 		r->working_on[0] = '\0';
 		pthread_mutex_unlock(&r->lock);
