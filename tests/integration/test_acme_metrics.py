@@ -97,6 +97,8 @@ def test_request_counts_and_renewal_time_after_an_issuance(issued):
     assert unix(m["renewal_window"]["start"]) <= due <= unix(m["renewal_window"]["end"])
     renewal = samples(text, "certsync_certificate_renewal_timestamp_seconds")
     assert renewal == {'{id="%s",name="site",default="true"}' % m["certificate"]["id"]: due}
+    shown = a.cli("acme", "show", "site", json=False, check=0).stdout.decode()
+    assert "renewal due:  %s\n" % m["renewal_time"] in shown, shown
     assert "PRIVATE" not in text and a.passphrase not in text and "/acme/" not in text
     promtool_check(text)
 
