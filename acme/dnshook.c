@@ -47,7 +47,13 @@ static int check_hook(const char *hook, acme_err *e)
 static void exec_child(const char *hook, char *const argv[], int out)
 {
 	int devnull = open("/dev/null", O_RDONLY);
+	sigset_t none;
 
+	/* The hook gets the default signals, not the agent's: it ignores
+	 * SIGPIPE and its threads block SIGHUP, and both survive exec. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
 	setpgid(0, 0);
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
 		_exit(126);

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -52,6 +54,20 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 
 /* *reload outlives serve: the monitor may deliver by a configuration it
  * loaded until the node is closed. */
+/* A SIGHUP that arrives before the loop catches it would end the agent
+ * (its default action) during the key derivation at start-up, and one
+ * during shutdown after the handler is gone likewise.  It is blocked
+ * meanwhile, in every thread, which all inherit the mask from this one:
+ * a blocked SIGHUP stays pending and reloads the file once unblocked. */
+static void hold_sighup(bool hold)
+{
+	sigset_t hup;
+
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &hup, NULL);
+}
+
 static int serve(const cs_config *cfg, cs_node *node, cs_reload **reload, cs_err *err)
 {
 	struct event_base *base = event_base_new();
@@ -90,6 +106,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_reload **reload, cs_err
 	    cs_reload_start(reload, base, node, cfg, err) < 0 ||
 	    cs_node_acme_start(node, base, err) < 0)
 		goto out;
+	hold_sighup(false);
 	if ((mon_ev = event_new(base, -1, EV_PERSIST, on_monitor, node)) == NULL ||
 	    event_add(mon_ev, &mon_every) < 0) {
 		cs_fail(err, CS_EIO, "cannot schedule the monitor");
@@ -112,6 +129,7 @@ static int serve(const cs_config *cfg, cs_node *node, cs_reload **reload, cs_err
 	cs_notify_stopping();
 	rc = rc < 0 ? cs_fail(err, CS_EIO, "the event loop failed") : 0;
 out:
+	hold_sighup(true);
 	/* The runner's last change is answered before the loop goes. */
 	cs_node_acme_stop(node);
 	if (repl_ev)
@@ -166,6 +184,7 @@ int cs_agent_main(int argc, char **argv)
 	cs_err err = {0};
 	int c, rc;
 
+	hold_sighup(true);
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

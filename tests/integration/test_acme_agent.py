@@ -11,6 +11,7 @@ stored.  The three-node, failover and docker cases live in their own files.
 import contextlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -577,8 +578,15 @@ def test_dns01_wildcard_through_a_hook(certsync_bin, tmp_path, pebble, tls):
     hostname, served for any one-label name under the wildcard; the hook is
     called to add and to remove each record."""
     calls = str(tmp_path / "hook-calls")
+    signals = str(tmp_path / "hook-signals")
     hook = str(tmp_path / "hook")
-    helpers.write(hook, """#!/usr/bin/python3
+    # A shell first, reading its own status with builtins (it blocks every
+    # signal while it waits for a child): python ignores SIGPIPE itself, so
+    # it cannot tell whether it got the agent's signal settings.
+    helpers.write(hook, "#!/bin/sh\nwhile read -r k v; do case $k in SigBlk:|SigIgn:) "
+                  "echo \"$k $v\" >> %s;; esac; done < /proc/$$/status\n"
+                  "exec %s.py \"$@\"\n" % (signals, hook), mode=0o755)
+    helpers.write(hook + ".py", """#!/usr/bin/python3
 import json, sys, urllib.request
 op, name, value = sys.argv[1:4]
 with open(%r, "a") as f:
@@ -605,6 +613,13 @@ urllib.request.urlopen(req, timeout=10).read()
         lines = helpers.read(calls).decode().split("\n")
         for name in ("_acme-challenge.example.test", "_acme-challenge." + SITE):
             assert "add " + name in lines and "remove " + name in lines, lines
+        # the hook runs with default signals: none blocked, SIGPIPE not ignored
+        for line in helpers.read(signals).decode().splitlines():
+            field, mask = line.split()
+            if field == "SigBlk:":
+                assert int(mask, 16) == 0, line
+            else:
+                assert int(mask, 16) & (1 << (signal.SIGPIPE - 1)) == 0, line
     finally:
         stop_clean(a)
 

@@ -204,3 +204,31 @@ def test_a_configuration_that_no_longer_loads_changes_nothing(configured_agent):
     hup(a, "[node] log_level: info -> debug (applied)")
     helpers.write(a.config, good.replace("log_level = info", "log_level = debug"))
     hup(a, "read again: nothing changed")
+
+
+def sighup_blocked(pid):
+    """Whether the process holds SIGHUP blocked (SigBlk in /proc), as the
+    agent does until it can read its file again."""
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)) != 0
+    return False
+
+
+def test_sighup_during_start_up_waits_for_the_agent(configured_agent):
+    """A SIGHUP while the agent still derives the cluster key (a service
+    manager's reload right after a start) neither ends it nor is lost: it
+    reloads the file once the agent runs."""
+    agent = configured_agent(start=False)
+    agent.start(wait=False)
+    # Sent within the key derivation, which takes far longer than 0.1 s;
+    # the wait only keeps the signal off the moments before main().
+    deadline = time.monotonic() + 0.1
+    while time.monotonic() < deadline and not sighup_blocked(agent.pid):
+        time.sleep(0.002)
+    os.kill(agent.pid, signal.SIGHUP)
+    agent.wait_ready()
+    wait_for("the held SIGHUP to reload the file",
+             lambda: "read again: nothing changed" in agent.stderr(), timeout=20)
+    assert agent.running
+    assert agent.cli("status", check=0).rc == 0
