@@ -411,7 +411,9 @@ int cs_cli_main(int argc, char **argv)
 		free(path);
 		return rc < 0 ? cli_fail(&ctx, &err) : rc;
 	}
-	rc = cs_control_call(path, cmd->request, args, &result, &err);
+	rc = strcmp(cmd->request, "import") == 0
+	         ? cli_import_call(path, args, &result, &err)
+	         : cs_control_call(path, cmd->request, args, &result, &err);
 	if (rc < 0) {
 		json_decref(args);
 		free(path);

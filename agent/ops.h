@@ -48,6 +48,7 @@ struct cs_node {
 	/* keys replaced by `cluster rekey`, freed when the node closes */
 	cs_key **retired;
 	size_t nretired;
+	struct import_job *import_session; /* an import sent in parts (ops_import.c) */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -63,6 +64,9 @@ int ops_arg_int(json_t *args, const char *name, json_int_t min, json_int_t max, 
 /* Commits txn and logs the change; txn has ended either way.  Inside a
  * batch (ops_batch.c) the change reaches the disk, the followers and the TLS
  * endpoint with the batch. */
+/* Drops an import whose parts stopped coming (ops_import.c). */
+void ops_import_close(struct cs_node *node);
+
 CS_MUST_CHECK int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err);
 
 /* ops_batch.c: group commit.  A change opens the pass's batch before it
