@@ -83,10 +83,11 @@ static const struct cli_command commands[] = {
      cli_parse_prune, cli_print_prune},
     {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.",
      cli_parse_id, cli_print_csr_show},
-    {"import", "import", "import FILE... [--password-file F] [--name NAME]" WAIT_FLAG,
+    {"import", "import", "import FILE|DIR... [--password-file F] [--name NAME]" WAIT_FLAG,
      "Imports "
      "certificates, chains and keys in any format (DER, PEM, PKCS#8, PKCS#12, OpenSSL "
-     "keys).",
+     "keys); a DIR stands for its regular files, not its subfolders or hidden files. The "
+     "whole command is one change.",
      cli_parse_import, cli_print_import},
     {"export", "export",
      "export ID [--format pem|der|p7b|p12] [--passphrase-file F] [-o "

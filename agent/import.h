@@ -21,7 +21,11 @@
 /* A command's log entry is split where its ops pass this, so each entry
  * travels to the followers as an ordinary replication message. */
 #define IMPORT_ENTRY_BYTES ((size_t)1 << 20)
-#define MAX_MATCH          16
+/* A command of more certificates than this is written to the store from
+ * the worker, in a transaction of its own, not on the event loop: writing
+ * 100,000 records takes seconds every client would wait. */
+#define IMPORT_LOOP_CERTS 1000
+#define MAX_MATCH         16
 
 /* One key found in the files of this command. */
 struct cmd_key {
@@ -59,6 +63,10 @@ struct import {
 	} * keyed;
 	size_t nkeyed, capkeyed;
 	cs_err *err;
+	bool on_worker; /* written from the worker (IMPORT_LOOP_CERTS) */
+	bool committed; /* ... and committed there, at pos */
+	cs_pos pos;
+	char summary[256]; /* the change's summary, for the log */
 };
 
 /* Records of one table whose public-key hash equals spki. */

@@ -73,6 +73,12 @@ CS_MUST_CHECK int ops_commit(struct cs_node *node, cs_txn *txn, const char *summ
  * runs (ops_batch_begin) and, when it changed the store, has its answer
  * held (ops_hold returns NULL: the answer goes out from cs_node_flush). */
 int ops_batch_begin(struct cs_node *node, cs_err *err);
+/* A write transaction of its own, off the loop, for a change that takes
+ * seconds to write (an import of many files): until ops_exclusive_end,
+ * ops_batch_begin refuses changes instead of letting the loop wait for
+ * LMDB's writer lock. */
+int ops_exclusive_begin(struct cs_node *node, cs_txn **txn, cs_err *err);
+void ops_exclusive_end(void);
 
 json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_cert_show(struct cs_node *node, json_t *args, cs_err *err);
@@ -187,6 +193,7 @@ struct ops_deferred {
 	cs_err err;
 	bool ran;
 	cs_control_pending *pending;
+	bool answered; /* finish took pending over (and returned NULL) */
 };
 /* Queues d on the worker and returns NULL: the request is answered later
  * (or now, with err, when it cannot be queued; d is freed either way). */

@@ -13,6 +13,8 @@
 #include <sodium.h>
 
 #include "../common/hex.h"
+#include "../common/log.h"
+#include "../replication/repl.h"
 #include "control.h"
 #include "import.h"
 #include "ops.h"
@@ -56,28 +58,42 @@ struct import_job {
 struct import_part {
 	ops_deferred d; /* first: the part is run as one (ops_defer.c) */
 	struct import_job *job;
-	bool last; /* commits the command */
+	bool last;      /* commits the command */
+	json_t *result; /* the answer, when the worker wrote the change */
 };
 
 /* Parts of one command may come at most this far apart. */
 #define SESSION_IDLE_S 60
 
+/* Frees what was decoded (wiping it: keys); the answer's items stay.  For
+ * a large command this is a good part of a second of wiping, done on the
+ * worker once the change is written. */
+static void release_decoded(struct import *im)
+{
+	for (size_t i = 0; i < im->nfiles; i++)
+		pki_bundle_free(&im->bundles[i]);
+	im->nfiles = 0;
+	free(im->keys);
+	im->keys = NULL;
+	im->nkeys = 0;
+	spki_map_free(&im->keymap);
+	sk_X509_pop_free(im->issuers, X509_free);
+	im->issuers = NULL;
+	for (int t = 0; t < 3; t++) {
+		free(im->index[t].v);
+		spki_map_free(&im->index[t].map);
+		im->index[t] = (struct spki_index){0};
+	}
+}
+
 static void job_free(struct import_job *job)
 {
-	for (size_t i = 0; i < job->im.nfiles; i++)
-		pki_bundle_free(&job->im.bundles[i]);
+	release_decoded(&job->im);
 	free(job->im.bundles);
 	free(job->im.files);
 	sodium_free(job->password);
 	free(job->name);
-	free(job->im.keys);
-	spki_map_free(&job->im.keymap);
 	free(job->im.keyed);
-	sk_X509_pop_free(job->im.issuers, X509_free);
-	for (int t = 0; t < 3; t++) {
-		free(job->im.index[t].v);
-		spki_map_free(&job->im.index[t].map);
-	}
 	json_decref(job->im.items);
 	json_decref(job->files);
 	free(job);
@@ -99,6 +115,7 @@ static void part_free(ops_deferred *d)
 
 	job->busy = false;
 	job->last = time(NULL);
+	json_decref(p->result); /* not answered: the agent stopped */
 	if (p->last || d->rc != 0 || !d->ran || d->err.code != CS_OK) {
 		if (d->node->import_session == job)
 			d->node->import_session = NULL;
@@ -380,7 +397,14 @@ static json_t *finish(struct import *im)
 	snprintf(summary, sizeof(summary), "import %zu item%s from %s%s", changed,
 	         changed == 1 ? "" : "s", im->files[0], im->nfiles > 1 ? " and more" : "");
 	(void)n;
-	if (ops_commit(im->node, im->txn, summary, im->err) < 0) {
+	if (im->on_worker) {
+		/* the loop tells the log, replication and the TLS endpoint */
+		snprintf(im->summary, sizeof(im->summary), "%s", summary);
+		im->committed = cs_txn_commit(im->txn, summary, &im->pos, im->err) == 0;
+		im->txn = NULL;
+		if (!im->committed)
+			return NULL;
+	} else if (ops_commit(im->node, im->txn, summary, im->err) < 0) {
 		im->txn = NULL;
 		return NULL;
 	}
@@ -397,7 +421,8 @@ static json_t *import_commit(struct import *im)
 	int rc;
 
 	if ((im->items = json_array()) == NULL ||
-	    cs_txn_begin(im->node->store, true, &im->txn, im->err) < 0)
+	    (im->on_worker ? ops_exclusive_begin(im->node, &im->txn, im->err)
+	                   : cs_txn_begin(im->node->store, true, &im->txn, im->err)) < 0)
 		return NULL;
 	rc = rec_default(im->txn, def, im->err);
 	im->has_default = rc == 0;
@@ -423,13 +448,36 @@ out:
 	return result;
 }
 
+static size_t count_certs(const struct import *im)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < im->nfiles; i++)
+		n += (size_t)sk_X509_num(im->bundles[i].certs);
+	return n;
+}
+
 static int import_work(ops_deferred *d, const atomic_bool *stop)
 {
 	struct import_part *p = (struct import_part *)d;
+	struct import *im = &p->job->im;
 
 	if (decode_files(p->job, stop) < 0)
 		return -1;
-	return p->last ? collect_keys(&p->job->im) : 0;
+	if (!p->last)
+		return 0;
+	if (collect_keys(im) < 0)
+		return -1;
+	if (count_certs(im) <= IMPORT_LOOP_CERTS)
+		return 0; /* the loop writes it, with the other changes of its pass */
+	/* The change is written here; the loop then tells the others and
+	 * answers (import_finish), so it does not open a batch for it. */
+	im->on_worker = true;
+	d->change = false;
+	p->result = import_commit(im);
+	ops_exclusive_end();
+	release_decoded(im);
+	return p->result != NULL ? 0 : -1;
 }
 
 static json_t *import_finish(ops_deferred *d, cs_err *err)
@@ -438,10 +486,27 @@ static json_t *import_finish(ops_deferred *d, cs_err *err)
 	struct import_job *job = p->job;
 
 	(void)err; /* the import's rules fill d->err, which err is */
+	json_t *result = p->result;
+	struct cs_node *node = d->node;
+
 	if (!p->last)
 		return json_pack("{s:s, s:I}", "session", job->token, "files",
 		                 (json_int_t)job->im.nfiles);
-	return import_commit(&job->im);
+	if (!job->im.on_worker)
+		return import_commit(&job->im);
+	p->result = NULL;
+	if (!job->im.committed)
+		return result; /* nothing changed */
+	/* What ops_commit and the batch's flush do for a change of the loop. */
+	cs_info("change %llu.%llu: %s", (unsigned long long)job->im.pos.epoch,
+	        (unsigned long long)job->im.pos.seq, job->im.summary);
+	node->committed = job->im.pos;
+	if (node->repl != NULL)
+		repl_committed(node->repl);
+	ops_reload_tls(node);
+	ops_wait(node, d->pending, d->wait.mode, d->wait.timeout_ms, job->im.pos, result);
+	d->answered = true;
+	return NULL;
 }
 
 /* A command in parts: every part but the last has args.more true and, but

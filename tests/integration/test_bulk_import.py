@@ -128,3 +128,64 @@ def test_a_certificate_over_the_san_limit_is_refused(configured_agent, tmp_path)
     res = a.cli("import", at)
     assert res.rc == 0, res.describe()
     assert len(a.cli("cert", "list", check=0).data["certificates"][0]["sans"]) == SAN_LIMIT
+
+
+def test_files_beyond_one_request_are_imported_in_one_command(configured_agent, leaves):
+    """The files named one by one: 60 MiB, more than one control request
+    holds (48 MiB); the command still stores every one, as one change."""
+    a = configured_agent()
+    src, names = leaves
+    res = a.cli("import", *[os.path.join(src, n) for n in names], "--wait", "none", timeout=600)
+    assert res.rc == 0, res.describe()
+    assert sum(i["action"] == "added" for i in res.data["items"]) == COUNT
+    st = a.status()
+    assert st["counts"]["certificates"] == COUNT and st["digest_ok"]
+
+
+LARGE = 1500  # more than IMPORT_LOOP_CERTS: written from the agent's worker
+
+
+@pytest.fixture(scope="module")
+def large_folder(tmp_path_factory):
+    out = os.path.join(str(tmp_path_factory.mktemp("large")), "gen")
+    subprocess.run([GEN, "gen", "--out", out, "--count", str(LARGE), "--sans", "1"],
+                   check=True, stdout=subprocess.PIPE, timeout=300)
+    os.unlink(os.path.join(out, "ca.pem"))
+    return out
+
+
+def test_a_large_folder_is_written_off_the_loop(configured_agent, large_folder):
+    port = helpers.free_port()
+    a = configured_agent(hostname="l000001.bench.test",
+                         node_extra="tls_listen = 127.0.0.1:%d\n" % port)
+    # a rule refused while the worker writes: nothing stored, and the store
+    # takes changes again afterwards
+    before = a.snapshot()
+    res = a.cli("import", large_folder, "--name", "one", timeout=600)
+    assert res.rc == 1 and "--name" in res.message and "l000002.pem" in res.message, \
+        res.describe()
+    assert a.snapshot() == before
+    a.cli("cert", "self-signed", "--name", "first", "--country", "GB", "--common-name",
+          "l000001.bench.test", check=0)
+    # the answer goes to a file: a pipe read only at the end would hold the
+    # command once the answer outgrows it
+    out = open(os.path.join(os.path.dirname(large_folder), "answer.json"), "wb")
+    imp = subprocess.Popen([a.binary, "--json", "-c", a.config, "import", large_folder],
+                           stdout=out, stderr=subprocess.PIPE)
+    answered = 0
+    try:
+        while imp.poll() is None:
+            if a.cli("status", check=None).rc == 0 and imp.poll() is None:
+                answered += 1
+        _, err = imp.communicate(timeout=600)
+    finally:
+        if imp.poll() is None:
+            imp.kill()
+        out.close()
+    assert imp.returncode == 0, err.decode()
+    assert answered >= 1
+    st = a.status()
+    assert st["counts"]["certificates"] == LARGE + 1 and st["digest_ok"]
+    certs = a.cli("cert", "list", "--name", "l000777.bench.test", check=0).data["certificates"]
+    helpers.wait_for("l000777 served", lambda: helpers.s_client_id(
+        port, "l000777.bench.test") == certs[0]["id"], timeout=30)
