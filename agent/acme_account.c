@@ -29,6 +29,20 @@ int acme_local_fail(acme_err *e, acme_errclass cls, const cs_err *err)
 	return -1;
 }
 
+bool acme_ctx_other_ca(const acme_ctx *ctx, const char *name, const char *url)
+{
+	const char *dir = ctx->acme->a.directory;
+	const char *path = strchr(dir + strlen("https://"), '/'); /* config_acme.c checked it */
+	size_t origin = path != NULL ? (size_t)(path - dir) : strlen(dir);
+
+	if (strncmp(url, dir, origin) == 0 && (url[origin] == '/' || url[origin] == '\0'))
+		return false;
+	cs_info("acme %s: the order in progress (%s) is another CA's than [acme] directory %s: "
+	        "a new order is made there",
+	        name, url, dir);
+	return true;
+}
+
 /* ---- the account --------------------------------------------------------------- */
 
 static int put_account(cs_txn *txn, void *ctx, cs_err *err)
@@ -39,7 +53,7 @@ static int put_account(cs_txn *txn, void *ctx, cs_err *err)
 static int register_account(acme_ctx *ctx, const Certsync__AcmeAccount *a, acme_err *e)
 {
 	Certsync__AcmeAccount reg;
-	const cs_acme_config *ac = &ctx->cfg->acme;
+	const cs_acme_config *ac = &ctx->acme->a;
 	acme_account_req req = {.contact = (const char *const *)ac->contact,
 	                        .ncontact = ac->ncontact,
 	                        .agree_tos = ac->agree_tos,
@@ -100,7 +114,7 @@ int acme_ctx_forget_account(acme_ctx *ctx, cs_err *err)
 
 int acme_ctx_ready(acme_ctx *ctx, acme_err *e)
 {
-	const cs_acme_config *ac = &ctx->cfg->acme;
+	const cs_acme_config *ac = &ctx->acme->a;
 	Certsync__AcmeAccount *a = NULL, fresh = CERTSYNC__ACME_ACCOUNT__INIT;
 	acme_client_opts o = {
 	    .directory = ac->directory, .ca_file = ac->ca_file, .cancel = ctx->cancel};

@@ -13,6 +13,7 @@
 
 #include "../acme/acme.h"
 #include "../records/records.h"
+#include "config.h"
 
 struct cs_node;
 struct event_base;
@@ -52,6 +53,12 @@ void acme_runner_wake(acme_runner *r);
 /* {"running", "leading", "working_on"}: a new reference. */
 json_t *acme_runner_status(acme_runner *r);
 void acme_runner_stop(acme_runner *r);
+
+/* SIGHUP loaded a changed [acme] section a (acme_reload.c): the agent's
+ * commands use it from now on and the runner from its next pass (started
+ * now when none runs).  -1 with err: the old section stays. */
+int acme_reload(struct cs_node *node, const cs_acme_config *a, struct event_base *base,
+                cs_err *err);
 
 /* ---- what every node answers (acme_answer.c) ------------------------------ */
 

@@ -109,6 +109,10 @@ static int load(job *j, acme_err *e)
 		j->sealed_len = o->sealed_key.len;
 	}
 	j->have_order = acme_order_from_json(o->order_json, &j->order, e) == 0;
+	if (j->have_order && acme_ctx_other_ca(j->ctx, j->name, j->order.url)) {
+		acme_order_free(&j->order);
+		j->have_order = false;
+	}
 	certsync__acme_order__free_unpacked(o, NULL);
 	return 0;
 }
@@ -123,7 +127,7 @@ static int load(job *j, acme_err *e)
 
 static int publish_dns(job *j, bool add, const char *ident, const char *key_auth, acme_err *e)
 {
-	const cs_acme_config *ac = &j->ctx->cfg->acme;
+	const cs_acme_config *ac = &j->ctx->acme->a;
 	acme_tsig_key key;
 	char value[44];
 	int rc;
@@ -254,9 +258,10 @@ static int publish(job *j, acme_err *e)
 static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_err *e)
 {
 	const cs_config *cfg = j->ctx->cfg;
+	const cs_peers_snap *ps = j->ctx->peers;
 	bool http = j->type == ACME_CHAL_HTTP01;
 	const char *mine = http ? cfg->http_listen : cfg->ntls_listen ? cfg->tls_listen[0] : NULL;
-	const char **list = calloc(cfg->npeers + 1, sizeof(char *));
+	const char **list = calloc(ps->n + 1, sizeof(char *));
 	cs_err err = {0};
 
 	if (list == NULL)
@@ -275,14 +280,14 @@ static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_e
 		snprintf(own, 300, "%s", mine);
 	list[0] = own;
 	*n = 1;
-	for (size_t i = 0; i < cfg->npeers; i++) {
-		const char *ep = http ? cfg->peers[i].http_endpoint : cfg->peers[i].tls_endpoint;
+	for (size_t i = 0; i < ps->n; i++) {
+		const char *ep = http ? ps->v[i].http_endpoint : ps->v[i].tls_endpoint;
 
 		if (ep == NULL) {
 			free(list);
 			cs_fail(&err, CS_EUSAGE,
 			        "node %s cannot be checked for %s: [peer %s] has no %s; add it",
-			        cfg->peers[i].name, acme_chal_name(j->type), cfg->peers[i].name,
+			        ps->v[i].name, acme_chal_name(j->type), ps->v[i].name,
 			        http ? "http_endpoint" : "tls_endpoint");
 			return acme_local_fail(e, ACME_ERR_OPERATOR, &err);
 		}
@@ -294,12 +299,12 @@ static int endpoints(job *j, const char ***out, size_t *n, char own[300], acme_e
 
 /* The check's error names an endpoint: say whose it is (eps[0] is this
  * node, then the peers in order). */
-static void name_node(const cs_config *cfg, const char **eps, size_t n, acme_err *e)
+static void name_node(const acme_ctx *ctx, const char **eps, size_t n, acme_err *e)
 {
 	for (size_t k = 0; k < n; k++)
 		if (strstr(e->err.msg, eps[k]) != NULL) {
 			cs_err_prefix(&e->err, "node %s is not ready: ",
-			              k == 0 ? cfg->name : cfg->peers[k - 1].name);
+			              k == 0 ? ctx->cfg->name : ctx->peers->v[k - 1].name);
 			return;
 		}
 }
@@ -307,8 +312,8 @@ static void name_node(const cs_config *cfg, const char **eps, size_t n, acme_err
 /* Before the CA is told: every node answers (or the DNS server does). */
 static int prevalidate(job *j, acme_err *e)
 {
-	long wait_ms = 1000L * cs_config_acme_check_timeout(&j->ctx->cfg->acme);
-	const char *dns = j->ctx->cfg->acme.dns_server;
+	long wait_ms = 1000L * cs_config_acme_check_timeout(&j->ctx->acme->a);
+	const char *dns = j->ctx->acme->a.dns_server;
 	const char **eps = NULL;
 	char own[300], value[44];
 	size_t n = 0;
@@ -338,7 +343,7 @@ static int prevalidate(job *j, acme_err *e)
 			break;
 	}
 	if (rc != 0 && eps != NULL)
-		name_node(j->ctx->cfg, eps, n, e);
+		name_node(j->ctx, eps, n, e);
 	free(eps);
 	return rc;
 }

@@ -29,8 +29,10 @@ struct retire {
 
 /* Whether every node's TLS endpoint serves the current certificate for
  * sni; false when a node cannot be asked (no tls_endpoint). */
-static bool served_everywhere(const cs_config *cfg, const char *sni, const uint8_t id[PKI_ID_LEN])
+static bool served_everywhere(const acme_ctx *ctx, const char *sni, const uint8_t id[PKI_ID_LEN])
 {
+	const cs_config *cfg = ctx->cfg;
+	const cs_peers_snap *ps = ctx->peers;
 	char want[2 * PKI_ID_LEN + 1], got[65], own[300];
 	cs_err err;
 
@@ -45,9 +47,9 @@ static bool served_everywhere(const cs_config *cfg, const char *sni, const uint8
 		snprintf(own, sizeof(own), "%s", cfg->tls_listen[0]);
 	if (tls_probe(own, sni, PROBE_MS, got, &err) < 0 || strcmp(got, want) != 0)
 		return false;
-	for (size_t i = 0; i < cfg->npeers; i++)
-		if (cfg->peers[i].tls_endpoint == NULL ||
-		    tls_probe(cfg->peers[i].tls_endpoint, sni, PROBE_MS, got, &err) < 0 ||
+	for (size_t i = 0; i < ps->n; i++)
+		if (ps->v[i].tls_endpoint == NULL ||
+		    tls_probe(ps->v[i].tls_endpoint, sni, PROBE_MS, got, &err) < 0 ||
 		    strcmp(got, want) != 0)
 			return false;
 	return true;
@@ -152,7 +154,7 @@ void acme_retire(acme_ctx *ctx)
 	rc = rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor, find, &r, &err);
 	cs_txn_abort(txn);
 	if (rc == 1 && r.n > 0) {
-		r.all = served_everywhere(ctx->cfg, r.sni, r.current);
+		r.all = served_everywhere(ctx, r.sni, r.current);
 		if (!r.all && !r.expired) {
 			free(r.ids);
 			return; /* nothing goes yet */

@@ -246,6 +246,25 @@ static void sleep_until(acme_runner *r, time_t until)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* The [acme] section and the peers as they are now, for the pass that
+ * starts; false when [acme] has no directory any more (SIGHUP removed it). */
+static bool take_config(acme_runner *r, acme_ctx *ctx)
+{
+	cs_acme_snap *a = cs_live_acme(r->node->live);
+
+	/* The client and the account were made for another section, maybe
+	 * another CA: the next pass makes them again, from the new one. */
+	if (ctx->acme != NULL && ctx->acme->gen != a->gen) {
+		acme_ctx_clear(ctx);
+		cs_info("acme: the [acme] section SIGHUP loaded applies from this pass on");
+	}
+	cs_snap_drop((cs_snap *)ctx->acme);
+	ctx->acme = a;
+	cs_snap_drop((cs_snap *)ctx->peers);
+	ctx->peers = cs_live_peers(r->node->live);
+	return a->a.directory != NULL;
+}
+
 static void *run(void *arg)
 {
 	acme_runner *r = arg;
@@ -264,6 +283,11 @@ static void *run(void *arg)
 		pthread_mutex_lock(&r->lock);
 		ctx.key = r->key;
 		pthread_mutex_unlock(&r->lock);
+		if (!take_config(r, &ctx)) {
+			acme_ctx_clear(&ctx);
+			sleep_until(r, idle);
+			continue;
+		}
 		if (due(r, &d) < 0 || d.name[0] == '\0') {
 			if (time(NULL) >= retired + RUNNER_IDLE_S) {
 				acme_ari_poll(&ctx);
@@ -283,6 +307,8 @@ static void *run(void *arg)
 		pthread_mutex_unlock(&r->lock);
 	}
 	acme_ctx_clear(&ctx);
+	cs_snap_drop((cs_snap *)ctx.acme);
+	cs_snap_drop((cs_snap *)ctx.peers);
 	OPENSSL_thread_stop();
 	return NULL;
 }
@@ -294,7 +320,7 @@ int acme_runner_start(acme_runner **out, struct cs_node *node, struct event_base
 	acme_runner *r;
 
 	*out = NULL;
-	if (node->cfg->acme.directory == NULL)
+	if (node->cfg->acme.directory == NULL) /* SIGHUP may start it later */
 		return 0;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");

@@ -9,6 +9,7 @@
 #include "acme_agent.h"
 
 #include "../seal/seal.h"
+#include "live.h"
 
 /* A change the runner makes: runs on the agent's loop inside a write
  * transaction; the loop commits it as any change (replicated, and
@@ -25,7 +26,13 @@ bool acme_runner_leading(acme_runner *r);
 /* What one pass over a managed certificate needs. */
 typedef struct acme_ctx {
 	acme_runner *r;
+	/* the keys that never change while the agent runs (name, listeners);
+	 * [acme] and the peers are the snapshots below */
 	const struct cs_config *cfg;
+	/* taken at the start of each pass (live.h): an order in flight
+	 * finishes with the [acme] section and peers it started with */
+	cs_acme_snap *acme;
+	cs_peers_snap *peers;
 	cs_store *store;
 	const cs_key *key;
 	acme_client *client;       /* with the account's URL known */
@@ -42,6 +49,11 @@ void acme_ctx_clear(acme_ctx *ctx);
  * was reset, or it let the account go): its URL is forgotten and the key
  * kept, so the next acme_ctx_ready registers the same key again. */
 int acme_ctx_forget_account(acme_ctx *ctx, cs_err *err);
+
+/* Whether url (an order's) is on another server than [acme] directory:
+ * SIGHUP changed the directory while the order of managed certificate name
+ * was in progress; logged, and a new order is made with the new CA. */
+bool acme_ctx_other_ca(const acme_ctx *ctx, const char *name, const char *url);
 
 /* e from a local error err of class cls (no problem document); -1. */
 int acme_local_fail(acme_err *e, acme_errclass cls, const cs_err *err);

@@ -565,15 +565,7 @@ void cs_config_free(cs_config *cfg)
 	for (size_t i = 0; i < cfg->ntls_listen; i++)
 		free(cfg->tls_listen[i]);
 	free(cfg->tls_listen);
-	for (size_t i = 0; i < cfg->npeers; i++) {
-		free(cfg->peers[i].name);
-		free(cfg->peers[i].hostname);
-		free(cfg->peers[i].repl_endpoint);
-		free(cfg->peers[i].curve_public_key);
-		free(cfg->peers[i].tls_endpoint);
-		free(cfg->peers[i].http_endpoint);
-	}
-	free(cfg->peers);
+	cs_config_peers_free(cfg->peers, cfg->npeers);
 	mon_config_free(&cfg->alerts);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -24,6 +24,10 @@ typedef struct cs_peer {
 	char *http_endpoint;    /* HOST:PORT where its http_listen is reached (http-01) */
 } cs_peer;
 
+/* A deep copy of n peers, and freeing one (config_copy.c). */
+int cs_config_peers_copy(const cs_peer *src, size_t n, cs_peer **out, cs_err *err);
+void cs_config_peers_free(cs_peer *peers, size_t n);
+
 /* [acme] (config_acme.c): the cluster's ACME client; directory NULL: none. */
 typedef struct cs_acme_config {
 	char *directory; /* https URL of the CA's directory */
@@ -45,6 +49,8 @@ int cs_config_acme_set(cs_acme_config *a, const char *key, const char *value, cs
 struct cs_config;
 int cs_config_acme_check(const struct cs_config *cfg, cs_err *err);
 void cs_config_acme_free(cs_acme_config *a);
+/* A deep copy of src (config_copy.c); dst is empty on failure. */
+int cs_config_acme_copy(cs_acme_config *dst, const cs_acme_config *src, cs_err *err);
 /* The key type of new certificates, and the pre-validation wait (seconds). */
 const char *cs_config_acme_key(const cs_acme_config *a);
 int cs_config_acme_check_timeout(const cs_acme_config *a);
@@ -101,6 +107,9 @@ const char *cs_config_primary(const cs_config *cfg);
  * node's, then each peer's, without repeats.  Returns the count; the strings
  * belong to cfg. */
 size_t cs_config_hosts(const cs_config *cfg, const char **hosts, size_t max);
+/* The same with the peers given: off the loop, a snapshot's (live.h). */
+size_t cs_config_hosts_of(const cs_config *cfg, const cs_peer *peers, size_t npeers,
+                          const char **hosts, size_t max);
 
 /* Reads the first line of a secret file (the cluster passphrase, a PKCS#12
  * password) into sodium_malloc'd memory; free it with cs_secret_free.  what

@@ -17,6 +17,7 @@
 
 #include "../common/hostport.h"
 #include "../common/log.h"
+#include "live.h"
 #include "ops.h"
 
 /* Where others reach an address this node binds: its hostname when it binds
@@ -175,19 +176,6 @@ static void log_differences(const cs_peer *peers, size_t npeers, const char *sel
 		         self);
 }
 
-static void free_peers(cs_peer *peers, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(peers[i].name);
-		free(peers[i].hostname);
-		free(peers[i].repl_endpoint);
-		free(peers[i].curve_public_key);
-		free(peers[i].tls_endpoint);
-		free(peers[i].http_endpoint);
-	}
-	free(peers);
-}
-
 static const cs_peer *seed_peer(const struct cs_node *node, const char *name)
 {
 	for (size_t i = 0; i < node->nseed; i++)
@@ -244,7 +232,7 @@ static int to_peers(const struct cs_node *node, const rec_members *m, cs_peer **
 		k++;
 		if (p->name == NULL || p->hostname == NULL || p->curve_public_key == NULL ||
 		    (own != NULL && own->http_endpoint != NULL && p->http_endpoint == NULL)) {
-			free_peers(peers, k);
+			cs_config_peers_free(peers, k);
 			return -1;
 		}
 		zmq_z85_encode(p->curve_public_key, x->key, REC_MEMBER_KEY_LEN);
@@ -302,13 +290,17 @@ void ops_members_sync(struct cs_node *node)
 	                !node->members_known);
 	if (node->repl != NULL && repl_set_peers(node->repl, rp, n, &err) < 0) {
 		cs_error("membership: %s; the peers stay as they were", err.msg);
-		free_peers(peers, n);
+		cs_config_peers_free(peers, n);
 		free(m);
 		return;
 	}
-	free_peers(node->cfg->peers, node->cfg->npeers);
+	cs_config_peers_free(node->cfg->peers, node->cfg->npeers);
 	node->cfg->peers = peers;
 	node->cfg->npeers = n;
+	/* the workers' view: the list they may be reading stays theirs */
+	if (cs_live_set_peers(node->live, peers, n, &err) < 0)
+		cs_error("membership: %s; the checks off the loop still see the peers before",
+		         err.msg);
 	memcpy(node->members_hash, hash, sizeof(hash));
 	node->members_known = true;
 	node->mon_stale = true;
@@ -317,7 +309,7 @@ void ops_members_sync(struct cs_node *node)
 
 void ops_members_close(struct cs_node *node)
 {
-	free_peers(node->seed, node->nseed);
+	cs_config_peers_free(node->seed, node->nseed);
 	node->seed = NULL;
 	node->nseed = 0;
 }

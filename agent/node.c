@@ -13,6 +13,7 @@
 #include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
+#include "live.h"
 #include "members.h"
 #include "acme_agent.h"
 #include "ops.h"
@@ -132,7 +133,9 @@ int cs_node_open(cs_node **out, cs_config *cfg, cs_err *err)
 	}
 	node->cfg = cfg;
 	node->started = time(NULL);
-	rc = cs_store_open(&node->store, cfg->data_dir, err);
+	rc = cs_live_new(&node->live, cfg, err);
+	if (rc == 0)
+		rc = cs_store_open(&node->store, cfg->data_dir, err);
 	if (rc == 0 && cfg->store_map_size_mib > 0)
 		rc = cs_store_set_map_size(node->store, (size_t)cfg->store_map_size_mib << 20, err);
 	if (rc == 0)
@@ -246,6 +249,7 @@ void cs_node_close(cs_node *node)
 	free(node->retired);
 	if (node->store != NULL)
 		cs_store_close(node->store);
+	cs_live_free(node->live);
 	free(node);
 }
 

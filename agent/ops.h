@@ -18,6 +18,8 @@
 
 struct cs_node {
 	cs_config *cfg; /* its peers follow the cluster's membership (members.c) */
+	/* what threads read of the peers and [acme] (live.h); cfg is the loop's */
+	struct cs_live *live;
 	cs_store *store;
 	cs_key *key; /* NULL on a non-primary until it has the cluster settings */
 	time_t started;

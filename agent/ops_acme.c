@@ -14,6 +14,7 @@
 #include "../pki/pki.h"
 #include "node.h"
 #include "ops.h"
+#include "live.h"
 #include "records.h"
 #include "worker.h"
 
@@ -26,7 +27,7 @@ static int need_acme(struct cs_node *node, const char *cmd, cs_err *err)
 	return cs_fail(err, CS_EREFUSED,
 	               "%s refused: %s has no [acme] directory in %s; add an [acme] section "
 	               "(see README.md, Configuration) on every primary-capable node and "
-	               "restart the agent",
+	               "send the agent SIGHUP",
 	               cmd, node->cfg->name, node->cfg->path);
 }
 
@@ -113,6 +114,7 @@ struct add_job {
 	char **domains;
 	json_t *uncovered;
 	char *name, *challenge, *profile, *key_type;
+	cs_acme_snap *acme; /* [acme] when the command came: the worker reads it */
 	cs_err err;
 	int rc;
 };
@@ -127,6 +129,7 @@ static void add_job_free(struct add_job *j)
 	free(j->profile);
 	free(j->key_type);
 	json_decref(j->uncovered);
+	cs_snap_drop((cs_snap *)j->acme);
 	free(j);
 }
 
@@ -135,7 +138,7 @@ static void add_job_free(struct add_job *j)
 static void add_work(void *arg, const atomic_bool *stop)
 {
 	struct add_job *j = arg;
-	const cs_acme_config *a = &j->node->cfg->acme;
+	const cs_acme_config *a = &j->acme->a;
 	acme_client_opts o = {
 	    .directory = a->directory, .ca_file = a->ca_file, .timeout_ms = 15000};
 	acme_client *c;
@@ -288,6 +291,7 @@ json_t *op_acme_add(struct cs_node *node, json_t *args, cs_err *err)
 	}
 	j->node = node;
 	j->rec = init;
+	j->acme = cs_live_acme(node->live);
 	if (need_acme(node, "acme add", err) < 0 || read_add(node, args, j, err) < 0)
 		goto fail;
 	if (node->worker == NULL || (j->pending = cs_control_defer(node->ctl)) == NULL) {

@@ -10,6 +10,7 @@
 #include "../common/hex.h"
 #include "../common/hostport.h"
 #include "control.h"
+#include "live.h"
 #include "ops.h"
 #include "records.h"
 
@@ -465,10 +466,11 @@ static json_t *peer_view(json_t *peers, const char *name)
 /* verify --cluster: its tables are built on the worker (a table of
  * thousands of certificates takes seconds to build from the store). */
 struct cluster_job {
-	ops_deferred d;    /* first: the job is run as one (ops_defer.c) */
-	json_t *rs;        /* replication's status, read on the loop; NULL without it */
-	const cs_key *key; /* the node's when the command came (cluster rekey keeps it) */
-	tls_table *prev;   /* the served table, then the last one built */
+	ops_deferred d;       /* first: the job is run as one (ops_defer.c) */
+	json_t *rs;           /* replication's status, read on the loop; NULL without it */
+	const cs_key *key;    /* the node's when the command came (cluster rekey keeps it) */
+	tls_table *prev;      /* the served table, then the last one built */
+	cs_peers_snap *peers; /* the peers when the command came: the loop may replace them */
 	json_t *result;
 };
 
@@ -477,6 +479,7 @@ static void cluster_free(ops_deferred *d)
 	struct cluster_job *j = (struct cluster_job *)d;
 
 	json_decref(j->rs);
+	cs_snap_drop((cs_snap *)j->peers);
 	tls_table_free(j->prev);
 	json_decref(j->result);
 	free(j);
@@ -486,7 +489,9 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 {
 	struct cluster_job *job = (struct cluster_job *)d;
 	struct cs_node *node = d->node;
+	/* on a worker: only the keys that never change while the agent runs */
 	const cs_config *cfg = node->cfg;
+	const cs_peers_snap *ps = job->peers;
 	cs_err *err = &d->err;
 	char digest[2 * CS_DIGEST_LEN + 1], hex[2 * PKI_ID_LEN + 1];
 	uint8_t dg[CS_DIGEST_LEN];
@@ -494,7 +499,7 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 	json_t *expected, *dflt = json_null();
 	time_t now = time(NULL);
 	const char *hosts[HOSTS_MAX];
-	size_t nhosts = cs_config_hosts(cfg, hosts, HOSTS_MAX);
+	size_t nhosts = cs_config_hosts_of(cfg, ps->v, ps->n, hosts, HOSTS_MAX);
 	struct loaded l;
 	cs_err lerr = {0};
 	cs_txn *txn = NULL;
@@ -525,8 +530,8 @@ static int cluster_work(ops_deferred *d, const atomic_bool *stop)
 	                                       "epoch", (json_int_t)at.epoch, "seq",
 	                                       (json_int_t)at.seq, "digest", digest, "tls_endpoint",
 	                                       own_endpoint(cfg), "expected", expected));
-	for (size_t i = 0; i < cfg->npeers; i++) {
-		const cs_peer *p = &cfg->peers[i];
+	for (size_t i = 0; i < ps->n; i++) {
+		const cs_peer *p = &ps->v[i];
 		json_t *v = peer_view(peers, p->name);
 
 		if (atomic_load(stop)) {
@@ -586,6 +591,7 @@ ops_deferred *ops_cluster_view_new(struct cs_node *node, cs_err *err)
 	                      .finish = cluster_finish,
 	                      .free = cluster_free};
 	j->rs = node->repl ? repl_status(node->repl) : NULL;
+	j->peers = cs_live_peers(node->live);
 	j->key = node->key;
 	j->prev = node->tls ? tls_server_table(node->tls) : NULL;
 	return &j->d;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "acme_agent.h"
 #include "ops.h"
 
 /* What a changed key does. */
@@ -23,6 +24,7 @@ enum effect {
 	LIVE_ALERTS, /* the alert targets and their delivery */
 	LIVE_PER_IP, /* tls_max_connections_per_ip */
 	LIVE_HS,     /* tls_handshake_timeout */
+	LIVE_ACME,   /* [acme]: the runner takes it at its next pass (acme_reload.c) */
 };
 
 enum kind { STR, INT, STRS, ROLE, LEVEL, BOOL };
@@ -77,26 +79,27 @@ static const struct field {
     /* the tracker's grace and the loop's timer are set up once */
     F("alerts", "grace", INT, alerts.grace_s, RESTART),
     F("alerts", "interval", INT, alerts.interval_s, RESTART),
-    /* the ACME runner and the http-01 listener take them when they start */
+    /* the http-01 listener binds it once; a peer's http_endpoint is in diff_peers */
     F("node", "http_listen", STR, http_listen, RESTART),
-    F("acme", "directory", STR, acme.directory, RESTART),
-    FS("acme", "contact", acme.contact, acme.ncontact, RESTART),
-    F("acme", "agree_tos", BOOL, acme.agree_tos, RESTART),
-    F("acme", "ca_file", STR, acme.ca_file, RESTART),
-    F("acme", "eab_kid", STR, acme.eab_kid, RESTART),
-    F("acme", "eab_hmac_file", STR, acme.eab_hmac_file, RESTART),
-    F("acme", "profile", STR, acme.profile, RESTART),
-    F("acme", "key", STR, acme.key, RESTART),
-    F("acme", "dns_server", STR, acme.dns_server, RESTART),
-    F("acme", "dns_tsig_key_file", STR, acme.dns_tsig_key_file, RESTART),
-    F("acme", "dns_hook", STR, acme.dns_hook, RESTART),
-    F("acme", "check_timeout", INT, acme.check_timeout_s, RESTART),
+    F("acme", "directory", STR, acme.directory, LIVE_ACME),
+    FS("acme", "contact", acme.contact, acme.ncontact, LIVE_ACME),
+    F("acme", "agree_tos", BOOL, acme.agree_tos, LIVE_ACME),
+    F("acme", "ca_file", STR, acme.ca_file, LIVE_ACME),
+    F("acme", "eab_kid", STR, acme.eab_kid, LIVE_ACME),
+    F("acme", "eab_hmac_file", STR, acme.eab_hmac_file, LIVE_ACME),
+    F("acme", "profile", STR, acme.profile, LIVE_ACME),
+    F("acme", "key", STR, acme.key, LIVE_ACME),
+    F("acme", "dns_server", STR, acme.dns_server, LIVE_ACME),
+    F("acme", "dns_tsig_key_file", STR, acme.dns_tsig_key_file, LIVE_ACME),
+    F("acme", "dns_hook", STR, acme.dns_hook, LIVE_ACME),
+    F("acme", "check_timeout", INT, acme.check_timeout_s, LIVE_ACME),
 #undef F
 #undef FS
 };
 
 struct cs_reload {
 	struct event *ev;
+	struct event_base *base; /* where a runner SIGHUP starts runs */
 	cs_node *node;
 	const cs_config *boot;
 	const cs_config *applied; /* the live keys as last applied: boot or a loaded one */
@@ -228,7 +231,11 @@ static size_t diff_fields(struct cs_reload *r, const cs_config *cfg, unsigned *e
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		const struct field *f = &fields[i];
 
-		value(f->effect == RESTART ? r->boot : r->applied, f, was, sizeof(was));
+		/* [acme] is the node's own copy, replaced only when applied */
+		value(f->effect == RESTART     ? r->boot
+		      : f->effect == LIVE_ACME ? r->node->cfg
+		                               : r->applied,
+		      f, was, sizeof(was));
 		value(cfg, f, now, sizeof(now));
 		if (strcmp(was, now) == 0)
 			continue;
@@ -266,6 +273,15 @@ static void reload(struct cs_reload *r)
 	changed = diff_fields(r, cfg, &effects) + diff_peers(r, cfg);
 	if (effects & (1u << LIVE_LOG))
 		cs_log_set_level(cfg->log_level);
+	if (effects & (1u << LIVE_ACME)) {
+		if (acme_reload(r->node, &cfg->acme, r->base, &err) < 0)
+			cs_error("SIGHUP: [acme]: %s; ACME keeps the section it had", err.msg);
+		else
+			cs_info(
+			    "SIGHUP: [acme] applied: ACME commands use it now and the runner from "
+			    "its next order; an order already running finishes with the section "
+			    "it started with");
+	}
 	/* A token or password file may hold a new secret under the same name. */
 	if (cfg->alerts.webhook_token_file != NULL || cfg->alerts.smtp_password_file != NULL)
 		effects |= 1u << LIVE_ALERTS;
@@ -310,6 +326,7 @@ int cs_reload_start(cs_reload **out, struct event_base *base, cs_node *node, con
 	if (r == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	r->node = node;
+	r->base = base;
 	r->boot = boot;
 	r->applied = boot;
 	r->ev = evsignal_new(base, SIGHUP, on_hup, r);

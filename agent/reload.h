@@ -1,6 +1,7 @@
 /* reload.h — SIGHUP: the agent reads its configuration again and applies
  * what can change while it runs (log_level, the alert targets of [alerts],
- * tls_handshake_timeout, tls_max_connections_per_ip); every other key that
+ * tls_handshake_timeout, tls_max_connections_per_ip, the [acme] section);
+ * every other key that
  * changed is logged by name as needing a restart.  A configuration that no longer loads changes
  * nothing: the agent keeps running on the one it has and logs why. */
 #ifndef CS_RELOAD_H

@@ -62,10 +62,22 @@ static void *run(void *arg)
 	return NULL;
 }
 
+/* Answers each job of list: done on the loop, or cancelled at stop. */
+static void finish_all(struct job *list, bool cancelled)
+{
+	struct job *j;
+
+	while ((j = list) != NULL) {
+		list = j->next;
+		j->done(j->arg, cancelled);
+		free(j);
+	}
+}
+
 static void deliver(evutil_socket_t fd, short what, void *arg)
 {
 	cs_worker *w = arg;
-	struct job *list, *j;
+	struct job *list;
 	char buf[64];
 
 	(void)what;
@@ -75,11 +87,19 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
 	list = w->finished;
 	w->finished = NULL;
 	pthread_mutex_unlock(&w->lock);
-	while ((j = list) != NULL) {
-		list = j->next;
-		j->done(j->arg, false);
-		free(j);
-	}
+	finish_all(list, false);
+}
+
+/* Undoes cs_worker_start, whatever part of it ran. */
+static void destroy(cs_worker *w)
+{
+	if (w->ev != NULL)
+		event_free(w->ev);
+	close(w->pipe[0]);
+	close(w->pipe[1]);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->wake);
+	free(w);
 }
 
 int cs_worker_start(cs_worker **out, struct event_base *base, cs_err *err)
@@ -94,13 +114,7 @@ int cs_worker_start(cs_worker **out, struct event_base *base, cs_err *err)
 	if (pipe2(w->pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    (w->ev = event_new(base, w->pipe[0], EV_READ | EV_PERSIST, deliver, w)) == NULL ||
 	    event_add(w->ev, NULL) < 0 || pthread_create(&w->thread, NULL, run, w) != 0) {
-		if (w->ev != NULL)
-			event_free(w->ev);
-		close(w->pipe[0]);
-		close(w->pipe[1]);
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->wake);
-		free(w);
+		destroy(w);
 		return cs_fail(err, CS_EIO, "cannot start the worker thread");
 	}
 	*out = w;
@@ -123,17 +137,6 @@ int cs_worker_submit(cs_worker *w, cs_work_fn work, cs_work_done_fn done, void *
 	return 0;
 }
 
-static void cancel_all(struct job *list)
-{
-	struct job *j;
-
-	while ((j = list) != NULL) {
-		list = j->next;
-		j->done(j->arg, true);
-		free(j);
-	}
-}
-
 void cs_worker_stop(cs_worker *w)
 {
 	if (w == NULL)
@@ -143,12 +146,7 @@ void cs_worker_stop(cs_worker *w)
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
-	cancel_all(w->finished);
-	cancel_all(w->todo);
-	event_free(w->ev);
-	close(w->pipe[0]);
-	close(w->pipe[1]);
-	pthread_mutex_destroy(&w->lock);
-	pthread_cond_destroy(&w->wake);
-	free(w);
+	finish_all(w->finished, true);
+	finish_all(w->todo, true);
+	destroy(w);
 }

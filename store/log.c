@@ -103,21 +103,16 @@ int cs_txn_epochs(cs_txn *txn, cs_epoch_start **out, size_t *n, cs_err *err)
 
 int cs_txn_log_first(cs_txn *txn, uint64_t *seq, cs_err *err)
 {
-	MDB_cursor *cur;
 	MDB_val k, v;
 	int rc;
 
 	*seq = 0;
-	rc = mdb_cursor_open(txn->txn, txn->st->log, &cur);
-	if (rc != 0)
-		return st_mdb_fail(err, rc, "read the log", "");
-	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	mdb_cursor_close(cur);
-	if (rc == 0 && k.mv_size == 8)
+	if ((rc = st_edge(txn, txn->st->log, MDB_FIRST, &k, &v, "read the log", err)) < 0)
+		return -1;
+	if (rc == 0 && k.mv_size != 8)
+		return cs_fail(err, CS_EIO, "the log is corrupt");
+	if (rc == 0)
 		*seq = st_get_be64(k.mv_data);
-	else if (rc != MDB_NOTFOUND)
-		return rc ? st_mdb_fail(err, rc, "read the log", "")
-		          : cs_fail(err, CS_EIO, "the log is corrupt");
 	return 0;
 }
 

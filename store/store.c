@@ -540,23 +540,33 @@ static int prune_log(cs_txn *txn, uint64_t head, cs_err *err)
 	return 0;
 }
 
-int st_appended(cs_txn *txn, cs_pos pos, cs_err *err)
+int st_edge(cs_txn *txn, MDB_dbi dbi, MDB_cursor_op op, MDB_val *k, MDB_val *v, const char *what,
+            cs_err *err)
 {
 	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn->txn, dbi, &cur);
+
+	if (rc != 0)
+		return st_mdb_fail(err, rc, what, "");
+	rc = mdb_cursor_get(cur, k, v, op);
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return st_mdb_fail(err, rc, what, "");
+	return rc == MDB_NOTFOUND;
+}
+
+int st_appended(cs_txn *txn, cs_pos pos, cs_err *err)
+{
 	MDB_val k, v;
 	uint8_t kb[8], vb[8];
 	int rc;
 
-	rc = mdb_cursor_open(txn->txn, txn->st->epochs, &cur);
-	if (rc != 0)
-		return st_mdb_fail(err, rc, "read the epoch history", "");
-	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return st_mdb_fail(err, rc, "read the epoch history", "");
+	rc = st_edge(txn, txn->st->epochs, MDB_LAST, &k, &v, "read the epoch history", err);
+	if (rc < 0)
+		return -1;
 	/* The history holds where each epoch that wrote entries begins: the
 	 * first entry of a newer epoch opens its record. */
-	if (rc == MDB_NOTFOUND || st_get_be64(k.mv_data) < pos.epoch) {
+	if (rc == 1 || st_get_be64(k.mv_data) < pos.epoch) {
 		st_put_be64(kb, pos.epoch);
 		st_put_be64(vb, pos.seq);
 		k = (MDB_val){sizeof(kb), kb};

@@ -63,6 +63,10 @@ uint64_t st_get_be64(const uint8_t *p);
 
 /* Fills err from an LMDB return code; returns -1. */
 int st_mdb_fail(cs_err *err, int rc, const char *what, const char *name);
+/* The first or last (op MDB_FIRST or MDB_LAST) pair of dbi into *k, *v:
+ * 0, 1 when the table is empty, or -1 with err set. */
+int st_edge(cs_txn *txn, MDB_dbi dbi, MDB_cursor_op op, MDB_val *k, MDB_val *v, const char *what,
+            cs_err *err);
 
 /* Refuses a read-only transaction and one where a change already failed. */
 int st_check_writable(cs_txn *txn, const char *what, cs_err *err);

@@ -66,32 +66,26 @@ static bool offers_tls13(SSL *s)
 }
 
 /* TLS 1.2 also needs an ECDHE_ECDSA suite for an ECDSA certificate. */
-static bool offers_ecdsa_suite(SSL *s)
+static bool ecdsa_suite(unsigned c)
 {
-	const unsigned char *p;
-	size_t len = SSL_client_hello_get0_ciphers(s, &p);
-
-	for (size_t i = 0; i + 1 < len; i += 2) {
-		unsigned c = get16(p + i);
-
-		if (c == 0xc009 || c == 0xc00a || c == 0xc023 || c == 0xc024 || c == 0xc02b ||
-		    c == 0xc02c || c == 0xcca9 || (c >= 0xc0ac && c <= 0xc0af))
-			return true;
-	}
-	return false;
+	return c == 0xc009 || c == 0xc00a || c == 0xc023 || c == 0xc024 || c == 0xc02b ||
+	       c == 0xc02c || c == 0xcca9 || (c >= 0xc0ac && c <= 0xc0af);
 }
 
-/* TLS 1.2 needs an ECDHE_RSA suite for an RSA certificate (the only RSA
- * suites we enable). */
-static bool offers_rsa_suite(SSL *s)
+/* And an ECDHE_RSA suite for an RSA certificate (the only RSA suites we
+ * enable). */
+static bool rsa_suite(unsigned c)
+{
+	return c == 0xc02f || c == 0xc030 || c == 0xcca8;
+}
+
+static bool offers_suite(SSL *s, bool (*wanted)(unsigned))
 {
 	const unsigned char *p;
 	size_t len = SSL_client_hello_get0_ciphers(s, &p);
 
 	for (size_t i = 0; i + 1 < len; i += 2) {
-		unsigned c = get16(p + i);
-
-		if (c == 0xc02f || c == 0xc030 || c == 0xcca8)
+		if (wanted(get16(p + i)))
 			return true;
 	}
 	return false;
@@ -116,8 +110,8 @@ static unsigned hello_can(SSL *s)
 			      (p[i] == 8 && p[i + 1] >= 4 && p[i + 1] <= 6);
 		}
 	}
-	return (ec && (tls13 || offers_ecdsa_suite(s)) ? TLS_CAN_EC : 0) |
-	       (rsa && (tls13 || offers_rsa_suite(s)) ? TLS_CAN_RSA : 0);
+	return (ec && (tls13 || offers_suite(s, ecdsa_suite)) ? TLS_CAN_EC : 0) |
+	       (rsa && (tls13 || offers_suite(s, rsa_suite)) ? TLS_CAN_RSA : 0);
 }
 
 static int on_client_hello(SSL *s, int *alert, void *arg)

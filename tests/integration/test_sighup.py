@@ -162,19 +162,35 @@ def test_keys_that_need_a_restart_are_named_and_keep_their_value(configured_agen
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
-def test_acme_keys_are_named_as_needing_a_restart(configured_agent):
-    """The ACME runner takes [acme] when it starts: a changed key is named,
-    not silently ignored, and `acme account` still names the old directory."""
+def test_acme_keys_are_applied_and_http_listen_named(configured_agent):
+    """A changed [acme] section is applied without a restart, each changed key
+    logged from what to what; http_listen binds at start and is named as
+    needing a restart (the CA's side is test_sighup_acme.py)."""
     acme = ("\n[acme]\ndirectory = https://ca.example.test/dir\n"
             "contact = mailto:ops@example.test\nagree_tos = yes\n")
     a = configured_agent(sections=acme)
+    pid = a.pid
     a.sections = acme.replace("ca.example.test/dir", "ca2.example.test/dir") + \
         "check_timeout = 5\n"
+    a.node_extra = "http_listen = 127.0.0.1:%d\n" % helpers.free_port()
     a.write_config()
-    hup(a, "[acme] directory changed: it takes effect only when the agent restarts")
-    assert "[acme] check_timeout changed: it takes effect only when" in a.stderr()
+    hup(a, "SIGHUP: [acme] applied")
+    log = a.stderr()
+    assert ("[acme] directory: https://ca.example.test/dir -> https://ca2.example.test/dir "
+            "(applied)") in log
+    assert "[acme] check_timeout: default -> 5 (applied)" in log
+    assert "[acme] contact" not in log  # unchanged keys are not named
+    assert "[node] http_listen changed: it takes effect only when" in log
     assert a.cli("acme", "account", check=0).data["directory"] == \
-        "https://ca.example.test/dir"
+        "https://ca2.example.test/dir"
+    assert a.status()["acme"]["directory"] == "https://ca2.example.test/dir"
+    # the section removed: acme commands are refused as without [acme]
+    a.sections = ""
+    a.write_config()
+    hup(a, "[acme] directory: https://ca2.example.test/dir -> (unset) (applied)")
+    res = a.cli("acme", "renew", "site", check=None)
+    assert res.rc == 1 and "has no [acme] directory" in res.message, res.describe()
+    assert a.pid == pid and a.running
 
 
 def test_a_configuration_that_no_longer_loads_changes_nothing(configured_agent):
