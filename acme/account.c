@@ -42,7 +42,7 @@ static int new_account(acme_client *c, json_t *payload, acme_account *out, acme_
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (acme_post(c, "newAccount", url, payload, true, NULL, &r, e) != 0)
+	if (acme_post(c, ACME_REQ_NEW_ACCOUNT, url, payload, true, NULL, &r, e) != 0)
 		return -1;
 	acct = acme_json_object(&r, "newAccount", url, e);
 	rc = acct == NULL ? -1 : 0;

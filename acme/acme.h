@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -68,6 +69,38 @@ typedef struct acme_err {
  * HTTP status. */
 acme_errclass acme_problem_class(const char *type, int status);
 const char *acme_errclass_name(acme_errclass cls); /* "transient", "operator", ... */
+
+/* ---- request counts -------------------------------------------------------
+ * Every request to the CA is counted by type and outcome ("ok" for an HTTP
+ * status below 400, else the class of the failure: transient, operator,
+ * fatal) with its duration as libcurl measured it.  The counts are the
+ * process's, kept under a lock: any thread may make requests while another
+ * reads them. */
+
+typedef enum acme_req_type {
+	ACME_REQ_DIRECTORY,
+	ACME_REQ_NEW_NONCE,
+	ACME_REQ_NEW_ACCOUNT,
+	ACME_REQ_NEW_ORDER,
+	ACME_REQ_AUTHORIZATION,
+	ACME_REQ_CHALLENGE,
+	ACME_REQ_FINALIZE,
+	ACME_REQ_ORDER, /* polling an order */
+	ACME_REQ_CERTIFICATE,
+	ACME_REQ_RENEWAL_INFO,
+	ACME_REQ_TYPES
+} acme_req_type;
+
+/* "directory", "newNonce", "newAccount", "newOrder", "authorization",
+ * "challenge", "finalize", "order", "certificate", "renewalInfo": the
+ * directory's and RFC 8555's names. */
+const char *acme_req_name(acme_req_type t);
+
+/* The counts so far: {"bounds": [upper bounds of the duration buckets, in
+ * seconds], "requests": [{"type", "outcome", "count", "sum" (seconds),
+ * "buckets": [cumulative counts, one per bound]}]}, with every type and
+ * outcome listed, counted or not.  A new reference, NULL out of memory. */
+json_t *acme_request_stats(void);
 
 /* ---- the client ---------------------------------------------------------- */
 

@@ -39,19 +39,24 @@ typedef struct acme_http_resp {
 /* One HTTPS request: method "GET", "HEAD" or "POST" (body sent as
  * application/jose+json).  Fails (transient) when the server cannot be
  * reached, its certificate is not trusted, or the body is over
- * ACME_BODY_MAX; any HTTP status is a success here. */
-int acme_http(acme_client *c, const char *method, const char *url, const char *body,
-              const char *accept, acme_http_resp *r, acme_err *e);
+ * ACME_BODY_MAX; any HTTP status is a success here.  Each request is
+ * counted as type (acme_request_stats). */
+int acme_http(acme_client *c, acme_req_type type, const char *method, const char *url,
+              const char *body, const char *accept, acme_http_resp *r, acme_err *e);
 void acme_http_resp_free(acme_http_resp *r);
+
+/* Counts one request of type t that ended with outcome (ACME_ERR_NONE: an
+ * HTTP status below 400) after seconds (stats.c). */
+void acme_req_record(acme_req_type t, acme_errclass outcome, double seconds);
 
 /* ---- requests ------------------------------------------------------------- */
 
 /* A JWS-signed POST to url: payload NULL is POST-as-GET; use_jwk sends the
  * key instead of the account URL (newAccount).  Takes a nonce when it has
  * none, retries badNonce with the fresh nonce (bounded), and turns an HTTP
- * error into an acme_err carrying the problem document.  what names the
- * request in messages. */
-int acme_post(acme_client *c, const char *what, const char *url, json_t *payload, bool use_jwk,
+ * error into an acme_err carrying the problem document.  type names
+ * the request in messages. */
+int acme_post(acme_client *c, acme_req_type type, const char *url, json_t *payload, bool use_jwk,
               const char *accept, acme_http_resp *r, acme_err *e);
 
 /* The body as a JSON object, or a fatal error naming what and the URL. */

@@ -55,7 +55,7 @@ int acme_ari_fetch(acme_client *c, const char *certid, acme_renewal_info *out, a
 	                     base[0] && base[strlen(base) - 1] == '/' ? "" : "/",
 	                     certid) >= sizeof(url))
 		return acme_fail(e, CS_EINPUT, ACME_ERR_FATAL, "renewalInfo URL too long");
-	if (acme_http(c, "GET", url, NULL, "application/json", &r, e) != 0)
+	if (acme_http(c, ACME_REQ_RENEWAL_INFO, "GET", url, NULL, "application/json", &r, e) != 0)
 		return cs_err_prefix(&e->err, "renewalInfo: ");
 	if (r.status != 200) {
 		acme_http_error(&r, "renewalInfo", url, e);

@@ -180,7 +180,8 @@ static int fetch_directory(acme_client *c, acme_err *e)
 	static const char *const required[] = {"newNonce", "newAccount", "newOrder"};
 	acme_http_resp r;
 
-	if (acme_http(c, "GET", c->dir_url, NULL, "application/json", &r, e) != 0)
+	if (acme_http(c, ACME_REQ_DIRECTORY, "GET", c->dir_url, NULL, "application/json", &r, e) !=
+	    0)
 		return cs_err_prefix(&e->err, "ACME directory: ");
 	if (r.status != 200) {
 		acme_http_error(&r, "ACME directory", c->dir_url, e);
@@ -283,7 +284,7 @@ static int new_nonce(acme_client *c, acme_err *e)
 	const char *url = acme_directory_url(c, "newNonce");
 	acme_http_resp r;
 
-	if (acme_http(c, "HEAD", url, NULL, NULL, &r, e) != 0)
+	if (acme_http(c, ACME_REQ_NEW_NONCE, "HEAD", url, NULL, NULL, &r, e) != 0)
 		return cs_err_prefix(&e->err, "newNonce: ");
 	if (r.status >= 400 || r.nonce[0] == '\0') {
 		acme_http_resp_free(&r);
@@ -300,9 +301,10 @@ static bool is_bad_nonce(const acme_err *e)
 	return strcmp(e->problem.type, PROBLEM_PREFIX "badNonce") == 0;
 }
 
-int acme_post(acme_client *c, const char *what, const char *url, json_t *payload, bool use_jwk,
+int acme_post(acme_client *c, acme_req_type type, const char *url, json_t *payload, bool use_jwk,
               const char *accept, acme_http_resp *r, acme_err *e)
 {
+	const char *what = acme_req_name(type);
 	char *body = payload != NULL ? acme_json_dumps(payload, JSON_COMPACT) : strdup("");
 
 	if (body == NULL)
@@ -322,7 +324,7 @@ int acme_post(acme_client *c, const char *what, const char *url, json_t *payload
 		c->nonce[0] = '\0'; /* a nonce is good for one request */
 		if (jws == NULL)
 			break;
-		rc = acme_http(c, "POST", url, jws, accept, r, e);
+		rc = acme_http(c, type, "POST", url, jws, accept, r, e);
 		free(jws);
 		if (rc != 0)
 			break;

@@ -109,8 +109,8 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	return atomic_load(cancel) ? 1 : 0;
 }
 
-int acme_http(acme_client *c, const char *method, const char *url, const char *body,
-              const char *accept, acme_http_resp *r, acme_err *e)
+static int send_request(acme_client *c, const char *method, const char *url, const char *body,
+                        const char *accept, acme_http_resp *r, acme_err *e)
 {
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -185,4 +185,36 @@ int acme_http(acme_client *c, const char *method, const char *url, const char *b
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "%s %s: out of memory", method,
 		                 url);
 	return 0;
+}
+
+/* The outcome of an answer with status >= 400: the class of its problem. */
+static acme_errclass http_outcome(const acme_http_resp *r, const char *url)
+{
+	acme_err scratch = {0};
+
+	acme_http_error(r, "", url, &scratch);
+	return scratch.cls;
+}
+
+/* Counts the request curl just made (acme_request_stats). */
+static void count(acme_client *c, acme_req_type type, const char *url, bool failed,
+                  const acme_http_resp *r, const acme_err *e)
+{
+	curl_off_t us = 0;
+
+	curl_easy_getinfo(c->curl, CURLINFO_TOTAL_TIME_T, &us);
+	acme_req_record(type,
+	                failed             ? e->cls
+	                : r->status >= 400 ? http_outcome(r, url)
+	                                   : ACME_ERR_NONE,
+	                (double)us / 1e6);
+}
+
+int acme_http(acme_client *c, acme_req_type type, const char *method, const char *url,
+              const char *body, const char *accept, acme_http_resp *r, acme_err *e)
+{
+	int ret = send_request(c, method, url, body, accept, r, e);
+
+	count(c, type, url, ret != 0, r, e);
+	return ret;
 }

@@ -42,13 +42,14 @@ int acme_chal_parse(const char *name, acme_chal_type *out)
 }
 
 /* POST-as-GET of an ACME object. */
-static json_t *fetch(acme_client *c, const char *what, const char *url, long *retry_after,
+static json_t *fetch(acme_client *c, acme_req_type type, const char *url, long *retry_after,
                      acme_err *e)
 {
+	const char *what = acme_req_name(type);
 	acme_http_resp r;
 	json_t *obj;
 
-	if (acme_post(c, what, url, NULL, false, NULL, &r, e) != 0)
+	if (acme_post(c, type, url, NULL, false, NULL, &r, e) != 0)
 		return NULL;
 	obj = acme_json_object(&r, what, url, e);
 	if (retry_after != NULL)
@@ -208,7 +209,7 @@ static int refresh_authzs(acme_client *c, acme_order *o, long *retry_after, acme
 {
 	for (size_t i = 0; i < o->nauthzs; i++) {
 		long ra = -1;
-		json_t *obj = fetch(c, "authorization", o->authzs[i].url, &ra, e);
+		json_t *obj = fetch(c, ACME_REQ_AUTHORIZATION, o->authzs[i].url, &ra, e);
 		int rc = obj != NULL ? parse_authz(obj, &o->authzs[i], e) : -1;
 
 		json_decref(obj);
@@ -222,7 +223,7 @@ static int refresh_authzs(acme_client *c, acme_order *o, long *retry_after, acme
 
 static int refresh(acme_client *c, acme_order *o, bool authzs, long *retry_after, acme_err *e)
 {
-	json_t *obj = fetch(c, "order", o->url, retry_after, e);
+	json_t *obj = fetch(c, ACME_REQ_ORDER, o->url, retry_after, e);
 	int rc = obj != NULL ? parse_order(obj, o, e) : -1;
 
 	json_decref(obj);
@@ -293,7 +294,7 @@ static int create(acme_client *c, const char *const *names, size_t nnames, const
 			json_object_set_new(payload, "profile", json_string(o->profile));
 		if (o->replaces[0] != '\0')
 			json_object_set_new(payload, "replaces", json_string(o->replaces));
-		rc = acme_post(c, "newOrder", url, payload, false, NULL, &r, e);
+		rc = acme_post(c, ACME_REQ_NEW_ORDER, url, payload, false, NULL, &r, e);
 		json_decref(payload);
 		if (rc == 0)
 			break;
@@ -342,7 +343,7 @@ int acme_challenge_respond(acme_client *c, acme_challenge *ch, acme_err *e)
 {
 	json_t *empty = json_object(), *obj;
 	acme_http_resp r;
-	int rc = acme_post(c, "challenge", ch->url, empty, false, NULL, &r, e);
+	int rc = acme_post(c, ACME_REQ_CHALLENGE, ch->url, empty, false, NULL, &r, e);
 
 	json_decref(empty);
 	if (rc != 0)
@@ -460,7 +461,7 @@ int acme_order_finalize(acme_client *c, acme_order *o, X509_REQ *csr, acme_err *
 	free(b64);
 	if (payload == NULL)
 		return acme_fail(e, CS_EIO, ACME_ERR_TRANSIENT, "out of memory");
-	rc = acme_post(c, "finalize", o->finalize, payload, false, NULL, &r, e);
+	rc = acme_post(c, ACME_REQ_FINALIZE, o->finalize, payload, false, NULL, &r, e);
 	json_decref(payload);
 	if (rc != 0)
 		return -1;
@@ -543,7 +544,7 @@ int acme_order_certificate(acme_client *c, acme_order *o, char **pem, acme_err *
 		return acme_fail(e, CS_EUSAGE, ACME_ERR_FATAL,
 		                 "order %s is %s; there is no certificate to download yet", o->url,
 		                 o->status);
-	if (acme_post(c, "certificate", o->certificate, NULL, false,
+	if (acme_post(c, ACME_REQ_CERTIFICATE, o->certificate, NULL, false,
 	              "application/pem-certificate-chain", &r, e) != 0)
 		return -1;
 	if (check_chain(o, r.body, r.len, e) != 0) {

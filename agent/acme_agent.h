@@ -22,6 +22,9 @@ struct event_base;
 
 /* The managed certificate as `acme list --json` shows it (README). */
 json_t *acme_cert_json(cs_txn *txn, const Certsync__AcmeCert *c, bool full);
+/* When each managed certificate's current certificate is due for renewal:
+ * {"ID (hex)": Unix seconds}; NULL with err on failure. */
+json_t *acme_renewal_times(cs_txn *txn, cs_err *err);
 
 /* ---- commands (ops_acme.c) ------------------------------------------------ */
 
@@ -32,7 +35,8 @@ json_t *op_acme_renew(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_acme_remove(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_acme_account(struct cs_node *node, json_t *args, cs_err *err);
 /* The acme part of `status`: configured, account, certificates by state,
- * next renewal; a new reference. */
+ * each managed certificate as `acme list` shows it, next renewal; a new
+ * reference. */
 json_t *ops_acme_status(struct cs_node *node, cs_txn *txn);
 
 /* ---- the runner (acme_runner.c) -------------------------------------------- */

@@ -45,6 +45,7 @@ void acme_schedule(acme_ctx *ctx, Certsync__AcmeCert *mc, X509 *leaf, time_t nb,
 		mc->ari_next_poll = 0;
 	}
 	mc->next_attempt = acme_renewal_time(nb, na, have ? &ari : NULL, now, randombytes_random());
+	mc->renewal_time = mc->next_attempt;
 	mc->next_reason = have ? "renewal: a moment in the CA's renewalInfo window"
 	                       : "renewal: a moment in the first tenth of the last third of the "
 	                         "lifetime";
@@ -154,6 +155,7 @@ static int put_cas(cs_txn *txn, struct install *in, cs_err *err)
 static void take_schedule(Certsync__AcmeCert *mc, const Certsync__AcmeCert *sched)
 {
 	mc->next_attempt = sched->next_attempt;
+	mc->renewal_time = sched->renewal_time;
 	mc->next_reason = sched->next_reason;
 	mc->window_start = sched->window_start;
 	mc->window_end = sched->window_end;

@@ -1,5 +1,6 @@
 /* acme_records.c — a managed certificate (the acme table's AcmeCert) as
- * the `acme` commands show it, with its certificate and its order. */
+ * the `acme` commands show it, with its certificate and its order; and
+ * when each current certificate is due for renewal, for /metrics. */
 #include "acme_agent.h"
 
 #include "../common/clock.h"
@@ -56,6 +57,12 @@ static json_t *order_json(cs_txn *txn, const char *name)
 	return j;
 }
 
+/* When the current certificate is due for renewal; none without one. */
+static json_t *renewal_time(const Certsync__AcmeCert *c)
+{
+	return time_or_null(c->current_id.len == PKI_ID_LEN ? c->renewal_time : 0);
+}
+
 json_t *acme_cert_json(cs_txn *txn, const Certsync__AcmeCert *c, bool full)
 {
 	json_t *domains = json_array(), *j, *err, *window;
@@ -70,13 +77,40 @@ json_t *acme_cert_json(cs_txn *txn, const Certsync__AcmeCert *c, bool full)
 	             ? json_null()
 	             : json_pack("{s:o, s:o, s:s}", "start", time_or_null(c->window_start), "end",
 	                         time_or_null(c->window_end), "source", c->window_source);
-	j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:b, s:s, s:o, s:s, s:o, s:o, s:I, s:o}", "name",
-	              c->name, "domains", domains, "challenge", c->challenge, "profile", c->profile,
-	              "key_type", c->key_type, "default", c->make_default, "state", c->state,
-	              "next_attempt", time_or_null(c->next_attempt), "next_reason", c->next_reason,
-	              "renewal_window", window, "last_error", err, "failures",
-	              (json_int_t)c->failures, "certificate", current_json(txn, c));
+	j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:b, s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:o}",
+	              "name", c->name, "domains", domains, "challenge", c->challenge, "profile",
+	              c->profile, "key_type", c->key_type, "default", c->make_default, "state",
+	              c->state, "next_attempt", time_or_null(c->next_attempt), "next_reason",
+	              c->next_reason, "renewal_time", renewal_time(c), "renewal_window", window,
+	              "last_error", err, "failures", (json_int_t)c->failures, "certificate",
+	              current_json(txn, c));
 	if (j != NULL && full)
 		json_object_set_new(j, "order", order_json(txn, c->name));
 	return j;
+}
+
+static int renewal_one(void *ctx, const char *name, ProtobufCMessage *m)
+{
+	const Certsync__AcmeCert *c = (const Certsync__AcmeCert *)m;
+	char hex[2 * PKI_ID_LEN + 1];
+
+	(void)name;
+	if (c->current_id.len != PKI_ID_LEN || c->renewal_time <= 0)
+		return 0;
+	cs_hex(c->current_id.data, PKI_ID_LEN, hex);
+	return json_object_set_new(ctx, hex, json_integer((json_int_t)c->renewal_time)) < 0 ? -1
+	                                                                                    : 0;
+}
+
+json_t *acme_renewal_times(cs_txn *txn, cs_err *err)
+{
+	json_t *times = json_object();
+
+	if (times != NULL && rec_acme_foreach(txn, REC_ACME_CERT, &certsync__acme_cert__descriptor,
+	                                      renewal_one, times, err) == 0)
+		return times;
+	json_decref(times);
+	if (err->code == CS_OK)
+		cs_fail(err, CS_EIO, "out of memory");
+	return NULL;
 }

@@ -25,6 +25,7 @@ struct retire {
 	bool all;     /* every replaced one goes: the new one is served everywhere */
 	bool expired; /* one of them has expired (or is gone already) */
 	cs_txn *txn;
+	ProtobufCBinaryData *kept; /* the record's replaced list as it is stored again */
 };
 
 /* Whether every node's TLS endpoint serves the current certificate for
@@ -93,8 +94,12 @@ static int edit_replaced(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err 
 	size_t kept = 0;
 
 	(void)txn;
-	(void)err;
-	/* keep what did not go (it was still in use, or is the default) */
+	/* keep what did not go (it was still in use, or is the default), in an
+	 * array of its own: mc is a shallow copy, and the record read still
+	 * frees every entry of its own array */
+	free(r->kept);
+	if ((r->kept = calloc(mc->n_replaced + 1, sizeof(*r->kept))) == NULL)
+		return cs_fail(err, CS_EIO, "out of memory");
 	for (size_t i = 0; i < mc->n_replaced; i++) {
 		bool gone = false;
 
@@ -102,8 +107,9 @@ static int edit_replaced(cs_txn *txn, Certsync__AcmeCert *mc, void *arg, cs_err 
 			gone = gone || (mc->replaced[i].len == PKI_ID_LEN &&
 			                memcmp(mc->replaced[i].data, r->ids[k], PKI_ID_LEN) == 0);
 		if (!gone)
-			mc->replaced[kept++] = mc->replaced[i];
+			r->kept[kept++] = mc->replaced[i];
 	}
+	mc->replaced = r->kept;
 	mc->n_replaced = kept;
 	return 0;
 }
@@ -164,5 +170,6 @@ void acme_retire(acme_ctx *ctx)
 		if (acme_runner_commit(ctx->r, summary, change_retire, &r, &err) < 0)
 			cs_warn("acme: %s", err.msg);
 	}
+	free(r.kept);
 	free(r.ids);
 }

@@ -83,10 +83,11 @@ static const struct cli_command commands[] = {
      cli_parse_prune, cli_print_prune},
     {"csr show", "csr.show", "csr show ID", "Prints a request's PEM, to hand to a CA.",
      cli_parse_id, cli_print_csr_show},
-    {"import", "import", "import FILE... [--password-file F] [--name NAME]" WAIT_FLAG,
+    {"import", "import", "import FILE|DIR... [--password-file F] [--name NAME]" WAIT_FLAG,
      "Imports "
      "certificates, chains and keys in any format (DER, PEM, PKCS#8, PKCS#12, OpenSSL "
-     "keys).",
+     "keys); a DIR stands for its regular files, not its subfolders or hidden files. The "
+     "whole command is one change.",
      cli_parse_import, cli_print_import},
     {"export", "export",
      "export ID [--format pem|der|p7b|p12] [--passphrase-file F] [-o "
@@ -411,7 +412,9 @@ int cs_cli_main(int argc, char **argv)
 		free(path);
 		return rc < 0 ? cli_fail(&ctx, &err) : rc;
 	}
-	rc = cs_control_call(path, cmd->request, args, &result, &err);
+	rc = strcmp(cmd->request, "import") == 0
+	         ? cli_import_call(path, args, &result, &err)
+	         : cs_control_call(path, cmd->request, args, &result, &err);
 	if (rc < 0) {
 		json_decref(args);
 		free(path);

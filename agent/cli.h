@@ -8,6 +8,7 @@
 #define CS_AGENT_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <getopt.h>
@@ -72,6 +73,17 @@ int cli_next_flag(const struct cli_command *cmd, int argc, char **argv, const ch
 cli_parse_func cli_parse_none, cli_parse_id, cli_parse_new, cli_parse_import, cli_parse_export,
     cli_parse_prune, cli_parse_verify, cli_parse_promote, cli_parse_cert_list, cli_parse_status,
     cli_parse_diverged_prune;
+
+/* Reads a file named on the command line into sodium_malloc'd memory (it
+ * may hold a key); one that cannot be read is bad input (exit 1). */
+int cli_read_file(const char *path, uint8_t **data, size_t *len, cs_err *err);
+/* Reads a secret file into args[key]; allow_empty for PKCS#12 passwords. */
+int cli_secret_arg(json_t *args, const char *key, const char *flag, const char *path,
+                   bool allow_empty, cs_err *err);
+
+/* cli_import.c: sends the files cli_parse_import listed, in parts when
+ * they do not fit one control request; the last part's answer in *result. */
+int cli_import_call(const char *sock, json_t *args, json_t **result, cs_err *err);
 
 /* cli_rekey.c */
 int cli_parse_rekey(const struct cli_command *cmd, int argc, char **argv, json_t *args,

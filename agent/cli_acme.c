@@ -145,6 +145,8 @@ static void print_cert(json_t *c, bool full)
 		printf("  next attempt: %s (%s)\n", str(c, "next_attempt"), str(c, "next_reason"));
 	else
 		printf("  next attempt: none (%s)\n", str(c, "next_reason"));
+	if (json_is_string(json_object_get(c, "renewal_time")))
+		printf("  renewal due:  %s\n", str(c, "renewal_time"));
 	if (json_is_object(w))
 		printf("  renewal window: %s to %s (%s)\n", str(w, "start"), str(w, "end"),
 		       str(w, "source"));

@@ -20,7 +20,7 @@
 
 #define MAX_IMPORT_BYTES (32u << 20)
 
-static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
+int cli_read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -60,8 +60,8 @@ static int read_file(const char *path, uint8_t **data, size_t *len, cs_err *err)
 
 /* Reads a secret file into args[key]; allow_empty for PKCS#12 passwords,
  * which may be empty. */
-static int secret_arg(json_t *args, const char *key, const char *flag, const char *path,
-                      bool allow_empty, cs_err *err)
+int cli_secret_arg(json_t *args, const char *key, const char *flag, const char *path,
+                   bool allow_empty, cs_err *err)
 {
 	char *secret;
 	size_t len;
@@ -203,46 +203,6 @@ int cli_parse_new(const struct cli_command *cmd, int argc, char **argv, json_t *
 	return 0;
 }
 
-int cli_parse_import(const struct cli_command *cmd, int argc, char **argv, json_t *args,
-                     cs_err *err)
-{
-	static const struct option opts[] = {
-	    {"password-file", required_argument, NULL, 'p'},
-	    {"name", required_argument, NULL, 'n'},
-	    {NULL, 0, NULL, 0},
-	};
-	json_t *files = json_array();
-	int c;
-
-	json_object_set_new(args, "files", files);
-	while ((c = cli_next_flag(cmd, argc, argv, "", opts, err)) > 0) {
-		if (c == 'p') {
-			if (secret_arg(args, "password", "--password-file", optarg, true, err) < 0)
-				return -1;
-		} else {
-			json_object_set_new(args, "name", json_string(optarg));
-		}
-	}
-	if (c == 0)
-		return -1;
-	if (optind == argc)
-		return cli_usage_error(cmd, err, "give at least one FILE");
-	for (int i = optind; i < argc; i++) {
-		uint8_t *data = NULL;
-		size_t len = 0;
-		json_t *b64;
-
-		if (read_file(argv[i], &data, &len, err) < 0)
-			return -1;
-		b64 = cs_control_base64(data, len);
-		sodium_free(data);
-		if (b64 == NULL)
-			return cs_fail(err, CS_EIO, "out of memory");
-		json_array_append_new(files, json_pack("{s:s, s:o}", "name", argv[i], "data", b64));
-	}
-	return 0;
-}
-
 int cli_parse_export(const struct cli_command *cmd, int argc, char **argv, json_t *args,
                      cs_err *err)
 {
@@ -259,8 +219,8 @@ int cli_parse_export(const struct cli_command *cmd, int argc, char **argv, json_
 			json_object_set_new(args, "format", json_string(optarg));
 		else if (c == 'o')
 			json_object_set_new(args, "output", json_string(optarg));
-		else if (secret_arg(args, "passphrase", "--passphrase-file", optarg, false, err) <
-		         0)
+		else if (cli_secret_arg(args, "passphrase", "--passphrase-file", optarg, false,
+		                        err) < 0)
 			return -1;
 	}
 	if (c == 0)

@@ -569,10 +569,13 @@ void cs_control_close(cs_control *ctl)
 
 /* ---- client ---------------------------------------------------------------- */
 
+/* MSG_NOSIGNAL: an agent that closes the connection early (a request over
+ * its bounds) gives EPIPE, not a SIGPIPE that kills the command before it
+ * reads why. */
 static int write_all(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -653,6 +656,7 @@ int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **re
 	json_t *req;
 	char *text, *answer;
 	size_t len;
+	bool closed;
 	int fd, rc;
 
 	if (fill_addr(&sun, path, err) < 0)
@@ -664,14 +668,26 @@ int cs_control_call(const char *path, const char *cmd, json_t *args, json_t **re
 	req = json_pack("{s:s, s:O}", "cmd", cmd, "args", args);
 	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
-	rc = text && write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0;
+	if (text == NULL) {
+		close(fd);
+		return cs_fail(err, CS_EIO, "out of memory");
+	}
+	rc = write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0;
+	closed = !rc && (errno == EPIPE || errno == ECONNRESET);
 	wipe_free(text);
-	if (!rc) {
+	/* An agent that closed before the whole request arrived may have said
+	 * why first: that answer is the one to give. */
+	if (!rc && !closed) {
 		close(fd);
 		return cs_fail(err, CS_EIO, "cannot send the request to the agent at %s", path);
 	}
 	answer = read_answer(fd, &len, err);
 	close(fd);
+	if (answer == NULL && !rc)
+		return cs_fail(err, CS_EIO,
+		               "the agent at %s closed the connection before the whole request "
+		               "arrived",
+		               path);
 	if (answer == NULL)
 		return CS_CONTROL_NO_ANSWER;
 	rc = parse_answer(answer, len, result, err);

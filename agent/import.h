@@ -13,9 +13,19 @@
 
 #include "node.h"
 #include "records.h"
+#include "spki_map.h"
 
-#define MAX_FILES 64
-#define MAX_MATCH 16
+/* One command's bounds: the files of all its parts, and their bytes. */
+#define IMPORT_MAX_FILES 250000
+#define IMPORT_MAX_BYTES ((size_t)256 << 20)
+/* A command's log entry is split where its ops pass this, so each entry
+ * travels to the followers as an ordinary replication message. */
+#define IMPORT_ENTRY_BYTES ((size_t)1 << 20)
+/* A command of more certificates than this is written to the store from
+ * the worker, in a transaction of its own, not on the event loop: writing
+ * 100,000 records takes seconds every client would wait. */
+#define IMPORT_LOOP_CERTS 1000
+#define MAX_MATCH         16
 
 /* One key found in the files of this command. */
 struct cmd_key {
@@ -28,16 +38,18 @@ struct cmd_key {
 struct import {
 	struct cs_node *node;
 	cs_txn *txn;
-	const char *name; /* --name, or NULL */
-	pki_bundle bundles[MAX_FILES];
-	const char *files[MAX_FILES];
-	size_t nfiles;
+	const char *name;    /* --name, or NULL */
+	pki_bundle *bundles; /* one per file decoded so far */
+	const char **files;
+	size_t nfiles, capfiles;
 	struct cmd_key *keys;
 	size_t nkeys;
+	spki_map keymap; /* spki -> position in keys */
 	json_t *items;
 	struct spki_index {
 		struct spki_ent *v;
 		size_t n, cap;
+		spki_map map; /* spki -> positions in v */
 		bool built;
 	} index[3];               /* the certificates', the requests' and the CAs' (find_spki) */
 	STACK_OF(X509) * issuers; /* CA certificates known: the store's and this command's */
@@ -51,6 +63,10 @@ struct import {
 	} * keyed;
 	size_t nkeyed, capkeyed;
 	cs_err *err;
+	bool on_worker; /* written from the worker (IMPORT_LOOP_CERTS) */
+	bool committed; /* ... and committed there, at pos */
+	cs_pos pos;
+	char summary[256]; /* the change's summary, for the log */
 };
 
 /* Records of one table whose public-key hash equals spki. */

@@ -26,10 +26,9 @@ struct key_source {
 
 static struct cmd_key *command_key(struct import *im, const uint8_t spki[PKI_ID_LEN])
 {
-	for (size_t i = 0; i < im->nkeys; i++)
-		if (memcmp(im->keys[i].spki, spki, PKI_ID_LEN) == 0)
-			return &im->keys[i];
-	return NULL;
+	size_t at;
+
+	return spki_map_find(&im->keymap, spki, &at, 1) > 0 ? &im->keys[at] : NULL;
 }
 
 static void inherit_name(struct import *im, cs_table t, const uint8_t id[PKI_ID_LEN],

@@ -6,12 +6,13 @@
 
 #include "import.h"
 #include "ops.h"
+#include "spki_map.h"
 
 /* ---- looking up what the store holds ------------------------------------- */
 
-/* Every record's public-key hash, read once per command: looking each new
- * certificate's key up by reading the whole table made an import of 10,000
- * leaves quadratic. */
+/* Every record's public-key hash, read once per command and hashed:
+ * looking each new certificate's key up by reading the whole table, and
+ * later by scanning the list, made an import of many leaves quadratic. */
 struct spki_ent {
 	uint8_t spki[PKI_ID_LEN], id[PKI_ID_LEN];
 	bool has_key;
@@ -28,6 +29,8 @@ static int index_add(struct spki_index *x, const uint8_t *spki, const uint8_t *i
 		x->v = v;
 		x->cap = cap;
 	}
+	if (spki_map_add(&x->map, spki, x->n) < 0)
+		return -1;
 	memcpy(x->v[x->n].spki, spki, PKI_ID_LEN);
 	memcpy(x->v[x->n].id, id, PKI_ID_LEN);
 	x->v[x->n++].has_key = has_key;
@@ -82,16 +85,16 @@ int imp_find_spki(struct import *im, cs_table t, const uint8_t spki[PKI_ID_LEN],
                   struct spki_walk *w)
 {
 	struct spki_index *x = spki_index_of(im, t);
+	size_t at[MAX_MATCH], n;
 
 	memset(w, 0, sizeof(*w));
 	w->table = t;
 	if (x == NULL)
 		return -1;
-	for (size_t i = 0; i < x->n && w->n < MAX_MATCH; i++) {
-		if (memcmp(x->v[i].spki, spki, PKI_ID_LEN) != 0)
-			continue;
-		memcpy(w->ids[w->n], x->v[i].id, PKI_ID_LEN);
-		w->has_key[w->n++] = x->v[i].has_key;
+	n = spki_map_find(&x->map, spki, at, MAX_MATCH);
+	for (size_t i = 0; i < n && i < MAX_MATCH; i++) {
+		memcpy(w->ids[w->n], x->v[at[i]].id, PKI_ID_LEN);
+		w->has_key[w->n++] = x->v[at[i]].has_key;
 	}
 	return 0;
 }
@@ -101,12 +104,15 @@ int imp_index_put(struct import *im, const uint8_t id[PKI_ID_LEN], const uint8_t
                   bool has_key)
 {
 	struct spki_index *x = &im->index[0];
+	size_t at[MAX_MATCH], n;
 
 	if (!x->built)
 		return 0; /* it is read from the transaction, which holds the record */
-	for (size_t i = 0; i < x->n; i++)
-		if (memcmp(x->v[i].id, id, PKI_ID_LEN) == 0) {
-			x->v[i].has_key = has_key;
+	/* one certificate has one key: the records of id are among spki's */
+	n = spki_map_find(&x->map, spki, at, MAX_MATCH);
+	for (size_t i = 0; i < n && i < MAX_MATCH; i++)
+		if (memcmp(x->v[at[i]].id, id, PKI_ID_LEN) == 0) {
+			x->v[at[i]].has_key = has_key;
 			return 0;
 		}
 	return index_add(x, spki, id, has_key) < 0 ? cs_fail(im->err, CS_EIO, "out of memory") : 0;

@@ -241,6 +241,7 @@ void cs_node_close(cs_node *node)
 	node->repl = NULL;
 	mon_stop(node->mon);
 	ops_members_close(node);
+	ops_import_close(node);
 	json_decref(node->serving);
 	cs_key_free(node->key);
 	for (size_t i = 0; i < node->nretired; i++)

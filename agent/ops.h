@@ -50,6 +50,7 @@ struct cs_node {
 	/* keys replaced by `cluster rekey`, freed when the node closes */
 	cs_key **retired;
 	size_t nretired;
+	struct import_job *import_session; /* an import sent in parts (ops_import.c) */
 };
 
 typedef json_t *(*cs_op_fn)(struct cs_node *node, json_t *args, cs_err *err);
@@ -65,12 +66,21 @@ int ops_arg_int(json_t *args, const char *name, json_int_t min, json_int_t max, 
 /* Commits txn and logs the change; txn has ended either way.  Inside a
  * batch (ops_batch.c) the change reaches the disk, the followers and the TLS
  * endpoint with the batch. */
+/* Drops an import whose parts stopped coming (ops_import.c). */
+void ops_import_close(struct cs_node *node);
+
 CS_MUST_CHECK int ops_commit(struct cs_node *node, cs_txn *txn, const char *summary, cs_err *err);
 
 /* ops_batch.c: group commit.  A change opens the pass's batch before it
  * runs (ops_batch_begin) and, when it changed the store, has its answer
  * held (ops_hold returns NULL: the answer goes out from cs_node_flush). */
 int ops_batch_begin(struct cs_node *node, cs_err *err);
+/* A write transaction of its own, off the loop, for a change that takes
+ * seconds to write (an import of many files): until ops_exclusive_end,
+ * ops_batch_begin refuses changes instead of letting the loop wait for
+ * LMDB's writer lock. */
+int ops_exclusive_begin(struct cs_node *node, cs_txn **txn, cs_err *err);
+void ops_exclusive_end(void);
 
 json_t *op_cert_list(struct cs_node *node, json_t *args, cs_err *err);
 json_t *op_cert_show(struct cs_node *node, json_t *args, cs_err *err);
@@ -185,6 +195,7 @@ struct ops_deferred {
 	cs_err err;
 	bool ran;
 	cs_control_pending *pending;
+	bool answered; /* finish took pending over (and returned NULL) */
 };
 /* Queues d on the worker and returns NULL: the request is answered later
  * (or now, with err, when it cannot be queued; d is freed either way). */

@@ -542,7 +542,9 @@ json_t *op_acme_account(struct cs_node *node, json_t *args, cs_err *err)
 }
 
 struct count_walk {
+	cs_txn *txn;
 	json_t *states;
+	json_t *managed; /* each as `acme list` shows it */
 	int64_t next;
 	const char *next_name;
 	char next_buf[ACME_NAME_MAX + 1];
@@ -556,6 +558,7 @@ static int count_one(void *ctx, const char *name, ProtobufCMessage *m)
 
 	(void)name;
 	json_object_set_new(w->states, c->state, json_integer(json_integer_value(n) + 1));
+	json_array_append_new(w->managed, acme_cert_json(w->txn, c, false));
 	if (c->next_attempt > 0 && (w->next == 0 || c->next_attempt < w->next)) {
 		w->next = c->next_attempt;
 		snprintf(w->next_buf, sizeof(w->next_buf), "%s", c->name);
@@ -566,10 +569,12 @@ static int count_one(void *ctx, const char *name, ProtobufCMessage *m)
 
 json_t *ops_acme_status(struct cs_node *node, cs_txn *txn)
 {
-	struct count_walk w = {.states =
+	struct count_walk w = {.txn = txn,
+	                       .states =
 	                           json_pack("{s:i, s:i, s:i, s:i}", REC_ACME_STATE_SCHEDULED, 0,
 	                                     REC_ACME_STATE_RUNNING, 0, REC_ACME_STATE_FAILED, 0,
-	                                     REC_ACME_STATE_PAUSED, 0)};
+	                                     REC_ACME_STATE_PAUSED, 0),
+	                       .managed = json_array()};
 	json_t *account, *next = json_null();
 	char at[32];
 	cs_err err;
@@ -582,10 +587,10 @@ json_t *ops_acme_status(struct cs_node *node, cs_txn *txn)
 		json_decref(next);
 		next = json_pack("{s:s, s:s}", "name", w.next_name, "at", at);
 	}
-	return json_pack("{s:b, s:s?, s:o, s:o, s:o, s:o}", "configured",
+	return json_pack("{s:b, s:s?, s:o, s:o, s:o, s:o, s:o}", "configured",
 	                 node->cfg->acme.directory != NULL, "directory", node->cfg->acme.directory,
-	                 "account", account, "certificates", w.states, "next_renewal", next,
-	                 "runner", acme_runner_status(node->acme));
+	                 "account", account, "certificates", w.states, "managed", w.managed,
+	                 "next_renewal", next, "runner", acme_runner_status(node->acme));
 }
 
 /* ---- the node's side ------------------------------------------------------------ */

@@ -13,6 +13,7 @@
  * holds the store's write lock while it is open). */
 #include "ops.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "../common/log.h"
@@ -27,21 +28,55 @@ struct held {
 	json_t *result;
 };
 
+/* Whether a writer off the loop holds the store (ops_exclusive_begin); the
+ * gate makes its check and the batch's begin one step, so the loop never
+ * waits behind such a writer for LMDB's lock. */
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+static bool exclusive;
+
 int ops_batch_begin(struct cs_node *node, cs_err *err)
 {
 	cs_txn *txn;
+	int rc = -1;
 
 	if (cs_store_batching(node->store))
 		return 0;
-	/* The store's position, not the last change this node made: since
-	 * then it may have followed another primary, and its own entries may
-	 * have moved to diverged, so that position may even come again. */
-	if (cs_txn_begin(node->store, false, &txn, err) < 0)
-		return -1;
-	node->committed = cs_txn_applied(txn);
-	cs_txn_abort(txn);
-	node->durable = node->committed;
-	return cs_store_batch_begin(node->store, err);
+	pthread_mutex_lock(&gate);
+	if (exclusive) {
+		cs_fail(err, CS_EREFUSED,
+		        "the store is busy writing an import of many files (it takes seconds); "
+		        "nothing changed: send this again shortly");
+	} else if (cs_txn_begin(node->store, false, &txn, err) == 0) {
+		/* The store's position, not the last change this node made:
+		 * since then it may have followed another primary, and its own
+		 * entries may have moved to diverged, so that position may even
+		 * come again. */
+		node->committed = cs_txn_applied(txn);
+		cs_txn_abort(txn);
+		node->durable = node->committed;
+		rc = cs_store_batch_begin(node->store, err);
+	}
+	pthread_mutex_unlock(&gate);
+	return rc;
+}
+
+int ops_exclusive_begin(struct cs_node *node, cs_txn **txn, cs_err *err)
+{
+	pthread_mutex_lock(&gate);
+	exclusive = true;
+	pthread_mutex_unlock(&gate);
+	/* waits, at most, for the loop's batch of this pass */
+	if (cs_txn_begin(node->store, true, txn, err) == 0)
+		return 0;
+	ops_exclusive_end();
+	return -1;
+}
+
+void ops_exclusive_end(void)
+{
+	pthread_mutex_lock(&gate);
+	exclusive = false;
+	pthread_mutex_unlock(&gate);
 }
 
 static struct held *hold(struct cs_node *node, struct held *h, cs_control_pending *p,

@@ -42,7 +42,7 @@ static void defer_done(void *arg, bool cancelled)
 	}
 	if (result != NULL && d->change && !cs_pos_same(node->committed, before))
 		ops_hold_pending(node, d->pending, &d->wait, result);
-	else
+	else if (!d->answered)
 		cs_control_answer(d->pending, result, &d->err);
 	d->free(d);
 }

@@ -9,6 +9,7 @@
 #include "../common/clock.h"
 #include "../common/hex.h"
 #include "../common/log.h"
+#include "acme_agent.h"
 #include "node.h"
 #include "ops.h"
 #include "records.h"
@@ -255,12 +256,14 @@ int ops_monitor_retarget(struct cs_node *node, const mon_config *mc, cs_err *err
 }
 
 /* The identity certificates, read straight from their records (no chain
- * is built): for /metrics with times in Unix seconds and whether it holds
- * its key (mon_metrics_certificates); for the page as `cert list` shows
+ * is built): for /metrics with times in Unix seconds, whether it holds its
+ * key and, for a managed certificate's current one, when it is due for
+ * renewal (mon_metrics_certificates); for the page as `cert list` shows
  * them (names covered, issuer, key type, RFC 3339 times).  Any thread. */
 struct cert_walk {
 	const uint8_t *default_id;
 	bool page;
+	json_t *renewals; /* for /metrics: acme_renewal_times */
 	json_t *out;
 };
 
@@ -280,6 +283,8 @@ static int walk_cert(void *ctx, const void *key, size_t klen, const void *val, s
 		              "not_before", (json_int_t)rec->not_before, "not_after",
 		              (json_int_t)rec->not_after, "default", is_default, "has_key",
 		              rec->sealed_key.len > 0);
+		if (c != NULL && json_object_get(w->renewals, hex) != NULL)
+			json_object_set(c, "renewal", json_object_get(w->renewals, hex));
 	} else {
 		sans = json_array();
 		for (size_t i = 0; i < rec->n_sans; i++)
@@ -302,7 +307,7 @@ static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 	uint8_t def[PKI_ID_LEN];
 	struct cert_walk w = {.page = page, .out = json_array()};
 	cs_txn *txn;
-	cs_err err;
+	cs_err err = {0};
 	int rc;
 
 	if (cs_txn_begin(node->store, false, &txn, &err) < 0) {
@@ -313,9 +318,12 @@ static json_t *walk_certs(struct cs_node *node, bool page, cs_pos *pos)
 	*pos = cs_txn_applied(txn);
 	rc = rec_default(txn, def, &err);
 	w.default_id = rc == 0 ? def : NULL;
+	if (rc >= 0 && !page && (w.renewals = acme_renewal_times(txn, &err)) == NULL)
+		rc = -1;
 	if (rc >= 0)
 		rc = cs_txn_foreach(txn, CS_TBL_CERTS, walk_cert, &w, &err);
 	cs_txn_abort(txn);
+	json_decref(w.renewals);
 	if (rc < 0) {
 		cs_error("admin listener: %s", err.msg);
 		json_decref(w.out);
@@ -356,6 +364,8 @@ static json_t *metrics_facts(void *ctx)
 		json_object_set_new(j, "replication", repl_status(node->repl));
 	if (j != NULL && node->serving != NULL)
 		json_object_set(j, "serving", node->serving);
+	if (j != NULL)
+		json_object_set_new(j, "acme", acme_request_stats());
 	return j;
 }
 

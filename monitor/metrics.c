@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "monitor.h"
+#include "monitor_int.h"
 
 static void help(FILE *f, const char *name, const char *type, const char *text)
 {
@@ -83,6 +83,17 @@ int64_t mon_metrics_certificates(FILE *f, const json_t *certs, int64_t now)
 			cert_labels(f, c);
 			fprintf(f, "} %lld\n", (long long)num(c, times[t].field));
 		}
+	}
+	help(f, "certsync_certificate_renewal_timestamp_seconds", "gauge",
+	     "The date at which a managed (ACME) certificate is due for renewal, as a Unix "
+	     "timestamp.");
+	json_array_foreach(certs, i, c)
+	{
+		if (!json_is_integer(json_object_get(c, "renewal")))
+			continue;
+		fputs("certsync_certificate_renewal_timestamp_seconds", f);
+		cert_labels(f, c);
+		fprintf(f, "} %lld\n", (long long)num(c, "renewal"));
 	}
 	help(f, "certsync_certificate_ready_status", "gauge",
 	     "The ready status of the certificate: it holds its key and is valid now.");
@@ -232,5 +243,6 @@ void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m)
 	tls(f, json_object_get(facts, "tls"));
 	replication(f, json_object_get(facts, "position"), json_object_get(facts, "replication"));
 	serving(f, json_object_get(json_object_get(facts, "serving"), "results"));
+	mon_metrics_acme(f, json_object_get(facts, "acme"));
 	alerts(f, m);
 }

@@ -240,7 +240,9 @@ json_t *mon_status(mon_monitor *m);
  *    "replication": repl_status() or absent,
  *    "position": {"epoch", "seq"},
  *    "serving": the primary's last check of what nodes serve, or absent:
- *               {"results": [{"node", "host", "status", ...}]}}
+ *               {"results": [{"node", "host", "status", ...}]},
+ *    "acme": the ACME client's request counts (acme_request_stats), or
+ *            absent}
  * The monitor adds its own alert figures. */
 typedef json_t *(*mon_facts_json_fn)(void *ctx);
 
@@ -248,7 +250,8 @@ typedef json_t *(*mon_facts_json_fn)(void *ctx);
 void mon_metrics_write(FILE *f, const json_t *facts, mon_monitor *m);
 
 /* Writes the certificate metrics of certs, [{"id", "name", "not_before",
- * "not_after" (Unix seconds), "default", "has_key"}], as they stand at now
+ * "not_after" (Unix seconds), "default", "has_key", "renewal" (Unix
+ * seconds, only on a managed certificate's current one)}], as they stand at now
  * (ready: it holds its key and is valid then).  Returns when that text
  * goes stale by time alone: the next not_before or not_after after now
  * (INT64_MAX: never). */

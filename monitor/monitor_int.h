@@ -22,6 +22,10 @@ int mon_deliver_webhook(const mon_config *cfg, const mon_secrets *sec, const cha
 int mon_deliver_smtp(const mon_config *cfg, const mon_secrets *sec, const char *json,
                      const char *subject, char *why, size_t whylen);
 
+/* The ACME client's request counts and durations (metrics_acme.c), from
+ * what acme_request_stats gives; nothing without it. */
+void mon_metrics_acme(FILE *f, const json_t *acme);
+
 /* The certificate part of /metrics as last rendered (metrics_cache.c). */
 typedef struct mon_metrics_cache mon_metrics_cache;
 

@@ -2,10 +2,11 @@
  * document (inline style and script, no external asset), drawn by the
  * server from the node's status: the active alerts, the cluster (with what
  * each node served at the primary's last check), the
- * certificates with an expiry bar coloured by the alert thresholds, and an
- * SVG timeline of every identity certificate's validity over the next 120
- * days.  A small script polls /status.json and redraws (reloads) the page
- * when what it shows has changed.  Every value is HTML-escaped. */
+ * certificates with an expiry bar coloured by the alert thresholds and,
+ * for managed ones, their ACME state and next renewal, and an SVG timeline
+ * of every identity certificate's validity over the next 120 days with
+ * each renewal marked.  A small script polls /status.json and redraws
+ * (reloads) the page when what it shows has changed.  Every value is HTML-escaped. */
 #include <string.h>
 #include <time.h>
 
@@ -69,7 +70,8 @@ static const char STYLE[] =
     ".expiry{height:10px;border-radius:5px}"
     ".expiry.warning{background:#f9a825}"
     ".expiry.error{background:#c62828}.expiry.ok{background:#2e7d32}"
-    ".dead{color:#c62828}.muted{color:#777}";
+    ".dead{color:#c62828}.muted{color:#777}"
+    ".acme.failed,.acme.paused{color:#c62828;font-weight:bold}.acme.running{color:#1565c0}";
 
 /* Polls /status.json; a change in what the page shows redraws it. */
 static const char SCRIPT[] =
@@ -78,6 +80,7 @@ static const char SCRIPT[] =
     "return JSON.stringify([s.epoch,s.seq,a.map(function(x){return x.key+x.severity}),"
     "p.map(function(x){return [x.name,x.reachable,x.seq]}),"
     "c.map(function(x){return x.id}),"
+    "((s.acme&&s.acme.managed)||[]).map(function(x){return x.state+x.renewal_time}),"
     "((s.serving&&s.serving.results)||[]).map(function(x){return x.status+x.served})]);}"
     "function poll(){fetch('/status.json',{cache:'no-store'}).then(function(r){"
     "return r.ok?r.json():null}).then(function(s){if(!s)return;var k=key(s);"
@@ -217,13 +220,61 @@ static bool identity(const json_t *c)
 	return strcmp(s_of(c, "kind"), "identity") == 0;
 }
 
-static void certificates(FILE *f, const json_t *certs, int64_t now, const mon_rules *r)
+/* The managed certificate (status's acme.managed) whose current
+ * certificate is c, or NULL. */
+static const json_t *managed_for(const json_t *managed, const json_t *c)
+{
+	const json_t *m;
+	size_t i;
+
+	if (s_of(c, "id")[0] == '\0')
+		return NULL;
+	json_array_foreach(managed, i, m)
+	{
+		if (strcmp(s_of(json_object_get(m, "certificate"), "id"), s_of(c, "id")) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+/* A managed certificate's ACME state and when it is next renewed. */
+static void acme_cell(FILE *f, const json_t *m)
+{
+	const json_t *err = json_object_get(m, "last_error");
+
+	if (m == NULL)
+		return;
+	fputs("<span class=\"acme ", f);
+	h(f, s_of(m, "state"));
+	fputs("\">ACME ", f);
+	h(f, s_of(m, "state"));
+	fputs("</span>", f);
+	if (json_is_string(json_object_get(m, "renewal_time"))) {
+		fputs("<br>next renewal <span class=\"renewal\">", f);
+		h(f, s_of(m, "renewal_time"));
+		fputs("</span>", f);
+	}
+	if (json_is_string(json_object_get(m, "next_attempt")) &&
+	    strcmp(s_of(m, "next_attempt"), s_of(m, "renewal_time")) != 0) {
+		fputs("<br>next attempt ", f);
+		h(f, s_of(m, "next_attempt"));
+	}
+	if (json_is_object(err)) {
+		fputs("<br><span class=\"dead\">", f);
+		h(f, s_of(err, "message"));
+		fputs("</span>", f);
+	}
+}
+
+static void certificates(FILE *f, const json_t *certs, const json_t *managed, int64_t now,
+                         const mon_rules *r)
 {
 	const json_t *c, *san;
 	size_t i, k;
 
 	fputs("<h2>Certificates</h2>\n<table id=\"certificates\"><tr><th></th><th>name</th>"
-	      "<th>names covered</th><th>issuer</th><th>key</th><th>expires</th><th></th></tr>\n",
+	      "<th>names covered</th><th>issuer</th><th>key</th><th>expires</th><th></th>"
+	      "<th>renewal</th></tr>\n",
 	      f);
 	json_array_foreach(certs, i, c)
 	{
@@ -252,14 +303,36 @@ static void certificates(FILE *f, const json_t *certs, int64_t now, const mon_ru
 		fprintf(
 		    f,
 		    "</td><td><div class=\"track\"><div class=\"expiry %s\" style=\"width:%d%%\">"
-		    "</div></div></td></tr>\n",
+		    "</div></div></td><td>",
 		    mon_severity_name(sev), left <= 0 ? 100 : (int)(left * 100 + 0.5));
+		acme_cell(f, managed_for(managed, c));
+		fputs("</td></tr>\n", f);
 	}
 	fputs("</table>\n", f);
 }
 
-/* The validity of every identity certificate from today to 120 days on. */
-static void timeline(FILE *f, const json_t *certs, int64_t now, const mon_rules *r)
+/* A managed certificate's renewal on its row of the timeline: a tick, at
+ * the left edge when it is already due. */
+static void renewal_mark(FILE *f, const json_t *m, int64_t now, int64_t end, int x0, int width,
+                         int y)
+{
+	int64_t at = parse_utc(s_of(m, "renewal_time"));
+	long long x = x0 + (at > now ? (at - now) * width / (end - now) : 0);
+
+	if (m == NULL || at == 0 || at > end)
+		return;
+	fprintf(f,
+	        "<path class=\"renewal\" d=\"M%lld %d l5 7 l-5 7 l-5 -7 z\" fill=\"#6a1b9a\" "
+	        "stroke=\"#fff\"><title>renewal ",
+	        x, y + 3);
+	h(f, s_of(m, "renewal_time"));
+	fputs("</title></path>\n", f);
+}
+
+/* The validity of every identity certificate from today to 120 days on,
+ * with each managed certificate's renewal marked. */
+static void timeline(FILE *f, const json_t *certs, const json_t *managed, int64_t now,
+                     const mon_rules *r)
 {
 	enum { LEFT = 220, WIDTH = 660, ROW = 22, TOP = 24 };
 	const int64_t end = now + (int64_t)SPAN_DAYS * DAY;
@@ -315,6 +388,7 @@ static void timeline(FILE *f, const json_t *certs, int64_t now, const mon_rules 
 		fputs(" to ", f);
 		h(f, s_of(c, "not_after"));
 		fputs("</title></rect>\n", f);
+		renewal_mark(f, managed_for(managed, c), now, end, LEFT, WIDTH, y);
 		y += ROW;
 	}
 	fprintf(
@@ -326,7 +400,8 @@ static void timeline(FILE *f, const json_t *certs, int64_t now, const mon_rules 
 
 void mon_page_write(FILE *f, const json_t *st, int64_t now)
 {
-	const json_t *certs = json_object_get(st, "certificates");
+	const json_t *certs = json_object_get(st, "certificates"),
+	             *managed = json_object_get(json_object_get(st, "acme"), "managed");
 	char when[32];
 	mon_rules r;
 
@@ -343,7 +418,7 @@ void mon_page_write(FILE *f, const json_t *st, int64_t now)
 	fprintf(f, ")</h1>\n<p class=\"muted\">drawn %s <span id=\"updated\"></span></p>\n", when);
 	alerts(f, st);
 	cluster(f, st);
-	certificates(f, certs, now, &r);
-	timeline(f, certs, now, &r);
+	certificates(f, certs, managed, now, &r);
+	timeline(f, certs, managed, now, &r);
 	fprintf(f, "<script>%s</script>\n</body></html>\n", SCRIPT);
 }

@@ -131,6 +131,11 @@ typedef struct pki_bundle {
  * a PKCS#12 MAC, a PKCS#12 or PKCS#5 PBE or PBKDF2 (OpenSSL and Windows
  * write 2,000 to 10,000; 1,000,000 take about a second), and scrypt's
  * N * r * p (OpenSSL writes 2^17).  More is refused before any of it runs. */
+/* The most names (subjectAltName entries) a certificate may carry to be
+ * imported: every name is an entry of each node's TLS selection index and
+ * a line of the record.  Let's Encrypt issues at most 100. */
+#define PKI_MAX_SANS 1000
+
 #define PKI_MAX_KDF_ITER    1000000
 #define PKI_MAX_SCRYPT_COST (1 << 23)
 

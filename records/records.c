@@ -288,10 +288,15 @@ int rec_put(cs_txn *txn, cs_table t, const uint8_t *key, size_t klen, const Prot
             cs_err *err)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = malloc(len ? len : 1);
+	uint8_t *buf;
 	int rc;
 
-	if (buf == NULL)
+	if (len > REC_MAX_BYTES)
+		return cs_fail(err, CS_EINPUT,
+		               "its %s record would hold %zu bytes, over the limit of %zu KiB per "
+		               "record",
+		               cs_table_name(t), len, REC_MAX_BYTES >> 10);
+	if ((buf = malloc(len ? len : 1)) == NULL)
 		return cs_fail(err, CS_EIO, "out of memory");
 	protobuf_c_message_pack(msg, buf);
 	rc = cs_txn_put(txn, t, key, klen, buf, len, err);

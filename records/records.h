@@ -116,7 +116,13 @@ int rec_key_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN], cs_err *e
 int rec_request_find(cs_txn *txn, const char *ref, uint8_t id[PKI_ID_LEN],
                      Certsync__RequestRecord **out, cs_err *err);
 
-/* Packs msg and puts it under key. */
+/* The largest record rec_put writes: a certificate at PKI_MAX_SANS names of
+ * DNS's longest length, its names listed again in the record, fits; a
+ * record is one of a change's ops, and a change travels to the followers
+ * in messages of about a MiB (a larger one is refused, CS_EINPUT). */
+#define REC_MAX_BYTES ((size_t)1 << 20)
+
+/* Packs msg and puts it under key; refuses a record over REC_MAX_BYTES. */
 int rec_put(cs_txn *txn, cs_table t, const uint8_t *key, size_t klen, const ProtobufCMessage *msg,
             cs_err *err);
 

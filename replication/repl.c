@@ -511,14 +511,17 @@ int repl_start(repl **out, const repl_config *cfg, cs_store *st, const repl_hook
 	if (wire_open(r, cfg->listen, err) != 0)
 		goto close;
 	publish(r);
+	/* Logged before the thread starts: from then on r->leading and r->loc
+	 * are the thread's, which may be reloading them (a race ThreadSanitizer
+	 * reported when this line came after pthread_create). */
+	cs_info("repl: %s listens on %s as %s, epoch %" PRIu64 ", at seq %" PRIu64, r->name,
+	        cfg->listen, r->leading ? "the primary" : "a follower", r->loc.epoch,
+	        r->loc.applied.seq);
 	rc = pthread_create(&r->thread, NULL, run, r);
 	if (rc != 0) {
 		cs_fail(err, CS_EIO, "cannot start the replication thread: %s", strerror(rc));
 		goto close;
 	}
-	cs_info("repl: %s listens on %s as %s, epoch %" PRIu64 ", at seq %" PRIu64, r->name,
-	        cfg->listen, r->leading ? "the primary" : "a follower", r->loc.epoch,
-	        r->loc.applied.seq);
 	*out = r;
 	return 0;
 close:
@@ -531,9 +534,13 @@ static void run_done(repl *r, struct waiter *w)
 {
 	json_t *names = json_array();
 
+	/* Under mu: the thread adds peers and marks them removed (members.c)
+	 * while the agent lists them here. */
+	pthread_mutex_lock(&r->mu);
 	for (size_t i = 0; i < r->npeers; i++)
 		if ((w->missing & ((uint64_t)1 << i)) && !r->peers[i].removed)
 			json_array_append_new(names, json_string(r->peers[i].name));
+	pthread_mutex_unlock(&r->mu);
 	w->done(w->arg, names);
 	free(w);
 }

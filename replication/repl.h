@@ -11,9 +11,11 @@
  * peers' keys.  Sealed keys travel as stored: nothing here unseals.
  *
  * Threads: repl_start runs the replication in a thread of its own that owns
- * every ZeroMQ socket.  All functions here are called from one other thread,
- * the agent's; the callbacks (hooks, repl_wait's done) run in that thread
- * too, from repl_dispatch, which the agent calls when repl_fd is readable.
+ * every ZeroMQ socket.  The functions here are called from one other thread,
+ * the agent's, except repl_promote, which may wait and so runs on a worker
+ * (it touches only what r->mu guards); the callbacks (hooks, repl_wait's
+ * done) run in the agent's thread, from repl_dispatch, which the agent
+ * calls when repl_fd is readable.
  * The replication thread writes the store only on a follower (applying) and
  * for epoch changes; LMDB serializes it with the agent's writes. */
 #ifndef CS_REPL_H

@@ -586,3 +586,26 @@ out:
 	certsync__diverged_record__free_unpacked(rec, NULL);
 	return rc;
 }
+
+/* ---- one change in several entries ---- */
+
+int cs_txn_log_split(cs_txn *txn, const char *summary, cs_err *err)
+{
+	if (txn->failed || txn->nops == 0)
+		return txn->failed ? cs_fail(err, CS_EIO, "an earlier change failed") : 0;
+	if (st_append_local(txn, summary, err) != 0) {
+		txn->failed = true;
+		return -1;
+	}
+	if (txn->split.seq == 0)
+		txn->split = txn->applied;
+	for (size_t i = 0; i < txn->nops; i++)
+		free(txn->ops[i]);
+	txn->nops = txn->opbytes = 0;
+	return 0;
+}
+
+size_t cs_txn_log_bytes(const cs_txn *txn)
+{
+	return txn->opbytes;
+}

@@ -398,8 +398,10 @@ int st_put(cs_txn *txn, cs_table t, const void *key, size_t klen, const void *va
 	if (had)
 		st_xor_into(txn->digest, hold);
 	st_xor_into(txn->digest, hnew);
-	if (op != NULL)
+	if (op != NULL) {
 		txn->ops[txn->nops++] = op;
+		txn->opbytes += klen + vlen;
+	}
 	txn->dirty = true;
 	return 0;
 }
@@ -581,7 +583,7 @@ int st_appended(cs_txn *txn, cs_pos pos, cs_err *err)
 }
 
 /* Appends the entry of this transaction's ops at (epoch, applied seq + 1). */
-static int append_local(cs_txn *txn, const char *summary, cs_err *err)
+int st_append_local(cs_txn *txn, const char *summary, cs_err *err)
 {
 	Certsync__LogEntry entry = CERTSYNC__LOG_ENTRY__INIT;
 	cs_pos next = {txn->epoch, txn->applied.seq + 1};
@@ -640,7 +642,7 @@ int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
 		cs_txn_abort(txn); /* nothing to write, nothing to log */
 		return 0;
 	}
-	if (txn->nops > 0 && append_local(txn, summary, err) != 0)
+	if (txn->nops > 0 && st_append_local(txn, summary, err) != 0)
 		goto fail;
 	next = txn->applied;
 	st_put_be64(ab, next.epoch);
@@ -656,13 +658,13 @@ int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err)
 	}
 	if (txn->nested) {
 		batch.changed = true;
-		if (txn->nops > 0) {
+		if (txn->nops > 0 || txn->split.seq != 0) {
 			if (batch.first.seq == 0)
-				batch.first = next;
+				batch.first = txn->split.seq != 0 ? txn->split : next;
 			batch.last = next;
 		}
 	} else {
-		log_durable(next, next);
+		log_durable(txn->split.seq != 0 ? txn->split : next, next);
 	}
 	txn_free(txn);
 	if (pos != NULL)

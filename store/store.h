@@ -100,6 +100,13 @@ size_t cs_txn_count(cs_txn *txn, cs_table t);
  * (then nothing was written): do not abort it afterwards. */
 CS_MUST_CHECK int cs_txn_commit(cs_txn *txn, const char *summary, cs_pos *pos, cs_err *err);
 void cs_txn_abort(cs_txn *txn);
+/* Appends the log entry of the ops so far (as cs_txn_commit would, same
+ * summary) and goes on with the same transaction: a change too large for
+ * one replication message becomes several entries that still commit, or
+ * fail, together on this node.  cs_txn_log_bytes: the keys and values the
+ * entry being built holds. */
+int cs_txn_log_split(cs_txn *txn, const char *summary, cs_err *err);
+size_t cs_txn_log_bytes(const cs_txn *txn);
 
 /* Group commit.  Between cs_store_batch_begin and cs_store_batch_end, the
  * write transactions the calling thread begins nest in one LMDB write

@@ -49,8 +49,14 @@ struct cs_txn {
 	Certsync__Op **ops; /* the log entry being built; each op owns its bytes */
 	size_t nops;
 	size_t capops;
+	size_t opbytes; /* keys and values the ops hold (cs_txn_log_bytes) */
+	cs_pos split;   /* the first entry cs_txn_log_split appended; seq 0: none */
 	struct blob *blobs;
 };
+
+/* Appends the log entry of txn's ops at (epoch, applied seq + 1) and moves
+ * the applied position to it (store.c). */
+int st_append_local(cs_txn *txn, const char *summary, cs_err *err);
 
 void st_put_be64(uint8_t *p, uint64_t v);
 uint64_t st_get_be64(const uint8_t *p);

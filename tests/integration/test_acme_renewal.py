@@ -154,11 +154,14 @@ def ca_down_then_up(c, down, up):
     first = obtain_default(c, "http-01")
     old_root = os.path.join(c.d, "first-root.pem")
     helpers.write(old_root, helpers.read(c.root))
+    due = show(primary, "site")["renewal_time"]
 
     down()
     primary.cli("acme", "renew", "site", check=0)
     st = wait_failed_attempt(primary, "site")
     assert epoch(st["next_attempt"]) > time.time() + 20, st   # backed off, a minute at first
+    # when the certificate is due for renewal stays what it was
+    assert due is not None and st["renewal_time"] == due, (due, st)
     listed = {m["name"]: m for m in primary.cli("acme", "list", check=0).data["certificates"]}
     ca = (c.front or c.pebble).dir_url.split("/")[2]   # the CA that does not answer
     assert ca in listed["site"]["last_error"]["message"], listed["site"]
@@ -248,6 +251,7 @@ def test_ari_window_drives_the_renewal(ari_cluster):
     w = st["renewal_window"]
     assert (w["start"], w["end"]) == tuple(rfc3339(t) for t in windows.later), st
     assert windows.later[0] <= epoch(st["next_attempt"]) <= windows.later[1], st
+    assert st["renewal_time"] == st["next_attempt"], st
     assert windows.certids[1:] == [ari_certid(der)], windows.certids
     assert primary.status()["default"]["id"] == second
 

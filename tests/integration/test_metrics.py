@@ -44,6 +44,15 @@ def samples(text, name):
             for m in re.finditer(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M)}
 
 
+def promtool_check(text):
+    """`promtool check metrics` passes on text."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/install-deps installs Debian's prometheus"
+    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout.decode()
+
+
 def test_metrics_follow_cert_manager_and_pass_promtool(admin_agent, pki, tmp_path):
     port = helpers.free_port()
     a = admin_agent("admin_listen = 127.0.0.1:%d\n" % port)
@@ -71,11 +80,7 @@ def test_metrics_follow_cert_manager_and_pass_promtool(admin_agent, pki, tmp_pat
     active = samples(text, "certsync_alerts_active")
     assert set(active) == {'{severity="warning"}', '{severity="error"}'}
     assert "PRIVATE" not in text and a.passphrase not in text
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: scripts/install-deps installs Debian's prometheus"
-    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
-    assert p.returncode == 0, p.stdout.decode()
+    promtool_check(text)
 
 
 def ready(text, cid):
