@@ -301,6 +301,7 @@ static void *run(void *arg)
 	time_t ari_failed = 0; /* when asking renewalInfo again last failed */
 	struct due d;
 
+	pthread_setname_np(pthread_self(), "cs-acme"); /* top -H, perf, gdb */
 	while (!atomic_load(&r->stop)) {
 		time_t idle = time(NULL) + RUNNER_IDLE_S;
 

@@ -41,6 +41,7 @@ static void *run(void *arg)
 	cs_worker *w = arg;
 	struct job *j;
 
+	pthread_setname_np(pthread_self(), "cs-worker"); /* top -H, perf, gdb */
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (w->todo == NULL && !atomic_load(&w->stop))

@@ -100,11 +100,27 @@ class Certbot:
         return timed_process(self.base + [a for n in names for a in ("-d", n)], self.env)
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process so far (/proc/PID/stat)."""
-    with open("/proc/%d/stat" % pid) as f:
+def cpu_seconds(pid, task=None):
+    """utime + stime of a process (or of one of its threads) so far."""
+    path = "/proc/%d/stat" % pid if task is None else "/proc/%d/task/%s/stat" % (pid, task)
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread(pid):
+    """utime + stime so far of each of the agent's threads, summed by name
+    (cs-tls: the TLS endpoint; cs-acme: the runner; cs-repl, cs-worker...;
+    certsync: the loop)."""
+    out = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                comm = f.read().strip()
+            out[comm] = out.get(comm, 0) + cpu_seconds(pid, task)
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return out
 
 
 class Served:
@@ -152,12 +168,14 @@ def certsync_issue(c, served, name, names, old):
     """acme add NAME, timed until every node serves the result; returns
     (wall, primary CPU, certificate id)."""
     primary = c.node("primary")
-    cpu0, t0 = cpu_seconds(primary.pid), time.monotonic()
+    cpu0, t0 = cpu_by_thread(primary.pid), time.monotonic()
     # --default: the default, served for every name it covers, moves to it
     primary.cli("acme", "add", name, *[a for n in names for a in ("--domain", n)],
                 "--challenge", "http-01", "--default", check=0)
     cid = served.everywhere(names, old, timeout=300)
-    return time.monotonic() - t0, cpu_seconds(primary.pid) - cpu0, cid
+    cpu1 = cpu_by_thread(primary.pid)
+    spent = {k: v - cpu0.get(k, 0) for k, v in cpu1.items()}
+    return time.monotonic() - t0, spent, cid
 
 
 def obtained(node, count):
@@ -196,13 +214,14 @@ def bench(args, d):
         seen = set()
         _, _, cid = certsync_issue(c, served, "warm", names, seen)  # registers the account
         seen.add(cid)
-        walls, cpus = [], []
+        walls, cpus, threads = [], [], []
         for i in range(args.rounds):
-            wall, cpu, cid = certsync_issue(c, served, "r%d" % i, names, seen)
+            wall, spent, cid = certsync_issue(c, served, "r%d" % i, names, seen)
             seen.add(cid)
             walls.append(wall)
-            cpus.append(cpu)
-        res["certsync"] = {"wall": walls, "cpu": cpus}
+            cpus.append(sum(spent.values()))
+            threads.append(spent)
+        res["certsync"] = {"wall": walls, "cpu": cpus, "threads": threads}
 
         many = ["m%03d.example.test" % i for i in range(args.many)]
         log("certsync: %d managed certificates at once" % args.many)
@@ -234,6 +253,10 @@ def report(res):
     med = {k: statistics.median(res[k]["wall"]) for k in ("lego", "certbot", "certsync")}
     cpu = {k: statistics.median(res[k]["cpu"]) for k in ("lego", "certbot", "certsync")}
     rate = {k: res[k]["count"] / res[k]["wall"] for k in ("certsync_many", "lego_many")}
+    threads = res["certsync"]["threads"]
+    by_thread = {k: statistics.median(t.get(k, 0) for t in threads)
+                 for k in set().union(*threads)}
+    without_tls = statistics.median(sum(t.values()) - t.get("cs-tls", 0) for t in threads)
     lines = [
         "issuance of %d names, median of %d rounds (s): lego %.2f, certbot %.2f, certsync "
         "issue-and-serve-everywhere %.2f" % (len(res["names"]), res["rounds"], med["lego"],
@@ -243,6 +266,11 @@ def report(res):
         "CPU per issuance (s): lego %.3f, certbot %.3f, certsync primary %.3f" % (
             cpu["lego"], cpu["certbot"], cpu["certsync"]),
         "  certsync primary / lego %.2fx (goal <= 1.0)" % (cpu["certsync"] / cpu["lego"]),
+        "  the primary's CPU by thread, median (s): " + ", ".join(
+            "%s %.3f" % (k, v) for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1])),
+        "  without its TLS endpoint (cs-tls: answering this benchmark's own polls, a "
+        "verified handshake per node and name every 20 ms) %.3f: %.2fx lego" % (
+            without_tls, without_tls / cpu["lego"]),
         "many: certsync %d certificates in %.1f s (%.2f/s); lego %d one after another in "
         "%.1f s (%.2f/s)" % (res["certsync_many"]["count"], res["certsync_many"]["wall"],
                              rate["certsync_many"], res["lego_many"]["count"],

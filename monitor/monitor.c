@@ -83,6 +83,7 @@ static void *worker(void *arg)
 	struct target *t = arg;
 	struct mon_monitor *m = t->m;
 
+	pthread_setname_np(pthread_self(), "cs-alerts"); /* top -H, perf, gdb */
 	pthread_mutex_lock(&m->mu);
 	while (!m->stopping) {
 		struct job *j = t->head;

@@ -334,6 +334,7 @@ static void *run(void *arg)
 	size_t n = 0;
 	bool running = true;
 
+	pthread_setname_np(pthread_self(), "cs-repl"); /* top -H, perf, gdb */
 	r->relink = true;
 	while (running) {
 		int64_t wait = r->next_beat - cs_mono_ms();

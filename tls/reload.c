@@ -133,6 +133,7 @@ static void *reloader_main(void *arg)
 	const cs_key *key;
 	int64_t rest;
 
+	pthread_setname_np(pthread_self(), "cs-tls-reload"); /* top -H, perf, gdb */
 	/* On Linux a thread's nice value is its own: only this thread yields,
 	 * so a build never delays the commit or the push of the next change.
 	 * Failing to lower it changes nothing but timing. */

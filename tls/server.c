@@ -145,6 +145,7 @@ static void *worker_main(void *arg)
 {
 	struct tls_worker *w = arg;
 
+	pthread_setname_np(pthread_self(), "cs-tls"); /* top -H, perf, gdb */
 	event_base_dispatch(w->base);
 	return NULL;
 }
